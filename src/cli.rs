@@ -1,0 +1,333 @@
+//! The command line: dispatch between the protocol actions (exactly one argument, as
+//! clients exec us) and the commands for people (`init`, `status`, …), parsed by clap.
+//!
+//! Raw options (clap structs) are kept apart from what the library needs; human
+//! output goes to stdout, human errors to stderr with the next step to take.
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::crypto::{KdfParams, Recipient, VaultKey};
+use crate::error::Error;
+use crate::file::Location;
+use crate::keys::{self, KeyEnv};
+use crate::protocol::{self, Action};
+use crate::vault::{Slot, Vault};
+use crate::{exit, messages};
+
+const PROTOCOL_HELP: &str = "\
+Credential-helper protocol (run by Docker and other clients, one action per call):
+  store    read {\"ServerURL\",\"Username\",\"Secret\"} JSON on stdin and save it
+  get      read a server URL on stdin, print its credentials as JSON
+  erase    read a server URL on stdin, remove its credentials
+  list     print {\"<server URL>\":\"<username>\",…}
+  version  print the version line
+
+Environment:
+  LOCKBOX_VAULT            the vault file (default: $DOCKER_CONFIG/lockbox/vault.json,
+                           else ~/.docker/lockbox/vault.json)
+  LOCKBOX_IDENTITY         age identity text that opens the vault (CI secrets)
+  LOCKBOX_IDENTITY_FILE    an age identity file or unencrypted SSH private key
+  LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)";
+
+/// A Docker credential helper that keeps registry credentials in an encrypted vault.
+#[derive(Debug, Parser)]
+#[command(name = "docker-credential-lockbox", version, after_help = PROTOCOL_HELP)]
+pub struct Opts {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the vault, with a passphrase slot and/or age recipient slots.
+    Init(InitOpts),
+    /// Show the vault: path, slots, entries, whether a key source is set.
+    Status(StatusOpts),
+}
+
+#[derive(Debug, Args)]
+struct InitOpts {
+    /// Add a passphrase slot; the passphrase is asked twice on the terminal.
+    #[arg(long)]
+    passphrase: bool,
+    /// Add a passphrase slot with the passphrase read from FILE (one trailing newline
+    /// is dropped), for scripts.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase")]
+    passphrase_file: Option<PathBuf>,
+    /// Add an age slot for RECIPIENT: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
+    /// Repeatable.
+    #[arg(long, value_name = "RECIPIENT")]
+    recipient: Vec<String>,
+    /// Add an age slot for every recipient in FILE (one per line, `#` comments).
+    #[arg(long, value_name = "FILE")]
+    recipients_file: Vec<PathBuf>,
+    /// Replace an existing vault (its entries are lost).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatusOpts {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // The protocol path comes first and stays minimal: every helper call is a new
+    // process, so its start-up cost is the product's speed.
+    match args.get(1).map(|a| a.to_str()) {
+        None => {
+            println!("{}", messages::USAGE);
+            return exit::code(exit::FAILURE);
+        }
+        Some(Some(word)) => {
+            if let Some(action) = Action::from_arg(word) {
+                if args.len() != 2 {
+                    // As the Go helpers: exactly one argument, else usage on stdout.
+                    println!("{}", messages::USAGE);
+                    return exit::code(exit::FAILURE);
+                }
+                return exit::code(protocol::main(action));
+            }
+            if !word.starts_with('-') && !is_command(word) {
+                println!("{}", messages::sanitize(&messages::unknown_action(word)));
+                eprintln!("{}", messages::UNKNOWN_ACTION_HINT);
+                return exit::code(exit::FAILURE);
+            }
+        }
+        Some(None) => {}
+    }
+    let opts = match Opts::try_parse_from(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = e.print();
+            return exit::code(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    match run(opts) {
+        Ok(code) => exit::code(code),
+        Err(e) => {
+            eprintln!("{}{}", messages::ERROR_PREFIX, e.message());
+            exit::code(e.exit_code())
+        }
+    }
+}
+
+fn is_command(word: &str) -> bool {
+    word == "help" || Opts::command().find_subcommand(word).is_some()
+}
+
+fn run(opts: Opts) -> Result<u8, Error> {
+    let location = Location::from_env();
+    match opts.command {
+        Command::Init(o) => init(o, &location),
+        Command::Status(o) => status(o, &location),
+    }
+}
+
+fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
+    let path = location.resolve()?;
+    let mut recipients = Vec::new();
+    for r in &o.recipient {
+        recipients.push(parse_recipient_line(r)?);
+    }
+    for file in &o.recipients_file {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                recipients.push(parse_recipient_line(line)?);
+            }
+        }
+    }
+    let passphrase = if o.passphrase {
+        Some(ask_new_passphrase()?)
+    } else if let Some(file) = &o.passphrase_file {
+        Some(keys::read_passphrase_file(file)?)
+    } else {
+        None
+    };
+    if passphrase.is_none() && recipients.is_empty() {
+        return Err(usage_error(messages::INIT_NEEDS_SLOT));
+    }
+    if !o.force && path.read()?.is_some() {
+        return Err(Error::AlreadyExists(path.vault.clone()));
+    }
+    let key = VaultKey::generate();
+    let mut slots = Vec::new();
+    if let Some(p) = &passphrase {
+        slots.push(Vault::passphrase_slot(&key, p, kdf_params()?)?);
+    }
+    for (recipient, label) in &recipients {
+        slots.push(Vault::age_slot(&key, recipient, label.clone())?);
+    }
+    let vault = Vault::new(&key, slots);
+    path.create(&vault, o.force)?;
+    let described: Vec<String> = vault.slots().iter().map(Slot::describe).collect();
+    println!(
+        "{}",
+        messages::init_done(
+            &messages::sanitize(&path.vault.display().to_string()),
+            &messages::sanitize(&described.join(", "))
+        )
+    );
+    Ok(exit::OK)
+}
+
+/// A recipient and its label: an SSH key's comment, else the key text itself.
+fn parse_recipient_line(line: &str) -> Result<(Recipient, String), Error> {
+    let recipient = Recipient::parse(line)?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let label = if fields.len() > 2 && fields[0].starts_with("ssh-") {
+        fields[2..].join(" ")
+    } else {
+        recipient.canonical()
+    };
+    Ok((recipient, label))
+}
+
+fn usage_error(text: &str) -> Error {
+    Error::BadIdentity {
+        source_name: "the command line".into(),
+        reason: text.into(),
+    }
+}
+
+fn ask_new_passphrase() -> Result<SecretString, Error> {
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(SecretString::from)
+            .map_err(|_| usage_error(messages::NO_TERMINAL))
+    };
+    let first = ask(messages::PROMPT_NEW)?;
+    if first.expose_secret().is_empty() {
+        return Err(usage_error(messages::EMPTY_PASSPHRASE));
+    }
+    let second = ask(messages::PROMPT_CONFIRM)?;
+    if first.expose_secret() != second.expose_secret() {
+        return Err(usage_error(messages::PASSPHRASE_MISMATCH));
+    }
+    Ok(first)
+}
+
+/// The Argon2id cost for a new passphrase slot: calibrated to about 0.75 s on this
+/// machine (t=3, p=1, memory scaled between 64 MiB and 512 MiB), or the values in
+/// `LOCKBOX_ARGON2_PARAMS` (`m_cost_kib,t_cost,p_cost`) for tests and slow machines.
+pub fn kdf_params() -> Result<KdfParams, Error> {
+    if let Some(text) = std::env::var_os("LOCKBOX_ARGON2_PARAMS") {
+        let text = text.to_string_lossy();
+        let nums: Vec<u32> = text.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+        let [m_cost_kib, t_cost, p_cost] = nums[..] else {
+            return Err(usage_error("LOCKBOX_ARGON2_PARAMS must be m_cost_kib,t_cost,p_cost"));
+        };
+        let params = KdfParams { m_cost_kib, t_cost, p_cost };
+        params.check()?;
+        eprintln!("{}", messages::WEAK_KDF_WARNING);
+        return Ok(params);
+    }
+    Ok(calibrate())
+}
+
+fn calibrate() -> KdfParams {
+    const TARGET_SECS: f64 = 0.75;
+    const T_COST: u32 = 3;
+    const MIN_KIB: u32 = 64 * 1024;
+    const MAX_KIB: u32 = 512 * 1024;
+    let probe = KdfParams { m_cost_kib: MIN_KIB, t_cost: 1, p_cost: 1 };
+    let pw = SecretString::from("calibration".to_owned());
+    let start = Instant::now();
+    let secs = match probe.derive(&pw, &[0u8; 16]) {
+        Ok(_) => start.elapsed().as_secs_f64().max(1e-3),
+        Err(_) => return KdfParams { m_cost_kib: MIN_KIB, t_cost: T_COST, p_cost: 1 },
+    };
+    // Argon2 cost is linear in memory × passes.
+    let scale = TARGET_SECS / (secs * f64::from(T_COST));
+    let m = (f64::from(MIN_KIB) * scale) as u64;
+    let m = (m.clamp(u64::from(MIN_KIB), u64::from(MAX_KIB)) as u32) / 1024 * 1024;
+    KdfParams { m_cost_kib: m, t_cost: T_COST, p_cost: 1 }
+}
+
+fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    let env = KeyEnv::from_env()?;
+    let key_source = if env.identity.is_some() {
+        Some("LOCKBOX_IDENTITY")
+    } else if env.identity_file.is_some() {
+        Some("LOCKBOX_IDENTITY_FILE")
+    } else if env.passphrase_file.is_some() {
+        Some("LOCKBOX_PASSPHRASE_FILE")
+    } else {
+        None
+    };
+    let mut out = std::io::stdout().lock();
+    let io_err = |e| Error::io("write", "stdout", e);
+    if o.json {
+        let slots: Vec<serde_json::Value> = vault
+            .slots()
+            .iter()
+            .map(|s| match s {
+                Slot::Passphrase(w) => serde_json::json!({
+                    "type": "passphrase", "kdf": "argon2id",
+                    "m_cost_kib": w.params.m_cost_kib, "t_cost": w.params.t_cost, "p_cost": w.params.p_cost,
+                }),
+                Slot::Age { label, recipient, .. } => serde_json::json!({
+                    "type": "age", "label": label, "recipient": recipient,
+                }),
+            })
+            .collect();
+        let v = serde_json::json!({
+            "vault": path.vault,
+            "format": crate::vault::FORMAT_VERSION,
+            "public_key": vault.public().to_string(),
+            "slots": slots,
+            "entries": vault.entries().len(),
+            "key_source": key_source,
+        });
+        writeln!(out, "{v}").map_err(io_err)?;
+        return Ok(exit::OK);
+    }
+    let mut text = format!(
+        "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}\nslots:      {}\n",
+        path.vault.display(),
+        crate::vault::FORMAT_VERSION,
+        vault.public(),
+        vault.entries().len(),
+        vault.slots().len(),
+    );
+    for (i, slot) in vault.slots().iter().enumerate() {
+        text.push_str(&format!("  {}. {}\n", i + 1, slot.describe()));
+    }
+    text.push_str(&match key_source {
+        Some(var) => format!("key:        from {var} (for get)\n"),
+        None => "key:        none set (get fails with the locked message)\n".to_owned(),
+    });
+    let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
+    out.write_all(clean.as_bytes()).map_err(io_err)?;
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Opts::command().debug_assert();
+    }
+
+    #[test]
+    fn ssh_comment_becomes_label() {
+        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@laptop";
+        let (_, label) = parse_recipient_line(line).unwrap();
+        assert_eq!(label, "alice@laptop");
+    }
+}

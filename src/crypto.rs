@@ -1,0 +1,454 @@
+//! The vault's cryptography, specified in `docs/FORMAT.md`:
+//!
+//! - the vault key pair is an age X25519 identity ([`VaultKey`]);
+//! - each entry's secret is age-encrypted to the vault's public key, with the server URL
+//!   and username inside the plaintext so a ciphertext moved to another entry fails
+//!   ([`seal_entry`], [`VaultKey::open_entry`]);
+//! - a passphrase slot wraps the private key with XChaCha20-Poly1305 under an Argon2id
+//!   key ([`wrap_with_passphrase`]);
+//! - an age slot age-encrypts the private key to one X25519 or SSH recipient
+//!   ([`wrap_to_recipient`]).
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Domain separation for entry plaintexts (`docs/FORMAT.md` "Entry plaintext").
+const ENTRY_MAGIC: &[u8] = b"lockbox-entry-v1\0";
+/// Associated data prefix of the passphrase slot; the vault's public key follows.
+const PASSPHRASE_AAD: &[u8] = b"lockbox-passphrase-slot-v1\0";
+
+/// Bounds on Argon2id parameters read from a file, so a hostile vault cannot make the
+/// helper allocate gigabytes or work for minutes (cf. age's `ExcessiveWork`).
+pub mod kdf_bounds {
+    /// Most memory, in KiB (1 GiB).
+    pub const MAX_M_COST_KIB: u32 = 1 << 20;
+    /// Least memory accepted, in KiB: Argon2's own minimum for one lane.
+    pub const MIN_M_COST_KIB: u32 = 8;
+    /// Most passes.
+    pub const MAX_T_COST: u32 = 16;
+    /// Most total work: memory × passes, in KiB (2 GiB·pass, a few seconds here).
+    pub const MAX_WORK_KIB: u64 = 2 << 20;
+    /// Most lanes.
+    pub const MAX_P_COST: u32 = 8;
+    /// Salt length range, bytes.
+    pub const SALT_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+}
+
+/// Length of an XChaCha20-Poly1305 nonce.
+pub const NONCE_LEN: usize = 24;
+/// Length of the salt `init` chooses.
+pub const SALT_LEN: usize = 32;
+
+/// Argon2id cost parameters of a passphrase slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_cost_kib: u32,
+    /// Passes.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl KdfParams {
+    /// Checks the bounds of [`kdf_bounds`].
+    pub fn check(&self) -> Result<()> {
+        use kdf_bounds::*;
+        let ok = (1..=MAX_P_COST).contains(&self.p_cost)
+            && (1..=MAX_T_COST).contains(&self.t_cost)
+            && self.m_cost_kib >= MIN_M_COST_KIB.max(8 * self.p_cost)
+            && self.m_cost_kib <= MAX_M_COST_KIB
+            && u64::from(self.m_cost_kib) * u64::from(self.t_cost) <= MAX_WORK_KIB;
+        if ok { Ok(()) } else { Err(Error::ExcessiveWork) }
+    }
+
+    fn argon2(&self) -> Result<argon2::Argon2<'static>> {
+        self.check()?;
+        let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
+            .map_err(|_| Error::ExcessiveWork)?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+
+    /// Derives the 32-byte wrapping key.
+    pub fn derive(&self, passphrase: &SecretString, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        self.argon2()?
+            .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut key[..])
+            .map_err(|e| Error::Encrypt(format!("argon2id: {e}")))?;
+        Ok(key)
+    }
+}
+
+/// Fills a buffer from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// A sealed passphrase slot: everything `docs/FORMAT.md` stores for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassphraseWrap {
+    /// Argon2id parameters.
+    pub params: KdfParams,
+    /// Argon2id salt.
+    pub salt: Vec<u8>,
+    /// XChaCha20-Poly1305 nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// The wrapped private key, with its 16-byte tag.
+    pub wrapped: Vec<u8>,
+}
+
+/// The vault's key pair. Only code that has opened a slot holds one; the private half
+/// is zeroed when dropped (x25519-dalek's `StaticSecret`).
+pub struct VaultKey {
+    identity: age::x25519::Identity,
+}
+
+impl std::fmt::Debug for VaultKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultKey")
+            .field("public", &self.public().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VaultKey {
+    /// A fresh random key pair.
+    pub fn generate() -> Self {
+        VaultKey {
+            identity: age::x25519::Identity::generate(),
+        }
+    }
+
+    /// Parses the private key text (`AGE-SECRET-KEY-1…`) found inside a slot and checks
+    /// that it is the key of the vault whose public key is `expected`.
+    pub fn from_slot_plaintext(
+        text: &[u8],
+        expected: &age::x25519::Recipient,
+    ) -> Result<Self> {
+        let text = std::str::from_utf8(text).map_err(|_| Error::KeyMismatch)?;
+        let identity = age::x25519::Identity::from_str(text).map_err(|_| Error::KeyMismatch)?;
+        if identity.to_public().to_string() != expected.to_string() {
+            return Err(Error::KeyMismatch);
+        }
+        Ok(VaultKey { identity })
+    }
+
+    /// The vault's public key, to which entries are encrypted.
+    pub fn public(&self) -> age::x25519::Recipient {
+        self.identity.to_public()
+    }
+
+    /// The private key text, as a slot wraps it.
+    fn secret_text(&self) -> SecretString {
+        self.identity.to_string()
+    }
+
+    /// Wraps the private key under a passphrase (a passphrase slot).
+    pub fn wrap_with_passphrase(
+        &self,
+        passphrase: &SecretString,
+        params: KdfParams,
+    ) -> Result<PassphraseWrap> {
+        let salt = random_bytes::<SALT_LEN>().to_vec();
+        let nonce = random_bytes::<NONCE_LEN>();
+        let key = params.derive(passphrase, &salt)?;
+        let aad = passphrase_aad(&self.public());
+        let secret = self.secret_text();
+        let wrapped = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]))
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: secret.expose_secret().as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::Encrypt("xchacha20-poly1305".into()))?;
+        Ok(PassphraseWrap {
+            params,
+            salt,
+            nonce,
+            wrapped,
+        })
+    }
+
+    /// Opens a passphrase slot.
+    pub fn unwrap_with_passphrase(
+        wrap: &PassphraseWrap,
+        passphrase: &SecretString,
+        vault_public: &age::x25519::Recipient,
+    ) -> Result<Self> {
+        let key = wrap.params.derive(passphrase, &wrap.salt)?;
+        let aad = passphrase_aad(vault_public);
+        let plain = Zeroizing::new(
+            XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]))
+                .decrypt(
+                    XNonce::from_slice(&wrap.nonce),
+                    Payload {
+                        msg: &wrap.wrapped,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| Error::WrongPassphrase)?,
+        );
+        Self::from_slot_plaintext(&plain, vault_public)
+    }
+
+    /// Wraps the private key to an age recipient (an age slot).
+    pub fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>> {
+        let secret = self.secret_text();
+        age_encrypt(recipient.as_dyn(), secret.expose_secret().as_bytes())
+    }
+
+    /// Tries to open an age slot with the given identities. `Ok(None)` means none of
+    /// them is this slot's key, so the caller can go on to the next slot.
+    pub fn unwrap_with_identities(
+        wrapped: &[u8],
+        identities: &[Box<dyn age::Identity + Send + Sync>],
+        vault_public: &age::x25519::Recipient,
+    ) -> Result<Option<Self>> {
+        let decryptor = match age::Decryptor::new_buffered(wrapped) {
+            Ok(d) => d,
+            Err(_) => return Ok(None),
+        };
+        let ids = identities.iter().map(|i| i.as_ref() as &dyn age::Identity);
+        let mut reader = match decryptor.decrypt(ids) {
+            Ok(r) => r,
+            Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+            Err(_) => return Err(Error::KeyMismatch),
+        };
+        let mut plain = Zeroizing::new(Vec::with_capacity(128));
+        reader
+            .read_to_end(&mut plain)
+            .map_err(|_| Error::KeyMismatch)?;
+        Self::from_slot_plaintext(&plain, vault_public).map(Some)
+    }
+
+    /// Decrypts an entry and checks it is bound to `server` and `username`.
+    pub fn open_entry(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>> {
+        let tampered = || Error::EntryTampered(server.to_owned());
+        let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|_| tampered())?;
+        let mut reader = decryptor
+            .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
+            .map_err(|_| tampered())?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+        reader.read_to_end(&mut plain).map_err(|_| tampered())?;
+        let secret = parse_entry_plaintext(&plain, server, username).ok_or_else(tampered)?;
+        Ok(Zeroizing::new(secret.to_owned()))
+    }
+}
+
+fn passphrase_aad(public: &age::x25519::Recipient) -> Vec<u8> {
+    let mut aad = PASSPHRASE_AAD.to_vec();
+    aad.extend_from_slice(public.to_string().as_bytes());
+    aad
+}
+
+/// Encrypts an entry's secret to the vault's public key, binding server and username.
+pub fn seal_entry(
+    vault_public: &age::x25519::Recipient,
+    server: &str,
+    username: &str,
+    secret: &SecretString,
+) -> Result<Vec<u8>> {
+    let plain = entry_plaintext(server, username, secret.expose_secret());
+    age_encrypt(vault_public, &plain)
+}
+
+/// `docs/FORMAT.md` "Entry plaintext": magic, u32-BE length + server, u32-BE length +
+/// username, then the secret to the end.
+pub fn entry_plaintext(server: &str, username: &str, secret: &str) -> Zeroizing<Vec<u8>> {
+    let mut p = Zeroizing::new(Vec::with_capacity(
+        ENTRY_MAGIC.len() + 8 + server.len() + username.len() + secret.len(),
+    ));
+    p.extend_from_slice(ENTRY_MAGIC);
+    for field in [server, username] {
+        // Inputs are bounded to 1 MiB long before this, so the length fits in u32.
+        p.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        p.extend_from_slice(field.as_bytes());
+    }
+    p.extend_from_slice(secret.as_bytes());
+    p
+}
+
+/// The inverse of [`entry_plaintext`]: the secret, if the plaintext is well formed and
+/// bound to exactly this server and username.
+pub fn parse_entry_plaintext<'a>(plain: &'a [u8], server: &str, username: &str) -> Option<&'a str> {
+    let mut rest = plain.strip_prefix(ENTRY_MAGIC)?;
+    for field in [server, username] {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        if tail.len() < len || &tail[..len] != field.as_bytes() {
+            return None;
+        }
+        rest = &tail[len..];
+    }
+    std::str::from_utf8(rest).ok()
+}
+
+fn age_encrypt(recipient: &dyn age::Recipient, plain: &[u8]) -> Result<Vec<u8>> {
+    let enc = age::Encryptor::with_recipients(std::iter::once(recipient))
+        .map_err(|e| Error::Encrypt(e.to_string()))?;
+    let mut out = Vec::with_capacity(plain.len() + 256);
+    let mut w = enc
+        .wrap_output(&mut out)
+        .map_err(|e| Error::Encrypt(e.to_string()))?;
+    w.write_all(plain)
+        .and_then(|()| w.finish().map(|_| ()))
+        .map_err(|e| Error::Encrypt(e.to_string()))?;
+    Ok(out)
+}
+
+/// A recipient an age slot can be made for.
+#[derive(Clone)]
+pub enum Recipient {
+    /// `age1…`
+    X25519(age::x25519::Recipient),
+    /// `ssh-ed25519 …` or `ssh-rsa …`
+    Ssh(age::ssh::Recipient),
+}
+
+impl Recipient {
+    /// Parses `age1…`, `ssh-ed25519 AAAA… [comment]` or `ssh-rsa AAAA… [comment]`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.starts_with("age1") {
+            return age::x25519::Recipient::from_str(text)
+                .map(Recipient::X25519)
+                .map_err(|_| Error::BadRecipient(text.to_owned()));
+        }
+        if text.starts_with("ssh-") {
+            return age::ssh::Recipient::from_str(text)
+                .map(Recipient::Ssh)
+                .map_err(|_| Error::BadRecipient(text.to_owned()));
+        }
+        Err(Error::BadRecipient(text.to_owned()))
+    }
+
+    /// The canonical text stored in the slot (`age1…`, or `ssh-… AAAA…` without the comment).
+    pub fn canonical(&self) -> String {
+        match self {
+            Recipient::X25519(r) => r.to_string(),
+            Recipient::Ssh(r) => r.to_string(),
+        }
+    }
+
+    fn as_dyn(&self) -> &dyn age::Recipient {
+        match self {
+            Recipient::X25519(r) => r,
+            Recipient::Ssh(r) => r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FAST: KdfParams = KdfParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+
+    #[test]
+    fn passphrase_wrap_roundtrip_and_wrong_passphrase() {
+        let key = VaultKey::generate();
+        let pw = SecretString::from("correct horse".to_owned());
+        let wrap = key.wrap_with_passphrase(&pw, FAST).unwrap();
+        let back = VaultKey::unwrap_with_passphrase(&wrap, &pw, &key.public()).unwrap();
+        assert_eq!(back.public().to_string(), key.public().to_string());
+        let bad = SecretString::from("wrong".to_owned());
+        assert!(matches!(
+            VaultKey::unwrap_with_passphrase(&wrap, &bad, &key.public()),
+            Err(Error::WrongPassphrase)
+        ));
+        // A slot moved to another vault fails: the public key is in the AAD.
+        let other = VaultKey::generate();
+        assert!(VaultKey::unwrap_with_passphrase(&wrap, &pw, &other.public()).is_err());
+    }
+
+    #[test]
+    fn excessive_work_is_refused_before_any_allocation() {
+        for p in [
+            KdfParams { m_cost_kib: u32::MAX, t_cost: 1, p_cost: 1 },
+            KdfParams { m_cost_kib: 1 << 20, t_cost: 16, p_cost: 1 },
+            KdfParams { m_cost_kib: 64, t_cost: u32::MAX, p_cost: 1 },
+            KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 0 },
+            KdfParams { m_cost_kib: 4, t_cost: 1, p_cost: 1 },
+        ] {
+            assert!(matches!(p.check(), Err(Error::ExcessiveWork)), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn age_slot_roundtrip_and_foreign_identity() {
+        let key = VaultKey::generate();
+        let user = age::x25519::Identity::generate();
+        let wrapped = key
+            .wrap_to_recipient(&Recipient::X25519(user.to_public()))
+            .unwrap();
+        let ids: Vec<Box<dyn age::Identity + Send + Sync>> = vec![Box::new(user)];
+        let back = VaultKey::unwrap_with_identities(&wrapped, &ids, &key.public())
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.public().to_string(), key.public().to_string());
+        let stranger: Vec<Box<dyn age::Identity + Send + Sync>> =
+            vec![Box::new(age::x25519::Identity::generate())];
+        assert!(VaultKey::unwrap_with_identities(&wrapped, &stranger, &key.public())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn entry_bound_to_server_and_username() {
+        let key = VaultKey::generate();
+        let s = SecretString::from("pw".to_owned());
+        let ct = seal_entry(&key.public(), "host", "bob", &s).unwrap();
+        assert_eq!(key.open_entry("host", "bob", &ct).unwrap().as_str(), "pw");
+        assert!(key.open_entry("other", "bob", &ct).is_err());
+        assert!(key.open_entry("host", "eve", &ct).is_err());
+        assert!(VaultKey::generate().open_entry("host", "bob", &ct).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn entry_plaintext_roundtrip(server in any::<String>(), user in any::<String>(), secret in any::<String>()) {
+            let p = entry_plaintext(&server, &user, &secret);
+            prop_assert_eq!(parse_entry_plaintext(&p, &server, &user), Some(secret.as_str()));
+        }
+
+        #[test]
+        fn entry_plaintext_rejects_other_binding(server in "[a-z]{1,8}", other in "[a-z]{1,8}", secret in any::<String>()) {
+            prop_assume!(server != other && server != "u");
+            let p = entry_plaintext(&server, "u", &secret);
+            prop_assert_eq!(parse_entry_plaintext(&p, &other, "u"), None);
+            prop_assert_eq!(parse_entry_plaintext(&p, "u", &server), None);
+        }
+
+        #[test]
+        fn seal_open_roundtrip(server in any::<String>(), user in any::<String>(), secret in any::<String>()) {
+            let key = VaultKey::generate();
+            let ct = seal_entry(&key.public(), &server, &user, &SecretString::from(secret.clone())).unwrap();
+            let opened = key.open_entry(&server, &user, &ct).unwrap();
+            prop_assert_eq!(opened.as_str(), secret.as_str());
+        }
+    }
+}

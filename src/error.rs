@@ -1,0 +1,162 @@
+//! The library's error type: everything below the front ends (vault, crypto, file,
+//! keys). Each variant maps in exactly one place ([`Error::message`]) to the text a
+//! person or a client sees, and in one place ([`Error::exit_code`]) to an exit code.
+use std::io;
+use std::path::PathBuf;
+
+use crate::{exit, messages};
+
+/// An error from the vault, its file, its crypto or a key source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No vault file exists where a write (or `status`) needs one.
+    #[error("no vault at {}", .0.display())]
+    NotInitialized(PathBuf),
+    /// `init` found a vault and was not told to replace it.
+    #[error("a vault exists at {}", .0.display())]
+    AlreadyExists(PathBuf),
+    /// An operating-system call failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done, as a verb phrase ("read", "create").
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The vault file does not parse or does not validate.
+    #[error("vault {} is damaged: {reason}", path.display())]
+    Corrupt {
+        /// The vault file.
+        path: PathBuf,
+        /// What is wrong, without any secret.
+        reason: String,
+    },
+    /// The vault file has a format version this build does not know.
+    #[error("unsupported vault version {version}")]
+    UnsupportedVersion {
+        /// The vault file.
+        path: PathBuf,
+        /// The version found.
+        version: u64,
+    },
+    /// Another process held the lock for longer than the bounded wait.
+    #[error("lock wait timed out")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        secs: u64,
+    },
+    /// Argon2id parameters read from a file are over the bounds.
+    #[error("excessive KDF work")]
+    ExcessiveWork,
+    /// No key source is available to open the vault.
+    #[error("locked")]
+    Locked,
+    /// The passphrase opened no slot.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// A passphrase was given but the vault has no passphrase slot.
+    #[error("no passphrase slot")]
+    NoPassphraseSlot,
+    /// Identities were given but none opens an age slot.
+    #[error("no matching identity")]
+    NoMatchingIdentity,
+    /// Identities were given but the vault has no age slot.
+    #[error("no age slot")]
+    NoAgeSlot,
+    /// A slot opened, but the key inside is not this vault's key.
+    #[error("slot key does not match the vault public key")]
+    KeyMismatch,
+    /// An entry's ciphertext does not open, or is bound to another entry.
+    #[error("entry for {0} does not open")]
+    EntryTampered(String),
+    /// An identity source (environment variable or file) is unusable.
+    #[error("bad identity in {source_name}: {reason}")]
+    BadIdentity {
+        /// Where the identity came from (`LOCKBOX_IDENTITY`, a path…).
+        source_name: String,
+        /// Why it cannot be used (never the key text).
+        reason: String,
+    },
+    /// A recipient string does not parse.
+    #[error("bad recipient {0:?}")]
+    BadRecipient(String),
+    /// Neither HOME nor DOCKER_CONFIG nor LOCKBOX_VAULT is set.
+    #[error("no home directory")]
+    NoHome,
+    /// Encryption failed (the age encryptor or the AEAD refused).
+    #[error("encryption failed: {0}")]
+    Encrypt(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Io`].
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Corrupt`].
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The one-line text shown to a person and, for protocol actions, printed on
+    /// stdout. It says what to do next and never contains a secret. Control characters
+    /// are replaced so a hostile path or URL cannot drive the terminal.
+    pub fn message(&self) -> String {
+        let text = match self {
+            Error::NotInitialized(p) => messages::not_initialized(&p.display().to_string()),
+            Error::AlreadyExists(p) => messages::already_exists(&p.display().to_string()),
+            Error::Io { what, path, source } => {
+                messages::io(what, &path.display().to_string(), source)
+            }
+            Error::Corrupt { path, reason } => {
+                messages::corrupt(&path.display().to_string(), reason)
+            }
+            Error::UnsupportedVersion { path, version } => {
+                messages::unsupported_version(&path.display().to_string(), *version)
+            }
+            Error::LockTimeout { path, secs } => {
+                messages::lock_timeout(&path.display().to_string(), *secs)
+            }
+            Error::ExcessiveWork => messages::EXCESSIVE_WORK.to_owned(),
+            Error::Locked => messages::LOCKED.to_owned(),
+            Error::WrongPassphrase => messages::WRONG_PASSPHRASE.to_owned(),
+            Error::NoPassphraseSlot => messages::NO_PASSPHRASE_SLOT.to_owned(),
+            Error::NoMatchingIdentity => messages::NO_MATCHING_IDENTITY.to_owned(),
+            Error::NoAgeSlot => messages::NO_AGE_SLOT.to_owned(),
+            Error::KeyMismatch => messages::KEY_MISMATCH.to_owned(),
+            Error::EntryTampered(server) => messages::entry_tampered(server),
+            Error::BadIdentity {
+                source_name,
+                reason,
+            } => messages::bad_identity(source_name, reason),
+            Error::BadRecipient(r) => messages::bad_recipient(r),
+            Error::NoHome => messages::NO_HOME.to_owned(),
+            Error::Encrypt(reason) => format!("encryption failed: {reason}"),
+        };
+        messages::sanitize(&text)
+    }
+
+    /// The exit code for commands for people (protocol actions always exit 1).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Locked => exit::LOCKED,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,166 @@
+//! Where the vault's private key comes from when `get` needs it.
+//!
+//! In order: an age identity from the environment (`LOCKBOX_IDENTITY` holds key text,
+//! `LOCKBOX_IDENTITY_FILE` names an age identity file or an unencrypted SSH private
+//! key), then a passphrase file (`LOCKBOX_PASSPHRASE_FILE`, slow by design: it runs
+//! Argon2id on every call), then the agent. With none of them the answer is
+//! [`Error::Locked`] at once: protocol actions never prompt.
+//!
+//! The seam for the agent is [`EntryOpener`]: whatever opens entries — a [`VaultKey`]
+//! in this process, or an agent that decrypts on request so the key never leaves it.
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+
+use age::secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use crate::crypto::VaultKey;
+use crate::error::{Error, Result};
+use crate::vault::Vault;
+
+/// Largest identity or passphrase file read, bytes.
+pub const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// Opens entry ciphertexts. Implemented by [`VaultKey`] and, later, the agent client.
+pub trait EntryOpener {
+    /// Decrypts the entry for `server`/`username`, checking its binding.
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<Zeroizing<String>>;
+}
+
+impl EntryOpener for VaultKey {
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<Zeroizing<String>> {
+        VaultKey::open_entry(self, server, username, ciphertext)
+    }
+}
+
+/// The key-related environment variables, read once.
+#[derive(Default)]
+pub struct KeyEnv {
+    /// `LOCKBOX_IDENTITY`: age identity text.
+    pub identity: Option<Zeroizing<String>>,
+    /// `LOCKBOX_IDENTITY_FILE`
+    pub identity_file: Option<PathBuf>,
+    /// `LOCKBOX_PASSPHRASE_FILE`
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl KeyEnv {
+    /// Reads the variables; empty values count as unset.
+    pub fn from_env() -> Result<Self> {
+        let path = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty()).map(PathBuf::from);
+        let identity = match std::env::var_os("LOCKBOX_IDENTITY") {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(Zeroizing::new(v.into_string().map_err(|_| Error::BadIdentity {
+                source_name: "LOCKBOX_IDENTITY".into(),
+                reason: "not UTF-8".into(),
+            })?)),
+        };
+        Ok(KeyEnv {
+            identity,
+            identity_file: path("LOCKBOX_IDENTITY_FILE"),
+            passphrase_file: path("LOCKBOX_PASSPHRASE_FILE"),
+        })
+    }
+
+    /// Whether any key source is configured.
+    pub fn is_set(&self) -> bool {
+        self.identity.is_some() || self.identity_file.is_some() || self.passphrase_file.is_some()
+    }
+
+    /// Opens the vault's key from the configured sources, or [`Error::Locked`].
+    pub fn open(&self, vault: &Vault) -> Result<VaultKey> {
+        if self.identity.is_some() || self.identity_file.is_some() {
+            let mut ids = Vec::new();
+            if let Some(text) = &self.identity {
+                ids.extend(parse_identities(text.as_bytes(), "LOCKBOX_IDENTITY")?);
+            }
+            if let Some(path) = &self.identity_file {
+                let text = read_key_file(path)?;
+                ids.extend(parse_identities(&text, &path.display().to_string())?);
+            }
+            return vault.open_with_identities(&ids);
+        }
+        if let Some(path) = &self.passphrase_file {
+            let passphrase = read_passphrase_file(path)?;
+            return vault.open_with_passphrase(&passphrase);
+        }
+        Err(Error::Locked)
+    }
+}
+
+/// Reads a small secret file into wiped memory.
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let bad = |reason: String| Error::BadIdentity {
+        source_name: path.display().to_string(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if buf.len() as u64 > MAX_KEY_FILE {
+        return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));
+    }
+    Ok(buf)
+}
+
+/// Reads a passphrase file: its content without one trailing newline (LF or CRLF).
+pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
+    let bytes = read_key_file(path)?;
+    let mut text: &[u8] = &bytes;
+    if let Some(t) = text.strip_suffix(b"\n") {
+        text = t.strip_suffix(b"\r").unwrap_or(t);
+    }
+    let text = std::str::from_utf8(text).map_err(|_| Error::BadIdentity {
+        source_name: path.display().to_string(),
+        reason: "the passphrase is not UTF-8".into(),
+    })?;
+    if text.is_empty() {
+        return Err(Error::BadIdentity {
+            source_name: path.display().to_string(),
+            reason: "the passphrase file is empty".into(),
+        });
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
+/// Parses age identities (`AGE-SECRET-KEY-1…` lines) or one unencrypted OpenSSH /
+/// PEM private key (ssh-ed25519, ssh-rsa). `source_name` names the source in errors;
+/// no error ever contains key material.
+pub fn parse_identities(text: &[u8], source_name: &str) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    let bad = |reason: &str| Error::BadIdentity {
+        source_name: source_name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if text.windows(10).any(|w| w == b"-----BEGIN") {
+        let identity = age::ssh::Identity::from_buffer(Cursor::new(text), None)
+            .map_err(|_| bad("not an SSH private key lockbox can read"))?;
+        return match identity {
+            age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(identity)]),
+            age::ssh::Identity::Encrypted(_) => Err(bad(
+                "the SSH key is passphrase-protected; use an unencrypted key or an age identity",
+            )),
+            age::ssh::Identity::Unsupported(_) => Err(bad("this kind of SSH key is not supported")),
+        };
+    }
+    let file = age::IdentityFile::from_buffer(Cursor::new(text))
+        .map_err(|_| bad("not an age identity (AGE-SECRET-KEY-1…) or SSH private key"))?;
+    let ids = file
+        .into_identities()
+        .map_err(|_| bad("not an age identity (AGE-SECRET-KEY-1…) or SSH private key"))?;
+    if ids.is_empty() {
+        return Err(bad("it holds no identity"));
+    }
+    Ok(ids)
+}
+
+/// The opener for `get`: the environment's key sources, then (in a later release) the
+/// agent. [`Error::Locked`] when nothing can open the vault.
+pub fn entry_opener(vault: &Vault) -> Result<Box<dyn EntryOpener>> {
+    let env = KeyEnv::from_env()?;
+    Ok(Box::new(env.open(vault)?))
+}

@@ -1,0 +1,35 @@
+//! docker-credential-lockbox: a Docker credential helper that keeps registry
+//! credentials in an encrypted vault file.
+//!
+//! The crate is a library that holds all logic, so tests and fuzz targets can call it,
+//! and a thin binary (`src/main.rs`). Data flows one way:
+//!
+//! ```text
+//! protocol / cli  (front ends: parse input, print output, map errors)
+//!      │
+//!   keys          (where the vault key comes from: identity, passphrase file, agent)
+//!      │
+//!   vault         (the entries and slots, in memory; never prints or prompts)
+//!      │
+//!   crypto        (entry seal/open, Argon2id + XChaCha20-Poly1305, age slots)
+//!   file          (paths, the sidecar lock, atomic durable writes)
+//! ```
+//!
+//! The vault format is specified in `docs/FORMAT.md`; the protocol behaviour in
+//! `README.md` and `../shared/reference/helper-protocol.md`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod crypto;
+pub mod error;
+pub mod exit;
+pub mod file;
+pub mod gojson;
+pub mod keys;
+pub mod messages;
+pub mod protocol;
+pub mod serverurl;
+pub mod vault;
+
+pub use error::Error;

@@ -1,0 +1,176 @@
+//! Every user-facing string: the protocol's fixed texts, errors, hints and prompts.
+//!
+//! The protocol constants are compared byte for byte by clients
+//! (`docker-credential-helpers/credentials/error.go`); never add context to them.
+
+/// Binary name, as clients exec it.
+pub const BIN: &str = "docker-credential-lockbox";
+
+/// A `get` for a server with no entry. Go clients compare it exactly after trimming,
+/// docker-py as a substring: anything added breaks "not logged in" detection.
+pub const NOT_FOUND: &str = "credentials not found in native keychain";
+/// `store`, `get` or `erase` without a server URL.
+pub const MISSING_SERVER_URL: &str = "no credentials server URL";
+/// `store` without a username.
+pub const MISSING_USERNAME: &str = "no credentials username";
+/// No action given: printed on stdout, exit 1, as the Go helpers do.
+pub const USAGE: &str = "Usage: docker-credential-lockbox <store|get|erase|list|version>";
+
+/// The `version` action's line: `<name> (<package>) <version>`, the upstream shape.
+pub fn version_line() -> String {
+    format!("{BIN} (docker-credential-lockbox) v{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// An action this helper does not know.
+pub fn unknown_action(action: &str) -> String {
+    format!("{BIN}: unknown action: {action}")
+}
+
+/// Hint on stderr after an unknown action.
+pub const UNKNOWN_ACTION_HINT: &str =
+    "run 'docker-credential-lockbox --help' for the commands and protocol actions";
+
+/// `get` found an entry but no key source is available. Deliberately not the not-found
+/// text: a locked vault must never look like "no credentials" (a silent anonymous pull).
+pub const LOCKED: &str = "lockbox is locked: set LOCKBOX_IDENTITY or LOCKBOX_IDENTITY_FILE to an age identity, or LOCKBOX_PASSPHRASE_FILE to a passphrase file";
+
+/// Prefix of the error for input over the bound.
+pub fn input_too_large(limit: usize) -> String {
+    format!("input is larger than {limit} bytes; lockbox refuses it")
+}
+
+/// The `store` payload is not the JSON object clients send.
+pub fn invalid_store_json(detail: &str) -> String {
+    format!(
+        "invalid credentials JSON on stdin ({detail}); expected {{\"ServerURL\":…,\"Username\":…,\"Secret\":…}}"
+    )
+}
+
+/// There is no vault yet where a write needs one.
+pub fn not_initialized(path: &str) -> String {
+    format!("no lockbox vault at {path}: run 'docker-credential-lockbox init' first")
+}
+
+/// A vault already exists and `init` was not forced.
+pub fn already_exists(path: &str) -> String {
+    format!(
+        "a lockbox vault already exists at {path}; pass --force to replace it (its entries are lost)"
+    )
+}
+
+/// The vault file could not be parsed or validated.
+pub fn corrupt(path: &str, reason: &str) -> String {
+    format!(
+        "the lockbox vault at {path} is damaged ({reason}); it was left untouched — restore it from a backup or move it away"
+    )
+}
+
+/// A vault format version this build does not know.
+pub fn unsupported_version(path: &str, version: u64) -> String {
+    format!(
+        "the lockbox vault at {path} has format version {version}, which this build does not understand; upgrade docker-credential-lockbox"
+    )
+}
+
+/// Waiting for another process's lock took too long.
+pub fn lock_timeout(path: &str, secs: u64) -> String {
+    format!(
+        "timed out after {secs}s waiting for the lock on {path}; another docker-credential-lockbox is still writing — try again"
+    )
+}
+
+/// An I/O failure, with what was being done.
+pub fn io(what: &str, path: &str, err: &std::io::Error) -> String {
+    format!("could not {what} {path}: {err}")
+}
+
+/// Argon2id parameters over the bound.
+pub const EXCESSIVE_WORK: &str = "the vault's passphrase slot asks for more Argon2id work than lockbox allows; the file may be hostile";
+
+/// No slot opened with the passphrase.
+pub const WRONG_PASSPHRASE: &str = "wrong passphrase: it does not open this vault";
+/// The vault has no passphrase slot but a passphrase was given.
+pub const NO_PASSPHRASE_SLOT: &str =
+    "this vault has no passphrase slot; open it with an age identity (LOCKBOX_IDENTITY or LOCKBOX_IDENTITY_FILE)";
+/// No age slot opened with the identities.
+pub const NO_MATCHING_IDENTITY: &str =
+    "none of the given identities opens this vault: check LOCKBOX_IDENTITY / LOCKBOX_IDENTITY_FILE against 'docker-credential-lockbox status'";
+/// The vault has no age slot but identities were given.
+pub const NO_AGE_SLOT: &str =
+    "this vault has no age slots; open it with its passphrase (LOCKBOX_PASSPHRASE_FILE)";
+/// A slot opened but the key inside does not belong to this vault.
+pub const KEY_MISMATCH: &str = "a slot of this vault holds a key that does not match the vault's public key; the file has been tampered with";
+
+/// An entry failed to decrypt or its binding does not match.
+pub fn entry_tampered(server: &str) -> String {
+    format!(
+        "the entry for {server} does not decrypt with this vault's key or was moved from another entry; store it again with 'docker login'"
+    )
+}
+
+/// An identity source could not be used.
+pub fn bad_identity(source: &str, reason: &str) -> String {
+    format!("cannot use the identity in {source}: {reason}")
+}
+
+/// A recipient string could not be parsed.
+pub fn bad_recipient(recipient: &str) -> String {
+    format!(
+        "not a recipient lockbox can use: {recipient:?}; expected an age public key (age1…), 'ssh-ed25519 …' or 'ssh-rsa …'"
+    )
+}
+
+/// Neither the home directory nor `DOCKER_CONFIG` nor `LOCKBOX_VAULT` is known.
+pub const NO_HOME: &str =
+    "cannot find the Docker config directory: set HOME, DOCKER_CONFIG or LOCKBOX_VAULT";
+
+/// `init` without any slot.
+pub const INIT_NEEDS_SLOT: &str = "init needs at least one way to open the vault: --passphrase, --passphrase-file FILE, --recipient KEY or --recipients-file FILE";
+
+/// The passphrase is empty.
+pub const EMPTY_PASSPHRASE: &str = "the passphrase is empty; choose a non-empty passphrase";
+
+/// Interactive passphrase entry without a terminal.
+pub const NO_TERMINAL: &str =
+    "no terminal to ask for the passphrase; use --passphrase-file FILE in scripts";
+
+/// The two typed passphrases differ.
+pub const PASSPHRASE_MISMATCH: &str = "the passphrases did not match; nothing was changed";
+
+/// Prompt for a new passphrase.
+pub const PROMPT_NEW: &str = "New lockbox passphrase: ";
+/// Prompt for the confirmation.
+pub const PROMPT_CONFIRM: &str = "Repeat the passphrase: ";
+
+/// Warning printed when `LOCKBOX_ARGON2_PARAMS` weakens the passphrase slot.
+pub const WEAK_KDF_WARNING: &str = "warning: LOCKBOX_ARGON2_PARAMS overrides the calibrated Argon2id cost; a cheaper KDF makes guessing the passphrase cheaper";
+
+/// After `init`: what to do next.
+pub fn init_done(path: &str, slots: &str) -> String {
+    format!(
+        "Created the lockbox vault at {path}\nSlots: {slots}\n\nNext: add \"credsStore\": \"lockbox\" to your Docker config.json, then run 'docker login'."
+    )
+}
+
+/// Prefix for human errors on stderr.
+pub const ERROR_PREFIX: &str = "docker-credential-lockbox: error: ";
+
+/// Replaces control characters (terminal escapes among them) so that an error text
+/// built from a hostile server URL or path cannot drive the terminal or break the
+/// one-line protocol framing.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_removes_escapes_and_newlines() {
+        assert_eq!(sanitize("a\x1b[2Jb\nc\td"), "a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}d");
+        assert_eq!(sanitize("plain ü"), "plain ü");
+    }
+}

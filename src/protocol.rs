@@ -1,0 +1,314 @@
+//! The Docker credential-helper protocol front end: `store`, `get`, `erase`, `list`,
+//! `version`, byte for byte as the official helpers behave
+//! (`reference/helper-protocol.md`, summarised in README "Protocol").
+//!
+//! Errors are one line on stdout with exit status 1 — that is where clients read them.
+//! Protocol actions never prompt, and `list` never reads stdin.
+use std::io::{Read, Write};
+
+use age::secrecy::SecretString;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::file::{Location, VaultPath};
+use crate::keys;
+use crate::{gojson, messages};
+
+/// Most bytes read from stdin for one action (about 1 MiB).
+pub const MAX_INPUT: usize = 1 << 20;
+
+/// A protocol action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Save credentials.
+    Store,
+    /// Print credentials.
+    Get,
+    /// Remove credentials.
+    Erase,
+    /// Print server URL → username.
+    List,
+    /// Print the version line.
+    Version,
+}
+
+impl Action {
+    /// The action named by a command-line word.
+    pub fn from_arg(arg: &str) -> Option<Self> {
+        Some(match arg {
+            "store" => Action::Store,
+            "get" => Action::Get,
+            "erase" => Action::Erase,
+            "list" => Action::List,
+            "version" => Action::Version,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an action failed; [`ProtocolError::line`] is the stdout text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// No entry for the server.
+    #[error("{}", messages::NOT_FOUND)]
+    NotFound,
+    /// Empty server URL.
+    #[error("{}", messages::MISSING_SERVER_URL)]
+    MissingServerUrl,
+    /// Empty username on `store`.
+    #[error("{}", messages::MISSING_USERNAME)]
+    MissingUsername,
+    /// More than [`MAX_INPUT`] bytes on stdin.
+    #[error("input too large")]
+    InputTooLarge,
+    /// The `store` payload is not a JSON object of strings.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// Reading stdin failed.
+    #[error("stdin: {0}")]
+    Stdin(std::io::Error),
+    /// The vault or a key source failed.
+    #[error(transparent)]
+    Vault(#[from] Error),
+}
+
+impl ProtocolError {
+    /// The one line printed on stdout (without the newline).
+    pub fn line(&self) -> String {
+        match self {
+            ProtocolError::NotFound => messages::NOT_FOUND.to_owned(),
+            ProtocolError::MissingServerUrl => messages::MISSING_SERVER_URL.to_owned(),
+            ProtocolError::MissingUsername => messages::MISSING_USERNAME.to_owned(),
+            ProtocolError::InputTooLarge => messages::input_too_large(MAX_INPUT),
+            ProtocolError::InvalidJson(d) => messages::sanitize(&messages::invalid_store_json(d)),
+            ProtocolError::Stdin(e) => messages::sanitize(&format!("cannot read stdin: {e}")),
+            ProtocolError::Vault(e) => e.message(),
+        }
+    }
+}
+
+/// The `store` payload. Keys match case-insensitively and unknown keys are ignored,
+/// as Go's `encoding/json` does; `null` leaves a field empty.
+/// `Debug` is safe: the secret prints as `[REDACTED]`.
+#[derive(Default, Debug)]
+pub struct StoreRequest {
+    /// `ServerURL`
+    pub server_url: String,
+    /// `Username`
+    pub username: String,
+    /// `Secret`
+    pub secret: SecretString,
+}
+
+impl<'de> serde::Deserialize<'de> for StoreRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StoreRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StoreRequest, A::Error> {
+                let mut req = StoreRequest::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let field = if key.eq_ignore_ascii_case("ServerURL") {
+                        0
+                    } else if key.eq_ignore_ascii_case("Username") {
+                        1
+                    } else if key.eq_ignore_ascii_case("Secret") {
+                        2
+                    } else {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    };
+                    let value: Option<Zeroizing<String>> =
+                        map.next_value::<Option<String>>()?.map(Zeroizing::new);
+                    let Some(value) = value else { continue };
+                    match field {
+                        0 => req.server_url = value.to_string(),
+                        1 => req.username = value.to_string(),
+                        _ => req.secret = SecretString::from(value.to_string()),
+                    }
+                }
+                Ok(req)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl StoreRequest {
+    /// Parses the stdin of `store`: the first JSON value (trailing bytes are ignored,
+    /// as Go's `json.Decoder` does); invalid UTF-8 becomes U+FFFD as in Go.
+    pub fn parse(input: &[u8]) -> Result<Self, ProtocolError> {
+        let text: Zeroizing<String> = Zeroizing::new(String::from_utf8_lossy(input).into_owned());
+        if text.trim().is_empty() {
+            return Err(ProtocolError::InvalidJson("stdin is empty".into()));
+        }
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let req = <StoreRequest as serde::Deserialize>::deserialize(&mut de)
+            .map_err(|e| ProtocolError::InvalidJson(describe_json_error(&e)))?;
+        if req.server_url.is_empty() {
+            return Err(ProtocolError::MissingServerUrl);
+        }
+        if req.username.is_empty() {
+            return Err(ProtocolError::MissingUsername);
+        }
+        Ok(req)
+    }
+}
+
+/// What is wrong with the JSON, by category and position only: serde_json's own
+/// messages can quote the input (`invalid type: string "…"`), which may be a secret.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "unexpected end of input",
+        Category::Syntax => "syntax error",
+        Category::Data => "expected an object whose ServerURL, Username and Secret are strings",
+        Category::Io => "read error",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+/// Reads at most [`MAX_INPUT`] bytes of stdin into wiped memory.
+pub fn read_input(mut input: impl Read) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
+    (&mut input)
+        .take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(ProtocolError::Stdin)?;
+    if buf.len() > MAX_INPUT {
+        return Err(ProtocolError::InputTooLarge);
+    }
+    Ok(buf)
+}
+
+/// The server URL of `get`/`erase`: stdin, trimmed of surrounding whitespace.
+pub fn server_from_input(input: &[u8]) -> Result<String, ProtocolError> {
+    let text = String::from_utf8_lossy(input);
+    let server = text.trim();
+    if server.is_empty() {
+        return Err(ProtocolError::MissingServerUrl);
+    }
+    Ok(server.to_owned())
+}
+
+/// Runs one action: reads `stdin` (not for `list`/`version`), returns the stdout bytes.
+pub fn run(action: Action, stdin: impl Read, location: &Location) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    match action {
+        Action::Version => Ok(Zeroizing::new(format!("{}\n", messages::version_line()).into_bytes())),
+        Action::List => {
+            let path = location.resolve()?;
+            let out = match path.read()? {
+                None => gojson::string_map([]),
+                Some(v) => gojson::string_map(v.entries().iter().map(|(k, e)| (k.as_str(), e.username.as_str()))),
+            };
+            Ok(Zeroizing::new(out))
+        }
+        Action::Get => {
+            let input = read_input(stdin)?;
+            let server = server_from_input(&input)?;
+            let path = location.resolve()?;
+            get(&path, &server)
+        }
+        Action::Erase => {
+            let input = read_input(stdin)?;
+            let server = server_from_input(&input)?;
+            let path = location.resolve()?;
+            // No vault, no entry: erase of an absent entry succeeds (docker logout tries
+            // four spellings; podman treats a failure as an error).
+            if path.read()?.is_none() {
+                return Ok(Zeroizing::new(Vec::new()));
+            }
+            path.update(|v| Ok(((), v.erase(&server))))?;
+            Ok(Zeroizing::new(Vec::new()))
+        }
+        Action::Store => {
+            let input = read_input(stdin)?;
+            let req = StoreRequest::parse(&input)?;
+            drop(input);
+            let path = location.resolve()?;
+            path.update(|v| v.store(&req.server_url, &req.username, &req.secret).map(|()| ((), true)))?;
+            Ok(Zeroizing::new(Vec::new()))
+        }
+    }
+}
+
+fn get(path: &VaultPath, server: &str) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    // Without a vault there are no credentials: not-found lets `docker login` prompt,
+    // and its `store` then says to run `init`.
+    let vault = path.read()?.ok_or(ProtocolError::NotFound)?;
+    let (key, entry) = vault.lookup(server).ok_or(ProtocolError::NotFound)?;
+    // Only now is a key needed: a locked vault with no matching entry is plain
+    // not-found, a locked vault with one is the locked error — never not-found.
+    let opener = keys::entry_opener(&vault)?;
+    let secret = opener.open_entry(key, &entry.username, &entry.secret)?;
+    Ok(gojson::credentials(server, &entry.username, &secret))
+}
+
+/// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or
+/// 1 with the error line on stdout.
+pub fn main(action: Action) -> u8 {
+    let location = Location::from_env();
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    match run(action, stdin, &location) {
+        Ok(out) => {
+            if stdout.write_all(&out).and_then(|()| stdout.flush()).is_err() {
+                return crate::exit::FAILURE;
+            }
+            crate::exit::OK
+        }
+        Err(e) => {
+            let _ = writeln!(stdout, "{}", e.line()).and_then(|()| stdout.flush());
+            crate::exit::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    #[test]
+    fn store_json_like_go() {
+        let r = StoreRequest::parse(b"{\n \"serverurl\": \"h\",\n \"USERNAME\": \"u\", \"x\": [1,{}], \"Secret\": \"s\"} trailing").unwrap();
+        assert_eq!((r.server_url.as_str(), r.username.as_str(), r.secret.expose_secret()), ("h", "u", "s"));
+        let r = StoreRequest::parse(br#"{"ServerURL":"h","Username":"u"}"#).unwrap();
+        assert_eq!(r.secret.expose_secret(), "");
+        assert!(matches!(StoreRequest::parse(b"{}"), Err(ProtocolError::MissingServerUrl)));
+        assert!(matches!(StoreRequest::parse(br#"{"ServerURL":"h"}"#), Err(ProtocolError::MissingUsername)));
+        for bad in [&b""[..], b"{", b"hello", b"[]", br#"{"ServerURL":1}"#] {
+            assert!(matches!(StoreRequest::parse(bad), Err(ProtocolError::InvalidJson(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_error_never_echoes_the_input() {
+        for bad in [
+            &br#"{"ServerURL":"h","Username":"u","Secret":"hunter2" oops}"#[..],
+            br#""hunter2""#,
+            br#"{"ServerURL":"h","Username":"u","Secret":["hunter2"]}"#,
+            br#"{"hunter2":1"#,
+        ] {
+            let err = StoreRequest::parse(bad).unwrap_err();
+            assert!(!err.line().contains("hunter2"), "{}", err.line());
+        }
+    }
+
+    #[test]
+    fn server_trimmed() {
+        assert_eq!(server_from_input(b"  host\r\n").unwrap(), "host");
+        assert!(matches!(server_from_input(b" \n\t"), Err(ProtocolError::MissingServerUrl)));
+    }
+
+    #[test]
+    fn input_bounded() {
+        assert!(read_input(&vec![b'a'; MAX_INPUT][..]).is_ok());
+        assert!(matches!(read_input(&vec![b'a'; MAX_INPUT + 1][..]), Err(ProtocolError::InputTooLarge)));
+    }
+}
