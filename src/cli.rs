@@ -7,11 +7,13 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use age::secrecy::{ExposeSecret, SecretString};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::agent_client::Agent;
+use crate::agent_proto::{Request, Response};
 use crate::crypto::{KdfParams, Recipient, VaultKey};
 use crate::error::Error;
 use crate::file::Location;
@@ -33,7 +35,11 @@ Environment:
                            else ~/.docker/lockbox/vault.json)
   LOCKBOX_IDENTITY         age identity text that opens the vault (CI secrets)
   LOCKBOX_IDENTITY_FILE    an age identity file or unencrypted SSH private key
-  LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)";
+  LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
+  XDG_RUNTIME_DIR          where the agent socket lives (else /tmp/lockbox-<uid>)
+
+Without a key variable, `get` asks the agent started by `unlock`; when nothing can
+open the vault it fails at once with \"lockbox is locked\" — never a prompt.";
 
 /// A Docker credential helper that keeps registry credentials in an encrypted vault.
 #[derive(Debug, Parser)]
@@ -47,9 +53,49 @@ pub struct Opts {
 enum Command {
     /// Create the vault, with a passphrase slot and/or age recipient slots.
     Init(InitOpts),
-    /// Show the vault: path, slots, entries, whether a key source is set.
+    /// Open the vault once and let an agent hold its key for a while, so `get` works
+    /// without a prompt (before builds).
+    Unlock(UnlockOpts),
+    /// Make the agent forget this vault's key (or every key with --all).
+    Lock(LockOpts),
+    /// Show the vault: path, slots, entries, and whether it is unlocked. Exits 0 when
+    /// `get` can open it, 3 when it is locked.
     Status(StatusOpts),
+    /// The agent process itself (started by `unlock`).
+    #[command(hide = true)]
+    Agent(AgentOpts),
 }
+
+#[derive(Debug, Args)]
+struct UnlockOpts {
+    /// Read the passphrase from FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Open the vault with an age identity file or unencrypted SSH private key.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    identity_file: Option<PathBuf>,
+    /// How long the agent holds the key: 15m, 1h, 8h… (at most 7 days).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_TIMEOUT)]
+    timeout: String,
+}
+
+#[derive(Debug, Args)]
+struct LockOpts {
+    /// Forget every vault's key and stop the agent.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+struct AgentOpts {
+    #[arg(long)]
+    socket: PathBuf,
+}
+
+/// How long `unlock` holds a key unless told otherwise: long enough for a working
+/// session of builds, short enough that a forgotten unlock does not keep the key in
+/// memory overnight.
+pub const DEFAULT_TIMEOUT: &str = "1h";
 
 #[derive(Debug, Args)]
 struct InitOpts {
@@ -75,8 +121,11 @@ struct InitOpts {
 #[derive(Debug, Args)]
 struct StatusOpts {
     /// Print JSON for scripts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     json: bool,
+    /// Print nothing; only the exit status tells (0 unlocked, 3 locked).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Entry point of the binary.
@@ -110,7 +159,11 @@ pub fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             let _ = e.print();
-            return exit::code(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return exit::code(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     match run(opts) {
@@ -130,7 +183,10 @@ fn run(opts: Opts) -> Result<u8, Error> {
     let location = Location::from_env();
     match opts.command {
         Command::Init(o) => init(o, &location),
+        Command::Unlock(o) => unlock(o, &location),
+        Command::Lock(o) => lock(o, &location),
         Command::Status(o) => status(o, &location),
+        Command::Agent(o) => crate::agent::run(&o.socket).map(|()| exit::OK),
     }
 }
 
@@ -224,11 +280,20 @@ fn ask_new_passphrase() -> Result<SecretString, Error> {
 pub fn kdf_params() -> Result<KdfParams, Error> {
     if let Some(text) = std::env::var_os("LOCKBOX_ARGON2_PARAMS") {
         let text = text.to_string_lossy();
-        let nums: Vec<u32> = text.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+        let nums: Vec<u32> = text
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
         let [m_cost_kib, t_cost, p_cost] = nums[..] else {
-            return Err(usage_error("LOCKBOX_ARGON2_PARAMS must be m_cost_kib,t_cost,p_cost"));
+            return Err(usage_error(
+                "LOCKBOX_ARGON2_PARAMS must be m_cost_kib,t_cost,p_cost",
+            ));
         };
-        let params = KdfParams { m_cost_kib, t_cost, p_cost };
+        let params = KdfParams {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        };
         params.check()?;
         eprintln!("{}", messages::WEAK_KDF_WARNING);
         return Ok(params);
@@ -241,33 +306,159 @@ fn calibrate() -> KdfParams {
     const T_COST: u32 = 3;
     const MIN_KIB: u32 = 64 * 1024;
     const MAX_KIB: u32 = 512 * 1024;
-    let probe = KdfParams { m_cost_kib: MIN_KIB, t_cost: 1, p_cost: 1 };
+    let probe = KdfParams {
+        m_cost_kib: MIN_KIB,
+        t_cost: 1,
+        p_cost: 1,
+    };
     let pw = SecretString::from("calibration".to_owned());
     let start = Instant::now();
     let secs = match probe.derive(&pw, &[0u8; 16]) {
         Ok(_) => start.elapsed().as_secs_f64().max(1e-3),
-        Err(_) => return KdfParams { m_cost_kib: MIN_KIB, t_cost: T_COST, p_cost: 1 },
+        Err(_) => {
+            return KdfParams {
+                m_cost_kib: MIN_KIB,
+                t_cost: T_COST,
+                p_cost: 1,
+            };
+        }
     };
     // Argon2 cost is linear in memory × passes.
     let scale = TARGET_SECS / (secs * f64::from(T_COST));
     let m = (f64::from(MIN_KIB) * scale) as u64;
     let m = (m.clamp(u64::from(MIN_KIB), u64::from(MAX_KIB)) as u32) / 1024 * 1024;
-    KdfParams { m_cost_kib: m, t_cost: T_COST, p_cost: 1 }
+    KdfParams {
+        m_cost_kib: m,
+        t_cost: T_COST,
+        p_cost: 1,
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, Error> {
+    let bad = || usage_error(&messages::bad_timeout(text));
+    let d = humantime::parse_duration(text).map_err(|_| bad())?;
+    if d < Duration::from_secs(1) || d > crate::agent::MAX_TIMEOUT {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+fn unlock(o: UnlockOpts, location: &Location) -> Result<u8, Error> {
+    let timeout = parse_timeout(&o.timeout)?;
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    let env = KeyEnv::from_env()?;
+    let key = if let Some(file) = &o.identity_file {
+        let text = keys::read_key_file(file)?;
+        vault.open_with_identities(&keys::parse_identities(&text, &file.display().to_string())?)?
+    } else if let Some(file) = &o.passphrase_file {
+        vault.open_with_passphrase(&keys::read_passphrase_file(file)?)?
+    } else if env.is_set() {
+        env.open(&vault)?
+    } else {
+        if !vault
+            .slots()
+            .iter()
+            .any(|s| matches!(s, Slot::Passphrase(_)))
+        {
+            return Err(Error::NoPassphraseSlot);
+        }
+        // rpassword reads /dev/tty, never stdin.
+        let passphrase = rpassword::prompt_password(messages::PROMPT_UNLOCK)
+            .map(SecretString::from)
+            .map_err(|_| usage_error(messages::UNLOCK_NO_TERMINAL))?;
+        vault.open_with_passphrase(&passphrase)?
+    };
+    let agent = Agent::for_user();
+    if !agent.ensure_compatible()? {
+        agent.start()?;
+    }
+    agent.add_key(&key, timeout)?;
+    println!(
+        "{}",
+        messages::unlocked(
+            &messages::sanitize(&path.vault.display().to_string()),
+            &humantime::format_duration(timeout).to_string()
+        )
+    );
+    Ok(exit::OK)
+}
+
+fn lock(o: LockOpts, location: &Location) -> Result<u8, Error> {
+    let agent = Agent::for_user();
+    let (public_key, what) = if o.all {
+        (None, "every vault".to_owned())
+    } else {
+        let path = location.resolve()?;
+        let vault = path.read_existing()?;
+        (
+            Some(vault.public().to_string()),
+            messages::sanitize(&path.vault.display().to_string()),
+        )
+    };
+    match agent.request(Request::Lock { public_key }, 0)? {
+        None => println!("{}", messages::NO_AGENT),
+        Some(Response::Locked { .. }) => println!("{}", messages::locked_now(&what)),
+        Some(_) => return Err(Error::AgentProtocol("unexpected answer to lock".into())),
+    }
+    Ok(exit::OK)
+}
+
+/// Where `get` would find the key right now.
+enum KeyState {
+    /// An identity or passphrase variable opens the vault.
+    Env(&'static str),
+    /// A variable is set but does not open the vault.
+    EnvFails(&'static str, String),
+    /// The agent holds the key.
+    Agent { expires_in_secs: u64, pid: u32 },
+    /// Nothing opens it.
+    Locked,
+}
+
+fn key_state(vault: &Vault) -> Result<KeyState, Error> {
+    let env = KeyEnv::from_env()?;
+    if env.is_set() {
+        let var = if env.identity.is_some() {
+            "LOCKBOX_IDENTITY"
+        } else if env.identity_file.is_some() {
+            "LOCKBOX_IDENTITY_FILE"
+        } else {
+            "LOCKBOX_PASSPHRASE_FILE"
+        };
+        return Ok(match env.open(vault) {
+            Ok(_) => KeyState::Env(var),
+            Err(e) => KeyState::EnvFails(var, e.message()),
+        });
+    }
+    let request = Request::Status {
+        public_key: vault.public().to_string(),
+    };
+    Ok(match Agent::for_user().request(request, 0)? {
+        Some(Response::Status {
+            unlocked: true,
+            expires_in_secs,
+            pid,
+            ..
+        }) => KeyState::Agent {
+            expires_in_secs,
+            pid,
+        },
+        _ => KeyState::Locked,
+    })
 }
 
 fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
     let path = location.resolve()?;
     let vault = path.read_existing()?;
-    let env = KeyEnv::from_env()?;
-    let key_source = if env.identity.is_some() {
-        Some("LOCKBOX_IDENTITY")
-    } else if env.identity_file.is_some() {
-        Some("LOCKBOX_IDENTITY_FILE")
-    } else if env.passphrase_file.is_some() {
-        Some("LOCKBOX_PASSPHRASE_FILE")
-    } else {
-        None
+    let state = key_state(&vault)?;
+    let code = match state {
+        KeyState::Env(_) | KeyState::Agent { .. } => exit::OK,
+        KeyState::EnvFails(..) | KeyState::Locked => exit::LOCKED,
     };
+    if o.quiet {
+        return Ok(code);
+    }
     let mut out = std::io::stdout().lock();
     let io_err = |e| Error::io("write", "stdout", e);
     if o.json {
@@ -284,16 +475,27 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
                 }),
             })
             .collect();
+        let (unlocked, source, expires, error) = match &state {
+            KeyState::Env(var) => (true, Some(*var), None, None),
+            KeyState::EnvFails(var, e) => (false, Some(*var), None, Some(e.clone())),
+            KeyState::Agent {
+                expires_in_secs, ..
+            } => (true, Some("agent"), Some(*expires_in_secs), None),
+            KeyState::Locked => (false, None, None, None),
+        };
         let v = serde_json::json!({
             "vault": path.vault,
             "format": crate::vault::FORMAT_VERSION,
             "public_key": vault.public().to_string(),
             "slots": slots,
             "entries": vault.entries().len(),
-            "key_source": key_source,
+            "unlocked": unlocked,
+            "key_source": source,
+            "expires_in_secs": expires,
+            "error": error,
         });
         writeln!(out, "{v}").map_err(io_err)?;
-        return Ok(exit::OK);
+        return Ok(code);
     }
     let mut text = format!(
         "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}\nslots:      {}\n",
@@ -306,13 +508,24 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
     for (i, slot) in vault.slots().iter().enumerate() {
         text.push_str(&format!("  {}. {}\n", i + 1, slot.describe()));
     }
-    text.push_str(&match key_source {
-        Some(var) => format!("key:        from {var} (for get)\n"),
-        None => "key:        none set (get fails with the locked message)\n".to_owned(),
+    text.push_str(&match &state {
+        KeyState::Env(var) => format!("unlocked:   yes, by {var}\n"),
+        KeyState::EnvFails(var, e) => format!("unlocked:   no — {var} is set but fails: {e}\n"),
+        KeyState::Agent {
+            expires_in_secs,
+            pid,
+        } => format!(
+            "unlocked:   yes, by the agent (pid {pid}) for {}\n",
+            humantime::format_duration(Duration::from_secs(*expires_in_secs))
+        ),
+        KeyState::Locked => {
+            "unlocked:   no (run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY)\n"
+                .to_owned()
+        }
     });
     let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
     out.write_all(clean.as_bytes()).map_err(io_err)?;
-    Ok(exit::OK)
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -65,7 +65,11 @@ impl KdfParams {
             && self.m_cost_kib >= MIN_M_COST_KIB.max(8 * self.p_cost)
             && self.m_cost_kib <= MAX_M_COST_KIB
             && u64::from(self.m_cost_kib) * u64::from(self.t_cost) <= MAX_WORK_KIB;
-        if ok { Ok(()) } else { Err(Error::ExcessiveWork) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::ExcessiveWork)
+        }
     }
 
     fn argon2(&self) -> Result<argon2::Argon2<'static>> {
@@ -133,10 +137,7 @@ impl VaultKey {
 
     /// Parses the private key text (`AGE-SECRET-KEY-1…`) found inside a slot and checks
     /// that it is the key of the vault whose public key is `expected`.
-    pub fn from_slot_plaintext(
-        text: &[u8],
-        expected: &age::x25519::Recipient,
-    ) -> Result<Self> {
+    pub fn from_slot_plaintext(text: &[u8], expected: &age::x25519::Recipient) -> Result<Self> {
         let text = std::str::from_utf8(text).map_err(|_| Error::KeyMismatch)?;
         let identity = age::x25519::Identity::from_str(text).map_err(|_| Error::KeyMismatch)?;
         if identity.to_public().to_string() != expected.to_string() {
@@ -145,14 +146,22 @@ impl VaultKey {
         Ok(VaultKey { identity })
     }
 
+    /// Parses a private key handed to the agent by `unlock`.
+    pub fn from_secret_text(text: &str) -> Result<Self> {
+        age::x25519::Identity::from_str(text)
+            .map(|identity| VaultKey { identity })
+            .map_err(|_| Error::KeyMismatch)
+    }
+
+    /// The private key text, to hand to the agent over its socket. Nothing else may
+    /// call this: every use can be found with grep.
+    pub fn export_secret(&self) -> SecretString {
+        self.identity.to_string()
+    }
+
     /// The vault's public key, to which entries are encrypted.
     pub fn public(&self) -> age::x25519::Recipient {
         self.identity.to_public()
-    }
-
-    /// The private key text, as a slot wraps it.
-    fn secret_text(&self) -> SecretString {
-        self.identity.to_string()
     }
 
     /// Wraps the private key under a passphrase (a passphrase slot).
@@ -165,7 +174,7 @@ impl VaultKey {
         let nonce = random_bytes::<NONCE_LEN>();
         let key = params.derive(passphrase, &salt)?;
         let aad = passphrase_aad(&self.public());
-        let secret = self.secret_text();
+        let secret = self.export_secret();
         let wrapped = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]))
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -207,7 +216,7 @@ impl VaultKey {
 
     /// Wraps the private key to an age recipient (an age slot).
     pub fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>> {
-        let secret = self.secret_text();
+        let secret = self.export_secret();
         age_encrypt(recipient.as_dyn(), secret.expose_secret().as_bytes())
     }
 
@@ -388,11 +397,31 @@ mod tests {
     #[test]
     fn excessive_work_is_refused_before_any_allocation() {
         for p in [
-            KdfParams { m_cost_kib: u32::MAX, t_cost: 1, p_cost: 1 },
-            KdfParams { m_cost_kib: 1 << 20, t_cost: 16, p_cost: 1 },
-            KdfParams { m_cost_kib: 64, t_cost: u32::MAX, p_cost: 1 },
-            KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 0 },
-            KdfParams { m_cost_kib: 4, t_cost: 1, p_cost: 1 },
+            KdfParams {
+                m_cost_kib: u32::MAX,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            KdfParams {
+                m_cost_kib: 1 << 20,
+                t_cost: 16,
+                p_cost: 1,
+            },
+            KdfParams {
+                m_cost_kib: 64,
+                t_cost: u32::MAX,
+                p_cost: 1,
+            },
+            KdfParams {
+                m_cost_kib: 64,
+                t_cost: 1,
+                p_cost: 0,
+            },
+            KdfParams {
+                m_cost_kib: 4,
+                t_cost: 1,
+                p_cost: 1,
+            },
         ] {
             assert!(matches!(p.check(), Err(Error::ExcessiveWork)), "{p:?}");
         }
@@ -412,9 +441,11 @@ mod tests {
         assert_eq!(back.public().to_string(), key.public().to_string());
         let stranger: Vec<Box<dyn age::Identity + Send + Sync>> =
             vec![Box::new(age::x25519::Identity::generate())];
-        assert!(VaultKey::unwrap_with_identities(&wrapped, &stranger, &key.public())
-            .unwrap()
-            .is_none());
+        assert!(
+            VaultKey::unwrap_with_identities(&wrapped, &stranger, &key.public())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

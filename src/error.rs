@@ -88,6 +88,20 @@ pub enum Error {
     /// Neither HOME nor DOCKER_CONFIG nor LOCKBOX_VAULT is set.
     #[error("no home directory")]
     NoHome,
+    /// The agent directory is not private to this user: refused, never fixed.
+    #[error("unsafe agent directory {}: {reason}", path.display())]
+    AgentUnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The agent answered something unexpected, or the connection failed midway.
+    #[error("agent protocol: {0}")]
+    AgentProtocol(String),
+    /// The agent could not be started.
+    #[error("agent start: {0}")]
+    AgentStart(String),
     /// Encryption failed (the age encryptor or the AEAD refused).
     #[error("encryption failed: {0}")]
     Encrypt(String),
@@ -144,6 +158,11 @@ impl Error {
             } => messages::bad_identity(source_name, reason),
             Error::BadRecipient(r) => messages::bad_recipient(r),
             Error::NoHome => messages::NO_HOME.to_owned(),
+            Error::AgentUnsafeDir { path, reason } => {
+                messages::agent_unsafe_dir(&path.display().to_string(), reason)
+            }
+            Error::AgentProtocol(detail) => messages::agent_protocol(detail),
+            Error::AgentStart(detail) => messages::agent_start(detail),
             Error::Encrypt(reason) => format!("encryption failed: {reason}"),
         };
         messages::sanitize(&text)

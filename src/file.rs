@@ -42,7 +42,11 @@ pub struct Location {
 impl Location {
     /// Reads `LOCKBOX_VAULT`, `DOCKER_CONFIG` and `HOME`; empty values count as unset.
     pub fn from_env() -> Self {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Location {
             vault: var("LOCKBOX_VAULT"),
             docker_config: var("DOCKER_CONFIG"),
@@ -228,7 +232,9 @@ impl VaultPath {
 
     /// Whether the vault directory is private (no group/other access).
     pub fn dir_mode(&self) -> Option<u32> {
-        fs::metadata(self.dir()).ok().map(|m| m.permissions().mode() & 0o777)
+        fs::metadata(self.dir())
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
     }
 }
 

@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(enc("a&b"), r#""a\u0026b""#);
         assert_eq!(enc("\u{2028}\u{2029}"), r#""\u2028\u2029""#);
         assert_eq!(enc("q\"b\\"), r#""q\"b\\""#);
-        assert_eq!(enc("\n\r\t\u{8}\u{c}\u{1}\u{1f}"), r#""\n\r\t\b\f\u0001\u001f""#);
+        assert_eq!(
+            enc("\n\r\t\u{8}\u{c}\u{1}\u{1f}"),
+            r#""\n\r\t\b\f\u0001\u001f""#
+        );
         assert_eq!(enc("\u{7f}é😀"), "\"\u{7f}é😀\"");
     }
 
@@ -105,7 +108,10 @@ mod tests {
     #[test]
     fn map_sorted_and_empty() {
         assert_eq!(string_map([]), b"{}\n");
-        assert_eq!(string_map([("b", "2"), ("a", "1")]), b"{\"a\":\"1\",\"b\":\"2\"}\n");
+        assert_eq!(
+            string_map([("b", "2"), ("a", "1")]),
+            b"{\"a\":\"1\",\"b\":\"2\"}\n"
+        );
     }
 
     proptest! {

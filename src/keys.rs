@@ -23,14 +23,24 @@ use crate::vault::Vault;
 /// Largest identity or passphrase file read, bytes.
 pub const MAX_KEY_FILE: u64 = 64 * 1024;
 
-/// Opens entry ciphertexts. Implemented by [`VaultKey`] and, later, the agent client.
+/// Opens entry ciphertexts. Implemented by [`VaultKey`] and by the agent client.
 pub trait EntryOpener {
     /// Decrypts the entry for `server`/`username`, checking its binding.
-    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<Zeroizing<String>>;
+    fn open_entry(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>>;
 }
 
 impl EntryOpener for VaultKey {
-    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<Zeroizing<String>> {
+    fn open_entry(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>> {
         VaultKey::open_entry(self, server, username, ciphertext)
     }
 }
@@ -49,13 +59,19 @@ pub struct KeyEnv {
 impl KeyEnv {
     /// Reads the variables; empty values count as unset.
     pub fn from_env() -> Result<Self> {
-        let path = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty()).map(PathBuf::from);
+        let path = |name| {
+            std::env::var_os(name)
+                .filter(|v: &OsString| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let identity = match std::env::var_os("LOCKBOX_IDENTITY") {
             None => None,
             Some(v) if v.is_empty() => None,
-            Some(v) => Some(Zeroizing::new(v.into_string().map_err(|_| Error::BadIdentity {
-                source_name: "LOCKBOX_IDENTITY".into(),
-                reason: "not UTF-8".into(),
+            Some(v) => Some(Zeroizing::new(v.into_string().map_err(|_| {
+                Error::BadIdentity {
+                    source_name: "LOCKBOX_IDENTITY".into(),
+                    reason: "not UTF-8".into(),
+                }
             })?)),
         };
         Ok(KeyEnv {
@@ -131,7 +147,10 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
 /// Parses age identities (`AGE-SECRET-KEY-1…` lines) or one unencrypted OpenSSH /
 /// PEM private key (ssh-ed25519, ssh-rsa). `source_name` names the source in errors;
 /// no error ever contains key material.
-pub fn parse_identities(text: &[u8], source_name: &str) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+pub fn parse_identities(
+    text: &[u8],
+    source_name: &str,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
     let bad = |reason: &str| Error::BadIdentity {
         source_name: source_name.to_owned(),
         reason: reason.to_owned(),
@@ -158,9 +177,14 @@ pub fn parse_identities(text: &[u8], source_name: &str) -> Result<Vec<Box<dyn ag
     Ok(ids)
 }
 
-/// The opener for `get`: the environment's key sources, then (in a later release) the
-/// agent. [`Error::Locked`] when nothing can open the vault.
+/// The opener for `get`: the environment's key sources, then the agent.
+/// [`Error::Locked`] when nothing can open the vault.
 pub fn entry_opener(vault: &Vault) -> Result<Box<dyn EntryOpener>> {
     let env = KeyEnv::from_env()?;
-    Ok(Box::new(env.open(vault)?))
+    if env.is_set() {
+        return Ok(Box::new(env.open(vault)?));
+    }
+    Ok(Box::new(crate::agent_client::AgentOpener::connect(
+        vault.public().to_string(),
+    )?))
 }

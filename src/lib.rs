@@ -8,6 +8,7 @@
 //! protocol / cli  (front ends: parse input, print output, map errors)
 //!      │
 //!   keys          (where the vault key comes from: identity, passphrase file, agent)
+//!   agent_client ─ agent_proto ─ agent   (the unlock agent, its socket protocol)
 //!      │
 //!   vault         (the entries and slots, in memory; never prints or prompts)
 //!      │
@@ -17,9 +18,12 @@
 //!
 //! The vault format is specified in `docs/FORMAT.md`; the protocol behaviour in
 //! `README.md` and `../shared/reference/helper-protocol.md`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod agent_client;
+pub mod agent_proto;
 pub mod cli;
 pub mod crypto;
 pub mod error;
@@ -30,6 +34,7 @@ pub mod keys;
 pub mod messages;
 pub mod protocol;
 pub mod serverurl;
+mod sys;
 pub mod vault;
 
 pub use error::Error;

@@ -18,7 +18,10 @@ pub const USAGE: &str = "Usage: docker-credential-lockbox <store|get|erase|list|
 
 /// The `version` action's line: `<name> (<package>) <version>`, the upstream shape.
 pub fn version_line() -> String {
-    format!("{BIN} (docker-credential-lockbox) v{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "{BIN} (docker-credential-lockbox) v{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// An action this helper does not know.
@@ -32,7 +35,8 @@ pub const UNKNOWN_ACTION_HINT: &str =
 
 /// `get` found an entry but no key source is available. Deliberately not the not-found
 /// text: a locked vault must never look like "no credentials" (a silent anonymous pull).
-pub const LOCKED: &str = "lockbox is locked: set LOCKBOX_IDENTITY or LOCKBOX_IDENTITY_FILE to an age identity, or LOCKBOX_PASSPHRASE_FILE to a passphrase file";
+pub const LOCKED: &str =
+    "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY";
 
 /// Prefix of the error for input over the bound.
 pub fn input_too_large(limit: usize) -> String {
@@ -90,11 +94,9 @@ pub const EXCESSIVE_WORK: &str = "the vault's passphrase slot asks for more Argo
 /// No slot opened with the passphrase.
 pub const WRONG_PASSPHRASE: &str = "wrong passphrase: it does not open this vault";
 /// The vault has no passphrase slot but a passphrase was given.
-pub const NO_PASSPHRASE_SLOT: &str =
-    "this vault has no passphrase slot; open it with an age identity (LOCKBOX_IDENTITY or LOCKBOX_IDENTITY_FILE)";
+pub const NO_PASSPHRASE_SLOT: &str = "this vault has no passphrase slot; open it with an age identity (LOCKBOX_IDENTITY or LOCKBOX_IDENTITY_FILE)";
 /// No age slot opened with the identities.
-pub const NO_MATCHING_IDENTITY: &str =
-    "none of the given identities opens this vault: check LOCKBOX_IDENTITY / LOCKBOX_IDENTITY_FILE against 'docker-credential-lockbox status'";
+pub const NO_MATCHING_IDENTITY: &str = "none of the given identities opens this vault: check LOCKBOX_IDENTITY / LOCKBOX_IDENTITY_FILE against 'docker-credential-lockbox status'";
 /// The vault has no age slot but identities were given.
 pub const NO_AGE_SLOT: &str =
     "this vault has no age slots; open it with its passphrase (LOCKBOX_PASSPHRASE_FILE)";
@@ -152,6 +154,49 @@ pub fn init_done(path: &str, slots: &str) -> String {
     )
 }
 
+/// The agent directory is not private.
+pub fn agent_unsafe_dir(path: &str, reason: &str) -> String {
+    format!(
+        "refusing the lockbox agent directory {path}: {reason}; remove it (or make it yours with mode 0700) and run 'docker-credential-lockbox unlock' again"
+    )
+}
+
+/// The agent answered something unexpected.
+pub fn agent_protocol(detail: &str) -> String {
+    format!(
+        "the lockbox agent did not answer as expected ({detail}); run 'docker-credential-lockbox lock --all' and unlock again"
+    )
+}
+
+/// The agent could not be started.
+pub fn agent_start(detail: &str) -> String {
+    format!("could not start the lockbox agent: {detail}")
+}
+
+/// Prompt for the passphrase at `unlock`.
+pub const PROMPT_UNLOCK: &str = "lockbox passphrase: ";
+
+/// No terminal for `unlock`.
+pub const UNLOCK_NO_TERMINAL: &str = "no terminal to ask for the passphrase; use --passphrase-file FILE, --identity-file FILE or LOCKBOX_IDENTITY";
+
+/// After `unlock`.
+pub fn unlocked(path: &str, timeout: &str) -> String {
+    format!("Unlocked {path} for {timeout}. Lock it again with 'docker-credential-lockbox lock'.")
+}
+
+/// After `lock`.
+pub fn locked_now(what: &str) -> String {
+    format!("Locked {what}.")
+}
+
+/// `lock` with no agent running.
+pub const NO_AGENT: &str = "No lockbox agent is running; nothing was unlocked.";
+
+/// `--timeout` that does not parse or is out of range.
+pub fn bad_timeout(text: &str) -> String {
+    format!("invalid --timeout {text:?}: give a duration between 1s and 7days, like 15m, 1h or 8h")
+}
+
 /// Prefix for human errors on stderr.
 pub const ERROR_PREFIX: &str = "docker-credential-lockbox: error: ";
 
@@ -170,7 +215,10 @@ mod tests {
 
     #[test]
     fn sanitize_removes_escapes_and_newlines() {
-        assert_eq!(sanitize("a\x1b[2Jb\nc\td"), "a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}d");
+        assert_eq!(
+            sanitize("a\x1b[2Jb\nc\td"),
+            "a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}d"
+        );
         assert_eq!(sanitize("plain ü"), "plain ü");
     }
 }

@@ -197,14 +197,24 @@ pub fn server_from_input(input: &[u8]) -> Result<String, ProtocolError> {
 }
 
 /// Runs one action: reads `stdin` (not for `list`/`version`), returns the stdout bytes.
-pub fn run(action: Action, stdin: impl Read, location: &Location) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+pub fn run(
+    action: Action,
+    stdin: impl Read,
+    location: &Location,
+) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
     match action {
-        Action::Version => Ok(Zeroizing::new(format!("{}\n", messages::version_line()).into_bytes())),
+        Action::Version => Ok(Zeroizing::new(
+            format!("{}\n", messages::version_line()).into_bytes(),
+        )),
         Action::List => {
             let path = location.resolve()?;
             let out = match path.read()? {
                 None => gojson::string_map([]),
-                Some(v) => gojson::string_map(v.entries().iter().map(|(k, e)| (k.as_str(), e.username.as_str()))),
+                Some(v) => gojson::string_map(
+                    v.entries()
+                        .iter()
+                        .map(|(k, e)| (k.as_str(), e.username.as_str())),
+                ),
             };
             Ok(Zeroizing::new(out))
         }
@@ -231,7 +241,10 @@ pub fn run(action: Action, stdin: impl Read, location: &Location) -> Result<Zero
             let req = StoreRequest::parse(&input)?;
             drop(input);
             let path = location.resolve()?;
-            path.update(|v| v.store(&req.server_url, &req.username, &req.secret).map(|()| ((), true)))?;
+            path.update(|v| {
+                v.store(&req.server_url, &req.username, &req.secret)
+                    .map(|()| ((), true))
+            })?;
             Ok(Zeroizing::new(Vec::new()))
         }
     }
@@ -257,7 +270,11 @@ pub fn main(action: Action) -> u8 {
     let mut stdout = std::io::stdout().lock();
     match run(action, stdin, &location) {
         Ok(out) => {
-            if stdout.write_all(&out).and_then(|()| stdout.flush()).is_err() {
+            if stdout
+                .write_all(&out)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 return crate::exit::FAILURE;
             }
             crate::exit::OK
@@ -277,13 +294,29 @@ mod tests {
     #[test]
     fn store_json_like_go() {
         let r = StoreRequest::parse(b"{\n \"serverurl\": \"h\",\n \"USERNAME\": \"u\", \"x\": [1,{}], \"Secret\": \"s\"} trailing").unwrap();
-        assert_eq!((r.server_url.as_str(), r.username.as_str(), r.secret.expose_secret()), ("h", "u", "s"));
+        assert_eq!(
+            (
+                r.server_url.as_str(),
+                r.username.as_str(),
+                r.secret.expose_secret()
+            ),
+            ("h", "u", "s")
+        );
         let r = StoreRequest::parse(br#"{"ServerURL":"h","Username":"u"}"#).unwrap();
         assert_eq!(r.secret.expose_secret(), "");
-        assert!(matches!(StoreRequest::parse(b"{}"), Err(ProtocolError::MissingServerUrl)));
-        assert!(matches!(StoreRequest::parse(br#"{"ServerURL":"h"}"#), Err(ProtocolError::MissingUsername)));
+        assert!(matches!(
+            StoreRequest::parse(b"{}"),
+            Err(ProtocolError::MissingServerUrl)
+        ));
+        assert!(matches!(
+            StoreRequest::parse(br#"{"ServerURL":"h"}"#),
+            Err(ProtocolError::MissingUsername)
+        ));
         for bad in [&b""[..], b"{", b"hello", b"[]", br#"{"ServerURL":1}"#] {
-            assert!(matches!(StoreRequest::parse(bad), Err(ProtocolError::InvalidJson(_))), "{bad:?}");
+            assert!(
+                matches!(StoreRequest::parse(bad), Err(ProtocolError::InvalidJson(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -303,12 +336,18 @@ mod tests {
     #[test]
     fn server_trimmed() {
         assert_eq!(server_from_input(b"  host\r\n").unwrap(), "host");
-        assert!(matches!(server_from_input(b" \n\t"), Err(ProtocolError::MissingServerUrl)));
+        assert!(matches!(
+            server_from_input(b" \n\t"),
+            Err(ProtocolError::MissingServerUrl)
+        ));
     }
 
     #[test]
     fn input_bounded() {
         assert!(read_input(&vec![b'a'; MAX_INPUT][..]).is_ok());
-        assert!(matches!(read_input(&vec![b'a'; MAX_INPUT + 1][..]), Err(ProtocolError::InputTooLarge)));
+        assert!(matches!(
+            read_input(&vec![b'a'; MAX_INPUT + 1][..]),
+            Err(ProtocolError::InputTooLarge)
+        ));
     }
 }

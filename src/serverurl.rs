@@ -106,9 +106,18 @@ mod tests {
 
     #[test]
     fn scheme_port_slash_case() {
-        assert_eq!(normalize("https://Registry.Example.com/").as_deref(), Some("registry.example.com"));
-        assert_eq!(normalize("http://registry.example.com:80").as_deref(), Some("registry.example.com"));
-        assert_eq!(normalize("registry.example.com:5000").as_deref(), Some("registry.example.com:5000"));
+        assert_eq!(
+            normalize("https://Registry.Example.com/").as_deref(),
+            Some("registry.example.com")
+        );
+        assert_eq!(
+            normalize("http://registry.example.com:80").as_deref(),
+            Some("registry.example.com")
+        );
+        assert_eq!(
+            normalize("registry.example.com:5000").as_deref(),
+            Some("registry.example.com:5000")
+        );
         assert_eq!(normalize("https://").as_deref(), None);
         assert_eq!(normalize("/path").as_deref(), None);
     }
@@ -121,7 +130,13 @@ mod tests {
         assert_eq!(find("host/org", keys), Some("host/org"));
         assert_eq!(find("host/other", keys), None);
         assert_eq!(
-            find("docker.io", ["https://index.docker.io/v1/", "https://index.docker.io/v1/access-token"]),
+            find(
+                "docker.io",
+                [
+                    "https://index.docker.io/v1/",
+                    "https://index.docker.io/v1/access-token"
+                ]
+            ),
             Some("https://index.docker.io/v1/")
         );
     }

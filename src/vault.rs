@@ -68,7 +68,11 @@ impl Slot {
                 label, recipient, ..
             } => {
                 let kind = recipient.split_whitespace().next().unwrap_or("age");
-                let kind = if kind.starts_with("age1") { "x25519" } else { kind };
+                let kind = if kind.starts_with("age1") {
+                    "x25519"
+                } else {
+                    kind
+                };
                 format!("age {kind} \"{label}\"")
             }
         }
@@ -103,8 +107,13 @@ impl Vault {
     }
 
     /// Makes a passphrase slot for `key`.
-    pub fn passphrase_slot(key: &VaultKey, passphrase: &SecretString, params: KdfParams) -> Result<Slot> {
-        key.wrap_with_passphrase(passphrase, params).map(Slot::Passphrase)
+    pub fn passphrase_slot(
+        key: &VaultKey,
+        passphrase: &SecretString,
+        params: KdfParams,
+    ) -> Result<Slot> {
+        key.wrap_with_passphrase(passphrase, params)
+            .map(Slot::Passphrase)
     }
 
     /// Makes an age slot for `key`.
@@ -165,7 +174,9 @@ impl Vault {
     /// The entry `request` refers to (exact key first, then the normalized fallback).
     pub fn lookup(&self, request: &str) -> Option<(&str, &Entry)> {
         let key = serverurl::find(request, self.entries.keys().map(String::as_str))?;
-        self.entries.get_key_value(key).map(|(k, e)| (k.as_str(), e))
+        self.entries
+            .get_key_value(key)
+            .map(|(k, e)| (k.as_str(), e))
     }
 
     /// Opens the private key with a passphrase.
@@ -196,7 +207,9 @@ impl Vault {
         for slot in &self.slots {
             if let Slot::Age { wrapped, .. } = slot {
                 found = true;
-                if let Some(key) = VaultKey::unwrap_with_identities(wrapped, identities, &self.public)? {
+                if let Some(key) =
+                    VaultKey::unwrap_with_identities(wrapped, identities, &self.public)?
+                {
                     return Ok(key);
                 }
             }
@@ -214,13 +227,13 @@ impl Vault {
             Ok(f) => f,
             Err(e) => {
                 // Tell a newer format apart from a damaged file.
-                if let Ok(probe) = serde_json::from_slice::<Probe>(bytes) {
-                    if probe.lockbox != FORMAT_VERSION {
-                        return Err(Error::UnsupportedVersion {
-                            path: path.to_owned(),
-                            version: probe.lockbox,
-                        });
-                    }
+                if let Ok(probe) = serde_json::from_slice::<Probe>(bytes)
+                    && probe.lockbox != FORMAT_VERSION
+                {
+                    return Err(Error::UnsupportedVersion {
+                        path: path.to_owned(),
+                        version: probe.lockbox,
+                    });
                 }
                 return Err(Error::corrupt(path, format!("not a lockbox vault: {e}")));
             }
@@ -379,9 +392,10 @@ impl FileV1 {
                     if !crypto::kdf_bounds::SALT_LEN.contains(&salt.len()) {
                         return Err(bad(format!("slot {i}: salt length")));
                     }
-                    let nonce: [u8; crypto::NONCE_LEN] = b64(path, "nonce", &nonce, crypto::NONCE_LEN)?
-                        .try_into()
-                        .map_err(|_| bad(format!("slot {i}: nonce length")))?;
+                    let nonce: [u8; crypto::NONCE_LEN] =
+                        b64(path, "nonce", &nonce, crypto::NONCE_LEN)?
+                            .try_into()
+                            .map_err(|_| bad(format!("slot {i}: nonce length")))?;
                     let wrapped = b64(path, "wrapped", &wrapped, MAX_PASSPHRASE_WRAPPED)?;
                     if wrapped.len() < 16 {
                         return Err(bad(format!("slot {i}: wrapped key too short")));
@@ -453,8 +467,12 @@ mod tests {
         let pw = SecretString::from("pw".to_owned());
         let slot = Vault::passphrase_slot(&key, &pw, FAST).unwrap();
         let mut v = Vault::new(&key, vec![slot]);
-        v.store("https://index.docker.io/v1/", "bob", &SecretString::from("s1".to_owned()))
-            .unwrap();
+        v.store(
+            "https://index.docker.io/v1/",
+            "bob",
+            &SecretString::from("s1".to_owned()),
+        )
+        .unwrap();
         (key, v)
     }
 
@@ -497,17 +515,22 @@ mod tests {
     fn erase_exact_then_normalized() {
         let (_, mut v) = sample();
         let s = SecretString::from("x".to_owned());
-        v.store("https://index.docker.io/v1/access-token", "t", &s).unwrap();
+        v.store("https://index.docker.io/v1/access-token", "t", &s)
+            .unwrap();
         assert!(v.erase("docker.io"));
         assert!(v.lookup("https://index.docker.io/v1/").is_none());
-        assert!(v.lookup("https://index.docker.io/v1/access-token").is_some());
+        assert!(
+            v.lookup("https://index.docker.io/v1/access-token")
+                .is_some()
+        );
         assert!(!v.erase("docker.io"));
     }
 
     #[test]
     fn swapped_entries_do_not_open() {
         let (key, mut v) = sample();
-        v.store("other", "alice", &SecretString::from("s2".to_owned())).unwrap();
+        v.store("other", "alice", &SecretString::from("s2".to_owned()))
+            .unwrap();
         let a = v.entries["other"].secret.clone();
         let (_, hub) = v.lookup("docker.io").unwrap();
         assert!(key.open_entry("other", "alice", &hub.secret).is_err());

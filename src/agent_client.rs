@@ -1,0 +1,230 @@
+//! The client side of the agent protocol: `get` asks the agent to decrypt, `unlock`
+//! starts it and hands it a key, `lock` and `status` query it.
+//!
+//! `get` never starts an agent and never waits for one: no directory or no socket is
+//! [`Error::Locked`] at once.
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use zeroize::Zeroizing;
+
+use crate::agent_proto::{
+    self, AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, read_frame, write_frame,
+};
+use crate::crypto::VaultKey;
+use crate::error::{Error, Result};
+use crate::keys::EntryOpener;
+
+/// How long a client waits for the agent's answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `unlock` waits for a new agent's ready line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection target: the agent's socket.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    socket: PathBuf,
+}
+
+impl Agent {
+    /// The agent of this user (`agent_proto::socket_path`).
+    pub fn for_user() -> Self {
+        Agent {
+            socket: agent_proto::socket_path(),
+        }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn dir(&self) -> &Path {
+        self.socket.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// Connects, or `Ok(None)` when no agent listens (no directory, no socket, or a
+    /// stale socket). An unsafe directory is an error, not "no agent".
+    fn connect(&self) -> Result<Option<UnixStream>> {
+        if !agent_proto::check_agent_dir(self.dir(), false)? {
+            return Ok(None);
+        }
+        let stream = match UnixStream::connect(&self.socket) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io("connect to the agent at", &self.socket, e)),
+        };
+        // The agent must be ours too: never hand a ciphertext or a key to a socket
+        // another user put there.
+        let cred = rustix::net::sockopt::socket_peercred(stream.as_fd())
+            .map_err(|e| Error::AgentProtocol(format!("peer credentials: {e}")))?;
+        if cred.uid != rustix::process::getuid() {
+            return Err(Error::AgentUnsafeDir {
+                path: self.socket.clone(),
+                reason: "the process listening there belongs to another user".into(),
+            });
+        }
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        Ok(Some(stream))
+    }
+
+    /// Sends one request; `Ok(None)` when no agent is running.
+    pub fn request(&self, request: Request, capacity: usize) -> Result<Option<Response>> {
+        self.request_as(PROTOCOL_VERSION, request, capacity)
+    }
+
+    fn request_as(&self, v: u32, request: Request, capacity: usize) -> Result<Option<Response>> {
+        let Some(mut stream) = self.connect()? else {
+            return Ok(None);
+        };
+        write_frame(&mut stream, &RequestFrame { v, request }, capacity)?;
+        let bytes = read_frame(&mut stream)?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| Error::AgentProtocol("unreadable answer".into()))
+    }
+
+    /// Whether an agent of this protocol version answers; one of another version is
+    /// told to quit (every version obeys `quit`), and then counts as absent.
+    pub fn ensure_compatible(&self) -> Result<bool> {
+        match self.request(Request::Hello, 0)? {
+            None => Ok(false),
+            Some(Response::Hello { .. }) => Ok(true),
+            Some(Response::Error(AgentError::VersionMismatch { agent })) => {
+                let _ = self.request_as(agent, Request::Quit, 0);
+                let _ = std::fs::remove_file(&self.socket);
+                Ok(false)
+            }
+            Some(other) => Err(unexpected(&other)),
+        }
+    }
+
+    /// Starts an agent (the caller checked none answers) and waits for its ready line.
+    pub fn start(&self) -> Result<()> {
+        agent_proto::check_agent_dir(self.dir(), true)?;
+        let exe = std::env::current_exe().map_err(|e| Error::AgentStart(e.to_string()))?;
+        // Only stdin, stdout and stderr reach the agent, and none of them is the
+        // caller's: the key goes over the socket afterwards, never argv or environment.
+        crate::sys::cloexec_inherited_fds();
+        let mut child = Command::new(exe)
+            .arg("agent")
+            .arg("--socket")
+            .arg(&self.socket)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::AgentStart(e.to_string()))?;
+        let Some(stdout) = child.stdout.take() else {
+            return Err(Error::AgentStart("no pipe to the agent".into()));
+        };
+        let mut line = String::new();
+        if wait_readable(&stdout, START_TIMEOUT) {
+            // The ready line is "ok\n": read a few bytes at most, never an unbounded line.
+            let _ = BufReader::new(stdout.take(16)).read_line(&mut line);
+        }
+        if line.trim() != "ok" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::AgentStart(
+                "it did not report ready; check the socket directory".into(),
+            ));
+        }
+        // The agent runs on, in its own session; it is reaped by init when we exit.
+        Ok(())
+    }
+
+    /// Hands `key` to the agent for `timeout`.
+    pub fn add_key(&self, key: &VaultKey, timeout: Duration) -> Result<()> {
+        use age::secrecy::ExposeSecret;
+        let secret = key.export_secret();
+        let request = Request::AddKey {
+            secret_key: Zeroizing::new(secret.expose_secret().to_owned()),
+            timeout_secs: timeout.as_secs(),
+        };
+        match self.request(request, 512)? {
+            Some(Response::Ok) => Ok(()),
+            None => Err(Error::AgentStart("the agent went away".into())),
+            Some(other) => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let ts = rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+}
+
+fn unexpected(response: &Response) -> Error {
+    let what = match response {
+        Response::Error(e) => e.to_string(),
+        _ => "an answer of the wrong kind".to_owned(),
+    };
+    Error::AgentProtocol(what)
+}
+
+/// Opens entries through the agent, for the vault with public key `public_key`.
+pub struct AgentOpener {
+    agent: Agent,
+    public_key: String,
+}
+
+impl AgentOpener {
+    /// An opener for the vault `public_key`, if the agent holds its key; otherwise
+    /// [`Error::Locked`] (no agent, or an agent without this vault's key).
+    pub fn connect(public_key: String) -> Result<Self> {
+        let agent = Agent::for_user();
+        // No separate status round trip: the decrypt answer says "not unlocked" itself.
+        if !agent.socket.exists() {
+            // Also checks the directory, so a planted socket is reported, not used.
+            agent_proto::check_agent_dir(agent.dir(), false)?;
+            return Err(Error::Locked);
+        }
+        Ok(AgentOpener { agent, public_key })
+    }
+}
+
+impl EntryOpener for AgentOpener {
+    fn open_entry(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>> {
+        let request = Request::Decrypt {
+            public_key: self.public_key.clone(),
+            server: server.to_owned(),
+            username: username.to_owned(),
+            ciphertext: B64.encode(ciphertext),
+        };
+        let capacity = 256 + server.len() * 6 + username.len() * 6 + ciphertext.len() * 2;
+        match self.agent.request(request, capacity)? {
+            Some(Response::Secret { secret }) => Ok(secret),
+            None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
+            Some(Response::Error(AgentError::DecryptFailed)) => {
+                Err(Error::EntryTampered(server.to_owned()))
+            }
+            Some(other) => Err(unexpected(&other)),
+        }
+    }
+}

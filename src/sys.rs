@@ -1,0 +1,66 @@
+//! The only `unsafe` in the crate: turning file-descriptor numbers found in
+//! `/proc/self/fd` into descriptors, to keep inherited descriptors out of the agent.
+//!
+//! Why it matters: Go's `cmd.Output()` waits until every holder of the helper's stdout
+//! pipe closes it. An agent that inherited Docker's pipe (or any other descriptor its
+//! caller forgot to mark close-on-exec) would make Docker wait forever.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use rustix::fs::{Dir, Mode, OFlags};
+use rustix::io::{FdFlags, fcntl_setfd};
+
+/// The open descriptors above stderr, read from `/proc/self/fd`, not counting the
+/// directory descriptor used to read them (closed again before this returns).
+fn open_fds_above_stderr() -> Vec<RawFd> {
+    let Ok(dirfd) = rustix::fs::open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let own = dirfd.as_raw_fd();
+    let Ok(mut dir) = Dir::new(dirfd) else {
+        return Vec::new();
+    };
+    let mut fds = Vec::new();
+    // Bounded: a process has at most RLIMIT_NOFILE descriptors.
+    while let Some(Ok(entry)) = dir.read() {
+        if let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .ok()
+            .and_then(|n| n.parse::<RawFd>().ok())
+            && fd > 2
+            && fd != own
+        {
+            fds.push(fd);
+        }
+    }
+    fds
+}
+
+/// Marks every descriptor above stderr close-on-exec, so a child started next (the
+/// agent) inherits only stdin, stdout and stderr. Call while single-threaded.
+pub fn cloexec_inherited_fds() {
+    for fd in open_fds_above_stderr() {
+        // SAFETY: `fd` was listed as open in /proc/self/fd a moment ago, the directory
+        // descriptor used to list it is excluded, and nothing has been opened or closed
+        // since (the caller is single-threaded here); the borrow lasts only this call.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let _ = fcntl_setfd(borrowed, FdFlags::CLOEXEC);
+    }
+}
+
+/// Closes every descriptor above stderr. Called first thing in the agent, before it
+/// opens anything of its own, so nothing it inherited stays open.
+pub fn close_inherited_fds() {
+    for fd in open_fds_above_stderr() {
+        // SAFETY: the agent owns no descriptor above stderr yet (this runs before it
+        // opens any), so these are all inherited ones nobody in this process uses;
+        // `close` ignores errors, so a descriptor closed meanwhile is harmless.
+        unsafe { rustix::io::close(fd) };
+    }
+}
