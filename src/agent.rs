@@ -44,7 +44,6 @@ struct Held {
 
 struct State {
     keys: HashMap<String, Held>,
-    non_dumpable: bool,
     memory_locked: bool,
     quit: bool,
 }
@@ -55,9 +54,7 @@ pub fn run(socket: &Path) -> Result<()> {
     // among the candidates), and we leave the caller's session and terminal.
     crate::sys::close_inherited_fds();
     let _ = rustix::process::setsid();
-    let non_dumpable =
-        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-            .is_ok();
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     // Best effort: RLIMIT_MEMLOCK may forbid it for unprivileged users; ONFAULT keeps
     // us from locking (and failing on) address space we never touch.
     use rustix::mm::MlockAllFlags;
@@ -106,7 +103,6 @@ pub fn run(socket: &Path) -> Result<()> {
 
     let mut state = State {
         keys: HashMap::new(),
-        non_dumpable,
         memory_locked,
         quit: false,
     };
@@ -262,7 +258,9 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
                         .as_secs()
                 }),
                 keys: state.keys.len(),
-                non_dumpable: state.non_dumpable,
+                // Asked of the kernel now, not remembered from start-up.
+                non_dumpable: rustix::process::dumpable_behavior()
+                    .is_ok_and(|d| d == rustix::process::DumpableBehavior::NotDumpable),
                 memory_locked: state.memory_locked,
                 pid: std::process::id(),
             }

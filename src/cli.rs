@@ -251,10 +251,7 @@ fn parse_recipient_line(line: &str) -> Result<(Recipient, String), Error> {
 }
 
 fn usage_error(text: &str) -> Error {
-    Error::BadIdentity {
-        source_name: "the command line".into(),
-        reason: text.into(),
-    }
+    Error::Usage(text.to_owned())
 }
 
 fn ask_new_passphrase() -> Result<SecretString, Error> {
@@ -411,7 +408,12 @@ enum KeyState {
     /// A variable is set but does not open the vault.
     EnvFails(&'static str, String),
     /// The agent holds the key.
-    Agent { expires_in_secs: u64, pid: u32 },
+    Agent {
+        expires_in_secs: u64,
+        pid: u32,
+        non_dumpable: bool,
+        memory_locked: bool,
+    },
     /// Nothing opens it.
     Locked,
 }
@@ -439,10 +441,14 @@ fn key_state(vault: &Vault) -> Result<KeyState, Error> {
             unlocked: true,
             expires_in_secs,
             pid,
+            non_dumpable,
+            memory_locked,
             ..
         }) => KeyState::Agent {
             expires_in_secs,
             pid,
+            non_dumpable,
+            memory_locked,
         },
         _ => KeyState::Locked,
     })
@@ -475,13 +481,23 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
                 }),
             })
             .collect();
-        let (unlocked, source, expires, error) = match &state {
-            KeyState::Env(var) => (true, Some(*var), None, None),
-            KeyState::EnvFails(var, e) => (false, Some(*var), None, Some(e.clone())),
+        let (unlocked, source, error) = match &state {
+            KeyState::Env(var) => (true, Some(*var), None),
+            KeyState::EnvFails(var, e) => (false, Some(*var), Some(e.clone())),
+            KeyState::Agent { .. } => (true, Some("agent"), None),
+            KeyState::Locked => (false, None, None),
+        };
+        let agent = match &state {
             KeyState::Agent {
-                expires_in_secs, ..
-            } => (true, Some("agent"), Some(*expires_in_secs), None),
-            KeyState::Locked => (false, None, None, None),
+                expires_in_secs,
+                pid,
+                non_dumpable,
+                memory_locked,
+            } => serde_json::json!({
+                "pid": pid, "expires_in_secs": expires_in_secs,
+                "non_dumpable": non_dumpable, "memory_locked": memory_locked,
+            }),
+            _ => serde_json::Value::Null,
         };
         let v = serde_json::json!({
             "vault": path.vault,
@@ -491,7 +507,7 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
             "entries": vault.entries().len(),
             "unlocked": unlocked,
             "key_source": source,
-            "expires_in_secs": expires,
+            "agent": agent,
             "error": error,
         });
         writeln!(out, "{v}").map_err(io_err)?;
@@ -514,6 +530,7 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
         KeyState::Agent {
             expires_in_secs,
             pid,
+            ..
         } => format!(
             "unlocked:   yes, by the agent (pid {pid}) for {}\n",
             humantime::format_duration(Duration::from_secs(*expires_in_secs))

@@ -102,6 +102,9 @@ pub enum Error {
     /// The agent could not be started.
     #[error("agent start: {0}")]
     AgentStart(String),
+    /// The command line (or a setting standing in for it) is not usable.
+    #[error("usage: {0}")]
+    Usage(String),
     /// Encryption failed (the age encryptor or the AEAD refused).
     #[error("encryption failed: {0}")]
     Encrypt(String),
@@ -163,6 +166,7 @@ impl Error {
             }
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentStart(detail) => messages::agent_start(detail),
+            Error::Usage(text) => text.clone(),
             Error::Encrypt(reason) => format!("encryption failed: {reason}"),
         };
         messages::sanitize(&text)
@@ -172,6 +176,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Locked => exit::LOCKED,
+            Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }
     }
