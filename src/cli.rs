@@ -61,6 +61,16 @@ enum Command {
     /// Show the vault: path, slots, entries, and whether it is unlocked. Exits 0 when
     /// `get` can open it, 3 when it is locked.
     Status(StatusOpts),
+    /// Move the plaintext auths of Docker's config.json (or another helper's entries)
+    /// into the vault, remove them from config.json and set credsStore.
+    Import(crate::manage::ImportOpts),
+    /// Print the entries as plaintext Docker auths (the way out; explicit).
+    Export(crate::manage::ExportOpts),
+    /// Add or change the passphrase slot.
+    Passwd(crate::manage::PasswdOpts),
+    /// Manage the age slots (people, CI keys, SSH host keys).
+    #[command(subcommand)]
+    Recipients(crate::manage::RecipientsCommand),
     /// The agent process itself (started by `unlock`).
     #[command(hide = true)]
     Agent(AgentOpts),
@@ -68,15 +78,74 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct UnlockOpts {
-    /// Read the passphrase from FILE instead of the terminal.
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Open the vault with an age identity file or unencrypted SSH private key.
-    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
-    identity_file: Option<PathBuf>,
+    #[command(flatten)]
+    key: KeyOpts,
     /// How long the agent holds the key: 15m, 1h, 8h… (at most 7 days).
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_TIMEOUT)]
     timeout: String,
+}
+
+/// How a command that needs the vault's private key gets it.
+#[derive(Debug, Args, Default)]
+pub struct KeyOpts {
+    /// Read the passphrase from FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Open the vault with an age identity file or unencrypted SSH private key.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    pub identity_file: Option<PathBuf>,
+}
+
+/// The vault key, and the passphrase if that is what opened it.
+pub struct Opened {
+    /// The vault's key.
+    pub key: VaultKey,
+    /// The passphrase, when a passphrase opened it (re-wrapping needs it).
+    pub passphrase: Option<SecretString>,
+}
+
+/// Opens the vault's private key: `--identity-file`, `--passphrase-file`, the
+/// `LOCKBOX_*` variables, else the passphrase from the terminal (never stdin).
+pub(crate) fn open_key(vault: &Vault, k: &KeyOpts) -> Result<Opened, Error> {
+    if let Some(file) = &k.identity_file {
+        let text = keys::read_key_file(file)?;
+        let ids = keys::parse_identities(&text, &file.display().to_string())?;
+        return Ok(Opened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+        });
+    }
+    let env = KeyEnv::from_env()?;
+    let passphrase = if let Some(file) = &k.passphrase_file {
+        keys::read_passphrase_file(file)?
+    } else if env.identity.is_some() || env.identity_file.is_some() {
+        return Ok(Opened {
+            key: env.open(vault)?,
+            passphrase: None,
+        });
+    } else if let Some(file) = &env.passphrase_file {
+        keys::read_passphrase_file(file)?
+    } else {
+        if !vault
+            .slots()
+            .iter()
+            .any(|s| matches!(s, Slot::Passphrase(_)))
+        {
+            return Err(Error::NoPassphraseSlot);
+        }
+        prompt_passphrase(messages::PROMPT_UNLOCK)?
+    };
+    Ok(Opened {
+        key: vault.open_with_passphrase(&passphrase)?,
+        passphrase: Some(passphrase),
+    })
+}
+
+/// Asks once on the terminal (rpassword reads /dev/tty, never stdin).
+pub(crate) fn prompt_passphrase(prompt: &str) -> Result<SecretString, Error> {
+    rpassword::prompt_password(prompt)
+        .map(SecretString::from)
+        .map_err(|_| usage_error(messages::UNLOCK_NO_TERMINAL))
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +255,10 @@ fn run(opts: Opts) -> Result<u8, Error> {
         Command::Unlock(o) => unlock(o, &location),
         Command::Lock(o) => lock(o, &location),
         Command::Status(o) => status(o, &location),
+        Command::Import(o) => crate::manage::import(o, &location),
+        Command::Export(o) => crate::manage::export(o, &location),
+        Command::Passwd(o) => crate::manage::passwd(o, &location),
+        Command::Recipients(c) => crate::manage::recipients(c, &location),
         Command::Agent(o) => crate::agent::run(&o.socket).map(|()| exit::OK),
     }
 }
@@ -238,23 +311,16 @@ fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
-/// A recipient and its label: an SSH key's comment, else the key text itself.
+/// A recipient and its label (see [`crate::manage::parse_recipient_line`]).
 fn parse_recipient_line(line: &str) -> Result<(Recipient, String), Error> {
-    let recipient = Recipient::parse(line)?;
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let label = if fields.len() > 2 && fields[0].starts_with("ssh-") {
-        fields[2..].join(" ")
-    } else {
-        recipient.canonical()
-    };
-    Ok((recipient, label))
+    crate::manage::parse_recipient_line(line)?.ok_or_else(|| Error::BadRecipient(line.to_owned()))
 }
 
 fn usage_error(text: &str) -> Error {
     Error::Usage(text.to_owned())
 }
 
-fn ask_new_passphrase() -> Result<SecretString, Error> {
+pub(crate) fn ask_new_passphrase() -> Result<SecretString, Error> {
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt)
             .map(SecretString::from)
@@ -274,7 +340,7 @@ fn ask_new_passphrase() -> Result<SecretString, Error> {
 /// The Argon2id cost for a new passphrase slot: calibrated to about 0.75 s on this
 /// machine (t=3, p=1, memory scaled between 64 MiB and 512 MiB), or the values in
 /// `LOCKBOX_ARGON2_PARAMS` (`m_cost_kib,t_cost,p_cost`) for tests and slow machines.
-pub fn kdf_params() -> Result<KdfParams, Error> {
+pub(crate) fn kdf_params() -> Result<KdfParams, Error> {
     if let Some(text) = std::env::var_os("LOCKBOX_ARGON2_PARAMS") {
         let text = text.to_string_lossy();
         let nums: Vec<u32> = text
@@ -344,28 +410,7 @@ fn unlock(o: UnlockOpts, location: &Location) -> Result<u8, Error> {
     let timeout = parse_timeout(&o.timeout)?;
     let path = location.resolve()?;
     let vault = path.read_existing()?;
-    let env = KeyEnv::from_env()?;
-    let key = if let Some(file) = &o.identity_file {
-        let text = keys::read_key_file(file)?;
-        vault.open_with_identities(&keys::parse_identities(&text, &file.display().to_string())?)?
-    } else if let Some(file) = &o.passphrase_file {
-        vault.open_with_passphrase(&keys::read_passphrase_file(file)?)?
-    } else if env.is_set() {
-        env.open(&vault)?
-    } else {
-        if !vault
-            .slots()
-            .iter()
-            .any(|s| matches!(s, Slot::Passphrase(_)))
-        {
-            return Err(Error::NoPassphraseSlot);
-        }
-        // rpassword reads /dev/tty, never stdin.
-        let passphrase = rpassword::prompt_password(messages::PROMPT_UNLOCK)
-            .map(SecretString::from)
-            .map_err(|_| usage_error(messages::UNLOCK_NO_TERMINAL))?;
-        vault.open_with_passphrase(&passphrase)?
-    };
+    let Opened { key, .. } = open_key(&vault, &o.key)?;
     let agent = Agent::for_user();
     if !agent.ensure_compatible()? {
         agent.start()?;

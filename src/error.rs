@@ -102,6 +102,14 @@ pub enum Error {
     /// The agent could not be started.
     #[error("agent start: {0}")]
     AgentStart(String),
+    /// Docker's config.json cannot be used as it is.
+    #[error("config {}: {reason}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, and what to do (never a secret).
+        reason: String,
+    },
     /// The command line (or a setting standing in for it) is not usable.
     #[error("usage: {0}")]
     Usage(String),
@@ -167,6 +175,9 @@ impl Error {
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentStart(detail) => messages::agent_start(detail),
             Error::Usage(text) => text.clone(),
+            Error::Config { path, reason } => {
+                messages::config_problem(&path.display().to_string(), reason)
+            }
             Error::Encrypt(reason) => format!("encryption failed: {reason}"),
         };
         messages::sanitize(&text)

@@ -197,6 +197,118 @@ pub fn bad_timeout(text: &str) -> String {
     format!("invalid --timeout {text:?}: give a duration between 1s and 7days, like 15m, 1h or 8h")
 }
 
+/// `recipients remove` of every slot.
+pub const LAST_SLOT: &str = "refusing to remove the last slot: nobody could open the vault any more; add another recipient or a passphrase first";
+
+/// Rotation needs the passphrase to re-wrap the passphrase slot.
+pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vault key, and the passphrase slot must be re-wrapped: give the passphrase (terminal or --passphrase-file)";
+
+/// config.json cannot be used as it is.
+pub fn config_problem(path: &str, reason: &str) -> String {
+    format!("cannot use the Docker config {path}: {reason}; nothing was changed")
+}
+
+/// `import` with another credsStore configured.
+pub fn import_other_store(store: &str) -> String {
+    format!(
+        "it sets \"credsStore\": \"{store}\", so its credentials live in docker-credential-{store}: copy them with 'import --from-helper {store}', or pass --force to switch to lockbox anyway"
+    )
+}
+
+/// `import` with credHelpers configured.
+pub fn import_cred_helpers(list: &str) -> String {
+    format!(
+        "its credHelpers send these registries to other helpers, which keep serving them: {list}; pass --force to import the rest"
+    )
+}
+
+/// `import` with unreadable entries.
+pub fn import_invalid(list: &str) -> String {
+    format!(
+        "some auths entries cannot be read ({list}); fix them, or pass --force to import the rest and leave these as they are"
+    )
+}
+
+/// Reading back an imported entry failed.
+pub fn import_verify_failed(server: &str) -> String {
+    format!(
+        "the entry for {server} did not read back as written; config.json was not changed — run import again"
+    )
+}
+
+/// `--from-helper` with an unusable name.
+pub fn bad_helper_name(name: &str) -> String {
+    format!("--from-helper {name:?}: give the helper's suffix, like pass or secretservice")
+}
+
+/// Another helper failed.
+pub fn helper_failed(program: &str, action: &str, detail: &str) -> String {
+    format!("'{program} {action}' failed: {detail}")
+}
+
+/// `export` prints secrets.
+pub const EXPORT_WARNING: &str = "warning: this output holds your registry credentials in PLAINTEXT (base64 is not encryption); keep it away from logs and shared files";
+
+/// After `export --to-config`.
+pub fn exported_to(path: &str, n: usize, unset: bool) -> String {
+    format!(
+        "Wrote {n} credential(s) in plaintext to {path}{}.",
+        if unset {
+            " and removed \"credsStore\": \"lockbox\""
+        } else {
+            ""
+        }
+    )
+}
+
+/// `passwd` on a vault without a passphrase slot and no identity.
+pub const PASSWD_NEEDS_IDENTITY: &str = "this vault has no passphrase slot yet: open it with --identity-file FILE (or LOCKBOX_IDENTITY) to add one";
+
+/// After `passwd`.
+pub fn passwd_done(changed: bool) -> String {
+    if changed {
+        "Changed the vault's passphrase.".into()
+    } else {
+        "Added a passphrase slot to the vault.".into()
+    }
+}
+
+/// A line of a recipients file with a key type age cannot use.
+pub fn skipped_key(line: &str) -> String {
+    let kind = line
+        .split_whitespace()
+        .find(|f| f.contains('-'))
+        .unwrap_or("?");
+    format!("skipped a {kind} key: age recipients are age1…, ssh-ed25519 and ssh-rsa")
+}
+
+/// `recipients add` with nothing to add.
+pub const NO_RECIPIENTS: &str =
+    "no recipients given: pass age1… / 'ssh-ed25519 …' / 'ssh-rsa …' or --file FILE";
+
+/// After `recipients add`.
+pub fn recipients_added(labels: &[String]) -> String {
+    if labels.is_empty() {
+        "Nothing added: every recipient already has a slot.".into()
+    } else {
+        format!("Added {} slot(s): {}", labels.len(), labels.join(", "))
+    }
+}
+
+/// `recipients remove` of an unknown label.
+pub fn no_such_recipient(which: &str) -> String {
+    format!(
+        "no age slot has the label or recipient {which:?}; see 'docker-credential-lockbox recipients list'"
+    )
+}
+
+/// After `recipients remove`.
+pub fn recipients_removed(which: &str, n: usize) -> String {
+    format!(
+        "Removed {n} slot(s) for {which:?} and rotated the vault key: every entry is re-encrypted, so the removed key cannot open this or any later version of the vault."
+    )
+}
+
 /// Prefix for human errors on stderr.
 pub const ERROR_PREFIX: &str = "docker-credential-lockbox: error: ";
 

@@ -179,6 +179,134 @@ impl Vault {
             .map(|(k, e)| (k.as_str(), e))
     }
 
+    /// Replaces every passphrase slot with one for `passphrase` (`passwd`). `key` must
+    /// be this vault's key.
+    pub fn set_passphrase(
+        &mut self,
+        key: &VaultKey,
+        passphrase: &SecretString,
+        params: KdfParams,
+    ) -> Result<()> {
+        self.check_key(key)?;
+        let slot = Self::passphrase_slot(key, passphrase, params)?;
+        let at = self
+            .slots
+            .iter()
+            .position(|s| matches!(s, Slot::Passphrase(_)))
+            .unwrap_or(0);
+        self.slots.retain(|s| !matches!(s, Slot::Passphrase(_)));
+        self.slots.insert(at.min(self.slots.len()), slot);
+        Ok(())
+    }
+
+    /// Adds an age slot unless one for the same recipient exists; returns whether it
+    /// was added.
+    pub fn add_recipient(
+        &mut self,
+        key: &VaultKey,
+        recipient: &Recipient,
+        label: String,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        let canonical = recipient.canonical();
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s, Slot::Age { recipient: r, .. } if *r == canonical))
+        {
+            return Ok(false);
+        }
+        self.slots.push(Self::age_slot(key, recipient, label)?);
+        Ok(true)
+    }
+
+    /// The indexes of the age slots whose label or recipient is `which`.
+    pub fn find_recipient(&self, which: &str) -> Vec<usize> {
+        let which = which.trim();
+        let canonical = Recipient::parse(which).ok().map(|r| r.canonical());
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match s {
+                Slot::Age {
+                    label, recipient, ..
+                } => label == which || Some(recipient) == canonical.as_ref() || recipient == which,
+                Slot::Passphrase(_) => false,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Removes the slots at `remove` and rotates the vault's key pair, so a removed
+    /// recipient cannot open any later version of the file: a new key, every remaining
+    /// slot re-wrapped (a passphrase slot needs its passphrase, with its own cost kept)
+    /// and every entry re-encrypted. Refuses to remove the last slot. Returns the new
+    /// key.
+    pub fn remove_slots_and_rotate(
+        &mut self,
+        old: &VaultKey,
+        remove: &[usize],
+        passphrase: Option<&SecretString>,
+    ) -> Result<VaultKey> {
+        self.check_key(old)?;
+        if remove.iter().any(|&i| i >= self.slots.len()) {
+            return Err(Error::Usage("no such slot".into()));
+        }
+        let keep: Vec<&Slot> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !remove.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        if keep.is_empty() {
+            return Err(Error::Usage(crate::messages::LAST_SLOT.into()));
+        }
+        let new = VaultKey::generate();
+        let mut slots = Vec::with_capacity(keep.len());
+        for slot in keep {
+            slots.push(match slot {
+                Slot::Passphrase(w) => {
+                    let p = passphrase.ok_or_else(|| {
+                        Error::Usage(crate::messages::ROTATE_NEEDS_PASSPHRASE.into())
+                    })?;
+                    // Proves the passphrase is the slot's before re-wrapping with it.
+                    VaultKey::unwrap_with_passphrase(w, p, &self.public)?;
+                    Self::passphrase_slot(&new, p, w.params)?
+                }
+                Slot::Age {
+                    label, recipient, ..
+                } => Self::age_slot(&new, &Recipient::parse(recipient)?, label.clone())?,
+            });
+        }
+        let mut entries = BTreeMap::new();
+        for (server, e) in &self.entries {
+            let secret = old.open_entry(server, &e.username, &e.secret)?;
+            let secret = SecretString::from(secret.as_str().to_owned());
+            entries.insert(
+                server.clone(),
+                Entry {
+                    username: e.username.clone(),
+                    secret: crypto::seal_entry(&new.public(), server, &e.username, &secret)?,
+                },
+            );
+        }
+        self.public = new.public();
+        self.slots = slots;
+        self.entries = entries;
+        Ok(new)
+    }
+
+    /// Fails unless `key` is this vault's key (the vault may have been rotated by
+    /// another process since the key was opened).
+    pub fn check_key(&self, key: &VaultKey) -> Result<()> {
+        if key.public().to_string() == self.public.to_string() {
+            Ok(())
+        } else {
+            Err(Error::KeyMismatch)
+        }
+    }
+
     /// Opens the private key with a passphrase.
     pub fn open_with_passphrase(&self, passphrase: &SecretString) -> Result<VaultKey> {
         let mut found = false;

@@ -1,0 +1,356 @@
+//! Docker's `config.json`: reading its plaintext `auths`, scrubbing them, pointing
+//! `credsStore` at lockbox, and writing it back atomically with every other key, value
+//! and order kept (`import`), and the way back out (`export`).
+//!
+//! Nothing here prints; the CLI turns a [`Plan`] into words.
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use age::secrecy::SecretString;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, STANDARD_NO_PAD as B64_NO_PAD};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Largest config.json read.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// The `credsStore` value that selects lockbox.
+pub const STORE_NAME: &str = "lockbox";
+/// The username Docker uses for identity tokens.
+pub const TOKEN_USERNAME: &str = "<token>";
+
+/// A config.json in memory, with the indentation it was written with.
+pub struct DockerConfig {
+    /// The file (symlinks resolved, as Docker follows them).
+    pub path: PathBuf,
+    /// Whether it existed.
+    pub existed: bool,
+    root: Map<String, Value>,
+    indent: Vec<u8>,
+    original: Zeroizing<Vec<u8>>,
+}
+
+/// One plaintext credential found in `auths`.
+pub struct Found {
+    /// The `auths` key.
+    pub server: String,
+    /// The username (`<token>` for an identity token).
+    pub username: String,
+    /// The password or token.
+    pub secret: SecretString,
+}
+
+/// What `import` found in `auths`.
+#[derive(Default)]
+pub struct Scan {
+    /// Entries with a usable secret.
+    pub found: Vec<Found>,
+    /// Entries with a secret that cannot be read (bad base64, no colon, …), with why.
+    pub invalid: Vec<(String, &'static str)>,
+    /// Entries that hold no secret (`{}` markers).
+    pub markers: Vec<String>,
+}
+
+impl DockerConfig {
+    /// Reads `path`; a missing file is an empty config. Invalid JSON or a top level
+    /// that is not an object is an error, and nothing is changed.
+    pub fn read(path: &Path) -> Result<Self> {
+        let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let mut bytes = Zeroizing::new(Vec::new());
+        let existed = match File::open(&path) {
+            Ok(f) => {
+                f.take(MAX_CONFIG_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| Error::io("read", &path, e))?;
+                if bytes.len() as u64 > MAX_CONFIG_BYTES {
+                    return Err(Error::Config {
+                        path,
+                        reason: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+                    });
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let root = if existed && !bytes.iter().all(u8::is_ascii_whitespace) {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => {
+                    return Err(Error::Config {
+                        path,
+                        reason: "its top level is not a JSON object".into(),
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Config {
+                        path,
+                        reason: format!(
+                            "it is not valid JSON (line {}, column {})",
+                            e.line(),
+                            e.column()
+                        ),
+                    });
+                }
+            }
+        } else {
+            Map::new()
+        };
+        let indent = detect_indent(&bytes);
+        Ok(DockerConfig {
+            path,
+            existed,
+            root,
+            indent,
+            original: bytes,
+        })
+    }
+
+    /// The `credsStore` value, if any.
+    pub fn creds_store(&self) -> Option<&str> {
+        self.root.get("credsStore").and_then(Value::as_str)
+    }
+
+    /// The registries routed to other helpers by `credHelpers`.
+    pub fn cred_helpers(&self) -> Vec<(String, String)> {
+        self.root
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Reads every `auths` entry: `identitytoken` (stored as `<token>`), else `auth`
+    /// (base64 `user:password`, split at the first colon), else `username`/`password`.
+    pub fn scan(&self) -> Scan {
+        let mut scan = Scan::default();
+        let Some(auths) = self.root.get("auths").and_then(Value::as_object) else {
+            return scan;
+        };
+        for (server, entry) in auths {
+            let Some(entry) = entry.as_object() else {
+                scan.invalid
+                    .push((server.clone(), "the entry is not an object"));
+                continue;
+            };
+            let field = |name: &str| {
+                entry
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            if let Some(token) = field("identitytoken") {
+                scan.found.push(Found {
+                    server: server.clone(),
+                    username: TOKEN_USERNAME.into(),
+                    secret: SecretString::from(token.to_owned()),
+                });
+            } else if let Some(auth) = field("auth") {
+                match decode_auth(auth) {
+                    Ok((username, secret)) => scan.found.push(Found {
+                        server: server.clone(),
+                        username,
+                        secret,
+                    }),
+                    Err(why) => scan.invalid.push((server.clone(), why)),
+                }
+            } else if let (Some(u), Some(p)) = (field("username"), field("password")) {
+                scan.found.push(Found {
+                    server: server.clone(),
+                    username: u.to_owned(),
+                    secret: SecretString::from(p.to_owned()),
+                });
+            } else if field("password").is_some() || field("registrytoken").is_some() {
+                scan.invalid
+                    .push((server.clone(), "a password without a username"));
+            } else {
+                scan.markers.push(server.clone());
+            }
+        }
+        scan
+    }
+
+    /// Makes the entry for `server` an empty `{}` marker, as Docker does with a
+    /// credentials store. Returns whether anything changed.
+    pub fn scrub(&mut self, server: &str) -> bool {
+        let Some(entry) = self
+            .root
+            .get_mut("auths")
+            .and_then(Value::as_object_mut)
+            .and_then(|a| a.get_mut(server))
+        else {
+            return false;
+        };
+        if entry.as_object().is_some_and(Map::is_empty) {
+            return false;
+        }
+        *entry = Value::Object(Map::new());
+        true
+    }
+
+    /// Sets `"credsStore": "lockbox"` (in place if the key exists). Returns whether it
+    /// changed anything.
+    pub fn set_store(&mut self) -> bool {
+        if self.creds_store() == Some(STORE_NAME) {
+            return false;
+        }
+        self.root
+            .insert("credsStore".into(), Value::String(STORE_NAME.into()));
+        true
+    }
+
+    /// Removes `credsStore` if it selects lockbox (for `export --to-config`).
+    pub fn unset_store(&mut self) -> bool {
+        if self.creds_store() == Some(STORE_NAME) {
+            self.root.shift_remove("credsStore");
+            return true;
+        }
+        false
+    }
+
+    /// Puts an entry (from [`plaintext_entry`]) into `auths` (for `export --to-config`).
+    pub fn put_auth(&mut self, server: &str, entry: Value) {
+        let auths = self
+            .root
+            .entry("auths")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !auths.is_object() {
+            *auths = Value::Object(Map::new());
+        }
+        if let Some(auths) = auths.as_object_mut() {
+            auths.insert(server.to_owned(), entry);
+        }
+    }
+
+    /// The bytes this config would be written as.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(self.original.len() + 64));
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(&self.indent);
+        let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde::Serialize::serialize(&self.root, &mut ser);
+        out.push(b'\n');
+        out
+    }
+
+    /// Whether writing would change the file.
+    pub fn is_changed(&self) -> bool {
+        !self.existed || *self.to_bytes() != *self.original
+    }
+
+    /// Writes the config atomically: a new file beside it (created exclusively, with
+    /// the old file's mode, else 0600), fsync, rename, fsync the directory. No backup
+    /// is kept: a backup would be a plaintext copy.
+    pub fn write(&self) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
+        let mode = fs::metadata(&self.path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o600);
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.lockbox-{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let bytes = self.to_bytes();
+        let done = file
+            .write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&tmp, &self.path));
+        if let Err(e) = done {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &self.path, e));
+        }
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync the directory of", &self.path, e))
+    }
+}
+
+/// A Docker `auths` entry holding credentials in plaintext, as Docker writes it.
+pub fn plaintext_entry(username: &str, secret: &str) -> Value {
+    let mut m = Map::new();
+    if username == TOKEN_USERNAME {
+        m.insert("identitytoken".into(), Value::String(secret.to_owned()));
+    } else {
+        let pair = Zeroizing::new(format!("{username}:{secret}"));
+        m.insert("auth".into(), Value::String(B64.encode(pair.as_bytes())));
+    }
+    Value::Object(m)
+}
+
+/// Decodes an `auth` value: base64 (padding optional) of `user:password`.
+pub fn decode_auth(auth: &str) -> std::result::Result<(String, SecretString), &'static str> {
+    let raw = Zeroizing::new(
+        B64.decode(auth.trim())
+            .or_else(|_| B64_NO_PAD.decode(auth.trim().trim_end_matches('=')))
+            .map_err(|_| "its auth is not base64")?,
+    );
+    let text = std::str::from_utf8(&raw).map_err(|_| "its auth is not UTF-8")?;
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or("its auth has no ':' between user and password")?;
+    if user.is_empty() {
+        return Err("its auth has an empty username");
+    }
+    Ok((user.to_owned(), SecretString::from(pass.to_owned())))
+}
+
+/// The indentation of the first indented line (Docker writes tabs), else a tab.
+fn detect_indent(bytes: &[u8]) -> Vec<u8> {
+    for line in bytes.split(|&b| b == b'\n').skip(1) {
+        let n = line
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
+        if n > 0 {
+            return line[..n].to_vec();
+        }
+    }
+    b"\t".to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decode_auth_splits_at_first_colon() {
+        let (u, p) = decode_auth(&B64.encode("bob:pa:ss")).unwrap();
+        assert_eq!((u.as_str(), p.expose_secret()), ("bob", "pa:ss"));
+        assert!(decode_auth("!!!").is_err());
+        assert!(decode_auth(&B64.encode("nocolon")).is_err());
+        assert!(decode_auth(&B64.encode(":pw")).is_err());
+        let (u, _) = decode_auth(B64_NO_PAD.encode("ü:x").as_str()).unwrap();
+        assert_eq!(u, "ü");
+    }
+
+    proptest! {
+        #[test]
+        fn plaintext_entry_roundtrip(user in "[^:]{1,20}", secret in any::<String>()) {
+            prop_assume!(user != TOKEN_USERNAME);
+            let v = plaintext_entry(&user, &secret);
+            let (u, s) = decode_auth(v["auth"].as_str().unwrap()).unwrap();
+            prop_assert_eq!(u, user);
+            prop_assert_eq!(s.expose_secret(), secret.as_str());
+        }
+    }
+}

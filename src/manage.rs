@@ -1,0 +1,628 @@
+//! Commands that move credentials in and out and manage the vault's keys: `import`,
+//! `export`, `passwd`, `recipients list|add|remove`. None of them needs a registry
+//! password again; all writes go through the vault's locked, atomic update.
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use age::secrecy::{ExposeSecret, SecretString};
+use clap::{Args, Subcommand};
+use zeroize::Zeroizing;
+
+use crate::agent_client::{Agent, AgentOpener};
+use crate::agent_proto::{Request, Response};
+use crate::cli::{KeyOpts, Opened, kdf_params, open_key, prompt_passphrase};
+use crate::crypto::Recipient;
+use crate::dockerconfig::{DockerConfig, Found};
+use crate::error::Error;
+use crate::file::Location;
+use crate::keys::{self, EntryOpener, KeyEnv};
+use crate::vault::{Slot, Vault};
+use crate::{exit, messages};
+
+/// Largest output read from another helper (`import --from-helper`).
+const MAX_HELPER_OUTPUT: u64 = 4 << 20;
+
+/// `import`
+#[derive(Debug, Args)]
+pub struct ImportOpts {
+    /// The Docker config to read and rewrite (default: $DOCKER_CONFIG/config.json,
+    /// else ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Also copy every entry out of another credential helper
+    /// (`docker-credential-NAME list` and `get`), e.g. pass or secretservice.
+    #[arg(long, value_name = "NAME")]
+    from_helper: Option<String>,
+    /// Show what would be imported (registries and usernames, never secrets) and
+    /// change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Leave `credsStore` as it is.
+    #[arg(long)]
+    no_set_store: bool,
+    /// Go on although the config names another credsStore or credHelpers, or has
+    /// entries that cannot be read (those are left as they are).
+    #[arg(long)]
+    force: bool,
+}
+
+/// `export`
+#[derive(Debug, Args)]
+pub struct ExportOpts {
+    /// Merge the entries into this Docker config (and drop `credsStore: lockbox`)
+    /// instead of printing them.
+    #[arg(long, value_name = "PATH")]
+    to_config: Option<PathBuf>,
+    #[command(flatten)]
+    key: KeyOpts,
+}
+
+/// `passwd`
+#[derive(Debug, Args)]
+pub struct PasswdOpts {
+    /// Open the vault with an age identity file or SSH key instead of the old
+    /// passphrase.
+    #[arg(long, value_name = "FILE")]
+    identity_file: Option<PathBuf>,
+    /// Read the current passphrase from FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "identity_file")]
+    old_passphrase_file: Option<PathBuf>,
+    /// Read the new passphrase from FILE instead of asking twice on the terminal.
+    #[arg(long, value_name = "FILE")]
+    new_passphrase_file: Option<PathBuf>,
+}
+
+/// `recipients`
+#[derive(Debug, Subcommand)]
+pub enum RecipientsCommand {
+    /// List the vault's slots.
+    List {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add age slots: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, or files of them
+    /// (GitHub-style authorized_keys files work).
+    Add {
+        /// Recipients to add.
+        recipients: Vec<String>,
+        /// Add every recipient in FILE (one per line, `#` comments, authorized_keys
+        /// options allowed).
+        #[arg(long, value_name = "FILE")]
+        file: Vec<PathBuf>,
+        /// Label for the new slot(s) (default: the SSH key comment, or the key).
+        #[arg(long)]
+        label: Option<String>,
+        #[allow(missing_docs)]
+        #[command(flatten)]
+        key: KeyOpts,
+    },
+    /// Remove the age slot(s) with this label or recipient, and rotate the vault key
+    /// so the removed key cannot open any later version of the vault.
+    Remove {
+        /// A slot label, or its recipient.
+        which: String,
+        #[allow(missing_docs)]
+        #[command(flatten)]
+        key: KeyOpts,
+    },
+}
+
+fn config_path(explicit: &Option<PathBuf>, location: &Location) -> Result<PathBuf, Error> {
+    match explicit {
+        Some(p) => Ok(p.clone()),
+        None => Ok(location.docker_config_dir()?.join("config.json")),
+    }
+}
+
+/// `import`: plaintext auths (and, optionally, another helper's entries) into the
+/// vault in one locked write, read back and verified, then config.json rewritten
+/// without them and with `credsStore` set.
+pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    let mut config = DockerConfig::read(&config_path(&o.config, location)?)?;
+    let cfg_path = config.path.display().to_string();
+    let scan = config.scan();
+    // Only what came from config.json is scrubbed from it.
+    let scrub: Vec<String> = scan.found.iter().map(|f| f.server.clone()).collect();
+    if !o.force {
+        if let Some(store) = config.creds_store()
+            && store != crate::dockerconfig::STORE_NAME
+            && Some(store) != o.from_helper.as_deref()
+        {
+            return Err(config_error(&config, messages::import_other_store(store)));
+        }
+        let helpers = config.cred_helpers();
+        if !helpers.is_empty() {
+            let list: Vec<String> = helpers.iter().map(|(r, h)| format!("{r} → {h}")).collect();
+            return Err(config_error(
+                &config,
+                messages::import_cred_helpers(&list.join(", ")),
+            ));
+        }
+        if !scan.invalid.is_empty() {
+            let list: Vec<String> = scan
+                .invalid
+                .iter()
+                .map(|(r, why)| format!("{r}: {why}"))
+                .collect();
+            return Err(config_error(
+                &config,
+                messages::import_invalid(&list.join("; ")),
+            ));
+        }
+    }
+    let mut found = scan.found;
+    if let Some(helper) = &o.from_helper {
+        found.extend(read_helper(helper)?);
+    }
+
+    // The vault wins over a plaintext copy: Docker already reads from the store.
+    let mut to_store: Vec<&Found> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut out = String::new();
+    for f in &found {
+        if vault.entries().contains_key(&f.server) || !seen.insert(f.server.clone()) {
+            out.push_str(&format!("  keep   {} (already in the vault)\n", f.server));
+        } else {
+            out.push_str(&format!("  import {} as {}\n", f.server, f.username));
+            to_store.push(f);
+        }
+    }
+    let set_store =
+        !o.no_set_store && config.creds_store() != Some(crate::dockerconfig::STORE_NAME);
+
+    if o.dry_run {
+        let mut plan = format!("Plan for {cfg_path} → {}:\n", path.vault.display());
+        plan.push_str(&out);
+        if !scrub.is_empty() {
+            plan.push_str(&format!(
+                "  remove the plaintext of {} entr{} from config.json\n",
+                scrub.len(),
+                plural_y(scrub.len())
+            ));
+        }
+        if set_store {
+            plan.push_str("  set \"credsStore\": \"lockbox\"\n");
+        }
+        if found.is_empty() && !set_store {
+            plan.push_str("  nothing to do\n");
+        }
+        print!("{}", sanitize_lines(&plan));
+        return Ok(exit::OK);
+    }
+
+    if !to_store.is_empty() {
+        path.update(|v| {
+            for f in &to_store {
+                v.store(&f.server, &f.username, &f.secret)?;
+            }
+            Ok(((), true))
+        })?;
+        verify_imported(&path.read_existing()?, &to_store)?;
+    }
+    for server in &scrub {
+        config.scrub(server);
+    }
+    if set_store {
+        config.set_store();
+    }
+    let changed = config.is_changed();
+    if changed {
+        config.write()?;
+    }
+    let mut summary = String::new();
+    if !to_store.is_empty() {
+        summary.push_str(&format!(
+            "Imported {} credential{} into {}:\n{out}",
+            to_store.len(),
+            if to_store.len() == 1 { "" } else { "s" },
+            path.vault.display()
+        ));
+    } else if !found.is_empty() {
+        summary.push_str(&out);
+    }
+    if changed {
+        summary.push_str(&format!(
+            "Rewrote {cfg_path}: no plaintext credentials left{}.\n",
+            if set_store {
+                ", credsStore is lockbox"
+            } else {
+                ""
+            }
+        ));
+    } else if to_store.is_empty() {
+        summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
+    }
+    print!("{}", sanitize_lines(&summary));
+    Ok(exit::OK)
+}
+
+fn plural_y(n: usize) -> &'static str {
+    if n == 1 { "y" } else { "ies" }
+}
+
+fn sanitize_lines(text: &str) -> String {
+    text.lines().map(|l| messages::sanitize(l) + "\n").collect()
+}
+
+fn config_error(config: &DockerConfig, reason: String) -> Error {
+    Error::Config {
+        path: config.path.clone(),
+        reason,
+    }
+}
+
+/// Checks that every stored entry is in the file as written, and, when a key is at
+/// hand without prompting (identity variable or agent), that it decrypts to the secret.
+fn verify_imported(vault: &Vault, stored: &[&Found]) -> Result<(), Error> {
+    let opener = keys::entry_opener(vault).ok();
+    for f in stored {
+        let ok = match vault.entries().get(&f.server) {
+            Some(e) if e.username == f.username => match &opener {
+                Some(o) => o
+                    .open_entry(&f.server, &e.username, &e.secret)
+                    .is_ok_and(|s| s.as_str() == f.secret.expose_secret()),
+                None => true,
+            },
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::Usage(messages::import_verify_failed(&f.server)));
+        }
+    }
+    Ok(())
+}
+
+/// Reads every entry out of `docker-credential-NAME` (`list`, then `get` for each).
+fn read_helper(name: &str) -> Result<Vec<Found>, Error> {
+    if name.is_empty() || name.contains('/') || name == crate::dockerconfig::STORE_NAME {
+        return Err(Error::Usage(messages::bad_helper_name(name)));
+    }
+    let program = format!("docker-credential-{name}");
+    let list = run_helper(&program, "list", b"")?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&list).map_err(|_| {
+            Error::Usage(messages::helper_failed(
+                &program,
+                "list",
+                "its answer is not a JSON object",
+            ))
+        })?;
+    let mut found = Vec::new();
+    for server in map.keys() {
+        let out = match run_helper(&program, "get", server.as_bytes()) {
+            Ok(out) => out,
+            Err(Error::Usage(text)) if text.contains(messages::NOT_FOUND) => continue,
+            Err(e) => return Err(e),
+        };
+        #[derive(serde::Deserialize)]
+        struct Creds {
+            #[serde(rename = "Username")]
+            username: String,
+            #[serde(rename = "Secret")]
+            secret: Zeroizing<String>,
+        }
+        let creds: Creds = serde_json::from_slice(&out).map_err(|_| {
+            Error::Usage(messages::helper_failed(
+                &program,
+                "get",
+                "its answer is not credentials JSON",
+            ))
+        })?;
+        // Old pass versions answer a missing entry with empty credentials (dch#220).
+        if creds.username.is_empty() {
+            continue;
+        }
+        found.push(Found {
+            server: server.clone(),
+            username: creds.username,
+            secret: SecretString::from(creds.secret.as_str().to_owned()),
+        });
+    }
+    Ok(found)
+}
+
+fn run_helper(program: &str, action: &str, input: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut child = Command::new(program)
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::Usage(messages::helper_failed(program, action, &e.to_string())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let mut out = Zeroizing::new(Vec::new());
+    if let Some(stdout) = child.stdout.take() {
+        let _ = stdout.take(MAX_HELPER_OUTPUT).read_to_end(&mut out);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Usage(messages::helper_failed(program, action, &e.to_string())))?;
+    if !status.success() {
+        // The helper's stdout is its error line (never a secret on failure).
+        let line = String::from_utf8_lossy(&out).trim().to_owned();
+        return Err(Error::Usage(messages::helper_failed(
+            program, action, &line,
+        )));
+    }
+    Ok(out)
+}
+
+/// Something that opens entries for `export`: the key options, the environment, the
+/// agent, else the terminal.
+fn export_opener(vault: &Vault, k: &KeyOpts) -> Result<Box<dyn EntryOpener>, Error> {
+    let explicit = k.identity_file.is_some() || k.passphrase_file.is_some();
+    if !explicit && !KeyEnv::from_env()?.is_set() {
+        let public_key = vault.public().to_string();
+        let held = matches!(
+            Agent::for_user().request(
+                Request::Status {
+                    public_key: public_key.clone()
+                },
+                0
+            )?,
+            Some(Response::Status { unlocked: true, .. })
+        );
+        if held {
+            return Ok(Box::new(AgentOpener::connect(public_key)?));
+        }
+    }
+    Ok(Box::new(open_key(vault, k)?.key))
+}
+
+/// `export`: the entries as plaintext Docker `auths`, explicitly.
+pub fn export(o: ExportOpts, location: &Location) -> Result<u8, Error> {
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    let opener = export_opener(&vault, &o.key)?;
+    let mut auths = serde_json::Map::new();
+    for (server, e) in vault.entries() {
+        let secret = opener.open_entry(server, &e.username, &e.secret)?;
+        auths.insert(
+            server.clone(),
+            crate::dockerconfig::plaintext_entry(&e.username, &secret),
+        );
+    }
+    match &o.to_config {
+        None => {
+            eprintln!("{}", messages::EXPORT_WARNING);
+            let doc = serde_json::json!({ "auths": auths });
+            let mut text = Zeroizing::new(serde_json::to_string_pretty(&doc).unwrap_or_default());
+            text.push('\n');
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(|e| Error::io("write", "stdout", e))?;
+        }
+        Some(p) => {
+            let mut config = DockerConfig::read(p)?;
+            for (server, entry) in &auths {
+                config.put_auth(server, entry.clone());
+            }
+            let unset = config.unset_store();
+            config.write()?;
+            eprintln!("{}", messages::EXPORT_WARNING);
+            println!(
+                "{}",
+                messages::sanitize(&messages::exported_to(
+                    &config.path.display().to_string(),
+                    auths.len(),
+                    unset
+                ))
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `passwd`: add or change the passphrase slot.
+pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    let has_passphrase = vault
+        .slots()
+        .iter()
+        .any(|s| matches!(s, Slot::Passphrase(_)));
+    let key_opts = KeyOpts {
+        passphrase_file: o.old_passphrase_file.clone(),
+        identity_file: o.identity_file.clone(),
+    };
+    let Opened { key, .. } =
+        if !has_passphrase && key_opts.identity_file.is_none() && !KeyEnv::from_env()?.is_set() {
+            return Err(Error::Usage(messages::PASSWD_NEEDS_IDENTITY.into()));
+        } else {
+            open_key(&vault, &key_opts)?
+        };
+    let new = match &o.new_passphrase_file {
+        Some(f) => keys::read_passphrase_file(f)?,
+        None => crate::cli::ask_new_passphrase()?,
+    };
+    let params = kdf_params()?;
+    path.update(|v| v.set_passphrase(&key, &new, params).map(|()| ((), true)))?;
+    println!("{}", messages::passwd_done(has_passphrase));
+    Ok(exit::OK)
+}
+
+/// Parses one line of a recipients or authorized_keys file: options before the key
+/// type are skipped; `Ok(None)` for blank lines, comments and key types age cannot
+/// use (reported by the caller).
+pub fn parse_recipient_line(line: &str) -> Result<Option<(Recipient, String)>, Error> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if let Some(i) = fields
+        .iter()
+        .position(|f| *f == "ssh-ed25519" || *f == "ssh-rsa")
+    {
+        let Some(blob) = fields.get(i + 1) else {
+            return Err(Error::BadRecipient(line.to_owned()));
+        };
+        let text = format!("{} {blob}", fields[i]);
+        let recipient = Recipient::parse(&text)?;
+        let comment = fields[i + 2..].join(" ");
+        let label = if comment.is_empty() {
+            recipient.canonical()
+        } else {
+            comment
+        };
+        return Ok(Some((recipient, label)));
+    }
+    if let Some(age) = fields.iter().find(|f| f.starts_with("age1")) {
+        let recipient = Recipient::parse(age)?;
+        return Ok(Some((recipient.clone(), recipient.canonical())));
+    }
+    if fields
+        .iter()
+        .any(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-"))
+    {
+        return Ok(None);
+    }
+    Err(Error::BadRecipient(line.to_owned()))
+}
+
+/// `recipients …`
+pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Error> {
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    match cmd {
+        RecipientsCommand::List { json } => {
+            if json {
+                let slots: Vec<serde_json::Value> = vault
+                    .slots()
+                    .iter()
+                    .map(|s| match s {
+                        Slot::Passphrase(_) => serde_json::json!({"type": "passphrase"}),
+                        Slot::Age { label, recipient, .. } => {
+                            serde_json::json!({"type": "age", "label": label, "recipient": recipient})
+                        }
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(slots));
+            } else {
+                for s in vault.slots() {
+                    let line = match s {
+                        Slot::Passphrase(_) => "passphrase".to_owned(),
+                        Slot::Age {
+                            label, recipient, ..
+                        } => format!("{label}\t{recipient}"),
+                    };
+                    println!("{}", messages::sanitize(&line));
+                }
+            }
+            Ok(exit::OK)
+        }
+        RecipientsCommand::Add {
+            recipients,
+            file,
+            label,
+            key,
+        } => {
+            let mut parsed = Vec::new();
+            for r in &recipients {
+                match parse_recipient_line(r)? {
+                    Some(p) => parsed.push(p),
+                    None => return Err(Error::BadRecipient(r.clone())),
+                }
+            }
+            for f in &file {
+                let text = std::fs::read_to_string(f).map_err(|e| Error::io("read", f, e))?;
+                for line in text.lines() {
+                    match parse_recipient_line(line)? {
+                        Some(p) => parsed.push(p),
+                        None if !line.trim().is_empty() && !line.trim().starts_with('#') => {
+                            eprintln!(
+                                "{}",
+                                messages::sanitize(&messages::skipped_key(line.trim()))
+                            );
+                        }
+                        None => {}
+                    }
+                }
+            }
+            if parsed.is_empty() {
+                return Err(Error::Usage(messages::NO_RECIPIENTS.into()));
+            }
+            let Opened { key: vault_key, .. } = open_key(&vault, &key)?;
+            let added = path.update(|v| {
+                let mut added = Vec::new();
+                for (r, default_label) in &parsed {
+                    let l = label.clone().unwrap_or_else(|| default_label.clone());
+                    if v.add_recipient(&vault_key, r, l.clone())? {
+                        added.push(l);
+                    }
+                }
+                let changed = !added.is_empty();
+                Ok((added, changed))
+            })?;
+            println!(
+                "{}",
+                messages::sanitize(&messages::recipients_added(&added))
+            );
+            Ok(exit::OK)
+        }
+        RecipientsCommand::Remove { which, key } => {
+            if vault.find_recipient(&which).is_empty() {
+                return Err(Error::Usage(messages::no_such_recipient(&which)));
+            }
+            let Opened {
+                key: old,
+                passphrase,
+            } = open_key(&vault, &key)?;
+            let has_passphrase = vault
+                .slots()
+                .iter()
+                .any(|s| matches!(s, Slot::Passphrase(_)));
+            let passphrase = match passphrase {
+                Some(p) => Some(p),
+                None if has_passphrase => Some(prompt_passphrase(messages::PROMPT_UNLOCK)?),
+                None => None,
+            };
+            let old_public = old.public().to_string();
+            let (removed, new_key) = path.update(|v| {
+                let slots = v.find_recipient(&which);
+                if slots.is_empty() {
+                    return Err(Error::Usage(messages::no_such_recipient(&which)));
+                }
+                let new = v.remove_slots_and_rotate(&old, &slots, passphrase.as_ref())?;
+                Ok(((slots.len(), new), true))
+            })?;
+            // An agent holding the old key would now say "locked": hand it the new key
+            // for the time the old one had left.
+            let agent = Agent::for_user();
+            if let Ok(Some(Response::Status {
+                unlocked: true,
+                expires_in_secs,
+                ..
+            })) = agent.request(
+                Request::Status {
+                    public_key: old_public.clone(),
+                },
+                0,
+            ) {
+                let _ = agent.add_key(
+                    &new_key,
+                    std::time::Duration::from_secs(expires_in_secs.max(1)),
+                );
+                let _ = agent.request(
+                    Request::Lock {
+                        public_key: Some(old_public),
+                    },
+                    0,
+                );
+            }
+            println!(
+                "{}",
+                messages::sanitize(&messages::recipients_removed(&which, removed))
+            );
+            Ok(exit::OK)
+        }
+    }
+}
