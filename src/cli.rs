@@ -369,32 +369,30 @@ fn calibrate() -> KdfParams {
     const T_COST: u32 = 3;
     const MIN_KIB: u32 = 64 * 1024;
     const MAX_KIB: u32 = 512 * 1024;
-    let probe = KdfParams {
-        m_cost_kib: MIN_KIB,
-        t_cost: 1,
-        p_cost: 1,
-    };
     let pw = SecretString::from("calibration".to_owned());
-    let start = Instant::now();
-    let secs = match probe.derive(&pw, &[0u8; 16]) {
-        Ok(_) => start.elapsed().as_secs_f64().max(1e-3),
-        Err(_) => {
-            return KdfParams {
-                m_cost_kib: MIN_KIB,
-                t_cost: T_COST,
-                p_cost: 1,
-            };
-        }
-    };
-    // Argon2 cost is linear in memory × passes.
-    let scale = TARGET_SECS / (secs * f64::from(T_COST));
-    let m = (f64::from(MIN_KIB) * scale) as u64;
-    let m = (m.clamp(u64::from(MIN_KIB), u64::from(MAX_KIB)) as u32) / 1024 * 1024;
-    KdfParams {
-        m_cost_kib: m,
+    let params = |m_cost_kib: u32| KdfParams {
+        m_cost_kib,
         t_cost: T_COST,
         p_cost: 1,
+    };
+    // Seconds one derivation takes, or None if Argon2 refuses.
+    let time = |p: KdfParams| {
+        let start = Instant::now();
+        p.derive(&pw, &[0u8; 16])
+            .ok()
+            .map(|_| start.elapsed().as_secs_f64().max(1e-3))
+    };
+    // Argon2's cost is about linear in memory × passes; memory bandwidth and page
+    // faults bend that, so measure at the minimum, scale, then measure once more.
+    let mut m = MIN_KIB;
+    for _ in 0..2 {
+        let Some(secs) = time(params(m)) else {
+            return params(MIN_KIB);
+        };
+        let scaled = (f64::from(m) * TARGET_SECS / secs) as u64;
+        m = (scaled.clamp(u64::from(MIN_KIB), u64::from(MAX_KIB)) as u32) / 1024 * 1024;
     }
+    params(m)
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, Error> {
