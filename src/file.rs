@@ -211,6 +211,13 @@ impl VaultPath {
     /// changed anything; nothing is written otherwise. A vault that does not parse and
     /// validate is never overwritten: the read fails first.
     pub fn update<T>(&self, change: impl FnOnce(&mut Vault) -> Result<(T, bool)>) -> Result<T> {
+        // No vault yet (a first `docker login` before `init`): say "run init" rather
+        // than fail on the lock file in a directory that does not exist, and create
+        // nothing. A vault created meanwhile is found by the locked read below.
+        if matches!(fs::symlink_metadata(&self.vault), Err(e) if e.kind() == io::ErrorKind::NotFound)
+        {
+            return Err(Error::NotInitialized(self.vault.clone()));
+        }
         let guard = self.lock()?;
         let mut vault = self.read_existing()?;
         let (out, changed) = change(&mut vault)?;
