@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -30,16 +30,34 @@ use crate::agent_proto::{
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
 
+/// Shortest a key may be held.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest a key may be held.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// An agent that received no key this long after starting exits.
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
+/// The agent wakes at least this often, so a deadline passed while the machine was
+/// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// With RLIMIT_MEMLOCK below this, locking all future memory could make a large
+/// request fail to allocate and kill the agent; then only current memory is locked.
+const MLOCK_FUTURE_MIN_LIMIT: u64 = 256 << 20;
 /// How long one client may take to send its request.
 const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Time since boot, suspend included (CLOCK_BOOTTIME): a key's timeout counts the
+/// hours a laptop spent asleep.
+fn now() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 struct Held {
     key: VaultKey,
-    deadline: Instant,
+    deadline: Duration,
 }
 
 struct State {
@@ -55,13 +73,16 @@ pub fn run(socket: &Path) -> Result<()> {
     crate::sys::close_inherited_fds();
     let _ = rustix::process::setsid();
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    // Best effort: RLIMIT_MEMLOCK may forbid it for unprivileged users; ONFAULT keeps
-    // us from locking (and failing on) address space we never touch.
+    // Keep keys out of swap. Locking future memory too is only safe with room under
+    // RLIMIT_MEMLOCK (8 MiB by default for users): past it, allocations fail and the
+    // agent would die. ONFAULT locks pages as they are touched, not whole mappings.
     use rustix::mm::MlockAllFlags;
-    let memory_locked = rustix::mm::mlockall(
-        MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT,
-    )
-    .is_ok();
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+    let memory_locked = limit.is_none_or(|l| l >= MLOCK_FUTURE_MIN_LIMIT)
+        && rustix::mm::mlockall(
+            MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT,
+        )
+        .is_ok();
 
     let (signal_rx, signal_tx) =
         UnixStream::pair().map_err(|e| Error::AgentStart(format!("signal pipe: {e}")))?;
@@ -106,10 +127,10 @@ pub fn run(socket: &Path) -> Result<()> {
         memory_locked,
         quit: false,
     };
-    let started = Instant::now();
+    let started = now();
     let mut had_keys = false;
     loop {
-        let now = Instant::now();
+        let now = now();
         state.keys.retain(|_, h| h.deadline > now);
         had_keys |= !state.keys.is_empty();
         if state.quit || (state.keys.is_empty() && (had_keys || now >= started + STARTUP_GRACE)) {
@@ -121,7 +142,7 @@ pub fn run(socket: &Path) -> Result<()> {
             .map(|h| h.deadline)
             .min()
             .unwrap_or(started + STARTUP_GRACE);
-        let wait = next.saturating_duration_since(now);
+        let wait = next.saturating_sub(now).min(MAX_SLEEP);
         let timeout = rustix::event::Timespec::try_from(wait).unwrap_or(rustix::event::Timespec {
             tv_sec: i64::MAX,
             tv_nsec: 0,
@@ -221,12 +242,12 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
             let Ok(key) = VaultKey::from_secret_text(&secret_key) else {
                 return Response::Error(AgentError::BadKey);
             };
-            let timeout = Duration::from_secs(timeout_secs).min(MAX_TIMEOUT);
+            let timeout = Duration::from_secs(timeout_secs).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
             state.keys.insert(
                 key.public().to_string(),
                 Held {
                     key,
-                    deadline: Instant::now() + timeout,
+                    deadline: now() + timeout,
                 },
             );
             Response::Ok
@@ -252,11 +273,7 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
             let held = state.keys.get(&public_key);
             Response::Status {
                 unlocked: held.is_some(),
-                expires_in_secs: held.map_or(0, |h| {
-                    h.deadline
-                        .saturating_duration_since(Instant::now())
-                        .as_secs()
-                }),
+                expires_in_secs: held.map_or(0, |h| h.deadline.saturating_sub(now()).as_secs()),
                 keys: state.keys.len(),
                 // Asked of the kernel now, not remembered from start-up.
                 non_dumpable: rustix::process::dumpable_behavior()

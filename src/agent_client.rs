@@ -113,6 +113,13 @@ impl Agent {
         }
     }
 
+    /// Serializes `unlock`s: two at once would each start an agent, and the one whose
+    /// socket was replaced would hold its key unreachable until its timeout.
+    pub fn start_lock(&self) -> Result<crate::file::LockGuard> {
+        agent_proto::check_agent_dir(self.dir(), true)?;
+        crate::file::lock_file(&self.dir().join("unlock.lock"), crate::file::LOCK_TIMEOUT)
+    }
+
     /// Starts an agent (the caller checked none answers) and waits for its ready line.
     pub fn start(&self) -> Result<()> {
         agent_proto::check_agent_dir(self.dir(), true)?;

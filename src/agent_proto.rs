@@ -3,7 +3,7 @@
 //!
 //! One request per connection: the client sends one frame, the agent answers one frame
 //! and closes. A frame is a 4-byte big-endian length and that many bytes of JSON, at
-//! most [`MAX_FRAME`]. Requests and responses carry the protocol version `v`; an agent
+//! most [`MAX_FRAME`]. Requests carry the protocol version `v`; an agent
 //! answers a request of another version with [`AgentError::VersionMismatch`] (and obeys
 //! `quit` from any version), so `unlock` can tell an agent from another build apart and
 //! replace it. Errors are typed ([`AgentError`]), never bare strings.
@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 /// The protocol version. Bumped on any incompatible change to [`Request`]/[`Response`].
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame, bytes: a decrypt request carries one entry ciphertext (≤ ~1.1 MiB,
-/// base64-encoded).
-pub const MAX_FRAME: usize = 4 << 20;
+/// base64-encoded); a secret answer of 1 MiB of control characters escapes to 6 MiB.
+pub const MAX_FRAME: usize = 8 << 20;
 /// The socket's file name inside the agent directory.
 pub const SOCKET_NAME: &str = "agent.sock";
 

@@ -398,7 +398,7 @@ fn calibrate() -> KdfParams {
 fn parse_timeout(text: &str) -> Result<Duration, Error> {
     let bad = || usage_error(&messages::bad_timeout(text));
     let d = humantime::parse_duration(text).map_err(|_| bad())?;
-    if d < Duration::from_secs(1) || d > crate::agent::MAX_TIMEOUT {
+    if d < crate::agent::MIN_TIMEOUT || d > crate::agent::MAX_TIMEOUT {
         return Err(bad());
     }
     Ok(d)
@@ -410,6 +410,7 @@ fn unlock(o: UnlockOpts, location: &Location) -> Result<u8, Error> {
     let vault = path.read_existing()?;
     let Opened { key, .. } = open_key(&vault, &o.key)?;
     let agent = Agent::for_user();
+    let _serialized = agent.start_lock()?;
     if !agent.ensure_compatible()? {
         agent.start()?;
     }
@@ -439,6 +440,11 @@ fn lock(o: LockOpts, location: &Location) -> Result<u8, Error> {
     match agent.request(Request::Lock { public_key }, 0)? {
         None => println!("{}", messages::NO_AGENT),
         Some(Response::Locked { .. }) => println!("{}", messages::locked_now(&what)),
+        // An agent of another build: stop it (every version obeys `quit`).
+        Some(Response::Error(crate::agent_proto::AgentError::VersionMismatch { .. })) => {
+            agent.ensure_compatible()?;
+            println!("{}", messages::locked_now("every vault"));
+        }
         Some(_) => return Err(Error::AgentProtocol("unexpected answer to lock".into())),
     }
     Ok(exit::OK)

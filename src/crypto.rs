@@ -14,6 +14,7 @@ use std::str::FromStr;
 use age::secrecy::{ExposeSecret, SecretString};
 use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::Mac as _;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -260,6 +261,36 @@ impl VaultKey {
         reader.read_to_end(&mut plain).map_err(|_| tampered())?;
         let secret = parse_entry_plaintext(&plain, server, username).ok_or_else(tampered)?;
         Ok(Zeroizing::new(secret.to_owned()))
+    }
+}
+
+/// Domain separation for the slots MAC key.
+const SLOTS_MAC_KEY: &[u8] = b"lockbox-slots-mac-v1\0";
+
+impl VaultKey {
+    /// HMAC-SHA256 over `transcript` (the public key and slots, `docs/FORMAT.md`
+    /// "Slots MAC"), keyed with SHA-256 of a domain tag and the private key text.
+    pub fn slots_mac(&self, transcript: &[u8]) -> [u8; 32] {
+        self.slots_hmac(transcript).finalize().into_bytes().into()
+    }
+
+    /// Checks a slots MAC in constant time.
+    pub fn verify_slots_mac(&self, transcript: &[u8], mac: &[u8]) -> bool {
+        self.slots_hmac(transcript).verify_slice(mac).is_ok()
+    }
+
+    fn slots_hmac(&self, transcript: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use sha2::Digest;
+        let secret = self.export_secret();
+        let mut h = sha2::Sha256::new();
+        h.update(SLOTS_MAC_KEY);
+        h.update(secret.expose_secret().as_bytes());
+        let key = Zeroizing::new(<[u8; 32]>::from(h.finalize()));
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&key[..])
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(transcript);
+        mac
     }
 }
 

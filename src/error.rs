@@ -71,6 +71,9 @@ pub enum Error {
     /// A slot opened, but the key inside is not this vault's key.
     #[error("slot key does not match the vault public key")]
     KeyMismatch,
+    /// The slots MAC does not match: slots were changed without the vault key.
+    #[error("slots tampered")]
+    SlotsTampered,
     /// An entry's ciphertext does not open, or is bound to another entry.
     #[error("entry for {0} does not open")]
     EntryTampered(String),
@@ -102,6 +105,9 @@ pub enum Error {
     /// The agent could not be started.
     #[error("agent start: {0}")]
     AgentStart(String),
+    /// A change would make the vault exceed a bound of the format; nothing was written.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     /// Docker's config.json cannot be used as it is.
     #[error("config {}: {reason}", path.display())]
     Config {
@@ -162,6 +168,7 @@ impl Error {
             Error::NoMatchingIdentity => messages::NO_MATCHING_IDENTITY.to_owned(),
             Error::NoAgeSlot => messages::NO_AGE_SLOT.to_owned(),
             Error::KeyMismatch => messages::KEY_MISMATCH.to_owned(),
+            Error::SlotsTampered => messages::SLOTS_TAMPERED.to_owned(),
             Error::EntryTampered(server) => messages::entry_tampered(server),
             Error::BadIdentity {
                 source_name,
@@ -175,6 +182,7 @@ impl Error {
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentStart(detail) => messages::agent_start(detail),
             Error::Usage(text) => text.clone(),
+            Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {
                 messages::config_problem(&path.display().to_string(), reason)
             }

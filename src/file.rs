@@ -7,7 +7,7 @@
 //! old file or the new one.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -137,41 +137,29 @@ impl VaultPath {
 
     /// [`Self::lock`] with another bound (tests).
     pub fn lock_with_timeout(&self, timeout: Duration) -> Result<LockGuard> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&self.lock)
-            .map_err(|e| Error::io("open the lock file", &self.lock, e))?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(LockGuard { _file: file }),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(Error::io("lock", &self.lock, e));
-                }
-            }
-            if start.elapsed() >= timeout {
-                return Err(Error::LockTimeout {
-                    path: self.lock.clone(),
-                    secs: timeout.as_secs(),
-                });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(25));
-        }
+        lock_file(&self.lock, timeout)
     }
 
     /// Replaces the vault atomically and durably: a new 0600 file created exclusively
     /// beside the old one, written, fsynced, renamed over the old one, and the directory
     /// fsynced. A crash at any point leaves the old vault or the new one. The caller
     /// holds the lock, which is why one fixed temporary name is enough.
-    pub fn write(&self, _lock: &LockGuard, vault: &Vault) -> Result<()> {
-        self.write_bytes(_lock, &vault.to_bytes())
+    pub fn write(&self, lock: &LockGuard, vault: &Vault) -> Result<()> {
+        let bytes = vault.to_bytes();
+        // Never write a file this build would refuse to read: the bounds are checked on
+        // read, so check the new bytes the same way before they replace the old ones.
+        if bytes.len() as u64 > MAX_VAULT_BYTES {
+            return Err(Error::LimitExceeded(format!(
+                "the vault would be larger than {MAX_VAULT_BYTES} bytes"
+            )));
+        }
+        if let Err(e) = Vault::parse(&bytes, &self.vault) {
+            return Err(match e {
+                Error::Corrupt { reason, .. } => Error::LimitExceeded(reason),
+                other => other,
+            });
+        }
+        self.write_bytes(lock, &bytes)
     }
 
     fn write_bytes(&self, _lock: &LockGuard, bytes: &[u8]) -> Result<()> {
@@ -236,12 +224,35 @@ impl VaultPath {
         }
         self.write(&guard, vault)
     }
+}
 
-    /// Whether the vault directory is private (no group/other access).
-    pub fn dir_mode(&self) -> Option<u32> {
-        fs::metadata(self.dir())
-            .ok()
-            .map(|m| m.permissions().mode() & 0o777)
+/// Takes an exclusive lock on `path` (created 0600 if missing), waiting at most
+/// `timeout` with a short backoff, then failing with a clear error.
+pub fn lock_file(path: &Path, timeout: Duration) -> Result<LockGuard> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("open the lock file", path, e))?;
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(LockGuard { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        }
+        if start.elapsed() >= timeout {
+            return Err(Error::LockTimeout {
+                path: path.to_owned(),
+                secs: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(25));
     }
 }
 

@@ -41,7 +41,9 @@ pub fn push_string(out: &mut Vec<u8>, s: &str) {
 /// The `get` answer: `{"ServerURL":…,"Username":…,"Secret":…}` and a newline.
 pub fn credentials(server_url: &str, username: &str, secret: &str) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(
-        48 + server_url.len() + username.len() + secret.len() * 2,
+        // Worst-case escaping is 6 bytes per input byte (`\u00XX`): reserving it all
+        // means the buffer never reallocates and leaves an unwiped copy behind.
+        48 + (server_url.len() + username.len() + secret.len()) * 6,
     ));
     out.extend_from_slice(b"{\"ServerURL\":");
     push_string(&mut out, server_url);

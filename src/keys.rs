@@ -114,7 +114,8 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         reason,
     };
     let file = File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
+    // Reserved up front: no reallocation leaves an unwiped copy behind.
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
     file.take(MAX_KEY_FILE + 1)
         .read_to_end(&mut buf)
         .map_err(|e| bad(format!("cannot read it: {e}")))?;

@@ -421,6 +421,30 @@ pub fn export(o: ExportOpts, location: &Location) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
+/// After a rotation, an agent holding the old key would answer "locked": hand it
+/// the new key for the time the old one had left, and drop the old one.
+fn hand_over_agent(old_public: &str, new_key: &crate::crypto::VaultKey) {
+    let agent = Agent::for_user();
+    let status = Request::Status {
+        public_key: old_public.to_owned(),
+    };
+    if let Ok(Some(Response::Status {
+        unlocked: true,
+        expires_in_secs,
+        ..
+    })) = agent.request(status, 0)
+    {
+        let _ = agent.add_key(
+            new_key,
+            std::time::Duration::from_secs(expires_in_secs.max(1)),
+        );
+        let lock = Request::Lock {
+            public_key: Some(old_public.to_owned()),
+        };
+        let _ = agent.request(lock, 0);
+    }
+}
+
 /// `passwd`: add or change the passphrase slot.
 pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
     let path = location.resolve()?;
@@ -444,7 +468,21 @@ pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
         None => crate::cli::ask_new_passphrase()?,
     };
     let params = kdf_params()?;
-    path.update(|v| v.set_passphrase(&key, &new, params).map(|()| ((), true)))?;
+    let old_public = key.public().to_string();
+    // A new passphrase also gets a new vault key: an old copy of the file and the old
+    // passphrase open nothing stored from now on.
+    let new_key = path.update(|v| {
+        let passphrase_slots: Vec<usize> = v
+            .slots()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
+            .map(|(i, _)| i)
+            .collect();
+        v.rotate(&key, &passphrase_slots, None, Some((&new, params)))
+            .map(|k| (k, true))
+    })?;
+    hand_over_agent(&old_public, &new_key);
     println!("{}", messages::passwd_done(has_passphrase));
     Ok(exit::OK)
 }
@@ -591,33 +629,10 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 if slots.is_empty() {
                     return Err(Error::Usage(messages::no_such_recipient(&which)));
                 }
-                let new = v.remove_slots_and_rotate(&old, &slots, passphrase.as_ref())?;
+                let new = v.rotate(&old, &slots, passphrase.as_ref(), None)?;
                 Ok(((slots.len(), new), true))
             })?;
-            // An agent holding the old key would now say "locked": hand it the new key
-            // for the time the old one had left.
-            let agent = Agent::for_user();
-            if let Ok(Some(Response::Status {
-                unlocked: true,
-                expires_in_secs,
-                ..
-            })) = agent.request(
-                Request::Status {
-                    public_key: old_public.clone(),
-                },
-                0,
-            ) {
-                let _ = agent.add_key(
-                    &new_key,
-                    std::time::Duration::from_secs(expires_in_secs.max(1)),
-                );
-                let _ = agent.request(
-                    Request::Lock {
-                        public_key: Some(old_public),
-                    },
-                    0,
-                );
-            }
+            hand_over_agent(&old_public, &new_key);
             println!(
                 "{}",
                 messages::sanitize(&messages::recipients_removed(&which, removed))

@@ -103,6 +103,9 @@ pub const NO_AGE_SLOT: &str =
 /// A slot opened but the key inside does not belong to this vault.
 pub const KEY_MISMATCH: &str = "a slot of this vault holds a key that does not match the vault's public key; the file has been tampered with";
 
+/// The slots MAC does not verify.
+pub const SLOTS_TAMPERED: &str = "the vault's slots were changed by someone who does not hold its key (the slots MAC does not match); the file has been tampered with — restore it from a backup";
+
 /// An entry failed to decrypt or its binding does not match.
 pub fn entry_tampered(server: &str) -> String {
     format!(
@@ -164,7 +167,7 @@ pub fn agent_unsafe_dir(path: &str, reason: &str) -> String {
 /// The agent answered something unexpected.
 pub fn agent_protocol(detail: &str) -> String {
     format!(
-        "the lockbox agent did not answer as expected ({detail}); run 'docker-credential-lockbox lock --all' and unlock again"
+        "the lockbox agent did not answer as expected ({detail}); run 'docker-credential-lockbox unlock' again (it replaces the agent)"
     )
 }
 
@@ -306,6 +309,13 @@ pub fn no_such_recipient(which: &str) -> String {
 pub fn recipients_removed(which: &str, n: usize) -> String {
     format!(
         "Removed {n} slot(s) for {which:?} and rotated the vault key: every entry is re-encrypted, so the removed key cannot open this or any later version of the vault."
+    )
+}
+
+/// A change would break a bound of the format.
+pub fn limit_exceeded(reason: &str) -> String {
+    format!(
+        "refusing the change, the vault would break a limit of its format ({reason}); nothing was written"
     )
 }
 

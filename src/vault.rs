@@ -93,16 +93,77 @@ pub struct Entry {
 pub struct Vault {
     public: age::x25519::Recipient,
     slots: Vec<Slot>,
+    /// HMAC over the public key and slots, keyed from the vault key: only a holder
+    /// of the key can add, change or remove slots undetected.
+    mac: [u8; 32],
     entries: BTreeMap<String, Entry>,
 }
 
 impl Vault {
     /// A new, empty vault for `key` with the given slots.
     pub fn new(key: &VaultKey, slots: Vec<Slot>) -> Self {
-        Vault {
+        let mut v = Vault {
             public: key.public(),
             slots,
+            mac: [0; 32],
             entries: BTreeMap::new(),
+        };
+        v.seal_slots(key);
+        v
+    }
+
+    /// The bytes the slots MAC covers (`docs/FORMAT.md` "Slots MAC"): each field as a
+    /// u32-BE length and its bytes.
+    fn slots_transcript(&self) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            // Every field is bounded far below 4 GiB when read or made.
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let mut t = Vec::with_capacity(256 * (1 + self.slots.len()));
+        field(&mut t, b"lockbox-slots-v1");
+        field(&mut t, self.public.to_string().as_bytes());
+        field(&mut t, self.slots.len().to_string().as_bytes());
+        for slot in &self.slots {
+            match slot {
+                Slot::Passphrase(w) => {
+                    field(&mut t, b"passphrase");
+                    field(&mut t, KDF_ARGON2ID.as_bytes());
+                    for n in [w.params.m_cost_kib, w.params.t_cost, w.params.p_cost] {
+                        field(&mut t, n.to_string().as_bytes());
+                    }
+                    field(&mut t, &w.salt);
+                    field(&mut t, &w.nonce);
+                    field(&mut t, &w.wrapped);
+                }
+                Slot::Age {
+                    label,
+                    recipient,
+                    wrapped,
+                } => {
+                    field(&mut t, b"age");
+                    field(&mut t, label.as_bytes());
+                    field(&mut t, recipient.as_bytes());
+                    field(&mut t, wrapped);
+                }
+            }
+        }
+        t
+    }
+
+    /// Recomputes the slots MAC after the slots changed.
+    fn seal_slots(&mut self, key: &VaultKey) {
+        self.mac = key.slots_mac(&self.slots_transcript());
+    }
+
+    /// A key that opened a slot also checks the MAC: slots added or changed by
+    /// someone without the key (an inert slot naming their own recipient, waiting for
+    /// the next rotation) are detected before they are trusted.
+    fn verified(&self, key: VaultKey) -> Result<VaultKey> {
+        if key.verify_slots_mac(&self.slots_transcript(), &self.mac) {
+            Ok(key)
+        } else {
+            Err(Error::SlotsTampered)
         }
     }
 
@@ -179,26 +240,6 @@ impl Vault {
             .map(|(k, e)| (k.as_str(), e))
     }
 
-    /// Replaces every passphrase slot with one for `passphrase` (`passwd`). `key` must
-    /// be this vault's key.
-    pub fn set_passphrase(
-        &mut self,
-        key: &VaultKey,
-        passphrase: &SecretString,
-        params: KdfParams,
-    ) -> Result<()> {
-        self.check_key(key)?;
-        let slot = Self::passphrase_slot(key, passphrase, params)?;
-        let at = self
-            .slots
-            .iter()
-            .position(|s| matches!(s, Slot::Passphrase(_)))
-            .unwrap_or(0);
-        self.slots.retain(|s| !matches!(s, Slot::Passphrase(_)));
-        self.slots.insert(at.min(self.slots.len()), slot);
-        Ok(())
-    }
-
     /// Adds an age slot unless one for the same recipient exists; returns whether it
     /// was added.
     pub fn add_recipient(
@@ -217,6 +258,7 @@ impl Vault {
             return Ok(false);
         }
         self.slots.push(Self::age_slot(key, recipient, label)?);
+        self.seal_slots(key);
         Ok(true)
     }
 
@@ -237,16 +279,18 @@ impl Vault {
             .collect()
     }
 
-    /// Removes the slots at `remove` and rotates the vault's key pair, so a removed
-    /// recipient cannot open any later version of the file: a new key, every remaining
-    /// slot re-wrapped (a passphrase slot needs its passphrase, with its own cost kept)
-    /// and every entry re-encrypted. Refuses to remove the last slot. Returns the new
-    /// key.
-    pub fn remove_slots_and_rotate(
+    /// Rotates the vault's key pair, so nobody who held the old key (or a removed
+    /// slot) can open any later version of the file: a new key, every kept slot
+    /// re-wrapped (a passphrase slot needs `passphrase`, its cost kept), the slots at
+    /// `remove` dropped, a new passphrase slot added first if `new_passphrase` is given
+    /// (`passwd`), and every entry re-encrypted. Refuses to leave no slot. Returns the
+    /// new key.
+    pub fn rotate(
         &mut self,
         old: &VaultKey,
         remove: &[usize],
         passphrase: Option<&SecretString>,
+        new_passphrase: Option<(&SecretString, KdfParams)>,
     ) -> Result<VaultKey> {
         self.check_key(old)?;
         if remove.iter().any(|&i| i >= self.slots.len()) {
@@ -259,11 +303,14 @@ impl Vault {
             .filter(|(i, _)| !remove.contains(i))
             .map(|(_, s)| s)
             .collect();
-        if keep.is_empty() {
+        if keep.is_empty() && new_passphrase.is_none() {
             return Err(Error::Usage(crate::messages::LAST_SLOT.into()));
         }
         let new = VaultKey::generate();
-        let mut slots = Vec::with_capacity(keep.len());
+        let mut slots = Vec::with_capacity(keep.len() + 1);
+        if let Some((p, params)) = new_passphrase {
+            slots.push(Self::passphrase_slot(&new, p, params)?);
+        }
         for slot in keep {
             slots.push(match slot {
                 Slot::Passphrase(w) => {
@@ -294,6 +341,7 @@ impl Vault {
         self.public = new.public();
         self.slots = slots;
         self.entries = entries;
+        self.seal_slots(&new);
         Ok(new)
     }
 
@@ -315,7 +363,8 @@ impl Vault {
                 found = true;
                 match VaultKey::unwrap_with_passphrase(wrap, passphrase, &self.public) {
                     Err(Error::WrongPassphrase) => continue,
-                    other => return other,
+                    Ok(key) => return self.verified(key),
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -338,7 +387,7 @@ impl Vault {
                 if let Some(key) =
                     VaultKey::unwrap_with_identities(wrapped, identities, &self.public)?
                 {
-                    return Ok(key);
+                    return self.verified(key);
                 }
             }
         }
@@ -375,6 +424,7 @@ impl Vault {
             lockbox: FORMAT_VERSION,
             public_key: self.public.to_string(),
             slots: self.slots.iter().map(SlotV1::from).collect(),
+            slots_mac: B64.encode(self.mac),
             entries: self
                 .entries
                 .iter()
@@ -409,6 +459,7 @@ struct FileV1 {
     lockbox: u64,
     public_key: String,
     slots: Vec<SlotV1>,
+    slots_mac: String,
     entries: BTreeMap<String, EntryV1>,
 }
 
@@ -571,9 +622,13 @@ impl FileV1 {
                 },
             );
         }
+        let mac: [u8; 32] = b64(path, "slots_mac", &self.slots_mac, 32)?
+            .try_into()
+            .map_err(|_| bad("slots_mac is not 32 bytes".into()))?;
         Ok(Vault {
             public,
             slots,
+            mac,
             entries,
         })
     }
@@ -663,6 +718,74 @@ mod tests {
         let (_, hub) = v.lookup("docker.io").unwrap();
         assert!(key.open_entry("other", "alice", &hub.secret).is_err());
         assert_eq!(key.open_entry("other", "alice", &a).unwrap().as_str(), "s2");
+    }
+
+    #[test]
+    fn slot_added_without_the_key_is_detected() {
+        let (_, v) = sample();
+        let mut file: serde_json::Value = serde_json::from_slice(&v.to_bytes()).unwrap();
+        // An attacker who can write the file adds an inert slot for their own key,
+        // hoping the next rotation wraps the new key to it.
+        let attacker = age::x25519::Identity::generate().to_public().to_string();
+        file["slots"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "type": "age", "label": "backup", "recipient": attacker, "wrapped": "AAAA"
+            }));
+        let tampered = Vault::parse(&serde_json::to_vec(&file).unwrap(), Path::new("v")).unwrap();
+        let pw = SecretString::from("pw".to_owned());
+        assert!(matches!(
+            tampered.open_with_passphrase(&pw),
+            Err(Error::SlotsTampered)
+        ));
+        assert!(v.open_with_passphrase(&pw).is_ok());
+    }
+
+    #[test]
+    fn rotation_re_encrypts_and_drops_the_old_key() {
+        let (old, mut v) = sample();
+        let pw = SecretString::from("pw".to_owned());
+        let new_pw = SecretString::from("new".to_owned());
+        let new = v.rotate(&old, &[0], None, Some((&new_pw, FAST))).unwrap();
+        assert_ne!(new.public().to_string(), old.public().to_string());
+        let (server, e) = v.lookup("docker.io").unwrap();
+        assert_eq!(
+            new.open_entry(server, &e.username, &e.secret)
+                .unwrap()
+                .as_str(),
+            "s1"
+        );
+        assert!(old.open_entry(server, &e.username, &e.secret).is_err());
+        assert!(matches!(
+            v.open_with_passphrase(&pw),
+            Err(Error::WrongPassphrase)
+        ));
+        let reopened = Vault::parse(&v.to_bytes(), Path::new("v")).unwrap();
+        assert!(reopened.open_with_passphrase(&new_pw).is_ok());
+        // Removing the last slot without adding one is refused.
+        assert!(matches!(
+            v.rotate(&new, &[0], None, None),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn a_change_past_the_bounds_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::file::VaultPath::new(dir.path().join("vault.json"));
+        let key = VaultKey::generate();
+        let recipient = Recipient::X25519(age::x25519::Identity::generate().to_public());
+        let long_label = "x".repeat(bounds::MAX_LABEL + 1);
+        let v = Vault::new(
+            &key,
+            vec![Vault::age_slot(&key, &recipient, long_label).unwrap()],
+        );
+        assert!(matches!(
+            path.create(&v, false),
+            Err(Error::LimitExceeded(_))
+        ));
+        assert!(!path.vault.exists());
     }
 
     proptest! {
