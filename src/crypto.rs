@@ -5,9 +5,9 @@
 //!   and username inside the plaintext so a ciphertext moved to another entry fails
 //!   ([`seal_entry`], [`VaultKey::open_entry`]);
 //! - a passphrase slot wraps the private key with XChaCha20-Poly1305 under an Argon2id
-//!   key ([`wrap_with_passphrase`]);
+//!   key ([`VaultKey::wrap_with_passphrase`]);
 //! - an age slot age-encrypts the private key to one X25519 or SSH recipient
-//!   ([`wrap_to_recipient`]).
+//!   ([`VaultKey::wrap_to_recipient`]).
 use std::io::{Read, Write};
 use std::str::FromStr;
 

@@ -2,7 +2,7 @@
 //! `credsStore` at lockbox, and writing it back atomically with every other key, value
 //! and order kept (`import`), and the way back out (`export`).
 //!
-//! Nothing here prints; the CLI turns a [`Plan`] into words.
+//! Nothing here prints; the CLI (`manage`) turns what it finds into words.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
