@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian 12 machine (the README's test command):
+# installs the Debian packages and the Python venv the real-client tests drive, then
+# `cargo nextest run --workspace`. Needs root (or sudo) for apt-get. Extra arguments go
+# to nextest, e.g. `bash scripts/test.sh --test real_clients`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+section() { printf '\n==== %s ====\n' "$*"; }
+export DEBIAN_FRONTEND=noninteractive
+
+section "Debian packages"
+# docker-registry: the CNCF distribution registry; apache2-utils: htpasswd; age:
+# age-keygen; openssh-client: ssh-keygen for SSH recipients; skopeo: a containers/image
+# client; docker.io: dockerd for the end-to-end push/pull tests (the machine's newer
+# Docker CLI in /usr/local/bin stays first on PATH); golang-docker-credential-helpers,
+# pass, gnupg: `import --from-helper pass`; util-linux (setpriv) and perl: the agent's
+# other-user tests; hyperfine: the whole-process benchmarks.
+packages=(docker-registry apache2-utils age openssh-client skopeo docker.io
+  golang-docker-credential-helpers pass gnupg util-linux perl hyperfine ca-certificates)
+command -v python3 >/dev/null 2>&1 || packages+=(python3)
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+"${sudo[@]}" apt-get -qq update
+"${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
+for tool in docker dockerd docker-registry htpasswd age-keygen ssh-keygen skopeo setpriv perl; do
+  command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
+done
+
+section "Python venv with docker-py"
+venv="${LOCKBOX_VENV:-/tmp/lockbox-venv}"
+if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv"; then
+  # Debian's own python3 needs python3-venv for ensurepip.
+  "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-venv >/dev/null
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0
+export LOCKBOX_TEST_PYTHON="$venv/bin/python"
+"$LOCKBOX_TEST_PYTHON" -c 'import docker, sys; print("docker-py", docker.__version__, "on Python", sys.version.split()[0])'
+
+section "tests (cargo nextest run --workspace --no-fail-fast)"
+cargo nextest run --workspace --no-fail-fast "$@"
