@@ -71,6 +71,11 @@ enum Command {
     /// Manage the age slots (people, CI keys, SSH host keys).
     #[command(subcommand)]
     Recipients(crate::manage::RecipientsCommand),
+    /// Print a shell completion script: `completions bash > /etc/bash_completion.d/lockbox`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// The agent process itself (started by `unlock`).
     #[command(hide = true)]
     Agent(AgentOpts),
@@ -259,6 +264,11 @@ fn run(opts: Opts) -> Result<u8, Error> {
         Command::Export(o) => crate::manage::export(o, &location),
         Command::Passwd(o) => crate::manage::passwd(o, &location),
         Command::Recipients(c) => crate::manage::recipients(c, &location),
+        Command::Completions { shell } => {
+            let mut cmd = Opts::command();
+            clap_complete::generate(shell, &mut cmd, messages::BIN, &mut std::io::stdout());
+            Ok(exit::OK)
+        }
         Command::Agent(o) => crate::agent::run(&o.socket).map(|()| exit::OK),
     }
 }
