@@ -40,7 +40,8 @@ const STARTUP_GRACE: Duration = Duration::from_secs(30);
 /// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// With RLIMIT_MEMLOCK below this, locking all future memory could make a large
-/// request fail to allocate and kill the agent; then only current memory is locked.
+/// request fail to allocate and kill the agent; then nothing is locked (and `status`
+/// says so).
 const MLOCK_FUTURE_MIN_LIMIT: u64 = 256 << 20;
 /// How long one client may take to send its request.
 const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -258,7 +259,8 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
             username,
             ciphertext,
         } => {
-            let Some(held) = state.keys.get(&public_key) else {
+            // A deadline may have passed while the machine slept: check it on use too.
+            let Some(held) = state.keys.get(&public_key).filter(|h| h.deadline > now()) else {
                 return Response::Error(AgentError::NotUnlocked);
             };
             let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
@@ -270,7 +272,7 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
             }
         }
         Request::Status { public_key } => {
-            let held = state.keys.get(&public_key);
+            let held = state.keys.get(&public_key).filter(|h| h.deadline > now());
             Response::Status {
                 unlocked: held.is_some(),
                 expires_in_secs: held.map_or(0, |h| h.deadline.saturating_sub(now()).as_secs()),

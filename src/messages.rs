@@ -79,7 +79,7 @@ pub fn unsupported_version(path: &str, version: u64) -> String {
 /// Waiting for another process's lock took too long.
 pub fn lock_timeout(path: &str, secs: u64) -> String {
     format!(
-        "timed out after {secs}s waiting for the lock on {path}; another docker-credential-lockbox is still writing — try again"
+        "timed out after {secs}s waiting for the lock on {path}; another docker-credential-lockbox still holds it — try again"
     )
 }
 

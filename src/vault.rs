@@ -346,13 +346,17 @@ impl Vault {
     }
 
     /// Fails unless `key` is this vault's key (the vault may have been rotated by
-    /// another process since the key was opened).
+    /// another process since the key was opened) and the slots MAC still verifies:
+    /// the file is read again under the lock before a change, and a slot slipped in
+    /// meanwhile must not be re-wrapped or re-sealed.
     pub fn check_key(&self, key: &VaultKey) -> Result<()> {
-        if key.public().to_string() == self.public.to_string() {
-            Ok(())
-        } else {
-            Err(Error::KeyMismatch)
+        if key.public().to_string() != self.public.to_string() {
+            return Err(Error::KeyMismatch);
         }
+        if !key.verify_slots_mac(&self.slots_transcript(), &self.mac) {
+            return Err(Error::SlotsTampered);
+        }
+        Ok(())
     }
 
     /// Opens the private key with a passphrase.
