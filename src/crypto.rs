@@ -374,6 +374,9 @@ impl Recipient {
                 .map_err(|_| Error::BadRecipient(text.to_owned()));
         }
         if text.starts_with("ssh-") {
+            if ssh_guard::recipient_panics_age(text) {
+                return Err(Error::BadRecipient(text.to_owned()));
+            }
             return age::ssh::Recipient::from_str(text)
                 .map(Recipient::Ssh)
                 .map_err(|_| Error::BadRecipient(text.to_owned()));
@@ -394,6 +397,130 @@ impl Recipient {
             Recipient::X25519(r) => r,
             Recipient::Ssh(r) => r,
         }
+    }
+}
+
+/// Refuses, before age sees them, the SSH keys that make age 0.12.1 panic instead of
+/// failing to parse: its `mpint` reader (`ssh.rs`, `read_ssh::mpint`) indexes past the
+/// end of a non-empty integer whose bytes are all zero. An `ssh-rsa` recipient in a
+/// vault file or an RSA key in an identity file can carry one (found by the
+/// `vault_parse` and `identity_parse` fuzz targets). RFC 4251 §5 writes zero as the
+/// empty string, so no valid key is refused. These walk the bytes age would read as
+/// `mpint`s and stop quietly wherever age itself would fail; drop them once age no
+/// longer panics (`fuzz/seeds/*/regress_zero_mpint_*` replay the inputs).
+pub(crate) mod ssh_guard {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    use zeroize::Zeroizing;
+
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    /// An SSH `string`: u32-BE length and that many bytes.
+    fn string(input: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (len, rest) = input.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        (len <= rest.len()).then(|| rest.split_at(len))
+    }
+
+    /// Whether `input` is `string "ssh-rsa"` followed by `count` mpints, one of which
+    /// age would panic on before any of them fails to parse.
+    fn rsa_zero_mpint(input: &[u8], count: usize) -> bool {
+        let Some((b"ssh-rsa", mut rest)) = string(input) else {
+            return false;
+        };
+        for _ in 0..count {
+            let Some((mpint, tail)) = string(rest) else {
+                return false;
+            };
+            if !mpint.is_empty() && mpint.iter().all(|&b| b == 0) {
+                return true;
+            }
+            rest = tail;
+        }
+        false
+    }
+
+    /// `ssh-rsa <base64> [comment]`, read as age reads it: the base64 alphabet up to the
+    /// first other character, decoded without padding.
+    pub(crate) fn recipient_panics_age(text: &str) -> bool {
+        let Some(rest) = text.strip_prefix("ssh-rsa ") else {
+            return false;
+        };
+        let end = rest.find(|c| !ALPHABET.contains(c)).unwrap_or(rest.len());
+        STANDARD_NO_PAD
+            .decode(&rest[..end])
+            .is_ok_and(|blob| rsa_zero_mpint(&blob, 2))
+    }
+
+    /// The private key text to hand age, or `None` for one it could panic on. An
+    /// OpenSSH key (`-----BEGIN OPENSSH PRIVATE KEY-----` first, where age looks for it)
+    /// is decoded here, its RSA integers checked (the `openssh-key-v1` layout of
+    /// OpenSSH's `PROTOCOL.key`), and re-armored canonically, so age parses exactly the
+    /// bytes that were checked rather than its own reading of odd line breaks; its armor
+    /// must be well formed (ssh-keygen's always is). Other text is handed on unchanged:
+    /// age reads no `mpint` in it.
+    pub(crate) fn private_key_for_age(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+        const END: &str = "-----END OPENSSH PRIVATE KEY-----";
+        let Some(rest) = text.strip_prefix(BEGIN.as_bytes()) else {
+            return Some(Zeroizing::new(text.to_vec()));
+        };
+        let mut lines = rest
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        if lines.next() != Some(&b""[..]) {
+            return None;
+        }
+        let mut encoded = Zeroizing::new(Vec::with_capacity(text.len()));
+        loop {
+            let line = lines.next()?;
+            if line.starts_with(END.as_bytes()) {
+                break;
+            }
+            if line.is_empty()
+                || !line
+                    .iter()
+                    .all(|&b| b == b'=' || ALPHABET.as_bytes().contains(&b))
+            {
+                return None;
+            }
+            encoded.extend_from_slice(line);
+        }
+        let blob = Zeroizing::new(STANDARD.decode(&encoded[..]).ok()?);
+        if openssh_rsa_zero_mpint(&blob) {
+            return None;
+        }
+        let encoded = Zeroizing::new(STANDARD.encode(&blob[..]));
+        let mut armored = Zeroizing::new(Vec::with_capacity(encoded.len() + 128));
+        armored.extend_from_slice(BEGIN.as_bytes());
+        for chunk in encoded.as_bytes().chunks(70) {
+            armored.push(b'\n');
+            armored.extend_from_slice(chunk);
+        }
+        armored.push(b'\n');
+        armored.extend_from_slice(END.as_bytes());
+        armored.push(b'\n');
+        Some(armored)
+    }
+
+    /// Whether age would read a non-empty all-zero `mpint` in an `openssh-key-v1` blob:
+    /// only an unencrypted key's private RSA integers are read as such.
+    fn openssh_rsa_zero_mpint(blob: &[u8]) -> bool {
+        let walk = || -> Option<bool> {
+            let rest = blob.strip_prefix(b"openssh-key-v1\0")?;
+            let (cipher, rest) = string(rest)?;
+            let (kdf, rest) = string(rest)?;
+            let (kdf_options, rest) = string(rest)?;
+            if cipher != b"none" || kdf != b"none" || !kdf_options.is_empty() {
+                return Some(false); // encrypted: age does not decrypt it here
+            }
+            let rest = rest.strip_prefix(b"\0\0\0\x01")?;
+            let (_public, rest) = string(rest)?;
+            let (private, _) = string(rest)?;
+            // Two check integers, then the key.
+            Some(rsa_zero_mpint(private.get(8..)?, 6))
+        };
+        walk().unwrap_or(false)
     }
 }
 
@@ -488,6 +615,25 @@ mod tests {
         assert!(key.open_entry("other", "bob", &ct).is_err());
         assert!(key.open_entry("host", "eve", &ct).is_err());
         assert!(VaultKey::generate().open_entry("host", "bob", &ct).is_err());
+    }
+
+    /// Regression: age 0.12.1 panics on an `ssh-rsa` recipient whose exponent or
+    /// modulus is a non-empty, all-zero mpint; found by the `vault_parse` fuzz target.
+    #[test]
+    fn ssh_rsa_recipient_with_zero_mpint_is_refused_not_a_panic() {
+        for text in [
+            // exponent 00
+            "ssh-rsa AAAAB3NzaC1yc2EAAAABAAAAAAMBAAE=",
+            // modulus 00 00, with a comment
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAAgAA comment",
+        ] {
+            assert!(
+                matches!(Recipient::parse(text), Err(Error::BadRecipient(_))),
+                "{text}"
+            );
+        }
+        let real = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDFzSL9OZ/bqIShRd4jl8s2rzfcgYvbONNoDlgmfZ/D0poqxwAtWrtvIK6luzbnMfFDHuP2GULgq8u2QXbr5IPj+EJO4+DfoxfFuanUI56T0RpNysngfn6Bcl6RlA9kJailDyJG2naIC74yWoCHdVYAae+oRpDDyVrP5uZoIEgBwDZgvNK6pWj0yc8Si1CtL2vsN3FOHI4gNutLVRP0OHh4RaHUhsVsR2uo87vmNnp80zkdmtKT29UaQF41lHQe+nOOQhisyXveviNOPI+CCnOWS0T+ruIvT8IBBK8x3GmFQHqswAMgBVp5BCBA1AkfyOFxDjuha/PvjxQHBJ/WcOzh test";
+        assert!(Recipient::parse(real).is_ok());
     }
 
     proptest! {

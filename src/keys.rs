@@ -157,7 +157,9 @@ pub fn parse_identities(
         reason: reason.to_owned(),
     };
     if text.windows(10).any(|w| w == b"-----BEGIN") {
-        let identity = age::ssh::Identity::from_buffer(Cursor::new(text), None)
+        let text = crate::crypto::ssh_guard::private_key_for_age(text)
+            .ok_or_else(|| bad("not an SSH private key lockbox can read"))?;
+        let identity = age::ssh::Identity::from_buffer(Cursor::new(&text[..]), None)
             .map_err(|_| bad("not an SSH private key lockbox can read"))?;
         return match identity {
             age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(identity)]),
@@ -188,4 +190,62 @@ pub fn entry_opener(vault: &Vault) -> Result<Box<dyn EntryOpener>> {
     Ok(Box::new(crate::agent_client::AgentOpener::connect(
         vault.public().to_string(),
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// Regression: an unencrypted OpenSSH RSA private key whose modulus is a non-empty,
+    /// all-zero mpint made age 0.12.1 panic (`LOCKBOX_IDENTITY_FILE` reads such keys).
+    #[test]
+    fn ssh_rsa_key_with_zero_mpint_is_refused_not_a_panic() {
+        fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let mut private = vec![1, 2, 3, 4, 1, 2, 3, 4]; // two equal check integers
+        string(&mut private, b"ssh-rsa");
+        for mpint in [&[0u8][..], &[1, 0, 1], &[1], &[1], &[1], &[1]] {
+            string(&mut private, mpint); // n = 00, then e, d, iqmp, p, q
+        }
+        string(&mut private, b"comment");
+        let mut blob = b"openssh-key-v1\0".to_vec();
+        for field in [&b"none"[..], b"none", b""] {
+            string(&mut blob, field);
+        }
+        blob.extend_from_slice(&1u32.to_be_bytes());
+        string(&mut blob, b"public key, not read");
+        string(&mut blob, &private);
+        let text = format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&blob)
+        );
+        assert!(matches!(
+            parse_identities(text.as_bytes(), "key"),
+            Err(Error::BadIdentity { .. })
+        ));
+        // The same key with odd armor (no line break before the END line, as the
+        // `identity_parse` fuzz target found): age would still read its integers.
+        let odd = text.replace("\n-----END", "-----END");
+        assert!(matches!(
+            parse_identities(odd.as_bytes(), "key"),
+            Err(Error::BadIdentity { .. })
+        ));
+    }
+
+    #[test]
+    fn openssh_keys_still_parse_after_re_armoring() {
+        // A throwaway ssh-ed25519 key (ssh-keygen -t ed25519 -N ''), with CRLF line ends.
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\r
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\r
+QyNTUxOQAAACDlMLs6Bsu2liLWoyGCI+opqAT0Q6oU8eGIz3eFuJpIuAAAAJjbUnA121Jw\r
+NQAAAAtzc2gtZWQyNTUxOQAAACDlMLs6Bsu2liLWoyGCI+opqAT0Q6oU8eGIz3eFuJpIuA\r
+AAAED7/VmqJz+i9uggqx5ZKgzw7DncMXqMmjpvNCp9qeqthOUwuzoGy7aWItajIYIj6imo\r
+BPRDqhTx4YjPd4W4mki4AAAAEXRlc3RAbG9ja2JveC10ZXN0AQIDBA==\r
+-----END OPENSSH PRIVATE KEY-----\r
+";
+        assert_eq!(parse_identities(key.as_bytes(), "key").unwrap().len(), 1);
+    }
 }

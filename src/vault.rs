@@ -746,6 +746,25 @@ mod tests {
         assert!(v.open_with_passphrase(&pw).is_ok());
     }
 
+    /// Regression: a vault whose age slot names an `ssh-rsa` recipient with an all-zero
+    /// mpint made `parse` panic inside age; found by the `vault_parse` fuzz target.
+    #[test]
+    fn zero_mpint_ssh_recipient_is_corrupt_not_a_panic() {
+        let (_, v) = sample();
+        let mut file: serde_json::Value = serde_json::from_slice(&v.to_bytes()).unwrap();
+        file["slots"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "type": "age", "label": "l",
+                "recipient": "ssh-rsa AAAAB3NzaC1yc2EAAAABAAAAAAMBAAE=", "wrapped": "AAAA"
+            }));
+        assert!(matches!(
+            Vault::parse(&serde_json::to_vec(&file).unwrap(), Path::new("v")),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
     #[test]
     fn rotation_re_encrypts_and_drops_the_old_key() {
         let (old, mut v) = sample();
