@@ -43,7 +43,16 @@ pub fn normalize(key: &str) -> Option<String> {
             _ => format!("docker.io{path}"),
         });
     }
-    Some(host + path)
+    let normalized = host + path;
+    // Dropping a port can leave a host that is a scheme's name, spelling a new scheme
+    // with the path (`https::443//h` → `https://h`): normalize that as well, so the
+    // result is always a fixed point.
+    if strip_prefix_ignore_case(&normalized, "https://").is_some()
+        || strip_prefix_ignore_case(&normalized, "http://").is_some()
+    {
+        return normalize(&normalized);
+    }
+    Some(normalized)
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -139,6 +148,27 @@ mod tests {
             ),
             Some("https://index.docker.io/v1/")
         );
+    }
+
+    /// Regression: `https::443//h` normalized to `https://h`, which normalizes to `h`;
+    /// found by the `server_url` fuzz target.
+    #[test]
+    fn normalize_is_idempotent_when_dropping_a_port_leaves_a_scheme() {
+        for (key, want) in [
+            (
+                "https::443//ir//docker.io/v1/https://iregistryker.io",
+                Some("ir//docker.io/v1/https://iregistryker.io"),
+            ),
+            ("HTTP::80//Host/x", Some("host/x")),
+            ("https::443///x", None),
+            ("https::443/x", Some("https:/x")),
+        ] {
+            let n = normalize(key);
+            assert_eq!(n.as_deref(), want, "{key}");
+            if let Some(n) = n {
+                assert_eq!(normalize(&n), Some(n.clone()), "{key}");
+            }
+        }
     }
 
     proptest! {
