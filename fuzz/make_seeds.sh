@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpus in fuzz/seeds/<target>/ (committed; fuzz/corpus is not).
+# Vaults are made by the real binary, so the seeds are exactly what it writes; every key
+# here is a throwaway made for the seeds and opens nothing else.
+# Usage: bash fuzz/make_seeds.sh   (from anywhere; needs age-keygen and ssh-keygen)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet
+bin="$PWD/target/debug/docker-credential-lockbox"
+seeds="$PWD/fuzz/seeds"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export LOCKBOX_ARGON2_PARAMS=64,1,1 # seeds, not security: keep init instant
+
+# regress_* seeds are crash inputs the targets once found: kept, never regenerated.
+mkdir -p "$seeds"
+find "$seeds" -type f ! -name 'regress_*' -delete
+mkdir -p "$seeds"/{vault_parse,store_request,server_url,identity_parse,entry_plaintext}
+
+# --- identities (also the identity_parse seeds) ---
+age-keygen -o "$tmp/age.txt" 2>/dev/null
+age_pub=$(age-keygen -y "$tmp/age.txt")
+age-keygen -o "$tmp/age2.txt" 2>/dev/null
+ssh-keygen -q -t ed25519 -N '' -C 'seed@host' -f "$tmp/ed25519"
+ssh-keygen -q -t rsa -b 2048 -N '' -C 'seed-rsa' -f "$tmp/rsa"
+ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -f "$tmp/rsa_pem"
+ssh-keygen -q -t ed25519 -N 'pw' -f "$tmp/ed25519_enc"
+ssh-keygen -q -t ecdsa -N '' -f "$tmp/ecdsa"
+printf 'pw\n' >"$tmp/pass"
+
+cp "$tmp/age.txt" "$seeds/identity_parse/age_identity_file"
+cat "$tmp/age.txt" "$tmp/age2.txt" >"$seeds/identity_parse/two_age_identities"
+grep '^AGE-SECRET-KEY-1' "$tmp/age.txt" | tr -d '\n' >"$seeds/identity_parse/age_bare_no_newline"
+cp "$tmp/ed25519" "$seeds/identity_parse/ssh_ed25519_openssh"
+cp "$tmp/rsa" "$seeds/identity_parse/ssh_rsa_openssh"
+cp "$tmp/rsa_pem" "$seeds/identity_parse/ssh_rsa_pem"
+cp "$tmp/ed25519_enc" "$seeds/identity_parse/fail_ssh_ed25519_encrypted"
+cp "$tmp/ecdsa" "$seeds/identity_parse/fail_ssh_ecdsa_unsupported"
+printf '# comment only\n\n' >"$seeds/identity_parse/fail_comments_only"
+
+# --- vaults ---
+vault() { # name, init args...
+  local name=$1
+  shift
+  local dir="$tmp/v-$name"
+  mkdir -p "$dir"
+  DOCKER_CONFIG="$dir" "$bin" init "$@" >/dev/null
+}
+store() { # name, server, user, secret
+  printf '{"ServerURL":"%s","Username":"%s","Secret":"%s"}' "$2" "$3" "$4" |
+    DOCKER_CONFIG="$tmp/v-$1" "$bin" store
+}
+vault passphrase_empty --passphrase-file "$tmp/pass"
+vault age_hub --recipient "$age_pub"
+store age_hub https://index.docker.io/v1/ bob hunter2
+store age_hub https://index.docker.io/v1/access-token '<token>' 'eyJhbGciOi.token'
+store age_hub ghcr.io/org/repo 'ci-bot' 'ghp_0123456789'
+vault all_slots --passphrase-file "$tmp/pass" --recipient "$age_pub" \
+  --recipient "$(cat "$tmp/ed25519.pub")" --recipient "$(cat "$tmp/rsa.pub")"
+store all_slots 'registry.example.com:5000' 'ü<&>\"\\' 'se\"cret\n\u2028'
+store all_slots 'http://localhost:80/' 'x' ''
+for i in $(seq 1 10); do store all_slots "registry$i.example.com" "user$i" "secret-$i"; done
+for v in passphrase_empty age_hub all_slots; do
+  cp "$tmp/v-$v/lockbox/vault.json" "$seeds/vault_parse/$v.json"
+done
+# The same vault written compactly: parse accepts it, to_bytes makes it pretty.
+python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"), separators=(",", ":"))' \
+  "$seeds/vault_parse/age_hub.json" "$seeds/vault_parse/age_hub_compact.json"
+printf '{"lockbox": 2, "future": true}\n' >"$seeds/vault_parse/fail_newer_version.json"
+
+# --- store payloads ---
+s="$seeds/store_request"
+printf '{"ServerURL":"https://index.docker.io/v1/","Username":"bob","Secret":"hunter2"}' >"$s/docker_login"
+printf '{"ServerURL":"https://index.docker.io/v1/access-token","Username":"<token>","Secret":"eyJ"}\n' >"$s/identity_token"
+printf '{\n  "serverurl": "h",\n  "USERNAME": "u", "x": [1, {"y": null}], "Secret": "s"} trailing' >"$s/go_case_insensitive_trailing"
+printf '{"ServerURL":"ghcr.io","Username":"u","Secret":null}' >"$s/null_secret"
+printf '{"ServerURL":"h","Username":"\\u00fc\\ud83d\\ude00","Secret":"\\"\\\\\\n"}' >"$s/escapes"
+printf '{"ServerURL":"","Username":"u","Secret":"s"}' >"$s/fail_empty_server"
+printf '{"ServerURL":"h","Secret":"s"}' >"$s/fail_no_username"
+printf '{"ServerURL":1}' >"$s/fail_wrong_type"
+printf '\xff{"ServerURL":"h\xfe","Username":"u","Secret":"s"}' >"$s/fail_invalid_utf8"
+
+# --- server URLs: first line the request, the rest the vault's keys ---
+u="$seeds/server_url"
+printf 'docker.io\nhttps://index.docker.io/v1/\nhttps://index.docker.io/v1/access-token\nregistry-1.docker.io' >"$u/hub_spellings"
+printf 'HTTPS://Registry.Example.com:443/\nhttp://registry.example.com\nregistry.example.com:5000\nregistry.example.com/org' >"$u/case_port_slash"
+printf 'ghcr.io/org/repo\nghcr.io\nghcr.io/org\nghcr.io/org/repo/' >"$u/paths_never_collapse"
+printf '  localhost:5000\r\n' >"$u/get_stdin_crlf"
+printf 'https://https://host//\nhost' >"$u/odd_schemes"
+
+# --- entry plaintexts: [server len][user len] server user plaintext ---
+python3 - "$seeds/entry_plaintext" <<'PY'
+import struct, sys
+out = sys.argv[1]
+MAGIC = b"lockbox-entry-v1\0"
+def plain(s, u, secret):
+    return MAGIC + struct.pack(">I", len(s)) + s + struct.pack(">I", len(u)) + u + secret
+def seed(name, s, u, p):
+    open(f"{out}/{name}", "wb").write(bytes([len(s), len(u)]) + s + u + p)
+hub, bob = b"https://index.docker.io/v1/", b"bob"
+seed("bound", hub, bob, plain(hub, bob, b"hunter2"))
+seed("empty_secret", b"h", b"u", plain(b"h", b"u", b""))
+seed("unicode", "r\u00fc.io".encode(), b"<token>", plain("r\u00fc.io".encode(), b"<token>", "\u2028\U0001F600".encode()))
+seed("fail_other_server", b"other", bob, plain(hub, bob, b"hunter2"))
+seed("fail_swapped", bob, hub, plain(hub, bob, b"x"))
+seed("fail_long_length", b"h", b"u", MAGIC + b"\xff\xff\xff\xff" + b"h")
+seed("fail_not_utf8", b"h", b"u", plain(b"h", b"u", b"\xff\xfe"))
+PY
+
+find "$seeds" -type f | sort | sed "s|^$PWD/||"
