@@ -11,6 +11,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
 use crate::vault::Vault;
 
@@ -226,6 +228,40 @@ impl VaultPath {
     }
 }
 
+/// Reads at most `limit + 1` bytes into memory that is wiped when dropped, growing by
+/// copying into a fresh wiped buffer (never `Vec`'s own reallocation, which would
+/// leave an unwiped copy behind) and starting small, so a short input touches few
+/// pages: zeroize wipes a buffer's whole capacity, and a 1 MiB reservation cost every
+/// `get` about 250 page faults. The caller compares the length with `limit`.
+pub fn read_wiped(mut input: impl Read, limit: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(4096.min(limit + 1)));
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() > limit {
+                return Ok(buf);
+            }
+            let mut bigger =
+                Zeroizing::new(Vec::with_capacity((buf.capacity() * 4).min(limit + 1)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        let start = buf.len();
+        let room = buf.capacity() - start;
+        buf.resize(start + room, 0);
+        let n = loop {
+            match input.read(&mut buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        buf.truncate(start + n);
+        if n == 0 {
+            return Ok(buf);
+        }
+    }
+}
+
 /// Takes an exclusive lock on `path` (created 0600 if missing), waiting at most
 /// `timeout` with a short backoff, then failing with a clear error.
 pub fn lock_file(path: &Path, timeout: Duration) -> Result<LockGuard> {
@@ -260,4 +296,40 @@ pub fn lock_file(path: &Path, timeout: Duration) -> Result<LockGuard> {
 #[derive(Debug)]
 pub struct LockGuard {
     _file: File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A reader that hands out at most `chunk` bytes a call, as pipes do.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn read_wiped_reads_everything_up_to_the_limit(len in 0usize..70_000, chunk in 1usize..9000) {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let limit = 50_000;
+            let got = read_wiped(Trickle { data: &data, chunk }, limit).unwrap();
+            if len <= limit {
+                prop_assert_eq!(&got[..], &data[..]);
+            } else {
+                prop_assert!(got.len() > limit);
+                prop_assert_eq!(&got[..], &data[..got.len()]);
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! in this process, or an agent that decrypts on request so the key never leaves it.
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use age::secrecy::SecretString;
@@ -114,10 +114,7 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         reason,
     };
     let file = File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
-    // Reserved up front: no reallocation leaves an unwiped copy behind.
-    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut buf)
+    let buf = crate::file::read_wiped(file, MAX_KEY_FILE as usize)
         .map_err(|e| bad(format!("cannot read it: {e}")))?;
     if buf.len() as u64 > MAX_KEY_FILE {
         return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));

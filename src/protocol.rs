@@ -174,14 +174,8 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 /// Reads at most [`MAX_INPUT`] bytes of stdin into wiped memory.
-pub fn read_input(mut input: impl Read) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
-    // Reserved up front (untouched pages cost nothing) so the buffer never
-    // reallocates and leaves an unwiped copy of a secret behind.
-    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_INPUT + 1));
-    (&mut input)
-        .take(MAX_INPUT as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(ProtocolError::Stdin)?;
+pub fn read_input(input: impl Read) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let buf = crate::file::read_wiped(input, MAX_INPUT).map_err(ProtocolError::Stdin)?;
     if buf.len() > MAX_INPUT {
         return Err(ProtocolError::InputTooLarge);
     }
