@@ -22,6 +22,8 @@ pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 pub const STORE_NAME: &str = "lockbox";
 /// The username Docker uses for identity tokens.
 pub const TOKEN_USERNAME: &str = "<token>";
+/// What Go's `encoding/json` (so Docker) writes as `\u` escapes.
+const GO_ESCAPED: [char; 5] = ['<', '>', '&', '\u{2028}', '\u{2029}'];
 
 /// A config.json in memory, with the indentation it was written with.
 pub struct DockerConfig {
@@ -31,6 +33,11 @@ pub struct DockerConfig {
     pub existed: bool,
     root: Map<String, Value>,
     indent: Vec<u8>,
+    /// Docker writes no final newline; a hand-edited file usually has one.
+    final_newline: bool,
+    /// Docker (Go's `encoding/json`) writes `<`, `>`, `&`, U+2028 and U+2029 as `\u`
+    /// escapes; serde_json writes them raw. Escaped unless the file has one raw.
+    go_escapes: bool,
     original: Zeroizing<Vec<u8>>,
 }
 
@@ -101,11 +108,17 @@ impl DockerConfig {
             Map::new()
         };
         let indent = detect_indent(&bytes);
+        // Kept as found, so a file Docker wrote round-trips byte for byte apart from
+        // what import changes (and a second import finds nothing to rewrite).
+        let final_newline = !existed || bytes.is_empty() || bytes.ends_with(b"\n");
+        let go_escapes = std::str::from_utf8(&bytes).is_ok_and(|t| !t.contains(GO_ESCAPED));
         Ok(DockerConfig {
             path,
             existed,
             root,
             indent,
+            final_newline,
+            go_escapes,
             original: bytes,
         })
     }
@@ -237,8 +250,30 @@ impl DockerConfig {
         let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
         // Serializing a Value into a Vec cannot fail.
         let _ = serde::Serialize::serialize(&self.root, &mut ser);
-        out.push(b'\n');
-        out
+        if self.final_newline {
+            out.push(b'\n');
+        }
+        let text = match std::str::from_utf8(&out) {
+            Ok(t) if self.go_escapes && t.contains(GO_ESCAPED) => t,
+            _ => return out,
+        };
+        // These characters only occur inside strings in JSON text, so escaping them
+        // in the output bytes is escaping them in the strings. Sized exactly, so the
+        // buffer never reallocates and leaves an unwiped copy behind.
+        let extra = text.matches(GO_ESCAPED).count() * 5;
+        let mut escaped = Zeroizing::new(Vec::with_capacity(out.len() + extra));
+        let mut buf = [0u8; 4];
+        for c in text.chars() {
+            match c {
+                '<' => escaped.extend_from_slice(b"\\u003c"),
+                '>' => escaped.extend_from_slice(b"\\u003e"),
+                '&' => escaped.extend_from_slice(b"\\u0026"),
+                '\u{2028}' => escaped.extend_from_slice(b"\\u2028"),
+                '\u{2029}' => escaped.extend_from_slice(b"\\u2029"),
+                _ => escaped.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
+            }
+        }
+        escaped
     }
 
     /// Whether writing would change the file.
