@@ -160,15 +160,26 @@ pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
         found.extend(read_helper(helper)?);
     }
 
-    // The vault wins over a plaintext copy: Docker already reads from the store.
+    // When Docker already reads from lockbox, the vault is the live copy and wins over
+    // a stale plaintext one. Otherwise Docker has been using the plaintext (e.g. after
+    // `export --to-config` and a new `docker login`): it replaces the vault's entry,
+    // or the newer password would be scrubbed and lost.
+    let vault_is_live = config.creds_store() == Some(crate::dockerconfig::STORE_NAME);
     let mut to_store: Vec<&Found> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut out = String::new();
     for f in &found {
-        if vault.entries().contains_key(&f.server) || !seen.insert(f.server.clone()) {
+        let in_vault = vault.entries().contains_key(&f.server);
+        if !seen.insert(f.server.clone()) {
+            out.push_str(&format!(
+                "  keep   {} (found twice; the first wins)\n",
+                f.server
+            ));
+        } else if in_vault && vault_is_live {
             out.push_str(&format!("  keep   {} (already in the vault)\n", f.server));
         } else {
-            out.push_str(&format!("  import {} as {}\n", f.server, f.username));
+            let verb = if in_vault { "update" } else { "import" };
+            out.push_str(&format!("  {verb} {} as {}\n", f.server, f.username));
             to_store.push(f);
         }
     }
@@ -546,13 +557,18 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 println!("{}", serde_json::Value::Array(slots));
             } else {
                 for s in vault.slots() {
+                    // Each field sanitized on its own: the tab between them is no escape.
                     let line = match s {
                         Slot::Passphrase(_) => "passphrase".to_owned(),
                         Slot::Age {
                             label, recipient, ..
-                        } => format!("{label}\t{recipient}"),
+                        } => format!(
+                            "{}\t{}",
+                            messages::sanitize(label),
+                            messages::sanitize(recipient)
+                        ),
                     };
-                    println!("{}", messages::sanitize(&line));
+                    println!("{line}");
                 }
             }
             Ok(exit::OK)
@@ -618,10 +634,16 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 .slots()
                 .iter()
                 .any(|s| matches!(s, Slot::Passphrase(_)));
-            let passphrase = match passphrase {
-                Some(p) => Some(p),
-                None if has_passphrase => Some(prompt_passphrase(messages::PROMPT_UNLOCK)?),
-                None => None,
+            // Opened with an identity: the passphrase slot is re-wrapped, so the
+            // passphrase is still needed (LOCKBOX_PASSPHRASE_FILE, else the terminal).
+            let passphrase = match (passphrase, KeyEnv::from_env()?.passphrase_file) {
+                (Some(p), _) => Some(p),
+                (None, Some(file)) if has_passphrase => Some(keys::read_passphrase_file(&file)?),
+                (None, None) if has_passphrase => Some(
+                    prompt_passphrase(messages::PROMPT_UNLOCK)
+                        .map_err(|_| Error::Usage(messages::ROTATE_NEEDS_PASSPHRASE.into()))?,
+                ),
+                (None, _) => None,
             };
             let old_public = old.public().to_string();
             let (removed, new_key) = path.update(|v| {

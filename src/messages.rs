@@ -204,7 +204,7 @@ pub fn bad_timeout(text: &str) -> String {
 pub const LAST_SLOT: &str = "refusing to remove the last slot: nobody could open the vault any more; add another recipient or a passphrase first";
 
 /// Rotation needs the passphrase to re-wrap the passphrase slot.
-pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vault key, and the passphrase slot must be re-wrapped: give the passphrase (terminal or --passphrase-file)";
+pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vault key, and the passphrase slot must be re-wrapped: give the passphrase on the terminal, with --passphrase-file FILE, or in LOCKBOX_PASSPHRASE_FILE";
 
 /// config.json cannot be used as it is.
 pub fn config_problem(path: &str, reason: &str) -> String {
