@@ -157,7 +157,16 @@ pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
     }
     let mut found = scan.found;
     if let Some(helper) = &o.from_helper {
-        found.extend(read_helper(helper)?);
+        let mut from_helper = read_helper(helper)?;
+        // The first copy of a registry wins. With `credsStore` naming the helper, Docker
+        // has been reading the helper and plaintext beside it is a leftover; otherwise
+        // the plaintext is what Docker has been using.
+        if config.creds_store() == Some(helper.as_str()) {
+            from_helper.append(&mut found);
+            found = from_helper;
+        } else {
+            found.append(&mut from_helper);
+        }
     }
 
     // When Docker already reads from lockbox, the vault is the live copy and wins over
