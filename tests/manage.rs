@@ -588,14 +588,18 @@ fn import_from_a_scripted_helper() {
         ],
     );
     // credsStore names that helper: no --force needed, and it is switched to lockbox.
-    env.write_config(
-        "{\n\t\"auths\": {\n\t\t\"reg.example:5000\": {}\n\t},\n\t\"credsStore\": \"fake\"\n}",
-    );
+    // Docker has been reading the helper, so a plaintext entry beside it is a stale
+    // leftover: the helper's copy wins and the plaintext is scrubbed.
+    env.write_config(&format!(
+        "{{\n\t\"auths\": {{\n\t\t\"reg.example:5000\": {{\n\t\t\t\"auth\": \"{}\"\n\t\t}}\n\t}},\n\t\"credsStore\": \"fake\"\n}}",
+        auth("carol", "stale-carol-pass-0")
+    ));
     env.lockbox(&["import", "--from-helper", "fake", "--dry-run"])
         .ok()
         .prints(&[
             "import https://index.docker.io/v1/ as <token>",
             "import reg.example:5000 as carol",
+            "keep   reg.example:5000 (found twice; the first wins)",
         ]);
     assert!(env.list().is_empty(), "a dry run stored something");
 
@@ -618,7 +622,11 @@ fn import_from_a_scripted_helper() {
     let log = fs::read_to_string(&calls).unwrap();
     assert_eq!(log.lines().filter(|l| *l == "list").count(), 2, "{log}");
     assert_eq!(log.lines().filter(|l| *l == "get").count(), 6, "{log}");
-    env.assert_no_secret(&[("", "hub-token-3141"), ("carol", "carol-pa:ss-Ω-2718")]);
+    env.assert_no_secret(&[
+        ("", "hub-token-3141"),
+        ("carol", "carol-pa:ss-Ω-2718"),
+        ("carol", "stale-carol-pass-0"),
+    ]);
 
     // Again: everything is in the vault already, nothing changes.
     let vault = env.vault_bytes();
@@ -626,6 +634,26 @@ fn import_from_a_scripted_helper() {
         .ok()
         .prints(&["keep   reg.example:5000 (already in the vault)"]);
     assert_eq!(env.vault_bytes(), vault);
+}
+
+/// Without `credsStore`, Docker has been using the plaintext: it wins over the
+/// helper's copy of the same registry.
+#[test]
+fn import_from_a_helper_keeps_the_plaintext_docker_was_using() {
+    let (env, owner) = Env::with_vault();
+    env.fake_helper("fake", &[("reg.example", Some(("old", "helper-copy-1")))]);
+    env.write_config(&format!(
+        "{{\"auths\": {{\"reg.example\": {{\"auth\": \"{}\"}}}}}}",
+        auth("new", "plaintext-live-2")
+    ));
+    env.lockbox(&["import", "--from-helper", "fake"])
+        .ok()
+        .prints(&["import reg.example as new", "(found twice; the first wins)"]);
+    assert_eq!(
+        env.get_with("reg.example", &owner.file),
+        Ok(("new".into(), "plaintext-live-2".into()))
+    );
+    env.assert_no_secret(&[("new", "plaintext-live-2")]);
 }
 
 #[test]
