@@ -135,7 +135,9 @@ pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
         {
             return Err(config_error(&config, messages::import_other_store(store)));
         }
-        let helpers = config.cred_helpers();
+        // Registries routed to lockbox itself (as podman and skopeo need) are fine.
+        let mut helpers = config.cred_helpers();
+        helpers.retain(|(_, h)| h != crate::dockerconfig::STORE_NAME);
         if !helpers.is_empty() {
             let list: Vec<String> = helpers.iter().map(|(r, h)| format!("{r} → {h}")).collect();
             return Err(config_error(
