@@ -440,6 +440,38 @@ fn import_refuses_what_it_cannot_use_and_changes_nothing() {
     assert_eq!(env.tree("docker"), ["config.json".to_owned()].into());
 }
 
+/// `credHelpers` that route registries to lockbox itself (the way podman and skopeo
+/// are pointed at it, docs/MIGRATION.md) are no reason to refuse.
+#[test]
+fn import_accepts_cred_helpers_that_name_lockbox() {
+    let (env, owner) = Env::with_vault();
+    let config = format!(
+        "{{\n\t\"auths\": {{\n\t\t\"reg.example\": {{\n\t\t\t\"auth\": \"{}\"\n\t\t}}\n\t}},\n\t\"credHelpers\": {{\n\t\t\"docker.io\": \"lockbox\"\n\t}}\n}}",
+        auth("ivan", "ivan-secret-31")
+    );
+    env.write_config(&config);
+    env.lockbox(&["import"]).ok();
+    assert_eq!(
+        env.config_text(),
+        "{\n\t\"auths\": {\n\t\t\"reg.example\": {}\n\t},\n\t\"credHelpers\": {\n\t\t\"docker.io\": \"lockbox\"\n\t},\n\t\"credsStore\": \"lockbox\"\n}"
+    );
+    assert_eq!(
+        env.get_with("reg.example", &owner.file),
+        Ok(("ivan".into(), "ivan-secret-31".into()))
+    );
+    // One more helper that is not lockbox: refused again, naming only that one.
+    let (env, _) = Env::with_vault();
+    let config = config.replace(
+        "\"docker.io\": \"lockbox\"",
+        "\"docker.io\": \"lockbox\",\n\t\t\"gcr.io\": \"gcloud\"",
+    );
+    env.write_config(&config);
+    let r = env.lockbox(&["import"]);
+    r.fails().says(&["gcr.io → gcloud"]);
+    assert!(!r.stderr.contains("docker.io →"), "{r}");
+    assert_eq!(env.config_text(), config);
+}
+
 /// --force imports what can be read and leaves the rest exactly as it was.
 #[test]
 fn import_force_leaves_unreadable_entries_and_other_helpers_alone() {
