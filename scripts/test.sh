@@ -2,7 +2,7 @@
 # Runs the whole test suite on a fresh Debian 12 machine (the README's test command):
 # installs the Debian packages and the Python venv the real-client tests drive, then
 # `cargo nextest run --workspace`. Needs root (or sudo) for apt-get. Extra arguments go
-# to nextest, e.g. `bash scripts/test.sh --test real_clients`.
+# to nextest, e.g. `bash scripts/test.sh --test e2e --test real_clients`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +12,11 @@ export DEBIAN_FRONTEND=noninteractive
 section "Debian packages"
 # docker-registry: the CNCF distribution registry; apache2-utils: htpasswd; age:
 # age-keygen; openssh-client: ssh-keygen for SSH recipients; skopeo: a containers/image
-# client; docker.io: dockerd for the end-to-end push/pull tests (the machine's newer
-# Docker CLI in /usr/local/bin stays first on PATH); golang-docker-credential-helpers,
-# pass, gnupg: `import --from-helper pass`; util-linux (setpriv) and perl: the agent's
-# other-user tests; hyperfine: the whole-process benchmarks.
+# client; docker.io: dockerd (with containerd and runc) for tests/e2e.rs, which runs it
+# as root (the machine's newer Docker CLI in /usr/local/bin stays first on PATH);
+# golang-docker-credential-helpers, pass, gnupg: `import --from-helper pass`; util-linux
+# (setpriv) and perl: the agent's other-user tests; hyperfine: the whole-process
+# benchmarks.
 packages=(docker-registry apache2-utils age openssh-client skopeo docker.io
   golang-docker-credential-helpers pass gnupg util-linux perl hyperfine ca-certificates)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)

@@ -276,7 +276,15 @@ pub fn main(action: Action) -> u8 {
             crate::exit::OK
         }
         Err(e) => {
-            let _ = writeln!(stdout, "{}", e.line()).and_then(|()| stdout.flush());
+            let line = e.line();
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+            // Docker CLI 28 discards `get` errors on pull, push and the classic build
+            // and goes on anonymously, so the stdout line alone never reaches the
+            // person. Clients pass the helper's stderr through: a `get` failure other
+            // than not-found (above all "lockbox is locked") is said there too.
+            if action == Action::Get && !matches!(e, ProtocolError::NotFound) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
             crate::exit::FAILURE
         }
     }

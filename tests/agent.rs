@@ -216,7 +216,8 @@ fn protocol_through_the_agent_then_lock() {
         "locked must never look like not-found"
     );
     assert_eq!(after.status.code(), Some(1));
-    assert_eq!(stderr(&after), "");
+    // Also on stderr, for the person: Docker CLI 28 discards `get` errors on pull.
+    assert_eq!(stderr(&after), LOCKED_LINE);
     assert_eq!(env.run(&["status", "--quiet"], "").status.code(), Some(3));
     assert_eq!(env.status_json()["unlocked"], false);
 }

@@ -1,6 +1,8 @@
 //! Real clients, run for real against the built helper: the Docker CLI logging in to
 //! and out of the CNCF distribution registry (127.0.0.1, htpasswd auth), and docker-py's
-//! credential store (`tests/clients/dockerpy_store.py`).
+//! credential store (`tests/clients/dockerpy_store.py`). No daemon and no root needed;
+//! `tests/e2e.rs` adds a real `dockerd` (push, pull, build), docker-py's client and
+//! skopeo.
 //!
 //! Needs `docker` (the CLI; no daemon), `docker-registry`, `htpasswd` (apache2-utils),
 //! `age-keygen` (age) and a Python with the `docker` package (`LOCKBOX_TEST_PYTHON`,

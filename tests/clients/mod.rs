@@ -2,7 +2,9 @@
 //! bounded way to run a client, a per-test environment (temp `HOME`, `DOCKER_CONFIG`
 //! with `credsStore: lockbox`, a vault opened by a fresh age identity, a bin directory
 //! that puts the helper on `PATH`), the CNCF distribution registry on 127.0.0.1 with
-//! htpasswd auth, and a stand-in Docker daemon for the one CLI path that needs one.
+//! htpasswd auth, a stand-in Docker daemon for the one CLI path that needs one, a real
+//! Docker daemon (`dockerd`, as root, in a temp dir) for the end-to-end suite, a helper
+//! wrapper that logs which actions clients ran, and tiny image tarballs.
 //!
 //! Every process started here is stopped by its PID (its process group on a timeout),
 //! and every wait is bounded.
@@ -191,6 +193,17 @@ pub struct ClientEnv {
 impl ClientEnv {
     /// Needs `age-keygen` (checked by the caller).
     pub fn new() -> Self {
+        Self::with_slots(None)
+    }
+
+    /// Like [`ClientEnv::new`], and the vault also gets a passphrase slot for
+    /// `passphrase` (cheap Argon2id), kept in [`ClientEnv::passphrase_file`] for
+    /// `unlock --passphrase-file`.
+    pub fn with_passphrase(passphrase: &str) -> Self {
+        Self::with_slots(Some(passphrase))
+    }
+
+    fn with_slots(passphrase: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lockbox-rc-")
             .tempdir()
@@ -215,7 +228,17 @@ impl ClientEnv {
         let env = ClientEnv { dir, identity };
         env.link_helper("lockbox");
         fs::write(env.config_json(), "{\"credsStore\":\"lockbox\"}\n").expect("write config.json");
-        let init = env.lockbox(&["init", "--recipient", &recipient], false, Input::Closed);
+        let mut init = env.command(BIN, false);
+        init.args(["init", "--recipient", &recipient]);
+        if let Some(p) = passphrase {
+            fs::write(env.passphrase_file(), format!("{p}\n")).expect("write the passphrase");
+            fs::set_permissions(env.passphrase_file(), fs::Permissions::from_mode(0o600))
+                .expect("chmod the passphrase file");
+            init.arg("--passphrase-file")
+                .arg(env.passphrase_file())
+                .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1");
+        }
+        let init = run(init, Input::Closed);
         assert!(init.ok(), "init: {}", init.describe());
         assert!(
             env.vault().is_file(),
@@ -223,6 +246,41 @@ impl ClientEnv {
             env.vault()
         );
         env
+    }
+
+    /// The passphrase of a [`ClientEnv::with_passphrase`] vault.
+    pub fn passphrase_file(&self) -> PathBuf {
+        self.path("passphrase.txt")
+    }
+
+    /// Replaces `docker-credential-lockbox` in the bin directory by a shell script that
+    /// appends one line per call to [`ClientEnv::helper_calls`]'s log — the action, and
+    /// for `get` and `erase` the server URL it was asked for — then `exec`s the helper
+    /// under test. stdout and stderr are the client's own; for `list`, `store` and
+    /// `version` so is stdin (the script never touches it: `list` must not read it).
+    /// For `get` and `erase` the script copies stdin byte for byte to a file, logs it,
+    /// and hands the helper that file, already unlinked, as its stdin.
+    pub fn trace_helper(&self) {
+        let script = self.path("bin").join("docker-credential-lockbox");
+        fs::remove_file(&script).expect("remove the helper link");
+        let text = TRACE_WRAPPER
+            .replace("@LOG@", &self.calls_log().display().to_string())
+            .replace("@DIR@", &self.dir.path().display().to_string())
+            .replace("@BIN@", BIN);
+        fs::write(&script, text).expect("write the helper wrapper");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
+    }
+
+    fn calls_log(&self) -> PathBuf {
+        self.path("helper-calls.log")
+    }
+
+    /// The calls the [`ClientEnv::trace_helper`] wrapper logged since the last time
+    /// this was asked (`"list"`, `"get 127.0.0.1:5000"`, `"store"`, …); clears the log.
+    pub fn helper_calls(&self) -> Vec<String> {
+        let text = fs::read_to_string(self.calls_log()).unwrap_or_default();
+        let _ = fs::remove_file(self.calls_log());
+        text.lines().map(str::to_owned).collect()
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -326,6 +384,24 @@ impl ClientEnv {
     }
 }
 
+/// The [`ClientEnv::trace_helper`] script (paths have no `'` in them: temp dirs and the
+/// cargo target directory).
+const TRACE_WRAPPER: &str = r#"#!/bin/sh
+log='@LOG@'
+case "$1" in
+get|erase)
+  tmp=$(mktemp '@DIR@/stdin.XXXXXX') || exit 1
+  cat >"$tmp" || exit 1
+  printf '%s %s\n' "$1" "$(cat "$tmp")" >>"$log"
+  exec 3<"$tmp"
+  rm -f "$tmp"
+  exec '@BIN@' "$@" <&3 3<&-
+  ;;
+esac
+printf '%s\n' "$1" >>"$log"
+exec '@BIN@' "$@"
+"#;
+
 /// The CNCF distribution registry (`docker-registry serve`) on 127.0.0.1 at a free port,
 /// with htpasswd (bcrypt) auth for one user, storage and log in its own temp dir.
 /// Dropping it kills the process by PID and reaps it.
@@ -356,15 +432,15 @@ impl Registry {
             let config = dir.path().join("config.yml");
             fs::write(&config, registry_config(dir.path(), port)).expect("write config.yml");
             let log = fs::File::create(dir.path().join("registry.log")).expect("log file");
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
+            let mut cmd = Command::new("docker-registry");
+            cmd.arg("serve")
                 .arg(&config)
                 .env_clear() // REGISTRY_* variables would override the config
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log file"))
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
+                .stderr(log);
+            stop_with_parent(&mut cmd);
+            let mut child = cmd.spawn().expect("start docker-registry");
             if wait_ready(&mut child, port) {
                 return Registry { child, port, dir };
             }
@@ -383,6 +459,11 @@ impl Registry {
     /// Whether the registry accepts these credentials (`GET /v2/` with basic auth).
     pub fn accepts(&self, user: &str, password: &str) -> bool {
         registry_status(self.port, Some((user, password))) == Some(200)
+    }
+
+    /// Whether the registry refuses a request with no credentials (htpasswd auth on).
+    pub fn refuses_anonymous(&self) -> bool {
+        registry_status(self.port, None) == Some(401)
     }
 
     pub fn log(&self) -> String {
@@ -642,4 +723,347 @@ pub fn assert_config_has_no_secret(config: &Path, user: &str, password: &str) {
         }
     }
     walk(&value, &text);
+}
+
+/// A server started with this gets SIGTERM when the test dies without running its
+/// Drop (killed, say). The signal follows the thread that started the server: the
+/// test's own, which outlives it.
+fn stop_with_parent(cmd: &mut Command) {
+    // SAFETY: only an async-signal-safe prctl(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Whether this process runs as root (dockerd needs it).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The root policy for tests that start `dockerd`: as root, go on; otherwise fail in CI
+/// and say what was skipped elsewhere.
+pub fn require_root(what: &str) -> bool {
+    if !is_root() {
+        assert!(
+            !ci(),
+            "{what} starts dockerd, which needs root, and CI must run it: run the tests as root"
+        );
+        eprintln!("skipped: {what} starts dockerd, which needs root (run the tests as root)");
+    }
+    is_root()
+}
+
+/// Where Debian's `dockerd` is: on `PATH`, else in the sbin directories a non-login
+/// root shell may leave off it.
+pub fn dockerd_path() -> Option<PathBuf> {
+    which("dockerd").or_else(|| {
+        ["/usr/sbin/dockerd", "/usr/bin/dockerd", "/sbin/dockerd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    })
+}
+
+/// How long the daemon may take to answer after it starts, and to exit on SIGTERM.
+const DOCKERD_START: Duration = Duration::from_secs(60);
+const DOCKERD_STOP: Duration = Duration::from_secs(30);
+
+/// A real Docker daemon (Debian's `dockerd`), as root, all of its state in a short temp
+/// dir (`/tmp/lbx-XXXXXX`: a Unix socket path must stay under 108 bytes): its API on
+/// `unix://…/docker.sock` only, `--data-root`, `--exec-root`, `--pidfile` and an empty
+/// `--config-file` there, the vfs storage driver, and no bridge, iptables, IP forwarding
+/// or masquerading. Registries on 127.0.0.0/8 are plain HTTP to it by default.
+///
+/// [`Dockerd::stop`] (or drop) sends SIGTERM to its PID, waits a bounded time, then
+/// SIGKILL; afterwards every process it had started (its containerd) that is still
+/// alive is killed by PID too.
+pub struct Dockerd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub version: String,
+}
+
+impl Dockerd {
+    /// Needs root and `dockerd` (checked by the caller). Waits (bounded) until
+    /// `docker version` answers through the socket.
+    pub fn start() -> Dockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("lbx-")
+            .tempdir_in("/tmp")
+            .expect("temp dir for dockerd");
+        let socket = dir.path().join("docker.sock");
+        assert!(
+            socket.as_os_str().len() < 100,
+            "socket path too long for a Unix socket: {socket:?}"
+        );
+        fs::write(dir.path().join("daemon.json"), "{}\n").expect("write daemon.json");
+        fs::create_dir(dir.path().join("cli")).expect("create the CLI config dir");
+        fs::write(dir.path().join("cli/config.json"), "{}\n").expect("write config.json");
+        let log = fs::File::create(dir.path().join("dockerd.log")).expect("log file");
+        let d = dir.path().display();
+        let mut cmd = Command::new(dockerd_path().expect("dockerd (checked by the caller)"));
+        cmd.arg(format!("--config-file={d}/daemon.json"))
+            .arg(format!("--host=unix://{d}/docker.sock"))
+            .arg(format!("--data-root={d}/data"))
+            .arg(format!("--exec-root={d}/exec"))
+            .arg(format!("--pidfile={d}/docker.pid"))
+            .args([
+                "--storage-driver=vfs",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ])
+            // Nothing from the test's environment: no proxies, no DOCKER_* settings.
+            // Debian's containerd, runc and docker-init are found on this PATH.
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        stop_with_parent(&mut cmd);
+        let child = cmd.spawn().expect("start dockerd");
+        let mut daemon = Dockerd {
+            child: Some(child),
+            dir,
+            version: String::new(),
+        };
+
+        let deadline = Instant::now() + DOCKERD_START;
+        loop {
+            let child = daemon.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("wait for dockerd") {
+                panic!(
+                    "dockerd exited ({status}) at start; its log:\n{}",
+                    daemon.log()
+                );
+            }
+            let mut c = daemon.cli();
+            c.args(["version", "--format", "{{.Server.Version}}"]);
+            let out = run(c, Input::Closed);
+            if out.ok() {
+                daemon.version = out.stdout.trim().to_owned();
+                return daemon;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "dockerd did not answer in {DOCKERD_START:?}: {}\nits log:\n{}",
+                    out.describe(),
+                    daemon.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `DOCKER_HOST` for it.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// The Docker CLI talking to this daemon, with an empty config of its own (no
+    /// credentials) and nothing inherited from `DOCKER_*`.
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new("docker");
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("DOCKER_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("cli"))
+            .env("DOCKER_CLI_HINTS", "false");
+        c
+    }
+
+    /// Stops the daemon (SIGTERM, a bounded wait, then SIGKILL) and then kills, by PID,
+    /// whatever it had started that is still alive. Returns what had to be killed:
+    /// empty after a clean shutdown.
+    pub fn stop(&mut self) -> Vec<String> {
+        let Some(mut child) = self.child.take() else {
+            return Vec::new();
+        };
+        let mut forced = Vec::new();
+        let pid = rustix::process::Pid::from_child(&child);
+        let family = descendants(pid.as_raw_nonzero().get());
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + DOCKERD_STOP;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() >= deadline {
+                forced.push(format!(
+                    "dockerd {pid:?} (ignored SIGTERM for {DOCKERD_STOP:?})"
+                ));
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        // Its containerd normally stops with it; give it a moment, then make sure.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let alive: Vec<_> = family
+                .iter()
+                .filter(|(p, start)| start_time(*p) == Some(*start))
+                .collect();
+            if alive.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for (p, start) in alive {
+                    forced.push(format!("{} (pid {p}, left after dockerd)", comm(*p)));
+                    if start_time(*p) == Some(*start)
+                        && let Some(p) = rustix::process::Pid::from_raw(*p)
+                    {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    }
+                }
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        forced
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let forced = self.stop();
+        if !forced.is_empty() {
+            eprintln!("dockerd cleanup had to kill: {forced:?}");
+        }
+    }
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`, counting after the command
+/// name (which may hold spaces and parentheses).
+fn stat_field(pid: i32, n: usize) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(n - 3)?.parse().ok()
+}
+
+/// When `pid` started (clock ticks since boot): tells a process from a later one that
+/// reused its PID.
+fn start_time(pid: i32) -> Option<u64> {
+    stat_field(pid, 22)
+}
+
+fn comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// Every live descendant of `root`, each with its start time.
+fn descendants(root: i32) -> Vec<(i32, u64)> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                && let (Some(ppid), Some(start)) = (stat_field(pid, 4), start_time(pid))
+            {
+                parent_of.push((pid, ppid as i32, start));
+            }
+        }
+    }
+    let mut found: Vec<(i32, u64)> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(pid, ppid, start) in &parent_of {
+            if ppid == p && !found.iter().any(|(f, _)| *f == pid) {
+                found.push((pid, start));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// A tar archive (ustar) of regular files, mode 0644, owned by root, fixed mtime.
+pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    fn octal(field: &mut [u8], value: u64) {
+        let text = format!("{value:0width$o}\0", width = field.len() - 1);
+        field.copy_from_slice(text.as_bytes());
+    }
+    let mut out = Vec::new();
+    for (name, data) in files {
+        assert!(name.len() < 100, "tar name too long: {name}");
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        octal(&mut h[100..108], 0o644);
+        octal(&mut h[108..116], 0);
+        octal(&mut h[116..124], 0);
+        octal(&mut h[124..136], data.len() as u64);
+        octal(&mut h[136..148], 1_700_000_000);
+        h[148..156].fill(b' ');
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[265..269].copy_from_slice(b"root");
+        h[297..301].copy_from_slice(b"root");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A one-layer image in `docker save` form (what skopeo's `docker-archive:` reads),
+/// tagged `repo_tag`, whose only file is `name` holding `content`. Returns the archive
+/// and the layer's diff ID (`sha256:…` of the uncompressed layer tar), which every
+/// copy of the image keeps in its config.
+pub fn docker_archive(repo_tag: &str, name: &str, content: &[u8]) -> (Vec<u8>, String) {
+    let layer = tar(&[(name, content)]);
+    let diff_id = sha256_digest(&layer);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "docker-credential-lockbox e2e test"}],
+    })
+    .to_string();
+    let config_name = format!(
+        "{}.json",
+        sha256_digest(config.as_bytes()).trim_start_matches("sha256:")
+    );
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [repo_tag],
+        "Layers": ["layer.tar"],
+    }])
+    .to_string();
+    let archive = tar(&[
+        ("manifest.json", manifest.as_bytes()),
+        (&config_name, config.as_bytes()),
+        ("layer.tar", &layer),
+    ]);
+    (archive, diff_id)
 }

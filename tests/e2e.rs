@@ -1,0 +1,862 @@
+//! End to end with a real Docker daemon: Debian's `dockerd` (run as root, all of its
+//! state in a temp dir, API on a private Unix socket), the CNCF distribution registry on
+//! 127.0.0.1 with htpasswd auth, the machine's Docker CLI, docker-py
+//! (`tests/clients/dockerpy_e2e.py`) and skopeo, every credential through the built
+//! helper.
+//!
+//! `docker_daemon_end_to_end` starts one registry and one daemon and runs the same
+//! phases twice: with the vault opened by an age identity (`LOCKBOX_IDENTITY`), then by
+//! the agent after `unlock --passphrase-file` (no identity variable; its own
+//! `XDG_RUNTIME_DIR`; `lock --all` at the end). A wrapper around the helper logs which
+//! actions the clients ran (`ClientEnv::trace_helper`), so each phase shows the
+//! credentials came through it.
+//!
+//! Needs `docker` (the CLI), `dockerd` (Debian package docker.io), root, `docker-registry`,
+//! `htpasswd` (apache2-utils), `age-keygen` (age), `skopeo`, and a Python with the
+//! `docker` package (`LOCKBOX_TEST_PYTHON`, default `python3`). A missing tool, or no
+//! root, skips with a note — or fails when `CI` is set. `scripts/test.sh` installs them.
+mod clients;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clients::{ClientEnv, Dockerd, Input, Output, Registry, assert_config_has_no_secret};
+
+const USER: &str = "e2e-user";
+const PASSWORD: &str = "e2e-Lockbox-pw-7";
+const PASSPHRASE: &str = "correct horse battery e2e";
+const LOCKED: &str =
+    "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY";
+
+/// The file in every test image.
+const IMAGE_FILE: (&str, &[u8]) = ("hello.txt", b"hello from the lockbox e2e suite\n");
+
+/// stdout and stderr together: what the person at the terminal sees.
+fn seen(out: &Output) -> String {
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// The registry refused the daemon for want of credentials.
+fn auth_refused(out: &Output) -> bool {
+    let text = seen(out);
+    [
+        "no basic auth credentials",
+        "unauthorized",
+        "authentication required",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+}
+
+fn python() -> String {
+    std::env::var("LOCKBOX_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+fn python_has_docker(python: &str) -> bool {
+    if clients::which(python).is_none() && !Path::new(python).is_file() {
+        return false;
+    }
+    let mut c = Command::new(python);
+    c.args(["-c", "import docker"]);
+    clients::run(c, Input::Closed).ok()
+}
+
+// ---------------------------------------------------------------------------------
+// The Docker daemon
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn docker_daemon_end_to_end() {
+    if !clients::require_tools(&[
+        ("docker", "docker.io (the Docker CLI)"),
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+        ("age-keygen", "age"),
+    ]) || !clients::require(
+        clients::dockerd_path().is_some(),
+        "dockerd",
+        "Debian package docker.io",
+    ) || !clients::require_root("docker_daemon_end_to_end")
+    {
+        return;
+    }
+    let python = python();
+    let dockerpy = clients::require(
+        python_has_docker(&python),
+        &format!("{python} with the docker module (the docker-py phase)"),
+        "PyPI package docker (pip install docker==7.1.0) and set LOCKBOX_TEST_PYTHON",
+    )
+    .then_some(python);
+
+    let started = Instant::now();
+    let registry = Registry::start(USER, PASSWORD);
+    assert!(
+        registry.refuses_anonymous(),
+        "the registry must have htpasswd auth on"
+    );
+    let mut daemon = Dockerd::start();
+    eprintln!(
+        "e2e: dockerd {} at {}, registry at {} ({:.1?})",
+        daemon.version,
+        daemon.host(),
+        registry.address(),
+        started.elapsed()
+    );
+    for key in [Key::Identity, Key::Agent] {
+        let t = Instant::now();
+        Pass::new(key, &daemon, &registry).run(dockerpy.as_deref());
+        eprintln!("e2e: {key:?} pass done in {:.1?}", t.elapsed());
+    }
+    let forced = daemon.stop();
+    assert!(
+        forced.is_empty(),
+        "dockerd did not shut down cleanly; killed: {forced:?}"
+    );
+    eprintln!("e2e: total {:.1?}", started.elapsed());
+}
+
+/// What opens the vault for `get` in a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// `LOCKBOX_IDENTITY` in the client's environment.
+    Identity,
+    /// The agent, after `unlock --passphrase-file`; no key variable anywhere.
+    Agent,
+}
+
+struct Pass<'a> {
+    key: Key,
+    env: ClientEnv,
+    daemon: &'a Dockerd,
+    server: String,
+}
+
+/// `lock --all` when a pass ends, however it ends: the agent stops.
+struct AgentGuard<'a>(&'a ClientEnv);
+
+impl Drop for AgentGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.lockbox(&["lock", "--all"], false, Input::Closed);
+    }
+}
+
+impl<'a> Pass<'a> {
+    fn new(key: Key, daemon: &'a Dockerd, registry: &Registry) -> Self {
+        let env = ClientEnv::with_passphrase(PASSPHRASE);
+        env.trace_helper();
+        Pass {
+            key,
+            env,
+            daemon,
+            server: registry.address(),
+        }
+    }
+
+    fn run(&self, dockerpy: Option<&str>) {
+        let _agent = (self.key == Key::Agent).then(|| {
+            self.unlock();
+            AgentGuard(&self.env)
+        });
+        self.wrong_password_stores_nothing();
+        self.login_stores_in_the_vault();
+        self.login_reuses_stored_credentials();
+        self.push_and_pull();
+        self.classic_build_pulls_with_list_and_get();
+        if let Some(python) = dockerpy {
+            self.dockerpy(python);
+        }
+        self.wrong_password_keeps_the_entry();
+        self.logout_erases();
+        self.locked_vault();
+        self.finish();
+    }
+
+    fn step(&self, what: &str) {
+        eprintln!("e2e: {:?}: {what}", self.key);
+    }
+
+    fn image(&self, name: &str) -> String {
+        format!("{}/e2e/{name}", self.server)
+    }
+
+    /// The Docker CLI on the daemon, with the pass's key unless `locked`.
+    fn docker_cmd(&self, args: &[&str], locked: bool) -> Command {
+        let mut c = self
+            .env
+            .command("docker", self.key == Key::Identity && !locked);
+        c.env("DOCKER_HOST", self.daemon.host()).args(args);
+        c
+    }
+
+    fn docker(&self, args: &[&str], input: Input<'_>) -> Output {
+        clients::run(self.docker_cmd(args, false), input)
+    }
+
+    /// The Docker CLI with no key anywhere (the agent, if any, locked by the caller).
+    fn docker_locked(&self, args: &[&str]) -> Output {
+        clients::run(self.docker_cmd(args, true), Input::Closed)
+    }
+
+    fn lockbox(&self, args: &[&str], input: Input<'_>) -> Output {
+        self.env.lockbox(args, self.key == Key::Identity, input)
+    }
+
+    /// `get` with the pass's key: `Some((username, secret))`, `None` when not found.
+    fn get(&self) -> Option<(String, String)> {
+        let out = self.lockbox(&["get"], Input::Bytes(self.server.as_bytes()));
+        if !out.ok() {
+            assert_eq!(
+                out.stdout,
+                "credentials not found in native keychain\n",
+                "{}",
+                out.describe()
+            );
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("get prints JSON");
+        Some((
+            v["Username"].as_str().expect("Username").to_owned(),
+            v["Secret"].as_str().expect("Secret").to_owned(),
+        ))
+    }
+
+    fn stored(&self) -> Option<(String, String)> {
+        Some((USER.to_owned(), PASSWORD.to_owned()))
+    }
+
+    /// The helper calls since the last look; each of `want` must be among them.
+    fn calls(&self, what: &str, want: &[&str]) -> Vec<String> {
+        let calls = self.env.helper_calls();
+        for w in want {
+            assert!(
+                calls.iter().any(|c| c == w),
+                "{what}: the helper was not called with {w:?}; calls: {calls:?}"
+            );
+        }
+        calls
+    }
+
+    fn login(&self, password: &str, locked: bool) -> Output {
+        let c = self.docker_cmd(
+            &["login", "-u", USER, "--password-stdin", &self.server],
+            locked,
+        );
+        clients::run(c, Input::Bytes(format!("{password}\n").as_bytes()))
+    }
+
+    fn image_id(&self, reference: &str) -> Option<String> {
+        let out = self.docker(
+            &["image", "inspect", "--format", "{{.Id}}", reference],
+            Input::Closed,
+        );
+        out.ok().then(|| out.stdout.trim().to_owned())
+    }
+
+    fn remove_images(&self, references: &[&str]) {
+        for r in references {
+            if self.image_id(r).is_some() {
+                let out = self.docker(&["rmi", "--force", r], Input::Closed);
+                assert!(out.ok(), "docker rmi {r}: {}", out.describe());
+            }
+            assert_eq!(self.image_id(r), None, "{r} is still there");
+        }
+    }
+
+    /// `docker import` of a one-file rootfs as `reference`; its image ID.
+    fn import(&self, reference: &str) -> String {
+        let tarball = self.env.path("rootfs.tar");
+        fs::write(&tarball, clients::tar(&[IMAGE_FILE])).expect("write the rootfs tarball");
+        let out = self.docker(
+            &["import", tarball.to_str().expect("utf-8 path"), reference],
+            Input::Closed,
+        );
+        assert!(out.ok(), "docker import: {}", out.describe());
+        let id = out.stdout.trim().to_owned();
+        assert_eq!(self.image_id(reference).as_deref(), Some(id.as_str()));
+        id
+    }
+
+    // --- phases ----------------------------------------------------------------------
+
+    fn unlock(&self) {
+        self.step("unlock --passphrase-file (the agent holds the key)");
+        let pass_file = self.env.passphrase_file();
+        let out = self.env.lockbox(
+            &[
+                "unlock",
+                "--passphrase-file",
+                pass_file.to_str().expect("utf-8 path"),
+                "--timeout",
+                "30m",
+            ],
+            false,
+            Input::Closed,
+        );
+        assert!(out.ok(), "unlock: {}", out.describe());
+        let status = self
+            .env
+            .lockbox(&["status", "--json"], false, Input::Closed);
+        assert!(status.ok(), "status after unlock: {}", status.describe());
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("status --json");
+        assert_eq!(v["key_source"], "agent", "{v}");
+    }
+
+    fn wrong_password_stores_nothing(&self) {
+        self.step("docker login with a wrong password stores nothing");
+        let before = self.env.vault_bytes();
+        let out = self.login("not-the-password", false);
+        assert!(!out.ok(), "a wrong password logged in: {}", out.describe());
+        assert!(seen(&out).contains("401"), "{}", out.describe());
+        assert_eq!(
+            self.env.vault_bytes(),
+            before,
+            "a refused login changed the vault"
+        );
+        assert!(self.env.list().is_empty());
+        let calls = self.calls("refused login", &[]);
+        assert!(
+            !calls.iter().any(|c| c == "store"),
+            "a refused login stored: {calls:?}"
+        );
+    }
+
+    fn login_stores_in_the_vault(&self) {
+        self.step("docker login -u … --password-stdin");
+        let out = self.login(PASSWORD, false);
+        assert!(out.ok(), "docker login: {}", out.describe());
+        assert!(out.stdout.contains("Login Succeeded"), "{}", out.describe());
+        assert!(
+            !seen(&out).contains("stored unencrypted"),
+            "the CLI did not use the helper: {}",
+            out.describe()
+        );
+        self.calls("docker login", &["store"]);
+        let list = self.env.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[&self.server], USER, "stored under host:port");
+        assert_eq!(self.get(), self.stored());
+        assert_config_has_no_secret(&self.env.config_json(), USER, PASSWORD);
+    }
+
+    fn login_reuses_stored_credentials(&self) {
+        self.step("docker login with no -u reuses the stored credentials");
+        let out = self.docker(&["login", &self.server], Input::Closed);
+        assert!(out.ok(), "docker login (stored): {}", out.describe());
+        assert!(
+            seen(&out).contains(&format!(
+                "Authenticating with existing credentials... [Username: {USER}]"
+            )),
+            "{}",
+            out.describe()
+        );
+        assert!(out.stdout.contains("Login Succeeded"), "{}", out.describe());
+        self.calls("docker login (stored)", &[&format!("get {}", self.server)]);
+        assert_eq!(self.env.list().len(), 1);
+        assert_eq!(self.get(), self.stored());
+        assert_config_has_no_secret(&self.env.config_json(), USER, PASSWORD);
+    }
+
+    fn push_and_pull(&self) {
+        let base = self.image("base:1");
+        self.remove_images(&[&base]);
+        self.step("docker import, push, rmi, pull");
+        let id = self.import(&base);
+        let out = self.docker(&["push", &base], Input::Closed);
+        assert!(out.ok(), "docker push: {}", out.describe());
+        self.calls("docker push", &[&format!("get {}", self.server)]);
+
+        self.remove_images(&[&base]);
+        // htpasswd auth is on: with no credentials the daemon is refused.
+        let mut anonymous = self.daemon.cli();
+        anonymous.args(["pull", &base]);
+        let out = clients::run(anonymous, Input::Closed);
+        assert!(!out.ok(), "an anonymous pull succeeded: {}", out.describe());
+        assert!(auth_refused(&out), "{}", out.describe());
+        assert_eq!(self.image_id(&base), None);
+
+        let out = self.docker(&["pull", &base], Input::Closed);
+        assert!(out.ok(), "docker pull: {}", out.describe());
+        self.calls("docker pull", &[&format!("get {}", self.server)]);
+        assert_eq!(self.image_id(&base), Some(id), "pulled another image");
+    }
+
+    fn write_build_context(&self) -> PathBuf {
+        let ctx = self.env.path("build");
+        fs::create_dir_all(&ctx).expect("create the build context");
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM {}\nLABEL org.example.lockbox-e2e=\"classic builder\"\n",
+                self.image("base:1")
+            ),
+        )
+        .expect("write the Dockerfile");
+        ctx
+    }
+
+    fn classic_build(&self, locked: bool) -> Output {
+        let ctx = self.write_build_context();
+        let built = self.image("built:1");
+        let mut c = self.docker_cmd(
+            &["build", "-t", &built, ctx.to_str().expect("utf-8 path")],
+            locked,
+        );
+        c.env("DOCKER_BUILDKIT", "0");
+        clients::run(c, Input::Closed)
+    }
+
+    /// The classic builder sends every stored credential with the build (`list`, then
+    /// `get` for each entry); the daemon pulls `FROM` with the one for the registry.
+    fn classic_build_pulls_with_list_and_get(&self) {
+        let (base, built) = (self.image("base:1"), self.image("built:1"));
+        self.remove_images(&[&base, &built]);
+        self.step("DOCKER_BUILDKIT=0 docker build, FROM the registry");
+        let out = self.classic_build(false);
+        assert!(out.ok(), "docker build: {}", out.describe());
+        assert!(
+            out.stdout.contains("Successfully tagged"),
+            "{}",
+            out.describe()
+        );
+        let get = format!("get {}", self.server);
+        let calls = self.calls("classic build", &["list", &get]);
+        let (list_at, get_at) = (
+            calls.iter().position(|c| c == "list"),
+            calls.iter().position(|c| *c == get),
+        );
+        assert!(list_at < get_at, "list then get: {calls:?}");
+        assert!(
+            self.image_id(&base).is_some(),
+            "the daemon did not pull FROM"
+        );
+        assert!(self.image_id(&built).is_some());
+    }
+
+    fn dockerpy(&self, python: &str) {
+        self.step("docker-py: credentials.Store, auth, pull and push through the daemon");
+        let image = self.image("py:1");
+        self.remove_images(&[&image]);
+        self.import(&image);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/dockerpy_e2e.py");
+        let mut c = self.env.command(python, self.key == Key::Identity);
+        c.arg(script).args([
+            &self.server,
+            self.daemon.socket().to_str().expect("utf-8 path"),
+            &self.image("py"),
+            "1",
+            USER,
+            PASSWORD,
+        ]);
+        // stdin stays open and silent: docker-py's `list` hands it to the helper, which
+        // must not read it.
+        let out = clients::run(c, Input::HeldOpen);
+        eprintln!("{}", out.stdout.trim_end());
+        assert!(out.ok(), "docker-py: {}", out.describe());
+        let last = out.stdout.lines().last().unwrap_or("");
+        assert!(last.ends_with(" passed, 0 failed"), "{}", out.describe());
+        let get = format!("get {}", self.server);
+        self.calls(
+            "docker-py",
+            &["list", &get, "store", &format!("erase {}", self.server)],
+        );
+        assert_eq!(self.get(), self.stored());
+        self.remove_images(&[&image]);
+    }
+
+    fn wrong_password_keeps_the_entry(&self) {
+        self.step("docker login with a wrong password keeps the stored entry");
+        let before = self.env.vault_bytes();
+        let out = self.login("not-the-password", false);
+        assert!(!out.ok(), "a wrong password logged in: {}", out.describe());
+        assert_eq!(
+            self.env.vault_bytes(),
+            before,
+            "a refused login changed the vault"
+        );
+        assert_eq!(self.get(), self.stored());
+        self.env.helper_calls();
+    }
+
+    fn logout_erases(&self) {
+        self.step("docker logout, then a pull is refused");
+        let out = self.docker(&["logout", &self.server], Input::Closed);
+        assert!(out.ok(), "docker logout: {}", out.describe());
+        assert!(
+            !seen(&out).contains("could not erase"),
+            "{}",
+            out.describe()
+        );
+        self.calls("docker logout", &[&format!("erase {}", self.server)]);
+        assert!(
+            self.env.list().is_empty(),
+            "logout left {:?}",
+            self.env.list()
+        );
+        assert_eq!(self.get(), None);
+        assert_config_has_no_secret(&self.env.config_json(), USER, PASSWORD);
+
+        let base = self.image("base:1");
+        self.remove_images(&[&base, &self.image("built:1")]);
+        let out = self.docker(&["pull", &base], Input::Closed);
+        assert!(
+            !out.ok(),
+            "a pull after logout succeeded: {}",
+            out.describe()
+        );
+        assert!(auth_refused(&out), "{}", out.describe());
+        assert_eq!(self.image_id(&base), None);
+    }
+
+    /// An entry stored, no key (no identity, no agent): `docker pull` and the classic
+    /// build fail, and the person sees lockbox's locked message — not a silent
+    /// anonymous pull, not a hang, not "no credentials". Docker CLI 28 ignores the
+    /// failed `get` on both paths and asks the registry with no credentials (refused:
+    /// htpasswd auth is on), so the message reaches the person only because the helper
+    /// also writes it to stderr, which the CLI passes through.
+    fn locked_vault(&self) {
+        self.step("locked: login and list work, pull and build fail with the locked message");
+        let out = self.login(PASSWORD, true);
+        assert!(out.ok(), "locked docker login: {}", out.describe());
+        assert_eq!(self.env.list()[&self.server], USER);
+        if self.key == Key::Agent {
+            let out = self.env.lockbox(&["lock"], false, Input::Closed);
+            assert!(out.ok(), "lock: {}", out.describe());
+        }
+        let status = self
+            .env
+            .lockbox(&["status", "--quiet"], false, Input::Closed);
+        assert_eq!(status.status.code(), Some(3), "{}", status.describe());
+        self.env.helper_calls();
+
+        let base = self.image("base:1");
+        let out = self.docker_locked(&["pull", &base]);
+        assert!(!out.ok(), "a locked pull succeeded: {}", out.describe());
+        assert!(
+            seen(&out).contains(LOCKED),
+            "the locked message did not reach the person: {}",
+            out.describe()
+        );
+        self.calls("locked pull", &[&format!("get {}", self.server)]);
+        assert_eq!(self.image_id(&base), None);
+
+        let out = self.classic_build(true);
+        assert!(!out.ok(), "a locked build succeeded: {}", out.describe());
+        assert!(
+            seen(&out).contains(LOCKED),
+            "the locked message did not reach the person: {}",
+            out.describe()
+        );
+        self.calls("locked build", &["list", &format!("get {}", self.server)]);
+        assert_eq!(self.image_id(&base), None);
+
+        // The key back: what was stored while locked works.
+        if self.key == Key::Agent {
+            self.unlock();
+        }
+        let out = self.docker(&["pull", &base], Input::Closed);
+        assert!(out.ok(), "docker pull after unlock: {}", out.describe());
+        assert!(self.image_id(&base).is_some());
+    }
+
+    fn finish(&self) {
+        self.step("clean up");
+        let out = self.docker(&["logout", &self.server], Input::Closed);
+        assert!(out.ok(), "docker logout: {}", out.describe());
+        assert!(self.env.list().is_empty());
+        self.remove_images(&[&self.image("base:1"), &self.image("built:1")]);
+        if self.key == Key::Agent {
+            self.stop_agent();
+        }
+    }
+
+    fn stop_agent(&self) {
+        self.step("lock --all stops the agent");
+        let status = self
+            .env
+            .lockbox(&["status", "--json"], false, Input::Closed);
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("status --json");
+        let pid = v["agent"]["pid"].as_u64().expect("the agent's pid") as i32;
+        let out = self.env.lockbox(&["lock", "--all"], false, Input::Closed);
+        assert!(out.ok(), "lock --all: {}", out.describe());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent (pid {pid}) still runs 10 s after lock --all"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = self
+            .env
+            .lockbox(&["status", "--quiet"], false, Input::Closed);
+        assert_eq!(status.status.code(), Some(3), "{}", status.describe());
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// skopeo (containers/image): credHelpers, not credsStore
+// ---------------------------------------------------------------------------------
+
+fn skopeo_tools() -> bool {
+    clients::require_tools(&[
+        ("skopeo", "skopeo"),
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+        ("age-keygen", "age"),
+    ])
+}
+
+/// skopeo with an auth file naming lockbox in `credHelpers` (containers/image ignores
+/// `credsStore`), a policy that accepts any image, and nothing from the host's
+/// containers configuration that the temp `HOME` can hide.
+struct Skopeo<'a> {
+    env: &'a ClientEnv,
+    auth_file: PathBuf,
+    policy: PathBuf,
+}
+
+impl<'a> Skopeo<'a> {
+    fn new(env: &'a ClientEnv, cred_helpers: serde_json::Value) -> Self {
+        let auth_file = env.path("auth.json");
+        fs::write(
+            &auth_file,
+            serde_json::json!({ "credHelpers": cred_helpers }).to_string(),
+        )
+        .expect("write auth.json");
+        let policy = env.path("policy.json");
+        fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .expect("write policy.json");
+        Skopeo {
+            env,
+            auth_file,
+            policy,
+        }
+    }
+
+    fn run(&self, args: &[&str], unlocked: bool, input: Input<'_>) -> Output {
+        let mut c = self.env.command("skopeo", unlocked);
+        c.env("REGISTRY_AUTH_FILE", &self.auth_file)
+            .arg("--policy")
+            .arg(&self.policy)
+            .args(args);
+        clients::run(c, input)
+    }
+
+    fn login(&self, server: &str, password: &str) -> Output {
+        self.run(
+            &[
+                "login",
+                "--tls-verify=false",
+                "-u",
+                USER,
+                "--password-stdin",
+                server,
+            ],
+            true,
+            Input::Bytes(format!("{password}\n").as_bytes()),
+        )
+    }
+}
+
+#[test]
+fn skopeo_through_cred_helpers() {
+    if !skopeo_tools() {
+        return;
+    }
+    let registry = Registry::start(USER, PASSWORD);
+    let env = ClientEnv::new();
+    env.trace_helper();
+    let server = registry.address();
+    let get = format!("get {server}");
+    let skopeo = Skopeo::new(&env, serde_json::json!({ &server: "lockbox" }));
+    let remote = format!("docker://{server}/e2e/skopeo:1");
+
+    // No entry: the helper says not found, skopeo goes anonymous, the registry refuses.
+    let out = skopeo.run(
+        &["inspect", "--tls-verify=false", &remote],
+        true,
+        Input::Closed,
+    );
+    assert!(!out.ok(), "{}", out.describe());
+    assert!(auth_refused(&out), "{}", out.describe());
+    assert!(env.helper_calls().contains(&get));
+
+    // A refused login stores nothing.
+    let before = env.vault_bytes();
+    let out = skopeo.login(&server, "not-the-password");
+    assert!(!out.ok(), "a wrong password logged in: {}", out.describe());
+    assert_eq!(
+        env.vault_bytes(),
+        before,
+        "a refused login changed the vault"
+    );
+    assert!(!env.helper_calls().iter().any(|c| c == "store"));
+
+    // skopeo login stores through the helper named in credHelpers.
+    let out = skopeo.login(&server, PASSWORD);
+    assert!(out.ok(), "skopeo login: {}", out.describe());
+    assert!(env.helper_calls().iter().any(|c| c == "store"));
+    assert_eq!(env.list()[&server], USER);
+    assert_eq!(
+        env.get(&server),
+        Some((USER.to_owned(), PASSWORD.to_owned()))
+    );
+    assert_config_has_no_secret(&skopeo.auth_file, USER, PASSWORD);
+
+    // Push a one-file docker-archive, inspect it, pull it back into an OCI layout.
+    let (archive, diff_id) = clients::docker_archive("e2e/skopeo:1", IMAGE_FILE.0, IMAGE_FILE.1);
+    let archive_path = env.path("image.tar");
+    fs::write(&archive_path, archive).expect("write the archive");
+    let source = format!("docker-archive:{}", archive_path.display());
+    let out = skopeo.run(
+        &["copy", "--dest-tls-verify=false", &source, &remote],
+        true,
+        Input::Closed,
+    );
+    assert!(out.ok(), "skopeo copy (push): {}", out.describe());
+    assert!(env.helper_calls().contains(&get));
+
+    let out = skopeo.run(
+        &["inspect", "--tls-verify=false", &remote],
+        true,
+        Input::Closed,
+    );
+    assert!(out.ok(), "skopeo inspect: {}", out.describe());
+    let inspected: serde_json::Value = serde_json::from_str(&out.stdout).expect("inspect JSON");
+    assert_eq!(
+        inspected["Name"],
+        format!("{server}/e2e/skopeo"),
+        "{inspected}"
+    );
+    assert_eq!(
+        inspected["Layers"].as_array().map(Vec::len),
+        Some(1),
+        "{inspected}"
+    );
+    assert!(env.helper_calls().contains(&get));
+    let out = skopeo.run(
+        &["inspect", "--tls-verify=false", "--config", &remote],
+        true,
+        Input::Closed,
+    );
+    assert!(out.ok(), "skopeo inspect: {}", out.describe());
+    let config: serde_json::Value = serde_json::from_str(&out.stdout).expect("config JSON");
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        diff_id.as_str(),
+        "{config}"
+    );
+    assert!(env.helper_calls().contains(&get));
+
+    let layout = env.path("oci");
+    let dest = format!("oci:{}:e2e", layout.display());
+    let out = skopeo.run(
+        &["copy", "--src-tls-verify=false", &remote, &dest],
+        true,
+        Input::Closed,
+    );
+    assert!(out.ok(), "skopeo copy (pull): {}", out.describe());
+    assert!(env.helper_calls().contains(&get));
+    assert_eq!(oci_diff_ids(&layout), vec![diff_id.clone()]);
+
+    // Locked: an error naming lockbox, not an anonymous request.
+    let out = skopeo.run(
+        &["inspect", "--tls-verify=false", &remote],
+        false,
+        Input::Closed,
+    );
+    assert!(!out.ok(), "a locked inspect succeeded: {}", out.describe());
+    assert!(seen(&out).contains(LOCKED), "{}", out.describe());
+    assert!(!auth_refused(&out), "{}", out.describe());
+    env.helper_calls();
+
+    // skopeo logout erases through the helper, and needs no key for that.
+    let out = skopeo.run(&["logout", &server], false, Input::Closed);
+    assert!(out.ok(), "skopeo logout: {}", out.describe());
+    assert!(
+        env.helper_calls().contains(&format!("erase {server}")),
+        "logout did not erase through the helper"
+    );
+    assert!(env.list().is_empty(), "logout left {:?}", env.list());
+    assert_config_has_no_secret(&skopeo.auth_file, USER, PASSWORD);
+    let out = skopeo.run(
+        &["inspect", "--tls-verify=false", &remote],
+        true,
+        Input::Closed,
+    );
+    assert!(!out.ok(), "{}", out.describe());
+    assert!(auth_refused(&out), "{}", out.describe());
+}
+
+/// The diff IDs in the config of the one image in an OCI layout.
+fn oci_diff_ids(layout: &Path) -> Vec<String> {
+    let blob = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        let bytes = fs::read(layout.join("blobs/sha256").join(hex)).expect("read a blob");
+        assert_eq!(clients::sha256_digest(&bytes), digest, "blob content");
+        serde_json::from_slice(&bytes).expect("JSON blob")
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("index JSON");
+    let manifest = blob(
+        index["manifests"][0]["digest"]
+            .as_str()
+            .expect("a manifest"),
+    );
+    let config = blob(manifest["config"]["digest"].as_str().expect("a config"));
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("diff_ids")
+        .iter()
+        .map(|d| d.as_str().expect("a diff id").to_owned())
+        .collect()
+}
+
+/// `docker login` keeps Docker Hub under `https://index.docker.io/v1/`; containers/image
+/// asks a helper for `docker.io`. The helper finds the one under the other.
+#[test]
+fn docker_hub_stored_by_docker_is_found_as_docker_io() {
+    if !clients::require_tools(&[("age-keygen", "age")]) {
+        return;
+    }
+    let env = ClientEnv::new();
+    let store = serde_json::json!({
+        "ServerURL": "https://index.docker.io/v1/",
+        "Username": "hub-user",
+        "Secret": "hub-secret",
+    })
+    .to_string();
+    let out = env.lockbox(&["store"], false, Input::Bytes(store.as_bytes()));
+    assert!(out.ok(), "store: {}", out.describe());
+    // Exactly as containers/image's credential-helper client sends it.
+    let out = env.lockbox(&["get"], true, Input::Bytes(b"docker.io"));
+    assert!(out.ok(), "get docker.io: {}", out.describe());
+    assert_eq!(
+        out.stdout,
+        "{\"ServerURL\":\"docker.io\",\"Username\":\"hub-user\",\"Secret\":\"hub-secret\"}\n"
+    );
+
+    // And through skopeo itself: `login --get-login` only asks the helper (no network).
+    if !clients::require_tools(&[("skopeo", "skopeo")]) {
+        return;
+    }
+    env.trace_helper();
+    let skopeo = Skopeo::new(&env, serde_json::json!({ "docker.io": "lockbox" }));
+    let out = skopeo.run(&["login", "--get-login", "docker.io"], true, Input::Closed);
+    assert!(out.ok(), "skopeo login --get-login: {}", out.describe());
+    assert_eq!(out.stdout.trim(), "hub-user", "{}", out.describe());
+    assert_eq!(
+        env.helper_calls(),
+        ["get docker.io"],
+        "containers/image asks for docker.io"
+    );
+    let out = skopeo.run(&["login", "--get-login", "docker.io"], false, Input::Closed);
+    assert!(!out.ok(), "{}", out.describe());
+    assert!(seen(&out).contains(LOCKED), "{}", out.describe());
+}
