@@ -280,12 +280,7 @@ fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
         recipients.push(parse_recipient_line(r)?);
     }
     for file in &o.recipients_file {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
-        for line in text.lines().map(str::trim) {
-            if !line.is_empty() && !line.starts_with('#') {
-                recipients.push(parse_recipient_line(line)?);
-            }
-        }
+        recipients.extend(crate::manage::read_recipients_file(file)?);
     }
     let passphrase = if o.passphrase {
         Some(ask_new_passphrase()?)

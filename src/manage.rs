@@ -3,7 +3,7 @@
 //! password again; all writes go through the vault's locked, atomic update.
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use age::secrecy::{ExposeSecret, SecretString};
@@ -548,6 +548,25 @@ pub fn parse_recipient_line(line: &str) -> Result<Option<(Recipient, String)>, E
     Err(Error::BadRecipient(line.to_owned()))
 }
 
+/// Reads a recipients or authorized_keys file (`init --recipients-file`,
+/// `recipients add --file`): key types age cannot use are skipped with a warning on
+/// stderr, as `ssh-keygen`-style files often mix them in; anything else unreadable is
+/// an error naming the line.
+pub fn read_recipients_file(file: &Path) -> Result<Vec<(Recipient, String)>, Error> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
+    let mut parsed = Vec::new();
+    for line in text.lines().map(str::trim) {
+        match parse_recipient_line(line)? {
+            Some(p) => parsed.push(p),
+            None if !line.is_empty() && !line.starts_with('#') => {
+                eprintln!("{}", messages::sanitize(&messages::skipped_key(line)));
+            }
+            None => {}
+        }
+    }
+    Ok(parsed)
+}
+
 /// `recipients …`
 pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Error> {
     let path = location.resolve()?;
@@ -598,19 +617,7 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 }
             }
             for f in &file {
-                let text = std::fs::read_to_string(f).map_err(|e| Error::io("read", f, e))?;
-                for line in text.lines() {
-                    match parse_recipient_line(line)? {
-                        Some(p) => parsed.push(p),
-                        None if !line.trim().is_empty() && !line.trim().starts_with('#') => {
-                            eprintln!(
-                                "{}",
-                                messages::sanitize(&messages::skipped_key(line.trim()))
-                            );
-                        }
-                        None => {}
-                    }
-                }
+                parsed.extend(read_recipients_file(f)?);
             }
             if parsed.is_empty() {
                 return Err(Error::Usage(messages::NO_RECIPIENTS.into()));
