@@ -71,6 +71,15 @@ impl Location {
             Some(v) => v.clone(),
             None => self.docker_config_dir()?.join("lockbox").join("vault.json"),
         };
+        // A vault path that is a symlink (say, into a checked-out repository) is
+        // followed: a write replaces the file it points at rather than the link, and
+        // every spelling of one vault shares one lock file.
+        let vault = match fs::symlink_metadata(&vault) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                fs::canonicalize(&vault).map_err(|e| Error::io("follow the symlink", &vault, e))?
+            }
+            _ => vault,
+        };
         Ok(VaultPath::new(vault))
     }
 }

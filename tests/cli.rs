@@ -1534,3 +1534,62 @@ fn secrets_never_reach_stderr_or_the_vault_file() {
     assert!(!text.contains(secret));
     env.assert_no_secret_leaks();
 }
+
+#[test]
+fn a_vault_path_that_is_a_symlink_is_followed_not_replaced() {
+    let env = TestEnv::new();
+    env.init_passphrase();
+    env.store("first.example", "u1", "symlink-secret-1");
+    // The vault moves into a "repository"; the default path becomes a link to it.
+    let repo = env.path("repo");
+    fs::create_dir(&repo).unwrap();
+    let target = repo.join("vault.json");
+    fs::rename(env.vault_path(), &target).unwrap();
+    std::os::unix::fs::symlink(&target, env.vault_path()).unwrap();
+
+    env.store("second.example", "u2", "symlink-secret-2");
+    let link = fs::symlink_metadata(env.vault_path()).unwrap();
+    assert!(
+        link.file_type().is_symlink(),
+        "the link was replaced by a file"
+    );
+    // The write went to the target, under the target's lock, with the vault's mode.
+    let written: Value = serde_json::from_slice(&fs::read(&target).unwrap()).unwrap();
+    assert_eq!(
+        written["entries"].as_object().unwrap().len(),
+        2,
+        "{written}"
+    );
+    assert_eq!(
+        fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(repo.join("vault.json.lock").exists());
+    env.get("second.example")
+        .assert_quiet_ok()
+        .assert_stdout(&get_answer("second.example", "u2", "symlink-secret-2"));
+    // The same vault through LOCKBOX_VAULT naming the target.
+    let by_target = [("LOCKBOX_VAULT", target.to_str().unwrap())];
+    env.run_env(&["list"], "", &by_target)
+        .assert_quiet_ok()
+        .assert_stdout("{\"first.example\":\"u1\",\"second.example\":\"u2\"}\n");
+
+    // A link to nowhere is named in the error, and nothing is created.
+    fs::remove_file(&target).unwrap();
+    let out = env.run(
+        &["store"],
+        store_json("third.example", "u3", "symlink-secret-3"),
+    );
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(
+        out.stdout_str().contains("could not follow the symlink"),
+        "{out}"
+    );
+    assert!(!target.exists());
+    assert!(
+        fs::symlink_metadata(env.vault_path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
