@@ -232,7 +232,16 @@ pub fn main() -> ExitCode {
     let opts = match Opts::try_parse_from(&args) {
         Ok(o) => o,
         Err(e) => {
-            let _ = e.print();
+            // clap quotes the argument it could not place; never a private key.
+            if e.use_stderr() && messages::is_private_key(&e.render().to_string()) {
+                eprintln!(
+                    "{}{}",
+                    messages::ERROR_PREFIX,
+                    messages::PRIVATE_KEY_NOT_RECIPIENT
+                );
+            } else {
+                let _ = e.print();
+            }
             return exit::code(if e.use_stderr() {
                 exit::USAGE
             } else {

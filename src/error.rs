@@ -85,9 +85,20 @@ pub enum Error {
         /// Why it cannot be used (never the key text).
         reason: String,
     },
-    /// A recipient string does not parse.
-    #[error("bad recipient {0:?}")]
+    /// A recipient string does not parse (the text is not shown when it is a
+    /// private key).
+    #[error("bad recipient")]
     BadRecipient(String),
+    /// A line of a recipients file does not parse.
+    #[error("bad recipient on line {line} of {}", file.display())]
+    BadRecipientLine {
+        /// The recipients file.
+        file: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// The line (not shown when it is a private key).
+        text: String,
+    },
     /// Neither HOME nor DOCKER_CONFIG nor LOCKBOX_VAULT is set.
     #[error("no home directory")]
     NoHome,
@@ -175,6 +186,9 @@ impl Error {
                 reason,
             } => messages::bad_identity(source_name, reason),
             Error::BadRecipient(r) => messages::bad_recipient(r),
+            Error::BadRecipientLine { file, line, text } => {
+                messages::bad_recipient_line(&file.display().to_string(), *line, text)
+            }
             Error::NoHome => messages::NO_HOME.to_owned(),
             Error::AgentUnsafeDir { path, reason } => {
                 messages::agent_unsafe_dir(&path.display().to_string(), reason)

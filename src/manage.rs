@@ -555,8 +555,16 @@ pub fn parse_recipient_line(line: &str) -> Result<Option<(Recipient, String)>, E
 pub fn read_recipients_file(file: &Path) -> Result<Vec<(Recipient, String)>, Error> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
     let mut parsed = Vec::new();
-    for line in text.lines().map(str::trim) {
-        match parse_recipient_line(line)? {
+    for (number, line) in text.lines().map(str::trim).enumerate() {
+        let parsed_line = parse_recipient_line(line).map_err(|e| match e {
+            Error::BadRecipient(text) => Error::BadRecipientLine {
+                file: file.to_owned(),
+                line: number + 1,
+                text,
+            },
+            other => other,
+        })?;
+        match parsed_line {
             Some(p) => parsed.push(p),
             None if !line.is_empty() && !line.starts_with('#') => {
                 eprintln!("{}", messages::sanitize(&messages::skipped_key(line)));

@@ -118,11 +118,29 @@ pub fn bad_identity(source: &str, reason: &str) -> String {
     format!("cannot use the identity in {source}: {reason}")
 }
 
-/// A recipient string could not be parsed.
+/// Whether text given where a public key belongs is a private key (an age identity
+/// or a PEM/OpenSSH private key block): such text is never repeated back.
+pub fn is_private_key(text: &str) -> bool {
+    // Bech32 may be written in either case; PEM armor is always upper case.
+    text.to_ascii_uppercase().contains("AGE-SECRET-KEY-1") || text.contains("PRIVATE KEY-----")
+}
+
+/// A private key was given where a recipient belongs.
+pub const PRIVATE_KEY_NOT_RECIPIENT: &str = "that is a private key, not a recipient; give its public key instead (age-keygen -y FILE, or ssh-keygen -y -f FILE) and keep the private key out of command lines and recipient files";
+
+/// A recipient string could not be parsed. A private key is not quoted back.
 pub fn bad_recipient(recipient: &str) -> String {
+    if is_private_key(recipient) {
+        return PRIVATE_KEY_NOT_RECIPIENT.to_owned();
+    }
     format!(
         "not a recipient lockbox can use: {recipient:?}; expected an age public key (age1…), 'ssh-ed25519 …' or 'ssh-rsa …'"
     )
+}
+
+/// A line of a recipients file could not be parsed.
+pub fn bad_recipient_line(file: &str, line: usize, recipient: &str) -> String {
+    format!("line {line} of {file}: {}", bad_recipient(recipient))
 }
 
 /// Neither the home directory nor `DOCKER_CONFIG` nor `LOCKBOX_VAULT` is known.
@@ -300,6 +318,9 @@ pub fn recipients_added(labels: &[String]) -> String {
 
 /// `recipients remove` of an unknown label.
 pub fn no_such_recipient(which: &str) -> String {
+    if is_private_key(which) {
+        return PRIVATE_KEY_NOT_RECIPIENT.to_owned();
+    }
     format!(
         "no age slot has the label or recipient {which:?}; see 'docker-credential-lockbox recipients list'"
     )

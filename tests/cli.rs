@@ -1593,3 +1593,54 @@ fn a_vault_path_that_is_a_symlink_is_followed_not_replaced() {
             .is_symlink()
     );
 }
+
+#[test]
+fn a_private_key_given_as_a_recipient_is_refused_and_never_echoed() {
+    if !require_tool("age-keygen", "age") || !require_tool("ssh-keygen", "openssh-client") {
+        return;
+    }
+    let env = TestEnv::new();
+    // The easy mistakes: age-keygen's output file, its secret line, an SSH private key.
+    let (identity_file, _, secret_line) = age_keygen(&env, "id.txt");
+    let ssh_key = env.keys_dir().join("ssh_key");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+        .arg(&ssh_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ssh_text = fs::read_to_string(&ssh_key).unwrap();
+    let ssh_body = ssh_text.lines().nth(1).expect("a base64 line").to_owned();
+    env.track_secret(&ssh_body);
+
+    let identity = identity_file.to_str().unwrap();
+    let ssh = ssh_key.to_str().unwrap();
+    let attempts: [(&[&str], &str); 4] = [
+        (&["init", "--recipients-file", identity], "line 3 of "),
+        (&["init", "--recipient", &secret_line], ""),
+        (&["init", "--recipients-file", ssh], "line 1 of "),
+        (&["init", "--recipient", &ssh_text], ""),
+    ];
+    for (args, location) in attempts {
+        let out = env.run(args, "");
+        // A PEM block starts with dashes, so the argument parser refuses it (2).
+        assert!([1, 2].contains(&out.code()), "{out}");
+        let err = out.stderr_str();
+        assert!(err.contains(location), "{out}");
+        assert!(
+            err.contains("that is a private key, not a recipient"),
+            "{out}"
+        );
+        assert!(
+            !err.contains("SECRET-KEY") && !err.contains("PRIVATE KEY"),
+            "{out}"
+        );
+        assert!(!env.vault_path().exists());
+    }
+    // Removing "by" a private key does not repeat it either.
+    env.init_passphrase();
+    let out = env.run(&["recipients", "remove", &secret_line], "");
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr_str().contains("that is a private key"), "{out}");
+    env.assert_no_secret_leaks();
+}
