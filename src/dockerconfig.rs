@@ -160,7 +160,16 @@ impl DockerConfig {
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
             };
-            if let Some(token) = field("identitytoken") {
+            if let Some(name) = ["auth", "identitytoken", "username", "password"]
+                .into_iter()
+                .find(|name| {
+                    entry
+                        .get(*name)
+                        .is_some_and(|v| !v.is_string() && !v.is_null())
+                })
+            {
+                scan.invalid.push((server.clone(), not_a_string(name)));
+            } else if let Some(token) = field("identitytoken") {
                 scan.found.push(Found {
                     server: server.clone(),
                     username: TOKEN_USERNAME.into(),
@@ -328,6 +337,16 @@ pub fn plaintext_entry(username: &str, secret: &str) -> Value {
         m.insert("auth".into(), Value::String(B64.encode(pair.as_bytes())));
     }
     Value::Object(m)
+}
+
+/// The reason for an entry whose `name` field is not a string.
+fn not_a_string(name: &str) -> &'static str {
+    match name {
+        "auth" => "its auth is not a string",
+        "identitytoken" => "its identitytoken is not a string",
+        "username" => "its username is not a string",
+        _ => "its password is not a string",
+    }
 }
 
 /// Decodes an `auth` value: base64 (padding optional) of `user:password`.

@@ -367,13 +367,32 @@ fn run_helper(program: &str, action: &str, input: &[u8]) -> Result<Zeroizing<Vec
         .wait()
         .map_err(|e| Error::Usage(messages::helper_failed(program, action, &e.to_string())))?;
     if !status.success() {
-        // The helper's stdout is its error line (never a secret on failure).
-        let line = String::from_utf8_lossy(&out).trim().to_owned();
         return Err(Error::Usage(messages::helper_failed(
-            program, action, &line,
+            program,
+            action,
+            &failure_detail(&out, status),
         )));
     }
     Ok(out)
+}
+
+/// What to show of a failed helper's stdout: its first line, shortened — unless it
+/// looks like credentials (a broken helper may print them and then fail), which are
+/// never echoed.
+fn failure_detail(out: &[u8], status: std::process::ExitStatus) -> String {
+    const MAX_CHARS: usize = 200;
+    let text = String::from_utf8_lossy(out);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+    match line {
+        None => status.to_string(),
+        Some(_) if text.contains("\"Secret\"") || text.trim_start().starts_with('{') => {
+            format!("{status}; its output is not shown because it may hold credentials")
+        }
+        Some(line) if line.chars().count() > MAX_CHARS => {
+            format!("{}…", line.chars().take(MAX_CHARS).collect::<String>())
+        }
+        Some(line) => line.to_owned(),
+    }
 }
 
 /// Something that opens entries for `export`: the key options, the environment, the

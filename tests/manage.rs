@@ -389,6 +389,13 @@ fn import_refuses_what_it_cannot_use_and_changes_nothing() {
             vec!["bad.example: its auth"],
         ),
         (
+            "auth not a string",
+            format!(
+                "{{\"auths\": {{\"good.example\": {{\"auth\": \"{good}\"}}, \"bad.example\": {{\"auth\": 4242, \"password\": \"typed-pass-31\"}}}}}}"
+            ),
+            vec!["bad.example: its auth is not a string"],
+        ),
+        (
             "password without username",
             format!(
                 "{{\"auths\": {{\"good.example\": {{\"auth\": \"{good}\"}}, \"bad.example\": {{\"password\": \"lonely-pass-77\"}}}}}}"
@@ -712,6 +719,19 @@ fn import_from_a_failing_or_missing_helper_changes_nothing() {
     env.lockbox(&["import", "--from-helper", "broken"])
         .fails()
         .says(&["docker-credential-broken list", "exit status 2"]);
+    // A broken helper that prints credentials and then fails: they are not echoed.
+    let script = env.bin_dir().join("docker-credential-leaky");
+    fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in\nlist) echo '{\"l.example\":\"u\"}' ;;\n*) echo '{\"ServerURL\":\"l.example\",\"Username\":\"u\",\"Secret\":\"leaky-secret-8086\"}'; exit 3 ;;\nesac\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let r = env.lockbox(&["import", "--from-helper", "leaky"]);
+    r.fails()
+        .says(&["docker-credential-leaky get", "exit status: 3", "not shown"]);
+    assert!(!r.stderr.contains("leaky-secret-8086"), "{r}");
+    assert!(!r.stdout.contains("leaky-secret-8086"), "{r}");
     // A helper that answers something else than JSON.
     let script = env.bin_dir().join("docker-credential-garbage");
     fs::write(&script, "#!/bin/sh\necho 'hello'\n").unwrap();
