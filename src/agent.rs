@@ -24,8 +24,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use crate::agent_proto::{
-    AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, VersionProbe, read_frame,
-    write_frame,
+    AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, SecretText, VersionProbe,
+    read_frame, write_frame,
 };
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
@@ -196,7 +196,7 @@ fn serve_one(mut conn: UnixStream, state: &mut State) {
     };
     let capacity = match &response {
         // Worst-case JSON escaping is 6 bytes per byte; reserve it all up front.
-        Response::Secret { secret } => secret.len() * 6 + 64,
+        Response::Secret { secret } => secret.0.len() * 6 + 64,
         _ => 512,
     };
     let _ = write_frame(&mut conn, &response, capacity);
@@ -240,7 +240,7 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
             secret_key,
             timeout_secs,
         } => {
-            let Ok(key) = VaultKey::from_secret_text(&secret_key) else {
+            let Ok(key) = VaultKey::from_secret_text(&secret_key.0) else {
                 return Response::Error(AgentError::BadKey);
             };
             let timeout = Duration::from_secs(timeout_secs).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
@@ -267,7 +267,9 @@ fn handle(bytes: &[u8], state: &mut State) -> Response {
                 return Response::Error(AgentError::BadRequest);
             };
             match held.key.open_entry(&server, &username, &ciphertext) {
-                Ok(secret) => Response::Secret { secret },
+                Ok(secret) => Response::Secret {
+                    secret: SecretText(secret),
+                },
                 Err(_) => Response::Error(AgentError::DecryptFailed),
             }
         }

@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
 
 use crate::agent_proto::{
-    self, AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, read_frame, write_frame,
+    self, AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, SecretText, read_frame,
+    write_frame,
 };
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
@@ -161,7 +162,7 @@ impl Agent {
         use age::secrecy::ExposeSecret;
         let secret = key.export_secret();
         let request = Request::AddKey {
-            secret_key: Zeroizing::new(secret.expose_secret().to_owned()),
+            secret_key: SecretText(Zeroizing::new(secret.expose_secret().to_owned())),
             timeout_secs: timeout.as_secs(),
         };
         match self.request(request, 512)? {
@@ -226,7 +227,7 @@ impl EntryOpener for AgentOpener {
         };
         let capacity = 256 + server.len() * 6 + username.len() * 6 + ciphertext.len() * 2;
         match self.agent.request(request, capacity)? {
-            Some(Response::Secret { secret }) => Ok(secret),
+            Some(Response::Secret { secret }) => Ok(secret.0),
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
             Some(Response::Error(AgentError::DecryptFailed)) => {
                 Err(Error::EntryTampered(server.to_owned()))

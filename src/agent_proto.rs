@@ -25,6 +25,18 @@ pub const MAX_FRAME: usize = 8 << 20;
 /// The socket's file name inside the agent directory.
 pub const SOCKET_NAME: &str = "agent.sock";
 
+/// Secret text in a frame: wiped on drop, and `Debug` never shows it (so a frame can be
+/// debug-printed safely). On the wire it is a plain JSON string.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
 /// A request, with the protocol version.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RequestFrame {
@@ -55,7 +67,7 @@ pub enum Request {
     /// any earlier deadline for the same vault.
     AddKey {
         /// The vault's private key text.
-        secret_key: Zeroizing<String>,
+        secret_key: SecretText,
         /// Seconds to hold it.
         timeout_secs: u64,
     },
@@ -100,7 +112,7 @@ pub enum Response {
     /// A decrypted secret.
     Secret {
         /// The entry's secret.
-        secret: Zeroizing<String>,
+        secret: SecretText,
     },
     /// Answer to [`Request::Status`].
     Status {
@@ -251,10 +263,15 @@ mod tests {
         let req = RequestFrame {
             v: PROTOCOL_VERSION,
             request: Request::AddKey {
-                secret_key: Zeroizing::new("AGE-SECRET-KEY-1X".into()),
+                secret_key: SecretText(Zeroizing::new("AGE-SECRET-KEY-1X".into())),
                 timeout_secs: 5,
             },
         };
+        assert!(!format!("{req:?}").contains("AGE-SECRET-KEY"), "{req:?}");
+        let answer = Response::Secret {
+            secret: SecretText(Zeroizing::new("hunter2".into())),
+        };
+        assert!(!format!("{answer:?}").contains("hunter2"), "{answer:?}");
         write_frame(&mut buf, &req, 0).unwrap();
         let back: RequestFrame =
             serde_json::from_slice(&read_frame(&mut &buf[..]).unwrap()).unwrap();
