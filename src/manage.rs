@@ -385,7 +385,7 @@ fn failure_detail(out: &[u8], status: std::process::ExitStatus) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty());
     match line {
         None => status.to_string(),
-        Some(_) if text.contains("\"Secret\"") || text.trim_start().starts_with('{') => {
+        Some(_) if looks_like_credentials(out) => {
             format!("{status}; its output is not shown because it may hold credentials")
         }
         Some(line) if line.chars().count() > MAX_CHARS => {
@@ -393,6 +393,15 @@ fn failure_detail(out: &[u8], status: std::process::ExitStatus) -> String {
         }
         Some(line) => line.to_owned(),
     }
+}
+
+/// JSON, or a `"Secret"` key in any case (Go's `encoding/json` matches keys that way).
+/// Compares in place so no unwiped lowercase copy of the output is made.
+fn looks_like_credentials(out: &[u8]) -> bool {
+    out.trim_ascii_start().starts_with(b"{")
+        || out
+            .windows(b"\"secret\"".len())
+            .any(|w| w.eq_ignore_ascii_case(b"\"secret\""))
 }
 
 /// Something that opens entries for `export`: the key options, the environment, the

@@ -719,19 +719,27 @@ fn import_from_a_failing_or_missing_helper_changes_nothing() {
     env.lockbox(&["import", "--from-helper", "broken"])
         .fails()
         .says(&["docker-credential-broken list", "exit status 2"]);
-    // A broken helper that prints credentials and then fails: they are not echoed.
-    let script = env.bin_dir().join("docker-credential-leaky");
-    fs::write(
-        &script,
-        "#!/bin/sh\ncase \"$1\" in\nlist) echo '{\"l.example\":\"u\"}' ;;\n*) echo '{\"ServerURL\":\"l.example\",\"Username\":\"u\",\"Secret\":\"leaky-secret-8086\"}'; exit 3 ;;\nesac\n",
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let r = env.lockbox(&["import", "--from-helper", "leaky"]);
-    r.fails()
-        .says(&["docker-credential-leaky get", "exit status: 3", "not shown"]);
-    assert!(!r.stderr.contains("leaky-secret-8086"), "{r}");
-    assert!(!r.stdout.contains("leaky-secret-8086"), "{r}");
+    // A broken helper that prints credentials and then fails: they are not echoed,
+    // whether as JSON or with "secret" in another case somewhere in the text.
+    for answer in [
+        r#"{"ServerURL":"l.example","Username":"u","Secret":"leaky-secret-8086"}"#,
+        r#"oops: "secret": "leaky-secret-8086""#,
+    ] {
+        let script = env.bin_dir().join("docker-credential-leaky");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\nlist) echo '{{\"l.example\":\"u\"}}' ;;\n*) echo '{answer}'; exit 3 ;;\nesac\n"
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let r = env.lockbox(&["import", "--from-helper", "leaky"]);
+        r.fails()
+            .says(&["docker-credential-leaky get", "exit status: 3", "not shown"]);
+        assert!(!r.stderr.contains("leaky-secret-8086"), "{r}");
+        assert!(!r.stdout.contains("leaky-secret-8086"), "{r}");
+    }
     // A helper that answers something else than JSON.
     let script = env.bin_dir().join("docker-credential-garbage");
     fs::write(&script, "#!/bin/sh\necho 'hello'\n").unwrap();
