@@ -160,15 +160,12 @@ impl DockerConfig {
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
             };
-            if let Some(name) = ["auth", "identitytoken", "username", "password"]
-                .into_iter()
-                .find(|name| {
-                    entry
-                        .get(*name)
-                        .is_some_and(|v| !v.is_string() && !v.is_null())
-                })
-            {
-                scan.invalid.push((server.clone(), not_a_string(name)));
+            if let Some((_, why)) = NOT_A_STRING.iter().find(|(name, _)| {
+                entry
+                    .get(*name)
+                    .is_some_and(|v| !v.is_string() && !v.is_null())
+            }) {
+                scan.invalid.push((server.clone(), why));
             } else if let Some(token) = field("identitytoken") {
                 scan.found.push(Found {
                     server: server.clone(),
@@ -339,15 +336,14 @@ pub fn plaintext_entry(username: &str, secret: &str) -> Value {
     Value::Object(m)
 }
 
-/// The reason for an entry whose `name` field is not a string.
-fn not_a_string(name: &str) -> &'static str {
-    match name {
-        "auth" => "its auth is not a string",
-        "identitytoken" => "its identitytoken is not a string",
-        "username" => "its username is not a string",
-        _ => "its password is not a string",
-    }
-}
+/// The credential fields of an `auths` entry, each with the reason given when its value
+/// is not a string (Docker itself cannot load such a config).
+const NOT_A_STRING: [(&str, &str); 4] = [
+    ("auth", "its auth is not a string"),
+    ("identitytoken", "its identitytoken is not a string"),
+    ("username", "its username is not a string"),
+    ("password", "its password is not a string"),
+];
 
 /// Decodes an `auth` value: base64 (padding optional) of `user:password`.
 pub fn decode_auth(auth: &str) -> std::result::Result<(String, SecretString), &'static str> {

@@ -381,13 +381,13 @@ fn run_helper(program: &str, action: &str, input: &[u8]) -> Result<Zeroizing<Vec
 /// never echoed.
 fn failure_detail(out: &[u8], status: std::process::ExitStatus) -> String {
     const MAX_CHARS: usize = 200;
+    // Decided on the bytes, before any (unwiped) text copy of them is made.
+    if looks_like_credentials(out) {
+        return format!("{status}; its output is not shown because it may hold credentials");
+    }
     let text = String::from_utf8_lossy(out);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
-    match line {
+    match text.lines().map(str::trim).find(|l| !l.is_empty()) {
         None => status.to_string(),
-        Some(_) if looks_like_credentials(out) => {
-            format!("{status}; its output is not shown because it may hold credentials")
-        }
         Some(line) if line.chars().count() > MAX_CHARS => {
             format!("{}…", line.chars().take(MAX_CHARS).collect::<String>())
         }
