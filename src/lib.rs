@@ -16,8 +16,8 @@
 //!   file          (paths, the sidecar lock, atomic durable writes)
 //! ```
 //!
-//! The vault format is specified in `docs/FORMAT.md`; the protocol behaviour in
-//! `README.md` and `../shared/reference/helper-protocol.md`.
+//! The vault format is specified in `docs/FORMAT.md`; the helper protocol as this crate
+//! implements it in `docs/PROTOCOL.md`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

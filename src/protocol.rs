@@ -1,6 +1,6 @@
 //! The Docker credential-helper protocol front end: `store`, `get`, `erase`, `list`,
 //! `version`, byte for byte as the official helpers behave
-//! (`reference/helper-protocol.md`, summarised in README "Protocol").
+//! (specified in `docs/PROTOCOL.md`).
 //!
 //! Errors are one line on stdout with exit status 1 — that is where clients read them.
 //! Protocol actions never prompt, and `list` never reads stdin.

@@ -2,8 +2,8 @@
 //!
 //! Each test gets its own HOME, DOCKER_CONFIG and XDG_RUNTIME_DIR and runs the binary
 //! with a cleared environment (`common::TestEnv`). Covered here: protocol conformance
-//! byte for byte against the "Exact bytes" tables of
-//! `shared/reference/helper-protocol.md`; lookup of other spellings; the locked
+//! byte for byte against `docs/PROTOCOL.md` (whose tables record the official
+//! helpers' exact bytes); lookup of other spellings; the locked
 //! vault; every kind of slot (passphrase, age, ssh-ed25519, ssh-rsa) and wrong keys;
 //! `init` and `status`; malformed input and damaged vault files that must leave the
 //! file untouched; concurrent writers and readers; SIGKILL during writes; file modes.
