@@ -1,7 +1,7 @@
 //! End to end with a real Docker daemon: Debian's `dockerd` (run as root, all of its
 //! state in a temp dir, API on a private Unix socket), the CNCF distribution registry on
 //! 127.0.0.1 with htpasswd auth, the machine's Docker CLI, docker-py
-//! (`tests/clients/dockerpy_e2e.py`) and skopeo, every credential through the built
+//! (`tests/common/dockerpy_e2e.py`) and skopeo, every credential through the built
 //! helper.
 //!
 //! `docker_daemon_end_to_end` starts one registry and one daemon and runs the same
@@ -15,7 +15,9 @@
 //! `htpasswd` (apache2-utils), `age-keygen` (age), `skopeo`, and a Python with the
 //! `docker` package (`LOCKBOX_TEST_PYTHON`, default `python3`). A missing tool, or no
 //! root, skips with a note — or fails when `CI` is set. `scripts/test.sh` installs them.
-mod clients;
+mod common;
+
+use common::clients;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -439,7 +441,7 @@ impl<'a> Pass<'a> {
         let image = self.image("py:1");
         self.remove_images(&[&image]);
         self.import(&image);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/dockerpy_e2e.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/dockerpy_e2e.py");
         let mut c = self.env.command(python, self.key == Key::Identity);
         c.arg(script).args([
             &self.server,

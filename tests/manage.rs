@@ -13,13 +13,13 @@
 //! `docker-credential-pass` (golang-docker-credential-helpers) with `pass` (pass) and
 //! `gpg`/`gpgconf` (gnupg). A test whose tool is missing prints `skipped: …` on stderr
 //! and passes, or fails naming the Debian package when `CI` is set.
-mod manage_support;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use manage_support::{Env, auth, decode_auth, inode, need};
+use common::manage::{Env, auth, decode_auth, inode, need};
 
 /// A config.json exactly as Docker writes it (Go's `json.MarshalIndent(…, "", "\t")`:
 /// tabs, `\u003c`-style escapes, no final newline), with every kind of entry.
@@ -133,9 +133,9 @@ fn import_of_a_docker_written_config_changes_only_the_entries() {
 fn import_verifies_with_the_identity_when_one_is_set() {
     let (env, owner) = Env::with_vault();
     env.write_config(DOCKER_STYLE_BEFORE);
-    let mut c = env.command(manage_support::BIN);
+    let mut c = env.command(common::manage::BIN);
     c.args(["import"]).env("LOCKBOX_IDENTITY", &owner.secret);
-    manage_support::run(c, b"").ok();
+    common::manage::run(c, b"").ok();
     assert_eq!(env.config_text(), DOCKER_STYLE_AFTER);
     assert_eq!(
         env.get_with(COLON.0, &owner.file),
@@ -384,7 +384,7 @@ fn import_refuses_what_it_cannot_use_and_changes_nothing() {
             "no colon",
             format!(
                 "{{\"auths\": {{\"good.example\": {{\"auth\": \"{good}\"}}, \"bad.example\": {{\"auth\": \"{}\"}}}}}}",
-                manage_support::b64("nocolon-user")
+                common::manage::b64("nocolon-user")
             ),
             vec!["bad.example: its auth"],
         ),
@@ -1171,9 +1171,9 @@ fn recipients_add_age_ssh_and_authorized_keys_files() {
     for key in [&owner.file, &ci.file, &laptop, &host1, &host2] {
         assert_all_open(&env, &ENTRIES, "LOCKBOX_IDENTITY_FILE", key);
     }
-    let mut c = env.command(manage_support::BIN);
+    let mut c = env.command(common::manage::BIN);
     c.arg("get").env("LOCKBOX_IDENTITY", &ci.secret);
-    let r = manage_support::run(c, ENTRIES[0].0.as_bytes());
+    let r = common::manage::run(c, ENTRIES[0].0.as_bytes());
     r.ok().prints(&[ENTRIES[0].2]);
 
     // Not a recipient: refused, nothing changed.

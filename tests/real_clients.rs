@@ -1,6 +1,6 @@
 //! Real clients, run for real against the built helper: the Docker CLI logging in to
 //! and out of the CNCF distribution registry (127.0.0.1, htpasswd auth), and docker-py's
-//! credential store (`tests/clients/dockerpy_store.py`). No daemon and no root needed;
+//! credential store (`tests/common/dockerpy_store.py`). No daemon and no root needed;
 //! `tests/e2e.rs` adds a real `dockerd` (push, pull, build), docker-py's client and
 //! skopeo.
 //!
@@ -8,7 +8,9 @@
 //! `age-keygen` (age) and a Python with the `docker` package (`LOCKBOX_TEST_PYTHON`,
 //! default `python3`). A missing tool skips the test with a note, or fails it when `CI`
 //! is set. `.ci/run` installs them all.
-mod clients;
+mod common;
+
+use common::clients;
 
 use std::path::Path;
 use std::process::Command;
@@ -247,7 +249,7 @@ fn dockerpy_credential_store() {
     // docker-py's own tests pick `secretservice` (then `pass`) from PATH: give them our
     // binary under that name, in front of any real one.
     env.link_helper("secretservice");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/dockerpy_store.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/dockerpy_store.py");
     let mut c = env.command(&python, true);
     c.arg(script);
     // stdin stays open and silent: docker-py's `list` hands it to the helper, which

@@ -1,22 +1,43 @@
-//! The harness for end-to-end tests of the real binary.
+//! The one harness of every integration-test suite.
 //!
-//! A [`TestEnv`] gives each test its own `HOME`, `DOCKER_CONFIG` and
-//! `XDG_RUNTIME_DIR` in a temporary directory and runs the binary with a cleared
-//! environment (only `PATH`, those three and what the test passes), so the
-//! developer's Docker config, vault or agent never leaks in. Every run is bounded in
-//! time (a hang fails the test instead of blocking it), every run is checked for a
-//! panic, and when the `TestEnv` is dropped it checks that no secret it was told about
-//! ever reached stderr, stdout (other than a successful `get`'s answer) or any file
-//! the binary wrote, in plaintext or base64.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! Every suite starts with `mod common;` and builds on the same core, defined here:
+//!
+//! - [`World`]: one test's private world in a temporary directory — `home/` (HOME),
+//!   `docker/` (DOCKER_CONFIG, so the default vault is `docker/lockbox/vault.json`),
+//!   `run/` (XDG_RUNTIME_DIR, 0700, no agent), `keys/` (identities and passphrase files:
+//!   the only place a secret may sit in plaintext) and `bin/` (first on PATH, with
+//!   `docker-credential-lockbox` linked to the binary under test). Commands run with a
+//!   cleared environment plus those variables, so the developer's Docker config, vault
+//!   or agent never leaks in.
+//! - [`run_bounded`]: every process runs in its own process group with a deadline; past
+//!   it the whole group is killed and the test fails.
+//! - [`require_tool`]: the one missing-tool policy — a missing tool fails the test when
+//!   `CI` is set, and is a visible `skipped:` line elsewhere.
+//! - [`secret_needles`] and [`find_secret`]: the no-secret-leaked-anywhere scan (plaintext,
+//!   JSON and Go escapes, base64 at every alignment), used by every suite.
+//! - [`FAST_KDF`]: the one cheap Argon2id cost for passphrase slots in tests.
+//!
+//! On top of it, one module per way of driving the binary: [`protocol`] (`TestEnv`,
+//! byte-exact protocol runs, leak check on drop), [`manage`] (`Env`, the commands for
+//! people with scripted helpers), [`clients`] (`ClientEnv`, real clients, registries and
+//! daemons). `protocol`'s items are re-exported here, as the conformance suite uses them
+//! unqualified.
+#![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
-use std::fmt;
+pub mod clients;
+pub mod manage;
+pub mod protocol;
+
+pub use protocol::*;
+
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,389 +45,163 @@ use base64::Engine as _;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-lockbox");
-/// The protocol's fixed lines, with their newline, as clients read them.
-pub const NOT_FOUND: &str = "credentials not found in native keychain\n";
-pub const MISSING_URL: &str = "no credentials server URL\n";
-pub const MISSING_USER: &str = "no credentials username\n";
-pub const USAGE: &str = "Usage: docker-credential-lockbox <store|get|erase|list|version>\n";
-/// How the locked error starts (DESIGN.md "Where the key comes from").
-pub const LOCKED_PREFIX: &str = "lockbox is locked";
-/// Cheap Argon2id for `init` (the binary warns about it on stderr, as it should).
+
+/// The one cheap Argon2id cost (`m_cost_kib,t_cost,p_cost`) for passphrase slots in
+/// tests (the binary warns about it on stderr, as it should).
 pub const FAST_KDF: &str = "64,1,1";
-/// The passphrase `init_passphrase` uses.
-pub const PASSPHRASE: &str = "correct horse battery staple 7f3a";
-/// Bound on one run: far above any normal run, so only a hang reaches it.
-pub const RUN_LIMIT: Duration = Duration::from_secs(60);
-/// Secrets shorter than this are not tracked: they could match by accident.
-const MIN_TRACKED: usize = 8;
 
-/// What one run produced.
-#[derive(Clone)]
-pub struct Out {
-    pub args: Vec<String>,
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+/// Secrets shorter than this are not searched for at every base64 alignment: their
+/// middle part would be too short to tell from chance.
+pub const MIN_TRACKED: usize = 8;
+
+/// True when running in CI (`CI` set to a non-empty value).
+pub fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-impl fmt::Display for Out {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cut = |b: &[u8]| {
-            let s = String::from_utf8_lossy(b);
-            if s.len() > 2000 {
-                let head: String = s.chars().take(2000).collect();
-                format!("{head}… ({} bytes)", b.len())
-            } else {
-                s.into_owned()
-            }
-        };
-        write!(
-            f,
-            "{:?} → {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.args,
-            self.status,
-            cut(&self.stdout),
-            cut(&self.stderr)
-        )
-    }
+/// `tool` looked up on `PATH`, as a shell would.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-impl Out {
-    /// The exit code; a death by signal fails the test.
-    pub fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("killed by a signal: {self}"))
-    }
-
-    pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    pub fn stderr_str(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-
-    /// Exit `code`, or a failure that shows the whole run.
-    pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code(), code, "unexpected exit status: {self}");
-        self
-    }
-
-    /// Exit 0 and nothing on stderr: the normal protocol paths.
-    pub fn assert_quiet_ok(&self) -> &Self {
-        self.assert_code(0);
-        assert!(self.stderr.is_empty(), "stderr must be empty: {self}");
-        self
-    }
-
-    /// Exactly `expected` on stdout.
-    pub fn assert_stdout(&self, expected: &str) -> &Self {
-        assert_eq!(
-            self.stdout_str(),
-            expected,
-            "stdout differs (bytes: {:?}): {self}",
-            self.stdout
-        );
-        self
-    }
-
-    /// Stdout is exactly one non-empty line ending in `\n`; returns it without the `\n`.
-    pub fn one_line(&self) -> String {
-        let s = self.stdout_str();
-        let body = s
-            .strip_suffix('\n')
-            .unwrap_or_else(|| panic!("stdout must end with one newline: {self}"));
-        assert!(!body.is_empty(), "stdout line is empty: {self}");
+/// The missing-tool policy, for a tool found or not by any means (`present`): when it
+/// is missing, the test fails under CI (naming how to install it) and elsewhere prints
+/// `skipped: …` and the caller returns. Returns whether the test can go on.
+pub fn require(present: bool, tool: &str, install: &str) -> bool {
+    if !present {
         assert!(
-            !body.contains('\n') && !body.contains('\r'),
-            "stdout must be one line: {self}"
+            !ci(),
+            "{tool} is not installed, and CI is set, so this test may not be skipped: install {install}"
         );
-        body.to_owned()
+        eprintln!("skipped: {tool} is not installed (install {install})");
     }
-
-    /// Exit 1 with one clear line on stdout that is neither the not-found text nor
-    /// the locked text: the shape of every protocol failure that is not "no entry".
-    pub fn assert_error_line(&self) -> String {
-        self.assert_code(1);
-        let line = self.one_line();
-        assert_ne!(
-            format!("{line}\n"),
-            NOT_FOUND,
-            "must not look like no credentials: {self}"
-        );
-        line
-    }
+    present
 }
 
-/// One test's private world.
-pub struct TestEnv {
-    root: tempfile::TempDir,
-    log: Mutex<Vec<Out>>,
-    secrets: Mutex<Vec<String>>,
-    pass_file: Mutex<Option<PathBuf>>,
+/// [`require`] for a tool on `PATH` from a Debian package.
+pub fn require_tool(tool: &str, debian_package: &str) -> bool {
+    require(
+        which(tool).is_some(),
+        tool,
+        &format!("the Debian package `{debian_package}`"),
+    )
 }
 
-impl Default for TestEnv {
+/// [`require_tool`] for each `(tool, Debian package)`; false at the first missing one.
+pub fn require_tools(tools: &[(&str, &str)]) -> bool {
+    tools.iter().all(|(tool, pkg)| require_tool(tool, pkg))
+}
+
+/// One test's private world (see the module documentation).
+pub struct World {
+    dir: tempfile::TempDir,
+}
+
+impl Default for World {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl TestEnv {
+impl World {
+    /// A new world under the system temp directory.
     pub fn new() -> Self {
-        let root = tempfile::tempdir().expect("temp dir");
-        for d in ["home", "docker", "run", "keys"] {
-            fs::create_dir(root.path().join(d)).unwrap();
-        }
-        // An XDG_RUNTIME_DIR as systemd makes it. It has no agent, so `get` without a
-        // key variable is locked here whatever runs on the developer's machine.
-        fs::set_permissions(root.path().join("run"), fs::Permissions::from_mode(0o700)).unwrap();
-        TestEnv {
-            root,
-            log: Mutex::new(Vec::new()),
-            secrets: Mutex::new(Vec::new()),
-            pass_file: Mutex::new(None),
-        }
+        Self::with_prefix("lockbox-test-")
     }
 
-    /// A path inside the test's directory.
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.root.path().join(p)
+    /// A new world whose directory name starts with `prefix`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("temp dir");
+        for d in ["home", "docker", "run", "keys", "bin"] {
+            fs::create_dir(dir.path().join(d)).expect("create a test directory");
+        }
+        // An XDG_RUNTIME_DIR as systemd makes it, without an agent; keys/ is private.
+        for d in ["run", "keys"] {
+            fs::set_permissions(dir.path().join(d), fs::Permissions::from_mode(0o700))
+                .expect("chmod a test directory");
+        }
+        symlink(BIN, dir.path().join("bin/docker-credential-lockbox")).expect("link the binary");
+        World { dir }
     }
 
-    /// Where keys and passphrase files go (not scanned for leaks: they hold secrets).
+    /// The world's directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the world.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `keys/`: identities and passphrase files (never scanned for leaks).
     pub fn keys_dir(&self) -> PathBuf {
         self.path("keys")
     }
 
-    /// The default vault: `$DOCKER_CONFIG/lockbox/vault.json`.
+    /// `bin/`, first on PATH.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.path("bin")
+    }
+
+    /// `docker/`, the DOCKER_CONFIG.
+    pub fn docker_dir(&self) -> PathBuf {
+        self.path("docker")
+    }
+
+    /// `docker/config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.path("docker/config.json")
+    }
+
+    /// The default vault, `docker/lockbox/vault.json`.
     pub fn vault_path(&self) -> PathBuf {
         self.path("docker/lockbox/vault.json")
     }
 
-    pub fn vault_bytes(&self) -> Vec<u8> {
-        fs::read(self.vault_path()).expect("the vault file exists")
+    /// PATH for the world: `bin/` first, then the test process's own PATH.
+    pub fn path_var(&self) -> OsString {
+        let mut dirs = vec![self.bin_dir()];
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        ));
+        std::env::join_paths(dirs).expect("PATH")
     }
 
-    pub fn write_vault(&self, bytes: &[u8]) {
-        fs::write(self.vault_path(), bytes).unwrap();
-    }
-
-    /// The vault file parsed as JSON.
-    pub fn vault_json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.vault_bytes()).expect("the vault is JSON")
-    }
-
-    /// Remembers `secret`: it must never show up where secrets must not be.
-    pub fn track_secret(&self, secret: &str) {
-        if secret.len() >= MIN_TRACKED {
-            self.secrets.lock().unwrap().push(secret.to_owned());
-        }
-    }
-
-    /// A command for `program` with a cleared environment.
-    pub fn command(&self, program: &str, args: &[&str], vars: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(program);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    /// Sets the world's location variables on `c` (PATH, HOME, DOCKER_CONFIG,
+    /// XDG_RUNTIME_DIR), leaving the rest of its environment as it is.
+    pub fn set_location(&self, c: &mut Command) {
+        c.env("PATH", self.path_var())
             .env("HOME", self.path("home"))
-            .env("DOCKER_CONFIG", self.path("docker"))
+            .env("DOCKER_CONFIG", self.docker_dir())
             .env("XDG_RUNTIME_DIR", self.path("run"));
-        for (k, v) in vars {
-            c.env(k, v);
-        }
+    }
+
+    /// `program` with a cleared environment and the world's location variables.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear();
+        self.set_location(&mut c);
         c
     }
 
-    /// Starts the binary with piped stdio; the caller writes stdin (or keeps it open).
-    pub fn spawn(&self, args: &[&str], vars: &[(&str, &str)]) -> Child {
-        self.command(BIN, args, vars)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the binary")
-    }
-
-    /// Runs the binary with `stdin` and no extra variables.
-    pub fn run(&self, args: &[&str], stdin: impl AsRef<[u8]>) -> Out {
-        self.run_env(args, stdin, &[])
-    }
-
-    /// Runs the binary with `stdin` and extra environment variables.
-    pub fn run_env(&self, args: &[&str], stdin: impl AsRef<[u8]>, vars: &[(&str, &str)]) -> Out {
-        let child = self.spawn(args, vars);
-        self.finish(args, child, Some(stdin.as_ref().to_vec()), RUN_LIMIT)
-    }
-
-    /// Runs another program (a shell wrapper) in the same environment.
-    pub fn run_program(&self, program: &str, args: &[&str], vars: &[(&str, &str)]) -> Out {
-        let child = self
-            .command(program, args, vars)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        self.finish(args, child, Some(Vec::new()), RUN_LIMIT)
-    }
-
-    /// Feeds `stdin` (if given, then closes it), collects the output while waiting at
-    /// most `limit`, logs the run and checks it did not panic. With `stdin` `None`
-    /// the child's stdin stays as it is (open, if the caller kept the pipe).
-    pub fn finish(
-        &self,
-        args: &[&str],
-        mut child: Child,
-        stdin: Option<Vec<u8>>,
-        limit: Duration,
-    ) -> Out {
-        let writer = stdin.map(|data| {
-            let mut pipe = child.stdin.take().expect("stdin is piped");
-            // The child may exit without reading everything (oversized input): a
-            // broken pipe here is expected, not an error.
-            thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-            })
-        });
-        let collect = |mut r: Box<dyn Read + Send>| {
-            thread::spawn(move || {
-                let mut b = Vec::new();
-                let _ = r.read_to_end(&mut b);
-                b
-            })
-        };
-        let out_reader = collect(Box::new(child.stdout.take().expect("stdout piped")));
-        let err_reader = collect(Box::new(child.stderr.take().expect("stderr piped")));
-        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        let Some(status) = wait_bounded(&mut child, limit) else {
-            panic!("{args:?} did not finish within {limit:?}; it was killed");
-        };
-        drop(child);
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
-        let out = Out {
-            args,
-            status,
-            stdout: out_reader.join().unwrap(),
-            stderr: err_reader.join().unwrap(),
-        };
-        let err = out.stderr_str();
-        assert!(
-            !err.contains("panicked") && out.status.code() != Some(101),
-            "the binary panicked: {out}"
-        );
-        self.log.lock().unwrap().push(out.clone());
+    /// Every regular file under the world, except those under `keys/`.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        collect_files(self.root(), &self.keys_dir(), &mut out);
         out
     }
 
-    /// `init` with a passphrase slot (cheap Argon2id) and nothing else; later
-    /// [`TestEnv::get`] opens the vault with `LOCKBOX_PASSPHRASE_FILE`.
-    pub fn init_passphrase(&self) -> PathBuf {
-        let file = self.keys_dir().join("passphrase");
-        fs::write(&file, format!("{PASSPHRASE}\n")).unwrap();
-        self.track_secret(PASSPHRASE);
-        let out = self.run_env(
-            &["init", "--passphrase-file", file.to_str().unwrap()],
-            "",
-            &[("LOCKBOX_ARGON2_PARAMS", FAST_KDF)],
-        );
-        out.assert_code(0);
-        *self.pass_file.lock().unwrap() = Some(file.clone());
-        file
-    }
-
-    /// `store` that must succeed quietly; the secret is tracked.
-    pub fn store(&self, server: &str, username: &str, secret: &str) {
-        self.track_secret(secret);
-        self.run(&["store"], store_json(server, username, secret))
-            .assert_quiet_ok()
-            .assert_stdout("");
-    }
-
-    /// `get` with the passphrase file of [`TestEnv::init_passphrase`].
-    pub fn get(&self, server: &str) -> Out {
-        let file = self
-            .pass_file
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("init_passphrase first");
-        self.run_env(
-            &["get"],
-            server,
-            &[("LOCKBOX_PASSPHRASE_FILE", file.to_str().unwrap())],
-        )
-    }
-
-    /// `list`, which must succeed, as a JSON object.
-    pub fn list(&self) -> serde_json::Map<String, serde_json::Value> {
-        let out = self.run(&["list"], "");
-        out.assert_quiet_ok();
-        match serde_json::from_slice(&out.stdout) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => panic!("list is not a JSON object: {out}"),
-        }
-    }
-
-    /// Checks that no tracked secret appears on any run's stderr, on any run's stdout
-    /// except a successful `get`'s answer, or in any file under the test directory
-    /// outside `keys/` — plaintext or base64 at any alignment.
-    pub fn assert_no_secret_leaks(&self) {
-        let secrets = self.secrets.lock().unwrap();
-        let log = self.log.lock().unwrap();
-        let mut files = Vec::new();
-        collect_files(self.root.path(), &self.keys_dir(), &mut files);
-        let contents: Vec<(PathBuf, String)> = files
-            .into_iter()
-            .filter_map(|p| {
-                fs::read(&p)
-                    .ok()
-                    .map(|b| (p, String::from_utf8_lossy(&b).into_owned()))
-            })
-            .collect();
-        for secret in secrets.iter() {
-            for out in log.iter() {
-                assert!(
-                    !String::from_utf8_lossy(&out.stderr).contains(secret.as_str()),
-                    "a secret reached stderr of {:?}",
-                    out.args
-                );
-                let get_answer = out.args == ["get"] && out.status.success();
-                assert!(
-                    get_answer || !String::from_utf8_lossy(&out.stdout).contains(secret.as_str()),
-                    "a secret reached stdout of {:?}",
-                    out.args
-                );
-            }
-            let needles = base64_needles(secret.as_bytes());
-            for (path, text) in &contents {
-                assert!(
-                    !text.contains(secret.as_str()),
-                    "{} holds a secret in plaintext",
-                    path.display()
-                );
-                for n in &needles {
-                    assert!(
-                        !text.contains(n.as_str()),
-                        "{} holds a secret in base64",
-                        path.display()
-                    );
-                }
-            }
-        }
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        // After a failure the first message is the one that matters.
-        if !thread::panicking() {
-            self.assert_no_secret_leaks();
-        }
+    /// The first file of the world (outside `keys/`) that holds one of `needles`:
+    /// `(file, description of the needle)`.
+    pub fn find_secret(&self, needles: &[(String, String)]) -> Option<(PathBuf, String)> {
+        find_secret(&self.files(), needles)
     }
 }
 
@@ -419,6 +214,7 @@ fn collect_files(dir: &Path, skip: &Path, out: &mut Vec<PathBuf>) {
         if p == skip {
             continue;
         }
+        // file_type() does not follow links: bin/'s link to the binary is not ours.
         match e.file_type() {
             Ok(t) if t.is_dir() => collect_files(&p, skip, out),
             Ok(t) if t.is_file() => out.push(p),
@@ -427,28 +223,215 @@ fn collect_files(dir: &Path, skip: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The parts of `secret`'s base64 that do not depend on what surrounds it, for each of
-/// the three alignments, in the standard and the URL-safe alphabet.
-fn base64_needles(secret: &[u8]) -> Vec<String> {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-    let mut needles = Vec::new();
+/// Every form in which `secret` could sit in a file or an output line, each with a
+/// description: the raw text, JSON-escaped (as serde writes it), with Go's
+/// `encoding/json` escapes, and the parts of its base64 (standard and URL-safe) that do
+/// not depend on what surrounds it, at each of the three alignments. With `user`, also
+/// the base64 of `user:secret` (Docker's `auth` field), which catches short secrets.
+pub fn secret_needles(user: Option<&str>, secret: &str) -> Vec<(String, String)> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let what = match user {
+        Some(u) => format!("a form of the secret of {u}"),
+        None => "a form of a secret".to_owned(),
+    };
+    let go = |s: &str| {
+        s.replace('&', "\\u0026")
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+    };
+    let json = serde_json::to_string(secret).expect("JSON string");
+    let json = json[1..json.len() - 1].to_owned();
+    let mut forms = vec![secret.to_owned(), go(secret), json.clone(), go(&json)];
     for pad in 0..3 {
         let mut v = vec![0u8; pad];
-        v.extend_from_slice(secret);
+        v.extend_from_slice(secret.as_bytes());
         for engine in [&STANDARD, &URL_SAFE] {
             let e = engine.encode(&v);
             let start = if pad == 0 { 0 } else { 4 };
             let end = e.len().saturating_sub(4);
             if end >= start + MIN_TRACKED {
-                needles.push(e[start..end].to_owned());
+                forms.push(e[start..end].to_owned());
             }
         }
     }
-    needles
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(secret));
+    }
+    if let Some(u) = user {
+        let pair = format!("{u}:{secret}");
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(&pair));
+        }
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms.into_iter().map(|f| (f, what.clone())).collect()
+}
+
+/// The first of `files` that holds one of `needles`.
+pub fn find_secret(files: &[PathBuf], needles: &[(String, String)]) -> Option<(PathBuf, String)> {
+    for p in files {
+        let Ok(bytes) = fs::read(p) else { continue };
+        for (needle, what) in needles {
+            if contains(&bytes, needle.as_bytes()) {
+                return Some((p.clone(), format!("{what} ({needle:?})")));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What a process's stdin is, for [`run_bounded`].
+pub enum Input<'a> {
+    /// `/dev/null`: not a terminal, immediate end of file.
+    Closed,
+    /// These bytes, then end of file.
+    Bytes(&'a [u8]),
+    /// A pipe that stays open and silent until the process exits: whatever reads it
+    /// would wait forever (and the deadline would say so).
+    HeldOpen,
+}
+
+/// What a process did: exit status and both outputs.
+pub struct Finished {
+    /// `program arg…` (never the environment, which may hold an identity).
+    pub what: String,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// How a bounded run starts its process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Its own process group (a client and the helpers it starts die together).
+    Own,
+    /// A new session: no controlling terminal, so a prompt fails at once.
+    NewSession,
+}
+
+/// Runs `cmd` with `input` on stdin, capturing stdout and stderr; past `limit` the whole
+/// process group is killed and the test fails with what was printed so far. A pipe still
+/// held open 10 s after the process exited (something it started kept it) fails too.
+pub fn run_bounded(mut cmd: Command, input: Input<'_>, group: Group, limit: Duration) -> Finished {
+    let what = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match group {
+        Group::Own => {
+            cmd.process_group(0);
+        }
+        Group::NewSession => {
+            // SAFETY: only setsid(2), which is async-signal-safe, runs between fork
+            // and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    rustix::process::setsid()
+                        .map(drop)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+    }
+    cmd.stdin(match input {
+        Input::Closed => Stdio::null(),
+        Input::Bytes(_) | Input::HeldOpen => Stdio::piped(),
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut stdin = child.stdin.take();
+    let writer = match (input, stdin.take()) {
+        (Input::Bytes(bytes), Some(mut pipe)) => {
+            // A process that exits without reading everything closes its end: a broken
+            // pipe here is expected, not an error.
+            let data = bytes.to_vec();
+            Some(thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            }))
+        }
+        (Input::HeldOpen, Some(pipe)) => {
+            stdin = Some(pipe);
+            None
+        }
+        _ => None,
+    };
+    let out = reader(child.stdout.take().expect("piped stdout"));
+    let err = reader(child.stderr.take().expect("piped stderr"));
+    let Some(status) = wait_bounded_group(&mut child, limit) else {
+        let (o, e) = (drain(out), drain(err));
+        panic!(
+            "{what} did not finish in {limit:?}; killed.\n--- stdout ---\n{}--- stderr ---\n{}",
+            String::from_utf8_lossy(&o),
+            String::from_utf8_lossy(&e)
+        );
+    };
+    drop(stdin);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    Finished {
+        what,
+        status,
+        stdout: collect(out),
+        stderr: collect(err),
+    }
+}
+
+type Reader = mpsc::Receiver<Vec<u8>>;
+
+fn reader(mut pipe: impl Read + Send + 'static) -> Reader {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// A pipe's bytes once every writer closed it; one held open by a process left behind
+/// fails the test instead of hanging it.
+fn collect(rx: Reader) -> Vec<u8> {
+    rx.recv_timeout(Duration::from_secs(10)).expect(
+        "a pipe stayed open 10 s after the process exited: something it started still holds it",
+    )
+}
+
+/// What a killed process had printed, without waiting long.
+fn drain(rx: Reader) -> Vec<u8> {
+    rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
 }
 
 /// Waits for `child` at most `limit` (short polls, no long sleeps); kills it after.
 pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    wait_until(child, limit, |c| {
+        let _ = c.kill();
+    })
+}
+
+/// Like [`wait_bounded`], but a timeout kills the child's whole process group.
+pub fn wait_bounded_group(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    wait_until(child, limit, |c| {
+        // Not reaped yet, so the group id is still ours.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(c),
+            rustix::process::Signal::KILL,
+        );
+    })
+}
+
+fn wait_until(child: &mut Child, limit: Duration, kill: impl Fn(&mut Child)) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(200);
     loop {
@@ -456,7 +439,7 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
             return Some(s);
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            kill(child);
             let _ = child.wait();
             return None;
         }
@@ -468,88 +451,4 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 /// The `store` payload clients send.
 pub fn store_json(server: &str, username: &str, secret: &str) -> String {
     serde_json::json!({"ServerURL": server, "Username": username, "Secret": secret}).to_string()
-}
-
-/// Whether an external tool is on PATH. When it is missing: under CI (env `CI` set)
-/// the test fails, so a CI image that lost the tool cannot silently skip coverage;
-/// elsewhere it prints a clear skip line and the test returns.
-pub fn require_tool(tool: &str, debian_package: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            fs::metadata(d.join(tool))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    });
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!(
-            "{tool} is not installed and CI is set, so this test may not be skipped: install the Debian package `{debian_package}`"
-        );
-    }
-    eprintln!("skipped: {tool} not installed (Debian package `{debian_package}`)");
-    false
-}
-
-/// A fresh age identity made by `age-keygen`: (identity file, recipient, key line).
-pub fn age_keygen(env: &TestEnv, name: &str) -> (PathBuf, String, String) {
-    let file = env.keys_dir().join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&file)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .expect("run age-keygen");
-    assert!(out.status.success(), "age-keygen failed: {out:?}");
-    let text = fs::read_to_string(&file).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("age-keygen writes a public key comment")
-        .trim()
-        .to_owned();
-    let key = text
-        .lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
-        .expect("an AGE-SECRET-KEY line")
-        .to_owned();
-    env.track_secret(&key);
-    (file, recipient, key)
-}
-
-/// A fresh SSH key made by `ssh-keygen` (`kind` is `ed25519` or `rsa`), protected by
-/// `passphrase` when it is not empty: (private key file, public key line).
-pub fn ssh_keygen(
-    env: &TestEnv,
-    kind: &str,
-    name: &str,
-    comment: &str,
-    passphrase: &str,
-) -> (PathBuf, String) {
-    let file = env.keys_dir().join(name);
-    let mut c = Command::new("ssh-keygen");
-    c.args(["-q", "-t", kind, "-N", passphrase, "-C", comment, "-f"])
-        .arg(&file);
-    if kind == "rsa" {
-        c.args(["-b", "2048"]);
-    }
-    let out = c
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.path("home"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh-keygen");
-    assert!(out.status.success(), "ssh-keygen failed: {out:?}");
-    // A line from the middle of the private key: it must never be printed anywhere.
-    let private = fs::read_to_string(&file).unwrap();
-    if let Some(line) = private.lines().nth(2) {
-        env.track_secret(line);
-    }
-    let mut public_file = file.clone().into_os_string();
-    public_file.push(".pub");
-    let public = fs::read_to_string(public_file).unwrap().trim().to_owned();
-    (file, public)
 }

@@ -1,35 +1,23 @@
-//! The harness of `tests/manage.rs`.
-//!
-//! An [`Env`] is one test's private world in a temporary directory: `home/` (HOME),
-//! `docker/` (DOCKER_CONFIG, so the vault is `docker/lockbox/vault.json`), `run/`
-//! (XDG_RUNTIME_DIR, mode 0700 and without an agent), `keys/` (identities and
-//! passphrase files: the only place a secret may sit in plaintext) and `bin/` (first on
-//! PATH: `docker-credential-lockbox` as a symlink to the binary under test, and any
-//! scripted helper a test writes). Every command runs with a cleared environment plus
-//! those variables, in a new session so it has no controlling terminal (a prompt fails
-//! at once instead of waiting for a person), and bounded in time.
-#![allow(dead_code)] // not every helper is used by every test
-
+//! The driver of the commands-for-people suite (`tests/manage.rs`): an [`Env`] is one
+//! test's [`World`]; every command runs with a cleared environment plus the world's
+//! variables and the cheap Argon2id cost, in a new session so it has no controlling
+//! terminal (a prompt fails at once instead of waiting for a person), and bounded in
+//! time ([`run_bounded`]). Scripted credential helpers go in `bin/`.
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-lockbox");
-/// Cheap Argon2id for passphrase slots (the binary warns about it on stderr).
-pub const FAST_KDF: &str = "1024,1,1";
+pub use super::{BIN, FAST_KDF, which};
+use super::{Group, Input, World, run_bounded, secret_needles};
+
 /// Bound on one command: far above any normal run, so only a hang reaches it.
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -89,96 +77,26 @@ impl Run {
     }
 }
 
-/// Whether `tool` is on PATH.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-}
-
-/// The missing-tool policy: every `(tool, Debian package)` present → true. A missing
-/// one fails the test when `CI` is set (naming the package), else the test prints
-/// `skipped: …` on stderr and returns.
+/// The harness's missing-tool policy for every `(tool, Debian package)`.
 pub fn need(tools: &[(&str, &str)]) -> bool {
-    for (tool, package) in tools {
-        if which(tool).is_none() {
-            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-            assert!(
-                !ci,
-                "`{tool}` is not installed: install the Debian package {package} (CI is set, so this fails)"
-            );
-            eprintln!("skipped: `{tool}` is not installed (Debian package {package})");
-            return false;
-        }
-    }
-    true
+    super::require_tools(tools)
 }
 
 /// Runs `cmd` in a new session with `stdin` (empty: /dev/null), capturing its output.
 /// Past [`LIMIT`] the whole process group is killed and the test fails.
-pub fn run(mut cmd: Command, stdin: &[u8]) -> Run {
-    // Program and arguments only: the environment may hold an identity.
-    let what = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    // SAFETY: only setsid(2), which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
-    cmd.stdin(if stdin.is_empty() {
-        Stdio::null()
+pub fn run(cmd: Command, stdin: &[u8]) -> Run {
+    let input = if stdin.is_empty() {
+        Input::Closed
     } else {
-        Stdio::piped()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    if let Some(mut pipe) = child.stdin.take() {
-        // Small inputs, read before the program does anything else; a program that
-        // does not read them closes its end, which is not an error here.
-        let _ = pipe.write_all(stdin);
-    }
-    let out = reader(child.stdout.take().expect("piped stdout"));
-    let err = reader(child.stderr.take().expect("piped stderr"));
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // Not reaped yet, so the group (its session) is still ours to kill.
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::from_child(&child),
-                rustix::process::Signal::KILL,
-            );
-            let _ = child.wait();
-            panic!("{what} did not finish in {LIMIT:?}; killed");
-        }
-        thread::sleep(Duration::from_millis(5));
+        Input::Bytes(stdin)
     };
+    let f = run_bounded(cmd, input, Group::NewSession, LIMIT);
     Run {
-        what,
-        status,
-        stdout: String::from_utf8_lossy(&out.join().expect("reader")).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().expect("reader")).into_owned(),
+        what: f.what,
+        status: f.status,
+        stdout: String::from_utf8_lossy(&f.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&f.stderr).into_owned(),
     }
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
 }
 
 /// An age identity in `keys/`.
@@ -193,18 +111,14 @@ pub struct Identity {
 
 /// One test's private world.
 pub struct Env {
-    dir: tempfile::TempDir,
+    world: World,
 }
 
 impl Env {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        for d in ["home", "docker", "run", "keys", "bin"] {
-            fs::create_dir(dir.path().join(d)).unwrap();
+        Env {
+            world: World::new(),
         }
-        fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o700)).unwrap();
-        symlink(BIN, dir.path().join("bin/docker-credential-lockbox")).unwrap();
-        Env { dir }
     }
 
     /// A new world with a vault whose one slot is the age identity `owner`.
@@ -216,7 +130,12 @@ impl Env {
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.world.path(rel)
+    }
+
+    /// The world this test runs in.
+    pub fn world(&self) -> &World {
+        &self.world
     }
 
     pub fn docker_dir(&self) -> PathBuf {
@@ -235,21 +154,12 @@ impl Env {
         self.path("bin")
     }
 
-    /// `program` with a cleared environment: PATH (bin/ first), HOME, DOCKER_CONFIG,
-    /// XDG_RUNTIME_DIR and the cheap Argon2id parameters.
+    /// `program` with a cleared environment: the world's variables (PATH with bin/
+    /// first, HOME, DOCKER_CONFIG, XDG_RUNTIME_DIR) and the cheap Argon2id cost, in
+    /// HOME.
     pub fn command(&self, program: &str) -> Command {
-        let mut path = OsString::from(self.bin_dir());
-        path.push(":");
-        path.push(
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        );
-        let mut c = Command::new(program);
-        c.env_clear()
-            .env("PATH", path)
-            .env("HOME", self.path("home"))
-            .env("DOCKER_CONFIG", self.docker_dir())
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env("LOCKBOX_ARGON2_PARAMS", FAST_KDF)
+        let mut c = self.world.command(program);
+        c.env("LOCKBOX_ARGON2_PARAMS", FAST_KDF)
             .current_dir(self.path("home"));
         c
     }
@@ -420,47 +330,22 @@ impl Env {
     /// secret alone), over every directory the binary or a client could write: the
     /// Docker config directory, HOME, XDG_RUNTIME_DIR and bin/.
     pub fn assert_no_secret(&self, creds: &[(&str, &str)]) {
-        let mut needles: Vec<(String, String)> = Vec::new();
-        for (user, secret) in creds {
-            let pair = format!("{user}:{secret}");
-            let go = |s: &str| {
-                s.replace('&', "\\u0026")
-                    .replace('<', "\\u003c")
-                    .replace('>', "\\u003e")
-            };
-            let json = serde_json::to_string(secret).unwrap();
-            let json = json.trim_matches('"').to_owned();
-            for form in [
-                secret.to_string(),
-                go(secret),
-                json.clone(),
-                go(&json),
-                STANDARD.encode(&pair),
-                STANDARD_NO_PAD.encode(&pair),
-                URL_SAFE.encode(&pair),
-                URL_SAFE_NO_PAD.encode(&pair),
-                STANDARD_NO_PAD.encode(secret),
-                URL_SAFE_NO_PAD.encode(secret),
-            ] {
-                needles.push((form, format!("a form of the secret of {user}")));
-            }
-        }
+        let needles: Vec<(String, String)> = creds
+            .iter()
+            .flat_map(|(user, secret)| secret_needles(Some(user), secret))
+            .collect();
+        let mut files = Vec::new();
         for dir in ["docker", "home", "run", "bin"] {
             for rel in self.tree(dir) {
                 let p = self.path(dir).join(&rel);
                 // bin/docker-credential-lockbox links to the binary, not written here.
-                if p.is_dir() || p.is_symlink() {
-                    continue;
-                }
-                let Ok(bytes) = fs::read(&p) else { continue };
-                for (needle, what) in &needles {
-                    assert!(
-                        !contains(&bytes, needle.as_bytes()),
-                        "{what} ({needle:?}) is in {}",
-                        p.display()
-                    );
+                if !p.is_dir() && !p.is_symlink() {
+                    files.push(p);
                 }
             }
+        }
+        if let Some((path, what)) = super::find_secret(&files, &needles) {
+            panic!("{what} is in {}", path.display());
         }
     }
 
@@ -511,10 +396,6 @@ impl Env {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
         dir.join("calls")
     }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Standard base64 with padding.

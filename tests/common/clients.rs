@@ -7,9 +7,7 @@
 //! wrapper that logs which actions clients ran, and tiny image tarballs.
 //!
 //! Every process started here is stopped by its PID (its process group on a timeout),
-//! and every wait is bounded.
-#![allow(dead_code)] // each test binary uses its own part of this module
-
+//! and every wait is bounded ([`run_bounded`]). Built on the harness core ([`World`]).
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,61 +25,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-/// The helper under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-lockbox");
+pub use super::{BIN, Input, ci, require, require_tools, which};
+use super::{FAST_KDF, Group, World, run_bounded};
 
 /// How long one client command may take before it is killed and the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// True when running in CI (`CI` set to any non-empty value): a missing tool is then
-/// a failure, not a skip.
-pub fn ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
-/// The tool policy: `present` or, when a tool is missing, fail in CI and say what was
-/// skipped elsewhere. Returns whether the test can go on.
-pub fn require(present: bool, tool: &str, install: &str) -> bool {
-    if !present {
-        assert!(
-            !ci(),
-            "{tool} is not installed, and CI must run this test: install {install}"
-        );
-        eprintln!("skipped: {tool} not installed (install {install})");
-    }
-    present
-}
-
-/// `name` looked up on `PATH`, as a shell would.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-}
-
-/// Every tool named here, each with the Debian package that provides it; false (after
-/// [`require`]) at the first one missing.
-pub fn require_tools(tools: &[(&str, &str)]) -> bool {
-    tools.iter().all(|(tool, pkg)| {
-        require(
-            which(tool).is_some(),
-            tool,
-            &format!("Debian package {pkg}"),
-        )
-    })
-}
-
-/// What a client's stdin is.
-pub enum Input<'a> {
-    /// `/dev/null`: not a terminal, immediate end of file.
-    Closed,
-    /// These bytes, then end of file.
-    Bytes(&'a [u8]),
-    /// A pipe that stays open and silent until the process exits: whatever reads it
-    /// would wait forever (and the timeout would say so).
-    HeldOpen,
-}
 
 /// A finished command.
 pub struct Output {
@@ -107,86 +55,20 @@ impl Output {
 /// Runs `cmd` in its own process group with `input` on stdin, capturing stdout and
 /// stderr. Past [`COMMAND_TIMEOUT`] the whole group (the client and any helper it
 /// started) is killed and the test fails with what was printed so far.
-pub fn run(mut cmd: Command, input: Input<'_>) -> Output {
-    // Program and arguments only: the environment holds the test's age identity.
-    let what = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    cmd.process_group(0)
-        .stdin(match input {
-            Input::Closed => Stdio::null(),
-            Input::Bytes(_) | Input::HeldOpen => Stdio::piped(),
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let mut stdin = child.stdin.take();
-    if let (Input::Bytes(bytes), Some(mut pipe)) = (input, stdin.take()) {
-        // The client reads all of stdin before it does anything, and the input is
-        // small, so writing it here cannot fill the pipe while the client waits on us.
-        // A client that does not read it at all closes its end: ignore that error.
-        let _ = pipe.write_all(bytes);
-    }
-    let out = reader(child.stdout.take().expect("piped stdout"));
-    let err = reader(child.stderr.take().expect("piped stderr"));
-
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the client") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // Not reaped yet, so the group id is still ours.
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::from_child(&child),
-                rustix::process::Signal::KILL,
-            );
-            let _ = child.wait();
-            let (o, e) = (collect(out), collect(err));
-            panic!(
-                "{what} did not finish in {COMMAND_TIMEOUT:?}; killed.\n--- stdout ---\n{o}--- stderr ---\n{e}"
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    drop(stdin);
+pub fn run(cmd: Command, input: Input<'_>) -> Output {
+    let f = run_bounded(cmd, input, Group::Own, COMMAND_TIMEOUT);
     Output {
-        status,
-        stdout: collect(out),
-        stderr: collect(err),
+        status: f.status,
+        stdout: String::from_utf8_lossy(&f.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&f.stderr).into_owned(),
     }
-}
-
-type Reader = mpsc::Receiver<Vec<u8>>;
-
-fn reader(mut pipe: impl Read + Send + 'static) -> Reader {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-/// The text of a pipe, once every writer has closed it. A process left behind holding
-/// the pipe (a helper that did not close its stdout) fails the test instead of hanging.
-fn collect(rx: Reader) -> String {
-    let bytes = rx.recv_timeout(Duration::from_secs(10)).expect(
-        "a pipe stayed open 10 s after the client exited: something it started still holds it",
-    );
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// One test's world: temp `HOME`, `DOCKER_CONFIG` (`{"credsStore":"lockbox"}` and a
 /// vault opened by a fresh age identity), `XDG_RUNTIME_DIR`, and a bin directory whose
 /// `docker-credential-lockbox` is the binary under test.
 pub struct ClientEnv {
-    dir: tempfile::TempDir,
+    world: World,
     identity: String,
 }
 
@@ -204,16 +86,8 @@ impl ClientEnv {
     }
 
     fn with_slots(passphrase: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("lockbox-rc-")
-            .tempdir()
-            .expect("temp dir");
-        for d in ["home", "docker", "run", "bin"] {
-            fs::create_dir(dir.path().join(d)).expect("create test dir");
-        }
-        fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o700))
-            .expect("chmod run dir");
-        let key_file = dir.path().join("age-identity.txt");
+        let world = World::with_prefix("lockbox-rc-");
+        let key_file = world.keys_dir().join("age-identity.txt");
         let mut keygen = Command::new("age-keygen");
         keygen.arg("-o").arg(&key_file);
         let keygen = run(keygen, Input::Closed);
@@ -225,8 +99,7 @@ impl ClientEnv {
             .expect("age-keygen writes the public key as a comment")
             .to_owned();
 
-        let env = ClientEnv { dir, identity };
-        env.link_helper("lockbox");
+        let env = ClientEnv { world, identity };
         fs::write(env.config_json(), "{\"credsStore\":\"lockbox\"}\n").expect("write config.json");
         let mut init = env.command(BIN, false);
         init.args(["init", "--recipient", &recipient]);
@@ -236,7 +109,7 @@ impl ClientEnv {
                 .expect("chmod the passphrase file");
             init.arg("--passphrase-file")
                 .arg(env.passphrase_file())
-                .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1");
+                .env("LOCKBOX_ARGON2_PARAMS", FAST_KDF);
         }
         let init = run(init, Input::Closed);
         assert!(init.ok(), "init: {}", init.describe());
@@ -250,7 +123,7 @@ impl ClientEnv {
 
     /// The passphrase of a [`ClientEnv::with_passphrase`] vault.
     pub fn passphrase_file(&self) -> PathBuf {
-        self.path("passphrase.txt")
+        self.world.keys_dir().join("passphrase.txt")
     }
 
     /// Replaces `docker-credential-lockbox` in the bin directory by a shell script that
@@ -265,7 +138,7 @@ impl ClientEnv {
         fs::remove_file(&script).expect("remove the helper link");
         let text = TRACE_WRAPPER
             .replace("@LOG@", &self.calls_log().display().to_string())
-            .replace("@DIR@", &self.dir.path().display().to_string())
+            .replace("@DIR@", &self.world.root().display().to_string())
             .replace("@BIN@", BIN);
         fs::write(&script, text).expect("write the helper wrapper");
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
@@ -284,7 +157,12 @@ impl ClientEnv {
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        self.world.path(p)
+    }
+
+    /// The world this test runs in.
+    pub fn world(&self) -> &World {
+        &self.world
     }
 
     pub fn docker_config(&self) -> PathBuf {
@@ -325,20 +203,13 @@ impl ClientEnv {
                 c.env_remove(&*k);
             }
         }
-        let mut path = vec![self.path("bin")];
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        c.env("PATH", std::env::join_paths(path).expect("PATH"))
-            .env("HOME", self.path("home"))
-            .env("DOCKER_CONFIG", self.docker_config())
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", self.path("no-daemon.sock").display()),
-            )
-            .env("DOCKER_CLI_HINTS", "false")
-            .env("NO_COLOR", "1");
+        self.world.set_location(&mut c);
+        c.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.path("no-daemon.sock").display()),
+        )
+        .env("DOCKER_CLI_HINTS", "false")
+        .env("NO_COLOR", "1");
         if unlocked {
             c.env("LOCKBOX_IDENTITY", &self.identity);
         }
