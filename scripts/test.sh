@@ -15,10 +15,11 @@ section "Debian packages"
 # client; docker.io: dockerd (with containerd and runc) for tests/e2e.rs, which runs it
 # as root (the machine's newer Docker CLI in /usr/local/bin stays first on PATH);
 # golang-docker-credential-helpers, pass, gnupg: `import --from-helper pass`; util-linux
-# (setpriv) and perl: the agent's other-user tests; hyperfine: the whole-process
+# (setpriv) and perl: the agent's other-user tests; passwd (useradd): tests/hostile.rs
+# makes an unprivileged user to write the vault as; hyperfine: the whole-process
 # benchmarks.
 packages=(docker-registry apache2-utils age openssh-client skopeo docker.io
-  golang-docker-credential-helpers pass gnupg util-linux perl hyperfine ca-certificates)
+  golang-docker-credential-helpers pass gnupg util-linux passwd perl hyperfine ca-certificates)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)

@@ -26,6 +26,16 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// The vault, its lock or its temporary file is something other than a regular
+    /// file (a FIFO, a device, a directory, a symlink where none may be): refused
+    /// before any read or write could block or be redirected.
+    #[error("{} is {kind}", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a FIFO", "a symbolic link"…).
+        kind: &'static str,
+    },
     /// The vault file does not parse or does not validate.
     #[error("vault {} is damaged: {reason}", path.display())]
     Corrupt {
@@ -162,6 +172,9 @@ impl Error {
             Error::AlreadyExists(p) => messages::already_exists(&p.display().to_string()),
             Error::Io { what, path, source } => {
                 messages::io(what, &path.display().to_string(), source)
+            }
+            Error::NotRegularFile { path, kind } => {
+                messages::not_regular_file(&path.display().to_string(), kind)
             }
             Error::Corrupt { path, reason } => {
                 messages::corrupt(&path.display().to_string(), reason)

@@ -7,6 +7,7 @@
 //! old file or the new one.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -104,11 +105,19 @@ impl VaultPath {
 
     /// Reads and validates the vault; `None` if there is no file.
     pub fn read(&self) -> Result<Option<Vault>> {
-        let file = match File::open(&self.vault) {
+        // O_NONBLOCK: opening a FIFO planted at the vault path would otherwise wait
+        // for a writer forever (and Docker with it). It changes nothing for a regular
+        // file, and anything else is refused before a single read.
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(nonblock().bits() as i32)
+            .open(&self.vault)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", &self.vault, e)),
         };
+        ensure_regular(&file, &self.vault)?;
         let mut bytes = Vec::new();
         file.take(MAX_VAULT_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -151,11 +160,29 @@ impl VaultPath {
         lock_file(&self.lock, timeout)
     }
 
-    /// Replaces the vault atomically and durably: a new 0600 file created exclusively
-    /// beside the old one, written, fsynced, renamed over the old one, and the directory
-    /// fsynced. A crash at any point leaves the old vault or the new one. The caller
-    /// holds the lock, which is why one fixed temporary name is enough.
+    /// Replaces the vault atomically and durably (`docs/FORMAT.md` "Writing"): the new
+    /// bytes go into an anonymous `O_TMPFILE` in the vault's directory (a 0600 file
+    /// created exclusively beside the old one where the file system has no
+    /// `O_TMPFILE`), which is fsynced, linked as `<vault>.tmp`, renamed over the old
+    /// vault, and the directory fsynced. A crash at any point leaves the old vault or
+    /// the new one; a killed writer leaves a `<vault>.tmp` only in the instant between
+    /// link and rename (or, on the fallback, at any point after its creation). The
+    /// caller holds the lock, which is why one fixed temporary name is enough.
     pub fn write(&self, lock: &LockGuard, vault: &Vault) -> Result<()> {
+        self.write_then(lock, vault, &mut || {})
+    }
+
+    /// [`Self::write`], calling `before_rename` once the new file is complete and
+    /// durable but before it replaces the old one (still under the lock). A rotation
+    /// hands the new key to the agent there, so no reader ever finds a vault whose
+    /// key the agent lacks. It may be called twice when the anonymous temporary file
+    /// cannot be linked and the write falls back to a named one.
+    pub fn write_then(
+        &self,
+        lock: &LockGuard,
+        vault: &Vault,
+        before_rename: &mut dyn FnMut(),
+    ) -> Result<()> {
         let bytes = vault.to_bytes();
         // Never write a file this build would refuse to read: the bounds are checked on
         // read, so check the new bytes the same way before they replace the old ones.
@@ -170,40 +197,135 @@ impl VaultPath {
                 other => other,
             });
         }
-        self.write_bytes(lock, &bytes)
+        self.write_bytes(lock, &bytes, before_rename)
     }
 
-    fn write_bytes(&self, _lock: &LockGuard, bytes: &[u8]) -> Result<()> {
+    fn tmp_path(&self) -> PathBuf {
         let mut tmp = self.vault.clone().into_os_string();
         tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        PathBuf::from(tmp)
+    }
+
+    fn write_bytes(
+        &self,
+        _lock: &LockGuard,
+        bytes: &[u8],
+        before_rename: &mut dyn FnMut(),
+    ) -> Result<()> {
+        // Past `ulimit -f`, the write must fail with EFBIG, not kill us mid-file.
+        catch_file_size_signal();
+        let tmp = self.tmp_path();
+        let mode = temp_mode();
+        let done = mode != TempMode::Named
+            && self.write_anonymous(&tmp, bytes, before_rename, mode == TempMode::Anonymous)?;
+        if !done {
+            self.write_named(&tmp, bytes, before_rename)?;
+        }
+        File::open(self.dir())
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync the directory of", &self.vault, e))
+    }
+
+    /// The `O_TMPFILE` path: `Ok(false)` when this file system or kernel cannot do it
+    /// (nothing was left behind), so the caller falls back to a named file — unless
+    /// `strict` (a debug-build test switch), which makes that an error instead.
+    fn write_anonymous(
+        &self,
+        tmp: &Path,
+        bytes: &[u8],
+        before_rename: &mut dyn FnMut(),
+        strict: bool,
+    ) -> Result<bool> {
+        use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+        use rustix::io::Errno;
+        let dir = self.dir();
+        let unsupported = |what: &'static str, e: Errno| {
+            if strict {
+                Err(Error::io(what, dir, e.into()))
+            } else {
+                Ok(false)
+            }
+        };
+        // Not O_EXCL: that would forbid ever linking the file into place.
+        let fd = match rustix::fs::open(
+            dir,
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        ) {
+            Ok(fd) => fd,
+            // No O_TMPFILE here: EISDIR from kernels that predate it (the flag
+            // contains O_DIRECTORY), EOPNOTSUPP from file systems without it.
+            Err(e @ (Errno::ISDIR | Errno::OPNOTSUPP | Errno::INVAL)) => {
+                return unsupported("create an anonymous temporary file in", e);
+            }
+            Err(e) => return Err(Error::io("create a temporary file in", dir, e.into())),
+        };
+        let mut file = File::from(fd);
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("write", &self.vault, e))?;
+        before_rename();
+        debug_pause_before_rename();
+        // linkat through /proc with AT_SYMLINK_FOLLOW, not AT_EMPTY_PATH: the latter
+        // needs CAP_DAC_READ_SEARCH, which an ordinary user lacks.
+        let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let link = || rustix::fs::linkat(CWD, &fd_path, CWD, tmp, AtFlags::SYMLINK_FOLLOW);
+        let linked = match link() {
+            // Left by a writer that died between link and rename (or on the named
+            // path); we hold the lock, so nobody else owns it.
+            Err(Errno::EXIST) => {
+                fs::remove_file(tmp).map_err(|e| Error::io("remove the stale", tmp, e))?;
+                link()
+            }
+            other => other,
+        };
+        match linked {
+            Ok(()) => {}
+            // No /proc mounted, or a kernel that refuses the link: nothing was
+            // linked, so nothing is left behind.
+            Err(e @ (Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::XDEV)) => {
+                return unsupported("link the temporary file into", e);
+            }
+            Err(e) => return Err(Error::io("link the temporary file into", dir, e.into())),
+        }
+        if let Err(e) = fs::rename(tmp, &self.vault) {
+            let _ = fs::remove_file(tmp);
+            return Err(Error::io("write", &self.vault, e));
+        }
+        Ok(true)
+    }
+
+    /// The fallback: a named 0600 file created with `O_EXCL`.
+    fn write_named(&self, tmp: &Path, bytes: &[u8], before_rename: &mut dyn FnMut()) -> Result<()> {
         let create = || {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&tmp)
+                .custom_flags(nonblock().bits() as i32)
+                .open(tmp)
         };
         let mut file = match create() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Left by a writer that died; we hold the lock, so nobody else owns it.
-                fs::remove_file(&tmp).map_err(|e| Error::io("remove the stale", &tmp, e))?;
+                // (O_EXCL never opens what is there, FIFO or symlink: it is unlinked.)
+                fs::remove_file(tmp).map_err(|e| Error::io("remove the stale", tmp, e))?;
                 create()
             }
             other => other,
         }
-        .map_err(|e| Error::io("create", &tmp, e))?;
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .and_then(|()| fs::rename(&tmp, &self.vault));
+        .map_err(|e| Error::io("create", tmp, e))?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        let written = written.and_then(|()| {
+            before_rename();
+            debug_pause_before_rename();
+            fs::rename(tmp, &self.vault)
+        });
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
             return Err(Error::io("write", &self.vault, e));
         }
-        File::open(self.dir())
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("sync the directory of", &self.vault, e))
+        Ok(())
     }
 
     /// Locked read-modify-write of an existing vault. `change` returns whether it
@@ -235,6 +357,13 @@ impl VaultPath {
         }
         self.write(&guard, vault)
     }
+}
+
+/// Makes a write past `RLIMIT_FSIZE` fail with `EFBIG` instead of killing the process
+/// (`SIGXFSZ` is caught for good; children still start with its default). The binary
+/// calls it first thing; every vault write calls it too.
+pub fn catch_file_size_signal() {
+    crate::sys::catch_file_size_signal();
 }
 
 /// Reads at most `limit + 1` bytes into memory that is wiped when dropped, growing by
@@ -272,16 +401,27 @@ pub fn read_wiped(mut input: impl Read, limit: usize) -> io::Result<Zeroizing<Ve
 }
 
 /// Takes an exclusive lock on `path` (created 0600 if missing), waiting at most
-/// `timeout` with a short backoff, then failing with a clear error.
+/// `timeout` with a short backoff, then failing with a clear error. The lock file is
+/// never followed if it is a symlink (a planted `<vault>.lock -> /etc/…` must not make
+/// a root helper create or open that file) and must be a regular file.
 pub fn lock_file(path: &Path, timeout: Duration) -> Result<LockGuard> {
+    use rustix::fs::OFlags;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags((OFlags::NOFOLLOW | nonblock()).bits() as i32)
         .open(path)
-        .map_err(|e| Error::io("open the lock file", path, e))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => Error::NotRegularFile {
+                path: path.to_owned(),
+                kind: "a symbolic link",
+            },
+            _ => Error::io("open the lock file", path, e),
+        })?;
+    ensure_regular(&file, path)?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
@@ -298,6 +438,82 @@ pub fn lock_file(path: &Path, timeout: Duration) -> Result<LockGuard> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+/// `O_NONBLOCK`, for every open of a path someone else could have replaced with a FIFO.
+fn nonblock() -> rustix::fs::OFlags {
+    rustix::fs::OFlags::NONBLOCK
+}
+
+/// Refuses an open file that is not a regular file, naming what it is (fstat, so it
+/// is the file actually opened, not whatever the path names a moment later).
+fn ensure_regular(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = file
+        .metadata()
+        .map_err(|e| Error::io("inspect", path, e))?
+        .file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    let kind = if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    };
+    Err(Error::NotRegularFile {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
+/// How a write makes its temporary file. Only debug builds (tests) can choose, with
+/// `LOCKBOX_DEBUG_TEMP_FILE=named|anonymous`: `named` forces the fallback, `anonymous`
+/// makes a missing `O_TMPFILE` an error instead of a silent fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(debug_assertions), allow(dead_code))] // only tests choose a mode
+enum TempMode {
+    /// `O_TMPFILE`, falling back to a named file where it is unsupported.
+    Auto,
+    /// `O_TMPFILE` only.
+    Anonymous,
+    /// The named file only.
+    Named,
+}
+
+fn temp_mode() -> TempMode {
+    #[cfg(debug_assertions)]
+    match std::env::var_os("LOCKBOX_DEBUG_TEMP_FILE").as_deref() {
+        Some(v) if v == "named" => return TempMode::Named,
+        Some(v) if v == "anonymous" => return TempMode::Anonymous,
+        _ => {}
+    }
+    TempMode::Auto
+}
+
+/// A fault hook for tests, in debug builds only: with
+/// `LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME=FILE`, a writer whose new vault is complete (and,
+/// in a rotation, handed to the agent) creates FILE and waits until it is removed
+/// (60 s at most) before making the new vault visible. Release builds compile it out.
+fn debug_pause_before_rename() {
+    #[cfg(debug_assertions)]
+    if let Some(marker) = std::env::var_os("LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME") {
+        let marker = PathBuf::from(marker);
+        if fs::write(&marker, std::process::id().to_string()).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while fs::symlink_metadata(&marker).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 }
 

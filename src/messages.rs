@@ -62,6 +62,13 @@ pub fn already_exists(path: &str) -> String {
     )
 }
 
+/// The vault, its lock or its temporary file is not a regular file.
+pub fn not_regular_file(path: &str, kind: &str) -> String {
+    format!(
+        "{path} is {kind}, not a regular file, so lockbox will not open it; move it away (or set LOCKBOX_VAULT to the vault file) and try again"
+    )
+}
+
 /// The vault file could not be parsed or validated.
 pub fn corrupt(path: &str, reason: &str) -> String {
     format!(
@@ -85,6 +92,12 @@ pub fn lock_timeout(path: &str, secs: u64) -> String {
 
 /// An I/O failure, with what was being done.
 pub fn io(what: &str, path: &str, err: &std::io::Error) -> String {
+    // EFBIG: the new file is larger than RLIMIT_FSIZE allows (SIGXFSZ is caught).
+    if err.raw_os_error() == Some(27) {
+        return format!(
+            "could not {what} {path}: {err}; the file-size limit (ulimit -f) is below its new size — raise it and try again"
+        );
+    }
     format!("could not {what} {path}: {err}")
 }
 

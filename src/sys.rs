@@ -1,5 +1,6 @@
-//! The only `unsafe` in the crate: turning file-descriptor numbers found in
-//! `/proc/self/fd` into descriptors, to keep inherited descriptors out of the agent.
+//! Process-wide OS state: the only `unsafe` in the crate (turning file-descriptor
+//! numbers found in `/proc/self/fd` into descriptors, to keep inherited descriptors out
+//! of the agent) and the disposition of `SIGXFSZ`.
 //!
 //! Why it matters: Go's `cmd.Output()` waits until every holder of the helper's stdout
 //! pipe closes it. An agent that inherited Docker's pipe (or any other descriptor its
@@ -7,6 +8,9 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::sync::Once;
+use std::sync::atomic::AtomicBool;
 
 use rustix::fs::{Dir, Mode, OFlags};
 use rustix::io::{FdFlags, fcntl_setfd};
@@ -63,4 +67,26 @@ pub fn close_inherited_fds() {
         // `close` ignores errors, so a descriptor closed meanwhile is harmless.
         unsafe { rustix::io::close(fd) };
     }
+}
+
+/// Catches `SIGXFSZ` for the rest of the process, so a write past `RLIMIT_FSIZE`
+/// (`ulimit -f`) fails with `EFBIG` and takes the normal error path (one line, temp
+/// file removed, vault untouched) instead of killing the helper silently with a
+/// partial file behind it. Idempotent; call before the first write.
+///
+/// Caught, not ignored, on purpose: `execve` resets a caught signal to its default
+/// but keeps an ignored one, so every child (`import --from-helper`'s helper, the
+/// agent, identity plugins, `exec`'s command) starts with the default disposition
+/// without any spawn site having to restore it. The handler only sets a flag nobody
+/// reads, which is async-signal-safe.
+pub fn catch_file_size_signal() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only for the signals signal-hook forbids (SIGKILL, SIGSTOP, SIGSEGV…),
+        // which SIGXFSZ is not; should it ever fail, the default (death) stays.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(AtomicBool::new(false)),
+        );
+    });
 }
