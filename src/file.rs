@@ -265,7 +265,7 @@ impl VaultPath {
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("write", &self.vault, e))?;
         before_rename();
-        debug_pause_before_rename();
+        debug_pause("LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME");
         // linkat through /proc with AT_SYMLINK_FOLLOW, not AT_EMPTY_PATH: the latter
         // needs CAP_DAC_READ_SEARCH, which an ordinary user lacks.
         let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -292,6 +292,7 @@ impl VaultPath {
             let _ = fs::remove_file(tmp);
             return Err(Error::io("write", &self.vault, e));
         }
+        debug_pause("LOCKBOX_DEBUG_PAUSE_AFTER_RENAME");
         Ok(true)
     }
 
@@ -318,13 +319,14 @@ impl VaultPath {
         let written = file.write_all(bytes).and_then(|()| file.sync_all());
         let written = written.and_then(|()| {
             before_rename();
-            debug_pause_before_rename();
+            debug_pause("LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME");
             fs::rename(tmp, &self.vault)
         });
         if let Err(e) = written {
             let _ = fs::remove_file(tmp);
             return Err(Error::io("write", &self.vault, e));
         }
+        debug_pause("LOCKBOX_DEBUG_PAUSE_AFTER_RENAME");
         Ok(())
     }
 
@@ -332,6 +334,18 @@ impl VaultPath {
     /// changed anything; nothing is written otherwise. A vault that does not parse and
     /// validate is never overwritten: the read fails first.
     pub fn update<T>(&self, change: impl FnOnce(&mut Vault) -> Result<(T, bool)>) -> Result<T> {
+        self.update_with(change, |_| {})
+    }
+
+    /// [`Self::update`], calling `before_rename` with the change's result once the new
+    /// vault is complete and durable, still under the lock, before it replaces the old
+    /// one (see [`Self::write_then`]; it may run twice). Not called when nothing
+    /// changed.
+    pub fn update_with<T>(
+        &self,
+        change: impl FnOnce(&mut Vault) -> Result<(T, bool)>,
+        mut before_rename: impl FnMut(&T),
+    ) -> Result<T> {
         // No vault yet (a first `docker login` before `init`): say "run init" rather
         // than fail on the lock file in a directory that does not exist, and create
         // nothing. A vault created meanwhile is found by the locked read below.
@@ -343,7 +357,7 @@ impl VaultPath {
         let mut vault = self.read_existing()?;
         let (out, changed) = change(&mut vault)?;
         if changed {
-            self.write(&guard, &vault)?;
+            self.write_then(&guard, &vault, &mut || before_rename(&out))?;
         }
         Ok(out)
     }
@@ -500,13 +514,16 @@ fn temp_mode() -> TempMode {
     TempMode::Auto
 }
 
-/// A fault hook for tests, in debug builds only: with
-/// `LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME=FILE`, a writer whose new vault is complete (and,
-/// in a rotation, handed to the agent) creates FILE and waits until it is removed
-/// (60 s at most) before making the new vault visible. Release builds compile it out.
-fn debug_pause_before_rename() {
+/// Fault hooks for tests, in debug builds only. With `VAR=FILE` the writer creates FILE
+/// and waits until it is removed (60 s at most). `LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME`:
+/// the new vault is complete (and, in a rotation, handed to the agent) but has no name
+/// yet; `LOCKBOX_DEBUG_PAUSE_AFTER_RENAME`: it has just replaced the old one, before
+/// anything else happens. Release builds compile them out.
+fn debug_pause(var: &str) {
+    #[cfg(not(debug_assertions))]
+    let _ = var;
     #[cfg(debug_assertions)]
-    if let Some(marker) = std::env::var_os("LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME") {
+    if let Some(marker) = std::env::var_os(var) {
         let marker = PathBuf::from(marker);
         if fs::write(&marker, std::process::id().to_string()).is_ok() {
             let deadline = Instant::now() + Duration::from_secs(60);

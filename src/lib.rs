@@ -35,6 +35,7 @@ pub mod keys;
 pub mod manage;
 pub mod messages;
 pub mod protocol;
+pub mod rotation;
 pub mod serverurl;
 mod sys;
 pub mod vault;

@@ -18,6 +18,7 @@ use crate::dockerconfig::{DockerConfig, Found};
 use crate::error::Error;
 use crate::file::Location;
 use crate::keys::{self, EntryOpener, KeyEnv};
+use crate::rotation::Handover;
 use crate::vault::{Slot, Vault};
 use crate::{exit, messages};
 
@@ -471,30 +472,6 @@ pub fn export(o: ExportOpts, location: &Location) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
-/// After a rotation, an agent holding the old key would answer "locked": hand it
-/// the new key for the time the old one had left, and drop the old one.
-fn hand_over_agent(old_public: &str, new_key: &crate::crypto::VaultKey) {
-    let agent = Agent::for_user();
-    let status = Request::Status {
-        public_key: old_public.to_owned(),
-    };
-    if let Ok(Some(Response::Status {
-        unlocked: true,
-        expires_in_secs,
-        ..
-    })) = agent.request(status, 0)
-    {
-        let _ = agent.add_key(
-            new_key,
-            std::time::Duration::from_secs(expires_in_secs.max(1)),
-        );
-        let lock = Request::Lock {
-            public_key: Some(old_public.to_owned()),
-        };
-        let _ = agent.request(lock, 0);
-    }
-}
-
 /// `passwd`: add or change the passphrase slot.
 pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
     let path = location.resolve()?;
@@ -521,18 +498,29 @@ pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
     let old_public = key.public().to_string();
     // A new passphrase also gets a new vault key: an old copy of the file and the old
     // passphrase open nothing stored from now on.
-    let new_key = path.update(|v| {
-        let passphrase_slots: Vec<usize> = v
-            .slots()
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
-            .map(|(i, _)| i)
-            .collect();
-        v.rotate(&key, &passphrase_slots, None, Some((&new, params)))
-            .map(|k| (k, true))
-    })?;
-    hand_over_agent(&old_public, &new_key);
+    // An agent holding the old key gets the new one before the rename (docs/AGENT.md).
+    let mut handover = Handover::new(&old_public);
+    let rotated = path.update_with(
+        |v| {
+            let passphrase_slots: Vec<usize> = v
+                .slots()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
+                .map(|(i, _)| i)
+                .collect();
+            v.rotate(&key, &passphrase_slots, None, Some((&new, params)))
+                .map(|k| (k, true))
+        },
+        |new_key| handover.give_new_key(new_key),
+    );
+    match rotated {
+        Ok(_) => handover.retire_old_key(&key),
+        Err(e) => {
+            handover.undo();
+            return Err(e);
+        }
+    }
     println!("{}", messages::passwd_done(has_passphrase));
     Ok(exit::OK)
 }
@@ -700,15 +688,28 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 (None, _) => None,
             };
             let old_public = old.public().to_string();
-            let (removed, new_key) = path.update(|v| {
-                let slots = v.find_recipient(&which);
-                if slots.is_empty() {
-                    return Err(Error::Usage(messages::no_such_recipient(&which)));
+            let mut handover = Handover::new(&old_public);
+            let rotated = path.update_with(
+                |v| {
+                    let slots = v.find_recipient(&which);
+                    if slots.is_empty() {
+                        return Err(Error::Usage(messages::no_such_recipient(&which)));
+                    }
+                    let new = v.rotate(&old, &slots, passphrase.as_ref(), None)?;
+                    Ok(((slots.len(), new), true))
+                },
+                |(_, new_key)| handover.give_new_key(new_key),
+            );
+            let removed = match rotated {
+                Ok((removed, _)) => {
+                    handover.retire_old_key(&old);
+                    removed
                 }
-                let new = v.rotate(&old, &slots, passphrase.as_ref(), None)?;
-                Ok(((slots.len(), new), true))
-            })?;
-            hand_over_agent(&old_public, &new_key);
+                Err(e) => {
+                    handover.undo();
+                    return Err(e);
+                }
+            };
             println!(
                 "{}",
                 messages::sanitize(&messages::recipients_removed(&which, removed))

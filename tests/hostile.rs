@@ -697,3 +697,139 @@ fn writers_killed_at_random_moments_leave_no_partial_file() {
     }
     eprintln!("{left} of {rounds} writers killed at random moments left a temp file");
 }
+
+// --- 5. Key rotation under a running agent ----------------------------------------------
+
+/// `status --json` of the vault `LOCKBOX_VAULT` names (the default one when `None`).
+fn status_json(env: &TestEnv, vault: Option<&Path>) -> serde_json::Value {
+    let vars: Vec<(&str, &str)> = vault
+        .map(|v| vec![("LOCKBOX_VAULT", v.to_str().unwrap())])
+        .unwrap_or_default();
+    let out = env.run_env(&["status", "--json"], "", &vars);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("status --json: {out}"))
+}
+
+/// A `get` through the agent (no key variable), which must answer `secret`.
+fn agent_get(env: &TestEnv, server: &str, secret: &str, vault: Option<&Path>, when: &str) {
+    let vars: Vec<(&str, &str)> = vault
+        .map(|v| vec![("LOCKBOX_VAULT", v.to_str().unwrap())])
+        .unwrap_or_default();
+    let out = env.run_env(&["get"], server, &vars);
+    assert!(
+        out.status.success() && out.stdout_str().contains(secret),
+        "get {when}: {out}"
+    );
+}
+
+/// Runs one rotation (`args`) paused between its write and its rename, with agent
+/// `get`s during the pause and right after; then checks the deadlines: the new key has
+/// the old one's, and the old key is kept only briefly.
+fn rotate_under_agent(env: &TestEnv, args: &[&str], server: &str, secret: &str, round: usize) {
+    let marker = env.path("home/paused");
+    let after = env.path("home/renamed");
+    // What a `get` that read the vault just before the rename holds: the old file.
+    let old_copy = env.path(&format!("home/before-rotation-{round}.json"));
+    fs::write(&old_copy, env.vault_bytes()).unwrap();
+    let vars = [
+        ("LOCKBOX_ARGON2_PARAMS", FAST_KDF),
+        (
+            "LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME",
+            marker.to_str().unwrap(),
+        ),
+        ("LOCKBOX_DEBUG_PAUSE_AFTER_RENAME", after.to_str().unwrap()),
+    ];
+    let mut child = env.spawn(args, &vars);
+    wait_for(&marker, &mut child);
+    // The rotated vault is written and the agent has its key; the old file is still
+    // in place, with the old key.
+    agent_get(env, server, secret, None, "before the rename");
+    fs::remove_file(&marker).unwrap();
+    // The instant the new file is in place, before the rotation does anything more
+    // (where the old code had not yet handed the new key over).
+    wait_for(&after, &mut child);
+    agent_get(env, server, secret, None, "right after the rename");
+    fs::remove_file(&after).unwrap();
+    env.finish(args, child, Some(Vec::new()), HANG_LIMIT)
+        .assert_code(0);
+    // After the rotation: the new file, with the new key...
+    agent_get(env, server, secret, None, "after the rotation");
+    // ...and a get that read the old file just before the rename still opens it.
+    agent_get(env, server, secret, Some(&old_copy), "of the old file");
+    let new = status_json(env, None);
+    let old = status_json(env, Some(&old_copy));
+    assert_ne!(new["public_key"], old["public_key"], "the key was rotated");
+    assert_eq!(new["unlocked"], true, "{new}");
+    let left = new["agent"]["expires_in_secs"].as_u64().unwrap();
+    assert!(
+        left > 3000,
+        "the new key keeps the old deadline (1 h): {new}"
+    );
+    assert_eq!(old["unlocked"], true, "{old}");
+    let grace = old["agent"]["expires_in_secs"].as_u64().unwrap();
+    assert!(grace <= 10, "the old key is kept 10 s at most: {old}");
+}
+
+/// `passwd` and `recipients remove` used to rename the rotated vault into place and
+/// only then hand the new key to the agent, dropping the old one at once: a `get` in
+/// between said "locked" (15 of 2 985 agent gets during 30 rotations), and so did one
+/// that had read the old file. Now the new key is handed over under the lock before
+/// the rename, and the old one expires 10 s later.
+#[test]
+fn rotation_hands_the_new_key_to_the_agent_before_the_rename() {
+    let env = TestEnv::new();
+    let mut pass = root().init(&env);
+    let (server, secret) = ("rotation.example", "rotation-secret-4242");
+    env.store(server, "u", secret);
+    let p = pass.to_str().unwrap().to_owned();
+    env.run(&["unlock", "--passphrase-file", &p, "--timeout", "1h"], "")
+        .assert_code(0);
+    for round in 0..3 {
+        let next = env.keys_dir().join(format!("passphrase-{round}"));
+        let phrase = format!("rotated passphrase number {round}");
+        fs::write(&next, format!("{phrase}\n")).unwrap();
+        env.track_secret(&phrase);
+        let (old, new) = (pass.to_str().unwrap(), next.to_str().unwrap());
+        rotate_under_agent(
+            &env,
+            &[
+                "passwd",
+                "--old-passphrase-file",
+                old,
+                "--new-passphrase-file",
+                new,
+            ],
+            server,
+            secret,
+            round,
+        );
+        pass = next;
+    }
+    if require_tool("age-keygen", "age") {
+        let p = pass.to_str().unwrap().to_owned();
+        for round in 3..5 {
+            let (_, recipient, _) = common::age_keygen(&env, &format!("id-{round}"));
+            let label = format!("leaver-{round}");
+            env.run(
+                &[
+                    "recipients",
+                    "add",
+                    &recipient,
+                    "--label",
+                    &label,
+                    "--passphrase-file",
+                    &p,
+                ],
+                "",
+            )
+            .assert_code(0);
+            rotate_under_agent(
+                &env,
+                &["recipients", "remove", &label, "--passphrase-file", &p],
+                server,
+                secret,
+                round,
+            );
+        }
+    }
+    env.run(&["lock", "--all"], "").assert_code(0);
+}

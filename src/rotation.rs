@@ -1,0 +1,94 @@
+//! Handing a rotated vault key to the agent (`passwd`, `recipients remove`), so that
+//! `get` through the agent never answers "locked" because of a rotation
+//! (`docs/AGENT.md`, "Timeouts and keys").
+//!
+//! The order is what matters. Under the vault lock, once the new vault is written but
+//! before it is renamed into place, the agent is given the new key for the time the
+//! old key had left: from the rename on, every reader finds a vault whose key the agent
+//! holds. After the rename the old key is not dropped at once: it is given again with
+//! a deadline of at most [`OLD_KEY_GRACE`] (`add_key` replaces a key's deadline), so a
+//! `get` that read the old file just before the rename can still have its entry
+//! decrypted. Only existing requests are used (`status`, `add_key`, `lock`): the agent
+//! protocol does not change.
+//!
+//! Best effort, as before: an agent that fails to answer costs an `unlock`, never the
+//! rotation.
+use std::time::Duration;
+
+use crate::agent_client::Agent;
+use crate::agent_proto::{Request, Response};
+use crate::crypto::VaultKey;
+
+/// How long the agent keeps the old key after the rename, at most.
+pub const OLD_KEY_GRACE: Duration = Duration::from_secs(10);
+
+/// One rotation's hand-over, from before the rename to after it.
+pub struct Handover {
+    agent: Agent,
+    old_public: String,
+    /// What the old key had left when the new one was handed over; `None` while the
+    /// agent was not found holding the old key (then it is given nothing).
+    old_left: Option<Duration>,
+    /// The public key handed over, to take back if the rotation fails.
+    new_public: Option<String>,
+}
+
+impl Handover {
+    /// A hand-over for the vault whose key before the rotation is `old_public`.
+    pub fn new(old_public: &str) -> Self {
+        Handover {
+            agent: Agent::for_user(),
+            old_public: old_public.to_owned(),
+            old_left: None,
+            new_public: None,
+        }
+    }
+
+    /// Before the rename (under the lock): if the agent holds the old key, give it
+    /// `new_key` with the same deadline. Safe to call twice.
+    pub fn give_new_key(&mut self, new_key: &VaultKey) {
+        let status = Request::Status {
+            public_key: self.old_public.clone(),
+        };
+        if let Ok(Some(Response::Status {
+            unlocked: true,
+            expires_in_secs,
+            ..
+        })) = self.agent.request(status, 0)
+        {
+            let left = Duration::from_secs(expires_in_secs.max(1));
+            if self.agent.add_key(new_key, left).is_ok() {
+                self.old_left = Some(left);
+                self.new_public = Some(new_key.public().to_string());
+            }
+        }
+    }
+
+    /// After the rename: the old key expires within [`OLD_KEY_GRACE`] (sooner if it
+    /// had less time left) instead of at once.
+    pub fn retire_old_key(self, old_key: &VaultKey) {
+        let Some(left) = self.old_left else { return };
+        if self
+            .agent
+            .add_key(old_key, left.min(OLD_KEY_GRACE))
+            .is_err()
+        {
+            // Could not shorten it: forget it now rather than keep it for hours.
+            let lock = Request::Lock {
+                public_key: Some(self.old_public),
+            };
+            let _ = self.agent.request(lock, 0);
+        }
+    }
+
+    /// The rotation failed after the new key was handed over: the old vault stays,
+    /// so take the new key back (the old one was never touched).
+    pub fn undo(self) {
+        if let Some(new_public) = self.new_public {
+            let lock = Request::Lock {
+                public_key: Some(new_public),
+            };
+            let _ = self.agent.request(lock, 0);
+        }
+    }
+}
