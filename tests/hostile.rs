@@ -730,7 +730,14 @@ fn rotate_under_agent(env: &TestEnv, args: &[&str], server: &str, secret: &str, 
     // What a `get` that read the vault just before the rename holds: the old file.
     let old_copy = env.path(&format!("home/before-rotation-{round}.json"));
     fs::write(&old_copy, env.vault_bytes()).unwrap();
+    // Both temporary-file paths hand over at the same point.
+    let mode = if round.is_multiple_of(2) {
+        "anonymous"
+    } else {
+        "named"
+    };
     let vars = [
+        ("LOCKBOX_DEBUG_TEMP_FILE", mode),
         ("LOCKBOX_ARGON2_PARAMS", FAST_KDF),
         (
             "LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME",
