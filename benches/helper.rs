@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lockbox::config::{KeySettings, Settings};
 use lockbox::crypto::{Recipient, VaultKey};
 use lockbox::file::Location;
 use lockbox::gojson;
 use lockbox::keys;
 use lockbox::protocol::{self, Action};
 use lockbox::vault::Vault;
+use zeroize::Zeroizing;
 
 /// A vault like a real one: `n` entries with token-sized secrets, one age slot.
 fn vault_with(n: usize, identity: &age::x25519::Identity) -> (VaultKey, Vault) {
@@ -78,27 +80,31 @@ fn crypto(c: &mut Criterion) {
 }
 
 /// A vault file with 10 entries in a temp directory, and the `LOCKBOX_IDENTITY` that
-/// opens it set in this process's environment.
-fn vault_file(dir: &Path) -> PathBuf {
+/// opens it (as settings, the way `cli::main` hands them to the protocol).
+fn vault_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     let identity = age::x25519::Identity::generate();
     let (_, vault) = vault_with(10, &identity);
     let path = dir.join("vault.json");
     std::fs::write(&path, vault.to_bytes()).expect("write vault");
-    // SAFETY: criterion is built without rayon, so benchmarks run one after another on
-    // the main thread and no other thread reads or writes the environment meanwhile.
-    unsafe {
-        std::env::set_var("LOCKBOX_IDENTITY", identity.to_string().expose_secret());
-        std::env::remove_var("LOCKBOX_IDENTITY_FILE");
-        std::env::remove_var("LOCKBOX_PASSPHRASE_FILE");
-    }
-    path
+    (
+        path,
+        identity.to_string().expose_secret().as_bytes().to_vec(),
+    )
 }
 
 fn actions(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let location = Location {
-        vault: Some(vault_file(dir.path())),
-        ..Location::default()
+    let (vault, identity) = vault_file(dir.path());
+    let settings = Settings {
+        location: Location {
+            vault: Some(vault),
+            ..Location::default()
+        },
+        keys: KeySettings {
+            identity: Some(Zeroizing::new(identity)),
+            ..KeySettings::default()
+        },
+        ..Settings::default()
     };
     let request = format!("{}\n", server(5));
     // What `get` and `erase` do with stdin before anything else: a wiped buffer with
@@ -108,11 +114,11 @@ fn actions(c: &mut Criterion) {
     });
     c.bench_function("run_get", |b| {
         b.iter(|| {
-            protocol::run(Action::Get, black_box(request.as_bytes()), &location).expect("get")
+            protocol::run(Action::Get, black_box(request.as_bytes()), &settings).expect("get")
         })
     });
     c.bench_function("run_list", |b| {
-        b.iter(|| protocol::run(Action::List, black_box(&b""[..]), &location).expect("list"))
+        b.iter(|| protocol::run(Action::List, black_box(&b""[..]), &settings).expect("list"))
     });
 }
 

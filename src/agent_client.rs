@@ -173,6 +173,95 @@ impl Agent {
     }
 }
 
+/// What the agent says about one vault it holds (`status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Seconds until the agent forgets the key.
+    pub expires_in_secs: u64,
+    /// The agent's process id.
+    pub pid: u32,
+    /// Whether the agent is non-dumpable.
+    pub non_dumpable: bool,
+    /// Whether the agent's memory is locked against swap.
+    pub memory_locked: bool,
+}
+
+/// What `lock` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// No agent was running.
+    NoAgent,
+    /// The agent forgot the key(s).
+    Locked,
+    /// An agent of another build was found and stopped, so every key is gone.
+    StoppedOtherBuild,
+}
+
+/// The agent requests commands make ("actions", in rbw's words): commands call these
+/// and never build a [`Request`] themselves.
+impl Agent {
+    /// Whether the agent holds the key of the vault `public_key`, and for how long.
+    /// `Ok(None)`: no agent, or it does not hold that key.
+    pub fn status(&self, public_key: &str) -> Result<Option<Held>> {
+        let request = Request::Status {
+            public_key: public_key.to_owned(),
+        };
+        Ok(match self.request(request, 0)? {
+            Some(Response::Status {
+                unlocked: true,
+                expires_in_secs,
+                pid,
+                non_dumpable,
+                memory_locked,
+                ..
+            }) => Some(Held {
+                expires_in_secs,
+                pid,
+                non_dumpable,
+                memory_locked,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Makes the agent forget the key of `public_key`, or every key with `None`.
+    pub fn lock(&self, public_key: Option<&str>) -> Result<LockOutcome> {
+        let request = Request::Lock {
+            public_key: public_key.map(str::to_owned),
+        };
+        match self.request(request, 0)? {
+            None => Ok(LockOutcome::NoAgent),
+            Some(Response::Locked { .. }) => Ok(LockOutcome::Locked),
+            // An agent of another build: stop it (every version obeys `quit`).
+            Some(Response::Error(AgentError::VersionMismatch { .. })) => {
+                self.ensure_compatible()?;
+                Ok(LockOutcome::StoppedOtherBuild)
+            }
+            Some(other) => Err(unexpected(&other)),
+        }
+    }
+
+    /// `unlock`: starts an agent unless a compatible one answers (serialized with other
+    /// `unlock`s), then hands it `key` for `timeout`.
+    pub fn unlock(&self, key: &VaultKey, timeout: Duration) -> Result<()> {
+        let _serialized = self.start_lock()?;
+        if !self.ensure_compatible()? {
+            self.start()?;
+        }
+        self.add_key(key, timeout)
+    }
+
+    /// After a key rotation: an agent holding the old key would answer "locked", so it
+    /// gets the new key for the time the old one had left, and drops the old one.
+    /// Best effort: the rotation is already written, and a later `unlock` mends it.
+    pub fn hand_over(&self, old_public: &str, new_key: &VaultKey) {
+        if let Ok(Some(held)) = self.status(old_public) {
+            let _ = self.add_key(new_key, Duration::from_secs(held.expires_in_secs.max(1)));
+            let _ = self.lock(Some(old_public));
+        }
+    }
+}
+
 fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
     use rustix::event::{PollFd, PollFlags, poll};
     let ts = rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
@@ -200,15 +289,17 @@ pub struct AgentOpener {
 impl AgentOpener {
     /// An opener for the vault `public_key`, if the agent holds its key; otherwise
     /// [`Error::Locked`] (no agent, or an agent without this vault's key).
-    pub fn connect(public_key: String) -> Result<Self> {
-        let agent = Agent::for_user();
+    pub fn connect(agent: &Agent, public_key: String) -> Result<Self> {
         // No separate status round trip: the decrypt answer says "not unlocked" itself.
         if !agent.socket.exists() {
             // Also checks the directory, so a planted socket is reported, not used.
             agent_proto::check_agent_dir(agent.dir(), false)?;
             return Err(Error::Locked);
         }
-        Ok(AgentOpener { agent, public_key })
+        Ok(AgentOpener {
+            agent: agent.clone(),
+            public_key,
+        })
     }
 }
 

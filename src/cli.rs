@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 use age::secrecy::{ExposeSecret, SecretString};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::agent_client::Agent;
-use crate::agent_proto::{Request, Response};
+use crate::agent_client::{Agent, LockOutcome};
+use crate::config::Settings;
 use crate::crypto::{KdfParams, Recipient, VaultKey};
-use crate::error::Error;
-use crate::file::Location;
-use crate::keys::{self, KeyEnv};
+use crate::error::{Error, Usage};
+use crate::exit::Exit;
+use crate::keys;
+use crate::keysource::{self, AgentUse, KeyFlags, Terminal, Verdict};
+use crate::messages;
 use crate::protocol::{self, Action};
 use crate::vault::{Slot, Vault};
-use crate::{exit, messages};
 
 const PROTOCOL_HELP: &str = "\
 Credential-helper protocol (run by Docker and other clients, one action per call):
@@ -36,10 +37,19 @@ Environment:
   LOCKBOX_IDENTITY         age identity text that opens the vault (CI secrets)
   LOCKBOX_IDENTITY_FILE    an age identity file or unencrypted SSH private key
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
+  LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
   XDG_RUNTIME_DIR          where the agent socket lives (else /tmp/lockbox-<uid>)
 
-Without a key variable, `get` asks the agent started by `unlock`; when nothing can
-open the vault it fails at once with \"lockbox is locked\" — never a prompt.";
+Where the key comes from (every command, in this order; docs/KEYS.md):
+  1. --identity-file / --passphrase-file given to the command
+  2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE   4. LOCKBOX_PASSPHRASE_FILE
+  5. the agent started by `unlock`
+  6. the terminal (commands for people only; protocol actions never prompt)
+A flag that fails is an error. A variable or agent that does not apply to this vault
+(its identity matches no slot, the vault has no slot of its kind, the agent does not
+hold this vault) is passed over; one that is broken (unreadable, unparsable, wrong
+passphrase) is an error. When nothing opens the vault, `get` fails at once with
+\"lockbox is locked\".";
 
 /// A Docker credential helper that keeps registry credentials in an encrypted vault.
 #[derive(Debug, Parser)]
@@ -101,56 +111,25 @@ pub struct KeyOpts {
     pub identity_file: Option<PathBuf>,
 }
 
-/// The vault key, and the passphrase if that is what opened it.
-pub struct Opened {
-    /// The vault's key.
-    pub key: VaultKey,
-    /// The passphrase, when a passphrase opened it (re-wrapping needs it).
-    pub passphrase: Option<SecretString>,
-}
-
-/// Opens the vault's private key: `--identity-file`, `--passphrase-file`, the
-/// `LOCKBOX_*` variables, else the passphrase from the terminal (never stdin).
-pub(crate) fn open_key(vault: &Vault, k: &KeyOpts) -> Result<Opened, Error> {
-    if let Some(file) = &k.identity_file {
-        let text = keys::read_key_file(file)?;
-        let ids = keys::parse_identities(&text, &file.display().to_string())?;
-        return Ok(Opened {
-            key: vault.open_with_identities(&ids)?,
-            passphrase: None,
-        });
-    }
-    let env = KeyEnv::from_env()?;
-    let passphrase = if let Some(file) = &k.passphrase_file {
-        keys::read_passphrase_file(file)?
-    } else if env.identity.is_some() || env.identity_file.is_some() {
-        return Ok(Opened {
-            key: env.open(vault)?,
-            passphrase: None,
-        });
-    } else if let Some(file) = &env.passphrase_file {
-        keys::read_passphrase_file(file)?
-    } else {
-        if !vault
-            .slots()
-            .iter()
-            .any(|s| matches!(s, Slot::Passphrase(_)))
-        {
-            return Err(Error::NoPassphraseSlot);
+impl KeyOpts {
+    /// The flags, for [`keysource::sources`].
+    pub fn flags(&self) -> KeyFlags {
+        KeyFlags {
+            identity_file: self.identity_file.clone(),
+            passphrase_file: self.passphrase_file.clone(),
         }
-        prompt_passphrase(messages::PROMPT_UNLOCK)?
-    };
-    Ok(Opened {
-        key: vault.open_with_passphrase(&passphrase)?,
-        passphrase: Some(passphrase),
-    })
+    }
 }
 
-/// Asks once on the terminal (rpassword reads /dev/tty, never stdin).
-pub(crate) fn prompt_passphrase(prompt: &str) -> Result<SecretString, Error> {
-    rpassword::prompt_password(prompt)
-        .map(SecretString::from)
-        .map_err(|_| usage_error(messages::UNLOCK_NO_TERMINAL))
+/// Opens the vault's key for a command for people: the key flags, the environment,
+/// then the terminal ([`keysource`]; the agent never gives out a key).
+pub(crate) fn open_key(
+    vault: &Vault,
+    settings: &Settings,
+    flags: &KeyFlags,
+) -> Result<keysource::KeyOpened, Error> {
+    let list = keysource::sources(&settings.keys, flags, None);
+    keysource::open_key(vault, &list, &Terminal)
 }
 
 #[derive(Debug, Args)]
@@ -200,31 +179,37 @@ struct StatusOpts {
     /// Print nothing; only the exit status tells (0 unlocked, 3 locked).
     #[arg(long, short)]
     quiet: bool,
+    /// Try the key sources (runs Argon2id for a passphrase file) instead of only
+    /// describing them.
+    #[arg(long)]
+    check: bool,
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // The one place the environment is read (`config`).
+    let settings = Settings::from_env();
     // The protocol path comes first and stays minimal: every helper call is a new
     // process, so its start-up cost is the product's speed.
     match args.get(1).map(|a| a.to_str()) {
         None => {
             println!("{}", messages::USAGE);
-            return exit::code(exit::FAILURE);
+            return Exit::Failure.into();
         }
         Some(Some(word)) => {
             if let Some(action) = Action::from_arg(word) {
                 if args.len() != 2 {
                     // As the Go helpers: exactly one argument, else usage on stdout.
                     println!("{}", messages::USAGE);
-                    return exit::code(exit::FAILURE);
+                    return Exit::Failure.into();
                 }
-                return exit::code(protocol::main(action));
+                return protocol::main(action, &settings).into();
             }
             if !word.starts_with('-') && !is_command(word) {
                 println!("{}", messages::sanitize(&messages::unknown_action(word)));
                 eprintln!("{}", messages::UNKNOWN_ACTION_HINT);
-                return exit::code(exit::FAILURE);
+                return Exit::Failure.into();
             }
         }
         Some(None) => {}
@@ -242,18 +227,19 @@ pub fn main() -> ExitCode {
             } else {
                 let _ = e.print();
             }
-            return exit::code(if e.use_stderr() {
-                exit::USAGE
+            return if e.use_stderr() {
+                Exit::Usage
             } else {
-                exit::OK
-            });
+                Exit::Ok
+            }
+            .into();
         }
     };
-    match run(opts) {
-        Ok(code) => exit::code(code),
+    match run(opts, &settings) {
+        Ok(code) => code.into(),
         Err(e) => {
             eprintln!("{}{}", messages::ERROR_PREFIX, e.message());
-            exit::code(e.exit_code())
+            e.exit().into()
         }
     }
 }
@@ -262,28 +248,27 @@ fn is_command(word: &str) -> bool {
     word == "help" || Opts::command().find_subcommand(word).is_some()
 }
 
-fn run(opts: Opts) -> Result<u8, Error> {
-    let location = Location::from_env();
+fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
     match opts.command {
-        Command::Init(o) => init(o, &location),
-        Command::Unlock(o) => unlock(o, &location),
-        Command::Lock(o) => lock(o, &location),
-        Command::Status(o) => status(o, &location),
-        Command::Import(o) => crate::manage::import(o, &location),
-        Command::Export(o) => crate::manage::export(o, &location),
-        Command::Passwd(o) => crate::manage::passwd(o, &location),
-        Command::Recipients(c) => crate::manage::recipients(c, &location),
+        Command::Init(o) => init(o, settings),
+        Command::Unlock(o) => unlock(o, settings),
+        Command::Lock(o) => lock(o, settings),
+        Command::Status(o) => status(o, settings),
+        Command::Import(o) => crate::manage::import(o, settings),
+        Command::Export(o) => crate::manage::export(o, settings),
+        Command::Passwd(o) => crate::manage::passwd(o, settings),
+        Command::Recipients(c) => crate::manage::recipients(c, settings),
         Command::Completions { shell } => {
             let mut cmd = Opts::command();
             clap_complete::generate(shell, &mut cmd, messages::BIN, &mut std::io::stdout());
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
-        Command::Agent(o) => crate::agent::run(&o.socket).map(|()| exit::OK),
+        Command::Agent(o) => crate::agent::run(&o.socket).map(|()| Exit::Ok),
     }
 }
 
-fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
-    let path = location.resolve()?;
+fn init(o: InitOpts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
     let mut recipients = Vec::new();
     for r in &o.recipient {
         recipients.push(parse_recipient_line(r)?);
@@ -299,7 +284,7 @@ fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
         None
     };
     if passphrase.is_none() && recipients.is_empty() {
-        return Err(usage_error(messages::INIT_NEEDS_SLOT));
+        return Err(Usage::InitNeedsSlot.into());
     }
     if !o.force && path.read()?.is_some() {
         return Err(Error::AlreadyExists(path.vault.clone()));
@@ -307,7 +292,7 @@ fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
     let key = VaultKey::generate();
     let mut slots = Vec::new();
     if let Some(p) = &passphrase {
-        slots.push(Vault::passphrase_slot(&key, p, kdf_params()?)?);
+        slots.push(Vault::passphrase_slot(&key, p, kdf_params(settings)?)?);
     }
     for (recipient, label) in &recipients {
         slots.push(Vault::age_slot(&key, recipient, label.clone())?);
@@ -322,7 +307,7 @@ fn init(o: InitOpts, location: &Location) -> Result<u8, Error> {
             &messages::sanitize(&described.join(", "))
         )
     );
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// A recipient and its label (see [`crate::manage::parse_recipient_line`]).
@@ -330,23 +315,20 @@ fn parse_recipient_line(line: &str) -> Result<(Recipient, String), Error> {
     crate::manage::parse_recipient_line(line)?.ok_or_else(|| Error::BadRecipient(line.to_owned()))
 }
 
-fn usage_error(text: &str) -> Error {
-    Error::Usage(text.to_owned())
-}
-
+/// Asks for a new passphrase twice on the terminal.
 pub(crate) fn ask_new_passphrase() -> Result<SecretString, Error> {
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt)
             .map(SecretString::from)
-            .map_err(|_| usage_error(messages::NO_TERMINAL))
+            .map_err(|_| Error::NoTerminalForNewPassphrase)
     };
     let first = ask(messages::PROMPT_NEW)?;
     if first.expose_secret().is_empty() {
-        return Err(usage_error(messages::EMPTY_PASSPHRASE));
+        return Err(Error::EmptyPassphrase);
     }
     let second = ask(messages::PROMPT_CONFIRM)?;
     if first.expose_secret() != second.expose_secret() {
-        return Err(usage_error(messages::PASSPHRASE_MISMATCH));
+        return Err(Error::PassphraseMismatch);
     }
     Ok(first)
 }
@@ -354,28 +336,14 @@ pub(crate) fn ask_new_passphrase() -> Result<SecretString, Error> {
 /// The Argon2id cost for a new passphrase slot: calibrated to about 0.75 s on this
 /// machine (t=3, p=1, memory scaled between 64 MiB and 512 MiB), or the values in
 /// `LOCKBOX_ARGON2_PARAMS` (`m_cost_kib,t_cost,p_cost`) for tests and slow machines.
-pub(crate) fn kdf_params() -> Result<KdfParams, Error> {
-    if let Some(text) = std::env::var_os("LOCKBOX_ARGON2_PARAMS") {
-        let text = text.to_string_lossy();
-        let nums: Vec<u32> = text
-            .split(',')
-            .filter_map(|n| n.trim().parse().ok())
-            .collect();
-        let [m_cost_kib, t_cost, p_cost] = nums[..] else {
-            return Err(usage_error(
-                "LOCKBOX_ARGON2_PARAMS must be m_cost_kib,t_cost,p_cost",
-            ));
-        };
-        let params = KdfParams {
-            m_cost_kib,
-            t_cost,
-            p_cost,
-        };
-        params.check()?;
-        eprintln!("{}", messages::WEAK_KDF_WARNING);
-        return Ok(params);
+pub(crate) fn kdf_params(settings: &Settings) -> Result<KdfParams, Error> {
+    match settings.kdf_override()? {
+        Some(params) => {
+            eprintln!("{}", messages::WEAK_KDF_WARNING);
+            Ok(params)
+        }
+        None => Ok(calibrate()),
     }
-    Ok(calibrate())
 }
 
 fn calibrate() -> KdfParams {
@@ -410,7 +378,7 @@ fn calibrate() -> KdfParams {
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, Error> {
-    let bad = || usage_error(&messages::bad_timeout(text));
+    let bad = || Error::from(Usage::BadTimeout(text.to_owned()));
     let d = humantime::parse_duration(text).map_err(|_| bad())?;
     if d < crate::agent::MIN_TIMEOUT || d > crate::agent::MAX_TIMEOUT {
         return Err(bad());
@@ -418,17 +386,12 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
     Ok(d)
 }
 
-fn unlock(o: UnlockOpts, location: &Location) -> Result<u8, Error> {
+fn unlock(o: UnlockOpts, settings: &Settings) -> Result<Exit, Error> {
     let timeout = parse_timeout(&o.timeout)?;
-    let path = location.resolve()?;
+    let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    let Opened { key, .. } = open_key(&vault, &o.key)?;
-    let agent = Agent::for_user();
-    let _serialized = agent.start_lock()?;
-    if !agent.ensure_compatible()? {
-        agent.start()?;
-    }
-    agent.add_key(&key, timeout)?;
+    let opened = open_key(&vault, settings, &o.key.flags())?;
+    Agent::for_user().unlock(&opened.key, timeout)?;
     println!(
         "{}",
         messages::unlocked(
@@ -436,95 +399,62 @@ fn unlock(o: UnlockOpts, location: &Location) -> Result<u8, Error> {
             &humantime::format_duration(timeout).to_string()
         )
     );
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
-fn lock(o: LockOpts, location: &Location) -> Result<u8, Error> {
-    let agent = Agent::for_user();
+fn lock(o: LockOpts, settings: &Settings) -> Result<Exit, Error> {
     let (public_key, what) = if o.all {
         (None, "every vault".to_owned())
     } else {
-        let path = location.resolve()?;
+        let path = settings.location.resolve()?;
         let vault = path.read_existing()?;
         (
             Some(vault.public().to_string()),
             messages::sanitize(&path.vault.display().to_string()),
         )
     };
-    match agent.request(Request::Lock { public_key }, 0)? {
-        None => println!("{}", messages::NO_AGENT),
-        Some(Response::Locked { .. }) => println!("{}", messages::locked_now(&what)),
-        // An agent of another build: stop it (every version obeys `quit`).
-        Some(Response::Error(crate::agent_proto::AgentError::VersionMismatch { .. })) => {
-            agent.ensure_compatible()?;
-            println!("{}", messages::locked_now("every vault"));
-        }
-        Some(_) => return Err(Error::AgentProtocol("unexpected answer to lock".into())),
+    match Agent::for_user().lock(public_key.as_deref())? {
+        LockOutcome::NoAgent => println!("{}", messages::NO_AGENT),
+        LockOutcome::Locked => println!("{}", messages::locked_now(&what)),
+        LockOutcome::StoppedOtherBuild => println!("{}", messages::locked_now("every vault")),
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
-/// Where `get` would find the key right now.
-enum KeyState {
-    /// An identity or passphrase variable opens the vault.
-    Env(&'static str),
-    /// A variable is set but does not open the vault.
-    EnvFails(&'static str, String),
-    /// The agent holds the key.
-    Agent {
-        expires_in_secs: u64,
-        pid: u32,
-        non_dumpable: bool,
-        memory_locked: bool,
-    },
-    /// Nothing opens it.
-    Locked,
-}
-
-fn key_state(vault: &Vault) -> Result<KeyState, Error> {
-    let env = KeyEnv::from_env()?;
-    if env.is_set() {
-        let var = if env.identity.is_some() {
-            "LOCKBOX_IDENTITY"
-        } else if env.identity_file.is_some() {
-            "LOCKBOX_IDENTITY_FILE"
-        } else {
-            "LOCKBOX_PASSPHRASE_FILE"
-        };
-        return Ok(match env.open(vault) {
-            Ok(_) => KeyState::Env(var),
-            Err(e) => KeyState::EnvFails(var, e.message()),
-        });
-    }
-    let request = Request::Status {
-        public_key: vault.public().to_string(),
-    };
-    Ok(match Agent::for_user().request(request, 0)? {
-        Some(Response::Status {
-            unlocked: true,
-            expires_in_secs,
-            pid,
-            non_dumpable,
-            memory_locked,
-            ..
-        }) => KeyState::Agent {
-            expires_in_secs,
-            pid,
-            non_dumpable,
-            memory_locked,
-        },
-        _ => KeyState::Locked,
-    })
-}
-
-fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
-    let path = location.resolve()?;
+fn status(o: StatusOpts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    let state = key_state(&vault)?;
-    let code = match state {
-        KeyState::Env(_) | KeyState::Agent { .. } => exit::OK,
-        KeyState::EnvFails(..) | KeyState::Locked => exit::LOCKED,
+    // What `get` would use: no flags, never a prompt.
+    let list = keysource::sources(
+        &settings.keys,
+        &KeyFlags::default(),
+        Some((Agent::for_user(), AgentUse::Verified)),
+    );
+    let described = keysource::describe(&vault, &list);
+    // The terminal is for people; `get` never reaches it, so status does not show it.
+    let described: Vec<_> = described
+        .into_iter()
+        .filter(|d| d.name != "terminal")
+        .collect();
+    let held = described.iter().find_map(|d| match &d.verdict {
+        Verdict::Ready(h) => Some(h.clone()),
+        _ => None,
+    });
+    // Without --check: the first source that is set and not ruled out is the way in.
+    // With --check: the one that really opened it, or the error.
+    let (source, error): (Option<String>, Option<String>) = if o.check {
+        match keysource::check(&vault, &list) {
+            Ok(name) => (Some(name), None),
+            Err((name, e)) => (name, Some(e.message())),
+        }
+    } else {
+        let way_in = described
+            .iter()
+            .find(|d| matches!(d.verdict, Verdict::Ready(_) | Verdict::Untried));
+        (way_in.map(|d| d.name.clone()), None)
     };
+    let unlocked = source.is_some() && error.is_none();
+    let code = if unlocked { Exit::Ok } else { Exit::Locked };
     if o.quiet {
         return Ok(code);
     }
@@ -544,23 +474,25 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
                 }),
             })
             .collect();
-        let (unlocked, source, error) = match &state {
-            KeyState::Env(var) => (true, Some(*var), None),
-            KeyState::EnvFails(var, e) => (false, Some(*var), Some(e.clone())),
-            KeyState::Agent { .. } => (true, Some("agent"), None),
-            KeyState::Locked => (false, None, None),
-        };
-        let agent = match &state {
-            KeyState::Agent {
-                expires_in_secs,
-                pid,
-                non_dumpable,
-                memory_locked,
-            } => serde_json::json!({
-                "pid": pid, "expires_in_secs": expires_in_secs,
-                "non_dumpable": non_dumpable, "memory_locked": memory_locked,
+        let sources: Vec<serde_json::Value> = described
+            .iter()
+            .map(|d| {
+                let (state, reason) = match &d.verdict {
+                    Verdict::Untried => ("untried", None),
+                    Verdict::Ready(_) => ("ready", None),
+                    Verdict::NotApplicable(e) => ("not_applicable", Some(e.message())),
+                };
+                serde_json::json!({
+                    "name": d.name, "origin": d.origin.as_str(), "state": state, "reason": reason,
+                })
+            })
+            .collect();
+        let agent = match &held {
+            Some(h) => serde_json::json!({
+                "pid": h.pid, "expires_in_secs": h.expires_in_secs,
+                "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
             }),
-            _ => serde_json::Value::Null,
+            None => serde_json::Value::Null,
         };
         let v = serde_json::json!({
             "vault": path.vault,
@@ -569,7 +501,9 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
             "slots": slots,
             "entries": vault.entries().len(),
             "unlocked": unlocked,
+            "checked": o.check,
             "key_source": source,
+            "key_sources": sources,
             "agent": agent,
             "error": error,
         });
@@ -587,18 +521,26 @@ fn status(o: StatusOpts, location: &Location) -> Result<u8, Error> {
     for (i, slot) in vault.slots().iter().enumerate() {
         text.push_str(&format!("  {}. {}\n", i + 1, slot.describe()));
     }
-    text.push_str(&match &state {
-        KeyState::Env(var) => format!("unlocked:   yes, by {var}\n"),
-        KeyState::EnvFails(var, e) => format!("unlocked:   no — {var} is set but fails: {e}\n"),
-        KeyState::Agent {
-            expires_in_secs,
-            pid,
-            ..
-        } => format!(
-            "unlocked:   yes, by the agent (pid {pid}) for {}\n",
-            humantime::format_duration(Duration::from_secs(*expires_in_secs))
-        ),
-        KeyState::Locked => {
+    text.push_str("key sources, in the order get tries them:\n");
+    for d in &described {
+        let state = match &d.verdict {
+            Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
+            Verdict::Ready(h) => format!(
+                "holds the key (pid {}) for {}",
+                h.pid,
+                humantime::format_duration(Duration::from_secs(h.expires_in_secs))
+            ),
+            Verdict::NotApplicable(Error::Locked) => "does not hold this vault's key".to_owned(),
+            Verdict::NotApplicable(e) => format!("does not apply: {}", e.message()),
+        };
+        text.push_str(&format!("  {}: {state}\n", d.name));
+    }
+    text.push_str(&match (&source, &error) {
+        (Some(name), None) if o.check => format!("unlocked:   yes, by {name} (checked)\n"),
+        (Some(name), None) => format!("unlocked:   yes, by {name}\n"),
+        (Some(name), Some(e)) => format!("unlocked:   no — {name} fails: {e}\n"),
+        (None, Some(e)) => format!("unlocked:   no — {e}\n"),
+        (None, None) => {
             "unlocked:   no (run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY)\n"
                 .to_owned()
         }

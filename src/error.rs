@@ -1,23 +1,25 @@
-//! The library's error type: everything below the front ends (vault, crypto, file,
-//! keys). Each variant maps in exactly one place ([`Error::message`]) to the text a
-//! person or a client sees, and in one place ([`Error::exit_code`]) to an exit code.
+//! The library's error type: the vault, crypto, file, key sources and the commands for
+//! people. Each variant maps in exactly one place ([`Error::message`]) to the text a
+//! person or a client sees — `Display` is that text, so the two cannot drift apart —
+//! and in one place ([`Error::exit`]) to an exit code.
 use std::io;
 use std::path::PathBuf;
 
-use crate::{exit, messages};
+use crate::exit::Exit;
+use crate::messages;
 
-/// An error from the vault, its file, its crypto or a key source.
-#[derive(Debug, thiserror::Error)]
+/// An error from the vault, its file, its crypto, a key source or a command.
+///
+/// `Display` prints [`Error::message`]; there are no `#[error]` attributes, so every
+/// rendering lives in that one function.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// No vault file exists where a write (or `status`) needs one.
-    #[error("no vault at {}", .0.display())]
     NotInitialized(PathBuf),
     /// `init` found a vault and was not told to replace it.
-    #[error("a vault exists at {}", .0.display())]
     AlreadyExists(PathBuf),
     /// An operating-system call failed.
-    #[error("{what} {}: {source}", path.display())]
     Io {
         /// What was being done, as a verb phrase ("read", "create").
         what: &'static str,
@@ -29,7 +31,6 @@ pub enum Error {
     /// The vault, its lock or its temporary file is something other than a regular
     /// file (a FIFO, a device, a directory, a symlink where none may be): refused
     /// before any read or write could block or be redirected.
-    #[error("{} is {kind}", path.display())]
     NotRegularFile {
         /// The path.
         path: PathBuf,
@@ -37,7 +38,6 @@ pub enum Error {
         kind: &'static str,
     },
     /// The vault file does not parse or does not validate.
-    #[error("vault {} is damaged: {reason}", path.display())]
     Corrupt {
         /// The vault file.
         path: PathBuf,
@@ -45,7 +45,6 @@ pub enum Error {
         reason: String,
     },
     /// The vault file has a format version this build does not know.
-    #[error("unsupported vault version {version}")]
     UnsupportedVersion {
         /// The vault file.
         path: PathBuf,
@@ -53,7 +52,6 @@ pub enum Error {
         version: u64,
     },
     /// Another process held the lock for longer than the bounded wait.
-    #[error("lock wait timed out")]
     LockTimeout {
         /// The lock file.
         path: PathBuf,
@@ -61,34 +59,24 @@ pub enum Error {
         secs: u64,
     },
     /// Argon2id parameters read from a file are over the bounds.
-    #[error("excessive KDF work")]
     ExcessiveWork,
     /// No key source is available to open the vault.
-    #[error("locked")]
     Locked,
     /// The passphrase opened no slot.
-    #[error("wrong passphrase")]
     WrongPassphrase,
     /// A passphrase was given but the vault has no passphrase slot.
-    #[error("no passphrase slot")]
     NoPassphraseSlot,
     /// Identities were given but none opens an age slot.
-    #[error("no matching identity")]
     NoMatchingIdentity,
     /// Identities were given but the vault has no age slot.
-    #[error("no age slot")]
     NoAgeSlot,
     /// A slot opened, but the key inside is not this vault's key.
-    #[error("slot key does not match the vault public key")]
     KeyMismatch,
     /// The slots MAC does not match: slots were changed without the vault key.
-    #[error("slots tampered")]
     SlotsTampered,
     /// An entry's ciphertext does not open, or is bound to another entry.
-    #[error("entry for {0} does not open")]
     EntryTampered(String),
     /// An identity source (environment variable or file) is unusable.
-    #[error("bad identity in {source_name}: {reason}")]
     BadIdentity {
         /// Where the identity came from (`LOCKBOX_IDENTITY`, a path…).
         source_name: String,
@@ -97,10 +85,8 @@ pub enum Error {
     },
     /// A recipient string does not parse (the text is not shown when it is a
     /// private key).
-    #[error("bad recipient")]
     BadRecipient(String),
     /// A line of a recipients file does not parse.
-    #[error("bad recipient on line {line} of {}", file.display())]
     BadRecipientLine {
         /// The recipients file.
         file: PathBuf,
@@ -110,10 +96,8 @@ pub enum Error {
         text: String,
     },
     /// Neither HOME nor DOCKER_CONFIG nor LOCKBOX_VAULT is set.
-    #[error("no home directory")]
     NoHome,
     /// The agent directory is not private to this user: refused, never fixed.
-    #[error("unsafe agent directory {}: {reason}", path.display())]
     AgentUnsafeDir {
         /// The directory.
         path: PathBuf,
@@ -121,28 +105,74 @@ pub enum Error {
         reason: String,
     },
     /// The agent answered something unexpected, or the connection failed midway.
-    #[error("agent protocol: {0}")]
     AgentProtocol(String),
     /// The agent could not be started.
-    #[error("agent start: {0}")]
     AgentStart(String),
     /// A change would make the vault exceed a bound of the format; nothing was written.
-    #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     /// Docker's config.json cannot be used as it is.
-    #[error("config {}: {reason}", path.display())]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong, and what to do (never a secret).
         reason: String,
     },
-    /// The command line (or a setting standing in for it) is not usable.
-    #[error("usage: {0}")]
-    Usage(String),
     /// Encryption failed (the age encryptor or the AEAD refused).
-    #[error("encryption failed: {0}")]
     Encrypt(String),
+    /// `LOCKBOX_ARGON2_PARAMS` is not `m_cost_kib,t_cost,p_cost`.
+    BadArgon2Params,
+    /// A passphrase is needed to open the vault, and there is no terminal to ask.
+    NoTerminal,
+    /// A new passphrase is needed, and there is no terminal to ask.
+    NoTerminalForNewPassphrase,
+    /// The new passphrase is empty.
+    EmptyPassphrase,
+    /// The two typed passphrases differ.
+    PassphraseMismatch,
+    /// `passwd` on a vault without a passphrase slot, with no identity to open it.
+    PasswdNeedsIdentity,
+    /// A rotation must re-wrap the passphrase slot, and no passphrase was available.
+    RotateNeedsPassphrase,
+    /// The change would leave the vault with no slot.
+    LastSlot,
+    /// A slot index that the vault does not have (a caller's bug, never a person's).
+    NoSuchSlot(usize),
+    /// `recipients remove` of a label or recipient no slot has.
+    NoSuchRecipient(String),
+    /// An imported entry did not read back as written.
+    ImportVerifyFailed(String),
+    /// Another credential helper could not be run (`import --from-helper`).
+    HelperNotFound {
+        /// `docker-credential-NAME`
+        program: String,
+        /// The action it was run for.
+        action: &'static str,
+    },
+    /// Another credential helper failed or answered something unusable.
+    HelperFailed {
+        /// `docker-credential-NAME`
+        program: String,
+        /// The action asked of it (`list`, `get`).
+        action: &'static str,
+        /// What went wrong, already shortened and never holding credentials.
+        detail: String,
+    },
+    /// A command-line mistake the parser cannot see (exit 2).
+    Usage(Usage),
+}
+
+/// Command-line mistakes found after parsing: the only errors that exit 2.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Usage {
+    /// `init` without any slot.
+    InitNeedsSlot,
+    /// `unlock --timeout` that does not parse or is out of range.
+    BadTimeout(String),
+    /// `import --from-helper` with an unusable name.
+    BadHelperName(String),
+    /// `recipients add` with nothing to add.
+    NoRecipients,
 }
 
 impl Error {
@@ -208,23 +238,68 @@ impl Error {
             }
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentStart(detail) => messages::agent_start(detail),
-            Error::Usage(text) => text.clone(),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {
                 messages::config_problem(&path.display().to_string(), reason)
             }
-            Error::Encrypt(reason) => format!("encryption failed: {reason}"),
+            Error::Encrypt(reason) => messages::encrypt_failed(reason),
+            Error::BadArgon2Params => messages::BAD_ARGON2_PARAMS.to_owned(),
+            Error::NoTerminal => messages::UNLOCK_NO_TERMINAL.to_owned(),
+            Error::NoTerminalForNewPassphrase => messages::NO_TERMINAL.to_owned(),
+            Error::EmptyPassphrase => messages::EMPTY_PASSPHRASE.to_owned(),
+            Error::PassphraseMismatch => messages::PASSPHRASE_MISMATCH.to_owned(),
+            Error::PasswdNeedsIdentity => messages::PASSWD_NEEDS_IDENTITY.to_owned(),
+            Error::RotateNeedsPassphrase => messages::ROTATE_NEEDS_PASSPHRASE.to_owned(),
+            Error::LastSlot => messages::LAST_SLOT.to_owned(),
+            Error::NoSuchSlot(i) => messages::no_such_slot(*i),
+            Error::NoSuchRecipient(which) => messages::no_such_recipient(which),
+            Error::ImportVerifyFailed(server) => messages::import_verify_failed(server),
+            Error::HelperNotFound { program, action } => {
+                messages::helper_not_found(program, action)
+            }
+            Error::HelperFailed {
+                program,
+                action,
+                detail,
+            } => messages::helper_failed(program, action, detail),
+            Error::Usage(u) => match u {
+                Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
+                Usage::BadTimeout(text) => messages::bad_timeout(text),
+                Usage::BadHelperName(name) => messages::bad_helper_name(name),
+                Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
+            },
         };
         messages::sanitize(&text)
     }
 
     /// The exit code for commands for people (protocol actions always exit 1).
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit(&self) -> Exit {
         match self {
-            Error::Locked => exit::LOCKED,
-            Error::Usage(_) => exit::USAGE,
-            _ => exit::FAILURE,
+            Error::Locked => Exit::Locked,
+            Error::Usage(_) => Exit::Usage,
+            _ => Exit::Failure,
         }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Usage> for Error {
+    fn from(u: Usage) -> Self {
+        Error::Usage(u)
     }
 }
 

@@ -31,7 +31,8 @@ pub struct VaultPath {
     pub lock: PathBuf,
 }
 
-/// The environment variables that choose the vault, read once.
+/// The settings that choose the vault (read from the environment once, by
+/// [`crate::config::Settings`]).
 #[derive(Debug, Default, Clone)]
 pub struct Location {
     /// `LOCKBOX_VAULT`
@@ -43,20 +44,6 @@ pub struct Location {
 }
 
 impl Location {
-    /// Reads `LOCKBOX_VAULT`, `DOCKER_CONFIG` and `HOME`; empty values count as unset.
-    pub fn from_env() -> Self {
-        let var = |name| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        Location {
-            vault: var("LOCKBOX_VAULT"),
-            docker_config: var("DOCKER_CONFIG"),
-            home: var("HOME"),
-        }
-    }
-
     /// The Docker config directory: `$DOCKER_CONFIG`, else `~/.docker`.
     pub fn docker_config_dir(&self) -> Result<PathBuf> {
         match (&self.docker_config, &self.home) {

@@ -1,24 +1,18 @@
-//! Where the vault's private key comes from when `get` needs it.
-//!
-//! In order: an age identity from the environment (`LOCKBOX_IDENTITY` holds key text,
-//! `LOCKBOX_IDENTITY_FILE` names an age identity file or an unencrypted SSH private
-//! key), then a passphrase file (`LOCKBOX_PASSPHRASE_FILE`, slow by design: it runs
-//! Argon2id on every call), then the agent. With none of them the answer is
-//! [`Error::Locked`] at once: protocol actions never prompt.
+//! Key material in files and text: reading identity and passphrase files into wiped
+//! memory, and parsing age identities and SSH private keys. Which source is used when
+//! is decided in [`crate::keysource`], not here.
 //!
 //! The seam for the agent is [`EntryOpener`]: whatever opens entries — a [`VaultKey`]
 //! in this process, or an agent that decrypts on request so the key never leaves it.
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
-use crate::vault::Vault;
 
 /// Largest identity or passphrase file read, bytes.
 pub const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -42,68 +36,6 @@ impl EntryOpener for VaultKey {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<String>> {
         VaultKey::open_entry(self, server, username, ciphertext)
-    }
-}
-
-/// The key-related environment variables, read once.
-#[derive(Default)]
-pub struct KeyEnv {
-    /// `LOCKBOX_IDENTITY`: age identity text.
-    pub identity: Option<Zeroizing<String>>,
-    /// `LOCKBOX_IDENTITY_FILE`
-    pub identity_file: Option<PathBuf>,
-    /// `LOCKBOX_PASSPHRASE_FILE`
-    pub passphrase_file: Option<PathBuf>,
-}
-
-impl KeyEnv {
-    /// Reads the variables; empty values count as unset.
-    pub fn from_env() -> Result<Self> {
-        let path = |name| {
-            std::env::var_os(name)
-                .filter(|v: &OsString| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let identity = match std::env::var_os("LOCKBOX_IDENTITY") {
-            None => None,
-            Some(v) if v.is_empty() => None,
-            Some(v) => Some(Zeroizing::new(v.into_string().map_err(|_| {
-                Error::BadIdentity {
-                    source_name: "LOCKBOX_IDENTITY".into(),
-                    reason: "not UTF-8".into(),
-                }
-            })?)),
-        };
-        Ok(KeyEnv {
-            identity,
-            identity_file: path("LOCKBOX_IDENTITY_FILE"),
-            passphrase_file: path("LOCKBOX_PASSPHRASE_FILE"),
-        })
-    }
-
-    /// Whether any key source is configured.
-    pub fn is_set(&self) -> bool {
-        self.identity.is_some() || self.identity_file.is_some() || self.passphrase_file.is_some()
-    }
-
-    /// Opens the vault's key from the configured sources, or [`Error::Locked`].
-    pub fn open(&self, vault: &Vault) -> Result<VaultKey> {
-        if self.identity.is_some() || self.identity_file.is_some() {
-            let mut ids = Vec::new();
-            if let Some(text) = &self.identity {
-                ids.extend(parse_identities(text.as_bytes(), "LOCKBOX_IDENTITY")?);
-            }
-            if let Some(path) = &self.identity_file {
-                let text = read_key_file(path)?;
-                ids.extend(parse_identities(&text, &path.display().to_string())?);
-            }
-            return vault.open_with_identities(&ids);
-        }
-        if let Some(path) = &self.passphrase_file {
-            let passphrase = read_passphrase_file(path)?;
-            return vault.open_with_passphrase(&passphrase);
-        }
-        Err(Error::Locked)
     }
 }
 
@@ -175,18 +107,6 @@ pub fn parse_identities(
         return Err(bad("it holds no identity"));
     }
     Ok(ids)
-}
-
-/// The opener for `get`: the environment's key sources, then the agent.
-/// [`Error::Locked`] when nothing can open the vault.
-pub fn entry_opener(vault: &Vault) -> Result<Box<dyn EntryOpener>> {
-    let env = KeyEnv::from_env()?;
-    if env.is_set() {
-        return Ok(Box::new(env.open(vault)?));
-    }
-    Ok(Box::new(crate::agent_client::AgentOpener::connect(
-        vault.public().to_string(),
-    )?))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `export`, `passwd`, `recipients list|add|remove`. None of them needs a registry
 //! password again; all writes go through the vault's locked, atomic update.
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -10,20 +10,22 @@ use age::secrecy::{ExposeSecret, SecretString};
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
-use crate::agent_client::{Agent, AgentOpener};
-use crate::agent_proto::{Request, Response};
-use crate::cli::{KeyOpts, Opened, kdf_params, open_key, prompt_passphrase};
+use crate::agent_client::Agent;
+use crate::cli::{KeyOpts, kdf_params, open_key};
+use crate::config::Settings;
 use crate::crypto::Recipient;
 use crate::dockerconfig::{DockerConfig, Found};
-use crate::error::Error;
+use crate::error::{Error, Usage};
+use crate::exit::Exit;
 use crate::file::Location;
-use crate::keys::{self, EntryOpener, KeyEnv};
+use crate::keys::{self, EntryOpener};
+use crate::keysource::{self, AgentUse, KeyFlags, NeverPrompt, Terminal};
+use crate::messages;
 use crate::rotation::Handover;
 use crate::vault::{Slot, Vault};
-use crate::{exit, messages};
 
 /// Largest output read from another helper (`import --from-helper`).
-const MAX_HELPER_OUTPUT: u64 = 4 << 20;
+const MAX_HELPER_OUTPUT: usize = 4 << 20;
 
 /// `import`
 #[derive(Debug, Args)]
@@ -121,7 +123,8 @@ fn config_path(explicit: &Option<PathBuf>, location: &Location) -> Result<PathBu
 /// `import`: plaintext auths (and, optionally, another helper's entries) into the
 /// vault in one locked write, read back and verified, then config.json rewritten
 /// without them and with `credsStore` set.
-pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
+pub fn import(o: ImportOpts, settings: &Settings) -> Result<Exit, Error> {
+    let location = &settings.location;
     let path = location.resolve()?;
     let vault = path.read_existing()?;
     let mut config = DockerConfig::read(&config_path(&o.config, location)?)?;
@@ -215,7 +218,7 @@ pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
             plan.push_str("  nothing to do\n");
         }
         print!("{}", sanitize_lines(&plan));
-        return Ok(exit::OK);
+        return Ok(Exit::Ok);
     }
 
     if !to_store.is_empty() {
@@ -225,7 +228,7 @@ pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
             }
             Ok(((), true))
         })?;
-        verify_imported(&path.read_existing()?, &to_store)?;
+        verify_imported(&path.read_existing()?, &to_store, settings)?;
     }
     for server in &scrub {
         config.scrub(server);
@@ -261,7 +264,7 @@ pub fn import(o: ImportOpts, location: &Location) -> Result<u8, Error> {
         summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
     }
     print!("{}", sanitize_lines(&summary));
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 fn plural_y(n: usize) -> &'static str {
@@ -281,8 +284,15 @@ fn config_error(config: &DockerConfig, reason: String) -> Error {
 
 /// Checks that every stored entry is in the file as written, and, when a key is at
 /// hand without prompting (identity variable or agent), that it decrypts to the secret.
-fn verify_imported(vault: &Vault, stored: &[&Found]) -> Result<(), Error> {
-    let opener = keys::entry_opener(vault).ok();
+fn verify_imported(vault: &Vault, stored: &[&Found], settings: &Settings) -> Result<(), Error> {
+    let list = keysource::sources(
+        &settings.keys,
+        &KeyFlags::default(),
+        Some((Agent::for_user(), AgentUse::Verified)),
+    );
+    let opener = keysource::open_entries(vault, &list, &NeverPrompt)
+        .ok()
+        .map(|(o, _)| o);
     for f in stored {
         let ok = match vault.entries().get(&f.server) {
             Some(e) if e.username == f.username => match &opener {
@@ -294,7 +304,7 @@ fn verify_imported(vault: &Vault, stored: &[&Found]) -> Result<(), Error> {
             _ => false,
         };
         if !ok {
-            return Err(Error::Usage(messages::import_verify_failed(&f.server)));
+            return Err(Error::ImportVerifyFailed(f.server.clone()));
         }
     }
     Ok(())
@@ -303,24 +313,25 @@ fn verify_imported(vault: &Vault, stored: &[&Found]) -> Result<(), Error> {
 /// Reads every entry out of `docker-credential-NAME` (`list`, then `get` for each).
 fn read_helper(name: &str) -> Result<Vec<Found>, Error> {
     if name.is_empty() || name.contains('/') || name == crate::dockerconfig::STORE_NAME {
-        return Err(Error::Usage(messages::bad_helper_name(name)));
+        return Err(Usage::BadHelperName(name.to_owned()).into());
     }
     let program = format!("docker-credential-{name}");
-    let list = run_helper(&program, "list", b"")?;
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&list).map_err(|_| {
-            Error::Usage(messages::helper_failed(
-                &program,
-                "list",
-                "its answer is not a JSON object",
-            ))
-        })?;
+    let failed = |action, detail: &str| Error::HelperFailed {
+        program: program.clone(),
+        action,
+        detail: detail.to_owned(),
+    };
+    let list = run_helper(&program, "list", b"")?.map_err(|f| f.into_error(&program, "list"))?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&list)
+        .map_err(|_| failed("list", "its answer is not a JSON object"))?;
     let mut found = Vec::new();
     for server in map.keys() {
-        let out = match run_helper(&program, "get", server.as_bytes()) {
+        let out = match run_helper(&program, "get", server.as_bytes())? {
             Ok(out) => out,
-            Err(Error::Usage(text)) if text.contains(messages::NOT_FOUND) => continue,
-            Err(e) => return Err(e),
+            // The protocol's not-found answer (an entry listed but gone since): skip it.
+            // Compared as Go clients compare it, on the helper's own output.
+            Err(f) if f.is_not_found() => continue,
+            Err(f) => return Err(f.into_error(&program, "get")),
         };
         #[derive(serde::Deserialize)]
         struct Creds {
@@ -329,13 +340,8 @@ fn read_helper(name: &str) -> Result<Vec<Found>, Error> {
             #[serde(rename = "Secret")]
             secret: Zeroizing<String>,
         }
-        let creds: Creds = serde_json::from_slice(&out).map_err(|_| {
-            Error::Usage(messages::helper_failed(
-                &program,
-                "get",
-                "its answer is not credentials JSON",
-            ))
-        })?;
+        let creds: Creds = serde_json::from_slice(&out)
+            .map_err(|_| failed("get", "its answer is not credentials JSON"))?;
         // Old pass versions answer a missing entry with empty credentials (dch#220).
         if creds.username.is_empty() {
             continue;
@@ -349,32 +355,71 @@ fn read_helper(name: &str) -> Result<Vec<Found>, Error> {
     Ok(found)
 }
 
-fn run_helper(program: &str, action: &str, input: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+/// A helper that ran and exited non-zero: its status and (wiped) stdout.
+struct HelperExit {
+    status: std::process::ExitStatus,
+    out: Zeroizing<Vec<u8>>,
+}
+
+impl HelperExit {
+    /// Whether it answered the protocol's not-found line.
+    fn is_not_found(&self) -> bool {
+        self.out.trim_ascii() == messages::NOT_FOUND.as_bytes()
+    }
+
+    fn into_error(self, program: &str, action: &'static str) -> Error {
+        Error::HelperFailed {
+            program: program.to_owned(),
+            action,
+            detail: failure_detail(&self.out, self.status),
+        }
+    }
+}
+
+/// Runs one action of another helper. The outer error: it could not be run at all;
+/// the inner one: it ran and failed.
+fn run_helper(
+    program: &str,
+    action: &'static str,
+    input: &[u8],
+) -> Result<Result<Zeroizing<Vec<u8>>, HelperExit>, Error> {
+    let failed = |e: std::io::Error| Error::HelperFailed {
+        program: program.to_owned(),
+        action,
+        detail: e.to_string(),
+    };
     let mut child = Command::new(program)
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| Error::Usage(messages::helper_failed(program, action, &e.to_string())))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                Error::HelperNotFound {
+                    program: program.to_owned(),
+                    action,
+                }
+            }
+            _ => failed(e),
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(input);
     }
     let mut out = Zeroizing::new(Vec::new());
     if let Some(stdout) = child.stdout.take() {
-        let _ = stdout.take(MAX_HELPER_OUTPUT).read_to_end(&mut out);
+        out = crate::file::read_wiped(stdout, MAX_HELPER_OUTPUT).map_err(failed)?;
     }
-    let status = child
-        .wait()
-        .map_err(|e| Error::Usage(messages::helper_failed(program, action, &e.to_string())))?;
+    let status = child.wait().map_err(failed)?;
+    if out.len() > MAX_HELPER_OUTPUT {
+        return Err(failed(std::io::Error::other(format!(
+            "its output is larger than {MAX_HELPER_OUTPUT} bytes"
+        ))));
+    }
     if !status.success() {
-        return Err(Error::Usage(messages::helper_failed(
-            program,
-            action,
-            &failure_detail(&out, status),
-        )));
+        return Ok(Err(HelperExit { status, out }));
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 /// What to show of a failed helper's stdout: its first line, shortened — unless it
@@ -405,33 +450,26 @@ fn looks_like_credentials(out: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(b"\"secret\""))
 }
 
-/// Something that opens entries for `export`: the key options, the environment, the
-/// agent, else the terminal.
-fn export_opener(vault: &Vault, k: &KeyOpts) -> Result<Box<dyn EntryOpener>, Error> {
-    let explicit = k.identity_file.is_some() || k.passphrase_file.is_some();
-    if !explicit && !KeyEnv::from_env()?.is_set() {
-        let public_key = vault.public().to_string();
-        let held = matches!(
-            Agent::for_user().request(
-                Request::Status {
-                    public_key: public_key.clone()
-                },
-                0
-            )?,
-            Some(Response::Status { unlocked: true, .. })
-        );
-        if held {
-            return Ok(Box::new(AgentOpener::connect(public_key)?));
-        }
-    }
-    Ok(Box::new(open_key(vault, k)?.key))
+/// Something that opens entries for `export`: the key flags, the environment, the
+/// agent, else the terminal ([`keysource`]).
+fn export_opener(
+    vault: &Vault,
+    settings: &Settings,
+    k: &KeyOpts,
+) -> Result<Box<dyn EntryOpener>, Error> {
+    let list = keysource::sources(
+        &settings.keys,
+        &k.flags(),
+        Some((Agent::for_user(), AgentUse::Verified)),
+    );
+    keysource::open_entries(vault, &list, &Terminal).map(|(o, _)| o)
 }
 
 /// `export`: the entries as plaintext Docker `auths`, explicitly.
-pub fn export(o: ExportOpts, location: &Location) -> Result<u8, Error> {
-    let path = location.resolve()?;
+pub fn export(o: ExportOpts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    let opener = export_opener(&vault, &o.key)?;
+    let opener = export_opener(&vault, settings, &o.key)?;
     let mut auths = serde_json::Map::new();
     for (server, e) in vault.entries() {
         let secret = opener.open_entry(server, &e.username, &e.secret)?;
@@ -469,32 +507,31 @@ pub fn export(o: ExportOpts, location: &Location) -> Result<u8, Error> {
             );
         }
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// `passwd`: add or change the passphrase slot.
-pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
-    let path = location.resolve()?;
+pub fn passwd(o: PasswdOpts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    let has_passphrase = vault
-        .slots()
-        .iter()
-        .any(|s| matches!(s, Slot::Passphrase(_)));
-    let key_opts = KeyOpts {
+    let has_passphrase = keysource::has_passphrase_slot(&vault);
+    let flags = KeyFlags {
         passphrase_file: o.old_passphrase_file.clone(),
         identity_file: o.identity_file.clone(),
     };
-    let Opened { key, .. } =
-        if !has_passphrase && key_opts.identity_file.is_none() && !KeyEnv::from_env()?.is_set() {
-            return Err(Error::Usage(messages::PASSWD_NEEDS_IDENTITY.into()));
-        } else {
-            open_key(&vault, &key_opts)?
-        };
+    let key = match open_key(&vault, settings, &flags) {
+        Ok(opened) => opened.key,
+        // Nothing opened it and there is no passphrase slot to ask for: say how.
+        Err(Error::NoPassphraseSlot | Error::Locked) if !has_passphrase => {
+            return Err(Error::PasswdNeedsIdentity);
+        }
+        Err(e) => return Err(e),
+    };
     let new = match &o.new_passphrase_file {
         Some(f) => keys::read_passphrase_file(f)?,
         None => crate::cli::ask_new_passphrase()?,
     };
-    let params = kdf_params()?;
+    let params = kdf_params(settings)?;
     let old_public = key.public().to_string();
     // A new passphrase also gets a new vault key: an old copy of the file and the old
     // passphrase open nothing stored from now on.
@@ -522,7 +559,7 @@ pub fn passwd(o: PasswdOpts, location: &Location) -> Result<u8, Error> {
         }
     }
     println!("{}", messages::passwd_done(has_passphrase));
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// Parses one line of a recipients or authorized_keys file: options before the key
@@ -592,8 +629,8 @@ pub fn read_recipients_file(file: &Path) -> Result<Vec<(Recipient, String)>, Err
 }
 
 /// `recipients …`
-pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Error> {
-    let path = location.resolve()?;
+pub fn recipients(cmd: RecipientsCommand, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
     match cmd {
         RecipientsCommand::List { json } => {
@@ -625,7 +662,7 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                     println!("{line}");
                 }
             }
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
         RecipientsCommand::Add {
             recipients,
@@ -644,9 +681,9 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 parsed.extend(read_recipients_file(f)?);
             }
             if parsed.is_empty() {
-                return Err(Error::Usage(messages::NO_RECIPIENTS.into()));
+                return Err(Usage::NoRecipients.into());
             }
-            let Opened { key: vault_key, .. } = open_key(&vault, &key)?;
+            let vault_key = open_key(&vault, settings, &key.flags())?.key;
             let added = path.update(|v| {
                 let mut added = Vec::new();
                 for (r, default_label) in &parsed {
@@ -662,38 +699,25 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 "{}",
                 messages::sanitize(&messages::recipients_added(&added))
             );
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
         RecipientsCommand::Remove { which, key } => {
             if vault.find_recipient(&which).is_empty() {
-                return Err(Error::Usage(messages::no_such_recipient(&which)));
+                return Err(Error::NoSuchRecipient(which));
             }
-            let Opened {
-                key: old,
-                passphrase,
-            } = open_key(&vault, &key)?;
-            let has_passphrase = vault
-                .slots()
-                .iter()
-                .any(|s| matches!(s, Slot::Passphrase(_)));
+            let opened = open_key(&vault, settings, &key.flags())?;
+            let old = opened.key;
             // Opened with an identity: the passphrase slot is re-wrapped, so the
             // passphrase is still needed (LOCKBOX_PASSPHRASE_FILE, else the terminal).
-            let passphrase = match (passphrase, KeyEnv::from_env()?.passphrase_file) {
-                (Some(p), _) => Some(p),
-                (None, Some(file)) if has_passphrase => Some(keys::read_passphrase_file(&file)?),
-                (None, None) if has_passphrase => Some(
-                    prompt_passphrase(messages::PROMPT_UNLOCK)
-                        .map_err(|_| Error::Usage(messages::ROTATE_NEEDS_PASSPHRASE.into()))?,
-                ),
-                (None, _) => None,
-            };
+            let passphrase =
+                keysource::rewrap_passphrase(&vault, opened.passphrase, &settings.keys, &Terminal)?;
             let old_public = old.public().to_string();
             let mut handover = Handover::new(&old_public);
             let rotated = path.update_with(
                 |v| {
                     let slots = v.find_recipient(&which);
                     if slots.is_empty() {
-                        return Err(Error::Usage(messages::no_such_recipient(&which)));
+                        return Err(Error::NoSuchRecipient(which.clone()));
                     }
                     let new = v.rotate(&old, &slots, passphrase.as_ref(), None)?;
                     Ok(((slots.len(), new), true))
@@ -714,7 +738,7 @@ pub fn recipients(cmd: RecipientsCommand, location: &Location) -> Result<u8, Err
                 "{}",
                 messages::sanitize(&messages::recipients_removed(&which, removed))
             );
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
     }
 }

@@ -178,6 +178,20 @@ pub const PROMPT_NEW: &str = "New lockbox passphrase: ";
 /// Prompt for the confirmation.
 pub const PROMPT_CONFIRM: &str = "Repeat the passphrase: ";
 
+/// `LOCKBOX_ARGON2_PARAMS` does not parse.
+pub const BAD_ARGON2_PARAMS: &str =
+    "LOCKBOX_ARGON2_PARAMS must be m_cost_kib,t_cost,p_cost (three whole numbers, like 65536,3,1)";
+
+/// Encryption failed.
+pub fn encrypt_failed(reason: &str) -> String {
+    format!("encryption failed: {reason}")
+}
+
+/// A slot index the vault does not have (a bug in the caller, not the person).
+pub fn no_such_slot(index: usize) -> String {
+    format!("the vault has no slot number {index}; nothing was changed")
+}
+
 /// Warning printed when `LOCKBOX_ARGON2_PARAMS` weakens the passphrase slot.
 pub const WEAK_KDF_WARNING: &str = "warning: LOCKBOX_ARGON2_PARAMS overrides the calibrated Argon2id cost; a cheaper KDF makes guessing the passphrase cheaper";
 
@@ -273,6 +287,13 @@ pub fn import_verify_failed(server: &str) -> String {
 /// `--from-helper` with an unusable name.
 pub fn bad_helper_name(name: &str) -> String {
     format!("--from-helper {name:?}: give the helper's suffix, like pass or secretservice")
+}
+
+/// Another helper could not be started: not on PATH, or not executable.
+pub fn helper_not_found(program: &str, action: &str) -> String {
+    format!(
+        "cannot run '{program} {action}': it is not on PATH or not executable; install that credential helper, or check the name given to --from-helper"
+    )
 }
 
 /// Another helper failed.

@@ -10,9 +10,11 @@ use age::secrecy::SecretString;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
+use crate::config::{KeySettings, Settings};
 use crate::error::Error;
-use crate::file::{Location, VaultPath};
-use crate::keys;
+use crate::exit::Exit;
+use crate::file::VaultPath;
+use crate::keysource;
 use crate::{gojson, messages};
 
 /// Most bytes read from stdin for one action (about 1 MiB).
@@ -196,8 +198,9 @@ pub fn server_from_input(input: &[u8]) -> Result<String, ProtocolError> {
 pub fn run(
     action: Action,
     stdin: impl Read,
-    location: &Location,
+    settings: &Settings,
 ) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let location = &settings.location;
     match action {
         Action::Version => Ok(Zeroizing::new(
             format!("{}\n", messages::version_line()).into_bytes(),
@@ -218,7 +221,7 @@ pub fn run(
             let input = read_input(stdin)?;
             let server = server_from_input(&input)?;
             let path = location.resolve()?;
-            get(&path, &server)
+            get(&path, &server, &settings.keys)
         }
         Action::Erase => {
             let input = read_input(stdin)?;
@@ -246,34 +249,37 @@ pub fn run(
     }
 }
 
-fn get(path: &VaultPath, server: &str) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+fn get(
+    path: &VaultPath,
+    server: &str,
+    keys: &KeySettings,
+) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
     // Without a vault there are no credentials: not-found lets `docker login` prompt,
     // and its `store` then says to run `init`.
     let vault = path.read()?.ok_or(ProtocolError::NotFound)?;
     let (key, entry) = vault.lookup(server).ok_or(ProtocolError::NotFound)?;
     // Only now is a key needed: a locked vault with no matching entry is plain
     // not-found, a locked vault with one is the locked error — never not-found.
-    let opener = keys::entry_opener(&vault)?;
+    let opener = keysource::for_get(&vault, keys)?;
     let secret = opener.open_entry(key, &entry.username, &entry.secret)?;
     Ok(gojson::credentials(server, &entry.username, &secret))
 }
 
 /// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or
 /// 1 with the error line on stdout.
-pub fn main(action: Action) -> u8 {
-    let location = Location::from_env();
+pub fn main(action: Action, settings: &Settings) -> Exit {
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    match run(action, stdin, &location) {
+    match run(action, stdin, settings) {
         Ok(out) => {
             if stdout
                 .write_all(&out)
                 .and_then(|()| stdout.flush())
                 .is_err()
             {
-                return crate::exit::FAILURE;
+                return Exit::Failure;
             }
-            crate::exit::OK
+            Exit::Ok
         }
         Err(e) => {
             let line = e.line();
@@ -285,7 +291,7 @@ pub fn main(action: Action) -> u8 {
             if action == Action::Get && !matches!(e, ProtocolError::NotFound) {
                 let _ = writeln!(std::io::stderr(), "{line}");
             }
-            crate::exit::FAILURE
+            Exit::Failure
         }
     }
 }

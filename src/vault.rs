@@ -293,8 +293,8 @@ impl Vault {
         new_passphrase: Option<(&SecretString, KdfParams)>,
     ) -> Result<VaultKey> {
         self.check_key(old)?;
-        if remove.iter().any(|&i| i >= self.slots.len()) {
-            return Err(Error::Usage("no such slot".into()));
+        if let Some(&i) = remove.iter().find(|&&i| i >= self.slots.len()) {
+            return Err(Error::NoSuchSlot(i));
         }
         let keep: Vec<&Slot> = self
             .slots
@@ -304,7 +304,7 @@ impl Vault {
             .map(|(_, s)| s)
             .collect();
         if keep.is_empty() && new_passphrase.is_none() {
-            return Err(Error::Usage(crate::messages::LAST_SLOT.into()));
+            return Err(Error::LastSlot);
         }
         let new = VaultKey::generate();
         let mut slots = Vec::with_capacity(keep.len() + 1);
@@ -314,9 +314,7 @@ impl Vault {
         for slot in keep {
             slots.push(match slot {
                 Slot::Passphrase(w) => {
-                    let p = passphrase.ok_or_else(|| {
-                        Error::Usage(crate::messages::ROTATE_NEEDS_PASSPHRASE.into())
-                    })?;
+                    let p = passphrase.ok_or(Error::RotateNeedsPassphrase)?;
                     // Proves the passphrase is the slot's before re-wrapping with it.
                     VaultKey::unwrap_with_passphrase(w, p, &self.public)?;
                     Self::passphrase_slot(&new, p, w.params)?
@@ -789,7 +787,7 @@ mod tests {
         // Removing the last slot without adding one is refused.
         assert!(matches!(
             v.rotate(&new, &[0], None, None),
-            Err(Error::Usage(_))
+            Err(Error::LastSlot)
         ));
     }
 

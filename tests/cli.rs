@@ -895,8 +895,9 @@ fn init_refuses_to_replace_without_force() {
     env.run(&["list"], "")
         .assert_quiet_ok()
         .assert_stdout("{}\n");
+    // `status` alone tries nothing (no Argon2id); `--check` tries the passphrase.
     let out = env.run_env(
-        &["status", "--json"],
+        &["status", "--json", "--check"],
         "",
         &[("LOCKBOX_PASSPHRASE_FILE", pass.to_str().unwrap())],
     );

@@ -1,0 +1,155 @@
+//! Settings: the environment variables lockbox reads, read once at the edge.
+//!
+//! [`Settings::from_env`] is called once, in `cli::main`, for protocol actions and
+//! commands for people alike; everything below takes the value it is handed and never
+//! reads `std::env` for these variables (fd's "Opts → Config"). Tests build settings
+//! with [`Settings::from_vars`] from a closure, so they never mutate the process
+//! environment.
+//!
+//! Raw command-line options stay in the clap structs of `cli`; what a command needs of
+//! them is passed as plain values (for keys: [`crate::keysource::KeyFlags`]).
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::KdfParams;
+use crate::error::{Error, Result};
+use crate::file::Location;
+
+/// Every setting that comes from the environment.
+#[derive(Default)]
+pub struct Settings {
+    /// Where the vault and Docker's config are (`LOCKBOX_VAULT`, `DOCKER_CONFIG`, `HOME`).
+    pub location: Location,
+    /// The key sources named by the environment (`docs/KEYS.md`).
+    pub keys: KeySettings,
+    /// `LOCKBOX_ARGON2_PARAMS`, as given (parsed by [`Settings::kdf_override`] only
+    /// where a passphrase slot is made, so a bad value never breaks `get`).
+    pub argon2_params: Option<String>,
+}
+
+/// The key sources the environment names, in the order `docs/KEYS.md` gives.
+#[derive(Default)]
+pub struct KeySettings {
+    /// `LOCKBOX_IDENTITY`: age identity text (or an unencrypted SSH private key),
+    /// kept in wiped memory.
+    pub identity: Option<Zeroizing<Vec<u8>>>,
+    /// `LOCKBOX_IDENTITY_FILE`: a file of age identities or an SSH private key.
+    pub identity_file: Option<PathBuf>,
+    /// `LOCKBOX_PASSPHRASE_FILE`: a file holding the passphrase.
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The variable names, for help text, status and errors.
+pub mod var {
+    /// The vault file.
+    pub const VAULT: &str = "LOCKBOX_VAULT";
+    /// Identity text.
+    pub const IDENTITY: &str = "LOCKBOX_IDENTITY";
+    /// Identity file.
+    pub const IDENTITY_FILE: &str = "LOCKBOX_IDENTITY_FILE";
+    /// Passphrase file.
+    pub const PASSPHRASE_FILE: &str = "LOCKBOX_PASSPHRASE_FILE";
+    /// Argon2id cost override.
+    pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
+}
+
+impl Settings {
+    /// Reads the process environment (the one place that does).
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// Builds settings from `lookup` (a variable name → its value); empty values count
+    /// as unset, as a shell's `VAR= cmd` means "not set" to a person.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<OsString>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let path = |name: &str| get(name).map(PathBuf::from);
+        Settings {
+            location: Location {
+                vault: path(var::VAULT),
+                docker_config: path("DOCKER_CONFIG"),
+                home: path("HOME"),
+            },
+            keys: KeySettings {
+                // Bytes, not a String: age parses bytes, and a value that is not UTF-8
+                // is reported by the identity parser, naming the variable.
+                identity: get(var::IDENTITY).map(|v| Zeroizing::new(v.into_vec())),
+                identity_file: path(var::IDENTITY_FILE),
+                passphrase_file: path(var::PASSPHRASE_FILE),
+            },
+            argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The Argon2id cost `LOCKBOX_ARGON2_PARAMS` asks for (`m_cost_kib,t_cost,p_cost`),
+    /// checked against the format's bounds; `None` when it is not set.
+    pub fn kdf_override(&self) -> Result<Option<KdfParams>> {
+        let Some(text) = &self.argon2_params else {
+            return Ok(None);
+        };
+        let nums: Vec<u32> = text
+            .split(',')
+            .map(|n| n.trim().parse())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::BadArgon2Params)?;
+        let [m_cost_kib, t_cost, p_cost] = nums[..] else {
+            return Err(Error::BadArgon2Params);
+        };
+        let params = KdfParams {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        };
+        params.check()?;
+        Ok(Some(params))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Settings {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_vars(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| OsString::from(v))
+        })
+    }
+
+    #[test]
+    fn empty_values_are_unset() {
+        let s = vars(&[
+            ("LOCKBOX_IDENTITY", ""),
+            ("LOCKBOX_PASSPHRASE_FILE", "/p"),
+            ("HOME", ""),
+        ]);
+        assert!(s.keys.identity.is_none());
+        assert_eq!(s.keys.passphrase_file, Some(PathBuf::from("/p")));
+        assert!(s.location.home.is_none());
+    }
+
+    #[test]
+    fn argon2_override_is_parsed_only_when_asked() {
+        assert!(vars(&[]).kdf_override().unwrap().is_none());
+        let p = vars(&[("LOCKBOX_ARGON2_PARAMS", "64, 1,1")])
+            .kdf_override()
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.m_cost_kib, p.t_cost, p.p_cost), (64, 1, 1));
+        for bad in ["64,1", "a,b,c", "64,1,1,1", "-1,1,1"] {
+            assert!(matches!(
+                vars(&[("LOCKBOX_ARGON2_PARAMS", bad)]).kdf_override(),
+                Err(Error::BadArgon2Params)
+            ));
+        }
+    }
+}

@@ -1,0 +1,796 @@
+//! Where the vault key comes from: one pipeline, one order, one failure rule, for
+//! every caller (`get`, `unlock`, `export`, `passwd`, `recipients add|remove`,
+//! `status`, `import`'s read-back). `docs/KEYS.md` is the specification.
+//!
+//! The order: the command-line flags (`--identity-file`, `--passphrase-file`), then
+//! `LOCKBOX_IDENTITY`, `LOCKBOX_IDENTITY_FILE`, `LOCKBOX_PASSPHRASE_FILE`, then the
+//! agent, then the terminal (only when the caller's [`Callbacks`] may prompt).
+//!
+//! The failure rule, per source:
+//! - it opens the vault: done;
+//! - an **explicit** source (a flag the user typed for this command) that fails in any
+//!   way is the error;
+//! - an **ambient** source (the environment, the agent, the terminal) that *does not
+//!   apply to this vault* falls through to the next one. "Does not apply" is exactly:
+//!   its identities match no age slot, or the vault has no slot of its kind (no age
+//!   slot for an identity, no passphrase slot for a passphrase), or it has nothing to
+//!   give (no agent, or an agent without this vault's key; a terminal the caller may
+//!   not use). See [`does_not_apply`];
+//! - an ambient source that applies but fails (a file that cannot be read or does not
+//!   parse, a wrong passphrase, a tampered slot) is the error: a broken setting is
+//!   reported, never papered over by the next source.
+//!
+//! When every source falls through, the error is the first reason an ambient source
+//! gave that is more telling than "locked" (say, "none of the given identities opens
+//! this vault"), else [`Error::Locked`].
+//!
+//! A source is a [`KeySource`]: it says who it is ([`KeySource::name`],
+//! [`KeySource::origin`]), describes itself without trying anything
+//! ([`KeySource::describe`]: no Argon2id, no command, no network — what `status`
+//! shows), and opens the key ([`KeySource::open_key`]) or just the entries
+//! ([`KeySource::open_entries`], which the agent can do without giving out the key).
+//! New sources (an identity command, systemd credentials, encrypted identities that ask
+//! through the [`Callbacks`], plugins, an OpenBao transit slot) are new implementations
+//! placed in [`sources`].
+use std::path::PathBuf;
+
+use age::secrecy::SecretString;
+
+use crate::agent_client::{Agent, AgentOpener, Held};
+use crate::config::{KeySettings, var};
+use crate::crypto::VaultKey;
+use crate::error::{Error, Result};
+use crate::keys::{self, EntryOpener};
+use crate::messages;
+use crate::vault::{Slot, Vault};
+
+/// The key options a command for people was given on its command line.
+#[derive(Debug, Default, Clone)]
+pub struct KeyFlags {
+    /// `--identity-file FILE`
+    pub identity_file: Option<PathBuf>,
+    /// `--passphrase-file FILE` (`passwd --old-passphrase-file FILE`)
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Whether the user named a source for this command or it is simply there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag: any failure is an error.
+    Explicit,
+    /// The environment, the agent, the terminal: falls through when it does not apply.
+    Ambient,
+}
+
+impl Origin {
+    /// `explicit` / `ambient`, for `status --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Explicit => "explicit",
+            Origin::Ambient => "ambient",
+        }
+    }
+}
+
+/// How a source asks a person for something (age's `Callbacks` is the model): the
+/// library never prompts by itself.
+pub trait Callbacks {
+    /// The passphrase, asked with `prompt`. `Ok(None)`: this caller never asks
+    /// (protocol actions), so the source does not apply.
+    fn request_passphrase(&self, prompt: &str) -> Result<Option<SecretString>>;
+}
+
+/// For protocol actions and anything unattended: never prompts, so a vault nothing
+/// else opens is "locked".
+pub struct NeverPrompt;
+
+impl Callbacks for NeverPrompt {
+    fn request_passphrase(&self, _prompt: &str) -> Result<Option<SecretString>> {
+        Ok(None)
+    }
+}
+
+/// For commands for people: asks on the terminal (rpassword reads `/dev/tty`, never
+/// stdin).
+pub struct Terminal;
+
+impl Callbacks for Terminal {
+    fn request_passphrase(&self, prompt: &str) -> Result<Option<SecretString>> {
+        rpassword::prompt_password(prompt)
+            .map(|p| Some(SecretString::from(p)))
+            .map_err(|_| Error::NoTerminal)
+    }
+}
+
+/// The vault key, and the passphrase when that is what opened it (re-wrapping the
+/// passphrase slot during a rotation needs it).
+pub struct KeyOpened {
+    /// The vault's key.
+    pub key: VaultKey,
+    /// The passphrase, when a passphrase opened it.
+    pub passphrase: Option<SecretString>,
+    /// Which source opened it ([`KeySource::name`]).
+    pub source: String,
+}
+
+/// What `status` can say of a source without trying it.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Set, and nothing visible rules it out; only trying tells (`status --check`).
+    Untried,
+    /// It holds this vault's key now (the agent said so, which costs no work).
+    Ready(Held),
+    /// It does not apply to this vault, and why.
+    NotApplicable(Error),
+}
+
+/// One source as `status` shows it.
+#[derive(Debug)]
+pub struct Description {
+    /// [`KeySource::name`]
+    pub name: String,
+    /// [`KeySource::origin`]
+    pub origin: Origin,
+    /// What can be seen without trying.
+    pub verdict: Verdict,
+}
+
+/// A place the vault key may come from.
+pub trait KeySource {
+    /// How the source is named to a person: a variable, a flag, `agent`, `terminal`.
+    fn name(&self) -> String;
+    /// Explicit or ambient (the failure rule).
+    fn origin(&self) -> Origin;
+    /// What can be said without trying: no key derivation, no command, no network.
+    fn describe(&self, vault: &Vault) -> Verdict;
+    /// The vault key itself, for commands that re-wrap slots or hand the key over.
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened>;
+    /// Something that opens entries (`get`, `export`); the key, unless the source can
+    /// decrypt without giving it out (the agent).
+    fn open_entries(
+        &self,
+        vault: &Vault,
+        callbacks: &dyn Callbacks,
+    ) -> Result<Box<dyn EntryOpener>> {
+        Ok(Box::new(self.open_key(vault, callbacks)?.key))
+    }
+}
+
+/// Whether `e` means "this source does not apply to this vault" (and an ambient source
+/// falls through), rather than "this source is broken".
+pub fn does_not_apply(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NoMatchingIdentity | Error::NoAgeSlot | Error::NoPassphraseSlot | Error::Locked
+    )
+}
+
+/// How the agent is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentUse {
+    /// `get`: no status round trip; the decrypt answer itself says "not unlocked".
+    Lazy,
+    /// Commands for people and `status --check`: ask first, so a later source (the
+    /// terminal) can be used when the agent does not hold the key.
+    Verified,
+}
+
+/// The sources in order (`docs/KEYS.md`): flags, `LOCKBOX_IDENTITY`,
+/// `LOCKBOX_IDENTITY_FILE`, `LOCKBOX_PASSPHRASE_FILE`, the agent, the terminal.
+/// `agent` is `None` where no agent may be asked (unit tests).
+pub fn sources<'a>(
+    settings: &'a KeySettings,
+    flags: &KeyFlags,
+    agent: Option<(Agent, AgentUse)>,
+) -> Vec<Box<dyn KeySource + 'a>> {
+    let mut list: Vec<Box<dyn KeySource + 'a>> = Vec::new();
+    if let Some(path) = &flags.identity_file {
+        list.push(Box::new(IdentityFile {
+            path: path.clone(),
+            origin: Origin::Explicit,
+            name: format!("--identity-file {}", path.display()),
+        }));
+    }
+    if let Some(path) = &flags.passphrase_file {
+        list.push(Box::new(PassphraseFile {
+            path: path.clone(),
+            origin: Origin::Explicit,
+            name: format!("--passphrase-file {}", path.display()),
+        }));
+    }
+    if let Some(text) = &settings.identity {
+        list.push(Box::new(IdentityText { text }));
+    }
+    if let Some(path) = &settings.identity_file {
+        list.push(Box::new(IdentityFile {
+            path: path.clone(),
+            origin: Origin::Ambient,
+            name: var::IDENTITY_FILE.to_owned(),
+        }));
+    }
+    if let Some(path) = &settings.passphrase_file {
+        list.push(Box::new(PassphraseFile {
+            path: path.clone(),
+            origin: Origin::Ambient,
+            name: var::PASSPHRASE_FILE.to_owned(),
+        }));
+    }
+    if let Some((agent, how)) = agent {
+        list.push(Box::new(AgentSource { agent, how }));
+    }
+    list.push(Box::new(TerminalSource));
+    list
+}
+
+/// A failure of the pipeline: the error, and the source that gave it (`None` when
+/// every source was passed over).
+type Failure<'s> = (Option<&'s dyn KeySource>, Error);
+
+/// Runs the failure rule over `sources` with `attempt`.
+fn first_that_opens<'s, T>(
+    sources: &'s [Box<dyn KeySource + 's>],
+    mut attempt: impl FnMut(&dyn KeySource) -> Result<T>,
+) -> std::result::Result<(T, &'s dyn KeySource), Failure<'s>> {
+    let mut passed_over: Option<(&dyn KeySource, Error)> = None;
+    for source in sources {
+        let source: &dyn KeySource = source.as_ref();
+        match attempt(source) {
+            Ok(t) => return Ok((t, source)),
+            Err(e) if source.origin() == Origin::Ambient && does_not_apply(&e) => {
+                if passed_over.is_none() && !matches!(e, Error::Locked) {
+                    passed_over = Some((source, e));
+                }
+            }
+            Err(e) => return Err((Some(source), e)),
+        }
+    }
+    Err(match passed_over {
+        Some((s, e)) => (Some(s), e),
+        None => (None, Error::Locked),
+    })
+}
+
+/// The vault key, from the first source that opens it.
+pub fn open_key(
+    vault: &Vault,
+    sources: &[Box<dyn KeySource + '_>],
+    callbacks: &dyn Callbacks,
+) -> Result<KeyOpened> {
+    first_that_opens(sources, |s| s.open_key(vault, callbacks))
+        .map(|(k, _)| k)
+        .map_err(|(_, e)| e)
+}
+
+/// An opener of entries, from the first source that gives one, and its name.
+pub fn open_entries(
+    vault: &Vault,
+    sources: &[Box<dyn KeySource + '_>],
+    callbacks: &dyn Callbacks,
+) -> Result<(Box<dyn EntryOpener>, String)> {
+    first_that_opens(sources, |s| s.open_entries(vault, callbacks))
+        .map(|(o, s)| (o, s.name()))
+        .map_err(|(_, e)| e)
+}
+
+/// The outcome of `status --check`: the source that opened the vault, or the error
+/// and the source that gave it.
+pub fn check(
+    vault: &Vault,
+    sources: &[Box<dyn KeySource + '_>],
+) -> Result<String, (Option<String>, Error)> {
+    first_that_opens(sources, |s| s.open_entries(vault, &NeverPrompt).map(drop))
+        .map(|((), s)| s.name())
+        .map_err(|(s, e)| (s.map(|s| s.name()), e))
+}
+
+/// Every source, described without trying it (`status`).
+pub fn describe(vault: &Vault, sources: &[Box<dyn KeySource + '_>]) -> Vec<Description> {
+    sources
+        .iter()
+        .map(|s| Description {
+            name: s.name(),
+            origin: s.origin(),
+            verdict: s.describe(vault),
+        })
+        .collect()
+}
+
+/// The opener `get` uses: the environment, then the agent; never a prompt.
+pub fn for_get(vault: &Vault, settings: &KeySettings) -> Result<Box<dyn EntryOpener>> {
+    let list = sources(
+        settings,
+        &KeyFlags::default(),
+        Some((Agent::for_user(), AgentUse::Lazy)),
+    );
+    open_entries(vault, &list, &NeverPrompt).map(|(o, _)| o)
+}
+
+/// The passphrase a rotation needs to re-wrap the passphrase slot, when the key was
+/// opened some other way: `LOCKBOX_PASSPHRASE_FILE`, else asked through `callbacks`.
+/// `None` when the vault has no passphrase slot.
+pub fn rewrap_passphrase(
+    vault: &Vault,
+    opened: Option<SecretString>,
+    settings: &KeySettings,
+    callbacks: &dyn Callbacks,
+) -> Result<Option<SecretString>> {
+    if opened.is_some() || !has_passphrase_slot(vault) {
+        return Ok(opened);
+    }
+    if let Some(file) = &settings.passphrase_file {
+        return keys::read_passphrase_file(file).map(Some);
+    }
+    match callbacks.request_passphrase(messages::PROMPT_UNLOCK) {
+        Ok(Some(p)) => Ok(Some(p)),
+        Ok(None) | Err(Error::NoTerminal) => Err(Error::RotateNeedsPassphrase),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the vault has a passphrase slot.
+pub fn has_passphrase_slot(vault: &Vault) -> bool {
+    vault
+        .slots()
+        .iter()
+        .any(|s| matches!(s, Slot::Passphrase(_)))
+}
+
+fn has_age_slot(vault: &Vault) -> bool {
+    vault.slots().iter().any(|s| matches!(s, Slot::Age { .. }))
+}
+
+fn identity_verdict(vault: &Vault) -> Verdict {
+    if has_age_slot(vault) {
+        Verdict::Untried
+    } else {
+        Verdict::NotApplicable(Error::NoAgeSlot)
+    }
+}
+
+fn passphrase_verdict(vault: &Vault) -> Verdict {
+    if has_passphrase_slot(vault) {
+        Verdict::Untried
+    } else {
+        Verdict::NotApplicable(Error::NoPassphraseSlot)
+    }
+}
+
+/// `LOCKBOX_IDENTITY`: identity text.
+struct IdentityText<'a> {
+    text: &'a [u8],
+}
+
+impl KeySource for IdentityText<'_> {
+    fn name(&self) -> String {
+        var::IDENTITY.to_owned()
+    }
+    fn origin(&self) -> Origin {
+        Origin::Ambient
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        identity_verdict(vault)
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        let ids = keys::parse_identities(self.text, var::IDENTITY)?;
+        Ok(KeyOpened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
+}
+
+/// `--identity-file FILE` or `LOCKBOX_IDENTITY_FILE`.
+struct IdentityFile {
+    path: PathBuf,
+    origin: Origin,
+    name: String,
+}
+
+impl KeySource for IdentityFile {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        identity_verdict(vault)
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        let text = keys::read_key_file(&self.path)?;
+        let ids = keys::parse_identities(&text, &self.path.display().to_string())?;
+        Ok(KeyOpened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
+}
+
+/// `--passphrase-file FILE` or `LOCKBOX_PASSPHRASE_FILE` (slow by design: Argon2id).
+struct PassphraseFile {
+    path: PathBuf,
+    origin: Origin,
+    name: String,
+}
+
+impl KeySource for PassphraseFile {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        passphrase_verdict(vault)
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        // Checked before reading the file: a passphrase for a vault without a
+        // passphrase slot does not apply, whatever the file holds.
+        if !has_passphrase_slot(vault) {
+            return Err(Error::NoPassphraseSlot);
+        }
+        let passphrase = keys::read_passphrase_file(&self.path)?;
+        Ok(KeyOpened {
+            key: vault.open_with_passphrase(&passphrase)?,
+            passphrase: Some(passphrase),
+            source: self.name(),
+        })
+    }
+}
+
+/// The agent started by `unlock`: decrypts on request, never gives out the key.
+struct AgentSource {
+    agent: Agent,
+    how: AgentUse,
+}
+
+impl KeySource for AgentSource {
+    fn name(&self) -> String {
+        "agent".to_owned()
+    }
+    fn origin(&self) -> Origin {
+        Origin::Ambient
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        match self.agent.status(&vault.public().to_string()) {
+            Ok(Some(held)) => Verdict::Ready(held),
+            Ok(None) => Verdict::NotApplicable(Error::Locked),
+            Err(e) => Verdict::NotApplicable(e),
+        }
+    }
+    fn open_key(&self, _: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        // The agent never hands a key back out: for this caller it does not apply.
+        Err(Error::Locked)
+    }
+    fn open_entries(&self, vault: &Vault, _: &dyn Callbacks) -> Result<Box<dyn EntryOpener>> {
+        let public_key = vault.public().to_string();
+        if self.how == AgentUse::Verified && self.agent.status(&public_key)?.is_none() {
+            return Err(Error::Locked);
+        }
+        Ok(Box::new(AgentOpener::connect(&self.agent, public_key)?))
+    }
+}
+
+/// The passphrase, asked through the caller's [`Callbacks`] (commands for people).
+struct TerminalSource;
+
+impl KeySource for TerminalSource {
+    fn name(&self) -> String {
+        "terminal".to_owned()
+    }
+    fn origin(&self) -> Origin {
+        Origin::Ambient
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        passphrase_verdict(vault)
+    }
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
+        if !has_passphrase_slot(vault) {
+            return Err(Error::NoPassphraseSlot);
+        }
+        let Some(passphrase) = callbacks.request_passphrase(messages::PROMPT_UNLOCK)? else {
+            return Err(Error::Locked);
+        };
+        Ok(KeyOpened {
+            key: vault.open_with_passphrase(&passphrase)?,
+            passphrase: Some(passphrase),
+            source: self.name(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KdfParams, Recipient};
+    use age::secrecy::ExposeSecret;
+    use std::cell::Cell;
+    use zeroize::Zeroizing;
+
+    const FAST: KdfParams = KdfParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+
+    struct Fixture {
+        vault: Vault,
+        key: VaultKey,
+        identity: String,
+        dir: tempfile::TempDir,
+    }
+
+    /// A vault with one age slot (and a passphrase slot when `passphrase` is given).
+    fn fixture(passphrase: Option<&str>) -> Fixture {
+        let key = VaultKey::generate();
+        let id = age::x25519::Identity::generate();
+        let mut slots = vec![
+            Vault::age_slot(
+                &key,
+                &Recipient::parse(&id.to_public().to_string()).unwrap(),
+                "ci".into(),
+            )
+            .unwrap(),
+        ];
+        if let Some(p) = passphrase {
+            slots.push(
+                Vault::passphrase_slot(&key, &SecretString::from(p.to_owned()), FAST).unwrap(),
+            );
+        }
+        Fixture {
+            vault: Vault::new(&key, slots),
+            key,
+            identity: id.to_string().expose_secret().to_owned(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    impl Fixture {
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    fn other_identity() -> String {
+        age::x25519::Identity::generate()
+            .to_string()
+            .expose_secret()
+            .to_owned()
+    }
+
+    fn settings(
+        identity: Option<&str>,
+        identity_file: Option<PathBuf>,
+        pass: Option<PathBuf>,
+    ) -> KeySettings {
+        KeySettings {
+            identity: identity.map(|t| Zeroizing::new(t.as_bytes().to_vec())),
+            identity_file,
+            passphrase_file: pass,
+        }
+    }
+
+    /// A terminal stand-in that counts its prompts.
+    struct Scripted {
+        answer: Option<&'static str>,
+        asked: Cell<u32>,
+    }
+    impl Callbacks for Scripted {
+        fn request_passphrase(&self, _: &str) -> Result<Option<SecretString>> {
+            self.asked.set(self.asked.get() + 1);
+            Ok(self.answer.map(|a| SecretString::from(a.to_owned())))
+        }
+    }
+
+    fn opened_by(
+        f: &Fixture,
+        s: &KeySettings,
+        flags: &KeyFlags,
+        cb: &dyn Callbacks,
+    ) -> Result<String> {
+        let list = sources(s, flags, None);
+        let k = open_key(&f.vault, &list, cb)?;
+        assert_eq!(k.key.public().to_string(), f.key.public().to_string());
+        Ok(k.source)
+    }
+
+    #[test]
+    fn the_order_is_flags_identity_identity_file_passphrase_file_terminal() {
+        let f = fixture(Some("pw"));
+        let id_file = f.file("id", &f.identity);
+        let pass = f.file("pass", "pw\n");
+        let all = settings(Some(&f.identity), Some(id_file.clone()), Some(pass.clone()));
+        let flag = KeyFlags {
+            identity_file: Some(id_file.clone()),
+            passphrase_file: None,
+        };
+        assert_eq!(
+            opened_by(&f, &all, &flag, &NeverPrompt).unwrap(),
+            format!("--identity-file {}", id_file.display())
+        );
+        let none = KeyFlags::default();
+        assert_eq!(
+            opened_by(&f, &all, &none, &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY"
+        );
+        let s = settings(None, Some(id_file), Some(pass.clone()));
+        assert_eq!(
+            opened_by(&f, &s, &none, &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_FILE"
+        );
+        let s = settings(None, None, Some(pass));
+        assert_eq!(
+            opened_by(&f, &s, &none, &NeverPrompt).unwrap(),
+            "LOCKBOX_PASSPHRASE_FILE"
+        );
+        let cb = Scripted {
+            answer: Some("pw"),
+            asked: Cell::new(0),
+        };
+        assert_eq!(
+            opened_by(&f, &settings(None, None, None), &none, &cb).unwrap(),
+            "terminal"
+        );
+        assert_eq!(cb.asked.get(), 1);
+    }
+
+    #[test]
+    fn an_ambient_identity_that_does_not_apply_falls_through() {
+        let f = fixture(Some("pw"));
+        let pass = f.file("pass", "pw");
+        // Another vault's identity in the environment: the passphrase file opens it.
+        let s = settings(Some(&other_identity()), None, Some(pass));
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_PASSPHRASE_FILE"
+        );
+        // ...and the terminal, for a person.
+        let cb = Scripted {
+            answer: Some("pw"),
+            asked: Cell::new(0),
+        };
+        let s = settings(Some(&other_identity()), None, None);
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &cb).unwrap(),
+            "terminal"
+        );
+    }
+
+    #[test]
+    fn when_everything_falls_through_the_most_telling_reason_is_the_error() {
+        let f = fixture(None);
+        let s = settings(Some(&other_identity()), None, None);
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::NoMatchingIdentity)
+        ));
+        // A passphrase file for a vault with no passphrase slot does not apply either.
+        let pass = f.file("pass", "pw");
+        let s = settings(None, None, Some(pass));
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::NoPassphraseSlot)
+        ));
+        // Nothing set, nobody to ask: locked.
+        let f = fixture(Some("pw"));
+        assert!(matches!(
+            opened_by(
+                &f,
+                &settings(None, None, None),
+                &KeyFlags::default(),
+                &NeverPrompt
+            ),
+            Err(Error::Locked)
+        ));
+    }
+
+    #[test]
+    fn an_explicit_source_that_fails_is_the_error() {
+        let f = fixture(Some("pw"));
+        let wrong = f.file("wrong-id", &other_identity());
+        let pass = f.file("pass", "pw");
+        // The environment would open it, but the flag the user typed does not.
+        let s = settings(Some(&f.identity), None, Some(pass));
+        let flags = KeyFlags {
+            identity_file: Some(wrong),
+            passphrase_file: None,
+        };
+        assert!(matches!(
+            opened_by(&f, &s, &flags, &NeverPrompt),
+            Err(Error::NoMatchingIdentity)
+        ));
+        let flags = KeyFlags {
+            identity_file: None,
+            passphrase_file: Some(f.file("bad-pass", "not it")),
+        };
+        assert!(matches!(
+            opened_by(&f, &s, &flags, &NeverPrompt),
+            Err(Error::WrongPassphrase)
+        ));
+    }
+
+    #[test]
+    fn a_broken_ambient_source_is_the_error_not_skipped() {
+        let f = fixture(Some("pw"));
+        let pass = f.file("pass", "pw");
+        // Unparseable identity text.
+        let s = settings(Some("not a key"), None, Some(pass.clone()));
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::BadIdentity { .. })
+        ));
+        // A missing identity file.
+        let s = settings(None, Some(f.dir.path().join("absent")), Some(pass));
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::BadIdentity { .. })
+        ));
+        // A wrong passphrase for a vault that has a passphrase slot.
+        let s = settings(None, None, Some(f.file("wrong", "nope")));
+        let cb = Scripted {
+            answer: Some("pw"),
+            asked: Cell::new(0),
+        };
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &cb),
+            Err(Error::WrongPassphrase)
+        ));
+        assert_eq!(cb.asked.get(), 0, "no prompt after a broken setting");
+    }
+
+    #[test]
+    fn describe_tries_nothing() {
+        let f = fixture(None);
+        // A passphrase file that does not exist: describing it must not read it, and
+        // the vault has no passphrase slot, which is visible without trying.
+        let s = settings(
+            Some("garbage that would fail to parse"),
+            None,
+            Some(f.dir.path().join("absent")),
+        );
+        let list = sources(&s, &KeyFlags::default(), None);
+        let d = describe(&f.vault, &list);
+        let names: Vec<&str> = d.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["LOCKBOX_IDENTITY", "LOCKBOX_PASSPHRASE_FILE", "terminal"]
+        );
+        assert!(matches!(d[0].verdict, Verdict::Untried));
+        assert!(matches!(
+            d[1].verdict,
+            Verdict::NotApplicable(Error::NoPassphraseSlot)
+        ));
+        // --check does try, and reports the broken one.
+        let (source, e) = check(&f.vault, &list).unwrap_err();
+        assert_eq!(source.as_deref(), Some("LOCKBOX_IDENTITY"));
+        assert!(matches!(e, Error::BadIdentity { .. }));
+    }
+
+    #[test]
+    fn a_rotation_asks_for_the_passphrase_only_when_a_slot_needs_it() {
+        let f = fixture(Some("pw"));
+        let none = settings(None, None, None);
+        let cb = Scripted {
+            answer: None,
+            asked: Cell::new(0),
+        };
+        assert!(matches!(
+            rewrap_passphrase(&f.vault, None, &none, &cb),
+            Err(Error::RotateNeedsPassphrase)
+        ));
+        let s = settings(None, None, Some(f.file("pass", "pw\n")));
+        let p = rewrap_passphrase(&f.vault, None, &s, &cb).unwrap().unwrap();
+        assert_eq!(p.expose_secret(), "pw");
+        let f = fixture(None);
+        assert!(
+            rewrap_passphrase(&f.vault, None, &none, &cb)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(cb.asked.get(), 1);
+    }
+}
