@@ -250,16 +250,6 @@ impl Agent {
         }
         self.add_key(key, timeout)
     }
-
-    /// After a key rotation: an agent holding the old key would answer "locked", so it
-    /// gets the new key for the time the old one had left, and drops the old one.
-    /// Best effort: the rotation is already written, and a later `unlock` mends it.
-    pub fn hand_over(&self, old_public: &str, new_key: &VaultKey) {
-        if let Ok(Some(held)) = self.status(old_public) {
-            let _ = self.add_key(new_key, Duration::from_secs(held.expires_in_secs.max(1)));
-            let _ = self.lock(Some(old_public));
-        }
-    }
 }
 
 fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {

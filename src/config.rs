@@ -7,7 +7,7 @@
 //! environment.
 //!
 //! Raw command-line options stay in the clap structs of `cli`; what a command needs of
-//! them is passed as plain values (for keys: [`crate::keysource::KeyFlags`]).
+//! them is passed as plain values (for keys: `keysource::KeyFlags`).
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;

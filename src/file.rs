@@ -32,7 +32,7 @@ pub struct VaultPath {
 }
 
 /// The settings that choose the vault (read from the environment once, by
-/// [`crate::config::Settings`]).
+/// `config::Settings`).
 #[derive(Debug, Default, Clone)]
 pub struct Location {
     /// `LOCKBOX_VAULT`

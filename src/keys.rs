@@ -1,6 +1,6 @@
 //! Key material in files and text: reading identity and passphrase files into wiped
 //! memory, and parsing age identities and SSH private keys. Which source is used when
-//! is decided in [`crate::keysource`], not here.
+//! is decided in `keysource`, not here.
 //!
 //! The seam for the agent is [`EntryOpener`]: whatever opens entries — a [`VaultKey`]
 //! in this process, or an agent that decrypts on request so the key never leaves it.

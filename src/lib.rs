@@ -2,18 +2,28 @@
 //! credentials in an encrypted vault file.
 //!
 //! The crate is a library that holds all logic, so tests and fuzz targets can call it,
-//! and a thin binary (`src/main.rs`). Data flows one way:
+//! and a thin binary (`src/main.rs`). Files import only from the floors below them,
+//! never sideways up or in a cycle (check: `grep -n 'use crate::' src -r`):
 //!
 //! ```text
-//! protocol / cli  (front ends: parse input, print output, map errors)
+//! cli                 clap surface + dispatch; reads the environment once (config)
+//!  ├─ protocol        store/get/erase/list/version, byte for byte
+//!  └─ commands/*      one file per command for people (init, unlock, lock, status,
+//!      │              import, export, passwd, recipients, completions)
+//!   keysource         where the vault key comes from: one order, one failure rule
 //!      │
-//!   keys          (where the vault key comes from: identity, passphrase file, agent)
-//!   agent_client ─ agent_proto ─ agent   (the unlock agent, its socket protocol)
+//!   keys              identity and passphrase files, identity parsing, EntryOpener
+//!   agent_client      the agent's requests as functions (status, lock, unlock, …)
+//!   agent             the agent process        ─┐
+//!   agent_proto       its wire protocol        ─┘ shared by agent and client
+//!   dockerconfig      Docker's config.json     gojson, serverurl: pure helpers
+//!   config            the settings value (environment, read once in cli)
 //!      │
-//!   vault         (the entries and slots, in memory; never prints or prompts)
+//!   file              paths, the sidecar lock, atomic durable writes
+//!   vault             the entries and slots, in memory; never prints or prompts
+//!   crypto            entry seal/open, Argon2id + XChaCha20-Poly1305, age slots
 //!      │
-//!   crypto        (entry seal/open, Argon2id + XChaCha20-Poly1305, age slots)
-//!   file          (paths, the sidecar lock, atomic durable writes)
+//!   error, exit, messages   one error type, one exit enum, every user-facing string
 //! ```
 //!
 //! The vault format is specified in `docs/FORMAT.md`; the helper protocol as this crate
@@ -25,6 +35,7 @@ pub mod agent;
 pub mod agent_client;
 pub mod agent_proto;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod dockerconfig;
@@ -34,7 +45,6 @@ pub mod file;
 pub mod gojson;
 pub mod keys;
 pub mod keysource;
-pub mod manage;
 pub mod messages;
 pub mod protocol;
 pub mod rotation;

@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use crate::agent_client::Agent;
-use crate::agent_proto::{Request, Response};
 use crate::crypto::VaultKey;
 
 /// How long the agent keeps the old key after the rename, at most.
@@ -47,16 +46,8 @@ impl Handover {
     /// Before the rename (under the lock): if the agent holds the old key, give it
     /// `new_key` with the same deadline. Safe to call twice.
     pub fn give_new_key(&mut self, new_key: &VaultKey) {
-        let status = Request::Status {
-            public_key: self.old_public.clone(),
-        };
-        if let Ok(Some(Response::Status {
-            unlocked: true,
-            expires_in_secs,
-            ..
-        })) = self.agent.request(status, 0)
-        {
-            let left = Duration::from_secs(expires_in_secs.max(1));
+        if let Ok(Some(held)) = self.agent.status(&self.old_public) {
+            let left = Duration::from_secs(held.expires_in_secs.max(1));
             if self.agent.add_key(new_key, left).is_ok() {
                 self.old_left = Some(left);
                 self.new_public = Some(new_key.public().to_string());
@@ -74,10 +65,7 @@ impl Handover {
             .is_err()
         {
             // Could not shorten it: forget it now rather than keep it for hours.
-            let lock = Request::Lock {
-                public_key: Some(self.old_public),
-            };
-            let _ = self.agent.request(lock, 0);
+            let _ = self.agent.lock(Some(&self.old_public));
         }
     }
 
@@ -85,10 +73,7 @@ impl Handover {
     /// so take the new key back (the old one was never touched).
     pub fn undo(self) {
         if let Some(new_public) = self.new_public {
-            let lock = Request::Lock {
-                public_key: Some(new_public),
-            };
-            let _ = self.agent.request(lock, 0);
+            let _ = self.agent.lock(Some(&new_public));
         }
     }
 }

@@ -1,0 +1,567 @@
+//! `import`: move the plaintext auths of Docker's config.json (and, optionally, another
+//! helper's entries) into the vault, then scrub them from config.json and set
+//! `credsStore`. Which copy of a registry wins is decided by the pure [`plan`].
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use age::secrecy::{ExposeSecret, SecretString};
+use clap::Args;
+use zeroize::Zeroizing;
+
+use super::sanitize_lines;
+use crate::agent_client::Agent;
+use crate::config::Settings;
+use crate::dockerconfig::{DockerConfig, Found};
+use crate::error::{Error, Usage};
+use crate::exit::Exit;
+use crate::file::Location;
+use crate::keysource::{self, AgentUse, KeyFlags, NeverPrompt};
+use crate::messages;
+use crate::vault::Vault;
+
+/// Largest output read from another helper (`import --from-helper`).
+const MAX_HELPER_OUTPUT: usize = 4 << 20;
+
+/// `import`
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// The Docker config to read and rewrite (default: $DOCKER_CONFIG/config.json,
+    /// else ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Also copy every entry out of another credential helper
+    /// (`docker-credential-NAME list` and `get`), e.g. pass or secretservice.
+    #[arg(long, value_name = "NAME")]
+    from_helper: Option<String>,
+    /// Show what would be imported (registries and usernames, never secrets) and
+    /// change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Leave `credsStore` as it is.
+    #[arg(long)]
+    no_set_store: bool,
+    /// Go on although the config names another credsStore or credHelpers, or has
+    /// entries that cannot be read (those are left as they are).
+    #[arg(long)]
+    force: bool,
+}
+
+fn config_path(explicit: &Option<PathBuf>, location: &Location) -> Result<PathBuf, Error> {
+    match explicit {
+        Some(p) => Ok(p.clone()),
+        None => Ok(location.docker_config_dir()?.join("config.json")),
+    }
+}
+
+/// `import`: plaintext auths (and, optionally, another helper's entries) into the
+/// vault in one locked write, read back and verified, then config.json rewritten
+/// without them and with `credsStore` set.
+pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let location = &settings.location;
+    let path = location.resolve()?;
+    let vault = path.read_existing()?;
+    let mut config = DockerConfig::read(&config_path(&o.config, location)?)?;
+    let cfg_path = config.path.display().to_string();
+    let scan = config.scan();
+    // Only what came from config.json is scrubbed from it.
+    let scrub: Vec<String> = scan.found.iter().map(|f| f.server.clone()).collect();
+    if !o.force {
+        if let Some(store) = config.creds_store()
+            && store != crate::dockerconfig::STORE_NAME
+            && Some(store) != o.from_helper.as_deref()
+        {
+            return Err(config_error(&config, messages::import_other_store(store)));
+        }
+        // Registries routed to lockbox itself (as podman and skopeo need) are fine.
+        let mut helpers = config.cred_helpers();
+        helpers.retain(|(_, h)| h != crate::dockerconfig::STORE_NAME);
+        if !helpers.is_empty() {
+            let list: Vec<String> = helpers.iter().map(|(r, h)| format!("{r} → {h}")).collect();
+            return Err(config_error(
+                &config,
+                messages::import_cred_helpers(&list.join(", ")),
+            ));
+        }
+        if !scan.invalid.is_empty() {
+            let list: Vec<String> = scan
+                .invalid
+                .iter()
+                .map(|(r, why)| format!("{r}: {why}"))
+                .collect();
+            return Err(config_error(
+                &config,
+                messages::import_invalid(&list.join("; ")),
+            ));
+        }
+    }
+    let from_helper = match &o.from_helper {
+        Some(name) => Some(FromHelper {
+            name: name.as_str(),
+            found: read_helper(name)?,
+        }),
+        None => None,
+    };
+    let in_vault: BTreeSet<&str> = vault.entries().keys().map(String::as_str).collect();
+    let plan = plan(scan.found, from_helper, &in_vault, config.creds_store());
+    let found = &plan.rows;
+    let to_store: Vec<&Found> = plan.to_store().collect();
+    let mut out = String::new();
+    for (f, decision) in found {
+        out.push_str(&match decision {
+            Decision::Duplicate => format!("  keep   {} (found twice; the first wins)\n", f.server),
+            Decision::KeepVault => format!("  keep   {} (already in the vault)\n", f.server),
+            Decision::Update => format!("  update {} as {}\n", f.server, f.username),
+            Decision::Import => format!("  import {} as {}\n", f.server, f.username),
+        });
+    }
+    let set_store =
+        !o.no_set_store && config.creds_store() != Some(crate::dockerconfig::STORE_NAME);
+
+    if o.dry_run {
+        let mut plan = format!("Plan for {cfg_path} → {}:\n", path.vault.display());
+        plan.push_str(&out);
+        if !scrub.is_empty() {
+            plan.push_str(&format!(
+                "  remove the plaintext of {} entr{} from config.json\n",
+                scrub.len(),
+                plural_y(scrub.len())
+            ));
+        }
+        if set_store {
+            plan.push_str("  set \"credsStore\": \"lockbox\"\n");
+        }
+        if found.is_empty() && !set_store {
+            plan.push_str("  nothing to do\n");
+        }
+        print!("{}", sanitize_lines(&plan));
+        return Ok(Exit::Ok);
+    }
+
+    if !to_store.is_empty() {
+        path.update(|v| {
+            for f in &to_store {
+                v.store(&f.server, &f.username, &f.secret)?;
+            }
+            Ok(((), true))
+        })?;
+        verify_imported(&path.read_existing()?, &to_store, settings)?;
+    }
+    for server in &scrub {
+        config.scrub(server);
+    }
+    if set_store {
+        config.set_store();
+    }
+    let changed = config.is_changed();
+    if changed {
+        config.write()?;
+    }
+    let mut summary = String::new();
+    if !to_store.is_empty() {
+        summary.push_str(&format!(
+            "Imported {} credential{} into {}:\n{out}",
+            to_store.len(),
+            if to_store.len() == 1 { "" } else { "s" },
+            path.vault.display()
+        ));
+    } else if !found.is_empty() {
+        summary.push_str(&out);
+    }
+    if changed {
+        summary.push_str(&format!(
+            "Rewrote {cfg_path}: no plaintext credentials left{}.\n",
+            if set_store {
+                ", credsStore is lockbox"
+            } else {
+                ""
+            }
+        ));
+    } else if to_store.is_empty() {
+        summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
+    }
+    print!("{}", sanitize_lines(&summary));
+    Ok(Exit::Ok)
+}
+
+/// Another helper's entries, read by `--from-helper NAME`.
+pub struct FromHelper<'a> {
+    /// The helper's suffix (`pass` for `docker-credential-pass`).
+    pub name: &'a str,
+    /// Its entries, in its `list` order.
+    pub found: Vec<Found>,
+}
+
+/// What happens to one registry found in config.json or the helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not in the vault: stored.
+    Import,
+    /// In the vault, and this copy is the one Docker has been using: replaces it.
+    Update,
+    /// In the vault, which Docker already reads (`credsStore` is lockbox): kept.
+    KeepVault,
+    /// A second copy of a registry already decided: the first wins.
+    Duplicate,
+}
+
+/// The import plan: every candidate with its decision, in the order considered.
+pub struct Plan {
+    /// Each candidate and what happens to it.
+    pub rows: Vec<(Found, Decision)>,
+}
+
+impl Plan {
+    /// The candidates to write into the vault.
+    pub fn to_store(&self) -> impl Iterator<Item = &Found> {
+        self.rows
+            .iter()
+            .filter(|(_, d)| matches!(d, Decision::Import | Decision::Update))
+            .map(|(f, _)| f)
+    }
+}
+
+/// Which copy of a registry wins (pure; `tests` below pin every rule):
+///
+/// 1. The first copy of a registry wins. With `credsStore` naming the helper, Docker
+///    has been reading the helper, and plaintext beside it is a leftover: the
+///    helper's copies come first. Otherwise the plaintext is what Docker has been
+///    using, and comes first.
+/// 2. When Docker already reads from lockbox (`credsStore` is lockbox), the vault is
+///    the live copy and keeps its entry over a stale plaintext one.
+/// 3. Otherwise a copy replaces the vault's entry (after `export --to-config` and a new
+///    `docker login`, the newer password would else be scrubbed and lost).
+pub fn plan(
+    found_in_config: Vec<Found>,
+    from_helper: Option<FromHelper<'_>>,
+    vault_entries: &BTreeSet<&str>,
+    creds_store: Option<&str>,
+) -> Plan {
+    let mut candidates = found_in_config;
+    if let Some(helper) = from_helper {
+        let mut from = helper.found;
+        if creds_store == Some(helper.name) {
+            from.append(&mut candidates);
+            candidates = from;
+        } else {
+            candidates.append(&mut from);
+        }
+    }
+    let vault_is_live = creds_store == Some(crate::dockerconfig::STORE_NAME);
+    let mut seen = BTreeSet::new();
+    let rows = candidates
+        .into_iter()
+        .map(|f| {
+            let in_vault = vault_entries.contains(f.server.as_str());
+            let decision = if !seen.insert(f.server.clone()) {
+                Decision::Duplicate
+            } else if in_vault && vault_is_live {
+                Decision::KeepVault
+            } else if in_vault {
+                Decision::Update
+            } else {
+                Decision::Import
+            };
+            (f, decision)
+        })
+        .collect();
+    Plan { rows }
+}
+
+fn plural_y(n: usize) -> &'static str {
+    if n == 1 { "y" } else { "ies" }
+}
+
+fn config_error(config: &DockerConfig, reason: String) -> Error {
+    Error::Config {
+        path: config.path.clone(),
+        reason,
+    }
+}
+
+/// Checks that every stored entry is in the file as written, and, when a key is at
+/// hand without prompting (identity variable or agent), that it decrypts to the secret.
+fn verify_imported(vault: &Vault, stored: &[&Found], settings: &Settings) -> Result<(), Error> {
+    let list = keysource::sources(
+        &settings.keys,
+        &KeyFlags::default(),
+        Some((Agent::for_user(), AgentUse::Verified)),
+    );
+    let opener = keysource::open_entries(vault, &list, &NeverPrompt)
+        .ok()
+        .map(|(o, _)| o);
+    for f in stored {
+        let ok = match vault.entries().get(&f.server) {
+            Some(e) if e.username == f.username => match &opener {
+                Some(o) => o
+                    .open_entry(&f.server, &e.username, &e.secret)
+                    .is_ok_and(|s| s.as_str() == f.secret.expose_secret()),
+                None => true,
+            },
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::ImportVerifyFailed(f.server.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Reads every entry out of `docker-credential-NAME` (`list`, then `get` for each).
+fn read_helper(name: &str) -> Result<Vec<Found>, Error> {
+    if name.is_empty() || name.contains('/') || name == crate::dockerconfig::STORE_NAME {
+        return Err(Usage::BadHelperName(name.to_owned()).into());
+    }
+    let program = format!("docker-credential-{name}");
+    let failed = |action, detail: &str| Error::HelperFailed {
+        program: program.clone(),
+        action,
+        detail: detail.to_owned(),
+    };
+    let list = run_helper(&program, "list", b"")?.map_err(|f| f.into_error(&program, "list"))?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&list)
+        .map_err(|_| failed("list", "its answer is not a JSON object"))?;
+    let mut found = Vec::new();
+    for server in map.keys() {
+        let out = match run_helper(&program, "get", server.as_bytes())? {
+            Ok(out) => out,
+            // The protocol's not-found answer (an entry listed but gone since): skip it.
+            // Compared as Go clients compare it, on the helper's own output.
+            Err(f) if f.is_not_found() => continue,
+            Err(f) => return Err(f.into_error(&program, "get")),
+        };
+        #[derive(serde::Deserialize)]
+        struct Creds {
+            #[serde(rename = "Username")]
+            username: String,
+            #[serde(rename = "Secret")]
+            secret: Zeroizing<String>,
+        }
+        let creds: Creds = serde_json::from_slice(&out)
+            .map_err(|_| failed("get", "its answer is not credentials JSON"))?;
+        // Old pass versions answer a missing entry with empty credentials (dch#220).
+        if creds.username.is_empty() {
+            continue;
+        }
+        found.push(Found {
+            server: server.clone(),
+            username: creds.username,
+            secret: SecretString::from(creds.secret.as_str().to_owned()),
+        });
+    }
+    Ok(found)
+}
+
+/// A helper that ran and exited non-zero: its status and (wiped) stdout.
+struct HelperExit {
+    status: std::process::ExitStatus,
+    out: Zeroizing<Vec<u8>>,
+}
+
+impl HelperExit {
+    /// Whether it answered the protocol's not-found line.
+    fn is_not_found(&self) -> bool {
+        self.out.trim_ascii() == messages::NOT_FOUND.as_bytes()
+    }
+
+    fn into_error(self, program: &str, action: &'static str) -> Error {
+        Error::HelperFailed {
+            program: program.to_owned(),
+            action,
+            detail: failure_detail(&self.out, self.status),
+        }
+    }
+}
+
+/// Runs one action of another helper. The outer error: it could not be run at all;
+/// the inner one: it ran and failed.
+fn run_helper(
+    program: &str,
+    action: &'static str,
+    input: &[u8],
+) -> Result<Result<Zeroizing<Vec<u8>>, HelperExit>, Error> {
+    let failed = |e: std::io::Error| Error::HelperFailed {
+        program: program.to_owned(),
+        action,
+        detail: e.to_string(),
+    };
+    let mut child = Command::new(program)
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                Error::HelperNotFound {
+                    program: program.to_owned(),
+                    action,
+                }
+            }
+            _ => failed(e),
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let mut out = Zeroizing::new(Vec::new());
+    if let Some(stdout) = child.stdout.take() {
+        out = crate::file::read_wiped(stdout, MAX_HELPER_OUTPUT).map_err(failed)?;
+    }
+    let status = child.wait().map_err(failed)?;
+    if out.len() > MAX_HELPER_OUTPUT {
+        return Err(failed(std::io::Error::other(format!(
+            "its output is larger than {MAX_HELPER_OUTPUT} bytes"
+        ))));
+    }
+    if !status.success() {
+        return Ok(Err(HelperExit { status, out }));
+    }
+    Ok(Ok(out))
+}
+
+/// What to show of a failed helper's stdout: its first line, shortened — unless it
+/// looks like credentials (a broken helper may print them and then fail), which are
+/// never echoed.
+fn failure_detail(out: &[u8], status: std::process::ExitStatus) -> String {
+    const MAX_CHARS: usize = 200;
+    // Decided on the bytes, before any (unwiped) text copy of them is made.
+    if looks_like_credentials(out) {
+        return format!("{status}; its output is not shown because it may hold credentials");
+    }
+    let text = String::from_utf8_lossy(out);
+    match text.lines().map(str::trim).find(|l| !l.is_empty()) {
+        None => status.to_string(),
+        Some(line) if line.chars().count() > MAX_CHARS => {
+            format!("{}…", line.chars().take(MAX_CHARS).collect::<String>())
+        }
+        Some(line) => line.to_owned(),
+    }
+}
+
+/// JSON, or a `"Secret"` key in any case (Go's `encoding/json` matches keys that way).
+/// Compares in place so no unwiped lowercase copy of the output is made.
+fn looks_like_credentials(out: &[u8]) -> bool {
+    out.trim_ascii_start().starts_with(b"{")
+        || out
+            .windows(b"\"secret\"".len())
+            .any(|w| w.eq_ignore_ascii_case(b"\"secret\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(server: &str, username: &str) -> Found {
+        Found {
+            server: server.to_owned(),
+            username: username.to_owned(),
+            secret: SecretString::from(format!("{server}-{username}-secret")),
+        }
+    }
+
+    fn decisions(p: &Plan) -> Vec<(&str, &str, Decision)> {
+        p.rows
+            .iter()
+            .map(|(f, d)| (f.server.as_str(), f.username.as_str(), *d))
+            .collect()
+    }
+
+    fn helper(found: Vec<Found>) -> Option<FromHelper<'static>> {
+        Some(FromHelper {
+            name: "pass",
+            found,
+        })
+    }
+
+    #[test]
+    fn new_registries_are_imported_in_order() {
+        let p = plan(
+            vec![found("a", "u"), found("b", "v")],
+            None,
+            &BTreeSet::new(),
+            None,
+        );
+        assert_eq!(
+            decisions(&p),
+            [("a", "u", Decision::Import), ("b", "v", Decision::Import)]
+        );
+        assert_eq!(p.to_store().count(), 2);
+    }
+
+    #[test]
+    fn plaintext_wins_over_the_helper_unless_creds_store_names_the_helper() {
+        let config = || vec![found("a", "plain")];
+        let from = || helper(vec![found("a", "helper"), found("h", "only")]);
+        let none = BTreeSet::new();
+        // Docker has been using the plaintext (no credsStore): it comes first.
+        let p = plan(config(), from(), &none, None);
+        assert_eq!(
+            decisions(&p),
+            [
+                ("a", "plain", Decision::Import),
+                ("a", "helper", Decision::Duplicate),
+                ("h", "only", Decision::Import)
+            ]
+        );
+        // Docker has been reading the helper: its copy wins, the plaintext is a leftover.
+        let p = plan(config(), from(), &none, Some("pass"));
+        assert_eq!(
+            decisions(&p),
+            [
+                ("a", "helper", Decision::Import),
+                ("h", "only", Decision::Import),
+                ("a", "plain", Decision::Duplicate)
+            ]
+        );
+        // A credsStore naming another helper than the one imported changes nothing.
+        let p = plan(config(), from(), &none, Some("secretservice"));
+        assert_eq!(decisions(&p)[0], ("a", "plain", Decision::Import));
+    }
+
+    #[test]
+    fn the_vault_wins_only_when_docker_already_reads_it() {
+        let vault: BTreeSet<&str> = ["a"].into();
+        let p = plan(
+            vec![found("a", "u"), found("b", "u")],
+            None,
+            &vault,
+            Some("lockbox"),
+        );
+        assert_eq!(
+            decisions(&p),
+            [
+                ("a", "u", Decision::KeepVault),
+                ("b", "u", Decision::Import)
+            ]
+        );
+        assert_eq!(
+            p.to_store().map(|f| f.server.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+        // After `export --to-config` (credsStore dropped) and a new `docker login`,
+        // the plaintext is newer: it replaces the vault's entry.
+        let p = plan(vec![found("a", "u")], None, &vault, None);
+        assert_eq!(decisions(&p), [("a", "u", Decision::Update)]);
+        // With credsStore naming the helper, the helper's copy updates the vault.
+        let p = plan(vec![], helper(vec![found("a", "h")]), &vault, Some("pass"));
+        assert_eq!(decisions(&p), [("a", "h", Decision::Update)]);
+    }
+
+    #[test]
+    fn duplicates_within_one_source_keep_the_first() {
+        let p = plan(
+            vec![found("a", "1"), found("a", "2")],
+            None,
+            &BTreeSet::new(),
+            None,
+        );
+        assert_eq!(
+            decisions(&p),
+            [
+                ("a", "1", Decision::Import),
+                ("a", "2", Decision::Duplicate)
+            ]
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! `init`: create the vault with a passphrase slot and/or age recipient slots.
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::recipients::{parse_recipient_arg, read_recipients_file};
+use super::{ask_new_passphrase, kdf_params};
+use crate::config::Settings;
+use crate::crypto::VaultKey;
+use crate::error::{Error, Usage};
+use crate::exit::Exit;
+use crate::keys;
+use crate::messages;
+use crate::vault::{Slot, Vault};
+
+/// `init`
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Add a passphrase slot; the passphrase is asked twice on the terminal.
+    #[arg(long)]
+    passphrase: bool,
+    /// Add a passphrase slot with the passphrase read from FILE (one trailing newline
+    /// is dropped), for scripts.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase")]
+    passphrase_file: Option<PathBuf>,
+    /// Add an age slot for RECIPIENT: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
+    /// Repeatable.
+    #[arg(long, value_name = "RECIPIENT")]
+    recipient: Vec<String>,
+    /// Add an age slot for every recipient in FILE (one per line, `#` comments).
+    #[arg(long, value_name = "FILE")]
+    recipients_file: Vec<PathBuf>,
+    /// Replace an existing vault (its entries are lost).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `init`.
+pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
+    let mut recipients = Vec::new();
+    for r in &o.recipient {
+        recipients.push(parse_recipient_arg(r)?);
+    }
+    for file in &o.recipients_file {
+        recipients.extend(read_recipients_file(file)?);
+    }
+    let passphrase = if o.passphrase {
+        Some(ask_new_passphrase()?)
+    } else if let Some(file) = &o.passphrase_file {
+        Some(keys::read_passphrase_file(file)?)
+    } else {
+        None
+    };
+    if passphrase.is_none() && recipients.is_empty() {
+        return Err(Usage::InitNeedsSlot.into());
+    }
+    if !o.force && path.read()?.is_some() {
+        return Err(Error::AlreadyExists(path.vault.clone()));
+    }
+    let key = VaultKey::generate();
+    let mut slots = Vec::new();
+    if let Some(p) = &passphrase {
+        slots.push(Vault::passphrase_slot(&key, p, kdf_params(settings)?)?);
+    }
+    for (recipient, label) in &recipients {
+        slots.push(Vault::age_slot(&key, recipient, label.clone())?);
+    }
+    let vault = Vault::new(&key, slots);
+    path.create(&vault, o.force)?;
+    let described: Vec<String> = vault.slots().iter().map(Slot::describe).collect();
+    println!(
+        "{}",
+        messages::init_done(
+            &messages::sanitize(&path.vault.display().to_string()),
+            &messages::sanitize(&described.join(", "))
+        )
+    );
+    Ok(Exit::Ok)
+}

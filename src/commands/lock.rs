@@ -1,0 +1,36 @@
+//! `lock`: make the agent forget this vault's key, or every key.
+use clap::Args;
+
+use crate::agent_client::{Agent, LockOutcome};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::messages;
+
+/// `lock`
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Forget every vault's key and stop the agent.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Runs `lock`.
+pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let (public_key, what) = if o.all {
+        (None, "every vault".to_owned())
+    } else {
+        let path = settings.location.resolve()?;
+        let vault = path.read_existing()?;
+        (
+            Some(vault.public().to_string()),
+            messages::sanitize(&path.vault.display().to_string()),
+        )
+    };
+    match Agent::for_user().lock(public_key.as_deref())? {
+        LockOutcome::NoAgent => println!("{}", messages::NO_AGENT),
+        LockOutcome::Locked => println!("{}", messages::locked_now(&what)),
+        LockOutcome::StoppedOtherBuild => println!("{}", messages::locked_now("every vault")),
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,130 @@
+//! The commands for people, one file per verb. Each file holds its clap options
+//! (`Opts`) and `run(opts, settings) -> Result<Exit>`; pure planners sit beside them
+//! with unit tests. This module holds what several commands share: the key options,
+//! opening the key through [`crate::keysource`], asking for a new passphrase, and the
+//! Argon2id cost of a new passphrase slot.
+//!
+//! Commands never build agent requests (they call [`crate::agent_client::Agent`]'s
+//! functions) and never read the environment (they get [`Settings`]).
+use std::path::PathBuf;
+use std::time::Instant;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use clap::Args;
+
+use crate::config::Settings;
+use crate::crypto::KdfParams;
+use crate::error::Error;
+use crate::keysource::{self, KeyFlags, Terminal};
+use crate::messages;
+use crate::vault::Vault;
+
+pub mod completions;
+pub mod export;
+pub mod import;
+pub mod init;
+pub mod lock;
+pub mod passwd;
+pub mod recipients;
+pub mod status;
+pub mod unlock;
+
+/// How a command that needs the vault's private key gets it.
+#[derive(Debug, Args, Default)]
+pub struct KeyOpts {
+    /// Read the passphrase from FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Open the vault with an age identity file or unencrypted SSH private key.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    pub identity_file: Option<PathBuf>,
+}
+
+impl KeyOpts {
+    /// The flags, for [`keysource::sources`].
+    pub fn flags(&self) -> KeyFlags {
+        KeyFlags {
+            identity_file: self.identity_file.clone(),
+            passphrase_file: self.passphrase_file.clone(),
+        }
+    }
+}
+
+/// Opens the vault's key for a command for people: the key flags, the environment,
+/// then the terminal ([`keysource`]; the agent never gives out a key).
+pub fn open_key(
+    vault: &Vault,
+    settings: &Settings,
+    flags: &KeyFlags,
+) -> Result<keysource::KeyOpened, Error> {
+    let list = keysource::sources(&settings.keys, flags, None);
+    keysource::open_key(vault, &list, &Terminal)
+}
+
+/// Asks for a new passphrase twice on the terminal.
+pub fn ask_new_passphrase() -> Result<SecretString, Error> {
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(SecretString::from)
+            .map_err(|_| Error::NoTerminalForNewPassphrase)
+    };
+    let first = ask(messages::PROMPT_NEW)?;
+    if first.expose_secret().is_empty() {
+        return Err(Error::EmptyPassphrase);
+    }
+    let second = ask(messages::PROMPT_CONFIRM)?;
+    if first.expose_secret() != second.expose_secret() {
+        return Err(Error::PassphraseMismatch);
+    }
+    Ok(first)
+}
+
+/// The Argon2id cost for a new passphrase slot: calibrated to about 0.75 s on this
+/// machine (t=3, p=1, memory scaled between 64 MiB and 512 MiB), or the values in
+/// `LOCKBOX_ARGON2_PARAMS` (`m_cost_kib,t_cost,p_cost`) for tests and slow machines.
+pub fn kdf_params(settings: &Settings) -> Result<KdfParams, Error> {
+    match settings.kdf_override()? {
+        Some(params) => {
+            eprintln!("{}", messages::WEAK_KDF_WARNING);
+            Ok(params)
+        }
+        None => Ok(calibrate()),
+    }
+}
+
+fn calibrate() -> KdfParams {
+    const TARGET_SECS: f64 = 0.75;
+    const T_COST: u32 = 3;
+    const MIN_KIB: u32 = 64 * 1024;
+    const MAX_KIB: u32 = 512 * 1024;
+    let pw = SecretString::from("calibration".to_owned());
+    let params = |m_cost_kib: u32| KdfParams {
+        m_cost_kib,
+        t_cost: T_COST,
+        p_cost: 1,
+    };
+    // Seconds one derivation takes, or None if Argon2 refuses.
+    let time = |p: KdfParams| {
+        let start = Instant::now();
+        p.derive(&pw, &[0u8; 16])
+            .ok()
+            .map(|_| start.elapsed().as_secs_f64().max(1e-3))
+    };
+    // Argon2's cost is about linear in memory × passes; memory bandwidth and page
+    // faults bend that, so measure at the minimum, scale, then measure once more.
+    let mut m = MIN_KIB;
+    for _ in 0..2 {
+        let Some(secs) = time(params(m)) else {
+            return params(MIN_KIB);
+        };
+        let scaled = (f64::from(m) * TARGET_SECS / secs) as u64;
+        m = (scaled.clamp(u64::from(MIN_KIB), u64::from(MAX_KIB)) as u32) / 1024 * 1024;
+    }
+    params(m)
+}
+
+/// Prints `text` line by line, each sanitized (a hostile server URL or path cannot
+/// drive the terminal).
+pub fn sanitize_lines(text: &str) -> String {
+    text.lines().map(|l| messages::sanitize(l) + "\n").collect()
+}

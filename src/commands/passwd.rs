@@ -1,0 +1,81 @@
+//! `passwd`: add or change the passphrase slot (and rotate the vault key).
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{ask_new_passphrase, kdf_params, open_key};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::keys;
+use crate::keysource::{self, KeyFlags};
+use crate::messages;
+use crate::rotation::Handover;
+use crate::vault::Slot;
+
+/// `passwd`
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Open the vault with an age identity file or SSH key instead of the old
+    /// passphrase.
+    #[arg(long, value_name = "FILE")]
+    identity_file: Option<PathBuf>,
+    /// Read the current passphrase from FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "identity_file")]
+    old_passphrase_file: Option<PathBuf>,
+    /// Read the new passphrase from FILE instead of asking twice on the terminal.
+    #[arg(long, value_name = "FILE")]
+    new_passphrase_file: Option<PathBuf>,
+}
+
+/// `passwd`: add or change the passphrase slot.
+pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
+    let vault = path.read_existing()?;
+    let has_passphrase = keysource::has_passphrase_slot(&vault);
+    let flags = KeyFlags {
+        passphrase_file: o.old_passphrase_file.clone(),
+        identity_file: o.identity_file.clone(),
+    };
+    let key = match open_key(&vault, settings, &flags) {
+        Ok(opened) => opened.key,
+        // Nothing opened it and there is no passphrase slot to ask for: say how.
+        Err(Error::NoPassphraseSlot | Error::Locked) if !has_passphrase => {
+            return Err(Error::PasswdNeedsIdentity);
+        }
+        Err(e) => return Err(e),
+    };
+    let new = match &o.new_passphrase_file {
+        Some(f) => keys::read_passphrase_file(f)?,
+        None => ask_new_passphrase()?,
+    };
+    let params = kdf_params(settings)?;
+    let old_public = key.public().to_string();
+    // A new passphrase also gets a new vault key: an old copy of the file and the old
+    // passphrase open nothing stored from now on.
+    // An agent holding the old key gets the new one before the rename (docs/AGENT.md).
+    let mut handover = Handover::new(&old_public);
+    let rotated = path.update_with(
+        |v| {
+            let passphrase_slots: Vec<usize> = v
+                .slots()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
+                .map(|(i, _)| i)
+                .collect();
+            v.rotate(&key, &passphrase_slots, None, Some((&new, params)))
+                .map(|k| (k, true))
+        },
+        |new_key| handover.give_new_key(new_key),
+    );
+    match rotated {
+        Ok(_) => handover.retire_old_key(&key),
+        Err(e) => {
+            handover.undo();
+            return Err(e);
+        }
+    }
+    println!("{}", messages::passwd_done(has_passphrase));
+    Ok(Exit::Ok)
+}

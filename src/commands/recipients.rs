@@ -1,0 +1,249 @@
+//! `recipients list|add|remove`: the vault's age slots; removing one rotates the key.
+//! Also the parsing of recipient arguments and recipients files, which `init` shares.
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::{KeyOpts, open_key};
+use crate::config::Settings;
+use crate::crypto::Recipient;
+use crate::error::{Error, Usage};
+use crate::exit::Exit;
+use crate::keysource::{self, Terminal};
+use crate::messages;
+use crate::rotation::Handover;
+use crate::vault::Slot;
+
+/// `recipients`
+#[derive(Debug, Subcommand)]
+pub enum Opts {
+    /// List the vault's slots.
+    List {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add age slots: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, or files of them
+    /// (GitHub-style authorized_keys files work).
+    Add {
+        /// Recipients to add.
+        recipients: Vec<String>,
+        /// Add every recipient in FILE (one per line, `#` comments, authorized_keys
+        /// options allowed).
+        #[arg(long, value_name = "FILE")]
+        file: Vec<PathBuf>,
+        /// Label for the new slot(s) (default: the SSH key comment, or the key).
+        #[arg(long)]
+        label: Option<String>,
+        #[allow(missing_docs)]
+        #[command(flatten)]
+        key: KeyOpts,
+    },
+    /// Remove the age slot(s) with this label or recipient, and rotate the vault key
+    /// so the removed key cannot open any later version of the vault.
+    Remove {
+        /// A slot label, or its recipient.
+        which: String,
+        #[allow(missing_docs)]
+        #[command(flatten)]
+        key: KeyOpts,
+    },
+}
+
+/// A recipient and its label (see [`parse_recipient_line`]).
+pub fn parse_recipient_arg(line: &str) -> Result<(Recipient, String), Error> {
+    parse_recipient_line(line)?.ok_or_else(|| Error::BadRecipient(line.to_owned()))
+}
+
+/// Parses one line of a recipients or authorized_keys file: options before the key
+/// type are skipped; `Ok(None)` for blank lines, comments and key types age cannot
+/// use (reported by the caller).
+pub fn parse_recipient_line(line: &str) -> Result<Option<(Recipient, String)>, Error> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if let Some(i) = fields
+        .iter()
+        .position(|f| *f == "ssh-ed25519" || *f == "ssh-rsa")
+    {
+        let Some(blob) = fields.get(i + 1) else {
+            return Err(Error::BadRecipient(line.to_owned()));
+        };
+        let text = format!("{} {blob}", fields[i]);
+        let recipient = Recipient::parse(&text)?;
+        let comment = fields[i + 2..].join(" ");
+        let label = if comment.is_empty() {
+            recipient.canonical()
+        } else {
+            comment
+        };
+        return Ok(Some((recipient, label)));
+    }
+    if let Some(age) = fields.iter().find(|f| f.starts_with("age1")) {
+        let recipient = Recipient::parse(age)?;
+        return Ok(Some((recipient.clone(), recipient.canonical())));
+    }
+    if fields
+        .iter()
+        .any(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-"))
+    {
+        return Ok(None);
+    }
+    Err(Error::BadRecipient(line.to_owned()))
+}
+
+/// Reads a recipients or authorized_keys file (`init --recipients-file`,
+/// `recipients add --file`): key types age cannot use are skipped with a warning on
+/// stderr, as `ssh-keygen`-style files often mix them in; anything else unreadable is
+/// an error naming the line.
+pub fn read_recipients_file(file: &Path) -> Result<Vec<(Recipient, String)>, Error> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
+    let mut parsed = Vec::new();
+    for (number, line) in text.lines().map(str::trim).enumerate() {
+        let parsed_line = parse_recipient_line(line).map_err(|e| match e {
+            Error::BadRecipient(text) => Error::BadRecipientLine {
+                file: file.to_owned(),
+                line: number + 1,
+                text,
+            },
+            other => other,
+        })?;
+        match parsed_line {
+            Some(p) => parsed.push(p),
+            None if !line.is_empty() && !line.starts_with('#') => {
+                eprintln!("{}", messages::sanitize(&messages::skipped_key(line)));
+            }
+            None => {}
+        }
+    }
+    Ok(parsed)
+}
+
+/// `recipients …`
+pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
+    let vault = path.read_existing()?;
+    match cmd {
+        Opts::List { json } => {
+            if json {
+                let slots: Vec<serde_json::Value> = vault
+                    .slots()
+                    .iter()
+                    .map(|s| match s {
+                        Slot::Passphrase(_) => serde_json::json!({"type": "passphrase"}),
+                        Slot::Age { label, recipient, .. } => {
+                            serde_json::json!({"type": "age", "label": label, "recipient": recipient})
+                        }
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(slots));
+            } else {
+                for s in vault.slots() {
+                    // Each field sanitized on its own: the tab between them is no escape.
+                    let line = match s {
+                        Slot::Passphrase(_) => "passphrase".to_owned(),
+                        Slot::Age {
+                            label, recipient, ..
+                        } => format!(
+                            "{}\t{}",
+                            messages::sanitize(label),
+                            messages::sanitize(recipient)
+                        ),
+                    };
+                    println!("{line}");
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Opts::Add {
+            recipients,
+            file,
+            label,
+            key,
+        } => {
+            let mut parsed = Vec::new();
+            for r in &recipients {
+                match parse_recipient_line(r)? {
+                    Some(p) => parsed.push(p),
+                    None => return Err(Error::BadRecipient(r.clone())),
+                }
+            }
+            for f in &file {
+                parsed.extend(read_recipients_file(f)?);
+            }
+            if parsed.is_empty() {
+                return Err(Usage::NoRecipients.into());
+            }
+            let vault_key = open_key(&vault, settings, &key.flags())?.key;
+            let added = path.update(|v| {
+                let mut added = Vec::new();
+                for (r, default_label) in &parsed {
+                    let l = label.clone().unwrap_or_else(|| default_label.clone());
+                    if v.add_recipient(&vault_key, r, l.clone())? {
+                        added.push(l);
+                    }
+                }
+                let changed = !added.is_empty();
+                Ok((added, changed))
+            })?;
+            println!(
+                "{}",
+                messages::sanitize(&messages::recipients_added(&added))
+            );
+            Ok(Exit::Ok)
+        }
+        Opts::Remove { which, key } => {
+            if vault.find_recipient(&which).is_empty() {
+                return Err(Error::NoSuchRecipient(which));
+            }
+            let opened = open_key(&vault, settings, &key.flags())?;
+            let old = opened.key;
+            // Opened with an identity: the passphrase slot is re-wrapped, so the
+            // passphrase is still needed (LOCKBOX_PASSPHRASE_FILE, else the terminal).
+            let passphrase =
+                keysource::rewrap_passphrase(&vault, opened.passphrase, &settings.keys, &Terminal)?;
+            let old_public = old.public().to_string();
+            let mut handover = Handover::new(&old_public);
+            let rotated = path.update_with(
+                |v| {
+                    let slots = v.find_recipient(&which);
+                    if slots.is_empty() {
+                        return Err(Error::NoSuchRecipient(which.clone()));
+                    }
+                    let new = v.rotate(&old, &slots, passphrase.as_ref(), None)?;
+                    Ok(((slots.len(), new), true))
+                },
+                |(_, new_key)| handover.give_new_key(new_key),
+            );
+            let removed = match rotated {
+                Ok((removed, _)) => {
+                    handover.retire_old_key(&old);
+                    removed
+                }
+                Err(e) => {
+                    handover.undo();
+                    return Err(e);
+                }
+            };
+            println!(
+                "{}",
+                messages::sanitize(&messages::recipients_removed(&which, removed))
+            );
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_comment_becomes_label() {
+        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@laptop";
+        let (_, label) = parse_recipient_arg(line).unwrap();
+        assert_eq!(label, "alice@laptop");
+    }
+}

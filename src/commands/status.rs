@@ -1,0 +1,159 @@
+//! `status`: the vault, its slots and entries, and the key sources `get` would use —
+//! described without trying them, or tried with `--check` ([`crate::keysource`]).
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::agent_client::Agent;
+use crate::config::Settings;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::keysource::{self, AgentUse, KeyFlags, Verdict};
+use crate::messages;
+use crate::vault::Slot;
+
+/// `status`
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Print JSON for scripts.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print nothing; only the exit status tells (0 unlocked, 3 locked).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Try the key sources (runs Argon2id for a passphrase file) instead of only
+    /// describing them.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Runs `status`.
+pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
+    let vault = path.read_existing()?;
+    // What `get` would use: no flags, never a prompt.
+    let list = keysource::sources(
+        &settings.keys,
+        &KeyFlags::default(),
+        Some((Agent::for_user(), AgentUse::Verified)),
+    );
+    let described = keysource::describe(&vault, &list);
+    // The terminal is for people; `get` never reaches it, so status does not show it.
+    let described: Vec<_> = described
+        .into_iter()
+        .filter(|d| d.name != "terminal")
+        .collect();
+    let held = described.iter().find_map(|d| match &d.verdict {
+        Verdict::Ready(h) => Some(h.clone()),
+        _ => None,
+    });
+    // Without --check: the first source that is set and not ruled out is the way in.
+    // With --check: the one that really opened it, or the error.
+    let (source, error): (Option<String>, Option<String>) = if o.check {
+        match keysource::check(&vault, &list) {
+            Ok(name) => (Some(name), None),
+            Err((name, e)) => (name, Some(e.message())),
+        }
+    } else {
+        let way_in = described
+            .iter()
+            .find(|d| matches!(d.verdict, Verdict::Ready(_) | Verdict::Untried));
+        (way_in.map(|d| d.name.clone()), None)
+    };
+    let unlocked = source.is_some() && error.is_none();
+    let code = if unlocked { Exit::Ok } else { Exit::Locked };
+    if o.quiet {
+        return Ok(code);
+    }
+    let mut out = std::io::stdout().lock();
+    let io_err = |e| Error::io("write", "stdout", e);
+    if o.json {
+        let slots: Vec<serde_json::Value> = vault
+            .slots()
+            .iter()
+            .map(|s| match s {
+                Slot::Passphrase(w) => serde_json::json!({
+                    "type": "passphrase", "kdf": "argon2id",
+                    "m_cost_kib": w.params.m_cost_kib, "t_cost": w.params.t_cost, "p_cost": w.params.p_cost,
+                }),
+                Slot::Age { label, recipient, .. } => serde_json::json!({
+                    "type": "age", "label": label, "recipient": recipient,
+                }),
+            })
+            .collect();
+        let sources: Vec<serde_json::Value> = described
+            .iter()
+            .map(|d| {
+                let (state, reason) = match &d.verdict {
+                    Verdict::Untried => ("untried", None),
+                    Verdict::Ready(_) => ("ready", None),
+                    Verdict::NotApplicable(e) => ("not_applicable", Some(e.message())),
+                };
+                serde_json::json!({
+                    "name": d.name, "origin": d.origin.as_str(), "state": state, "reason": reason,
+                })
+            })
+            .collect();
+        let agent = match &held {
+            Some(h) => serde_json::json!({
+                "pid": h.pid, "expires_in_secs": h.expires_in_secs,
+                "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
+            }),
+            None => serde_json::Value::Null,
+        };
+        let v = serde_json::json!({
+            "vault": path.vault,
+            "format": crate::vault::FORMAT_VERSION,
+            "public_key": vault.public().to_string(),
+            "slots": slots,
+            "entries": vault.entries().len(),
+            "unlocked": unlocked,
+            "checked": o.check,
+            "key_source": source,
+            "key_sources": sources,
+            "agent": agent,
+            "error": error,
+        });
+        writeln!(out, "{v}").map_err(io_err)?;
+        return Ok(code);
+    }
+    let mut text = format!(
+        "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}\nslots:      {}\n",
+        path.vault.display(),
+        crate::vault::FORMAT_VERSION,
+        vault.public(),
+        vault.entries().len(),
+        vault.slots().len(),
+    );
+    for (i, slot) in vault.slots().iter().enumerate() {
+        text.push_str(&format!("  {}. {}\n", i + 1, slot.describe()));
+    }
+    text.push_str("key sources, in the order get tries them:\n");
+    for d in &described {
+        let state = match &d.verdict {
+            Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
+            Verdict::Ready(h) => format!(
+                "holds the key (pid {}) for {}",
+                h.pid,
+                humantime::format_duration(Duration::from_secs(h.expires_in_secs))
+            ),
+            Verdict::NotApplicable(Error::Locked) => "does not hold this vault's key".to_owned(),
+            Verdict::NotApplicable(e) => format!("does not apply: {}", e.message()),
+        };
+        text.push_str(&format!("  {}: {state}\n", d.name));
+    }
+    text.push_str(&match (&source, &error) {
+        (Some(name), None) if o.check => format!("unlocked:   yes, by {name} (checked)\n"),
+        (Some(name), None) => format!("unlocked:   yes, by {name}\n"),
+        (Some(name), Some(e)) => format!("unlocked:   no — {name} fails: {e}\n"),
+        (None, Some(e)) => format!("unlocked:   no — {e}\n"),
+        (None, None) => {
+            "unlocked:   no (run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY)\n"
+                .to_owned()
+        }
+    });
+    let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
+    out.write_all(clean.as_bytes()).map_err(io_err)?;
+    Ok(code)
+}
