@@ -34,6 +34,7 @@ Environment:
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
   LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
   XDG_RUNTIME_DIR          where the agent socket lives (else /tmp/lockbox-<uid>)
+  LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
   1. --identity-file / --passphrase-file given to the command
@@ -69,13 +70,18 @@ enum Command {
     /// Move the plaintext auths of Docker's config.json (or another helper's entries)
     /// into the vault, remove them from config.json and set credsStore.
     Import(commands::import::Opts),
-    /// Print the entries as plaintext Docker auths (the way out; explicit).
+    /// Print the entries in plaintext (the way out; explicit): Docker auths, a
+    /// Kubernetes Secret, DOCKER_AUTH_CONFIG, a containers auth.json.
     Export(commands::export::Opts),
     /// Add or change the passphrase slot.
     Passwd(commands::passwd::Opts),
     /// Manage the age slots (people, CI keys, SSH host keys).
     #[command(subcommand)]
     Recipients(commands::recipients::Opts),
+    /// The kubelet image credential provider plugin: read a CredentialProviderRequest
+    /// on stdin, answer with the vault's credentials for the image's registry
+    /// (docs/FLEET.md). Never prompts.
+    KubeletCredentialProvider(KubeletOpts),
     /// Print a shell completion script: `completions bash > /etc/bash_completion.d/lockbox`.
     Completions {
         /// The shell.
@@ -84,6 +90,14 @@ enum Command {
     /// The agent process itself (started by `unlock`).
     #[command(hide = true)]
     Agent(AgentOpts),
+}
+
+#[derive(Debug, Args)]
+struct KubeletOpts {
+    /// How long kubelet may cache an answer: 5m (the default), 1h, 0 for not at all;
+    /// at most 24h. Default from LOCKBOX_KUBELET_CACHE_DURATION.
+    #[arg(long, value_name = "DURATION")]
+    cache_duration: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +179,9 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
+        Command::KubeletCredentialProvider(o) => {
+            Ok(crate::kubelet::main(o.cache_duration.as_deref(), settings))
+        }
         Command::Completions { shell } => commands::completions::run(Opts::command(), shell),
         Command::Agent(o) => crate::agent::run(&o.socket).map(|()| Exit::Ok),
     }

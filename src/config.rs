@@ -28,6 +28,9 @@ pub struct Settings {
     /// `LOCKBOX_ARGON2_PARAMS`, as given (parsed by [`Settings::kdf_override`] only
     /// where a passphrase slot is made, so a bad value never breaks `get`).
     pub argon2_params: Option<String>,
+    /// `LOCKBOX_KUBELET_CACHE_DURATION`, as given (parsed by `kubelet-credential-provider`
+    /// only).
+    pub kubelet_cache_duration: Option<String>,
 }
 
 /// The key sources the environment names, in the order `docs/KEYS.md` gives.
@@ -54,6 +57,8 @@ pub mod var {
     pub const PASSPHRASE_FILE: &str = "LOCKBOX_PASSPHRASE_FILE";
     /// Argon2id cost override.
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
+    /// kubelet-credential-provider's cacheDuration.
+    pub const KUBELET_CACHE_DURATION: &str = "LOCKBOX_KUBELET_CACHE_DURATION";
 }
 
 impl Settings {
@@ -81,6 +86,8 @@ impl Settings {
                 passphrase_file: path(var::PASSPHRASE_FILE),
             },
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
+            kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)
+                .map(|v| v.to_string_lossy().into_owned()),
         }
     }
 

@@ -8,6 +8,7 @@
 //! ```text
 //! cli                 clap surface + dispatch; reads the environment once (config)
 //!  ├─ protocol        store/get/erase/list/version, byte for byte
+//!  ├─ kubelet         kubelet's image credential provider plugin protocol
 //!  └─ commands/*      one file per command for people (init, unlock, lock, status,
 //!      │              import, export, passwd, recipients, completions)
 //!   keysource         where the vault key comes from: one order, one failure rule
@@ -45,6 +46,7 @@ pub mod file;
 pub mod gojson;
 pub mod keys;
 pub mod keysource;
+pub mod kubelet;
 pub mod messages;
 pub mod protocol;
 pub mod rotation;
