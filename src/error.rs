@@ -173,6 +173,9 @@ pub enum Usage {
     BadHelperName(String),
     /// `recipients add` with nothing to add.
     NoRecipients,
+    /// `export` options that do not go together, or a value they refuse (the text
+    /// says which and what to do).
+    Export(String),
 }
 
 impl Error {
@@ -267,6 +270,7 @@ impl Error {
                 Usage::BadTimeout(text) => messages::bad_timeout(text),
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
+                Usage::Export(text) => text.clone(),
             },
         };
         messages::sanitize(&text)

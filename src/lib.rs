@@ -18,6 +18,7 @@
 //!   agent             the agent process        ─┐
 //!   agent_proto       its wire protocol        ─┘ shared by agent and client
 //!   dockerconfig      Docker's config.json     gojson, serverurl: pure helpers
+//!   exportfmt         the formats `export` writes (pure rendering)
 //!   config            the settings value (environment, read once in cli)
 //!      │
 //!   file              paths, the sidecar lock, atomic durable writes
@@ -42,6 +43,7 @@ pub mod crypto;
 pub mod dockerconfig;
 pub mod error;
 pub mod exit;
+pub mod exportfmt;
 pub mod file;
 pub mod gojson;
 pub mod keys;
