@@ -21,6 +21,10 @@ section "Debian packages"
 packages=(docker-registry apache2-utils age openssh-client skopeo docker.io
   golang-docker-credential-helpers pass gnupg util-linux passwd perl hyperfine ca-certificates)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
+# kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
+# docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
+# there already (it conflicts with a kubectl from another package, e.g. the Cloud SDK's).
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 "${sudo[@]}" apt-get -qq update
