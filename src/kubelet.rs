@@ -1065,6 +1065,35 @@ mod tests {
         }
     }
 
+    /// The `kubelet_request` fuzz target's checks over its seed corpus, so they run
+    /// with the unit tests even where cargo-fuzz is not installed.
+    #[test]
+    fn fuzz_seeds_replay() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/kubelet_request");
+        let mut n = 0;
+        for f in std::fs::read_dir(dir).expect("the seed corpus") {
+            let data = std::fs::read(f.unwrap().path()).unwrap();
+            n += 1;
+            match Request::parse(&data) {
+                Ok(req) => {
+                    let chosen = select(&req.image, entries(&["ghcr.io", "ghcr.io/team"]));
+                    let auth: Vec<_> = chosen
+                        .iter()
+                        .map(|(k, _)| (k.clone(), "u".to_owned(), Zeroizing::new("p".to_owned())))
+                        .collect();
+                    let out = render_response(req.api_version, DEFAULT_CACHE_DURATION, &auth);
+                    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                    assert_eq!(v["apiVersion"], req.api_version);
+                }
+                Err(e) => {
+                    let line = e.message();
+                    assert!(!line.contains(['\n', '\r']) && !line.contains("sa-token-secret"));
+                }
+            }
+        }
+        assert!(n >= 5, "{n} seeds");
+    }
+
     #[test]
     fn durations() {
         for (text, want) in [
