@@ -33,8 +33,10 @@ Environment:
   LOCKBOX_IDENTITY_FILE    an age identity file or unencrypted SSH private key
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
   LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
-  XDG_RUNTIME_DIR          where the agent socket lives (else /tmp/lockbox-<uid>)
   LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
+  LOCKBOX_AGENT_DIR        the agent's socket directory (default /tmp/lockbox-<uid>;
+                           for tests and isolated setups)
+  LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
   1. --identity-file / --passphrase-file given to the command
@@ -64,6 +66,9 @@ enum Command {
     Unlock(commands::unlock::Opts),
     /// Make the agent forget this vault's key (or every key with --all).
     Lock(commands::lock::Opts),
+    /// Open the vault for one command: `exec -- CMD ARGS…` answers `get` for CMD and
+    /// its children while CMD runs, then forgets the key. Exits with CMD's status.
+    Exec(commands::exec::Opts),
     /// Show the vault: path, slots, entries, and whether it is unlocked. Exits 0 when
     /// `get` can open it, 3 when it is locked.
     Status(commands::status::Opts),
@@ -87,8 +92,8 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// The agent process itself (started by `unlock`).
-    #[command(hide = true)]
+    /// Run the agent for a service manager: `agent --foreground` (no fork, logs on
+    /// stderr, stops on SIGTERM; `unlock` hands it keys).
     Agent(AgentOpts),
 }
 
@@ -102,8 +107,12 @@ struct KubeletOpts {
 
 #[derive(Debug, Args)]
 struct AgentOpts {
-    #[arg(long)]
-    socket: PathBuf,
+    /// Stay in the foreground for a service manager (systemd, runit…).
+    #[arg(long, required_unless_present = "socket")]
+    foreground: bool,
+    /// The socket `unlock` starts a background agent on (internal).
+    #[arg(long, hide = true, conflicts_with = "foreground")]
+    socket: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
@@ -183,7 +192,12 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
             Ok(crate::kubelet::main(o.cache_duration.as_deref(), settings))
         }
         Command::Completions { shell } => commands::completions::run(Opts::command(), shell),
-        Command::Agent(o) => crate::agent::run(&o.socket).map(|()| Exit::Ok),
+        Command::Exec(o) => commands::exec::run(o, settings),
+        Command::Agent(o) => match &o.socket {
+            Some(socket) => crate::agent::run(socket),
+            None => crate::agent::run_foreground(),
+        }
+        .map(|()| Exit::Ok),
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Settings {
     /// `LOCKBOX_KUBELET_CACHE_DURATION`, as given (parsed by `kubelet-credential-provider`
     /// only).
     pub kubelet_cache_duration: Option<String>,
+    /// `LOCKBOX_AGENT_SOCKET`: `exec`'s private agent, set for its command only.
+    pub agent_socket: Option<PathBuf>,
 }
 
 /// The key sources the environment names, in the order `docs/KEYS.md` gives.
@@ -59,6 +61,8 @@ pub mod var {
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
     /// kubelet-credential-provider's cacheDuration.
     pub const KUBELET_CACHE_DURATION: &str = "LOCKBOX_KUBELET_CACHE_DURATION";
+    /// `exec`'s private agent socket.
+    pub const AGENT_SOCKET: &str = crate::agent_proto::AGENT_SOCKET_VAR;
 }
 
 impl Settings {
@@ -88,6 +92,7 @@ impl Settings {
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)
                 .map(|v| v.to_string_lossy().into_owned()),
+            agent_socket: path(var::AGENT_SOCKET),
         }
     }
 

@@ -167,8 +167,9 @@ pub enum Error {
 pub enum Usage {
     /// `init` without any slot.
     InitNeedsSlot,
-    /// `unlock --timeout` that does not parse or is out of range.
-    BadTimeout(String),
+    /// `unlock --timeout`/`--idle` (the flag, the text) that does not parse or is out
+    /// of range.
+    BadTimeout(&'static str, String),
     /// `import --from-helper` with an unusable name.
     BadHelperName(String),
     /// `recipients add` with nothing to add.
@@ -267,7 +268,7 @@ impl Error {
             } => messages::helper_failed(program, action, detail),
             Error::Usage(u) => match u {
                 Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
-                Usage::BadTimeout(text) => messages::bad_timeout(text),
+                Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
                 Usage::Export(text) => text.clone(),

@@ -58,7 +58,7 @@ fn export_opener(
     let list = keysource::sources(
         &settings.keys,
         &k.flags(),
-        Some((Agent::for_user(), AgentUse::Verified)),
+        Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     keysource::open_entries(vault, &list, &Terminal).map(|(o, _)| o)
 }
