@@ -49,6 +49,7 @@ impl Env {
             .env("HOME", self.path("home"))
             .env("DOCKER_CONFIG", self.path("docker"))
             .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("LOCKBOX_AGENT_DIR", self.agent_dir())
             .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1");
         if let Some(v) = &self.vault {
             c.env("LOCKBOX_VAULT", v);
@@ -172,7 +173,11 @@ fn protocol_through_the_agent_then_lock() {
 
     let out = env.unlock(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("for 1h"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("for 1h after its last use, 8h at the latest"),
+        "{}",
+        stdout(&out)
+    );
 
     let get = env.run(&["get"], "127.0.0.1:5000\n");
     assert_eq!(
@@ -205,6 +210,7 @@ fn protocol_through_the_agent_then_lock() {
     assert_eq!(status["unlocked"], true);
     assert_eq!(status["key_source"], "agent");
     assert!(status["agent"]["expires_in_secs"].as_u64().unwrap() > 3500);
+    assert!(status["agent"]["timeout_left_secs"].as_u64().unwrap() > 7 * 3600);
     assert_eq!(env.run(&["status", "--quiet"], "").status.code(), Some(0));
 
     let lock = env.run(&["lock"], "");
@@ -240,7 +246,7 @@ fn timeout_expiry_relocks_and_unlock_again_extends() {
     // The agent exits when it holds nothing; the next unlock starts a fresh one.
     assert!(env.unlock(&["--timeout", "2s"]).status.success());
     assert!(env.unlock(&["--timeout", "8h"]).status.success());
-    let expires = env.status_json()["agent"]["expires_in_secs"]
+    let expires = env.status_json()["agent"]["timeout_left_secs"]
         .as_u64()
         .unwrap();
     assert!(expires > 7 * 3600, "unlock again did not extend: {expires}");
@@ -466,7 +472,7 @@ fn peer_of_another_uid_is_refused() {
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
     let answer = raw_request_as_nobody(
         &sock,
-        &format!(r#"{{"v":1,"request":{{"status":{{"public_key":"{public}"}}}}}}"#),
+        &r#"{"v":2,"request":"status"}"#.to_owned(),
     );
     assert_eq!(answer, r#"{"error":"forbidden"}"#);
     // The same request from our own uid is answered.
