@@ -16,10 +16,12 @@ section "Debian packages"
 # as root (the machine's newer Docker CLI in /usr/local/bin stays first on PATH);
 # golang-docker-credential-helpers, pass, gnupg: `import --from-helper pass`; util-linux
 # (setpriv) and perl: the agent's other-user tests; passwd (useradd): tests/hostile.rs
-# makes an unprivileged user to write the vault as; hyperfine: the whole-process
-# benchmarks.
+# makes an unprivileged user to write the vault as, tests/agent_contexts.rs makes users
+# for the agent's per-uid contexts; sudo and systemd (systemd-analyze): those contexts
+# and the unit verification; hyperfine: the whole-process benchmarks.
 packages=(docker-registry apache2-utils age openssh-client skopeo docker.io
-  golang-docker-credential-helpers pass gnupg util-linux passwd perl hyperfine ca-certificates)
+  golang-docker-credential-helpers pass gnupg util-linux passwd perl sudo systemd
+  hyperfine ca-certificates)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 # kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
 # docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
@@ -29,7 +31,8 @@ sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 "${sudo[@]}" apt-get -qq update
 "${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
-for tool in docker dockerd docker-registry htpasswd age-keygen ssh-keygen skopeo setpriv perl; do
+for tool in docker dockerd docker-registry htpasswd age-keygen ssh-keygen skopeo setpriv perl \
+  sudo useradd systemd-analyze; do
   command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
 done
 

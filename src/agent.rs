@@ -332,10 +332,7 @@ impl Server {
                 match public_key {
                     Some(p) => {
                         if let Some(h) = self.keys.remove(&p) {
-                            self.log(&format!(
-                                "locked {}",
-                                crate::messages::sanitize(&h.label)
-                            ));
+                            self.log(&format!("locked {}", crate::messages::sanitize(&h.label)));
                         }
                     }
                     None => {
@@ -441,12 +438,11 @@ impl Drop for BoundSocket {
 
 /// Sleeps until a connection, a signal or `wait` passes; `Ok(true)` when a signal came.
 pub fn wait_for(listener: &UnixListener, signals: &UnixStream, wait: Duration) -> Result<bool> {
-    let timeout = rustix::event::Timespec::try_from(wait.min(MAX_SLEEP)).unwrap_or(
-        rustix::event::Timespec {
+    let timeout =
+        rustix::event::Timespec::try_from(wait.min(MAX_SLEEP)).unwrap_or(rustix::event::Timespec {
             tv_sec: MAX_SLEEP.as_secs() as i64,
             tv_nsec: 0,
-        },
-    );
+        });
     let mut fds = [
         PollFd::new(listener, PollFlags::IN),
         PollFd::new(signals, PollFlags::IN),
@@ -490,9 +486,7 @@ pub fn run(socket: &Path) -> Result<()> {
         server.expire();
         let now = now();
         had_keys |= !server.keys.is_empty();
-        if server.quit
-            || (server.keys.is_empty() && (had_keys || now >= started + STARTUP_GRACE))
-        {
+        if server.quit || (server.keys.is_empty() && (had_keys || now >= started + STARTUP_GRACE)) {
             break;
         }
         let next = server.next_deadline().unwrap_or(started + STARTUP_GRACE);

@@ -470,10 +470,7 @@ fn peer_of_another_uid_is_refused() {
     }
     let sock = env.agent_dir().join("agent.sock");
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
-    let answer = raw_request_as_nobody(
-        &sock,
-        &r#"{"v":2,"request":"status"}"#.to_owned(),
-    );
+    let answer = raw_request_as_nobody(&sock, &r#"{"v":2,"request":"status"}"#.to_owned());
     assert_eq!(answer, r#"{"error":"forbidden"}"#);
     // The same request from our own uid is answered.
     fs::set_permissions(env.agent_dir(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -568,7 +565,11 @@ fn idle_timeout_slides_with_use_and_never_past_the_absolute_one() {
     let env = Env::new();
     env.init();
     env.store("h", "u", "p");
-    assert!(env.unlock(&["--idle", "3s", "--timeout", "1h"]).status.success());
+    assert!(
+        env.unlock(&["--idle", "3s", "--timeout", "1h"])
+            .status
+            .success()
+    );
     // Used every 300 ms for 6 s: twice the idle timeout, and still unlocked.
     for _ in 0..20 {
         assert!(
@@ -579,11 +580,17 @@ fn idle_timeout_slides_with_use_and_never_past_the_absolute_one() {
     }
     // Left alone (status does not count as use), it goes at its idle deadline, long
     // before the absolute one.
-    assert!(eventually(Duration::from_secs(15), || env.status_json()["unlocked"]
-        == false));
+    assert!(eventually(
+        Duration::from_secs(15),
+        || env.status_json()["unlocked"] == false
+    ));
     assert_eq!(stdout(&env.run(&["get"], "h")), LOCKED_LINE);
     // Used all the time, it still goes at the absolute deadline.
-    assert!(env.unlock(&["--idle", "1h", "--timeout", "2s"]).status.success());
+    assert!(
+        env.unlock(&["--idle", "1h", "--timeout", "2s"])
+            .status
+            .success()
+    );
     assert!(eventually(Duration::from_secs(15), || stdout(
         &env.run(&["get"], "h")
     ) == LOCKED_LINE));
@@ -629,14 +636,25 @@ fn status_lists_every_held_vault_with_both_times() {
     let b = env.path("b.json");
     env.vault = Some(a.clone());
     env.init();
-    assert!(env.unlock(&["--idle", "10m", "--timeout", "2h"]).status.success());
+    assert!(
+        env.unlock(&["--idle", "10m", "--timeout", "2h"])
+            .status
+            .success()
+    );
     env.vault = Some(b.clone());
     env.init();
-    assert!(env.unlock(&["--idle", "20m", "--timeout", "3h"]).status.success());
+    assert!(
+        env.unlock(&["--idle", "20m", "--timeout", "3h"])
+            .status
+            .success()
+    );
     let status = env.status_json();
     let vaults = status["agent"]["vaults"].as_array().unwrap().clone();
     assert_eq!(vaults.len(), 2, "{status}");
-    let labels: Vec<&str> = vaults.iter().map(|v| v["label"].as_str().unwrap()).collect();
+    let labels: Vec<&str> = vaults
+        .iter()
+        .map(|v| v["label"].as_str().unwrap())
+        .collect();
     assert_eq!(labels, [a.to_str().unwrap(), b.to_str().unwrap()]);
     let idle_a = vaults[0]["idle_left_secs"].as_u64().unwrap();
     let idle_b = vaults[1]["idle_left_secs"].as_u64().unwrap();
@@ -673,7 +691,12 @@ fn a_trickling_client_cannot_hold_the_agent() {
     let t = trickle(&env.agent_dir().join("agent.sock"));
     thread::sleep(Duration::from_millis(200));
     let get = env.run(&["get"], "h");
-    assert!(stdout(&get).contains("\"p\""), "{}{}", stdout(&get), stderr(&get));
+    assert!(
+        stdout(&get).contains("\"p\""),
+        "{}{}",
+        stdout(&get),
+        stderr(&get)
+    );
     t.join().unwrap();
 }
 
@@ -689,26 +712,49 @@ fn a_trickling_client_cannot_hold_an_exec_server() {
         dir = env.path("").display()
     );
     let child = env
-        .cmd(&["exec", "--passphrase-file", pass.to_str().unwrap(), "--", "sh", "-c", &script])
+        .cmd(&[
+            "exec",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(eventually(Duration::from_secs(20), || env.path("sock").exists()));
+    assert!(eventually(Duration::from_secs(20), || env
+        .path("sock")
+        .exists()));
     let sock = fs::read_to_string(env.path("sock")).unwrap();
     let t = trickle(Path::new(sock.trim()));
     thread::sleep(Duration::from_millis(200));
     fs::write(env.path("go"), "").unwrap();
     let out = bounded_output(child);
-    assert!(stdout(&out).contains("\"p\""), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("\"p\""),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     t.join().unwrap();
 }
 
 /// `exec` with the passphrase file and `script` run by `sh -c`.
 fn exec_sh(env: &Env, script: &str, vars: &[(&str, &str)]) -> std::process::Child {
     let pass = env.path("pass");
-    let mut c = env.cmd(&["exec", "--passphrase-file", pass.to_str().unwrap(), "--", "sh", "-c", script]);
+    let mut c = env.cmd(&[
+        "exec",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
     for (k, v) in vars {
         c.env(k, v);
     }
@@ -756,7 +802,10 @@ fn exec_serves_its_command_and_forgets_the_key_when_it_exits() {
         .find_map(|l| l.strip_prefix("SOCK="))
         .unwrap()
         .to_owned();
-    assert!(sock.starts_with(env.agent_dir().to_str().unwrap()), "{sock}");
+    assert!(
+        sock.starts_with(env.agent_dir().to_str().unwrap()),
+        "{sock}"
+    );
     // Gone with the command: no socket, no directory, and a get naming it is locked.
     assert!(!Path::new(&sock).exists());
     assert!(!Path::new(&sock).parent().unwrap().exists());
@@ -786,11 +835,21 @@ fn exec_returns_the_exit_status_and_128_plus_the_signal() {
     let out = bounded_output(exec_sh(&env, "kill -TERM $$", &[]));
     assert_eq!(out.status.code(), Some(128 + 15));
     let missing = env.run(
-        &["exec", "--passphrase-file", env.path("pass").to_str().unwrap(), "--", "/nonexistent/cmd"],
+        &[
+            "exec",
+            "--passphrase-file",
+            env.path("pass").to_str().unwrap(),
+            "--",
+            "/nonexistent/cmd",
+        ],
         "",
     );
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("/nonexistent/cmd"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent/cmd"),
+        "{}",
+        stderr(&missing)
+    );
     // Nothing before `--` is a command.
     assert_eq!(env.run(&["exec"], "").status.code(), Some(2));
 }
@@ -832,8 +891,12 @@ fn exec_killed_by_sigkill_leaves_no_usable_key() {
     child.wait().unwrap();
     // The command dies with it (PR_SET_PDEATHSIG).
     assert!(
-        eventually(Duration::from_secs(10), || !Path::new(&format!("/proc/{cmd_pid}")).exists()
-            || fs::read_to_string(format!("/proc/{cmd_pid}/stat")).is_ok_and(|s| s.contains(") Z"))),
+        eventually(Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{cmd_pid}"
+        ))
+        .exists()
+            || fs::read_to_string(format!("/proc/{cmd_pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))),
         "the command outlived exec"
     );
     let mut c = env.cmd(&["get"]);
@@ -849,7 +912,10 @@ fn exec_killed_by_sigkill_leaves_no_usable_key() {
     // The next exec sweeps the leftover directory.
     let out = bounded_output(exec_sh(&env, "true", &[]));
     assert!(out.status.success());
-    assert!(!Path::new(sock).parent().unwrap().exists(), "leftover not swept");
+    assert!(
+        !Path::new(sock).parent().unwrap().exists(),
+        "leftover not swept"
+    );
 }
 
 #[test]
@@ -869,19 +935,33 @@ fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
     // A second foreground agent refuses to start beside it.
     let second = env.run(&["agent", "--foreground"], "");
     assert_eq!(second.status.code(), Some(1));
-    assert!(stderr(&second).contains("already serves"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("already serves"),
+        "{}",
+        stderr(&second)
+    );
     // Past the background agent's 30 s start-up grace with no key: still there.
     thread::sleep(Duration::from_secs(32));
-    assert!(agent.try_wait().unwrap().is_none(), "the foreground agent exited by itself");
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the foreground agent exited by itself"
+    );
     assert!(env.unlock(&[]).status.success());
     let st = env.status_json();
-    assert_eq!(st["agent"]["pid"].as_u64().unwrap(), u64::from(agent.id()), "{st}");
+    assert_eq!(
+        st["agent"]["pid"].as_u64().unwrap(),
+        u64::from(agent.id()),
+        "{st}"
+    );
     assert_eq!(st["agent"]["mode"], "foreground");
     assert!(stdout(&env.run(&["get"], "h")).contains("\"p\""));
     // Its last key locked: still there.
     assert!(env.run(&["lock"], "").status.success());
     thread::sleep(Duration::from_millis(300));
-    assert!(agent.try_wait().unwrap().is_none(), "exited when its last key went");
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "exited when its last key went"
+    );
     assert!(env.unlock(&[]).status.success());
     Command::new("kill")
         .args(["-TERM", &agent.id().to_string()])
@@ -901,10 +981,19 @@ fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
     assert_eq!(out.0.code(), Some(0), "{}", out.1);
     assert!(!sock.exists(), "the socket is removed");
     let log = out.1;
-    for event in ["started on", "unlocked ", "locked ", "stopping on a signal", "stopped"] {
+    for event in [
+        "started on",
+        "unlocked ",
+        "locked ",
+        "stopping on a signal",
+        "stopped",
+    ] {
         assert!(log.contains(event), "no {event:?} line in {log}");
     }
-    assert!(log.lines().all(|l| l.starts_with("lockbox-agent: ")), "{log}");
+    assert!(
+        log.lines().all(|l| l.starts_with("lockbox-agent: ")),
+        "{log}"
+    );
     assert!(!log.contains(PASSPHRASE) && !log.contains("AGE-SECRET-KEY"));
     assert_eq!(stdout(&env.run(&["get"], "h")), LOCKED_LINE);
 }

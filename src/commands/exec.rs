@@ -99,9 +99,9 @@ fn serve_command(
     let mut cmd = Command::new(program);
     cmd.args(args).env(AGENT_SOCKET_VAR, &socket);
     for (name, _) in std::env::vars_os() {
-        let hidden = name.to_str().is_some_and(|n| {
-            n.starts_with("LOCKBOX_IDENTITY") || HIDDEN_VARS.contains(&n)
-        });
+        let hidden = name
+            .to_str()
+            .is_some_and(|n| n.starts_with("LOCKBOX_IDENTITY") || HIDDEN_VARS.contains(&n));
         if hidden {
             cmd.env_remove(&name);
         }
@@ -113,15 +113,17 @@ fn serve_command(
     let child_pid = Pid::from_raw(child.id() as i32);
 
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| Error::io("wait for", program, e))? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io("wait for", program, e))?
+        {
             break status;
         }
-        let timeout = rustix::event::Timespec::try_from(POLL_BACKSTOP).unwrap_or(
-            rustix::event::Timespec {
+        let timeout =
+            rustix::event::Timespec::try_from(POLL_BACKSTOP).unwrap_or(rustix::event::Timespec {
                 tv_sec: 1,
                 tv_nsec: 0,
-            },
-        );
+            });
         let mut fds: Vec<PollFd> = vec![
             PollFd::new(&bound.listener, PollFlags::IN),
             PollFd::new(&chld, PollFlags::IN),
