@@ -463,14 +463,13 @@ fn peer_of_another_uid_is_refused() {
     env.init();
     env.store("h", "u", "p");
     assert!(env.unlock(&[]).status.success());
-    let public = env.status_json()["public_key"].as_str().unwrap().to_owned();
     // Open the way through the file system so only SO_PEERCRED stands in between.
     for p in [env.dir.path(), &env.path("run"), &env.agent_dir()] {
         fs::set_permissions(p, fs::Permissions::from_mode(0o711)).unwrap();
     }
     let sock = env.agent_dir().join("agent.sock");
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
-    let answer = raw_request_as_nobody(&sock, &r#"{"v":2,"request":"status"}"#.to_owned());
+    let answer = raw_request_as_nobody(&sock, r#"{"v":2,"request":"status"}"#);
     assert_eq!(answer, r#"{"error":"forbidden"}"#);
     // The same request from our own uid is answered.
     fs::set_permissions(env.agent_dir(), fs::Permissions::from_mode(0o700)).unwrap();

@@ -136,10 +136,10 @@ fn serve_command(
         drop(fds);
         drain(&chld);
         for (sig, pipe) in &forwards {
-            if drain(pipe) {
-                if let (Some(child_pid), Some(sig)) = (child_pid, Signal::from_named_raw(*sig)) {
-                    let _ = rustix::process::kill_process(child_pid, sig);
-                }
+            if drain(pipe)
+                && let (Some(child_pid), Some(sig)) = (child_pid, Signal::from_named_raw(*sig))
+            {
+                let _ = rustix::process::kill_process(child_pid, sig);
             }
         }
         server.accept_all(&bound.listener);
