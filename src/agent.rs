@@ -500,27 +500,22 @@ pub fn run(socket: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `agent --foreground`: the agent for a service manager, on this user's socket
-/// (`agent_proto::socket_path`). No fork, no start-up grace, no exit when the last key
-/// goes; SIGTERM, SIGINT or SIGHUP wipe the keys, remove the socket and return `Ok`.
-pub fn run_foreground() -> Result<()> {
-    let agent = crate::agent_client::Agent::for_user();
+/// `agent --foreground`: the agent for a service manager, on `socket` (this user's).
+/// `claim` makes sure no other agent serves there and returns a guard that keeps
+/// `unlock` from starting one until the socket is bound
+/// (`agent_client::Agent::claim_for_foreground`). No fork, no start-up grace, no exit
+/// when the last key goes; SIGTERM, SIGINT or SIGHUP wipe the keys, remove the socket
+/// and return `Ok`.
+pub fn run_foreground<G>(socket: &Path, claim: impl FnOnce() -> Result<G>) -> Result<()> {
     let mut server = Server::new(AgentMode::Foreground, harden());
     let signals = signal_pipe(&STOP_SIGNALS)?;
     let bound = {
-        // Serialized with `unlock`, so it cannot start a second agent meanwhile.
-        let _serialized = agent.start_lock()?;
-        if let Some(pid) = agent.live_pid()? {
-            return Err(Error::AgentStart(format!(
-                "another lockbox agent (pid {pid}) already serves {}; stop it first",
-                agent.socket().display()
-            )));
-        }
-        BoundSocket::bind(agent.socket())?
+        let _claimed = claim()?;
+        BoundSocket::bind(socket)?
     };
     server.log(&format!(
         "started on {} (pid {}, protocol {PROTOCOL_VERSION}, memory locked: {})",
-        crate::messages::sanitize(&agent.socket().display().to_string()),
+        crate::messages::sanitize(&socket.display().to_string()),
         std::process::id(),
         server.memory_locked
     ));

@@ -200,6 +200,19 @@ impl Agent {
         }
     }
 
+    /// For `agent --foreground`: takes the `unlock` lock and fails when any agent
+    /// already answers here; the guard keeps `unlock` from starting one meanwhile.
+    pub fn claim_for_foreground(&self) -> Result<crate::file::LockGuard> {
+        let guard = self.start_lock()?;
+        if let Some(pid) = self.live_pid()? {
+            return Err(Error::AgentStart(format!(
+                "another lockbox agent (pid {pid}) already serves {}; stop it first",
+                self.socket.display()
+            )));
+        }
+        Ok(guard)
+    }
+
     /// The pid of an agent that answers here (of any version; 0 when it does not say),
     /// or `None` when none does.
     pub fn live_pid(&self) -> Result<Option<u32>> {

@@ -32,7 +32,7 @@ pub const SOCKET_NAME: &str = "agent.sock";
 pub const AGENT_DIR_VAR: &str = "LOCKBOX_AGENT_DIR";
 /// The private socket `exec` passes to its command (the documented exception to "the
 /// socket location never comes from the environment").
-pub const AGENT_SOCKET_VAR: &str = "LOCKBOX_AGENT_SOCKET";
+pub const AGENT_SOCKET_VAR: &str = crate::config::var::AGENT_SOCKET;
 /// How long one request may take to arrive, and its answer to leave, in all: one
 /// deadline per request, not per `read()`, so a trickling client cannot hold the
 /// single-threaded agent (issue 15 item 8).

@@ -195,7 +195,10 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Exec(o) => commands::exec::run(o, settings),
         Command::Agent(o) => match &o.socket {
             Some(socket) => crate::agent::run(socket),
-            None => crate::agent::run_foreground(),
+            None => {
+                let agent = crate::agent_client::Agent::for_user();
+                crate::agent::run_foreground(agent.socket(), || agent.claim_for_foreground())
+            }
         }
         .map(|()| Exit::Ok),
     }

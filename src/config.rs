@@ -62,7 +62,7 @@ pub mod var {
     /// kubelet-credential-provider's cacheDuration.
     pub const KUBELET_CACHE_DURATION: &str = "LOCKBOX_KUBELET_CACHE_DURATION";
     /// `exec`'s private agent socket.
-    pub const AGENT_SOCKET: &str = crate::agent_proto::AGENT_SOCKET_VAR;
+    pub const AGENT_SOCKET: &str = "LOCKBOX_AGENT_SOCKET";
 }
 
 impl Settings {

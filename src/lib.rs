@@ -9,7 +9,7 @@
 //! cli                 clap surface + dispatch; reads the environment once (config)
 //!  ├─ protocol        store/get/erase/list/version, byte for byte
 //!  ├─ kubelet         kubelet's image credential provider plugin protocol
-//!  └─ commands/*      one file per command for people (init, unlock, lock, status,
+//!  └─ commands/*      one file per command for people (init, unlock, lock, exec, status,
 //!      │              import, export, passwd, recipients, completions)
 //!   keysource         where the vault key comes from: one order, one failure rule
 //!      │

@@ -25,9 +25,9 @@ use clap::Args;
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, Signal};
 
+use super::{KeyOpts, open_key};
 use crate::agent::{BoundSocket, Server, harden, signal_pipe};
 use crate::agent_proto::{self, AGENT_SOCKET_VAR, AgentMode, SOCKET_NAME};
-use super::{KeyOpts, open_key};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit::Exit;
