@@ -460,14 +460,14 @@ pub fn held_times(mode: AgentMode, held: &HeldVault) -> String {
 }
 
 /// `status`'s list of every vault the agent holds, one line each.
-pub fn held_lines(held: &Held) -> String {
+pub fn held_lines(status: &AgentStatus) -> String {
     let mut text = format!(
         "agent:      pid {}, holds {} vault key(s)\n",
-        held.pid,
-        held.all.len()
+        status.pid,
+        status.vaults.len()
     );
-    for v in &held.all {
-        text.push_str(&format!("  {} {}\n", v.label, held_times(held.mode, v)));
+    for v in &status.vaults {
+        text.push_str(&format!("  {} {}\n", v.label, held_times(status.mode, v)));
     }
     text
 }

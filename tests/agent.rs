@@ -663,6 +663,12 @@ fn status_lists_every_held_vault_with_both_times() {
     let text = stdout(&env.run(&["status"], ""));
     assert!(text.contains("holds 2 vault key(s)"), "{text}");
     assert!(text.contains(a.to_str().unwrap()) && text.contains(b.to_str().unwrap()));
+    // A vault the agent does not hold still lists the ones it does.
+    env.vault = Some(a.clone());
+    assert!(env.run(&["lock"], "").status.success());
+    let text = stdout(&env.run(&["status"], ""));
+    assert!(text.contains("holds 1 vault key(s)"), "{text}");
+    assert!(text.contains(&format!("  {} for ", b.display())), "{text}");
 }
 
 /// Regression (issue 15 item 8): a same-uid client trickling one byte every 500 ms

@@ -155,8 +155,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 .to_owned()
         }
     });
-    if let Some(h) = &held {
-        text.push_str(&crate::agent_client::held_lines(h));
+    // Every vault the agent holds, this one or not (a cheap local request).
+    if let Ok(Some(all)) = Agent::for_requests(settings).status_all() {
+        text.push_str(&crate::agent_client::held_lines(&all));
     }
     let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
     out.write_all(clean.as_bytes()).map_err(io_err)?;
