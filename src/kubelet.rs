@@ -442,7 +442,7 @@ pub fn run(
         // answered (with no auth) even while the vault is locked.
         // The environment's key sources, then an agent already unlocked; never a
         // prompt, never an agent started.
-        let opener = keysource::for_get(&vault, &settings.keys)?;
+        let opener = keysource::for_get(&vault, settings)?;
         for (auth_key, vault_key) in chosen {
             let entry = &vault.entries()[vault_key];
             let secret = opener.open_entry(vault_key, &entry.username, &entry.secret)?;
