@@ -321,10 +321,25 @@ impl Agent {
         timeout: Duration,
     ) -> Result<()> {
         let _serialized = self.start_lock()?;
-        if !self.ensure_compatible()? {
-            self.start()?;
+        // A background agent whose last key just expired exits by itself; it may
+        // answer `hello` and be gone before `add_key`, or reset a connection it had
+        // queued. Then it is gone: try once more, with a fresh agent.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.ensure_compatible().and_then(|alive| {
+                if !alive {
+                    self.start()?;
+                }
+                self.add_key(key, label, idle, timeout)
+            });
+            match result {
+                Err(Error::AgentStart(_) | Error::AgentProtocol(_)) if attempt < 2 => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
         }
-        self.add_key(key, label, idle, timeout)
     }
 }
 
