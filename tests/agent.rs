@@ -500,6 +500,7 @@ fn agent_is_not_dumpable() {
             .env("HOME", root.join("home"))
             .env("DOCKER_CONFIG", root.join("docker"))
             .env("XDG_RUNTIME_DIR", root.join("run"))
+            .env("LOCKBOX_AGENT_DIR", root.join("run/lockbox"))
             .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
