@@ -84,11 +84,9 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 /// matter). Keys are normalized only when no key is exact, into one reused buffer.
 pub fn find<'a, I>(request: &str, keys: I) -> Option<&'a str>
 where
-    I: IntoIterator<Item = &'a str>,
-    I::IntoIter: Clone,
+    I: IntoIterator<Item = &'a str> + Clone,
 {
-    let keys = keys.into_iter();
-    if let Some(exact) = keys.clone().find(|k| *k == request) {
+    if let Some(exact) = keys.clone().into_iter().find(|k| *k == request) {
         return Some(exact);
     }
     let mut wanted = String::new();
@@ -96,7 +94,8 @@ where
         return None;
     }
     let mut buf = String::new();
-    keys.filter(|k| normalize_into(k, &mut buf) && buf == wanted)
+    keys.into_iter()
+        .filter(|k| normalize_into(k, &mut buf) && buf == wanted)
         .min_by(|a, b| a.as_bytes().cmp(b.as_bytes()))
 }
 
