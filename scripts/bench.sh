@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Whole-process benchmarks of the helper against a floor (docs/PERFORMANCE.md), with
-# hyperfine. Every `docker build` runs `list` and then `get` per registry, each a new
+# Whole-process benchmarks of the helper against a floor (docs/PERFORMANCE.md). Every `docker build` runs `list` and then `get` per registry, each a new
 # process, so one process per call is what is timed:
 #
 #   floor      scripts/baseline (its own Cargo project, built --release here): reads a
@@ -14,24 +13,24 @@
 #   store      lockbox `store` (replacing an entry) on a 10 000-entry vault, against
 #              `docker-credential-pass store` with 10 000 entries in its store
 #
-# Pairs run in one hyperfine call, ROUNDS times (default 5); a ratio is the median, over
-# the rounds, of lockbox's median over the floor's median in that round.
+# Each pair runs interleaved (floor, lockbox, floor, …), ROUNDS times (default 5); a ratio
+# is the median, over the rounds, of lockbox's median over the floor's median that round.
 #
 # Everything lives in a temp directory (under target/ by default, so stores fsync a real
 # disk; BENCH_DIR=/somewhere to change), with its own DOCKER_CONFIG, GNUPGHOME,
 # PASSWORD_STORE_DIR, XDG_RUNTIME_DIR and LOCKBOX_AGENT_DIR — never the user's; the gpg-agent of the
-# throwaway GNUPGHOME is stopped at the end. Results: target/bench/*.json and
-# target/bench/results.md.
+# throwaway GNUPGHOME is stopped at the end. Results: target/bench/<pair>.json (every
+# time, ms) and target/bench/results.md.
 #
-# Usage: bash scripts/bench.sh   (needs hyperfine, age-keygen, python3; for the store
-# comparison pass, gpg and docker-credential-pass — Debian: hyperfine age pass
+# Usage: bash scripts/bench.sh   (needs age-keygen and python3; for the store
+# comparison pass, gpg and docker-credential-pass — Debian: age pass
 # golang-docker-credential-helpers). Nothing here is a pass/fail check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 rounds=${ROUNDS:-5}
 
-for tool in hyperfine age-keygen python3; do
+for tool in age-keygen python3; do
   command -v "$tool" >/dev/null || {
     echo "bench.sh needs $tool" >&2
     exit 1
@@ -96,27 +95,52 @@ PY
   echo "N=$1: vault $(wc -c <"$dir/docker/lockbox/vault.json") bytes, floor file $(wc -c <"$dir/floor.json") bytes"
 }
 
-# ROUNDS paired hyperfine runs of two commands; prints the medians and the ratio.
-paired() { # name, runs, floor-command, lockbox-command, [prepare]
-  local name=$1 runs=$2 a=$3 b=$4 prepare=${5:-}
-  local args=(--warmup 3 --runs "$runs" --time-unit millisecond --style basic)
-  [ -n "$prepare" ] && args+=(--prepare "$prepare")
-  for r in $(seq 1 "$rounds"); do
-    hyperfine "${args[@]}" --export-json "$out/$name.$r.json" -n floor "$a" -n lockbox "$b" >/dev/null
-  done
-  python3 - "$name" "$rounds" "$out" <<'PY' | tee -a "$out/results.md"
-import json, statistics, sys
-name, rounds, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-pairs = []
-for r in range(1, rounds + 1):
-    res = json.load(open(f"{out}/{name}.{r}.json"))["results"]
-    pairs.append((res[0]["median"] * 1e3, res[1]["median"] * 1e3))
+# ROUNDS rounds of RUNS interleaved runs of two commands (floor, lockbox, floor, …), each
+# a process spawned with posix_spawn and waited for; prints the medians and the ratio.
+# Not hyperfine: hyperfine 1.15 (Debian 12) cannot feed stdin without a shell, and its
+# correction for the shell's start-up (about as long as the 1–3 ms being measured) left
+# medians near zero here. A command is `[VAR=value…] program args… [< file]`.
+paired() { # name, runs, floor-command, lockbox-command
+  python3 - "$1" "$2" "$rounds" "$3" "$4" <<'PY' | tee -a "$out/results.md"
+import json, os, shlex, statistics, sys, time
+name, runs, rounds, cmds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:6]
+def parse(cmd):
+    words, env, stdin = shlex.split(cmd), dict(os.environ), None
+    while "=" in words[0] and not words[0].startswith("/"):
+        k, v = words.pop(0).split("=", 1); env[k] = v
+    if "<" in words:
+        i = words.index("<"); stdin = words[i + 1]; words = words[:i]
+    return words, env, stdin
+def once(words, env, stdin):
+    fd = os.open(stdin or "/dev/null", os.O_RDONLY)
+    null = os.open("/dev/null", os.O_WRONLY)
+    t = time.perf_counter_ns()
+    pid = os.posix_spawnp(words[0], words, env, file_actions=[
+        (os.POSIX_SPAWN_DUP2, fd, 0), (os.POSIX_SPAWN_DUP2, null, 1)])
+    _, status = os.waitpid(pid, 0)
+    dt = time.perf_counter_ns() - t
+    os.close(fd); os.close(null)
+    assert os.waitstatus_to_exitcode(status) == 0, (words, status)
+    return dt / 1e6
+parsed = [parse(c) for c in cmds]
+for p in parsed:  # warm-up: page cache, dynamic loader
+    for _ in range(3): once(*p)
+pairs, raw = [], []
+for r in range(rounds):
+    times = ([], [])
+    for _ in range(runs):
+        for i, p in enumerate(parsed):
+            times[i].append(once(*p))
+    raw.append(times)
+    pairs.append((statistics.median(times[0]), statistics.median(times[1])))
+json.dump({"name": name, "commands": cmds, "rounds_ms": raw}, open(f"{os.environ['BENCH_OUT']}/{name}.json", "w"))
 ratios = sorted(b / a for a, b in pairs)
 fl = statistics.median(a for a, _ in pairs)
 lb = statistics.median(b for _, b in pairs)
 print(f"| {name} | {fl:.2f} | {lb:.2f} | **{statistics.median(ratios):.2f}×** | {ratios[0]:.2f}–{ratios[-1]:.2f} |")
 PY
 }
+export BENCH_OUT="$out"
 
 section "vaults"
 for n in 1 200 10000; do make_vault "$n"; done
@@ -189,4 +213,4 @@ section "summary"
 echo "(in the store row, the \"floor / other\" column is docker-credential-pass)" >>"$out/results.md"
 cat "$out/results.md"
 echo
-echo "written: $out/results.md (and one hyperfine JSON per pair and round)"
+echo "written: $out/results.md (and one JSON of every time per pair)"
