@@ -530,7 +530,7 @@ pub(super) fn is_canonical_b64(text: &[u8]) -> bool {
             _ => 0xff,
         }
     }
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return false;
     }
     let Some(body_len) = text.len().checked_sub(4) else {
