@@ -134,6 +134,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     text.push_str("key sources, in the order get tries them:\n");
     for d in &described {
         let state = match &d.verdict {
+            Verdict::Untried if o.check => "set".to_owned(),
             Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
             Verdict::Ready(h) => format!(
                 "holds the key (pid {}) {}",
