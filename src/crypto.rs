@@ -238,6 +238,9 @@ impl VaultKey {
             Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
             Err(_) => return Err(Error::KeyMismatch),
         };
+        // Not `file::read_wiped` (crypto sits below file): the plaintext, a 74-byte
+        // key line, fits the reservation, so `read_to_end` never reallocates and leaves
+        // no unwiped copy; a longer one is refused by the parse below.
         let mut plain = Zeroizing::new(Vec::with_capacity(128));
         reader
             .read_to_end(&mut plain)
@@ -257,6 +260,8 @@ impl VaultKey {
         let mut reader = decryptor
             .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
             .map_err(|_| tampered())?;
+        // The plaintext is shorter than the ciphertext, so this reservation is never
+        // outgrown and `read_to_end` never leaves an unwiped copy behind.
         let mut plain = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
         reader.read_to_end(&mut plain).map_err(|_| tampered())?;
         let secret = parse_entry_plaintext(&plain, server, username).ok_or_else(tampered)?;

@@ -18,24 +18,21 @@ use crate::error::{Error, Result};
 pub const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Opens entry ciphertexts. Implemented by [`VaultKey`] and by the agent client.
+///
+/// The secret comes back as a [`SecretString`] and stays one until the one place that
+/// writes it (`get`'s answer, `export`'s output, the kubelet answer, the agent's
+/// reply frame), so `grep expose_secret` finds every access.
 pub trait EntryOpener {
     /// Decrypts the entry for `server`/`username`, checking its binding.
-    fn open_entry(
-        &self,
-        server: &str,
-        username: &str,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<String>>;
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString>;
 }
 
 impl EntryOpener for VaultKey {
-    fn open_entry(
-        &self,
-        server: &str,
-        username: &str,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<String>> {
-        VaultKey::open_entry(self, server, username, ciphertext)
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString> {
+        let plain = VaultKey::open_entry(self, server, username, ciphertext)?;
+        // `to_owned` allocates exactly the length, so the box conversion inside
+        // `SecretString::from` does not reallocate; `plain` is wiped on drop.
+        Ok(SecretString::from(plain.as_str().to_owned()))
     }
 }
 

@@ -6,7 +6,7 @@
 //! Protocol actions never prompt, and `list` never reads stdin.
 use std::io::{Read, Write};
 
-use age::secrecy::SecretString;
+use age::secrecy::{ExposeSecret, SecretString};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
@@ -273,7 +273,12 @@ fn get(
     // not-found, a locked vault with one is the locked error — never not-found.
     let opener = keysource::for_get(view.vault(), settings)?;
     let secret = opener.open_entry(entry.server(), entry.username(), &entry.secret())?;
-    Ok(gojson::credentials(server, entry.username(), &secret))
+    // The one place `get` reads the secret: into the answer's wiped buffer.
+    Ok(gojson::credentials(
+        server,
+        entry.username(),
+        secret.expose_secret(),
+    ))
 }
 
 /// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or
