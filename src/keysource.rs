@@ -133,6 +133,9 @@ pub enum Verdict {
     Ready(Held),
     /// It does not apply to this vault, and why.
     NotApplicable(Error),
+    /// It cannot be asked at all (an agent directory that is not private): an error
+    /// whatever the vault.
+    Broken(Error),
 }
 
 /// One source as `status` shows it.
@@ -469,7 +472,7 @@ impl KeySource for AgentSource {
         match self.agent.status(&vault.public().to_string()) {
             Ok(Some(held)) => Verdict::Ready(held),
             Ok(None) => Verdict::NotApplicable(Error::Locked),
-            Err(e) => Verdict::NotApplicable(e),
+            Err(e) => Verdict::Broken(e),
         }
     }
     fn open_key(&self, _: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {

@@ -291,6 +291,7 @@ fn errors_with_a_passphrase_vault() {
         &["unlock", "--passphrase-file", &pass],
         &[],
     );
+    c.snap("status-unsafe-agent-directory", &["status"], &[]);
 }
 
 #[test]
