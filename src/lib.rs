@@ -46,6 +46,8 @@ pub mod exit;
 pub mod exportfmt;
 pub mod file;
 pub mod gojson;
+pub mod identities;
+pub mod identity_cmd;
 pub mod keys;
 pub mod keysource;
 pub mod kubelet;
