@@ -253,7 +253,7 @@ impl IdentityCommand {
         let result = collect(&mut child, self.timeout);
         if result.is_err() {
             // Whatever went wrong, leave nothing of ours running or unreaped.
-            kill_group(&child);
+            kill_group(&mut child);
             let _ = child.wait();
         }
         let (stdout, stderr, status) = result?;
@@ -267,11 +267,13 @@ impl IdentityCommand {
     }
 }
 
-/// Kills the child's process group (its pid: it called `setsid`).
-fn kill_group(child: &Child) {
+/// Kills the child's process group (its pid: it called `setsid`), and the child
+/// itself, so the wait that follows cannot hang even if the group is gone.
+fn kill_group(child: &mut Child) {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
+    let _ = child.kill();
 }
 
 /// One of the child's output pipes, non-blocking, until EOF.
@@ -442,14 +444,15 @@ mod tests {
     }
 
     /// Runs one ignored test of this binary through `wrapper` (a shell line in which
-    /// `$0` is this test binary and `$1` the test's name) and checks it passed.
+    /// `$LB_EXE` is this test binary and `$LB_TEST` the test's name, passed in the
+    /// environment so that `script -c` sees them too) and checks it passed.
     fn run_inner(wrapper: &str, test: &str) {
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(SHELL)
             .arg("-c")
             .arg(wrapper)
-            .arg(&exe)
-            .arg(test)
+            .env("LB_EXE", &exe)
+            .env("LB_TEST", test)
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -458,13 +461,13 @@ mod tests {
         assert!(text.contains("1 passed"), "{text}");
     }
 
-    const INNER: &str = "\"$0\" --exact \"$1\" --include-ignored --test-threads 1";
+    const INNER: &str = "\"$LB_EXE\" --exact \"$LB_TEST\" --include-ignored --test-threads 1";
 
     /// Runs [`no_terminal_in_the_child`] on a pty that is its controlling terminal.
     #[test]
     fn stdin_is_dev_null_and_there_is_no_terminal() {
         run_inner(
-            &format!("exec script -qec '{INNER}' /dev/null"),
+            &format!("SHELL=/bin/sh exec script -qec '{INNER}' /dev/null"),
             "identity_cmd::tests::no_terminal_in_the_child",
         );
     }
