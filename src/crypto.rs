@@ -221,6 +221,13 @@ impl VaultKey {
         age_encrypt(recipient.as_dyn(), secret.expose_secret().as_bytes())
     }
 
+    /// Wraps the private key to any age recipient: a plugin's or a tag recipient
+    /// (`src/identities.rs`), which [`Recipient`] does not hold.
+    pub fn wrap_to(&self, recipient: &dyn age::Recipient) -> Result<Vec<u8>> {
+        let secret = self.export_secret();
+        age_encrypt(recipient, secret.expose_secret().as_bytes())
+    }
+
     /// Tries to open an age slot with the given identities. `Ok(None)` means none of
     /// them is this slot's key, so the caller can go on to the next slot.
     pub fn unwrap_with_identities(
