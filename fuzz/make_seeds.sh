@@ -42,6 +42,16 @@ cp "$tmp/rsa_pem" "$seeds/identity_parse/ssh_rsa_pem"
 cp "$tmp/ed25519_enc" "$seeds/identity_parse/fail_ssh_ed25519_encrypted"
 cp "$tmp/ecdsa" "$seeds/identity_parse/fail_ssh_ecdsa_unsupported"
 printf '# comment only\n\n' >"$seeds/identity_parse/fail_comments_only"
+# A plugin identity line (the test plugin's name; parsing never runs a plugin), and
+# `age -p` identity files, binary and armored: age asks for the passphrase on a
+# terminal, so it runs on a pty (script); with no passphrase source they must fail.
+printf '# a test-plugin identity (tests/plugin)\nAGE-PLUGIN-LOCKBOXTEST-1Q8WA3759JDV38U7GJYHVUH8JKGE9DW8XLCZPQ9C46LHG8GWFE6GZ7HZ9SHT\n' \
+  >"$seeds/identity_parse/plugin_identity"
+for armor in "" -a; do
+  name=$([ -z "$armor" ] && echo binary || echo armored)
+  (sleep 1; echo seedpass; sleep 1; echo seedpass; sleep 1) |
+    SHELL=/bin/sh script -qec "age -p $armor -o '$seeds/identity_parse/fail_age_p_$name' '$tmp/age.txt'" /dev/null >/dev/null
+done
 
 # --- vaults ---
 vault() { # name, init args...
