@@ -18,10 +18,17 @@ section "Debian packages"
 # (setpriv) and perl: the agent's other-user tests; passwd (useradd): tests/hostile.rs
 # makes an unprivileged user to write the vault as, tests/agent_contexts.rs makes users
 # for the agent's per-uid contexts; sudo and systemd (systemd-analyze): those contexts
-# and the unit verification; hyperfine: the whole-process benchmarks.
+# and the unit verification; hyperfine: the whole-process benchmarks. Machine keys
+# (tests/machine_keys.rs, tests/identities.rs): systemd-creds (systemd), swtpm and the
+# TPM2 libraries systemd-creds loads at run time, listed because installs skip
+# recommends (libtss2-esys-3.0.2-0, -mu0, -rc0, -tctildr0, -tcti-swtpm0); clevis, tang
+# (tangd), socat (tang 11 has no listener of its own) and jose; bsdutils: script, a pty
+# for age -p and the prompts.
 packages=(docker-registry apache2-utils age openssh-client skopeo docker.io
   golang-docker-credential-helpers pass gnupg util-linux passwd perl sudo systemd
-  hyperfine ca-certificates)
+  hyperfine ca-certificates
+  swtpm libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tctildr0
+  libtss2-tcti-swtpm0 clevis tang socat jose bsdutils)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 # kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
 # docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
@@ -32,7 +39,7 @@ sudo=()
 "${sudo[@]}" apt-get -qq update
 "${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
 for tool in docker dockerd docker-registry htpasswd age-keygen ssh-keygen skopeo setpriv perl \
-  sudo useradd systemd-analyze; do
+  sudo useradd systemd-analyze systemd-creds swtpm clevis socat jose script; do
   command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
 done
 
@@ -46,6 +53,9 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0
 export LOCKBOX_TEST_PYTHON="$venv/bin/python"
 "$LOCKBOX_TEST_PYTHON" -c 'import docker, sys; print("docker-py", docker.__version__, "on Python", sys.version.split()[0])'
+
+section "test plugin (tests/plugin: age-plugin-lockboxtest, its own crate, never shipped)"
+cargo build --quiet --manifest-path tests/plugin/Cargo.toml
 
 section "tests (cargo nextest run --workspace --no-fail-fast)"
 cargo nextest run --workspace --no-fail-fast "$@"
