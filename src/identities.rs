@@ -213,7 +213,10 @@ fn with_passphrase<T>(
             return Ok(value);
         }
         if n + 1 < ask.tries() {
-            eprintln!("lockbox: wrong passphrase for {}; try again", crate::messages::sanitize(source_name));
+            eprintln!(
+                "lockbox: wrong passphrase for {}; try again",
+                crate::messages::sanitize(source_name)
+            );
         }
     }
     Err(bad(source_name, "wrong passphrase"))
@@ -254,10 +257,12 @@ fn decrypt_age_identity_file(
             }
             Err(_) => return Err(bad(source_name, "it does not decrypt")),
         };
-        let plain =
-            crate::file::read_wiped(&mut reader, MAX_IDENTITY_BYTES).map_err(|_| {
-                bad(source_name, "it does not decrypt (damaged after the header)")
-            })?;
+        let plain = crate::file::read_wiped(&mut reader, MAX_IDENTITY_BYTES).map_err(|_| {
+            bad(
+                source_name,
+                "it does not decrypt (damaged after the header)",
+            )
+        })?;
         if plain.len() > MAX_IDENTITY_BYTES {
             return Err(bad(source_name, "the decrypted identity file is too large"));
         }
@@ -269,8 +274,8 @@ fn decrypt_age_identity_file(
 fn parse_ssh(text: &[u8], source_name: &str, ask: &dyn Ask) -> Result<Identities> {
     let unreadable = || bad(source_name, "not an SSH private key lockbox can read");
     let text = crate::crypto::ssh_guard::private_key_for_age(text).ok_or_else(unreadable)?;
-    let identity = age::ssh::Identity::from_buffer(Cursor::new(&text[..]), None)
-        .map_err(|_| unreadable())?;
+    let identity =
+        age::ssh::Identity::from_buffer(Cursor::new(&text[..]), None).map_err(|_| unreadable())?;
     let identity = match identity {
         age::ssh::Identity::Unencrypted(_) => identity,
         age::ssh::Identity::Encrypted(key) => {
@@ -345,7 +350,7 @@ pub enum PluginRecipient {
     /// `age1tag1…`: P-256 tagged, wrapped natively by age (hardware keys).
     Tag(age::tag::Recipient),
     /// `age1tagpq1…`: the post-quantum hybrid tagged recipient, wrapped natively.
-    TagPq(age::tagpq::Recipient),
+    TagPq(Box<age::tagpq::Recipient>),
 }
 
 /// Which identities may open a slot, read from the slot's recipient text.
@@ -381,7 +386,7 @@ impl PluginRecipient {
         if text.starts_with("age1tagpq1") {
             return Some(
                 age::tagpq::Recipient::from_str(text)
-                    .map(PluginRecipient::TagPq)
+                    .map(|r| PluginRecipient::TagPq(Box::new(r)))
                     .map_err(|_| refuse()),
             );
         }
@@ -415,11 +420,15 @@ impl PluginRecipient {
     pub fn wrap(&self, key: &VaultKey, callbacks: PluginCallbacks) -> Result<Vec<u8>> {
         match self {
             PluginRecipient::Tag(r) => key.wrap_to(r),
-            PluginRecipient::TagPq(r) => key.wrap_to(r),
+            PluginRecipient::TagPq(r) => key.wrap_to(r.as_ref()),
             PluginRecipient::Plugin(r) => {
-                let plugin =
-                    age::plugin::RecipientPluginV1::new(r.plugin(), &[r.clone()], &[], callbacks)
-                        .map_err(|_| missing_plugin(r.plugin()))?;
+                let plugin = age::plugin::RecipientPluginV1::new(
+                    r.plugin(),
+                    std::slice::from_ref(r),
+                    &[],
+                    callbacks,
+                )
+                .map_err(|_| missing_plugin(r.plugin()))?;
                 key.wrap_to(&plugin).map_err(|e| match e {
                     Error::Encrypt(detail) => Error::Encrypt(format!(
                         "age-plugin-{} could not wrap the key: {}",
@@ -540,8 +549,13 @@ pub fn open_age_slots(
     deadline: Option<Duration>,
 ) -> Result<Option<VaultKey>> {
     if !ids.native.is_empty() {
-        for slot in slots.iter().filter(|s| slot_kind(s.recipient) == SlotKind::Native) {
-            if let Some(key) = VaultKey::unwrap_with_identities(slot.wrapped, &ids.native, vault_public)? {
+        for slot in slots
+            .iter()
+            .filter(|s| slot_kind(s.recipient) == SlotKind::Native)
+        {
+            if let Some(key) =
+                VaultKey::unwrap_with_identities(slot.wrapped, &ids.native, vault_public)?
+            {
                 return Ok(Some(key));
             }
         }
@@ -585,7 +599,10 @@ fn stanzas_of(wrapped: &[u8]) -> Vec<Stanza> {
     /// Records the stanzas it is shown and opens nothing.
     struct Recorder(std::sync::Mutex<Vec<Stanza>>);
     impl age::Identity for Recorder {
-        fn unwrap_stanza(&self, stanza: &Stanza) -> Option<std::result::Result<FileKey, age::DecryptError>> {
+        fn unwrap_stanza(
+            &self,
+            stanza: &Stanza,
+        ) -> Option<std::result::Result<FileKey, age::DecryptError>> {
             if let Ok(mut seen) = self.0.lock() {
                 seen.push(Stanza {
                     tag: stanza.tag.clone(),
@@ -656,7 +673,10 @@ fn open_with_file_key(
 ) -> Result<Option<VaultKey>> {
     struct Known<'a>(&'a FileKey);
     impl age::Identity for Known<'_> {
-        fn unwrap_stanza(&self, _: &Stanza) -> Option<std::result::Result<FileKey, age::DecryptError>> {
+        fn unwrap_stanza(
+            &self,
+            _: &Stanza,
+        ) -> Option<std::result::Result<FileKey, age::DecryptError>> {
             Some(Ok(FileKey::init_with_mut(|k| {
                 k.copy_from_slice(self.0.expose_secret())
             })))
@@ -685,7 +705,8 @@ mod tests {
         "AGE-PLUGIN-LOCKBOXTEST-1Q8WA3759JDV38U7GJYHVUH8JKGE9DW8XLCZPQ9C46LHG8GWFE6GZ7HZ9SHT";
     const PLUGIN_RECIPIENT: &str =
         "age1lockboxtest1q8wa3759jdv38u7gjyhvuh8jkge9dw8xlczpq9c46lhg8gwfe6gz7lnqzd3";
-    const TAG_RECIPIENT: &str = "age1tag1qt8lw0ual6avlwmwatk888yqnmdamm7xfd0wak53ut6elz5c4swx2yqdj4e";
+    const TAG_RECIPIENT: &str =
+        "age1tag1qt8lw0ual6avlwmwatk888yqnmdamm7xfd0wak53ut6elz5c4swx2yqdj4e";
 
     #[test]
     fn plain_age_and_plugin_lines_parse_without_running_anything() {
@@ -721,11 +742,17 @@ mod tests {
         assert_eq!(slot_kind(&x), SlotKind::Native);
         assert_eq!(slot_kind("ssh-ed25519 AAAA"), SlotKind::Native);
         assert_eq!(slot_kind(TAG_RECIPIENT), SlotKind::Tag);
-        assert_eq!(slot_kind(PLUGIN_RECIPIENT), SlotKind::Plugin("lockboxtest".into()));
+        assert_eq!(
+            slot_kind(PLUGIN_RECIPIENT),
+            SlotKind::Plugin("lockboxtest".into())
+        );
         assert!(PluginRecipient::parse(&x).is_none());
         assert!(PluginRecipient::parse("ssh-ed25519 AAAA").is_none());
         for r in [TAG_RECIPIENT, PLUGIN_RECIPIENT] {
-            assert_eq!(PluginRecipient::parse(r).unwrap().ok().unwrap().canonical(), r);
+            assert_eq!(
+                PluginRecipient::parse(r).unwrap().ok().unwrap().canonical(),
+                r
+            );
         }
         assert!(PluginRecipient::parse("age1tag1qqqq").unwrap().is_err());
     }
@@ -738,7 +765,10 @@ mod tests {
         // A native identity is not tried against it, and none opens it.
         let mut ids = Identities::default();
         ids.native.push(Box::new(age::x25519::Identity::generate()));
-        let slots = [AgeSlot { recipient: TAG_RECIPIENT, wrapped: &wrapped }];
+        let slots = [AgeSlot {
+            recipient: TAG_RECIPIENT,
+            wrapped: &wrapped,
+        }];
         let opened = open_age_slots(&slots, &ids, &key.public(), &PluginCallbacks::never(), None);
         assert!(opened.unwrap().is_none());
     }
@@ -749,7 +779,10 @@ mod tests {
         let key = VaultKey::generate();
         let mut ids = Identities::default();
         ids.native.push(Box::new(age::x25519::Identity::generate()));
-        let slots = [AgeSlot { recipient: PLUGIN_RECIPIENT, wrapped: b"not even age" }];
+        let slots = [AgeSlot {
+            recipient: PLUGIN_RECIPIENT,
+            wrapped: b"not even age",
+        }];
         let opened = open_age_slots(&slots, &ids, &key.public(), &PluginCallbacks::never(), None);
         assert!(opened.unwrap().is_none());
     }

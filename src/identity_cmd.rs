@@ -102,7 +102,9 @@ impl Stderr {
             .filter(|l| !l.is_empty())
             .collect();
         if self.truncated {
-            lines.push(format!("(more than {MAX_STDERR} bytes; the rest was dropped)"));
+            lines.push(format!(
+                "(more than {MAX_STDERR} bytes; the rest was dropped)"
+            ));
         }
         lines
     }
@@ -365,11 +367,12 @@ fn collect(child: &mut Child, timeout: Duration) -> Result<Collected, Failure> {
         if pidfd.is_none() {
             wait = wait.min(Duration::from_millis(5));
         }
-        let mut fds: Vec<PollFd<'_>> = [out.borrow(), err.borrow(), pidfd.as_ref().map(AsFd::as_fd)]
-            .into_iter()
-            .flatten()
-            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
-            .collect();
+        let mut fds: Vec<PollFd<'_>> =
+            [out.borrow(), err.borrow(), pidfd.as_ref().map(AsFd::as_fd)]
+                .into_iter()
+                .flatten()
+                .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+                .collect();
         if fds.is_empty() {
             // Both pipes closed and no pidfd: the child is exiting; wait a little.
             std::thread::sleep(wait);
@@ -415,7 +418,9 @@ mod tests {
 
     #[test]
     fn stdout_is_returned_and_stderr_kept() {
-        let out = cmd("printf 'AGE-SECRET-KEY-1X\\n'; echo warn >&2").run().unwrap();
+        let out = cmd("printf 'AGE-SECRET-KEY-1X\\n'; echo warn >&2")
+            .run()
+            .unwrap();
         assert_eq!(&out.stdout[..], b"AGE-SECRET-KEY-1X\n");
         assert_eq!(out.stderr.lines(), vec!["warn".to_owned()]);
     }
@@ -457,7 +462,11 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains("1 passed"), "{text}");
     }
 
@@ -522,7 +531,11 @@ mod tests {
         let child = ignored(&String::from_utf8_lossy(&out.stdout));
         for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
             let bit = 1u64 << (sig - 1);
-            assert_ne!(own & bit, 0, "precondition: this process ignores signal {sig}");
+            assert_ne!(
+                own & bit,
+                0,
+                "precondition: this process ignores signal {sig}"
+            );
             assert_eq!(child & bit, 0, "signal {sig} still ignored in the child");
         }
     }
@@ -546,7 +559,12 @@ mod tests {
     fn dead(pid: &str) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
-            Ok(stat) => stat.rsplit(')').next().unwrap().trim_start().starts_with('Z'),
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z'),
         }
     }
 
@@ -569,9 +587,16 @@ mod tests {
         c.timeout = Duration::from_millis(500);
         let f = c.run().err().unwrap();
         assert!(matches!(f, Failure::TimedOut { .. }), "{f:?}");
-        assert!(f.reason().contains("did not finish within 0.5 s"), "{}", f.reason());
+        assert!(
+            f.reason().contains("did not finish within 0.5 s"),
+            "{}",
+            f.reason()
+        );
         let pid = std::fs::read_to_string(&pidfile).unwrap();
-        assert!(dies(pid.trim()), "the grandchild in the group outlived the deadline");
+        assert!(
+            dies(pid.trim()),
+            "the grandchild in the group outlived the deadline"
+        );
     }
 
     #[test]
@@ -589,7 +614,9 @@ mod tests {
         let pid = (0..200)
             .find_map(|_| {
                 std::thread::sleep(Duration::from_millis(25));
-                std::fs::read_to_string(&pidfile).ok().filter(|p| p.ends_with('\n'))
+                std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .filter(|p| p.ends_with('\n'))
             })
             .unwrap();
         let pid = pid.trim();
@@ -601,7 +628,10 @@ mod tests {
 
     #[test]
     fn a_megabyte_of_output_is_refused() {
-        let f = cmd("head -c 1048576 /dev/zero | tr '\\0' a").run().err().unwrap();
+        let f = cmd("head -c 1048576 /dev/zero | tr '\\0' a")
+            .run()
+            .err()
+            .unwrap();
         assert!(matches!(f, Failure::TooLarge { .. }), "{f:?}");
         assert!(f.reason().contains("more than 65536 bytes"));
     }
@@ -616,7 +646,9 @@ mod tests {
 
     #[test]
     fn stderr_flood_is_bounded_and_does_not_block_the_child() {
-        let out = cmd("head -c 1048576 /dev/zero | tr '\\0' e >&2; echo ok").run().unwrap();
+        let out = cmd("head -c 1048576 /dev/zero | tr '\\0' e >&2; echo ok")
+            .run()
+            .unwrap();
         assert_eq!(&out.stdout[..], b"ok\n");
         let lines = out.stderr.lines();
         assert!(lines.last().unwrap().contains("the rest was dropped"));
@@ -632,7 +664,10 @@ mod tests {
 
     #[test]
     fn stderr_escapes_are_sanitized() {
-        let f = cmd("printf '\\033[2Jbad\\n' >&2; exit 2").run().err().unwrap();
+        let f = cmd("printf '\\033[2Jbad\\n' >&2; exit 2")
+            .run()
+            .err()
+            .unwrap();
         assert!(!f.reason().contains('\u{1b}'));
         assert!(f.reason().ends_with("\u{FFFD}[2Jbad"), "{}", f.reason());
     }
@@ -645,5 +680,4 @@ mod tests {
         assert_eq!(c.origin, "LOCKBOX_IDENTITY_CMD");
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
     }
-
 }

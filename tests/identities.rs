@@ -58,7 +58,11 @@ fn plugin_key(flags: &[&str]) -> (String, String) {
         .find_map(|l| l.strip_prefix("# recipient: "))
         .unwrap()
         .to_owned();
-    let identity = text.lines().find(|l| l.starts_with("AGE-PLUGIN-")).unwrap().to_owned();
+    let identity = text
+        .lines()
+        .find(|l| l.starts_with("AGE-PLUGIN-"))
+        .unwrap()
+        .to_owned();
     (identity, recipient)
 }
 
@@ -135,9 +139,14 @@ fn ssh_slot_roundtrip(kind: &str) {
     let text = fs::read(&file).unwrap();
 
     // A protocol action never asks: one line that says to run unlock.
-    let e = parse(&text, &file.display().to_string(), &NeverAsk).err().unwrap();
+    let e = parse(&text, &file.display().to_string(), &NeverAsk)
+        .err()
+        .unwrap();
     let msg = e.message();
-    assert!(msg.contains("passphrase") && msg.contains("unlock"), "{msg}");
+    assert!(
+        msg.contains("passphrase") && msg.contains("unlock"),
+        "{msg}"
+    );
     assert!(!msg.contains("credentials not found"), "{msg}");
 
     // From a file: right and wrong.
@@ -190,7 +199,11 @@ fn encrypted_ssh_key_with_hostile_bcrypt_rounds_is_refused_before_work() {
     skip(&blob, &mut at); // kdfname
     at += 4; // kdfoptions length
     skip(&blob, &mut at); // salt
-    assert_eq!(&blob[at..at + 4], &16u32.to_be_bytes(), "ssh-keygen's default rounds");
+    assert_eq!(
+        &blob[at..at + 4],
+        &16u32.to_be_bytes(),
+        "ssh-keygen's default rounds"
+    );
     blob[at..at + 4].copy_from_slice(&5000u32.to_be_bytes());
     let mut hostile = String::from("-----BEGIN OPENSSH PRIVATE KEY-----\n");
     for chunk in b64.encode(&blob).as_bytes().chunks(70) {
@@ -204,7 +217,11 @@ fn encrypted_ssh_key_with_hostile_bcrypt_rounds_is_refused_before_work() {
     let e = parse(&fs::read(&file).unwrap(), "slow", &FileAsk(pass_file))
         .err()
         .unwrap();
-    assert!(e.message().contains("5000 bcrypt rounds"), "{}", e.message());
+    assert!(
+        e.message().contains("5000 bcrypt rounds"),
+        "{}",
+        e.message()
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -290,10 +307,16 @@ fn age_p_identity_file_armored() {
 fn age_encrypted_to_a_key_is_not_taken_for_a_passphrase_file() {
     let key = VaultKey::generate();
     let wrapped = key
-        .wrap_to_recipient(&Recipient::X25519(age::x25519::Identity::generate().to_public()))
+        .wrap_to_recipient(&Recipient::X25519(
+            age::x25519::Identity::generate().to_public(),
+        ))
         .unwrap();
     let e = parse(&wrapped, "f", &NeverAsk).err().unwrap();
-    assert!(e.message().contains("not encrypted with a passphrase"), "{}", e.message());
+    assert!(
+        e.message().contains("not encrypted with a passphrase"),
+        "{}",
+        e.message()
+    );
 }
 
 #[test]
@@ -314,7 +337,9 @@ fn hostile_scrypt_work_factor_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pass_file = dir.path().join("p");
     fs::write(&pass_file, PASS).unwrap();
-    let e = parse(hostile.as_bytes(), "f", &FileAsk(pass_file)).err().unwrap();
+    let e = parse(hostile.as_bytes(), "f", &FileAsk(pass_file))
+        .err()
+        .unwrap();
     assert!(e.message().contains("work factor 30"), "{}", e.message());
 }
 
@@ -338,7 +363,10 @@ fn terminal_prompt_retries_after_a_wrong_passphrase() {
 #[test]
 #[ignore = "run by terminal_prompt_retries_after_a_wrong_passphrase, on a pty"]
 fn inner_terminal_prompt() {
-    assert!(fs::File::open("/dev/tty").is_ok(), "precondition: a terminal");
+    assert!(
+        fs::File::open("/dev/tty").is_ok(),
+        "precondition: a terminal"
+    );
     let env = TestEnv::new();
     let (file, _) = ssh_keygen(&env, "ed25519", "id", "t", "test passphrase 91c2");
     let ids = parse(&fs::read(&file).unwrap(), "id", &TerminalAsk).unwrap();
@@ -362,20 +390,41 @@ fn inner_plugin_roundtrip() {
     let (_, rcpt_b) = plugin_key(&[]);
     let (_, rcpt_c) = plugin_key(&[]);
     let x = age::x25519::Identity::generate().to_public();
-    let mut slots_data = vec![(x.to_string(), key.wrap_to_recipient(&Recipient::X25519(x)).unwrap())];
+    let mut slots_data = vec![(
+        x.to_string(),
+        key.wrap_to_recipient(&Recipient::X25519(x)).unwrap(),
+    )];
     for r in [&rcpt_b, &rcpt_c, &rcpt_a] {
         let pr = PluginRecipient::parse(r).unwrap().unwrap();
-        slots_data.push((pr.canonical(), pr.wrap(&key, PluginCallbacks::never()).unwrap()));
+        slots_data.push((
+            pr.canonical(),
+            pr.wrap(&key, PluginCallbacks::never()).unwrap(),
+        ));
     }
     let tag = PluginRecipient::parse(TAG_RECIPIENT).unwrap().unwrap();
-    slots_data.push((tag.canonical(), tag.wrap(&key, PluginCallbacks::never()).unwrap()));
-    assert_eq!(plugin_runs(), vec!["recipient-v1"; 3], "one run per recipient added");
+    slots_data.push((
+        tag.canonical(),
+        tag.wrap(&key, PluginCallbacks::never()).unwrap(),
+    ));
+    assert_eq!(
+        plugin_runs(),
+        vec!["recipient-v1"; 3],
+        "one run per recipient added"
+    );
 
     let slots: Vec<AgeSlot<'_>> = slots_data
         .iter()
-        .map(|(r, w)| AgeSlot { recipient: r, wrapped: w })
+        .map(|(r, w)| AgeSlot {
+            recipient: r,
+            wrapped: w,
+        })
         .collect();
-    let ids = parse(format!("{id_a}\n").as_bytes(), "LOCKBOX_IDENTITY", &NeverAsk).unwrap();
+    let ids = parse(
+        format!("{id_a}\n").as_bytes(),
+        "LOCKBOX_IDENTITY",
+        &NeverAsk,
+    )
+    .unwrap();
     let opened = open_age_slots(
         &slots,
         &ids,
@@ -390,9 +439,15 @@ fn inner_plugin_roundtrip() {
     // slot: one file of their stanzas (each age file also carries a grease stanza).
     let runs = plugin_runs();
     assert_eq!(runs.len(), 4, "{runs:?}");
-    assert!(runs[3].starts_with("identity-v1 files=1 stanzas="), "{runs:?}");
+    assert!(
+        runs[3].starts_with("identity-v1 files=1 stanzas="),
+        "{runs:?}"
+    );
     let stanzas: usize = runs[3].rsplit('=').next().unwrap().parse().unwrap();
-    assert!(stanzas >= 4, "every candidate slot's stanza was sent: {runs:?}");
+    assert!(
+        stanzas >= 4,
+        "every candidate slot's stanza was sent: {runs:?}"
+    );
 }
 
 #[test]
@@ -407,9 +462,14 @@ fn inner_plugin_not_run() {
     let key = VaultKey::generate();
     let (id_a, _) = plugin_key(&[]);
     let x = age::x25519::Identity::generate().to_public();
-    let wrapped = key.wrap_to_recipient(&Recipient::X25519(x.clone())).unwrap();
+    let wrapped = key
+        .wrap_to_recipient(&Recipient::X25519(x.clone()))
+        .unwrap();
     let r = x.to_string();
-    let slots = [AgeSlot { recipient: &r, wrapped: &wrapped }];
+    let slots = [AgeSlot {
+        recipient: &r,
+        wrapped: &wrapped,
+    }];
     let ids = parse(id_a.as_bytes(), "id", &NeverAsk).unwrap();
     let opened = open_age_slots(&slots, &ids, &key.public(), &PluginCallbacks::never(), None);
     assert!(opened.unwrap().is_none());
@@ -430,15 +490,27 @@ fn inner_plugin_pin_refused() {
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let wrapped = pr.wrap(&key, PluginCallbacks::never()).unwrap();
     let r = pr.canonical();
-    let slots = [AgeSlot { recipient: &r, wrapped: &wrapped }];
+    let slots = [AgeSlot {
+        recipient: &r,
+        wrapped: &wrapped,
+    }];
     let ids = parse(id.as_bytes(), "id", &NeverAsk).unwrap();
     let cb = PluginCallbacks::never();
-    let e = open_age_slots(&slots, &ids, &key.public(), &cb, Some(Duration::from_secs(30)))
-        .err()
-        .unwrap();
+    let e = open_age_slots(
+        &slots,
+        &ids,
+        &key.public(),
+        &cb,
+        Some(Duration::from_secs(30)),
+    )
+    .err()
+    .unwrap();
     assert!(cb.refused());
     let msg = e.message();
-    assert!(msg.contains("age-plugin-lockboxtest") && msg.contains("unlock"), "{msg}");
+    assert!(
+        msg.contains("age-plugin-lockboxtest") && msg.contains("unlock"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -457,17 +529,29 @@ fn plugin_pin_on_a_terminal_is_asked_for() {
 #[ignore = "run by plugin_pin_on_a_terminal_is_asked_for, on a pty"]
 fn inner_plugin_pin_terminal() {
     in_plugin_env();
-    assert!(fs::File::open("/dev/tty").is_ok(), "precondition: a terminal");
+    assert!(
+        fs::File::open("/dev/tty").is_ok(),
+        "precondition: a terminal"
+    );
     let key = VaultKey::generate();
     let (id, rcpt) = plugin_key(&["--pin"]);
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let wrapped = pr.wrap(&key, PluginCallbacks::terminal()).unwrap();
     let r = pr.canonical();
-    let slots = [AgeSlot { recipient: &r, wrapped: &wrapped }];
+    let slots = [AgeSlot {
+        recipient: &r,
+        wrapped: &wrapped,
+    }];
     let ids = parse(id.as_bytes(), "id", &NeverAsk).unwrap();
-    let opened = open_age_slots(&slots, &ids, &key.public(), &PluginCallbacks::terminal(), None)
-        .unwrap()
-        .unwrap();
+    let opened = open_age_slots(
+        &slots,
+        &ids,
+        &key.public(),
+        &PluginCallbacks::terminal(),
+        None,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(opened.public().to_string(), key.public().to_string());
 }
 
@@ -485,7 +569,10 @@ fn inner_plugin_hangs() {
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let wrapped = pr.wrap(&key, PluginCallbacks::never()).unwrap();
     let r = pr.canonical();
-    let slots = [AgeSlot { recipient: &r, wrapped: &wrapped }];
+    let slots = [AgeSlot {
+        recipient: &r,
+        wrapped: &wrapped,
+    }];
     let ids = parse(id.as_bytes(), "id", &NeverAsk).unwrap();
     let e = open_age_slots(
         &slots,
@@ -496,7 +583,11 @@ fn inner_plugin_hangs() {
     )
     .err()
     .unwrap();
-    assert!(e.message().contains("did not answer within 1 s"), "{}", e.message());
+    assert!(
+        e.message().contains("did not answer within 1 s"),
+        "{}",
+        e.message()
+    );
 }
 
 #[test]
@@ -510,11 +601,18 @@ fn a_missing_plugin_is_a_clear_error() {
     // Opening: a slot for the plugin (its stanza made by hand is enough to be tried).
     let tag = PluginRecipient::parse(TAG_RECIPIENT).unwrap().unwrap();
     let wrapped = tag.wrap(&key, PluginCallbacks::never()).unwrap();
-    let slots = [AgeSlot { recipient: TAG_RECIPIENT, wrapped: &wrapped }];
+    let slots = [AgeSlot {
+        recipient: TAG_RECIPIENT,
+        wrapped: &wrapped,
+    }];
     let ids = parse(id.as_bytes(), "id", &NeverAsk).unwrap();
     let e = open_age_slots(&slots, &ids, &key.public(), &PluginCallbacks::never(), None)
         .err()
         .unwrap();
-    assert!(e.message().contains("age-plugin-lockboxtest"), "{}", e.message());
+    assert!(
+        e.message().contains("age-plugin-lockboxtest"),
+        "{}",
+        e.message()
+    );
     assert!(!e.message().contains(id.as_str()));
 }

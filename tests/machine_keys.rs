@@ -77,9 +77,15 @@ impl Fixture {
             recipient: &self.recipient,
             wrapped: &self.wrapped,
         }];
-        let key = open_age_slots(&slots, &ids, &self.key.public(), &PluginCallbacks::never(), None)
-            .map_err(|e| e.message())?
-            .ok_or("no slot opened")?;
+        let key = open_age_slots(
+            &slots,
+            &ids,
+            &self.key.public(),
+            &PluginCallbacks::never(),
+            None,
+        )
+        .map_err(|e| e.message())?
+        .ok_or("no slot opened")?;
         assert_eq!(key.public().to_string(), self.key.public().to_string());
         Ok(())
     }
@@ -223,7 +229,12 @@ fn systemd_creds_host_key_credential_opens_the_vault() {
                 .arg(&cred),
         )
     });
-    assert!(!fs::read(&cred).unwrap().windows(14).any(|w| w == b"AGE-SECRET-KEY"));
+    assert!(
+        !fs::read(&cred)
+            .unwrap()
+            .windows(14)
+            .any(|w| w == b"AGE-SECRET-KEY")
+    );
     f.open_with(&format!(
         "systemd-creds decrypt --name=lockbox-identity {} -",
         shell_quote(&cred)
@@ -239,8 +250,14 @@ fn systemd_creds_host_key_credential_opens_the_vault() {
         ))
         .err()
         .unwrap();
-    assert!(e.contains("the identity command (test)") && e.contains("exited with status"), "{e}");
-    assert!(!e.contains("credentials not found") && !e.contains('\n'), "{e}");
+    assert!(
+        e.contains("the identity command (test)") && e.contains("exited with status"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("credentials not found") && !e.contains('\n'),
+        "{e}"
+    );
 }
 
 #[test]
@@ -271,8 +288,14 @@ fn systemd_creds_host_key_credential_as_a_build_user_fails_clearly() {
         ))
         .err()
         .unwrap();
-    assert!(e.contains("exited with status") && e.contains("Permission denied"), "{e}");
-    assert!(!e.contains("credentials not found") && !e.contains('\n'), "{e}");
+    assert!(
+        e.contains("exited with status") && e.contains("Permission denied"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("credentials not found") && !e.contains('\n'),
+        "{e}"
+    );
 }
 
 #[test]
@@ -287,7 +310,12 @@ fn systemd_creds_tpm2_credential_opens_the_vault_with_swtpm() {
     f.with_plain(|plain| {
         run_ok(
             Command::new("systemd-creds")
-                .args(["encrypt", "--with-key=tpm2", &device, "--name=lockbox-identity"])
+                .args([
+                    "encrypt",
+                    "--with-key=tpm2",
+                    &device,
+                    "--name=lockbox-identity",
+                ])
                 .arg(plain)
                 .arg(&cred),
         )
@@ -310,7 +338,10 @@ fn systemd_creds_tpm2_credential_opens_the_vault_with_swtpm() {
         .err()
         .unwrap();
     assert!(e.contains("exited with status"), "{e}");
-    assert!(!e.contains("credentials not found") && !e.contains('\n'), "{e}");
+    assert!(
+        !e.contains("credentials not found") && !e.contains('\n'),
+        "{e}"
+    );
 }
 
 #[test]
@@ -341,7 +372,11 @@ fn clevis_tang_sealed_identity_opens_the_vault_while_tang_answers() {
             .stdin(fs::File::open(plain).unwrap())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         fs::write(&jwe, out.stdout).unwrap();
     });
     let command = format!("clevis decrypt < {}", shell_quote(&jwe));
@@ -350,8 +385,14 @@ fn clevis_tang_sealed_identity_opens_the_vault_while_tang_answers() {
     // Off the network (tang stopped): one clear line with clevis's own complaint.
     drop(server);
     let e = f.open_with(&command).err().unwrap();
-    assert!(e.contains("exited with status") && e.contains("communicating with server"), "{e}");
-    assert!(!e.contains("credentials not found") && !e.contains('\n'), "{e}");
+    assert!(
+        e.contains("exited with status") && e.contains("communicating with server"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("credentials not found") && !e.contains('\n'),
+        "{e}"
+    );
 }
 
 #[test]
@@ -363,7 +404,9 @@ fn identity_command_printing_garbage_is_a_clear_error() {
     let e = f
         .open_with(&format!(
             "echo {}",
-            age::x25519::Identity::generate().to_string().expose_secret()
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
         ))
         .err()
         .unwrap();

@@ -30,7 +30,11 @@ const KEY_LEN: usize = 33; // flags, then 32 bytes
 
 fn log(line: &str) {
     if let Some(path) = std::env::var_os("LOCKBOX_TEST_PLUGIN_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -75,7 +79,12 @@ impl PluginHandler for Handler {
 struct Recipients(Vec<Vec<u8>>);
 
 impl RecipientPluginV1 for Recipients {
-    fn add_recipient(&mut self, index: usize, _: &str, bytes: &[u8]) -> Result<(), recipient::Error> {
+    fn add_recipient(
+        &mut self,
+        index: usize,
+        _: &str,
+        bytes: &[u8],
+    ) -> Result<(), recipient::Error> {
         if bytes.len() != KEY_LEN {
             return Err(recipient::Error::Recipient {
                 index,
@@ -129,14 +138,20 @@ impl IdentityPluginV1 for Identities {
         mut callbacks: impl Callbacks<identity::Error>,
     ) -> io::Result<HashMap<usize, Result<FileKey, Vec<identity::Error>>>> {
         let stanzas: usize = files.iter().map(Vec::len).sum();
-        log(&format!("identity-v1 files={} stanzas={stanzas}", files.len()));
+        log(&format!(
+            "identity-v1 files={} stanzas={stanzas}",
+            files.len()
+        ));
         let mut out = HashMap::new();
         for (file_index, stanzas) in files.iter().enumerate() {
             for stanza in stanzas {
                 if stanza.tag != STANZA_TAG || stanza.body.len() != FILE_KEY_BYTES {
                     continue;
                 }
-                let Some(key) = self.0.iter().find(|k| stanza.args.first() == Some(&key_tag(k)))
+                let Some(key) = self
+                    .0
+                    .iter()
+                    .find(|k| stanza.args.first() == Some(&key_tag(k)))
                 else {
                     continue;
                 };
@@ -147,15 +162,22 @@ impl IdentityPluginV1 for Identities {
                     match callbacks.request_secret("Enter the lockboxtest PIN")? {
                         Ok(pin) if pin.expose_secret() == PIN => {}
                         Ok(_) => {
-                            out.insert(file_index, Err(vec![identity::Error::Internal {
-                                message: "wrong PIN".into(),
-                            }]));
+                            out.insert(
+                                file_index,
+                                Err(vec![identity::Error::Internal {
+                                    message: "wrong PIN".into(),
+                                }]),
+                            );
                             break;
                         }
                         Err(_) => {
-                            out.insert(file_index, Err(vec![identity::Error::Internal {
-                                message: "a PIN is needed and the client cannot ask for one".into(),
-                            }]));
+                            out.insert(
+                                file_index,
+                                Err(vec![identity::Error::Internal {
+                                    message: "a PIN is needed and the client cannot ask for one"
+                                        .into(),
+                                }]),
+                            );
                             break;
                         }
                     }
@@ -194,6 +216,8 @@ fn main() -> io::Result<()> {
         print_new_identity(NAME, &key, &key);
         return Ok(());
     }
-    eprintln!("usage: age-plugin-lockboxtest --generate [--pin] [--hang]  (a test plugin: insecure)");
+    eprintln!(
+        "usage: age-plugin-lockboxtest --generate [--pin] [--hang]  (a test plugin: insecure)"
+    );
     std::process::exit(2);
 }
