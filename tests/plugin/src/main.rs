@@ -29,14 +29,13 @@ const PIN: &str = "1234";
 const KEY_LEN: usize = 33; // flags, then 32 bytes
 
 fn log(line: &str) {
-    if let Some(path) = std::env::var_os("LOCKBOX_TEST_PLUGIN_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+    if let Some(path) = std::env::var_os("LOCKBOX_TEST_PLUGIN_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 
