@@ -204,10 +204,9 @@ fn with_passphrase<T>(
 ) -> Result<T> {
     for n in 0..ask.tries().max(1) {
         let Some(passphrase) = ask.passphrase(source_name)? else {
-            return Err(bad(
-                source_name,
-                &format!("it is protected by a passphrase; {RUN_UNLOCK}"),
-            ));
+            return Err(Error::IdentityNeedsPassphrase {
+                source_name: source_name.to_owned(),
+            });
         };
         if let Some(value) = attempt(passphrase)? {
             return Ok(value);

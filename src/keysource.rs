@@ -175,7 +175,11 @@ pub trait KeySource {
 pub fn does_not_apply(e: &Error) -> bool {
     matches!(
         e,
-        Error::NoMatchingIdentity | Error::NoAgeSlot | Error::NoPassphraseSlot | Error::Locked
+        Error::NoMatchingIdentity
+            | Error::NoAgeSlot
+            | Error::NoPassphraseSlot
+            | Error::Locked
+            | Error::IdentityNeedsPassphrase { .. }
     )
 }
 
@@ -370,6 +374,41 @@ fn passphrase_verdict(vault: &Vault) -> Verdict {
     }
 }
 
+/// Identity text as every identity source reads it (`src/identities.rs`): age
+/// identities, an SSH private key, and passphrase-protected ones (an encrypted OpenSSH
+/// key, an `age -p` identity file), whose passphrase is asked through `callbacks`
+/// (never in protocol actions: [`Error::IdentityNeedsPassphrase`], which falls through
+/// to the agent). Plugin identities are refused until plugin slots are wired in.
+fn parse_identities(
+    text: &[u8],
+    source_name: &str,
+    callbacks: &dyn Callbacks,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    /// The pipeline's callbacks as the identity parser's way to ask.
+    struct Via<'a>(&'a dyn Callbacks);
+    impl crate::identities::Ask for Via<'_> {
+        fn passphrase(&self, what: &str) -> Result<Option<SecretString>> {
+            let prompt = format!("Passphrase for {}: ", messages::sanitize(what));
+            match self.0.request_passphrase(&prompt) {
+                Err(Error::NoTerminal) => Ok(None),
+                other => other,
+            }
+        }
+        fn tries(&self) -> u32 {
+            crate::identities::TERMINAL_TRIES
+        }
+    }
+    let ids = crate::identities::parse(text, source_name, &Via(callbacks))?;
+    if !ids.plugins.is_empty() {
+        return Err(Error::BadIdentity {
+            source_name: source_name.to_owned(),
+            reason: "age plugin identities (AGE-PLUGIN-…) are not supported by this build yet"
+                .into(),
+        });
+    }
+    Ok(ids.native)
+}
+
 /// `LOCKBOX_IDENTITY`: identity text.
 struct IdentityText<'a> {
     text: &'a [u8],
@@ -385,8 +424,8 @@ impl KeySource for IdentityText<'_> {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
-        let ids = keys::parse_identities(self.text, var::IDENTITY)?;
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
+        let ids = parse_identities(self.text, var::IDENTITY, callbacks)?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,
@@ -412,9 +451,9 @@ impl KeySource for IdentityFile {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
         let text = keys::read_key_file(&self.path)?;
-        let ids = keys::parse_identities(&text, &self.path.display().to_string())?;
+        let ids = parse_identities(&text, &self.path.display().to_string(), callbacks)?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,

@@ -616,3 +616,54 @@ fn a_missing_plugin_is_a_clear_error() {
     );
     assert!(!e.message().contains(id.as_str()));
 }
+
+// ---------------------------------------------------------------------------------
+// End to end with the binary: the vault an encrypted SSH key was made for
+
+/// Issue 12's new user: `init --recipient "$(cat ~/.ssh/id_ed25519.pub)"` with a
+/// passphrase-protected key. `get` never asks (one line saying to run unlock, never
+/// the not-found text); `unlock --identity-file` asks on the terminal, and then `get`
+/// works through the agent even with `LOCKBOX_IDENTITY_FILE` still naming the key.
+#[test]
+fn encrypted_ssh_key_opens_the_vault_it_was_made_for() {
+    if !require_tool("ssh-keygen", "openssh-client") || !require_tool("script", "bsdutils") {
+        return;
+    }
+    let env = TestEnv::new();
+    let (private, public) = ssh_keygen(&env, "ed25519", "id_ed25519", "me@laptop", PASS);
+    env.track_secret(PASS);
+    env.run(&["init", "--recipient", &public], "")
+        .assert_code(0);
+    env.store("enc.example", "u", "encrypted-key-secret-1");
+    let key_path = private.to_str().unwrap();
+    let id_var = [("LOCKBOX_IDENTITY_FILE", key_path)];
+
+    let out = env.run_env(&["get"], "enc.example", &id_var);
+    out.assert_code(1);
+    let line = out.stdout_str();
+    assert!(
+        line.contains("protected by a passphrase") && line.contains("unlock"),
+        "{out}"
+    );
+    assert!(!line.contains("credentials not found"), "{out}");
+    assert_eq!(line.lines().count(), 1, "{out}");
+
+    // unlock on a pty: the passphrase typed once.
+    let out = env.run_program(
+        "/bin/sh",
+        &[
+            "-c",
+            &format!(
+                "(sleep 1; printf '%s\\n' '{PASS}'; sleep 3) | script -qec \"$0 unlock --identity-file $1\" /dev/null"
+            ),
+            common::BIN,
+            key_path,
+        ],
+        &[("SHELL", "/bin/sh")],
+    );
+    assert!(out.status.success(), "{out}");
+    let out = env.run_env(&["get"], "enc.example", &id_var);
+    out.assert_quiet_ok();
+    assert!(out.stdout_str().contains("encrypted-key-secret-1"), "{out}");
+    env.run(&["lock"], "").assert_code(0);
+}
