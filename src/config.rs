@@ -45,6 +45,9 @@ pub struct KeySettings {
     pub identity_file: Option<PathBuf>,
     /// `LOCKBOX_PASSPHRASE_FILE`: a file holding the passphrase.
     pub passphrase_file: Option<PathBuf>,
+    /// `LOCKBOX_IDENTITY_CMD`: a command (run by `/bin/sh -c`) that prints an identity;
+    /// run last, only when nothing cheaper opened the vault (`src/identity_cmd.rs`).
+    pub identity_cmd: Option<OsString>,
 }
 
 /// The variable names, for help text, status and errors.
@@ -57,6 +60,8 @@ pub mod var {
     pub const IDENTITY_FILE: &str = "LOCKBOX_IDENTITY_FILE";
     /// Passphrase file.
     pub const PASSPHRASE_FILE: &str = "LOCKBOX_PASSPHRASE_FILE";
+    /// Identity command.
+    pub const IDENTITY_CMD: &str = "LOCKBOX_IDENTITY_CMD";
     /// Argon2id cost override.
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
     /// kubelet-credential-provider's cacheDuration.
@@ -88,6 +93,7 @@ impl Settings {
                 identity: get(var::IDENTITY).map(|v| Zeroizing::new(v.into_vec())),
                 identity_file: path(var::IDENTITY_FILE),
                 passphrase_file: path(var::PASSPHRASE_FILE),
+                identity_cmd: get(var::IDENTITY_CMD),
             },
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)

@@ -40,6 +40,7 @@ use crate::agent_client::{Agent, AgentOpener, Held};
 use crate::config::{KeySettings, Settings, var};
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
+use crate::identity_cmd::IdentityCommand;
 use crate::keys::{self, EntryOpener};
 use crate::messages;
 use crate::vault::{Slot, Vault};
@@ -51,6 +52,8 @@ pub struct KeyFlags {
     pub identity_file: Option<PathBuf>,
     /// `--passphrase-file FILE` (`passwd --old-passphrase-file FILE`)
     pub passphrase_file: Option<PathBuf>,
+    /// `--identity-cmd CMD`
+    pub identity_cmd: Option<std::ffi::OsString>,
 }
 
 /// Whether the user named a source for this command or it is simply there.
@@ -216,6 +219,12 @@ pub fn sources<'a>(
             name: format!("--passphrase-file {}", path.display()),
         }));
     }
+    if let Some(cmd) = &flags.identity_cmd {
+        list.push(Box::new(IdentityCmd {
+            cmd: IdentityCommand::new(cmd.clone(), "--identity-cmd"),
+            origin: Origin::Explicit,
+        }));
+    }
     if let Some(text) = &settings.identity {
         list.push(Box::new(IdentityText { text }));
     }
@@ -235,6 +244,14 @@ pub fn sources<'a>(
     }
     if let Some((agent, how)) = agent {
         list.push(Box::new(AgentSource { agent, how }));
+    }
+    // Last before the terminal: it runs a process (and maybe a network round trip) on
+    // every call, so only when nothing cheaper opened the vault.
+    if let Some(cmd) = &settings.identity_cmd {
+        list.push(Box::new(IdentityCmd {
+            cmd: IdentityCommand::new(cmd.clone(), var::IDENTITY_CMD),
+            origin: Origin::Ambient,
+        }));
     }
     list.push(Box::new(TerminalSource));
     list
@@ -315,11 +332,19 @@ pub fn describe(vault: &Vault, sources: &[Box<dyn KeySource + '_>]) -> Vec<Descr
 
 /// The opener `get` uses: the environment, then the agent; never a prompt.
 pub fn for_get(vault: &Vault, settings: &Settings) -> Result<Box<dyn EntryOpener>> {
+    // With an identity command after it, the agent is asked first whether it holds this
+    // vault (one round trip), so an agent holding only other vaults falls through to the
+    // command instead of answering "locked" at decrypt time.
+    let how = if settings.keys.identity_cmd.is_some() {
+        AgentUse::Verified
+    } else {
+        AgentUse::Lazy
+    };
     let list = sources(
         &settings.keys,
         &KeyFlags::default(),
         // `exec`'s private agent for its command, else this user's.
-        Some((Agent::for_requests(settings), AgentUse::Lazy)),
+        Some((Agent::for_requests(settings), how)),
     );
     open_entries(vault, &list, &NeverPrompt).map(|(o, _)| o)
 }
@@ -407,6 +432,47 @@ fn parse_identities(
         });
     }
     Ok(ids.native)
+}
+
+/// `--identity-cmd CMD` or `LOCKBOX_IDENTITY_CMD`: a command whose stdout is an
+/// identity (`src/identity_cmd.rs`: no terminal, bounded time and output, stderr
+/// relayed here). Its output is not asked a passphrase for: it must be usable as is.
+struct IdentityCmd {
+    cmd: IdentityCommand,
+    origin: Origin,
+}
+
+impl KeySource for IdentityCmd {
+    fn name(&self) -> String {
+        self.cmd.origin.clone()
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        identity_verdict(vault) // never runs the command
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        if !has_age_slot(vault) {
+            return Err(Error::NoAgeSlot); // nothing it could open: not run
+        }
+        let out = match self.cmd.run_for_identity() {
+            Ok(out) => out,
+            Err((e, stderr)) => {
+                if let Some(stderr) = stderr {
+                    stderr.relay(&mut std::io::stderr());
+                }
+                return Err(e);
+            }
+        };
+        out.stderr.relay(&mut std::io::stderr());
+        let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt)?;
+        Ok(KeyOpened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
 }
 
 /// `LOCKBOX_IDENTITY`: identity text.
@@ -630,6 +696,7 @@ mod tests {
             identity: identity.map(|t| Zeroizing::new(t.as_bytes().to_vec())),
             identity_file,
             passphrase_file: pass,
+            identity_cmd: None,
         }
     }
 
@@ -666,6 +733,7 @@ mod tests {
         let flag = KeyFlags {
             identity_file: Some(id_file.clone()),
             passphrase_file: None,
+            ..KeyFlags::default()
         };
         assert_eq!(
             opened_by(&f, &all, &flag, &NeverPrompt).unwrap(),
@@ -757,6 +825,7 @@ mod tests {
         let flags = KeyFlags {
             identity_file: Some(wrong),
             passphrase_file: None,
+            ..KeyFlags::default()
         };
         assert!(matches!(
             opened_by(&f, &s, &flags, &NeverPrompt),
@@ -765,6 +834,7 @@ mod tests {
         let flags = KeyFlags {
             identity_file: None,
             passphrase_file: Some(f.file("bad-pass", "not it")),
+            ..KeyFlags::default()
         };
         assert!(matches!(
             opened_by(&f, &s, &flags, &NeverPrompt),
@@ -874,5 +944,67 @@ mod tests {
             Err(Error::NoPassphraseSlot)
         ));
         assert_eq!(asked.asked.get(), 0);
+    }
+
+    #[test]
+    fn the_identity_command_runs_last_and_only_when_needed() {
+        let f = fixture(Some("pw"));
+        let marker = f.dir.path().join("ran");
+        let id_file = f.file("id", &f.identity);
+        let cmd = format!("touch '{}'; cat '{}'", marker.display(), id_file.display());
+        let mut s = settings(None, Some(id_file.clone()), None);
+        s.identity_cmd = Some(cmd.clone().into());
+        // An earlier source opens the vault: the command is never run.
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_FILE"
+        );
+        assert!(
+            !marker.exists(),
+            "the identity command ran though it was not needed"
+        );
+        // Alone, it opens the vault.
+        let mut s = settings(None, None, None);
+        s.identity_cmd = Some(cmd.into());
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_CMD"
+        );
+        assert!(marker.exists());
+        // An identity that matches nothing falls through to the terminal.
+        let other = f.file("other", &other_identity());
+        s.identity_cmd = Some(format!("cat '{}'", other.display()).into());
+        let cb = Scripted {
+            answer: Some("pw"),
+            asked: Cell::new(0),
+        };
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &cb).unwrap(),
+            "terminal"
+        );
+        // A command that fails is the error: one line, never the not-found text.
+        s.identity_cmd = Some("echo 'kms: denied' >&2; exit 4".into());
+        let e = opened_by(&f, &s, &KeyFlags::default(), &cb).err().unwrap();
+        let msg = e.message();
+        assert!(
+            msg.contains("LOCKBOX_IDENTITY_CMD") && msg.contains("status 4: kms: denied"),
+            "{msg}"
+        );
+        assert!(!msg.contains(messages::NOT_FOUND));
+        // The flag is explicit and first.
+        let flags = KeyFlags {
+            identity_cmd: Some(format!("cat '{}'", other.display()).into()),
+            ..KeyFlags::default()
+        };
+        let e = opened_by(
+            &f,
+            &settings(Some(&f.identity), None, None),
+            &flags,
+            &NeverPrompt,
+        );
+        assert!(
+            matches!(e, Err(Error::NoMatchingIdentity)),
+            "explicit: no fall-through"
+        );
     }
 }
