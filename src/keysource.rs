@@ -235,6 +235,13 @@ pub fn sources<'a>(
             name: var::IDENTITY_FILE.to_owned(),
         }));
     }
+    // systemd's credential: after the identity variables (a person's explicit setting
+    // wins over the unit's), before the passphrase file (no Argon2id).
+    if let Some(dir) = &settings.credentials_dir {
+        list.push(Box::new(Credential {
+            path: dir.join(var::CREDENTIAL_NAME),
+        }));
+    }
     if let Some(path) = &settings.passphrase_file {
         list.push(Box::new(PassphraseFile {
             path: path.clone(),
@@ -475,6 +482,41 @@ impl KeySource for IdentityCmd {
     }
 }
 
+/// `$CREDENTIALS_DIRECTORY/lockbox-identity`: an identity systemd decrypted for this
+/// unit (`LoadCredentialEncrypted=lockbox-identity:…`, sealed to the TPM or the host
+/// key by `systemd-creds`). A directory without that file does not apply.
+struct Credential {
+    path: PathBuf,
+}
+
+impl KeySource for Credential {
+    fn name(&self) -> String {
+        format!("${}/{}", var::CREDENTIALS_DIRECTORY, var::CREDENTIAL_NAME)
+    }
+    fn origin(&self) -> Origin {
+        Origin::Ambient
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        if !self.path.exists() {
+            return Verdict::NotApplicable(Error::Locked);
+        }
+        identity_verdict(vault)
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        if !self.path.exists() {
+            return Err(Error::Locked); // this unit has no such credential
+        }
+        let text = keys::read_key_file(&self.path)?;
+        // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
+        let ids = parse_identities(&text, &self.name(), &NeverPrompt)?;
+        Ok(KeyOpened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
+}
+
 /// `LOCKBOX_IDENTITY`: identity text.
 struct IdentityText<'a> {
     text: &'a [u8],
@@ -697,6 +739,7 @@ mod tests {
             identity_file,
             passphrase_file: pass,
             identity_cmd: None,
+            credentials_dir: None,
         }
     }
 
@@ -1006,5 +1049,37 @@ mod tests {
             matches!(e, Err(Error::NoMatchingIdentity)),
             "explicit: no fall-through"
         );
+    }
+
+    #[test]
+    fn the_systemd_credential_is_a_source_after_the_identity_variables() {
+        let f = fixture(Some("pw"));
+        let dir = f.dir.path().join("creds");
+        std::fs::create_dir(&dir).unwrap();
+        let mut s = settings(None, None, Some(f.file("pass", "pw")));
+        s.credentials_dir = Some(dir.clone());
+        // No lockbox-identity in the directory: passed over.
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_PASSPHRASE_FILE"
+        );
+        std::fs::write(dir.join("lockbox-identity"), &f.identity).unwrap();
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "$CREDENTIALS_DIRECTORY/lockbox-identity"
+        );
+        // LOCKBOX_IDENTITY_FILE comes first.
+        s.identity_file = Some(f.file("id", &f.identity));
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_FILE"
+        );
+        // A credential that is not an identity is the error, not skipped.
+        s.identity_file = None;
+        std::fs::write(dir.join("lockbox-identity"), "garbage").unwrap();
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::BadIdentity { .. })
+        ));
     }
 }

@@ -675,13 +675,17 @@ fn encrypted_ssh_key_opens_the_vault_it_was_made_for() {
 fn identity_command_end_to_end() {
     let env = TestEnv::new();
     let (file, recipient, _) = common::age_keygen(&env, "id.txt");
-    env.run(&["init", "--recipient", &recipient], "").assert_code(0);
+    env.run(&["init", "--recipient", &recipient], "")
+        .assert_code(0);
     env.store("cmd.example", "u", "identity-command-secret-1");
     let marker = env.path("ran");
     let cmd = format!("touch '{}'; cat '{}'", marker.display(), file.display());
     let out = env.run_env(&["get"], "cmd.example", &[("LOCKBOX_IDENTITY_CMD", &cmd)]);
     out.assert_quiet_ok();
-    assert!(out.stdout_str().contains("identity-command-secret-1"), "{out}");
+    assert!(
+        out.stdout_str().contains("identity-command-secret-1"),
+        "{out}"
+    );
     assert!(marker.exists());
 
     let out = env.run_env(
@@ -691,15 +695,32 @@ fn identity_command_end_to_end() {
     );
     out.assert_code(1);
     assert_eq!(out.stdout_str().lines().count(), 1, "{out}");
-    assert!(out.stdout_str().contains("exited with status 2: vault sealed"), "{out}");
+    assert!(
+        out.stdout_str()
+            .contains("exited with status 2: vault sealed"),
+        "{out}"
+    );
     assert!(!out.stdout_str().contains("credentials not found"), "{out}");
-    assert!(out.stderr_str().contains("identity command: vault sealed"), "{out}");
+    assert!(
+        out.stderr_str().contains("identity command: vault sealed"),
+        "{out}"
+    );
 
-    let out = env.run(&["unlock", "--identity-cmd", &format!("cat '{}'", file.display())], "");
+    let out = env.run(
+        &[
+            "unlock",
+            "--identity-cmd",
+            &format!("cat '{}'", file.display()),
+        ],
+        "",
+    );
     out.assert_code(0);
     fs::remove_file(&marker).unwrap();
     let out = env.run_env(&["get"], "cmd.example", &[("LOCKBOX_IDENTITY_CMD", &cmd)]);
     out.assert_quiet_ok();
-    assert!(!marker.exists(), "the agent held the key: the command must not run");
+    assert!(
+        !marker.exists(),
+        "the agent held the key: the command must not run"
+    );
     env.run(&["lock"], "").assert_code(0);
 }

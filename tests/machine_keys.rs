@@ -412,3 +412,122 @@ fn identity_command_printing_garbage_is_a_clear_error() {
         .unwrap();
     assert_eq!(e, "no slot opened");
 }
+
+/// The build user's unattended path, as far as it can run without systemd as PID 1:
+/// root seals the identity to the host key; what systemd does for a unit with
+/// `LoadCredentialEncrypted=lockbox-identity:…` (decrypt into a directory only the
+/// unit's user can read, and set `CREDENTIALS_DIRECTORY`) is done here by root with
+/// `systemd-creds decrypt`; then `get` runs as uid 65534 (not root, its own files 0600)
+/// and opens the vault from the credential, with nobody typing. A credential that is
+/// missing from the directory is passed over, and `get` then fails in one line (never
+/// the not-found text).
+#[test]
+fn systemd_credential_directory_opens_the_vault_for_a_build_user() {
+    if !require_tool("systemd-creds", "systemd")
+        || !require_tool("setpriv", "util-linux")
+        || !require_root("to seal with the host key and switch to uid 65534")
+    {
+        return;
+    }
+    const UID: u32 = 65534;
+    let f = Fixture::new();
+    let root = f.dir.path();
+    let home = root.join("home");
+    let creds = root.join("credentials");
+    fs::create_dir_all(home.join(".docker")).unwrap();
+    fs::create_dir_all(&creds).unwrap();
+    let bin = env!("CARGO_BIN_EXE_docker-credential-lockbox");
+    let as_user = |args: &[&str], stdin: &str, creds_dir: Option<&Path>| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={UID}"),
+            &format!("--regid={UID}"),
+            "--clear-groups",
+            bin,
+        ])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", root.join("run"));
+        if let Some(d) = creds_dir {
+            c.env("CREDENTIALS_DIRECTORY", d);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    for d in [&home, &home.join(".docker"), &creds] {
+        std::os::unix::fs::chown(d, Some(UID), Some(UID)).unwrap();
+    }
+    fs::create_dir_all(root.join("run")).unwrap();
+    std::os::unix::fs::chown(root.join("run"), Some(UID), Some(UID)).unwrap();
+    fs::set_permissions(root.join("run"), fs::Permissions::from_mode(0o700)).unwrap();
+
+    // The build user makes the vault for the machine's identity and stores a login.
+    let out = as_user(&["init", "--recipient", &f.recipient], "", None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = r#"{"ServerURL":"build.example","Username":"ci","Secret":"credential-secret-7"}"#;
+    let out = as_user(&["store"], login, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Root seals the identity; "systemd" decrypts it for the unit.
+    let cred = f.path("lockbox-identity.cred");
+    f.with_plain(|plain| {
+        run_ok(
+            Command::new("systemd-creds")
+                .args(["encrypt", "--with-key=host", "--name=lockbox-identity"])
+                .arg(plain)
+                .arg(&cred),
+        )
+    });
+    let target = creds.join("lockbox-identity");
+    run_ok(
+        Command::new("systemd-creds")
+            .args(["decrypt", "--name=lockbox-identity"])
+            .arg(&cred)
+            .arg(&target),
+    );
+    std::os::unix::fs::chown(&target, Some(UID), Some(UID)).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o400)).unwrap();
+
+    let out = as_user(&["get"], "build.example", Some(&creds));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("credential-secret-7"), "{stdout}");
+
+    // Another unit (no such credential in its directory): locked, not not-found.
+    let empty = root.join("other-unit");
+    fs::create_dir_all(&empty).unwrap();
+    let out = as_user(&["get"], "build.example", Some(&empty));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!stdout.contains("credentials not found"), "{stdout}");
+}
