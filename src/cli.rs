@@ -43,10 +43,11 @@ Environment:
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
   1. --identity-file / --identity-cmd / --passphrase-file given to the command
-  2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE   4. LOCKBOX_PASSPHRASE_FILE
-  5. the agent started by `unlock`
-  6. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
-  7. the terminal (commands for people only; protocol actions never prompt)
+  2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE
+  4. $CREDENTIALS_DIRECTORY/lockbox-identity (a systemd unit's LoadCredentialEncrypted=)
+  5. LOCKBOX_PASSPHRASE_FILE   6. the agent started by `unlock`
+  7. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
+  8. the terminal (commands for people only; protocol actions never prompt)
 A flag that fails is an error. A variable or agent that does not apply to this vault
 (its identity matches no slot, the vault has no slot of its kind, the agent does not
 hold this vault) is passed over; one that is broken (unreadable, unparsable, wrong
