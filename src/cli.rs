@@ -44,7 +44,7 @@ Environment:
 Where the key comes from (every command, in this order; docs/KEYS.md):
   1. --identity-file / --identity-cmd / --passphrase-file given to the command
   2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE
-  4. $CREDENTIALS_DIRECTORY/lockbox-identity (a systemd unit's LoadCredentialEncrypted=)
+  4. $CREDENTIALS_DIRECTORY/lockbox-identity (systemd LoadCredentialEncrypted=)
   5. LOCKBOX_PASSPHRASE_FILE   6. the agent started by `unlock`
   7. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
   8. the terminal (commands for people only; protocol actions never prompt)
