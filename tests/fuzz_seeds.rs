@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lockbox::crypto::parse_entry_plaintext;
-use lockbox::keys::parse_identities;
+use lockbox::identities::{NeverAsk, parse as parse_identities};
 use lockbox::protocol::{StoreRequest, server_from_input};
 use lockbox::vault::{Vault, View};
 
@@ -28,7 +28,7 @@ fn accepts(target: &str, seed_name: &str, data: &[u8]) -> bool {
         "kubelet_request" if seed_name.starts_with("glob") => data.contains(&0),
         "kubelet_request" => lockbox::kubelet::Request::parse(data).is_ok(),
         "server_url" => server_from_input(data).is_ok(),
-        "identity_parse" => parse_identities(data, "seed").is_ok(),
+        "identity_parse" => parse_identities(data, "seed", &NeverAsk).is_ok(),
         "entry_plaintext" => {
             // The target's framing: [server len][user len] server user plaintext.
             let [server_len, user_len, rest @ ..] = data else {
