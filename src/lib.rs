@@ -52,6 +52,7 @@ pub mod keys;
 pub mod keysource;
 pub mod kubelet;
 pub mod messages;
+pub mod openbao;
 pub mod protocol;
 pub mod rotation;
 pub mod serverurl;
