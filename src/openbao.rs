@@ -725,9 +725,10 @@ struct DecryptData {
 
 #[derive(Deserialize)]
 struct KeyData {
-    #[serde(default)]
+    // Required: a body without them is not a key's settings, and a missing `derived`
+    // must not read as anything.
     derived: bool,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     key_type: String,
     #[serde(default)]
     latest_version: u64,
@@ -751,7 +752,8 @@ fn error_detail(status: u16, body: &[u8]) -> String {
         .unwrap_or_default();
     let joined = errors
         .iter()
-        .map(|e| e.trim())
+        // Multi-line texts ("1 error occurred:\n\t* permission denied") become one line.
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|e| !e.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
@@ -859,9 +861,14 @@ pub fn parse_decrypt(body: &[u8], origin: Origin<'_>) -> Result<Zeroizing<Vec<u8
     if d.plaintext.len() > MAX_PLAINTEXT.div_ceil(3) * 4 {
         return Err(bad_response(origin, "the plaintext is too long"));
     }
-    B64.decode(d.plaintext.as_bytes())
+    let plaintext = B64
+        .decode(d.plaintext.as_bytes())
         .map(Zeroizing::new)
-        .map_err(|_| bad_response(origin, "the plaintext is not base64"))
+        .map_err(|_| bad_response(origin, "the plaintext is not base64"))?;
+    if plaintext.len() > MAX_PLAINTEXT {
+        return Err(bad_response(origin, "the plaintext is too long"));
+    }
+    Ok(plaintext)
 }
 
 /// The settings in a successful `keys/NAME` answer.
@@ -1005,10 +1012,15 @@ impl Client {
                     secs: self.timeout.as_secs().max(1),
                 }
             }
-            other => OpenBaoError::Connect {
-                addr,
-                detail: crate::messages::sanitize(&shorten(&other.to_string())),
-            },
+            other => {
+                let mut detail = crate::messages::sanitize(&shorten(&other.to_string()));
+                if detail.contains("certificate") {
+                    detail.push_str(
+                        " (set LOCKBOX_OPENBAO_CACERT to the CA file that signed the server's certificate)",
+                    );
+                }
+                OpenBaoError::Connect { addr, detail }
+            }
         }
     }
 
@@ -1432,6 +1444,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("not found"));
+        let multi = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        let text = check_status(403, None, multi, ORIGIN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("(1 error occurred: * permission denied)"),
+            "{text}"
+        );
         let redirect =
             check_status(307, Some(b"https://other:8200/v1/x\n\x1b[2J"), b"", ORIGIN).unwrap_err();
         let text = redirect.to_string();
@@ -1459,5 +1479,42 @@ mod tests {
             Err(OpenBaoError::Refused { status: 400, .. })
         ));
         check_status(204, None, b"", ORIGIN).unwrap();
+    }
+
+    /// The `openbao_response` fuzz target's checks, replayed over its committed seeds
+    /// so every test run covers them (the fuzz smoke run needs cargo-fuzz).
+    #[test]
+    fn fuzz_seeds_keep_the_parser_invariants() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/openbao_response");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let (status, body) = (u16::from_be_bytes([data[0], data[1]]), &data[2..]);
+            let one_line = |e: OpenBaoError| {
+                let text = e.to_string();
+                assert!(!text.chars().any(char::is_control), "{name}: {text:?}");
+            };
+            let status_ok = check_status(status, body.split(|b| *b == b'\n').next(), body, ORIGIN)
+                .map_err(one_line)
+                .is_ok();
+            let parsed = [
+                parse_encrypt(body, ORIGIN).map(|c| assert!(validate_ciphertext(&c))),
+                parse_decrypt(body, ORIGIN).map(|p| assert!(p.len() <= MAX_PLAINTEXT)),
+                parse_key_info(body, ORIGIN).map(drop),
+            ]
+            .into_iter()
+            .filter_map(|r| r.map_err(one_line).ok())
+            .count();
+            // A seed named fail_* is refused by its status or by every parser.
+            assert_eq!(
+                name.starts_with("fail_"),
+                !status_ok || parsed == 0,
+                "{name}: status ok {status_ok}, parsed by {parsed}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 8, "seeds missing in {}", dir.display());
     }
 }
