@@ -154,8 +154,9 @@ impl VaultKey {
             .map_err(|_| Error::KeyMismatch)
     }
 
-    /// The private key text, to hand to the agent over its socket. Nothing else may
-    /// call this: every use can be found with grep.
+    /// The private key text, to hand to the agent over its socket or to OpenBao's
+    /// transit `encrypt` for an OpenBao slot (`openbao::seal_vault_key`). Nothing else
+    /// may call this: every use can be found with grep.
     pub fn export_secret(&self) -> SecretString {
         self.identity.to_string()
     }

@@ -217,6 +217,16 @@ pub enum OpenBaoError {
         /// The key.
         key: String,
     },
+    /// The key OpenBao returned is not the key of this vault.
+    #[error(
+        "the key OpenBao returned for {mount}/keys/{key} is not this vault's key: the slot was made for another vault"
+    )]
+    KeyMismatch {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
     /// A decrypt with a wrong context succeeded: the server ignores `context`.
     #[error(
         "OpenBao decrypted with a wrong context for {mount}/keys/{key}: it does not bind ciphertexts to a vault, so no slot was added"
@@ -1165,6 +1175,57 @@ impl Client {
             Err(other) => Err(other),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The vault key through transit
+
+/// The transit `context` that binds a slot's ciphertext to its vault: the vault's
+/// public key text (`age1…`), as `docs/FORMAT.md` specifies. With a `derived=true` key
+/// the server derives a per-context key, so a ciphertext copied into another vault's
+/// file does not open there.
+pub fn vault_context(public: &age::x25519::Recipient) -> Vec<u8> {
+    public.to_string().into_bytes()
+}
+
+/// Wraps the vault key with transit `encrypt` under `mount`/`key`, bound to the vault's
+/// public key, and proves the binding (see [`Client::encrypt_bound`]; the wrong context
+/// is a fresh random vault's public key). Returns the ciphertext a slot stores.
+pub fn seal_vault_key(
+    client: &Client,
+    mount: &str,
+    key: &str,
+    vault_key: &crate::crypto::VaultKey,
+) -> Result<String> {
+    let secret = vault_key.export_secret();
+    let plaintext = Zeroizing::new(secret.expose_secret().as_bytes().to_vec());
+    let other = crate::crypto::VaultKey::generate().public();
+    client.encrypt_bound(
+        mount,
+        key,
+        &plaintext,
+        &vault_context(&vault_key.public()),
+        &vault_context(&other),
+    )
+}
+
+/// Opens a slot's ciphertext with transit `decrypt` and checks that the key inside is
+/// the key of the vault whose public key is `public`. The caller still verifies the
+/// slots MAC with the key before trusting the rest of the file.
+pub fn open_vault_key(
+    client: &Client,
+    mount: &str,
+    key: &str,
+    ciphertext: &str,
+    public: &age::x25519::Recipient,
+) -> Result<crate::crypto::VaultKey> {
+    let plaintext = client.decrypt(mount, key, ciphertext, &vault_context(public))?;
+    crate::crypto::VaultKey::from_slot_plaintext(&plaintext, public).map_err(|_| {
+        OpenBaoError::KeyMismatch {
+            mount: mount.to_owned(),
+            key: key.to_owned(),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use lockbox::openbao::{Client, OpenBaoError, Settings, Token};
+use lockbox::crypto::VaultKey;
+use lockbox::openbao::{
+    Client, OpenBaoError, Settings, Token, open_vault_key, seal_vault_key, validate_ciphertext,
+};
 use zeroize::Zeroizing;
 
 const ROOT: &str = "lockbox-test-root-token";
@@ -241,20 +244,20 @@ fn assert_denied(e: OpenBaoError) {
 fn host_lifecycle(bao: &Bao) {
     bao.setup_transit();
     let admin = bao.client(ROOT);
-    let ciphertext = admin
-        .encrypt_bound("transit", "hosts", PLAINTEXT, CONTEXT, WRONG_CONTEXT)
-        .unwrap();
+    let vault_key = VaultKey::generate();
+    let public = vault_key.public();
+    let ciphertext = seal_vault_key(&admin, "transit", "hosts", &vault_key).unwrap();
     assert!(ciphertext.starts_with("vault:v1:"), "{ciphertext}");
+    assert!(validate_ciphertext(&ciphertext));
 
     let (host_token, accessor) = bao.host_token();
     let host = bao.client(&host_token);
-    let opened = host
-        .decrypt("transit", "hosts", &ciphertext, CONTEXT)
-        .unwrap();
-    assert_eq!(opened.as_slice(), PLAINTEXT);
-    // Bound to its context: another vault's public key does not open it.
+    let opened = open_vault_key(&host, "transit", "hosts", &ciphertext, &public).unwrap();
+    assert_eq!(opened.public().to_string(), public.to_string());
+    // Bound to its vault: with another vault's public key as context it does not open.
+    let other = VaultKey::generate().public();
     assert!(matches!(
-        host.decrypt("transit", "hosts", &ciphertext, WRONG_CONTEXT),
+        open_vault_key(&host, "transit", "hosts", &ciphertext, &other),
         Err(OpenBaoError::Refused { status: 400, .. })
     ));
     // The host's policy allows decrypt only.
@@ -266,10 +269,7 @@ fn host_lifecycle(bao: &Bao) {
 
     // Revoke the host token (by its accessor, so the token never appears in argv).
     bao.ok(&["token", "revoke", "-accessor", &accessor], None);
-    assert_denied(
-        host.decrypt("transit", "hosts", &ciphertext, CONTEXT)
-            .unwrap_err(),
-    );
+    assert_denied(open_vault_key(&host, "transit", "hosts", &ciphertext, &public).unwrap_err());
 
     // Rotate the transit key: the old ciphertext still opens, with a new host token.
     bao.ok(&["write", "-f", "transit/keys/hosts/rotate"], None);
@@ -278,8 +278,15 @@ fn host_lifecycle(bao: &Bao) {
         2
     );
     let host = bao.client(&bao.host_token().0);
+    let opened = open_vault_key(&host, "transit", "hosts", &ciphertext, &public).unwrap();
+    assert_eq!(opened.public().to_string(), public.to_string());
+
+    // The client's own binding check, on arbitrary bytes.
+    let c = admin
+        .encrypt_bound("transit", "hosts", PLAINTEXT, CONTEXT, WRONG_CONTEXT)
+        .unwrap();
     assert_eq!(
-        host.decrypt("transit", "hosts", &ciphertext, CONTEXT)
+        host.decrypt("transit", "hosts", &c, CONTEXT)
             .unwrap()
             .as_slice(),
         PLAINTEXT
