@@ -12,7 +12,8 @@
 //!   slot cannot make the helper send the host's token anywhere but the host's server;
 //! - plain `http://` only to `127.0.0.1`, `[::1]` or `localhost`; TLS is rustls with the
 //!   `ring` provider, trusting the host's CA file (`LOCKBOX_OPENBAO_CACERT`, else
-//!   `BAO_CACERT`, else `VAULT_CACERT`) or the system bundle;
+//!   `BAO_CACERT`, else `VAULT_CACERT`) or the system bundle; a namespace, too, is a
+//!   host setting (`LOCKBOX_OPENBAO_NAMESPACE`, else `BAO_NAMESPACE`/`VAULT_NAMESPACE`);
 //! - redirects are never followed (the token header would go along), a proxy is used
 //!   only when `LOCKBOX_OPENBAO_PROXY` names one (never `HTTPS_PROXY` & co.), and every
 //!   call has a connect and a total timeout, so a dead server is an error, not a hang;
@@ -35,6 +36,8 @@ use zeroize::Zeroizing;
 
 /// The header OpenBao and Vault read the token from.
 const TOKEN_HEADER: &str = "X-Vault-Token";
+/// The header that selects a namespace (OpenBao 2.3+, Vault Enterprise, HCP Vault).
+const NAMESPACE_HEADER: &str = "X-Vault-Namespace";
 /// Largest response body read, bytes. Transit answers are well under 1 KiB for a
 /// 74-byte key; the bound keeps a hostile or broken server from filling memory.
 pub const MAX_RESPONSE: usize = 64 * 1024;
@@ -466,6 +469,9 @@ pub struct Settings {
     pub proxy: Option<String>,
     /// Total time for one call.
     pub timeout: Duration,
+    /// The namespace, from `LOCKBOX_OPENBAO_NAMESPACE` (else `BAO_NAMESPACE`, else
+    /// `VAULT_NAMESPACE`): a host setting, like the address.
+    pub namespace: Option<String>,
 }
 
 impl Settings {
@@ -516,6 +522,25 @@ impl Settings {
                 });
             }
         }
+        let mut namespace = None;
+        for var in [
+            "LOCKBOX_OPENBAO_NAMESPACE",
+            "BAO_NAMESPACE",
+            "VAULT_NAMESPACE",
+        ] {
+            if let Some(ns) = text(var)? {
+                // Same characters as a mount path: it goes into a header.
+                let ns = ns.trim_matches('/').to_owned();
+                if ns.len() > MAX_MOUNT || ns.split('/').any(|seg| check_segment(seg).is_err()) {
+                    return Err(OpenBaoError::BadSetting {
+                        var,
+                        reason: "a namespace is NAME or NAME/NAME of ASCII letters, digits, '.', '_', '-'".into(),
+                    });
+                }
+                namespace = Some(ns);
+                break;
+            }
+        }
         let timeout = match text("LOCKBOX_OPENBAO_TIMEOUT")? {
             None => DEFAULT_TIMEOUT,
             Some(t) => {
@@ -537,6 +562,7 @@ impl Settings {
             ca_file,
             proxy,
             timeout,
+            namespace,
         })
     }
 }
@@ -900,6 +926,7 @@ pub struct Client {
     addr: Address,
     token: Token,
     timeout: Duration,
+    namespace: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -992,6 +1019,7 @@ impl Client {
             addr: settings.addr.clone(),
             token,
             timeout: settings.timeout,
+            namespace: settings.namespace.clone(),
         })
     }
 
@@ -1039,14 +1067,26 @@ impl Client {
     fn call(&self, path: &str, body: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>> {
         let url = format!("{}/v1/{path}", self.addr.as_str());
         let token = self.token.expose_secret();
+        let namespace = self.namespace.as_deref();
         let result = match body {
-            None => self.agent.get(&url).header(TOKEN_HEADER, token).call(),
-            Some(b) => self
-                .agent
-                .post(&url)
-                .header(TOKEN_HEADER, token)
-                .header("Content-Type", "application/json")
-                .send(b),
+            None => {
+                let mut request = self.agent.get(&url).header(TOKEN_HEADER, token);
+                if let Some(ns) = namespace {
+                    request = request.header(NAMESPACE_HEADER, ns);
+                }
+                request.call()
+            }
+            Some(b) => {
+                let mut request = self
+                    .agent
+                    .post(&url)
+                    .header(TOKEN_HEADER, token)
+                    .header("Content-Type", "application/json");
+                if let Some(ns) = namespace {
+                    request = request.header(NAMESPACE_HEADER, ns);
+                }
+                request.send(b)
+            }
         };
         let response = result.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
@@ -1346,6 +1386,7 @@ mod tests {
         assert_eq!(s.ca_file.unwrap().var, "VAULT_CACERT");
         assert_eq!(s.proxy, None);
         assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(s.namespace, None);
         let s = Settings::from_lookup(&lookup(&[
             ("LOCKBOX_OPENBAO_ADDR", "https://l:8200"),
             ("BAO_ADDR", "https://b:8200"),
@@ -1358,6 +1399,23 @@ mod tests {
             Settings::from_lookup(&lookup(&[])),
             Err(OpenBaoError::NoAddress)
         ));
+        let s = Settings::from_lookup(&lookup(&[
+            ("BAO_ADDR", "https://b:8200"),
+            ("VAULT_NAMESPACE", "v"),
+            ("BAO_NAMESPACE", "team/ci/"),
+        ]))
+        .unwrap();
+        assert_eq!(s.namespace.as_deref(), Some("team/ci"));
+        for bad in ["a b", "a\nX-Evil: 1", "a//b", ".."] {
+            assert!(
+                Settings::from_lookup(&lookup(&[
+                    ("BAO_ADDR", "https://b"),
+                    ("BAO_NAMESPACE", bad)
+                ]))
+                .is_err(),
+                "{bad:?}"
+            );
+        }
         assert!(
             Settings::from_lookup(&lookup(&[
                 ("BAO_ADDR", "http://127.0.0.1:8200"),

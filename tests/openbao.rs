@@ -350,6 +350,56 @@ fn keys_that_cannot_bind_are_refused() {
     assert!(matches!(e, OpenBaoError::NotFound { .. }), "{e}");
 }
 
+/// A namespace is a host setting: the same mount in namespace `team` opens only with
+/// `LOCKBOX_OPENBAO_NAMESPACE=team`.
+#[test]
+fn a_namespace_comes_from_the_host() {
+    let Some(bao) = Bao::start(false) else { return };
+    bao.ok(&["namespace", "create", "team"], None);
+    bao.ok(&["secrets", "enable", "-ns=team", "transit"], None);
+    bao.ok(
+        &[
+            "write",
+            "-ns=team",
+            "-f",
+            "transit/keys/hosts",
+            "derived=true",
+        ],
+        None,
+    );
+    let settings = |ns: Option<&str>| {
+        let (addr, ns) = (bao.addr.clone(), ns.map(str::to_owned));
+        Settings::from_lookup(&move |name: &str| match name {
+            "LOCKBOX_OPENBAO_ADDR" => Some(addr.clone().into()),
+            "LOCKBOX_OPENBAO_NAMESPACE" => ns.clone().map(Into::into),
+            _ => None,
+        })
+        .unwrap()
+    };
+    let in_team = Client::new(&settings(Some("team")), token_of(ROOT)).unwrap();
+    let vault_key = VaultKey::generate();
+    let ciphertext = seal_vault_key(&in_team, "transit", "hosts", &vault_key).unwrap();
+    let opened = open_vault_key(
+        &in_team,
+        "transit",
+        "hosts",
+        &ciphertext,
+        &vault_key.public(),
+    )
+    .unwrap();
+    assert_eq!(opened.public().to_string(), vault_key.public().to_string());
+    let in_root = Client::new(&settings(None), token_of(ROOT)).unwrap();
+    let e = open_vault_key(
+        &in_root,
+        "transit",
+        "hosts",
+        &ciphertext,
+        &vault_key.public(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, OpenBaoError::NotFound { .. }), "{e}");
+}
+
 /// Reads one HTTP request head (bounded) from `stream`.
 fn read_head(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
