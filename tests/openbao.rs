@@ -400,6 +400,148 @@ fn a_namespace_comes_from_the_host() {
     assert!(matches!(e, OpenBaoError::NotFound { .. }), "{e}");
 }
 
+/// A one-shot HTTP server on 127.0.0.1 that answers `answer` to the first request and
+/// returns that request's head.
+fn one_shot(answer: String) -> (u16, thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let head = read_head(&mut s);
+        let _ = s.write_all(answer.as_bytes());
+        head
+    });
+    (port, server)
+}
+
+fn key_info_answer() -> String {
+    let body = r#"{"data":{"derived":true,"type":"aes256-gcm96"}}"#;
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (either case) are never used: the token
+/// must not go to a proxy nobody asked lockbox to use. The client runs in a child
+/// process of this test binary (`proxy_probe_child`), so the variables are set only
+/// there.
+#[test]
+fn the_environment_proxy_is_ignored() {
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let (port, server) = one_shot(key_info_answer());
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "proxy_probe_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            "LOCKBOX_TEST_PROXY_PROBE",
+            format!("http://localhost:{port}"),
+        )
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        child.env(var, &proxy_url);
+    }
+    let out = child.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 passed"), "the probe did not run: {text}");
+    let head = server.join().unwrap();
+    assert!(head.starts_with("GET /v1/transit/keys/hosts "), "{head}");
+    assert!(
+        matches!(proxy.accept(), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the environment's proxy was contacted"
+    );
+}
+
+/// Runs only as the child of `the_environment_proxy_is_ignored` (which sets
+/// `LOCKBOX_TEST_PROXY_PROBE`); on its own it has nothing to probe and returns.
+#[test]
+fn proxy_probe_child() {
+    let Some(addr) = std::env::var_os("LOCKBOX_TEST_PROXY_PROBE") else {
+        return;
+    };
+    let settings = Settings::from_lookup(&move |name: &str| {
+        (name == "LOCKBOX_OPENBAO_ADDR").then(|| addr.clone())
+    })
+    .unwrap();
+    let client = Client::new(&settings, token_of("hvs.probe")).unwrap();
+    assert!(client.key_info("transit", "hosts").unwrap().derived);
+}
+
+/// A proxy is used when `LOCKBOX_OPENBAO_PROXY` asks for one: an HTTP CONNECT tunnel,
+/// so the proxy sees only the TLS stream, never the token.
+#[test]
+fn an_explicit_proxy_tunnels_tls() {
+    let Some(bao) = Bao::start(true) else { return };
+    bao.setup_transit();
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    // One tunnel: the client makes one call.
+    let tunnel = thread::spawn(move || {
+        let (mut client, _) = proxy.accept().unwrap();
+        let head = read_head(&mut client);
+        let target = head
+            .strip_prefix("CONNECT ")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_default()
+            .to_owned();
+        let mut upstream = TcpStream::connect(&target).unwrap();
+        client
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .unwrap();
+        let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+        let up = thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut u2);
+            let _ = u2.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut upstream, &mut client);
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+        head
+    });
+    let ca = bao.ca.clone().unwrap();
+    let addr = bao.addr.clone();
+    let proxy_url = format!("http://{proxy_addr}");
+    let settings = Settings::from_lookup(&move |name: &str| match name {
+        "LOCKBOX_OPENBAO_ADDR" => Some(addr.clone().into()),
+        "LOCKBOX_OPENBAO_CACERT" => Some(ca.clone().into()),
+        "LOCKBOX_OPENBAO_PROXY" => Some(proxy_url.clone().into()),
+        _ => None,
+    })
+    .unwrap();
+    let client = Client::new(&settings, token_of(ROOT)).unwrap();
+    assert!(client.uses_proxy());
+    assert!(client.key_info("transit", "hosts").unwrap().derived);
+    // Closing the client's pooled connection ends the tunnel.
+    drop(client);
+    let head = tunnel.join().unwrap();
+    let port = bao.addr.rsplit(':').next().unwrap();
+    assert!(
+        head.starts_with(&format!("CONNECT 127.0.0.1:{port} ")),
+        "{head}"
+    );
+    assert!(!head.contains(ROOT), "the proxy saw the token: {head}");
+}
+
 /// Reads one HTTP request head (bounded) from `stream`.
 fn read_head(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
