@@ -42,6 +42,25 @@ fn accepts(target: &str, seed_name: &str, data: &[u8]) -> bool {
             );
             parse_entry_plaintext(plain, &server, &user).is_some()
         }
+        "openbao_response" => {
+            // The target's framing: [status hi][status lo] body. Accepted: a success
+            // status whose body some transit parser reads.
+            use lockbox::openbao::{
+                Origin, check_status, parse_decrypt, parse_encrypt, parse_key_info,
+            };
+            let [hi, lo, body @ ..] = data else {
+                return false;
+            };
+            let origin = Origin {
+                addr: "https://bao.example:8200",
+                path: "transit/decrypt/hosts",
+                token_source: "seed",
+            };
+            check_status(u16::from_be_bytes([*hi, *lo]), None, body, origin).is_ok()
+                && (parse_encrypt(body, origin).is_ok()
+                    || parse_decrypt(body, origin).is_ok()
+                    || parse_key_info(body, origin).is_ok())
+        }
         other => panic!("fuzz/seeds/{other}: no expectation known for this target; add it here"),
     }
 }
