@@ -1,7 +1,10 @@
 //! The unlock agent, driven through the real binary: unlock → protocol through the
 //! agent → lock; timeouts; two vaults; pipes a Go client waits on; socket-directory
 //! and peer checks; non-dumpability. Each test has its own HOME, DOCKER_CONFIG and
-//! XDG_RUNTIME_DIR, so its own agent, which a guard stops at the end.
+//! XDG_RUNTIME_DIR and agent directory (a `common::World`), so its own agent, which a
+//! guard stops at the end.
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,46 +14,35 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-lockbox");
+use common::{BIN, FAST_KDF, World};
 const LOCKED_LINE: &str =
     "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY\n";
 const NOT_FOUND_LINE: &str = "credentials not found in native keychain\n";
 const PASSPHRASE: &str = "correct horse battery staple";
 
 struct Env {
-    dir: tempfile::TempDir,
+    world: World,
     vault: Option<PathBuf>,
 }
 
 impl Env {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["home", "docker", "run"] {
-            fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(dir.path().join("pass"), format!("{PASSPHRASE}\n")).unwrap();
-        Env { dir, vault: None }
+        let world = World::new();
+        fs::write(world.path("pass"), format!("{PASSPHRASE}\n")).unwrap();
+        Env { world, vault: None }
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        self.world.path(p)
     }
 
     fn agent_dir(&self) -> PathBuf {
-        self.path("run/lockbox")
+        self.world.agent_dir()
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path("home"))
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env("LOCKBOX_AGENT_DIR", self.agent_dir())
-            .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1");
+        let mut c = self.world.command(BIN);
+        c.args(args).env("LOCKBOX_ARGON2_PARAMS", FAST_KDF);
         if let Some(v) = &self.vault {
             c.env("LOCKBOX_VAULT", v);
         }
@@ -144,14 +136,7 @@ fn stderr(o: &Output) -> String {
 /// A tool a test needs: in CI its absence fails the test; elsewhere the test says
 /// what it skipped.
 fn require(cond: bool, what: &str) -> bool {
-    if !cond {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-            "CI needs {what}"
-        );
-        eprintln!("skipped: {what}");
-    }
-    cond
+    common::require(cond, what, "it (see scripts/test.sh)")
 }
 
 fn is_root() -> bool {
@@ -464,7 +449,7 @@ fn peer_of_another_uid_is_refused() {
     env.store("h", "u", "p");
     assert!(env.unlock(&[]).status.success());
     // Open the way through the file system so only SO_PEERCRED stands in between.
-    for p in [env.dir.path(), &env.path("run"), &env.agent_dir()] {
+    for p in [env.world.root(), &env.path("run"), &env.agent_dir()] {
         fs::set_permissions(p, fs::Permissions::from_mode(0o711)).unwrap();
     }
     let sock = env.agent_dir().join("agent.sock");
@@ -487,7 +472,7 @@ fn agent_is_not_dumpable() {
     // Run init and unlock as `nobody`: a non-dumpable process's /proc files belong
     // to root, so a same-uid process can neither ptrace it nor read its memory.
     let env = Env::new();
-    let root = env.dir.path();
+    let root = env.world.root();
     fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
     for entry in ["home", "docker", "run", "pass"] {
         std::os::unix::fs::chown(root.join(entry), Some(65534), Some(65534)).unwrap();
@@ -501,7 +486,7 @@ fn agent_is_not_dumpable() {
             .env("DOCKER_CONFIG", root.join("docker"))
             .env("XDG_RUNTIME_DIR", root.join("run"))
             .env("LOCKBOX_AGENT_DIR", root.join("run/lockbox"))
-            .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1")
+            .env("LOCKBOX_ARGON2_PARAMS", FAST_KDF)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
