@@ -6,6 +6,7 @@
 //! ([`Settings::from_env`]), and handed down. Human output goes to stdout, human
 //! errors to stderr with the next step to take.
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,10 +77,17 @@ enum Command {
     /// Manage the age slots (people, CI keys, SSH host keys).
     #[command(subcommand)]
     Recipients(commands::recipients::Opts),
-    /// Print a shell completion script: `completions bash > /etc/bash_completion.d/lockbox`.
+    /// Print a shell completion script for both names (docker-credential-lockbox and
+    /// lockbox): `completions bash > ~/.local/share/bash-completion/completions/lockbox`.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Write the man pages and completion scripts into DIR (for scripts/package.sh).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The directory (created if missing).
+        dir: PathBuf,
     },
     /// The agent process itself (started by `unlock`).
     #[command(hide = true)]
@@ -101,20 +109,24 @@ pub fn main() -> ExitCode {
     // process, so its start-up cost is the product's speed.
     match args.get(1).map(|a| a.to_str()) {
         None => {
-            println!("{}", messages::USAGE);
+            let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
             return Exit::Failure.into();
         }
         Some(Some(word)) => {
             if let Some(action) = Action::from_arg(word) {
                 if args.len() != 2 {
                     // As the Go helpers: exactly one argument, else usage on stdout.
-                    println!("{}", messages::USAGE);
+                    let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
                     return Exit::Failure.into();
                 }
                 return protocol::main(action, &settings).into();
             }
             if !word.starts_with('-') && !is_command(word) {
-                println!("{}", messages::sanitize(&messages::unknown_action(word)));
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    messages::sanitize(&messages::unknown_action(word))
+                );
                 eprintln!("{}", messages::UNKNOWN_ACTION_HINT);
                 return Exit::Failure.into();
             }
@@ -131,8 +143,8 @@ pub fn main() -> ExitCode {
                     messages::ERROR_PREFIX,
                     messages::PRIVATE_KEY_NOT_RECIPIENT
                 );
-            } else {
-                let _ = e.print();
+            } else if e.print().is_err_and(|e| crate::output::closed_io(&e)) {
+                return Exit::BrokenPipe.into();
             }
             return if e.use_stderr() {
                 Exit::Usage
@@ -144,6 +156,8 @@ pub fn main() -> ExitCode {
     };
     match run(opts, &settings) {
         Ok(code) => code.into(),
+        // A reader that stopped reading (`| head`) is no error to report.
+        Err(e) if crate::output::closed(&e) => Exit::BrokenPipe.into(),
         Err(e) => {
             eprintln!("{}{}", messages::ERROR_PREFIX, e.message());
             e.exit().into()
@@ -165,7 +179,10 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
-        Command::Completions { shell } => commands::completions::run(Opts::command(), shell),
+        Command::Completions { shell } => commands::completions::run(&Opts::command(), shell),
+        Command::GenerateAssets { dir } => {
+            crate::assets::generate(&Opts::command(), &dir).map(|()| Exit::Ok)
+        }
         Command::Agent(o) => crate::agent::run(&o.socket).map(|()| Exit::Ok),
     }
 }

@@ -18,6 +18,10 @@ pub enum Exit {
     Usage = 2,
     /// The vault exists but no key to open it is available.
     Locked = 3,
+    /// stdout's reader went away (EPIPE) while a command for people was writing: a
+    /// quiet exit with the status of a writer killed by SIGPIPE (128 + 13); see
+    /// `src/output.rs`.
+    BrokenPipe = 141,
 }
 
 impl Exit {

@@ -9,7 +9,9 @@
 //! cli                 clap surface + dispatch; reads the environment once (config)
 //!  ├─ protocol        store/get/erase/list/version, byte for byte
 //!  └─ commands/*      one file per command for people (init, unlock, lock, status,
-//!      │              import, export, passwd, recipients, completions)
+//!      │              import, export, passwd, recipients, completions, doctor)
+//!   assets            completion scripts and man pages from the clap definition
+//!   output            stdout for people: a closed pipe is a quiet exit 141
 //!   keysource         where the vault key comes from: one order, one failure rule
 //!      │
 //!   keys              identity and passphrase files, identity parsing, EntryOpener
@@ -34,6 +36,7 @@
 pub mod agent;
 pub mod agent_client;
 pub mod agent_proto;
+pub mod assets;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -46,6 +49,7 @@ pub mod gojson;
 pub mod keys;
 pub mod keysource;
 pub mod messages;
+pub mod output;
 pub mod protocol;
 pub mod rotation;
 pub mod serverurl;

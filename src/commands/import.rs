@@ -135,7 +135,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         if found.is_empty() && !set_store {
             plan.push_str("  nothing to do\n");
         }
-        print!("{}", sanitize_lines(&plan));
+        crate::out!("{}", sanitize_lines(&plan));
         return Ok(Exit::Ok);
     }
 
@@ -181,7 +181,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     } else if to_store.is_empty() {
         summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
     }
-    print!("{}", sanitize_lines(&summary));
+    crate::out!("{}", sanitize_lines(&summary));
     Ok(Exit::Ok)
 }
 

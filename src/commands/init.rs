@@ -69,7 +69,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let vault = Vault::new(&key, slots);
     path.create(&vault, o.force)?;
     let described: Vec<String> = vault.slots().iter().map(Slot::describe).collect();
-    println!(
+    crate::outln!(
         "{}",
         messages::init_done(
             &messages::sanitize(&path.vault.display().to_string()),

@@ -76,6 +76,6 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             return Err(e);
         }
     }
-    println!("{}", messages::passwd_done(has_passphrase));
+    crate::outln!("{}", messages::passwd_done(has_passphrase));
     Ok(Exit::Ok)
 }

@@ -41,7 +41,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let vault = path.read_existing()?;
     let opened = open_key(&vault, settings, &o.key.flags())?;
     Agent::for_user().unlock(&opened.key, timeout)?;
-    println!(
+    crate::outln!(
         "{}",
         messages::unlocked(
             &messages::sanitize(&path.vault.display().to_string()),

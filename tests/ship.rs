@@ -1,0 +1,222 @@
+//! What a person installs and types, through the real binary: the short name `lockbox`
+//! (a symlink, as the package ships it), shell completions for both names driven in a
+//! real bash, the generated man pages, and a closed stdout (EPIPE) as a quiet exit 141
+//! for the commands for people (protocol actions keep 0/1).
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{BIN, FAST_KDF, TestEnv, require_tool};
+
+/// `bin/lockbox` → the binary under test.
+fn short_name(env: &TestEnv) -> PathBuf {
+    let dir = env.path("bin");
+    fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("lockbox");
+    symlink(BIN, &link).unwrap();
+    link
+}
+
+#[test]
+fn the_short_name_lockbox_unlocks_and_shows_status() {
+    let env = TestEnv::new();
+    let pass = env.init_passphrase();
+    let lockbox = short_name(&env);
+    let lockbox = lockbox.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let child = env
+            .command(lockbox, args, &[("LOCKBOX_ARGON2_PARAMS", FAST_KDF)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        env.finish(args, child, Some(Vec::new()), common::RUN_LIMIT)
+    };
+    let status = run(&["status"]);
+    status.assert_code(3);
+    assert!(status.stdout_str().contains("unlocked:   no"), "{status}");
+    // Its own name in clap's usage lines.
+    let bad = run(&["unlock", "--no-such-flag"]);
+    bad.assert_code(2);
+    assert!(bad.stderr_str().contains("Usage: lockbox unlock"), "{bad}");
+    run(&["unlock", "--passphrase-file", pass.to_str().unwrap()]).assert_code(0);
+    let status = run(&["status"]);
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout_str()
+            .contains("unlocked:   yes, by the agent"),
+        "{status}"
+    );
+    run(&["lock", "--all"]).assert_code(0);
+    run(&["status"]).assert_code(3);
+}
+
+/// What bash offers for `words` (the last one is being completed), after sourcing the
+/// script `completions bash` printed.
+fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let cword = words.len() - 1;
+    let prog = format!(
+        "source '{}'\n\
+         COMP_WORDS=({})\nCOMP_CWORD={cword}\nCOMP_LINE=\"${{COMP_WORDS[*]}}\"\nCOMP_POINT=${{#COMP_LINE}}\n\
+         f=$(complete -p '{}' | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p')\n\
+         [ -n \"$f\" ] || {{ echo 'no completion registered' >&2; exit 1; }}\n\
+         \"$f\" '{}' '{}' '{}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        quoted.join(" "),
+        words[0],
+        words[0],
+        words[cword],
+        if cword > 0 { words[cword - 1] } else { "" },
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &prog])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Regression: clap_complete's script for a hyphenated name completed nothing past the
+/// first word (`docker-credential-lockbox unlock --<TAB>` offered nothing).
+#[test]
+fn bash_completes_subcommand_options_for_both_names() {
+    if !require_tool("bash", "bash") {
+        return;
+    }
+    let env = TestEnv::new();
+    let out = env.run(&["completions", "bash"], "");
+    out.assert_code(0);
+    let script = env.path("lockbox.bash");
+    fs::write(&script, &out.stdout).unwrap();
+    for name in ["docker-credential-lockbox", "lockbox"] {
+        let first = bash_complete(&script, &[name, "un"]);
+        assert_eq!(first, ["unlock"], "{name} un<TAB>");
+        let opts = bash_complete(&script, &[name, "unlock", "--"]);
+        for want in ["--timeout", "--passphrase-file", "--identity-file"] {
+            assert!(
+                opts.iter().any(|o| o == want),
+                "{name} unlock --<TAB>: {opts:?}"
+            );
+        }
+        let nested = bash_complete(&script, &[name, "recipients", "add", "--"]);
+        assert!(nested.iter().any(|o| o == "--label"), "{name}: {nested:?}");
+    }
+}
+
+#[test]
+fn zsh_and_fish_scripts_name_both_commands() {
+    let env = TestEnv::new();
+    let zsh = env.run(&["completions", "zsh"], "");
+    zsh.assert_code(0);
+    assert!(
+        zsh.stdout_str()
+            .starts_with("#compdef docker-credential-lockbox lockbox\n"),
+        "{zsh}"
+    );
+    let fish = env.run(&["completions", "fish"], "").stdout_str();
+    assert!(fish.contains("complete -c docker-credential-lockbox "));
+    assert!(fish.contains("complete -c lockbox "));
+}
+
+/// A stdout whose reader is gone before the first byte: EPIPE on the first write,
+/// whatever the pipe's buffer size.
+fn run_into_closed_pipe(env: &TestEnv, args: &[&str]) -> common::Out {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = env
+        .command(BIN, args, &[])
+        .stdin(Stdio::piped())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    // finish() wants a piped stdout to collect; give it an empty one.
+    let (r, w) = std::io::pipe().unwrap();
+    drop(w);
+    child.stdout = Some(std::process::ChildStdout::from(std::os::fd::OwnedFd::from(
+        r,
+    )));
+    env.finish(args, child, Some(Vec::new()), common::RUN_LIMIT)
+}
+
+/// Regression: `completions bash | head -c1` panicked (exit 101).
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_141_for_commands_and_1_for_protocol_actions() {
+    let env = TestEnv::new();
+    env.init_passphrase();
+    for args in [
+        &["completions", "bash"][..],
+        &["completions", "fish"],
+        &["--help"],
+        &["status"],
+        &["status", "--json"],
+        &["recipients", "list"],
+    ] {
+        let out = run_into_closed_pipe(&env, args);
+        out.assert_code(141);
+        assert_eq!(out.stderr_str(), "", "quiet: {out}");
+    }
+    // The protocol's only failure status.
+    let out = run_into_closed_pipe(&env, &["list"]);
+    out.assert_code(1);
+}
+
+#[test]
+fn generate_assets_writes_man_pages_for_every_visible_subcommand_and_completions() {
+    let env = TestEnv::new();
+    let dir = env.path("assets");
+    env.run(&["generate-assets", dir.to_str().unwrap()], "")
+        .assert_code(0);
+    for page in [
+        "docker-credential-lockbox.1",
+        "docker-credential-lockbox-init.1",
+        "docker-credential-lockbox-unlock.1",
+        "docker-credential-lockbox-status.1",
+        "docker-credential-lockbox-recipients-add.1",
+    ] {
+        let text = fs::read_to_string(dir.join("man1").join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH "),
+            "{page}"
+        );
+    }
+    // Hidden subcommands have no page.
+    assert!(!dir.join("man1/docker-credential-lockbox-agent.1").exists());
+    assert!(
+        !dir.join("man1/docker-credential-lockbox-generate-assets.1")
+            .exists()
+    );
+    for f in [
+        "bash/docker-credential-lockbox",
+        "zsh/_docker-credential-lockbox",
+        "fish/docker-credential-lockbox.fish",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    if require_tool("man", "man-db") {
+        let out = Command::new("man")
+            .args(["-l", "-P", "cat"])
+            .arg(dir.join("man1/docker-credential-lockbox-unlock.1"))
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--timeout"), "{text}");
+    }
+}
