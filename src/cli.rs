@@ -67,6 +67,9 @@ enum Command {
     /// Show the vault: path, slots, entries, and whether it is unlocked. Exits 0 when
     /// `get` can open it, 3 when it is locked.
     Status(commands::status::Opts),
+    /// Check this user's set-up (config.json, PATH, sudo, the vault, the agent) and say
+    /// what to fix. Exits 1 when something is wrong, 0 with only warnings.
+    Doctor(commands::doctor::DoctorOpts),
     /// Move the plaintext auths of Docker's config.json (or another helper's entries)
     /// into the vault, remove them from config.json and set credsStore.
     Import(commands::import::Opts),
@@ -175,6 +178,7 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Unlock(o) => commands::unlock::run(o, settings),
         Command::Lock(o) => commands::lock::run(o, settings),
         Command::Status(o) => commands::status::run(o, settings),
+        Command::Doctor(o) => commands::doctor::run(o, settings),
         Command::Import(o) => commands::import::run(o, settings),
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),

@@ -28,6 +28,18 @@ pub struct Settings {
     /// `LOCKBOX_ARGON2_PARAMS`, as given (parsed by [`Settings::kdf_override`] only
     /// where a passphrase slot is made, so a bad value never breaks `get`).
     pub argon2_params: Option<String>,
+    /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
+    pub doctor: DoctorSettings,
+}
+
+/// The environment as `doctor` checks it: where Docker will look for the helper, and
+/// the variable that shadows every helper in Docker CLI 28.3+.
+#[derive(Default)]
+pub struct DoctorSettings {
+    /// `PATH`.
+    pub path: Option<OsString>,
+    /// `DOCKER_AUTH_CONFIG` (it holds credentials: only its registry names are shown).
+    pub docker_auth_config: Option<Zeroizing<String>>,
 }
 
 /// The key sources the environment names, in the order `docs/KEYS.md` gives.
@@ -81,6 +93,11 @@ impl Settings {
                 passphrase_file: path(var::PASSPHRASE_FILE),
             },
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
+            doctor: DoctorSettings {
+                path: get("PATH"),
+                docker_auth_config: get("DOCKER_AUTH_CONFIG")
+                    .map(|v| Zeroizing::new(v.to_string_lossy().into_owned())),
+            },
         }
     }
 

@@ -188,6 +188,7 @@ fn generate_assets_writes_man_pages_for_every_visible_subcommand_and_completions
         "docker-credential-lockbox-unlock.1",
         "docker-credential-lockbox-status.1",
         "docker-credential-lockbox-recipients-add.1",
+        "docker-credential-lockbox-doctor.1",
     ] {
         let text = fs::read_to_string(dir.join("man1").join(page))
             .unwrap_or_else(|e| panic!("{page}: {e}"));

@@ -20,6 +20,7 @@ use crate::messages;
 use crate::vault::Vault;
 
 pub mod completions;
+pub mod doctor;
 pub mod export;
 pub mod import;
 pub mod init;
