@@ -3,14 +3,14 @@
 //! (exit 0); a missing helper on PATH is an error; sudo's `secure_path` is checked, or
 //! said to be uncheckable as a user who cannot read sudoers; no secret from config.json
 //! or `DOCKER_AUTH_CONFIG` is ever printed.
-mod manage_support;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use manage_support::{BIN, Env, Run, auth, run};
+use common::manage::{BIN, Env, Run, auth, run};
 use serde_json::Value;
 
 /// `doctor --json --sudoers SUDOERS` with extra variables.
