@@ -2,7 +2,7 @@
 //!
 //! `println!` panics when stdout is a pipe whose reader has gone (`lockbox completions
 //! bash | head -c1`; Rust ignores SIGPIPE, so the write fails with EPIPE). Every command
-//! writes through [`outln!`](crate::outln) / [`write`] instead, which turn the failure
+//! writes through [`outln!`](crate::outln) / [`write()`] instead, which turn the failure
 //! into an [`Error::Io`] on `stdout`; [`closed`] recognises it and the front end exits
 //! quietly with [`crate::exit::BROKEN_PIPE`] (141), the status a shell shows for a
 //! writer that the same pipe killed with SIGPIPE, as `cat` or the Go credential helpers
