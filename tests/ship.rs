@@ -166,6 +166,8 @@ fn a_closed_stdout_is_a_quiet_exit_141_for_commands_and_1_for_protocol_actions()
         &["status"],
         &["status", "--json"],
         &["recipients", "list"],
+        &["doctor"],
+        &["doctor", "--json"],
     ] {
         let out = run_into_closed_pipe(&env, args);
         out.assert_code(141);
