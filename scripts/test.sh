@@ -67,10 +67,10 @@ section "private test tools (target/test-tools)"
 tools="$PWD/target/test-tools"
 debs="$tools/debs"
 mkdir -p "$debs"
-# apt-get download runs as this user and writes only into $debs; _apt may not enter it,
-# so apt says it downloads unsandboxed: harmless.
+# apt-get download writes only into $debs (as root it may say it downloads
+# "unsandboxed" because the _apt user cannot enter target/: harmless).
 private=(pass golang-docker-credential-helpers tree)
-(cd "$debs" && rm -f ./*.deb && apt-get -qq download "${private[@]}" 2>&1 | grep -v unsandboxed || true)
+(cd "$debs" && rm -f ./*.deb && apt-get -qq download "${private[@]}")
 for deb in "$debs"/*.deb; do
   dpkg-deb -x "$deb" "$tools/root"
 done
