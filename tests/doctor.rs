@@ -177,7 +177,7 @@ fn locked_is_a_warning_and_unlocked_says_for_how_long() {
     let unlocked = findings(&v, "unlocked");
     assert_eq!(unlocked[0].0, "warning");
     assert!(
-        unlocked[0].1.contains("no agent is running"),
+        unlocked[0].1.contains("no agent holds its key"),
         "{unlocked:?}"
     );
     assert!(unlocked[0].2.contains("unlock"), "{unlocked:?}");

@@ -47,9 +47,7 @@ fn the_short_name_lockbox_unlocks_and_shows_status() {
     let status = run(&["status"]);
     status.assert_code(0);
     assert!(
-        status
-            .stdout_str()
-            .contains("unlocked:   yes, by the agent"),
+        status.stdout_str().contains("unlocked:   yes, by agent"),
         "{status}"
     );
     run(&["lock", "--all"]).assert_code(0);

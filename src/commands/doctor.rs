@@ -608,7 +608,10 @@ fn key_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Fin
         &KeyFlags::default(),
         Some((agent, AgentUse::Verified)),
     );
-    let list: Vec<_> = list.into_iter().filter(|s| s.name() != "terminal").collect();
+    let list: Vec<_> = list
+        .into_iter()
+        .filter(|s| s.name() != "terminal")
+        .collect();
     match keysource::check(vault, &list) {
         Ok(name) if name == "agent" => {
             let held = Agent::for_user().status(&vault.public().to_string());
