@@ -4,7 +4,7 @@
 //! bash | head -c1`; Rust ignores SIGPIPE, so the write fails with EPIPE). Every command
 //! writes through [`outln!`](crate::outln) / [`write()`] instead, which turn the failure
 //! into an [`Error::Io`] on `stdout`; [`closed`] recognises it and the front end exits
-//! quietly with [`crate::exit::BROKEN_PIPE`] (141), the status a shell shows for a
+//! quietly with [`crate::exit::Exit::BrokenPipe`] (141), the status a shell shows for a
 //! writer that the same pipe killed with SIGPIPE, as `cat` or the Go credential helpers
 //! would be: under `set -o pipefail` a cut-short `export` is noticed, and a script that
 //! truncates on purpose already treats 141 that way. Protocol actions keep to the
