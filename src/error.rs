@@ -17,6 +17,9 @@ use crate::messages;
 pub enum Error {
     /// No vault file exists where a write (or `status`) needs one.
     NotInitialized(PathBuf),
+    /// `LOCKBOX_VAULT` names a file that does not exist (a typo must not look like
+    /// "no credentials": Docker would pull anonymously).
+    NamedVaultMissing(PathBuf),
     /// `init` found a vault and was not told to replace it.
     AlreadyExists(PathBuf),
     /// An operating-system call failed.
@@ -199,6 +202,9 @@ impl Error {
     pub fn message(&self) -> String {
         let text = match self {
             Error::NotInitialized(p) => messages::not_initialized(&p.display().to_string()),
+            Error::NamedVaultMissing(p) => {
+                messages::named_vault_missing(&p.display().to_string())
+            }
             Error::AlreadyExists(p) => messages::already_exists(&p.display().to_string()),
             Error::Io { what, path, source } => {
                 messages::io(what, &path.display().to_string(), source)

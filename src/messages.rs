@@ -55,6 +55,13 @@ pub fn not_initialized(path: &str) -> String {
     format!("no lockbox vault at {path}: run 'docker-credential-lockbox init' first")
 }
 
+/// `LOCKBOX_VAULT` names a missing file.
+pub fn named_vault_missing(path: &str) -> String {
+    format!(
+        "LOCKBOX_VAULT names {path}, which does not exist: check the path, or create the vault with 'docker-credential-lockbox init'"
+    )
+}
+
 /// A vault already exists and `init` was not forced.
 pub fn already_exists(path: &str) -> String {
     format!(

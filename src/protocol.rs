@@ -208,6 +208,7 @@ pub fn run(
         Action::List => {
             let path = location.resolve()?;
             let out = match path.read()? {
+                None if location.vault.is_some() => return Err(named_missing(&path)),
                 None => gojson::string_map([]),
                 Some(v) => gojson::string_map(
                     v.entries()
@@ -221,7 +222,7 @@ pub fn run(
             let input = read_input(stdin)?;
             let server = server_from_input(&input)?;
             let path = location.resolve()?;
-            get(&path, &server, &settings.keys)
+            get(&path, location.vault.is_some(), &server, &settings.keys)
         }
         Action::Erase => {
             let input = read_input(stdin)?;
@@ -230,6 +231,9 @@ pub fn run(
             // No vault, no entry: erase of an absent entry succeeds (docker logout tries
             // four spellings; podman treats a failure as an error).
             if path.read()?.is_none() {
+                if location.vault.is_some() {
+                    return Err(named_missing(&path));
+                }
                 return Ok(Zeroizing::new(Vec::new()));
             }
             path.update(|v| Ok(((), v.erase(&server))))?;
@@ -243,20 +247,37 @@ pub fn run(
             path.update(|v| {
                 v.store(&req.server_url, &req.username, &req.secret)
                     .map(|()| ((), true))
+            })
+            .map_err(|e| match e {
+                Error::NotInitialized(_) if location.vault.is_some() => named_missing(&path),
+                e => e.into(),
             })?;
             Ok(Zeroizing::new(Vec::new()))
         }
     }
 }
 
+/// A vault `LOCKBOX_VAULT` names explicitly and that does not exist is an error for
+/// every action: a typo must not read as "no credentials" (Docker would pull
+/// anonymously) or an empty list (`docker build` would send none). Only the default
+/// path may be missing (docs/FORMAT.md, "Reading").
+fn named_missing(path: &VaultPath) -> ProtocolError {
+    ProtocolError::Vault(Error::NamedVaultMissing(path.vault.clone()))
+}
+
 fn get(
     path: &VaultPath,
+    named: bool,
     server: &str,
     keys: &KeySettings,
 ) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
-    // Without a vault there are no credentials: not-found lets `docker login` prompt,
-    // and its `store` then says to run `init`.
-    let vault = path.read()?.ok_or(ProtocolError::NotFound)?;
+    // Without a vault at the default path there are no credentials: not-found lets
+    // `docker login` prompt, and its `store` then says to run `init`.
+    let vault = match path.read()? {
+        Some(v) => v,
+        None if named => return Err(named_missing(path)),
+        None => return Err(ProtocolError::NotFound),
+    };
     let (key, entry) = vault.lookup(server).ok_or(ProtocolError::NotFound)?;
     // Only now is a key needed: a locked vault with no matching entry is plain
     // not-found, a locked vault with one is the locked error — never not-found.

@@ -221,3 +221,35 @@ fn generate_assets_writes_man_pages_for_every_visible_subcommand_and_completions
         assert!(text.contains("--timeout"), "{text}");
     }
 }
+
+/// Regression: `LOCKBOX_VAULT` naming a file that does not exist made `get` answer
+/// "credentials not found", so Docker pulled anonymously. A named vault that is missing
+/// is an error for every action; the default path with no vault stays "not found".
+#[test]
+fn a_missing_vault_named_by_lockbox_vault_is_an_error_not_not_found() {
+    let env = TestEnv::new();
+    let typo = env.path("docker/lockbox/vualt.json");
+    let named = [("LOCKBOX_VAULT", typo.to_str().unwrap())];
+    let want = format!(
+        "LOCKBOX_VAULT names {}, which does not exist: check the path, or create the vault with 'docker-credential-lockbox init'\n",
+        typo.display()
+    );
+    for (action, stdin) in [
+        ("get", "reg.example".to_owned()),
+        ("list", String::new()),
+        ("erase", "reg.example".to_owned()),
+        ("store", common::store_json("reg.example", "u", "s3cret-store-1")),
+    ] {
+        let out = env.run_env(&[action], &stdin, &named);
+        out.assert_code(1);
+        out.assert_stdout(&want);
+    }
+    assert!(!typo.exists(), "nothing created");
+    assert!(!env.path("docker/lockbox").exists(), "no directory created");
+    // The default path with no vault: as before.
+    env.run(&["get"], "reg.example")
+        .assert_code(1)
+        .assert_stdout(common::NOT_FOUND);
+    env.run(&["list"], "").assert_code(0).assert_stdout("{}\n");
+    env.run(&["erase"], "reg.example").assert_code(0);
+}
