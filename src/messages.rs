@@ -55,6 +55,9 @@ pub fn not_initialized(path: &str) -> String {
     format!("no lockbox vault at {path}: run 'docker-credential-lockbox init' first")
 }
 
+/// `import --config PATH` names a file that does not exist.
+pub const CONFIG_NAMED_MISSING: &str = "it does not exist; check the path given to --config (import creates only the default config.json)";
+
 /// `LOCKBOX_VAULT` names a missing file.
 pub fn named_vault_missing(path: &str) -> String {
     format!(

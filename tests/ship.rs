@@ -253,3 +253,26 @@ fn a_missing_vault_named_by_lockbox_vault_is_an_error_not_not_found() {
     env.run(&["list"], "").assert_code(0).assert_stdout("{}\n");
     env.run(&["erase"], "reg.example").assert_code(0);
 }
+
+/// Regression: `import --config` with a mistyped path created the file and its
+/// directory and reported success, while the real config kept its plaintext.
+#[test]
+fn import_refuses_a_config_path_that_does_not_exist() {
+    use common::manage::{Env, auth};
+    let (env, _owner) = Env::with_vault();
+    let real = serde_json::json!({"auths": {"reg.example": {"auth": auth("u", "typo-Secret-77")}}})
+        .to_string();
+    env.write_config(&real);
+    let vault = env.vault_bytes();
+    let typo = env.path("home/.dokcer/config.json");
+    env.lockbox(&["import", "--config", typo.to_str().unwrap()])
+        .fails()
+        .says(&["does not exist", "--config", "nothing was changed"]);
+    assert!(!typo.exists() && !env.path("home/.dokcer").exists(), "nothing created");
+    assert_eq!(env.config_text(), real);
+    assert_eq!(env.vault_bytes(), vault);
+    // The default config.json may be new: import creates it with credsStore.
+    fs::remove_file(env.config_path()).unwrap();
+    env.lockbox(&["import"]).ok();
+    assert_eq!(env.config_json()["credsStore"], "lockbox");
+}

@@ -63,6 +63,12 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = location.resolve()?;
     let vault = path.read_existing()?;
     let mut config = DockerConfig::read(&config_path(&o.config, location)?)?;
+    // A config named with --config must exist: a mistyped path would otherwise be
+    // created (with its directory) and the import reported done, while the real file
+    // keeps its plaintext. Only the default config.json may be new.
+    if o.config.is_some() && !config.existed {
+        return Err(config_error(&config, messages::CONFIG_NAMED_MISSING.to_owned()));
+    }
     let cfg_path = config.path.display().to_string();
     let scan = config.scan();
     // Only what came from config.json is scrubbed from it.
