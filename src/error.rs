@@ -176,6 +176,8 @@ pub enum Usage {
     BadHelperName(String),
     /// `recipients add` with nothing to add.
     NoRecipients,
+    /// `init` with more `--label`s than `--recipient`s.
+    TooManyLabels,
 }
 
 impl Error {
@@ -202,9 +204,7 @@ impl Error {
     pub fn message(&self) -> String {
         let text = match self {
             Error::NotInitialized(p) => messages::not_initialized(&p.display().to_string()),
-            Error::NamedVaultMissing(p) => {
-                messages::named_vault_missing(&p.display().to_string())
-            }
+            Error::NamedVaultMissing(p) => messages::named_vault_missing(&p.display().to_string()),
             Error::AlreadyExists(p) => messages::already_exists(&p.display().to_string()),
             Error::Io { what, path, source } => {
                 messages::io(what, &path.display().to_string(), source)
@@ -273,6 +273,7 @@ impl Error {
                 Usage::BadTimeout(text) => messages::bad_timeout(text),
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
+                Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
             },
         };
         messages::sanitize(&text)

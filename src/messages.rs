@@ -206,11 +206,33 @@ pub fn no_such_slot(index: usize) -> String {
 pub const WEAK_KDF_WARNING: &str = "warning: LOCKBOX_ARGON2_PARAMS overrides the calibrated Argon2id cost; a cheaper KDF makes guessing the passphrase cheaper";
 
 /// After `init`: what to do next.
-pub fn init_done(path: &str, slots: &str) -> String {
+pub fn init_done(path: &str, slots: &str, next: &str) -> String {
+    format!("Created the lockbox vault at {path}\nSlots: {slots}\n\nNext: {next}")
+}
+
+/// `init`'s next step when config.json already names lockbox.
+pub fn init_next_login(config: &str) -> String {
+    format!("run 'docker login' (credsStore is already \"lockbox\" in {config}).")
+}
+
+/// `init`'s next step when config.json holds plaintext credentials.
+pub fn init_next_import_plaintext(config: &str, n: usize) -> String {
     format!(
-        "Created the lockbox vault at {path}\nSlots: {slots}\n\nNext: add \"credsStore\": \"lockbox\" to your Docker config.json, then run 'docker login'."
+        "run 'docker-credential-lockbox import' to move the {n} plaintext credential{} in {config} into the vault (it sets \"credsStore\": \"lockbox\" too).",
+        if n == 1 { "" } else { "s" }
     )
 }
+
+/// `init`'s next step otherwise.
+pub fn init_next_import(config: &str) -> String {
+    format!(
+        "run 'docker-credential-lockbox import' (it sets \"credsStore\": \"lockbox\" in {config}), then 'docker login'."
+    )
+}
+
+/// `init --label` given more often than `--recipient`.
+pub const TOO_MANY_LABELS: &str =
+    "more --label than --recipient: each --label names the --recipient in the same position";
 
 /// The agent directory is not private.
 pub fn agent_unsafe_dir(path: &str, reason: &str) -> String {

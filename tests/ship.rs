@@ -238,7 +238,10 @@ fn a_missing_vault_named_by_lockbox_vault_is_an_error_not_not_found() {
         ("get", "reg.example".to_owned()),
         ("list", String::new()),
         ("erase", "reg.example".to_owned()),
-        ("store", common::store_json("reg.example", "u", "s3cret-store-1")),
+        (
+            "store",
+            common::store_json("reg.example", "u", "s3cret-store-1"),
+        ),
     ] {
         let out = env.run_env(&[action], &stdin, &named);
         out.assert_code(1);
@@ -268,11 +271,106 @@ fn import_refuses_a_config_path_that_does_not_exist() {
     env.lockbox(&["import", "--config", typo.to_str().unwrap()])
         .fails()
         .says(&["does not exist", "--config", "nothing was changed"]);
-    assert!(!typo.exists() && !env.path("home/.dokcer").exists(), "nothing created");
+    assert!(
+        !typo.exists() && !env.path("home/.dokcer").exists(),
+        "nothing created"
+    );
     assert_eq!(env.config_text(), real);
     assert_eq!(env.vault_bytes(), vault);
     // The default config.json may be new: import creates it with credsStore.
     fs::remove_file(env.config_path()).unwrap();
     env.lockbox(&["import"]).ok();
     assert_eq!(env.config_json()["credsStore"], "lockbox");
+}
+
+/// Regression: `init`'s "Next:" line said to add credsStore even when it was set, or
+/// when the next README step (`import`) does it.
+#[test]
+fn init_says_the_next_step_that_fits_config_json() {
+    use common::manage::{Env, auth};
+    let next = |config: Option<String>| {
+        let env = Env::new();
+        if let Some(c) = &config {
+            env.write_config(c);
+        }
+        let id = env.identity("owner");
+        let r = env.lockbox(&["init", "--recipient", &id.recipient]);
+        r.ok();
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Next: "))
+            .unwrap_or_else(|| panic!("no Next line: {r}"))
+            .to_owned();
+        assert!(!line.contains("add \"credsStore\""), "{line}");
+        line
+    };
+    let set = next(Some("{\"credsStore\": \"lockbox\"}".into()));
+    assert!(
+        set.starts_with("Next: run 'docker login'") && set.contains("already"),
+        "{set}"
+    );
+    let plain = next(Some(
+        serde_json::json!({"auths": {"a.example": {"auth": auth("u", "next-Secret-1")}, "b.example": {"auth": auth("v", "next-Secret-2")}}})
+            .to_string(),
+    ));
+    assert!(
+        plain.contains("'docker-credential-lockbox import' to move the 2 plaintext credentials"),
+        "{plain}"
+    );
+    let none = next(None);
+    assert!(
+        none.starts_with("Next: run 'docker-credential-lockbox import' (it sets"),
+        "{none}"
+    );
+}
+
+/// Regression: `init --recipient` had no `--label`, so two `age1…` slots looked alike.
+#[test]
+fn init_labels_each_recipient_in_order() {
+    use common::manage::Env;
+    let env = Env::new();
+    let (a, b) = (env.identity("a"), env.identity("b"));
+    env.lockbox(&[
+        "init",
+        "--recipient",
+        &a.recipient,
+        "--label",
+        "alice laptop",
+        "--recipient",
+        &b.recipient,
+        "--label",
+        "ci",
+    ])
+    .ok()
+    .prints(&["alice laptop", "ci"]);
+    let list = env.lockbox(&["recipients", "list"]);
+    list.ok();
+    assert!(
+        list.stdout.contains("alice laptop") && list.stdout.contains("ci"),
+        "{list}"
+    );
+    let vault = env.vault_json();
+    let labels: Vec<&str> = vault["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["alice laptop", "ci"]);
+
+    let env = Env::new();
+    let a = env.identity("a");
+    let r = env.lockbox(&[
+        "init",
+        "--recipient",
+        &a.recipient,
+        "--label",
+        "x",
+        "--label",
+        "y",
+    ]);
+    assert_eq!(r.code(), 2, "{r}");
+    r.says(&["more --label than --recipient"]);
+    assert!(!env.vault_path().exists());
 }

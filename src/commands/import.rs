@@ -67,7 +67,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     // created (with its directory) and the import reported done, while the real file
     // keeps its plaintext. Only the default config.json may be new.
     if o.config.is_some() && !config.existed {
-        return Err(config_error(&config, messages::CONFIG_NAMED_MISSING.to_owned()));
+        return Err(config_error(
+            &config,
+            messages::CONFIG_NAMED_MISSING.to_owned(),
+        ));
     }
     let cfg_path = config.path.display().to_string();
     let scan = config.scan();
