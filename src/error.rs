@@ -132,6 +132,8 @@ pub enum Error {
     EmptyPassphrase,
     /// The two typed passphrases differ.
     PassphraseMismatch,
+    /// A new passphrase under the recommended length that the person did not confirm.
+    WeakPassphraseDeclined,
     /// `passwd` on a vault without a passphrase slot, with no identity to open it.
     PasswdNeedsIdentity,
     /// A rotation must re-wrap the passphrase slot, and no passphrase was available.
@@ -254,6 +256,7 @@ impl Error {
             Error::NoTerminalForNewPassphrase => messages::NO_TERMINAL.to_owned(),
             Error::EmptyPassphrase => messages::EMPTY_PASSPHRASE.to_owned(),
             Error::PassphraseMismatch => messages::PASSPHRASE_MISMATCH.to_owned(),
+            Error::WeakPassphraseDeclined => messages::WEAK_PASSPHRASE_DECLINED.to_owned(),
             Error::PasswdNeedsIdentity => messages::PASSWD_NEEDS_IDENTITY.to_owned(),
             Error::RotateNeedsPassphrase => messages::ROTATE_NEEDS_PASSPHRASE.to_owned(),
             Error::LastSlot => messages::LAST_SLOT.to_owned(),

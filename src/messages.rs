@@ -58,6 +58,30 @@ pub fn not_initialized(path: &str) -> String {
 /// `import --config PATH` names a file that does not exist.
 pub const CONFIG_NAMED_MISSING: &str = "it does not exist; check the path given to --config (import creates only the default config.json)";
 
+/// A retry follows: the two new passphrases differed.
+pub const PASSPHRASES_DIFFER: &str = "the passphrases did not match";
+/// A retry follows: the new passphrase was empty.
+pub const PASSPHRASE_IS_EMPTY: &str = "the passphrase is empty";
+
+/// A new passphrase was empty, mistyped or declined: the attempt that follows.
+pub fn try_again(attempt: usize, of: usize) -> String {
+    format!("try again ({attempt} of {of})")
+}
+
+/// A new passphrase shorter than `min` characters.
+pub fn weak_passphrase(min: usize) -> String {
+    format!(
+        "warning: this passphrase is shorter than {min} characters; anyone who gets a copy of the vault file can try passphrases offline (four or more random words are better)"
+    )
+}
+
+/// The question after [`weak_passphrase`] on a terminal.
+pub const USE_WEAK_PASSPHRASE: &str = "Use it anyway? [y/N] ";
+
+/// Every attempt at a new passphrase ended with a weak one not confirmed.
+pub const WEAK_PASSPHRASE_DECLINED: &str =
+    "no passphrase was chosen (a short one was not confirmed); nothing was changed";
+
 /// `LOCKBOX_VAULT` names a missing file.
 pub fn named_vault_missing(path: &str) -> String {
     format!(

@@ -374,3 +374,134 @@ fn init_labels_each_recipient_in_order() {
     r.says(&["more --label than --recipient"]);
     assert!(!env.vault_path().exists());
 }
+
+/// `docker-credential-lockbox ARGS` on a pseudo-terminal (`script` from bsdutils), with
+/// `typed` as what the person types; the terminal's output (prompts, stdout and stderr
+/// together) and the exit status.
+fn on_terminal(env: &TestEnv, args: &str, typed: &str, vars: &[(&str, &str)]) -> common::Out {
+    let mut all = vec![("LOCKBOX_ARGON2_PARAMS", FAST_KDF)];
+    all.extend_from_slice(vars);
+    let child = env
+        .command(
+            "script",
+            &["-qec", &format!("{BIN} {args}"), "/dev/null"],
+            &all,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.finish(
+        &[args],
+        child,
+        Some(typed.as_bytes().to_vec()),
+        common::RUN_LIMIT,
+    )
+}
+
+/// Whether `passphrase` opens the vault (`status --check` with a passphrase file).
+fn opens_with(env: &TestEnv, passphrase: &str) -> bool {
+    let f = env.keys_dir().join("check-pass");
+    fs::write(&f, format!("{passphrase}\n")).unwrap();
+    env.run_env(
+        &["status", "--check"],
+        "",
+        &[("LOCKBOX_PASSPHRASE_FILE", f.to_str().unwrap())],
+    )
+    .code()
+        == 0
+}
+
+/// Regression: a mistyped passphrase at `init`/`passwd` ended the command instead of
+/// asking again; a one-letter passphrase was accepted without a word.
+#[test]
+fn new_passphrases_are_asked_again_and_short_ones_need_a_yes_on_a_terminal() {
+    if !require_tool("script", "bsdutils") {
+        return;
+    }
+    let good = "correct horse battery 42";
+    // A mistyped repeat, then a good pair: created with the good one.
+    let env = TestEnv::new();
+    let out = on_terminal(
+        &env,
+        "init --passphrase",
+        &format!("{good}\n{good}x\n{good}\n{good}\n"),
+        &[],
+    );
+    out.assert_code(0);
+    let screen = out.stdout_str();
+    assert!(
+        screen.contains("the passphrases did not match") && screen.contains("try again (2 of 3)"),
+        "{out}"
+    );
+    assert!(opens_with(&env, good));
+
+    // Three mistyped repeats: nothing is created.
+    let env = TestEnv::new();
+    let out = on_terminal(
+        &env,
+        "init --passphrase",
+        &"one-two-three-four\nfour-three-two-one\n".repeat(3),
+        &[],
+    );
+    out.assert_code(1);
+    assert!(
+        out.stdout_str()
+            .contains("did not match; nothing was changed"),
+        "{out}"
+    );
+    assert!(!env.vault_path().exists());
+
+    // A short one: a warning and a question; "n" asks again, "y" takes it.
+    let env = TestEnv::new();
+    let out = on_terminal(
+        &env,
+        "init --passphrase",
+        &format!("x\nn\n{good}\n{good}\n"),
+        &[],
+    );
+    out.assert_code(0);
+    assert!(
+        out.stdout_str().contains("shorter than 12 characters")
+            && out.stdout_str().contains("Use it anyway? [y/N]"),
+        "{out}"
+    );
+    assert!(opens_with(&env, good) && !opens_with(&env, "x"));
+    let env = TestEnv::new();
+    on_terminal(&env, "init --passphrase", "abc\ny\nabc\n", &[]).assert_code(0);
+    assert!(opens_with(&env, "abc"));
+
+    // passwd asks again too.
+    let old = env.keys_dir().join("old");
+    fs::write(&old, "abc\n").unwrap();
+    let new = "a much longer passphrase 7";
+    let out = on_terminal(
+        &env,
+        &format!("passwd --old-passphrase-file {}", old.display()),
+        &format!("{new}\nnope, mistyped\n{new}\n{new}\n"),
+        &[],
+    );
+    out.assert_code(0);
+    assert!(out.stdout_str().contains("try again (2 of 3)"), "{out}");
+    assert!(opens_with(&env, new));
+}
+
+/// From a file (scripts) a short passphrase is warned about, never asked about.
+#[test]
+fn a_short_passphrase_from_a_file_is_only_warned_about() {
+    let env = TestEnv::new();
+    let f = env.keys_dir().join("short");
+    fs::write(&f, "abc\n").unwrap();
+    let out = env.run_env(
+        &["init", "--passphrase-file", f.to_str().unwrap()],
+        "",
+        &[("LOCKBOX_ARGON2_PARAMS", FAST_KDF)],
+    );
+    out.assert_code(0);
+    assert!(
+        out.stderr_str().contains("shorter than 12 characters"),
+        "{out}"
+    );
+    assert!(!out.stderr_str().contains("[y/N]"), "{out}");
+}

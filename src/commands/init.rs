@@ -59,7 +59,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let passphrase = if o.passphrase {
         Some(ask_new_passphrase()?)
     } else if let Some(file) = &o.passphrase_file {
-        Some(keys::read_passphrase_file(file)?)
+        let p = keys::read_passphrase_file(file)?;
+        super::warn_if_weak(&p);
+        Some(p)
     } else {
         None
     };

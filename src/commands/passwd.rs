@@ -46,7 +46,11 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         Err(e) => return Err(e),
     };
     let new = match &o.new_passphrase_file {
-        Some(f) => keys::read_passphrase_file(f)?,
+        Some(f) => {
+            let p = keys::read_passphrase_file(f)?;
+            super::warn_if_weak(&p);
+            p
+        }
         None => ask_new_passphrase()?,
     };
     let params = kdf_params(settings)?;
