@@ -15,7 +15,12 @@ export LOCKBOX_ARGON2_PARAMS=64,1,1 # seeds, not security: keep init instant
 # regress_* seeds are crash inputs the targets once found: kept, never regenerated.
 mkdir -p "$seeds"
 find "$seeds" -type f ! -name 'regress_*' -delete
-mkdir -p "$seeds"/{vault_parse,store_request,server_url,identity_parse,entry_plaintext}
+mkdir -p "$seeds"/{vault_parse,store_request,server_url,identity_parse,entry_plaintext,kubelet_request}
+
+# --- kubelet_request: the golden requests, and glob pattern\0name pairs ---
+cp tests/golden/kubelet/*.request.json "$seeds/kubelet_request/"
+printf '*.k8s.*\0prefix.k8s.io' >"$seeds/kubelet_request/glob"
+printf '[a-c\\]]x*\0bx' >"$seeds/kubelet_request/glob_class"
 
 # --- identities (also the identity_parse seeds) ---
 age-keygen -o "$tmp/age.txt" 2>/dev/null

@@ -17,7 +17,7 @@
 #
 # Everything lives in a temp directory (under target/ by default, so store/erase fsync
 # a real disk; BENCH_DIR=/somewhere to change), with its own DOCKER_CONFIG, GNUPGHOME,
-# PASSWORD_STORE_DIR and XDG_RUNTIME_DIR; the agents it starts are stopped at the end.
+# PASSWORD_STORE_DIR, XDG_RUNTIME_DIR and LOCKBOX_AGENT_DIR; the agents it starts are stopped at the end.
 # Results: target/bench/*.md (hyperfine markdown) and *.json.
 #
 # Usage: bash scripts/bench.sh   (needs hyperfine and age-keygen; Debian: hyperfine age)
@@ -42,7 +42,7 @@ cleanup() {
   # Stop only what this script started: our agent (via its own `lock`), and the
   # gpg-agent of our throwaway GNUPGHOME.
   if [ -S "$work/run/lockbox/agent.sock" ] || [ -d "$work/run/lockbox" ]; then
-    XDG_RUNTIME_DIR="$work/run" "$bin" lock --all >/dev/null 2>&1 || true
+    LOCKBOX_AGENT_DIR="$work/run/lockbox" "$bin" lock --all >/dev/null 2>&1 || true
   fi
   if [ -d "$work/gnupg" ]; then
     GNUPGHOME="$work/gnupg" gpgconf --kill gpg-agent >/dev/null 2>&1 || true
@@ -61,6 +61,9 @@ section "vault: 10 entries, one age slot"
 export DOCKER_CONFIG="$work/docker"
 export XDG_RUNTIME_DIR="$work/run"
 mkdir -m 700 "$XDG_RUNTIME_DIR"
+# The agent's socket directory is a function of the uid; this run's own keeps the
+# developer's real agent out of the numbers.
+export LOCKBOX_AGENT_DIR="$work/run/lockbox"
 unset LOCKBOX_VAULT LOCKBOX_IDENTITY LOCKBOX_IDENTITY_FILE LOCKBOX_PASSPHRASE_FILE
 age-keygen -o "$work/identity.txt" 2>/dev/null
 "$bin" init --recipient "$(age-keygen -y "$work/identity.txt")" >/dev/null

@@ -42,10 +42,16 @@ find_dockerd() {
 }
 
 section "Debian packages"
-# passwd (useradd): tests/hostile.rs makes an unprivileged user to write the vault as.
+# passwd (useradd): tests/hostile.rs makes an unprivileged user to write the vault as,
+# tests/agent_contexts.rs makes users for the agent's per-uid contexts; sudo and systemd
+# (systemd-analyze): those contexts and the unit verification.
 packages=(docker-registry apache2-utils age openssh-client skopeo gnupg util-linux passwd
-  perl hyperfine ca-certificates)
+  perl sudo systemd hyperfine ca-certificates)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
+# kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
+# docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
+# there already (it conflicts with a kubectl from another package, e.g. the Cloud SDK's).
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 if dockerd_bin="$(find_dockerd)" && [ -n "$dockerd_bin" ]; then
   echo "dockerd: using the one already here ($dockerd_bin); docker.io is not installed"
 elif installed docker-ce || installed containerd.io; then
@@ -59,7 +65,8 @@ sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 "${sudo[@]}" apt-get -qq update
 "${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
-for tool in docker docker-registry htpasswd age-keygen ssh-keygen skopeo gpg setpriv perl; do
+for tool in docker docker-registry htpasswd age-keygen ssh-keygen skopeo gpg setpriv perl \
+  sudo useradd systemd-analyze; do
   command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
 done
 

@@ -1,15 +1,21 @@
-//! The agent: a background process of the same binary that holds vault private keys
-//! for a while and decrypts entries on request, so the keys never leave it
-//! (`docs/AGENT.md`).
+//! The agent: a process of the same binary that holds vault private keys for a while
+//! and decrypts entries on request, so the keys never leave it (`docs/AGENT.md`).
 //!
-//! Lifecycle, after git credential-cache and rbw: `unlock` starts it (never `get`); it
-//! detaches (`setsid`), closes every inherited descriptor, makes itself non-dumpable,
-//! locks its memory against swap, binds its socket, prints one ready line on stdout and
-//! points stdin/stdout at `/dev/null`. It serves one request per connection on a single
-//! thread, answers only peers of its own uid (`SO_PEERCRED`), sleeps exactly until the
-//! next key's deadline, and exits when it holds no key, on `quit`, or on
-//! SIGTERM/SIGINT/SIGHUP — wiping the keys ([`VaultKey`] zeroes on drop) and removing
-//! its socket.
+//! Three ways to run it, one [`Server`]:
+//! - **background** (started by `unlock`, after git credential-cache and rbw): it
+//!   detaches (`setsid`), closes every inherited descriptor, binds its socket, prints
+//!   one ready line, and exits when it holds no key (or holds none 30 s after start);
+//! - **foreground** (`agent --foreground`, for a service manager): no fork, one log
+//!   line per event on stderr, and it never exits by itself — only on SIGTERM, SIGINT,
+//!   SIGHUP or `quit`;
+//! - **exec** (`exec -- CMD`, in `commands::exec`): one key for one command's life.
+//!
+//! Every mode makes itself non-dumpable, locks its memory against swap when the limit
+//! allows, serves one request per connection on a single thread with one deadline per
+//! request, answers only peers of its own uid (`SO_PEERCRED`), and sleeps exactly until
+//! the next key's deadline. Keys are forgotten at their idle deadline (moved on by
+//! every decrypt) or their absolute one, whichever comes first; [`VaultKey`] zeroes on
+//! drop.
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
@@ -24,8 +30,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use crate::agent_proto::{
-    AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, SecretText, VersionProbe,
-    read_frame, write_frame,
+    AgentError, AgentMode, Deadline, HeldVault, PROTOCOL_VERSION, REQUEST_DEADLINE, Request,
+    RequestFrame, Response, SecretText, VersionProbe, read_frame, write_frame,
 };
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
@@ -34,7 +40,15 @@ use crate::error::{Error, Result};
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest a key may be held.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
-/// An agent that received no key this long after starting exits.
+/// `unlock`'s idle timeout unless told otherwise: rbw's default lock timeout. Longer
+/// than gpg-agent's 10 min because a build asks only at its pulls and its push, and
+/// one long step in between (a compile) must not lose the key before the push.
+pub const DEFAULT_IDLE: &str = "1h";
+/// `unlock`'s absolute timeout unless told otherwise: a working day of builds, after
+/// gpg-agent's max-cache-ttl (2 h) stretched for a build server; a forgotten unlock
+/// still does not keep the key overnight.
+pub const DEFAULT_TIMEOUT: &str = "8h";
+/// An agent that received no key this long after starting exits (background only).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
 /// The agent wakes at least this often, so a deadline passed while the machine was
 /// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
@@ -43,8 +57,10 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// request fail to allocate and kill the agent; then nothing is locked (and `status`
 /// says so).
 const MLOCK_FUTURE_MIN_LIMIT: u64 = 256 << 20;
-/// How long one client may take to send its request.
-const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest label kept (a vault path); anything longer is cut.
+const MAX_LABEL: usize = 4096;
+/// `exec`'s key has no deadline: it lives as long as the command.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Time since boot, suspend included (CLOCK_BOOTTIME): a key's timeout counts the
 /// hours a laptop spent asleep.
@@ -58,57 +74,397 @@ fn now() -> Duration {
 
 struct Held {
     key: VaultKey,
+    label: String,
+    idle: Duration,
+    idle_deadline: Duration,
     deadline: Duration,
 }
 
-struct State {
+impl Held {
+    fn until(&self) -> Duration {
+        self.idle_deadline.min(self.deadline)
+    }
+}
+
+/// The keys and the request handling, shared by every mode.
+pub struct Server {
     keys: HashMap<String, Held>,
     memory_locked: bool,
     quit: bool,
+    mode: AgentMode,
 }
 
-/// Runs the agent on `socket` (the hidden `agent` subcommand). Returns when it exits.
-pub fn run(socket: &Path) -> Result<()> {
-    // Before anything is opened: nothing inherited stays open (Docker's stdout pipe
-    // among the candidates), and we leave the caller's session and terminal.
-    crate::sys::close_inherited_fds();
-    let _ = rustix::process::setsid();
+impl Server {
+    /// An empty server of `mode`; `memory_locked` is what [`harden`] returned.
+    pub fn new(mode: AgentMode, memory_locked: bool) -> Self {
+        Server {
+            keys: HashMap::new(),
+            memory_locked,
+            quit: false,
+            mode,
+        }
+    }
+
+    /// Holds `key` under its own public key, replacing any earlier key and deadlines.
+    pub fn hold(&mut self, key: VaultKey, label: &str, idle: Duration, timeout: Duration) {
+        let now = now();
+        let deadline = now + timeout;
+        let label: String = label.chars().take(MAX_LABEL).collect();
+        self.log(&format!(
+            "unlocked {} for {} idle, {} at most",
+            crate::messages::sanitize(&label),
+            humantime::format_duration(idle.min(timeout)),
+            humantime::format_duration(timeout)
+        ));
+        self.keys.insert(
+            key.public().to_string(),
+            Held {
+                key,
+                label,
+                idle,
+                idle_deadline: (now + idle).min(deadline),
+                deadline,
+            },
+        );
+    }
+
+    /// Holds `key` with no deadline (`exec`).
+    pub fn hold_forever(&mut self, key: VaultKey, label: &str) {
+        self.hold(key, label, FOREVER, FOREVER);
+    }
+
+    /// Whether a `quit` was received.
+    pub fn quit_requested(&self) -> bool {
+        self.quit
+    }
+
+    /// Forgets every key (they are wiped as they drop).
+    pub fn clear(&mut self) {
+        self.keys.clear();
+    }
+
+    /// Drops every key whose deadline has passed.
+    fn expire(&mut self) {
+        let now = now();
+        let expired: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, h)| h.until() <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for public in expired {
+            if let Some(h) = self.keys.remove(&public) {
+                let why = if h.deadline <= h.idle_deadline {
+                    "its timeout"
+                } else {
+                    "idle"
+                };
+                self.log(&format!(
+                    "expired {} ({why})",
+                    crate::messages::sanitize(&h.label)
+                ));
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        self.keys.values().map(Held::until).min()
+    }
+
+    /// One log line on stderr, in the foreground mode only (elsewhere stderr is
+    /// `/dev/null` or the command's). Never a secret: labels and counts only.
+    fn log(&self, line: &str) {
+        if self.mode == AgentMode::Foreground {
+            let _ = writeln!(std::io::stderr(), "lockbox-agent: {line}");
+        }
+    }
+
+    /// Accepts and serves every queued connection (the listener is non-blocking).
+    pub fn accept_all(&mut self, listener: &UnixListener) {
+        // Bounded by what is queued: accept fails with EAGAIN once it is drained.
+        while let Ok((conn, _)) = listener.accept() {
+            self.serve_one(conn);
+            if self.quit {
+                break;
+            }
+        }
+    }
+
+    fn serve_one(&mut self, conn: UnixStream) {
+        let _ = conn.set_nonblocking(false);
+        // One deadline for the whole request and its answer (issue 15 item 8).
+        let mut io = Deadline::new(&conn, REQUEST_DEADLINE);
+        let own_uid = rustix::process::getuid();
+        let peer = rustix::net::sockopt::socket_peercred(conn.as_fd()).ok();
+        let response = match peer {
+            Some(cred) if cred.uid == own_uid => match read_frame(&mut io) {
+                Err(_) => return,
+                Ok(bytes) => self.handle(&bytes),
+            },
+            _ => {
+                self.log(&format!(
+                    "refused a peer of uid {}",
+                    peer.map_or_else(|| "unknown".to_owned(), |c| c.uid.as_raw().to_string())
+                ));
+                Response::Error(AgentError::Forbidden)
+            }
+        };
+        let capacity = match &response {
+            // Worst-case JSON escaping is 6 bytes per byte; reserve it all up front.
+            Response::Secret { secret, .. } => secret.0.len() * 6 + 128,
+            Response::Status { vaults, .. } => {
+                512 + vaults
+                    .iter()
+                    .map(|v| v.label.len() * 6 + 200)
+                    .sum::<usize>()
+            }
+            _ => 512,
+        };
+        let _ = write_frame(&mut io, &response, capacity);
+    }
+
+    fn handle(&mut self, bytes: &[u8]) -> Response {
+        let frame: RequestFrame = match serde_json::from_slice(bytes) {
+            Ok(f) => f,
+            Err(_) => {
+                // Another version's frame: obey `quit`, report our version otherwise.
+                return match serde_json::from_slice::<VersionProbe>(bytes) {
+                    Ok(p) if p.v != PROTOCOL_VERSION => {
+                        if p.request.as_ref().and_then(|r| r.as_str()) == Some("quit") {
+                            self.quit_now();
+                            Response::Ok
+                        } else {
+                            Response::Error(AgentError::VersionMismatch {
+                                agent: PROTOCOL_VERSION,
+                            })
+                        }
+                    }
+                    _ => Response::Error(AgentError::BadRequest),
+                };
+            }
+        };
+        if frame.v != PROTOCOL_VERSION {
+            if matches!(frame.request, Request::Quit) {
+                self.quit_now();
+                return Response::Ok;
+            }
+            return Response::Error(AgentError::VersionMismatch {
+                agent: PROTOCOL_VERSION,
+            });
+        }
+        // A deadline may have passed while the machine slept: check it on use too.
+        self.expire();
+        match frame.request {
+            Request::Hello => Response::Hello {
+                pid: std::process::id(),
+                build: env!("CARGO_PKG_VERSION").to_owned(),
+                mode: self.mode,
+            },
+            Request::AddKey { .. } if self.mode == AgentMode::Exec => {
+                Response::Error(AgentError::Unsupported)
+            }
+            Request::AddKey {
+                secret_key,
+                label,
+                idle_secs,
+                timeout_secs,
+            } => {
+                let Ok(key) = VaultKey::from_secret_text(&secret_key.0) else {
+                    return Response::Error(AgentError::BadKey);
+                };
+                let clamp = |s: u64| Duration::from_secs(s).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
+                self.hold(key, &label, clamp(idle_secs), clamp(timeout_secs));
+                Response::Ok
+            }
+            Request::Decrypt {
+                public_key,
+                server,
+                username,
+                ciphertext,
+            } => {
+                let exec = self.mode == AgentMode::Exec;
+                let Some(held) = self.keys.get_mut(&public_key) else {
+                    return Response::Error(AgentError::NotUnlocked);
+                };
+                let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
+                    return Response::Error(AgentError::BadRequest);
+                };
+                match held.key.open_entry(&server, &username, &ciphertext) {
+                    Ok(secret) => {
+                        // Use moves the idle deadline on, never past the absolute one.
+                        let now = now();
+                        held.idle_deadline = (now + held.idle).min(held.deadline);
+                        Response::Secret {
+                            secret: SecretText(secret),
+                            expires_in_secs: (!exec)
+                                .then(|| held.until().saturating_sub(now).as_secs()),
+                            absolute: held.deadline <= held.idle_deadline,
+                        }
+                    }
+                    Err(_) => Response::Error(AgentError::DecryptFailed),
+                }
+            }
+            Request::Status => {
+                let now = now();
+                let mut vaults: Vec<HeldVault> = self
+                    .keys
+                    .iter()
+                    .map(|(public, h)| HeldVault {
+                        public_key: public.clone(),
+                        label: h.label.clone(),
+                        idle_secs: h.idle.as_secs(),
+                        idle_left_secs: h.idle_deadline.saturating_sub(now).as_secs(),
+                        timeout_left_secs: h.deadline.saturating_sub(now).as_secs(),
+                    })
+                    .collect();
+                vaults.sort_by(|a, b| a.label.cmp(&b.label));
+                Response::Status {
+                    vaults,
+                    // Asked of the kernel now, not remembered from start-up.
+                    non_dumpable: rustix::process::dumpable_behavior()
+                        .is_ok_and(|d| d == rustix::process::DumpableBehavior::NotDumpable),
+                    memory_locked: self.memory_locked,
+                    pid: std::process::id(),
+                    mode: self.mode,
+                }
+            }
+            Request::Lock { public_key } => {
+                match public_key {
+                    Some(p) => {
+                        if let Some(h) = self.keys.remove(&p) {
+                            self.log(&format!("locked {}", crate::messages::sanitize(&h.label)));
+                        }
+                    }
+                    None => {
+                        if !self.keys.is_empty() {
+                            self.log(&format!("locked every vault ({})", self.keys.len()));
+                        }
+                        self.keys.clear();
+                    }
+                }
+                Response::Locked {
+                    remaining: self.keys.len(),
+                }
+            }
+            Request::Quit => {
+                self.quit_now();
+                Response::Ok
+            }
+        }
+    }
+
+    fn quit_now(&mut self) {
+        self.log("quit requested; wiping every key");
+        self.keys.clear();
+        self.quit = true;
+    }
+}
+
+/// Makes this process non-dumpable (no core dumps, no same-uid ptrace or
+/// `/proc/PID/mem`) and locks its memory against swap when RLIMIT_MEMLOCK leaves room.
+/// Returns whether memory is locked.
+pub fn harden() -> bool {
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    // Keep keys out of swap. Locking future memory too is only safe with room under
-    // RLIMIT_MEMLOCK (8 MiB by default for users): past it, allocations fail and the
-    // agent would die. ONFAULT locks pages as they are touched, not whole mappings.
+    // Locking future memory too is only safe with room under RLIMIT_MEMLOCK (8 MiB by
+    // default for users): past it, allocations fail and the agent would die. ONFAULT
+    // locks pages as they are touched, not whole mappings.
     use rustix::mm::MlockAllFlags;
     let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
-    let memory_locked = limit.is_none_or(|l| l >= MLOCK_FUTURE_MIN_LIMIT)
+    limit.is_none_or(|l| l >= MLOCK_FUTURE_MIN_LIMIT)
         && rustix::mm::mlockall(
             MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT,
         )
-        .is_ok();
+        .is_ok()
+}
 
-    let (signal_rx, signal_tx) =
+/// A self-pipe that becomes readable on each of `signals`.
+pub fn signal_pipe(signals: &[i32]) -> Result<UnixStream> {
+    let (rx, tx) =
         UnixStream::pair().map_err(|e| Error::AgentStart(format!("signal pipe: {e}")))?;
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
-        let tx = signal_tx
+    for &sig in signals {
+        let tx = tx
             .try_clone()
             .map_err(|e| Error::AgentStart(format!("signal pipe: {e}")))?;
         signal_hook::low_level::pipe::register(sig, tx)
             .map_err(|e| Error::AgentStart(format!("signal handler: {e}")))?;
     }
+    Ok(rx)
+}
 
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+];
+
+/// A bound socket that removes itself on drop, but only while the file at its path is
+/// still the one it bound (an agent that was replaced never deletes its successor's).
+pub struct BoundSocket {
+    /// The listener, non-blocking.
+    pub listener: UnixListener,
+    path: std::path::PathBuf,
+    ino: Option<u64>,
+}
+
+impl BoundSocket {
+    /// Removes whatever is at `path` (the caller checked no live agent answers there),
+    /// binds, and makes the socket 0600.
+    pub fn bind(path: &Path) -> Result<Self> {
+        let _ = fs::remove_file(path);
+        let listener =
+            UnixListener::bind(path).map_err(|e| Error::io("bind the agent socket", path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("restrict", path, e))?;
+        let ino = fs::symlink_metadata(path).map(|m| m.ino()).ok();
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("configure", path, e))?;
+        Ok(BoundSocket {
+            listener,
+            path: path.to_owned(),
+            ino,
+        })
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if self.ino.is_some() && fs::symlink_metadata(&self.path).map(|m| m.ino()).ok() == self.ino
+        {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Sleeps until a connection, a signal or `wait` passes; `Ok(true)` when a signal came.
+pub fn wait_for(listener: &UnixListener, signals: &UnixStream, wait: Duration) -> Result<bool> {
+    let timeout =
+        rustix::event::Timespec::try_from(wait.min(MAX_SLEEP)).unwrap_or(rustix::event::Timespec {
+            tv_sec: MAX_SLEEP.as_secs() as i64,
+            tv_nsec: 0,
+        });
+    let mut fds = [
+        PollFd::new(listener, PollFlags::IN),
+        PollFd::new(signals, PollFlags::IN),
+    ];
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
+    }
+    Ok(!fds[1].revents().is_empty())
+}
+
+/// Runs the background agent on `socket` (the hidden `agent --socket` that `unlock`
+/// starts). Returns when it exits.
+pub fn run(socket: &Path) -> Result<()> {
+    // Before anything is opened: nothing inherited stays open (Docker's stdout pipe
+    // among the candidates), and we leave the caller's session and terminal.
+    crate::sys::close_inherited_fds();
+    let _ = rustix::process::setsid();
+    let memory_locked = harden();
+    let signals = signal_pipe(&STOP_SIGNALS)?;
     // `unlock` checked that no live agent answers here, so a file left is stale.
-    let _ = fs::remove_file(socket);
-    let listener =
-        UnixListener::bind(socket).map_err(|e| Error::io("bind the agent socket", socket, e))?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::io("restrict", socket, e))?;
-    let bound_ino = fs::symlink_metadata(socket).map(|m| m.ino()).ok();
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("configure", socket, e))?;
+    let bound = BoundSocket::bind(socket)?;
 
     // The ready line, then let go of the caller's pipes.
     let mut stdout = std::io::stdout();
@@ -123,183 +479,68 @@ pub fn run(socket: &Path) -> Result<()> {
         let _ = rustix::stdio::dup2_stderr(&null);
     }
 
-    let mut state = State {
-        keys: HashMap::new(),
-        memory_locked,
-        quit: false,
-    };
+    let mut server = Server::new(AgentMode::Background, memory_locked);
     let started = now();
     let mut had_keys = false;
     loop {
+        server.expire();
         let now = now();
-        state.keys.retain(|_, h| h.deadline > now);
-        had_keys |= !state.keys.is_empty();
-        if state.quit || (state.keys.is_empty() && (had_keys || now >= started + STARTUP_GRACE)) {
+        had_keys |= !server.keys.is_empty();
+        if server.quit || (server.keys.is_empty() && (had_keys || now >= started + STARTUP_GRACE)) {
             break;
         }
-        let next = state
-            .keys
-            .values()
-            .map(|h| h.deadline)
-            .min()
-            .unwrap_or(started + STARTUP_GRACE);
-        let wait = next.saturating_sub(now).min(MAX_SLEEP);
-        let timeout = rustix::event::Timespec::try_from(wait).unwrap_or(rustix::event::Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        });
-        let mut fds = [
-            PollFd::new(&listener, PollFlags::IN),
-            PollFd::new(&signal_rx, PollFlags::IN),
-        ];
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
-        }
-        if !fds[1].revents().is_empty() {
-            break;
-        }
-        if fds[0].revents().contains(PollFlags::IN) {
-            // Bounded: the listener is non-blocking, so this drains what is queued.
-            while let Ok((conn, _)) = listener.accept() {
-                serve_one(conn, &mut state);
-                if state.quit {
-                    break;
-                }
-            }
+        let next = server.next_deadline().unwrap_or(started + STARTUP_GRACE);
+        match wait_for(&bound.listener, &signals, next.saturating_sub(now)) {
+            Ok(false) => server.accept_all(&bound.listener),
+            Ok(true) | Err(_) => break,
         }
     }
-    // Keys are wiped as they drop; remove the socket only if it is still ours.
-    state.keys.clear();
-    if bound_ino.is_some() && fs::symlink_metadata(socket).map(|m| m.ino()).ok() == bound_ino {
-        let _ = fs::remove_file(socket);
-    }
+    server.clear();
+    drop(bound);
     Ok(())
 }
 
-fn serve_one(mut conn: UnixStream, state: &mut State) {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(CLIENT_IO_TIMEOUT));
-    let _ = conn.set_write_timeout(Some(CLIENT_IO_TIMEOUT));
-    let own_uid = rustix::process::getuid();
-    let peer_ok = rustix::net::sockopt::socket_peercred(conn.as_fd())
-        .map(|cred| cred.uid == own_uid)
-        .unwrap_or(false);
-    let response = if !peer_ok {
-        Response::Error(AgentError::Forbidden)
-    } else {
-        match read_frame(&mut conn) {
-            Err(_) => return,
-            Ok(bytes) => handle(&bytes, state),
-        }
+/// `agent --foreground`: the agent for a service manager, on `socket` (this user's).
+/// `claim` makes sure no other agent serves there and returns a guard that keeps
+/// `unlock` from starting one until the socket is bound
+/// (`agent_client::Agent::claim_for_foreground`). No fork, no start-up grace, no exit
+/// when the last key goes; SIGTERM, SIGINT or SIGHUP wipe the keys, remove the socket
+/// and return `Ok`.
+pub fn run_foreground<G>(socket: &Path, claim: impl FnOnce() -> Result<G>) -> Result<()> {
+    let mut server = Server::new(AgentMode::Foreground, harden());
+    let signals = signal_pipe(&STOP_SIGNALS)?;
+    let bound = {
+        let _claimed = claim()?;
+        BoundSocket::bind(socket)?
     };
-    let capacity = match &response {
-        // Worst-case JSON escaping is 6 bytes per byte; reserve it all up front.
-        Response::Secret { secret } => secret.0.len() * 6 + 64,
-        _ => 512,
-    };
-    let _ = write_frame(&mut conn, &response, capacity);
-}
-
-fn handle(bytes: &[u8], state: &mut State) -> Response {
-    let frame: RequestFrame = match serde_json::from_slice(bytes) {
-        Ok(f) => f,
-        Err(_) => {
-            // Another version's frame: obey `quit`, report our version otherwise.
-            return match serde_json::from_slice::<VersionProbe>(bytes) {
-                Ok(p) if p.v != PROTOCOL_VERSION => {
-                    if p.request.as_ref().and_then(|r| r.as_str()) == Some("quit") {
-                        state.quit = true;
-                        Response::Ok
-                    } else {
-                        Response::Error(AgentError::VersionMismatch {
-                            agent: PROTOCOL_VERSION,
-                        })
-                    }
-                }
-                _ => Response::Error(AgentError::BadRequest),
-            };
+    server.log(&format!(
+        "started on {} (pid {}, protocol {PROTOCOL_VERSION}, memory locked: {})",
+        crate::messages::sanitize(&socket.display().to_string()),
+        std::process::id(),
+        server.memory_locked
+    ));
+    loop {
+        server.expire();
+        if server.quit {
+            break;
         }
-    };
-    if frame.v != PROTOCOL_VERSION {
-        if matches!(frame.request, Request::Quit) {
-            state.quit = true;
-            return Response::Ok;
-        }
-        return Response::Error(AgentError::VersionMismatch {
-            agent: PROTOCOL_VERSION,
-        });
-    }
-    match frame.request {
-        Request::Hello => Response::Hello {
-            pid: std::process::id(),
-            build: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-        Request::AddKey {
-            secret_key,
-            timeout_secs,
-        } => {
-            let Ok(key) = VaultKey::from_secret_text(&secret_key.0) else {
-                return Response::Error(AgentError::BadKey);
-            };
-            let timeout = Duration::from_secs(timeout_secs).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
-            state.keys.insert(
-                key.public().to_string(),
-                Held {
-                    key,
-                    deadline: now() + timeout,
-                },
-            );
-            Response::Ok
-        }
-        Request::Decrypt {
-            public_key,
-            server,
-            username,
-            ciphertext,
-        } => {
-            // A deadline may have passed while the machine slept: check it on use too.
-            let Some(held) = state.keys.get(&public_key).filter(|h| h.deadline > now()) else {
-                return Response::Error(AgentError::NotUnlocked);
-            };
-            let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
-                return Response::Error(AgentError::BadRequest);
-            };
-            match held.key.open_entry(&server, &username, &ciphertext) {
-                Ok(secret) => Response::Secret {
-                    secret: SecretText(secret),
-                },
-                Err(_) => Response::Error(AgentError::DecryptFailed),
+        let wait = server
+            .next_deadline()
+            .map_or(MAX_SLEEP, |d| d.saturating_sub(now()));
+        match wait_for(&bound.listener, &signals, wait) {
+            Ok(false) => server.accept_all(&bound.listener),
+            Ok(true) => {
+                server.log("stopping on a signal; wiping every key");
+                break;
             }
-        }
-        Request::Status { public_key } => {
-            let held = state.keys.get(&public_key).filter(|h| h.deadline > now());
-            Response::Status {
-                unlocked: held.is_some(),
-                expires_in_secs: held.map_or(0, |h| h.deadline.saturating_sub(now()).as_secs()),
-                keys: state.keys.len(),
-                // Asked of the kernel now, not remembered from start-up.
-                non_dumpable: rustix::process::dumpable_behavior()
-                    .is_ok_and(|d| d == rustix::process::DumpableBehavior::NotDumpable),
-                memory_locked: state.memory_locked,
-                pid: std::process::id(),
+            Err(e) => {
+                server.clear();
+                return Err(e);
             }
-        }
-        Request::Lock { public_key } => {
-            match public_key {
-                Some(p) => {
-                    state.keys.remove(&p);
-                }
-                None => state.keys.clear(),
-            }
-            Response::Locked {
-                remaining: state.keys.len(),
-            }
-        }
-        Request::Quit => {
-            state.quit = true;
-            Response::Ok
         }
     }
+    server.clear();
+    drop(bound);
+    server.log("stopped");
+    Ok(())
 }

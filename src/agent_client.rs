@@ -2,8 +2,11 @@
 //! starts it and hands it a key, `lock` and `status` query it.
 //!
 //! `get` never starts an agent and never waits for one: no directory or no socket is
-//! [`Error::Locked`] at once.
-use std::io::{BufRead, BufReader, Read};
+//! [`Error::Locked`] at once. Which agent: this uid's ([`Agent::for_user`]), except
+//! under `exec`, whose private socket arrives in `LOCKBOX_AGENT_SOCKET`
+//! ([`Agent::for_requests`]). Every connection checks the directory and the peer's uid
+//! before a byte is sent.
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,15 +18,17 @@ use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
 
 use crate::agent_proto::{
-    self, AgentError, PROTOCOL_VERSION, Request, RequestFrame, Response, SecretText, read_frame,
-    write_frame,
+    self, AgentError, AgentMode, Deadline, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
+    Response, SecretText, read_frame, write_frame,
 };
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
 use crate::keys::EntryOpener;
 
-/// How long a client waits for the agent's answer.
+/// How long a client waits for the agent's answer, request and answer together.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// `get` warns on stderr when the key has less than this left.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(5 * 60);
 /// How long `unlock` waits for a new agent's ready line.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,11 +39,26 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// The agent of this user (`agent_proto::socket_path`).
+    /// The agent of this user (`agent_proto::socket_path`): what `unlock`, `lock`
+    /// and `agent --foreground` talk to.
     pub fn for_user() -> Self {
         Agent {
             socket: agent_proto::socket_path(),
         }
+    }
+
+    /// The agent that answers requests here: `exec`'s private socket when
+    /// `LOCKBOX_AGENT_SOCKET` names one, else this user's.
+    pub fn for_requests(settings: &crate::config::Settings) -> Self {
+        match &settings.agent_socket {
+            Some(s) => Agent { socket: s.clone() },
+            None => Self::for_user(),
+        }
+    }
+
+    /// The agent at `socket`.
+    pub fn at(socket: PathBuf) -> Self {
+        Agent { socket }
     }
 
     /// The socket path.
@@ -78,8 +98,6 @@ impl Agent {
                 reason: "the process listening there belongs to another user".into(),
             });
         }
-        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
         Ok(Some(stream))
     }
 
@@ -89,11 +107,12 @@ impl Agent {
     }
 
     fn request_as(&self, v: u32, request: Request, capacity: usize) -> Result<Option<Response>> {
-        let Some(mut stream) = self.connect()? else {
+        let Some(stream) = self.connect()? else {
             return Ok(None);
         };
-        write_frame(&mut stream, &RequestFrame { v, request }, capacity)?;
-        let bytes = read_frame(&mut stream)?;
+        let mut io = Deadline::new(&stream, IO_TIMEOUT);
+        write_frame(&mut io, &RequestFrame { v, request }, capacity)?;
+        let bytes = read_frame(&mut io)?;
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|_| Error::AgentProtocol("unreadable answer".into()))
@@ -157,26 +176,78 @@ impl Agent {
         Ok(())
     }
 
-    /// Hands `key` to the agent for `timeout`.
-    pub fn add_key(&self, key: &VaultKey, timeout: Duration) -> Result<()> {
+    /// Hands `key` to the agent: forgotten after `idle` unused, after `timeout` at the
+    /// latest; `label` (the vault path) names it in `status` and logs.
+    pub fn add_key(
+        &self,
+        key: &VaultKey,
+        label: &str,
+        idle: Duration,
+        timeout: Duration,
+    ) -> Result<()> {
         use age::secrecy::ExposeSecret;
         let secret = key.export_secret();
         let request = Request::AddKey {
             secret_key: SecretText(Zeroizing::new(secret.expose_secret().to_owned())),
+            label: label.to_owned(),
+            idle_secs: idle.as_secs(),
             timeout_secs: timeout.as_secs(),
         };
-        match self.request(request, 512)? {
+        match self.request(request, 512 + label.len() * 6)? {
             Some(Response::Ok) => Ok(()),
             None => Err(Error::AgentStart("the agent went away".into())),
             Some(other) => Err(unexpected(&other)),
         }
+    }
+
+    /// For `agent --foreground`: takes the `unlock` lock and fails when any agent
+    /// already answers here; the guard keeps `unlock` from starting one meanwhile.
+    pub fn claim_for_foreground(&self) -> Result<crate::file::LockGuard> {
+        let guard = self.start_lock()?;
+        if let Some(pid) = self.live_pid()? {
+            return Err(Error::AgentStart(format!(
+                "another lockbox agent (pid {pid}) already serves {}; stop it first",
+                self.socket.display()
+            )));
+        }
+        Ok(guard)
+    }
+
+    /// The pid of an agent that answers here (of any version; 0 when it does not say),
+    /// or `None` when none does.
+    pub fn live_pid(&self) -> Result<Option<u32>> {
+        Ok(match self.request(Request::Hello, 0)? {
+            None => None,
+            Some(Response::Hello { pid, .. }) => Some(pid),
+            Some(_) => Some(0),
+        })
+    }
+
+    /// What the agent holds, or `None` when no agent of this version answers.
+    pub fn status_all(&self) -> Result<Option<AgentStatus>> {
+        Ok(match self.request(Request::Status, 0)? {
+            Some(Response::Status {
+                vaults,
+                non_dumpable,
+                memory_locked,
+                pid,
+                mode,
+            }) => Some(AgentStatus {
+                vaults,
+                non_dumpable,
+                memory_locked,
+                pid,
+                mode,
+            }),
+            _ => None,
+        })
     }
 }
 
 /// What the agent says about one vault it holds (`status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
-    /// Seconds until the agent forgets the key.
+    /// Seconds until the agent forgets the key unless it is used.
     pub expires_in_secs: u64,
     /// The agent's process id.
     pub pid: u32,
@@ -184,6 +255,12 @@ pub struct Held {
     pub non_dumpable: bool,
     /// Whether the agent's memory is locked against swap.
     pub memory_locked: bool,
+    /// Which kind of agent.
+    pub mode: AgentMode,
+    /// This vault's label and both deadlines.
+    pub vault: HeldVault,
+    /// Every vault the agent holds, this one included.
+    pub all: Vec<HeldVault>,
 }
 
 /// What `lock` did.
@@ -203,25 +280,18 @@ impl Agent {
     /// Whether the agent holds the key of the vault `public_key`, and for how long.
     /// `Ok(None)`: no agent, or it does not hold that key.
     pub fn status(&self, public_key: &str) -> Result<Option<Held>> {
-        let request = Request::Status {
-            public_key: public_key.to_owned(),
+        let Some(st) = self.status_all()? else {
+            return Ok(None);
         };
-        Ok(match self.request(request, 0)? {
-            Some(Response::Status {
-                unlocked: true,
-                expires_in_secs,
-                pid,
-                non_dumpable,
-                memory_locked,
-                ..
-            }) => Some(Held {
-                expires_in_secs,
-                pid,
-                non_dumpable,
-                memory_locked,
-            }),
-            _ => None,
-        })
+        Ok(st.vault(public_key).cloned().map(|vault| Held {
+            expires_in_secs: vault.expires_in_secs(),
+            pid: st.pid,
+            non_dumpable: st.non_dumpable,
+            memory_locked: st.memory_locked,
+            mode: st.mode,
+            vault,
+            all: st.vaults.clone(),
+        }))
     }
 
     /// Makes the agent forget the key of `public_key`, or every key with `None`.
@@ -242,13 +312,56 @@ impl Agent {
     }
 
     /// `unlock`: starts an agent unless a compatible one answers (serialized with other
-    /// `unlock`s), then hands it `key` for `timeout`.
-    pub fn unlock(&self, key: &VaultKey, timeout: Duration) -> Result<()> {
+    /// `unlock`s), then hands it `key` with its label and deadlines.
+    pub fn unlock(
+        &self,
+        key: &VaultKey,
+        label: &str,
+        idle: Duration,
+        timeout: Duration,
+    ) -> Result<()> {
         let _serialized = self.start_lock()?;
-        if !self.ensure_compatible()? {
-            self.start()?;
+        // A background agent whose last key just expired exits by itself; it may
+        // answer `hello` and be gone before `add_key`, or reset a connection it had
+        // queued. Then it is gone: try once more, with a fresh agent.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.ensure_compatible().and_then(|alive| {
+                if !alive {
+                    self.start()?;
+                }
+                self.add_key(key, label, idle, timeout)
+            });
+            match result {
+                Err(Error::AgentStart(_) | Error::AgentProtocol(_)) if attempt < 2 => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
         }
-        self.add_key(key, timeout)
+    }
+}
+
+/// The answer to `status`.
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    /// Every vault key held, sorted by label.
+    pub vaults: Vec<HeldVault>,
+    /// Whether the agent is non-dumpable.
+    pub non_dumpable: bool,
+    /// Whether its memory is locked against swap.
+    pub memory_locked: bool,
+    /// Its process id.
+    pub pid: u32,
+    /// Which kind of agent.
+    pub mode: AgentMode,
+}
+
+impl AgentStatus {
+    /// The held vault with public key `public`.
+    pub fn vault(&self, public: &str) -> Option<&HeldVault> {
+        self.vaults.iter().find(|v| v.public_key == public)
     }
 }
 
@@ -280,16 +393,14 @@ impl AgentOpener {
     /// An opener for the vault `public_key`, if the agent holds its key; otherwise
     /// [`Error::Locked`] (no agent, or an agent without this vault's key).
     pub fn connect(agent: &Agent, public_key: String) -> Result<Self> {
+        let agent = agent.clone();
         // No separate status round trip: the decrypt answer says "not unlocked" itself.
         if !agent.socket.exists() {
             // Also checks the directory, so a planted socket is reported, not used.
             agent_proto::check_agent_dir(agent.dir(), false)?;
             return Err(Error::Locked);
         }
-        Ok(AgentOpener {
-            agent: agent.clone(),
-            public_key,
-        })
+        Ok(AgentOpener { agent, public_key })
     }
 }
 
@@ -308,7 +419,25 @@ impl EntryOpener for AgentOpener {
         };
         let capacity = 256 + server.len() * 6 + username.len() * 6 + ciphertext.len() * 2;
         match self.agent.request(request, capacity)? {
-            Some(Response::Secret { secret }) => Ok(secret.0),
+            Some(Response::Secret {
+                secret,
+                expires_in_secs,
+                absolute,
+            }) => {
+                // stdout stays exactly the protocol's; the person reads stderr, which
+                // Docker passes through.
+                if let Some(left) = expires_in_secs.filter(|&s| s < EXPIRY_WARNING.as_secs()) {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "{}",
+                        crate::messages::expiry_warning(
+                            &humantime::format_duration(Duration::from_secs(left)).to_string(),
+                            absolute
+                        )
+                    );
+                }
+                Ok(secret.0)
+            }
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
             Some(Response::Error(AgentError::DecryptFailed)) => {
                 Err(Error::EntryTampered(server.to_owned()))
@@ -316,4 +445,44 @@ impl EntryOpener for AgentOpener {
             Some(other) => Err(unexpected(&other)),
         }
     }
+}
+
+/// `status --json`'s list of every vault the agent holds.
+pub fn vaults_json(vaults: &[HeldVault]) -> serde_json::Value {
+    vaults
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "label": v.label, "public_key": v.public_key, "idle_secs": v.idle_secs,
+                "idle_left_secs": v.idle_left_secs, "timeout_left_secs": v.timeout_left_secs,
+                "expires_in_secs": v.expires_in_secs(),
+            })
+        })
+        .collect()
+}
+
+/// "for 59m idle (at most 7h 59m)", or "while its command runs" for `exec`.
+pub fn held_times(mode: AgentMode, held: &HeldVault) -> String {
+    if mode == AgentMode::Exec {
+        return "while its command runs".to_owned();
+    }
+    let f = |s: u64| humantime::format_duration(Duration::from_secs(s)).to_string();
+    format!(
+        "for {} unless used ({} at the latest)",
+        f(held.expires_in_secs()),
+        f(held.timeout_left_secs)
+    )
+}
+
+/// `status`'s list of every vault the agent holds, one line each.
+pub fn held_lines(status: &AgentStatus) -> String {
+    let mut text = format!(
+        "agent:      pid {}, holds {} vault key(s)\n",
+        status.pid,
+        status.vaults.len()
+    );
+    for v in &status.vaults {
+        text.push_str(&format!("  {} {}\n", v.label, held_times(status.mode, v)));
+    }
+    text
 }

@@ -10,20 +10,33 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
-/// The protocol version. Bumped on any incompatible change to [`Request`]/[`Response`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version. Bumped on any incompatible change to [`Request`]/[`Response`]
+/// (2: idle and absolute deadlines, vault labels, status of every held vault, the
+/// time left in every secret answer, `unsupported`).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame, bytes: a decrypt request carries one entry ciphertext (≤ ~1.1 MiB,
 /// base64-encoded); a secret answer of 1 MiB of control characters escapes to 6 MiB.
 pub const MAX_FRAME: usize = 8 << 20;
 /// The socket's file name inside the agent directory.
 pub const SOCKET_NAME: &str = "agent.sock";
+/// The one override of the agent directory (tests, benchmarks, isolated setups).
+pub const AGENT_DIR_VAR: &str = "LOCKBOX_AGENT_DIR";
+/// The private socket `exec` passes to its command (the documented exception to "the
+/// socket location never comes from the environment").
+pub const AGENT_SOCKET_VAR: &str = crate::config::var::AGENT_SOCKET;
+/// How long one request may take to arrive, and its answer to leave, in all: one
+/// deadline per request, not per `read()`, so a trickling client cannot hold the
+/// single-threaded agent (issue 15 item 8).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Secret text in a frame: wiped on drop, and `Debug` never shows it (so a frame can be
 /// debug-printed safely). On the wire it is a plain JSON string.
@@ -63,15 +76,21 @@ pub struct VersionProbe {
 pub enum Request {
     /// Who are you? Answered with [`Response::Hello`].
     Hello,
-    /// Hold this vault private key (`AGE-SECRET-KEY-1…`) for `timeout_secs`, replacing
-    /// any earlier deadline for the same vault.
+    /// Hold this vault private key (`AGE-SECRET-KEY-1…`): forgotten after `idle_secs`
+    /// without a decrypt, and after `timeout_secs` at the latest. Replaces any earlier
+    /// key and deadlines for the same vault.
     AddKey {
         /// The vault's private key text.
         secret_key: SecretText,
-        /// Seconds to hold it.
+        /// What to call the vault in `status` and logs (its path); never trusted.
+        label: String,
+        /// Seconds without use after which the key is forgotten.
+        idle_secs: u64,
+        /// Seconds after which the key is forgotten, used or not.
         timeout_secs: u64,
     },
-    /// Decrypt one entry of the vault whose public key is `public_key`.
+    /// Decrypt one entry of the vault whose public key is `public_key`; a success
+    /// extends that key's idle deadline.
     Decrypt {
         /// The vault's public key (`age1…`), naming which held key to use.
         public_key: String,
@@ -82,18 +101,50 @@ pub enum Request {
         /// The entry's age ciphertext, base64.
         ciphertext: String,
     },
-    /// Is this vault unlocked, and for how long?
-    Status {
-        /// The vault's public key.
-        public_key: String,
-    },
+    /// Every held vault, with its deadlines, and the agent's protections.
+    Status,
     /// Forget one vault's key, or every key when `public_key` is `None`.
     Lock {
         /// The vault's public key, or `None` for all.
+        #[serde(default)]
         public_key: Option<String>,
     },
     /// Wipe every key and exit.
     Quit,
+}
+
+/// One vault key the agent holds, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldVault {
+    /// The vault's public key.
+    pub public_key: String,
+    /// The label `unlock` gave (the vault path).
+    pub label: String,
+    /// The idle timeout, seconds.
+    pub idle_secs: u64,
+    /// Seconds until the key is forgotten unless used.
+    pub idle_left_secs: u64,
+    /// Seconds until the absolute deadline.
+    pub timeout_left_secs: u64,
+}
+
+impl HeldVault {
+    /// Seconds until the key is forgotten if nothing uses it.
+    pub fn expires_in_secs(&self) -> u64 {
+        self.idle_left_secs.min(self.timeout_left_secs)
+    }
+}
+
+/// Which kind of agent answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    /// Started by `unlock`; exits when it holds no key.
+    Background,
+    /// `agent --foreground` under a service manager; exits only when stopped.
+    Foreground,
+    /// `exec`'s private server: one key for one command's life.
+    Exec,
 }
 
 /// The agent's answer.
@@ -106,6 +157,8 @@ pub enum Response {
         pid: u32,
         /// The agent's build (crate version).
         build: String,
+        /// Which kind of agent.
+        mode: AgentMode,
     },
     /// Done.
     Ok,
@@ -113,21 +166,25 @@ pub enum Response {
     Secret {
         /// The entry's secret.
         secret: SecretText,
+        /// Seconds until the key is forgotten unless used again (`None` for `exec`,
+        /// which holds it as long as its command runs).
+        expires_in_secs: Option<u64>,
+        /// Whether that is the absolute deadline (unlock again to extend it) rather
+        /// than the idle one (any use extends it).
+        absolute: bool,
     },
     /// Answer to [`Request::Status`].
     Status {
-        /// Whether this vault's key is held.
-        unlocked: bool,
-        /// Seconds until it is forgotten (0 when locked).
-        expires_in_secs: u64,
-        /// How many vault keys the agent holds.
-        keys: usize,
+        /// Every vault key held.
+        vaults: Vec<HeldVault>,
         /// Whether the agent is non-dumpable (no core dumps, no same-uid ptrace).
         non_dumpable: bool,
         /// Whether the agent's memory is locked against swap.
         memory_locked: bool,
         /// The agent's process id.
         pid: u32,
+        /// Which kind of agent.
+        mode: AgentMode,
     },
     /// Answer to [`Request::Lock`]: keys still held.
     Locked {
@@ -164,6 +221,55 @@ pub enum AgentError {
     /// The request could not be parsed.
     #[error("bad request")]
     BadRequest,
+    /// This agent does not do that (`exec`'s server takes no `add_key`).
+    #[error("not supported by this agent (an exec server holds one key for one command)")]
+    Unsupported,
+}
+
+/// A socket whose reads and writes all share one deadline: each call gets only the
+/// time that is left, so a peer sending one byte at a time cannot stretch a request.
+pub struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    /// `stream` with `limit` from now.
+    pub fn new(stream: &'a UnixStream, limit: Duration) -> Self {
+        Deadline {
+            stream,
+            until: Instant::now() + limit,
+        }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes one frame. The buffer is wiped after sending (frames carry secrets).
@@ -197,16 +303,20 @@ pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
-/// The directory holding the agent socket: `$XDG_RUNTIME_DIR/lockbox`, else
-/// `/tmp/lockbox-<uid>`.
+/// The directory holding the agent socket: `/tmp/lockbox-<uid>` (the real uid), or
+/// `$LOCKBOX_AGENT_DIR` when set. A function of the uid, not of `XDG_RUNTIME_DIR` or
+/// `TMPDIR`, so cron, runner services, `sudo -u`, `env -i` and a session that logged
+/// out all find the agent a login unlocked (`docs/AGENT.md`, "Where it is").
 pub fn agent_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d).join("lockbox"),
-        None => PathBuf::from(format!(
-            "/tmp/lockbox-{}",
-            rustix::process::getuid().as_raw()
-        )),
+    match std::env::var_os(AGENT_DIR_VAR).filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => uid_dir(rustix::process::getuid().as_raw()),
     }
+}
+
+/// The agent directory of `uid` without an override.
+pub fn uid_dir(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/lockbox-{uid}"))
 }
 
 /// The agent socket path.
@@ -264,12 +374,16 @@ mod tests {
             v: PROTOCOL_VERSION,
             request: Request::AddKey {
                 secret_key: SecretText(Zeroizing::new("AGE-SECRET-KEY-1X".into())),
+                label: "/v".into(),
+                idle_secs: 3,
                 timeout_secs: 5,
             },
         };
         assert!(!format!("{req:?}").contains("AGE-SECRET-KEY"), "{req:?}");
         let answer = Response::Secret {
             secret: SecretText(Zeroizing::new("hunter2".into())),
+            expires_in_secs: Some(9),
+            absolute: false,
         };
         assert!(!format!("{answer:?}").contains("hunter2"), "{answer:?}");
         write_frame(&mut buf, &req, 0).unwrap();
@@ -278,6 +392,7 @@ mod tests {
         assert!(matches!(
             back.request,
             Request::AddKey {
+                idle_secs: 3,
                 timeout_secs: 5,
                 ..
             }
@@ -317,17 +432,46 @@ mod tests {
 
     proptest! {
         #[test]
-        fn status_frame_roundtrip(unlocked in any::<bool>(), secs in any::<u64>(), keys in 0usize..100) {
+        fn status_frame_roundtrip(idle in any::<u64>(), left in any::<u64>(), n in 0usize..20) {
             let mut buf = Vec::new();
-            let resp = Response::Status { unlocked, expires_in_secs: secs, keys, non_dumpable: true, memory_locked: false, pid: 7 };
+            let vaults: Vec<HeldVault> = (0..n).map(|i| HeldVault {
+                public_key: format!("age1{i}"), label: format!("/v/{i}\n\u{1b}"),
+                idle_secs: idle, idle_left_secs: idle / 2, timeout_left_secs: left,
+            }).collect();
+            let resp = Response::Status { vaults: vaults.clone(), non_dumpable: true, memory_locked: false, pid: 7, mode: AgentMode::Foreground };
             write_frame(&mut buf, &resp, 0).unwrap();
             let back: Response = serde_json::from_slice(&read_frame(&mut &buf[..]).unwrap()).unwrap();
             match back {
-                Response::Status { unlocked: u, expires_in_secs: s, keys: k, .. } => {
-                    prop_assert_eq!((u, s, k), (unlocked, secs, keys));
+                Response::Status { vaults: v, mode, .. } => {
+                    prop_assert_eq!(v, vaults);
+                    prop_assert_eq!(mode, AgentMode::Foreground);
                 }
                 other => prop_assert!(false, "{:?}", other),
             }
         }
+    }
+
+    #[test]
+    fn a_trickling_peer_gets_one_deadline_in_all() {
+        // Regression (issue 15 item 8): a byte every 300 ms never hits a per-read
+        // timeout of 1 s, but the request as a whole must end at its deadline.
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = client.write_all(&64u32.to_be_bytes());
+            for _ in 0..40 {
+                if client.write_all(b" ").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let started = Instant::now();
+        let mut r = Deadline::new(&server, Duration::from_secs(1));
+        assert!(read_frame(&mut r).is_err());
+        // Not a timed assertion of speed: 40 bytes at 300 ms would take 12 s, so
+        // this only tells "cut at the deadline" from "read to the end".
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(server);
+        writer.join().unwrap();
     }
 }

@@ -34,7 +34,10 @@ Environment:
   LOCKBOX_IDENTITY_FILE    an age identity file or unencrypted SSH private key
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
   LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
-  XDG_RUNTIME_DIR          where the agent socket lives (else /tmp/lockbox-<uid>)
+  LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
+  LOCKBOX_AGENT_DIR        the agent's socket directory (default /tmp/lockbox-<uid>;
+                           for tests and isolated setups)
+  LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
   1. --identity-file / --passphrase-file given to the command
@@ -64,6 +67,9 @@ enum Command {
     Unlock(commands::unlock::Opts),
     /// Make the agent forget this vault's key (or every key with --all).
     Lock(commands::lock::Opts),
+    /// Open the vault for one command: `exec -- CMD ARGS…` answers `get` for CMD and
+    /// its children while CMD runs, then forgets the key. Exits with CMD's status.
+    Exec(commands::exec::Opts),
     /// Show the vault: path, slots, entries, and whether it is unlocked. Exits 0 when
     /// `get` can open it, 3 when it is locked.
     Status(commands::status::Opts),
@@ -73,13 +79,18 @@ enum Command {
     /// Move the plaintext auths of Docker's config.json (or another helper's entries)
     /// into the vault, remove them from config.json and set credsStore.
     Import(commands::import::Opts),
-    /// Print the entries as plaintext Docker auths (the way out; explicit).
+    /// Print the entries in plaintext (the way out; explicit): Docker auths, a
+    /// Kubernetes Secret, DOCKER_AUTH_CONFIG, a containers auth.json.
     Export(commands::export::Opts),
     /// Add or change the passphrase slot.
     Passwd(commands::passwd::Opts),
     /// Manage the age slots (people, CI keys, SSH host keys).
     #[command(subcommand)]
     Recipients(commands::recipients::Opts),
+    /// The kubelet image credential provider plugin: read a CredentialProviderRequest
+    /// on stdin, answer with the vault's credentials for the image's registry
+    /// (docs/FLEET.md). Never prompts.
+    KubeletCredentialProvider(KubeletOpts),
     /// Print a shell completion script for both names (docker-credential-lockbox and
     /// lockbox): `completions bash > ~/.local/share/bash-completion/completions/lockbox`.
     Completions {
@@ -92,15 +103,27 @@ enum Command {
         /// The directory (created if missing).
         dir: PathBuf,
     },
-    /// The agent process itself (started by `unlock`).
-    #[command(hide = true)]
+    /// Run the agent for a service manager: `agent --foreground` (no fork, logs on
+    /// stderr, stops on SIGTERM; `unlock` hands it keys).
     Agent(AgentOpts),
 }
 
 #[derive(Debug, Args)]
+struct KubeletOpts {
+    /// How long kubelet may cache an answer: 5m (the default), 1h, 0 for not at all;
+    /// at most 24h. Default from LOCKBOX_KUBELET_CACHE_DURATION.
+    #[arg(long, value_name = "DURATION")]
+    cache_duration: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct AgentOpts {
-    #[arg(long)]
-    socket: PathBuf,
+    /// Stay in the foreground for a service manager (systemd, runit…).
+    #[arg(long, required_unless_present = "socket")]
+    foreground: bool,
+    /// The socket `unlock` starts a background agent on (internal).
+    #[arg(long, hide = true, conflicts_with = "foreground")]
+    socket: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
@@ -183,11 +206,22 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
+        Command::KubeletCredentialProvider(o) => {
+            Ok(crate::kubelet::main(o.cache_duration.as_deref(), settings))
+        }
         Command::Completions { shell } => commands::completions::run(&Opts::command(), shell),
         Command::GenerateAssets { dir } => {
             crate::assets::generate(&Opts::command(), &dir).map(|()| Exit::Ok)
         }
-        Command::Agent(o) => crate::agent::run(&o.socket).map(|()| Exit::Ok),
+        Command::Exec(o) => commands::exec::run(o, settings),
+        Command::Agent(o) => match &o.socket {
+            Some(socket) => crate::agent::run(socket),
+            None => {
+                let agent = crate::agent_client::Agent::for_user();
+                crate::agent::run_foreground(agent.socket(), || agent.claim_for_foreground())
+            }
+        }
+        .map(|()| Exit::Ok),
     }
 }
 

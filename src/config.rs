@@ -28,6 +28,11 @@ pub struct Settings {
     /// `LOCKBOX_ARGON2_PARAMS`, as given (parsed by [`Settings::kdf_override`] only
     /// where a passphrase slot is made, so a bad value never breaks `get`).
     pub argon2_params: Option<String>,
+    /// `LOCKBOX_KUBELET_CACHE_DURATION`, as given (parsed by `kubelet-credential-provider`
+    /// only).
+    pub kubelet_cache_duration: Option<String>,
+    /// `LOCKBOX_AGENT_SOCKET`: `exec`'s private agent, set for its command only.
+    pub agent_socket: Option<PathBuf>,
     /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
     pub doctor: DoctorSettings,
 }
@@ -66,6 +71,10 @@ pub mod var {
     pub const PASSPHRASE_FILE: &str = "LOCKBOX_PASSPHRASE_FILE";
     /// Argon2id cost override.
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
+    /// kubelet-credential-provider's cacheDuration.
+    pub const KUBELET_CACHE_DURATION: &str = "LOCKBOX_KUBELET_CACHE_DURATION";
+    /// `exec`'s private agent socket.
+    pub const AGENT_SOCKET: &str = "LOCKBOX_AGENT_SOCKET";
 }
 
 impl Settings {
@@ -93,6 +102,9 @@ impl Settings {
                 passphrase_file: path(var::PASSPHRASE_FILE),
             },
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
+            kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)
+                .map(|v| v.to_string_lossy().into_owned()),
+            agent_socket: path(var::AGENT_SOCKET),
             doctor: DoctorSettings {
                 path: get("PATH"),
                 docker_auth_config: get("DOCKER_AUTH_CONFIG")

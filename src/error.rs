@@ -172,12 +172,16 @@ pub enum Error {
 pub enum Usage {
     /// `init` without any slot.
     InitNeedsSlot,
-    /// `unlock --timeout` that does not parse or is out of range.
-    BadTimeout(String),
+    /// `unlock --timeout`/`--idle` (the flag, the text) that does not parse or is out
+    /// of range.
+    BadTimeout(&'static str, String),
     /// `import --from-helper` with an unusable name.
     BadHelperName(String),
     /// `recipients add` with nothing to add.
     NoRecipients,
+    /// `export` options that do not go together, or a value they refuse (the text
+    /// says which and what to do).
+    Export(String),
     /// `init` with more `--label`s than `--recipient`s.
     TooManyLabels,
 }
@@ -273,9 +277,10 @@ impl Error {
             } => messages::helper_failed(program, action, detail),
             Error::Usage(u) => match u {
                 Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
-                Usage::BadTimeout(text) => messages::bad_timeout(text),
+                Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
+                Usage::Export(text) => text.clone(),
                 Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
             },
         };

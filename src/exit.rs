@@ -8,26 +8,34 @@ use std::process::ExitCode;
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Exit {
     /// Success.
-    Ok = 0,
+    Ok,
     /// Any failure of a protocol action, and a general failure of a command.
-    Failure = 1,
+    Failure,
     /// The command line could not be understood.
-    Usage = 2,
+    Usage,
     /// The vault exists but no key to open it is available.
-    Locked = 3,
+    Locked,
+    /// `exec`: its command's own status (128+N when it died of signal N).
+    Command(u8),
     /// stdout's reader went away (EPIPE) while a command for people was writing: a
     /// quiet exit with the status of a writer killed by SIGPIPE (128 + 13); see
     /// `src/output.rs`.
-    BrokenPipe = 141,
+    BrokenPipe,
 }
 
 impl Exit {
     /// The number the process exits with.
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            Exit::Ok => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Locked => 3,
+            Exit::Command(code) => code,
+            Exit::BrokenPipe => 141,
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use age::secrecy::SecretString;
 
 use crate::agent_client::{Agent, AgentOpener, Held};
-use crate::config::{KeySettings, var};
+use crate::config::{KeySettings, Settings, var};
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
 use crate::keys::{self, EntryOpener};
@@ -296,11 +296,12 @@ pub fn describe(vault: &Vault, sources: &[Box<dyn KeySource + '_>]) -> Vec<Descr
 }
 
 /// The opener `get` uses: the environment, then the agent; never a prompt.
-pub fn for_get(vault: &Vault, settings: &KeySettings) -> Result<Box<dyn EntryOpener>> {
+pub fn for_get(vault: &Vault, settings: &Settings) -> Result<Box<dyn EntryOpener>> {
     let list = sources(
-        settings,
+        &settings.keys,
         &KeyFlags::default(),
-        Some((Agent::for_user(), AgentUse::Lazy)),
+        // `exec`'s private agent for its command, else this user's.
+        Some((Agent::for_requests(settings), AgentUse::Lazy)),
     );
     open_entries(vault, &list, &NeverPrompt).map(|(o, _)| o)
 }

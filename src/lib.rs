@@ -8,7 +8,8 @@
 //! ```text
 //! cli                 clap surface + dispatch; reads the environment once (config)
 //!  ├─ protocol        store/get/erase/list/version, byte for byte
-//!  └─ commands/*      one file per command for people (init, unlock, lock, status,
+//!  ├─ kubelet         kubelet's image credential provider plugin protocol
+//!  └─ commands/*      one file per command for people (init, unlock, lock, exec, status,
 //!      │              import, export, passwd, recipients, completions, doctor)
 //!   assets            completion scripts and man pages from the clap definition
 //!   output            stdout for people: a closed pipe is a quiet exit 141
@@ -19,6 +20,7 @@
 //!   agent             the agent process        ─┐
 //!   agent_proto       its wire protocol        ─┘ shared by agent and client
 //!   dockerconfig      Docker's config.json     gojson, serverurl: pure helpers
+//!   exportfmt         the formats `export` writes (pure rendering)
 //!   config            the settings value (environment, read once in cli)
 //!      │
 //!   file              paths, the sidecar lock, atomic durable writes
@@ -44,10 +46,12 @@ pub mod crypto;
 pub mod dockerconfig;
 pub mod error;
 pub mod exit;
+pub mod exportfmt;
 pub mod file;
 pub mod gojson;
 pub mod keys;
 pub mod keysource;
+pub mod kubelet;
 pub mod messages;
 pub mod output;
 pub mod protocol;

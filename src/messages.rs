@@ -283,9 +283,24 @@ pub const PROMPT_UNLOCK: &str = "lockbox passphrase: ";
 /// No terminal for `unlock`.
 pub const UNLOCK_NO_TERMINAL: &str = "no terminal to ask for the passphrase; use --passphrase-file FILE, --identity-file FILE or LOCKBOX_IDENTITY";
 
-/// After `unlock`.
-pub fn unlocked(path: &str, timeout: &str) -> String {
-    format!("Unlocked {path} for {timeout}. Lock it again with 'docker-credential-lockbox lock'.")
+/// After `unlock`: the idle and the absolute timeout.
+pub fn unlocked(path: &str, idle: &str, timeout: &str) -> String {
+    format!(
+        "Unlocked {path} for {idle} after its last use, {timeout} at the latest. Lock it again with 'docker-credential-lockbox lock'."
+    )
+}
+
+/// `get` through the agent, when the key has less than 5 minutes left (stderr only).
+pub fn expiry_warning(left: &str, absolute: bool) -> String {
+    if absolute {
+        format!(
+            "lockbox: warning: the agent forgets this vault's key in {left} (its --timeout); run 'docker-credential-lockbox unlock' again to set new deadlines"
+        )
+    } else {
+        format!(
+            "lockbox: warning: the agent forgets this vault's key in {left} unless it is used again (its --idle); run 'docker-credential-lockbox unlock' with a longer --idle to keep it longer"
+        )
+    }
 }
 
 /// After `lock`.
@@ -296,9 +311,9 @@ pub fn locked_now(what: &str) -> String {
 /// `lock` with no agent running.
 pub const NO_AGENT: &str = "No lockbox agent is running; nothing was unlocked.";
 
-/// `--timeout` that does not parse or is out of range.
-pub fn bad_timeout(text: &str) -> String {
-    format!("invalid --timeout {text:?}: give a duration between 1s and 7days, like 15m, 1h or 8h")
+/// `--timeout`/`--idle` (`flag`) that does not parse or is out of range.
+pub fn bad_timeout(flag: &str, text: &str) -> String {
+    format!("invalid {flag} {text:?}: give a duration between 1s and 7days, like 15m, 1h or 8h")
 }
 
 /// `recipients remove` of every slot.

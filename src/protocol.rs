@@ -10,7 +10,7 @@ use age::secrecy::SecretString;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
-use crate::config::{KeySettings, Settings};
+use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::file::VaultPath;
@@ -222,7 +222,7 @@ pub fn run(
             let input = read_input(stdin)?;
             let server = server_from_input(&input)?;
             let path = location.resolve()?;
-            get(&path, location.vault.is_some(), &server, &settings.keys)
+            get(&path, location.vault.is_some(), &server, settings)
         }
         Action::Erase => {
             let input = read_input(stdin)?;
@@ -269,7 +269,7 @@ fn get(
     path: &VaultPath,
     named: bool,
     server: &str,
-    keys: &KeySettings,
+    settings: &Settings,
 ) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
     // Without a vault at the default path there are no credentials: not-found lets
     // `docker login` prompt, and its `store` then says to run `init`.
@@ -281,7 +281,7 @@ fn get(
     let (key, entry) = vault.lookup(server).ok_or(ProtocolError::NotFound)?;
     // Only now is a key needed: a locked vault with no matching entry is plain
     // not-found, a locked vault with one is the locked error — never not-found.
-    let opener = keysource::for_get(&vault, keys)?;
+    let opener = keysource::for_get(&vault, settings)?;
     let secret = opener.open_entry(key, &entry.username, &entry.secret)?;
     Ok(gojson::credentials(server, &entry.username, &secret))
 }

@@ -30,6 +30,8 @@ pub struct Handover {
     old_left: Option<Duration>,
     /// The public key handed over, to take back if the rotation fails.
     new_public: Option<String>,
+    /// The old key's label in the agent, kept for the new one.
+    label: String,
 }
 
 impl Handover {
@@ -40,6 +42,7 @@ impl Handover {
             old_public: old_public.to_owned(),
             old_left: None,
             new_public: None,
+            label: String::new(),
         }
     }
 
@@ -47,8 +50,11 @@ impl Handover {
     /// `new_key` with the same deadline. Safe to call twice.
     pub fn give_new_key(&mut self, new_key: &VaultKey) {
         if let Ok(Some(held)) = self.agent.status(&self.old_public) {
-            let left = Duration::from_secs(held.expires_in_secs.max(1));
-            if self.agent.add_key(new_key, left).is_ok() {
+            // Same absolute deadline and idle timeout (a rotation counts as a use).
+            let left = Duration::from_secs(held.vault.timeout_left_secs.max(1));
+            let idle = Duration::from_secs(held.vault.idle_secs.max(1));
+            self.label = held.vault.label.clone();
+            if self.agent.add_key(new_key, &self.label, idle, left).is_ok() {
                 self.old_left = Some(left);
                 self.new_public = Some(new_key.public().to_string());
             }
@@ -61,7 +67,12 @@ impl Handover {
         let Some(left) = self.old_left else { return };
         if self
             .agent
-            .add_key(old_key, left.min(OLD_KEY_GRACE))
+            .add_key(
+                old_key,
+                &self.label,
+                left.min(OLD_KEY_GRACE),
+                left.min(OLD_KEY_GRACE),
+            )
             .is_err()
         {
             // Could not shorten it: forget it now rather than keep it for hours.

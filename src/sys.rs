@@ -1,6 +1,7 @@
 //! Process-wide OS state: the only `unsafe` in the crate (turning file-descriptor
 //! numbers found in `/proc/self/fd` into descriptors, to keep inherited descriptors out
-//! of the agent) and the disposition of `SIGXFSZ`.
+//! of the agent; a `pre_exec` hook that ties `exec`'s command to its parent's life) and
+//! the disposition of `SIGXFSZ`.
 //!
 //! Why it matters: Go's `cmd.Output()` waits until every holder of the helper's stdout
 //! pipe closes it. An agent that inherited Docker's pipe (or any other descriptor its
@@ -89,4 +90,30 @@ pub fn catch_file_size_signal() {
             Arc::new(AtomicBool::new(false)),
         );
     });
+}
+
+/// Makes the child that `cmd` starts get `signal` when this process dies, even by
+/// SIGKILL (`PR_SET_PDEATHSIG`), so `exec`'s command never outlives the key it was
+/// given. If this process is already gone when the child starts (its parent is no
+/// longer `parent`), the child fails to start instead of running unsupervised.
+pub fn die_with_parent(cmd: &mut std::process::Command, signal: rustix::process::Signal) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid) through rustix; its errors are
+    // raw OS errors, so it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(signal))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc_esrch()));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// ESRCH ("no such process"), as a raw number without a libc dependency.
+fn libc_esrch() -> i32 {
+    rustix::io::Errno::SRCH.raw_os_error()
 }

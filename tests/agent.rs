@@ -49,6 +49,7 @@ impl Env {
             .env("HOME", self.path("home"))
             .env("DOCKER_CONFIG", self.path("docker"))
             .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("LOCKBOX_AGENT_DIR", self.agent_dir())
             .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1");
         if let Some(v) = &self.vault {
             c.env("LOCKBOX_VAULT", v);
@@ -172,7 +173,11 @@ fn protocol_through_the_agent_then_lock() {
 
     let out = env.unlock(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("for 1h"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("for 1h after its last use, 8h at the latest"),
+        "{}",
+        stdout(&out)
+    );
 
     let get = env.run(&["get"], "127.0.0.1:5000\n");
     assert_eq!(
@@ -205,6 +210,7 @@ fn protocol_through_the_agent_then_lock() {
     assert_eq!(status["unlocked"], true);
     assert_eq!(status["key_source"], "agent");
     assert!(status["agent"]["expires_in_secs"].as_u64().unwrap() > 3500);
+    assert!(status["agent"]["timeout_left_secs"].as_u64().unwrap() > 7 * 3600);
     assert_eq!(env.run(&["status", "--quiet"], "").status.code(), Some(0));
 
     let lock = env.run(&["lock"], "");
@@ -240,7 +246,7 @@ fn timeout_expiry_relocks_and_unlock_again_extends() {
     // The agent exits when it holds nothing; the next unlock starts a fresh one.
     assert!(env.unlock(&["--timeout", "2s"]).status.success());
     assert!(env.unlock(&["--timeout", "8h"]).status.success());
-    let expires = env.status_json()["agent"]["expires_in_secs"]
+    let expires = env.status_json()["agent"]["timeout_left_secs"]
         .as_u64()
         .unwrap();
     assert!(expires > 7 * 3600, "unlock again did not extend: {expires}");
@@ -457,17 +463,13 @@ fn peer_of_another_uid_is_refused() {
     env.init();
     env.store("h", "u", "p");
     assert!(env.unlock(&[]).status.success());
-    let public = env.status_json()["public_key"].as_str().unwrap().to_owned();
     // Open the way through the file system so only SO_PEERCRED stands in between.
     for p in [env.dir.path(), &env.path("run"), &env.agent_dir()] {
         fs::set_permissions(p, fs::Permissions::from_mode(0o711)).unwrap();
     }
     let sock = env.agent_dir().join("agent.sock");
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
-    let answer = raw_request_as_nobody(
-        &sock,
-        &format!(r#"{{"v":1,"request":{{"status":{{"public_key":"{public}"}}}}}}"#),
-    );
+    let answer = raw_request_as_nobody(&sock, r#"{"v":2,"request":"status"}"#);
     assert_eq!(answer, r#"{"error":"forbidden"}"#);
     // The same request from our own uid is answered.
     fs::set_permissions(env.agent_dir(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -498,6 +500,7 @@ fn agent_is_not_dumpable() {
             .env("HOME", root.join("home"))
             .env("DOCKER_CONFIG", root.join("docker"))
             .env("XDG_RUNTIME_DIR", root.join("run"))
+            .env("LOCKBOX_AGENT_DIR", root.join("run/lockbox"))
             .env("LOCKBOX_ARGON2_PARAMS", "1024,1,1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -541,4 +544,462 @@ fn agent_is_not_dumpable() {
     assert_eq!(plain_owner, 65534);
     let lock = as_nobody(&["lock", "--all"]);
     assert!(lock.status.success());
+}
+
+/// Polls `cond` every 100 ms, at most `limit`; whether it became true.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn idle_timeout_slides_with_use_and_never_past_the_absolute_one() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "p");
+    assert!(
+        env.unlock(&["--idle", "3s", "--timeout", "1h"])
+            .status
+            .success()
+    );
+    // Used every 300 ms for 6 s: twice the idle timeout, and still unlocked.
+    for _ in 0..20 {
+        assert!(
+            stdout(&env.run(&["get"], "h")).contains("\"p\""),
+            "the idle deadline did not move on with use"
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    // Left alone (status does not count as use), it goes at its idle deadline, long
+    // before the absolute one.
+    assert!(eventually(
+        Duration::from_secs(15),
+        || env.status_json()["unlocked"] == false
+    ));
+    assert_eq!(stdout(&env.run(&["get"], "h")), LOCKED_LINE);
+    // Used all the time, it still goes at the absolute deadline.
+    assert!(
+        env.unlock(&["--idle", "1h", "--timeout", "2s"])
+            .status
+            .success()
+    );
+    assert!(eventually(Duration::from_secs(15), || stdout(
+        &env.run(&["get"], "h")
+    ) == LOCKED_LINE));
+    let bad = env.unlock(&["--idle", "0s"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--idle"), "{}", stderr(&bad));
+}
+
+#[test]
+fn near_expiry_warning_on_stderr_stdout_unchanged() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "p&<");
+    assert!(env.unlock(&[]).status.success());
+    let calm = env.run(&["get"], "h");
+    assert!(calm.status.success());
+    assert_eq!(stderr(&calm), "", "no warning with hours left");
+    assert!(env.unlock(&["--timeout", "4m"]).status.success());
+    let warned = env.run(&["get"], "h");
+    assert!(warned.status.success());
+    assert_eq!(warned.stdout, calm.stdout, "stdout must be byte-identical");
+    let err = stderr(&warned);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("--timeout") && err.contains("unlock"),
+        "{err}"
+    );
+    assert!(!err.contains("p&<"));
+    // An idle deadline under 5 minutes says so, and points at --idle.
+    assert!(env.unlock(&["--idle", "2m"]).status.success());
+    let idle = env.run(&["get"], "h");
+    assert_eq!(idle.stdout, calm.stdout);
+    assert!(stderr(&idle).contains("--idle"), "{}", stderr(&idle));
+    // Unlock again sets new deadlines: the warning is gone.
+    assert!(env.unlock(&["--timeout", "8h"]).status.success());
+    assert_eq!(stderr(&env.run(&["get"], "h")), "");
+}
+
+#[test]
+fn status_lists_every_held_vault_with_both_times() {
+    let mut env = Env::new();
+    let a = env.path("a.json");
+    let b = env.path("b.json");
+    env.vault = Some(a.clone());
+    env.init();
+    assert!(
+        env.unlock(&["--idle", "10m", "--timeout", "2h"])
+            .status
+            .success()
+    );
+    env.vault = Some(b.clone());
+    env.init();
+    assert!(
+        env.unlock(&["--idle", "20m", "--timeout", "3h"])
+            .status
+            .success()
+    );
+    let status = env.status_json();
+    let vaults = status["agent"]["vaults"].as_array().unwrap().clone();
+    assert_eq!(vaults.len(), 2, "{status}");
+    let labels: Vec<&str> = vaults
+        .iter()
+        .map(|v| v["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, [a.to_str().unwrap(), b.to_str().unwrap()]);
+    let idle_a = vaults[0]["idle_left_secs"].as_u64().unwrap();
+    let idle_b = vaults[1]["idle_left_secs"].as_u64().unwrap();
+    let abs_b = vaults[1]["timeout_left_secs"].as_u64().unwrap();
+    assert!((500..=600).contains(&idle_a), "{status}");
+    assert!((1100..=1200).contains(&idle_b) && (10_000..=10_800).contains(&abs_b));
+    let text = stdout(&env.run(&["status"], ""));
+    assert!(text.contains("holds 2 vault key(s)"), "{text}");
+    assert!(text.contains(a.to_str().unwrap()) && text.contains(b.to_str().unwrap()));
+    // A vault the agent does not hold still lists the ones it does.
+    env.vault = Some(a.clone());
+    assert!(env.run(&["lock"], "").status.success());
+    let text = stdout(&env.run(&["status"], ""));
+    assert!(text.contains("holds 1 vault key(s)"), "{text}");
+    assert!(text.contains(&format!("  {} for ", b.display())), "{text}");
+}
+
+/// Regression (issue 15 item 8): a same-uid client trickling one byte every 500 ms
+/// never trips a per-read timeout; with one deadline per request the agent drops it
+/// after 2 s and the owner's `get` (which waits up to 5 s) is answered.
+fn trickle(socket: &Path) -> thread::JoinHandle<()> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    thread::spawn(move || {
+        let _ = s.write_all(&1000u32.to_be_bytes());
+        for _ in 0..30 {
+            if s.write_all(b" ").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    })
+}
+
+#[test]
+fn a_trickling_client_cannot_hold_the_agent() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "p");
+    assert!(env.unlock(&[]).status.success());
+    let t = trickle(&env.agent_dir().join("agent.sock"));
+    thread::sleep(Duration::from_millis(200));
+    let get = env.run(&["get"], "h");
+    assert!(
+        stdout(&get).contains("\"p\""),
+        "{}{}",
+        stdout(&get),
+        stderr(&get)
+    );
+    t.join().unwrap();
+}
+
+#[test]
+fn a_trickling_client_cannot_hold_an_exec_server() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "p");
+    let pass = env.path("pass");
+    let script = format!(
+        "{BIN} get <<EOF >/dev/null || exit 9\nh\nEOF\necho \"$LOCKBOX_AGENT_SOCKET\" > {dir}/sock; \
+         while [ ! -e {dir}/go ]; do sleep 0.1; done; {BIN} get <<EOF\nh\nEOF",
+        dir = env.path("").display()
+    );
+    let child = env
+        .cmd(&[
+            "exec",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(20), || env
+        .path("sock")
+        .exists()));
+    let sock = fs::read_to_string(env.path("sock")).unwrap();
+    let t = trickle(Path::new(sock.trim()));
+    thread::sleep(Duration::from_millis(200));
+    fs::write(env.path("go"), "").unwrap();
+    let out = bounded_output(child);
+    assert!(
+        stdout(&out).contains("\"p\""),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    t.join().unwrap();
+}
+
+/// `exec` with the passphrase file and `script` run by `sh -c`.
+fn exec_sh(env: &Env, script: &str, vars: &[(&str, &str)]) -> std::process::Child {
+    let pass = env.path("pass");
+    let mut c = env.cmd(&[
+        "exec",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn exec_serves_its_command_and_forgets_the_key_when_it_exits() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "s3cr3t-exec");
+    // The command and its children get the secret; the environment is scrubbed.
+    let script = format!(
+        "printf h | {BIN} get; echo; env; echo \"SOCK=$LOCKBOX_AGENT_SOCKET\"; \
+         sh -c 'printf h | {BIN} get' >/dev/null && echo child-ok; {BIN} status --quiet; echo status=$?"
+    );
+    let key_file = env.path("pass");
+    let out = bounded_output(exec_sh(
+        &env,
+        &script,
+        &[
+            ("LOCKBOX_IDENTITY_FILE", "/nonexistent/id"),
+            ("LOCKBOX_IDENTITY_CMD", "false"),
+            ("LOCKBOX_PASSPHRASE_FILE", key_file.to_str().unwrap()),
+        ],
+    ));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("\"Secret\":\"s3cr3t-exec\""), "{text}");
+    assert!(text.contains("child-ok"), "{text}");
+    assert!(text.contains("status=0"), "{text}");
+    for hidden in ["LOCKBOX_IDENTITY", "LOCKBOX_PASSPHRASE_FILE"] {
+        assert!(
+            !text.lines().any(|l| l.starts_with(hidden)),
+            "{hidden} reached the command: {text}"
+        );
+    }
+    assert!(!text.contains(PASSPHRASE));
+    let sock = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SOCK="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        sock.starts_with(env.agent_dir().to_str().unwrap()),
+        "{sock}"
+    );
+    // Gone with the command: no socket, no directory, and a get naming it is locked.
+    assert!(!Path::new(&sock).exists());
+    assert!(!Path::new(&sock).parent().unwrap().exists());
+    let mut c = env.cmd(&["get"]);
+    c.env("LOCKBOX_AGENT_SOCKET", &sock);
+    let get = {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"h").unwrap();
+        bounded_output(child)
+    };
+    assert_eq!(stdout(&get), LOCKED_LINE);
+    // No agent was started for the user.
+    assert!(!env.agent_dir().join("agent.sock").exists());
+}
+
+#[test]
+fn exec_returns_the_exit_status_and_128_plus_the_signal() {
+    let env = Env::new();
+    env.init();
+    let out = bounded_output(exec_sh(&env, "exit 7", &[]));
+    assert_eq!(out.status.code(), Some(7));
+    let out = bounded_output(exec_sh(&env, "kill -TERM $$", &[]));
+    assert_eq!(out.status.code(), Some(128 + 15));
+    let missing = env.run(
+        &[
+            "exec",
+            "--passphrase-file",
+            env.path("pass").to_str().unwrap(),
+            "--",
+            "/nonexistent/cmd",
+        ],
+        "",
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("/nonexistent/cmd"),
+        "{}",
+        stderr(&missing)
+    );
+    // Nothing before `--` is a command.
+    assert_eq!(env.run(&["exec"], "").status.code(), Some(2));
+}
+
+#[test]
+fn exec_forwards_signals_to_its_command() {
+    let env = Env::new();
+    env.init();
+    let ready = env.path("ready");
+    let script = format!(
+        "trap 'exit 42' USR1; : > {}; while :; do sleep 0.1; done",
+        ready.display()
+    );
+    let child = exec_sh(&env, &script, &[]);
+    assert!(eventually(Duration::from_secs(20), || ready.exists()));
+    Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = bounded_output(child);
+    assert_eq!(out.status.code(), Some(42), "{}", stderr(&out));
+}
+
+#[test]
+fn exec_killed_by_sigkill_leaves_no_usable_key() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "p");
+    let info = env.path("info");
+    let script = format!(
+        "echo \"$$ $LOCKBOX_AGENT_SOCKET\" > {}.tmp; mv {0}.tmp {0}; sleep 60",
+        info.display()
+    );
+    let mut child = exec_sh(&env, &script, &[]);
+    assert!(eventually(Duration::from_secs(20), || info.exists()));
+    let text = fs::read_to_string(&info).unwrap();
+    let (cmd_pid, sock) = text.trim().split_once(' ').unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The command dies with it (PR_SET_PDEATHSIG).
+    assert!(
+        eventually(Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{cmd_pid}"
+        ))
+        .exists()
+            || fs::read_to_string(format!("/proc/{cmd_pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))),
+        "the command outlived exec"
+    );
+    let mut c = env.cmd(&["get"]);
+    c.env("LOCKBOX_AGENT_SOCKET", sock);
+    let mut g = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    g.stdin.take().unwrap().write_all(b"h").unwrap();
+    assert_eq!(stdout(&bounded_output(g)), LOCKED_LINE);
+    // The next exec sweeps the leftover directory.
+    let out = bounded_output(exec_sh(&env, "true", &[]));
+    assert!(out.status.success());
+    assert!(
+        !Path::new(sock).parent().unwrap().exists(),
+        "leftover not swept"
+    );
+}
+
+#[test]
+fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
+    let env = Env::new();
+    env.init();
+    env.store("h", "u", "p");
+    let mut agent = env
+        .cmd(&["agent", "--foreground"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = env.agent_dir().join("agent.sock");
+    assert!(eventually(Duration::from_secs(20), || sock.exists()));
+    // A second foreground agent refuses to start beside it.
+    let second = env.run(&["agent", "--foreground"], "");
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("already serves"),
+        "{}",
+        stderr(&second)
+    );
+    // Past the background agent's 30 s start-up grace with no key: still there.
+    thread::sleep(Duration::from_secs(32));
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the foreground agent exited by itself"
+    );
+    assert!(env.unlock(&[]).status.success());
+    let st = env.status_json();
+    assert_eq!(
+        st["agent"]["pid"].as_u64().unwrap(),
+        u64::from(agent.id()),
+        "{st}"
+    );
+    assert_eq!(st["agent"]["mode"], "foreground");
+    assert!(stdout(&env.run(&["get"], "h")).contains("\"p\""));
+    // Its last key locked: still there.
+    assert!(env.run(&["lock"], "").status.success());
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "exited when its last key went"
+    );
+    assert!(env.unlock(&[]).status.success());
+    Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    let out = {
+        let (tx, rx) = mpsc::channel();
+        let stderr_pipe = agent.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut { stderr_pipe }, &mut s);
+            let _ = tx.send(s);
+        });
+        let status = agent.wait().unwrap();
+        (status, rx.recv_timeout(Duration::from_secs(10)).unwrap())
+    };
+    assert_eq!(out.0.code(), Some(0), "{}", out.1);
+    assert!(!sock.exists(), "the socket is removed");
+    let log = out.1;
+    for event in [
+        "started on",
+        "unlocked ",
+        "locked ",
+        "stopping on a signal",
+        "stopped",
+    ] {
+        assert!(log.contains(event), "no {event:?} line in {log}");
+    }
+    assert!(
+        log.lines().all(|l| l.starts_with("lockbox-agent: ")),
+        "{log}"
+    );
+    assert!(!log.contains(PASSPHRASE) && !log.contains("AGE-SECRET-KEY"));
+    assert_eq!(stdout(&env.run(&["get"], "h")), LOCKED_LINE);
 }

@@ -777,6 +777,30 @@ fn skopeo_through_cred_helpers() {
     assert!(!auth_refused(&out), "{}", out.describe());
     env.helper_calls();
 
+    // Through the agent, with skopeo in another XDG_RUNTIME_DIR than `unlock` had: the
+    // socket is a function of the uid, so it still finds the agent.
+    let identity = env.world().keys_dir().join("age-identity.txt");
+    let bin = env!("CARGO_BIN_EXE_docker-credential-lockbox");
+    let mut unlock = env.command(bin, false);
+    unlock.arg("unlock").arg("--identity-file").arg(&identity);
+    let out = clients::run(unlock, Input::Closed);
+    assert!(out.ok(), "unlock: {}", out.describe());
+    let other_runtime = env.path("other-run");
+    fs::create_dir(&other_runtime).expect("another runtime dir");
+    let mut c = env.command("skopeo", false);
+    c.env("REGISTRY_AUTH_FILE", &skopeo.auth_file)
+        .env("XDG_RUNTIME_DIR", &other_runtime)
+        .arg("--policy")
+        .arg(&skopeo.policy)
+        .args(["inspect", "--tls-verify=false", &remote]);
+    let out = clients::run(c, Input::Closed);
+    let mut lock = env.command(bin, false);
+    lock.args(["lock", "--all"]);
+    let locked = clients::run(lock, Input::Closed);
+    assert!(out.ok(), "skopeo through the agent: {}", out.describe());
+    assert!(env.helper_calls().contains(&get));
+    assert!(locked.ok(), "lock --all: {}", locked.describe());
+
     // skopeo logout erases through the helper, and needs no key for that.
     let out = skopeo.run(&["logout", &server], false, Input::Closed);
     assert!(out.ok(), "skopeo logout: {}", out.describe());

@@ -601,7 +601,7 @@ fn vault_checks(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
 fn key_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Finding>) {
     // What `get` would use: the key variables, then the agent; never a prompt. Tried,
     // not only described (a passphrase file costs one Argon2id run).
-    let agent = Agent::for_user();
+    let agent = Agent::for_requests(settings);
     let socket = agent.socket().display().to_string();
     let list = keysource::sources(
         &settings.keys,
@@ -614,7 +614,7 @@ fn key_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Fin
         .collect();
     match keysource::check(vault, &list) {
         Ok(name) if name == "agent" => {
-            let held = Agent::for_user().status(&vault.public().to_string());
+            let held = Agent::for_requests(settings).status(&vault.public().to_string());
             let what = match held {
                 Ok(Some(h)) => format!(
                     "unlocked by the agent (pid {}) for {}",

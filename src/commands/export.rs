@@ -1,17 +1,19 @@
-//! `export`: the entries as plaintext Docker `auths`, printed or merged into a config
-//! (the way out; explicit).
-use std::io::Write;
+//! `export`: the entries in plaintext, in one of the formats of [`crate::exportfmt`]
+//! (Docker auths, a Kubernetes Secret, `DOCKER_AUTH_CONFIG`, a containers auth.json),
+//! printed or merged into a Docker config (the way out; explicit). Never printed to a
+//! terminal unless `--allow-terminal` says so.
+use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use zeroize::Zeroizing;
 
 use super::KeyOpts;
 use crate::agent_client::Agent;
 use crate::config::Settings;
 use crate::dockerconfig::DockerConfig;
-use crate::error::Error;
+use crate::error::{Error, Usage};
 use crate::exit::Exit;
+use crate::exportfmt::{self, Format};
 use crate::keys::EntryOpener;
 use crate::keysource::{self, AgentUse, Terminal};
 use crate::messages;
@@ -21,9 +23,27 @@ use crate::vault::Vault;
 #[derive(Debug, Args)]
 pub struct Opts {
     /// Merge the entries into this Docker config (and drop `credsStore: lockbox`)
-    /// instead of printing them.
+    /// instead of printing them. Only with the docker-config format; --registry
+    /// limits what is merged.
     #[arg(long, value_name = "PATH")]
     to_config: Option<PathBuf>,
+    /// What to print (docs/FLEET.md): Docker's auths, a Kubernetes Secret, its
+    /// .dockerconfigjson payload, a DOCKER_AUTH_CONFIG line, a containers auth.json.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    format: Format,
+    /// Only this registry (matched as `get` matches a server URL). Repeatable.
+    #[arg(long, value_name = "REGISTRY")]
+    registry: Vec<String>,
+    /// The Secret's name (k8s-secret).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The Secret's namespace (k8s-secret; default: none, so `kubectl apply -n` decides).
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Print the plaintext even when stdout is a terminal (where scrollback, screen
+    /// sharing and terminal logs keep it).
+    #[arg(long)]
+    allow_terminal: bool,
     #[command(flatten)]
     key: KeyOpts,
 }
@@ -38,39 +58,91 @@ fn export_opener(
     let list = keysource::sources(
         &settings.keys,
         &k.flags(),
-        Some((Agent::for_user(), AgentUse::Verified)),
+        Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     keysource::open_entries(vault, &list, &Terminal).map(|(o, _)| o)
 }
 
-/// `export`: the entries as plaintext Docker `auths`, explicitly.
+fn usage(text: String) -> Error {
+    Error::Usage(Usage::Export(messages::sanitize(&text)))
+}
+
+/// The Secret's metadata for `k8s-secret`, checked; an error for options that do not
+/// go with the format.
+fn secret_meta(o: &Opts) -> Result<Option<exportfmt::SecretMeta>, Error> {
+    match (o.format, &o.name) {
+        (Format::K8sSecret, Some(name)) => {
+            exportfmt::check_secret_name(name).map_err(usage)?;
+            if let Some(ns) = &o.namespace {
+                exportfmt::check_namespace(ns).map_err(usage)?;
+            }
+            Ok(Some(exportfmt::SecretMeta {
+                name: name.clone(),
+                namespace: o.namespace.clone(),
+            }))
+        }
+        (Format::K8sSecret, None) => Err(usage("--format k8s-secret needs --name NAME".into())),
+        _ if o.name.is_some() || o.namespace.is_some() => Err(usage(
+            "--name and --namespace go with --format k8s-secret".into(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// `export`: the entries in plaintext, explicitly.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
+    let meta = secret_meta(&o)?;
+    if o.to_config.is_some() && o.format != Format::DockerConfig {
+        return Err(usage(
+            "--to-config writes a Docker config.json: it goes with --format docker-config only"
+                .into(),
+        ));
+    }
+    // Checked before any key is asked for: plaintext on a terminal stays in its
+    // scrollback, a screen share or a terminal log.
+    if o.to_config.is_none() && !o.allow_terminal && std::io::stdout().is_terminal() {
+        return Err(usage(
+            "refusing to print plaintext credentials to a terminal: redirect stdout (> file, | kubectl apply -f -) or pass --allow-terminal"
+                .into(),
+        ));
+    }
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
+    let keys =
+        exportfmt::select_registries(&o.registry, vault.entries().keys().map(String::as_str))
+            .map_err(|r| usage(format!("no entry in the vault matches --registry {r}")))?;
     let opener = export_opener(&vault, settings, &o.key)?;
-    let mut auths = serde_json::Map::new();
-    for (server, e) in vault.entries() {
-        let secret = opener.open_entry(server, &e.username, &e.secret)?;
-        auths.insert(
-            server.clone(),
-            crate::dockerconfig::plaintext_entry(&e.username, &secret),
-        );
+    let mut creds = Vec::with_capacity(keys.len());
+    for server in keys {
+        let e = &vault.entries()[server];
+        creds.push(exportfmt::Cred {
+            server,
+            username: &e.username,
+            secret: opener.open_entry(server, &e.username, &e.secret)?,
+        });
     }
     match &o.to_config {
         None => {
+            let rendered = exportfmt::render(o.format, &creds, meta.as_ref());
             eprintln!("{}", messages::EXPORT_WARNING);
-            let doc = serde_json::json!({ "auths": auths });
-            let mut text = Zeroizing::new(serde_json::to_string_pretty(&doc).unwrap_or_default());
-            text.push('\n');
+            for (server, why) in &rendered.left_out {
+                eprintln!(
+                    "{}",
+                    messages::sanitize(&format!("warning: left out {server}: {why}"))
+                );
+            }
             std::io::stdout()
                 .lock()
-                .write_all(text.as_bytes())
+                .write_all(&rendered.bytes)
                 .map_err(|e| Error::io("write", "stdout", e))?;
         }
         Some(p) => {
             let mut config = DockerConfig::read(p)?;
-            for (server, entry) in &auths {
-                config.put_auth(server, entry.clone());
+            for c in &creds {
+                config.put_auth(
+                    c.server,
+                    crate::dockerconfig::plaintext_entry(c.username, &c.secret),
+                );
             }
             let unset = config.unset_store();
             config.write()?;
@@ -79,7 +151,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 "{}",
                 messages::sanitize(&messages::exported_to(
                     &config.path.display().to_string(),
-                    auths.len(),
+                    creds.len(),
                     unset
                 ))
             );

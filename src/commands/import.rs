@@ -295,7 +295,7 @@ fn verify_imported(vault: &Vault, stored: &[&Found], settings: &Settings) -> Res
     let list = keysource::sources(
         &settings.keys,
         &KeyFlags::default(),
-        Some((Agent::for_user(), AgentUse::Verified)),
+        Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     let opener = keysource::open_entries(vault, &list, &NeverPrompt)
         .ok()

@@ -27,7 +27,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             messages::sanitize(&path.vault.display().to_string()),
         )
     };
-    match Agent::for_user().lock(public_key.as_deref())? {
+    match Agent::for_requests(settings).lock(public_key.as_deref())? {
         LockOutcome::NoAgent => crate::outln!("{}", messages::NO_AGENT),
         LockOutcome::Locked => crate::outln!("{}", messages::locked_now(&what)),
         LockOutcome::StoppedOtherBuild => crate::outln!("{}", messages::locked_now("every vault")),

@@ -21,6 +21,7 @@ use crate::vault::Vault;
 
 pub mod completions;
 pub mod doctor;
+pub mod exec;
 pub mod export;
 pub mod import;
 pub mod init;

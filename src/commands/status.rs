@@ -1,7 +1,6 @@
 //! `status`: the vault, its slots and entries, and the key sources `get` would use —
 //! described without trying them, or tried with `--check` ([`crate::keysource`]).
 use std::io::Write;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -36,7 +35,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let list = keysource::sources(
         &settings.keys,
         &KeyFlags::default(),
-        Some((Agent::for_user(), AgentUse::Verified)),
+        Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     let described = keysource::describe(&vault, &list);
     // The terminal is for people; `get` never reaches it, so status does not show it.
@@ -97,8 +96,11 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             .collect();
         let agent = match &held {
             Some(h) => serde_json::json!({
-                "pid": h.pid, "expires_in_secs": h.expires_in_secs,
+                "pid": h.pid, "mode": h.mode, "expires_in_secs": h.expires_in_secs,
+                "idle_left_secs": h.vault.idle_left_secs,
+                "timeout_left_secs": h.vault.timeout_left_secs,
                 "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
+                "vaults": crate::agent_client::vaults_json(&h.all),
             }),
             None => serde_json::Value::Null,
         };
@@ -134,9 +136,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         let state = match &d.verdict {
             Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
             Verdict::Ready(h) => format!(
-                "holds the key (pid {}) for {}",
+                "holds the key (pid {}) {}",
                 h.pid,
-                humantime::format_duration(Duration::from_secs(h.expires_in_secs))
+                crate::agent_client::held_times(h.mode, &h.vault)
             ),
             Verdict::NotApplicable(Error::Locked) => "does not hold this vault's key".to_owned(),
             Verdict::NotApplicable(e) => format!("does not apply: {}", e.message()),
@@ -153,6 +155,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 .to_owned()
         }
     });
+    // Every vault the agent holds, this one or not (a cheap local request).
+    if let Ok(Some(all)) = Agent::for_requests(settings).status_all() {
+        text.push_str(&crate::agent_client::held_lines(&all));
+    }
     let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
     out.write_all(clean.as_bytes()).map_err(io_err)?;
     Ok(code)

@@ -10,23 +10,22 @@ use crate::error::{Error, Usage};
 use crate::exit::Exit;
 use crate::messages;
 
-/// How long `unlock` holds a key unless told otherwise: long enough for a working
-/// session of builds, short enough that a forgotten unlock does not keep the key in
-/// memory overnight.
-pub const DEFAULT_TIMEOUT: &str = "1h";
-
 /// `unlock`
 #[derive(Debug, Args)]
 pub struct Opts {
     #[command(flatten)]
     key: KeyOpts,
-    /// How long the agent holds the key: 15m, 1h, 8h… (at most 7 days).
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_TIMEOUT)]
+    /// Forget the key after this long without a `get`; each `get` starts it again
+    /// (never past --timeout): 15m, 1h…
+    #[arg(long, value_name = "DURATION", default_value = crate::agent::DEFAULT_IDLE)]
+    idle: String,
+    /// Forget the key this long after unlock, used or not: 1h, 8h… (at most 7 days).
+    #[arg(long, value_name = "DURATION", default_value = crate::agent::DEFAULT_TIMEOUT)]
     timeout: String,
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, Error> {
-    let bad = || Error::from(Usage::BadTimeout(text.to_owned()));
+fn parse_timeout(flag: &'static str, text: &str) -> Result<Duration, Error> {
+    let bad = || Error::from(Usage::BadTimeout(flag, text.to_owned()));
     let d = humantime::parse_duration(text).map_err(|_| bad())?;
     if d < crate::agent::MIN_TIMEOUT || d > crate::agent::MAX_TIMEOUT {
         return Err(bad());
@@ -36,15 +35,19 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 
 /// Runs `unlock`.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
-    let timeout = parse_timeout(&o.timeout)?;
+    let idle = parse_timeout("--idle", &o.idle)?;
+    let timeout = parse_timeout("--timeout", &o.timeout)?;
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
     let opened = open_key(&vault, settings, &o.key.flags())?;
-    Agent::for_user().unlock(&opened.key, timeout)?;
+    // Always this user's agent, even inside `exec` (whose server takes no new key).
+    let label = path.vault.display().to_string();
+    Agent::for_user().unlock(&opened.key, &label, idle, timeout)?;
     crate::outln!(
         "{}",
         messages::unlocked(
-            &messages::sanitize(&path.vault.display().to_string()),
+            &messages::sanitize(&label),
+            &humantime::format_duration(idle.min(timeout)).to_string(),
             &humantime::format_duration(timeout).to_string()
         )
     );

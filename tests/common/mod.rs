@@ -4,7 +4,7 @@
 //!
 //! - [`World`]: one test's private world in a temporary directory — `home/` (HOME),
 //!   `docker/` (DOCKER_CONFIG, so the default vault is `docker/lockbox/vault.json`),
-//!   `run/` (XDG_RUNTIME_DIR, 0700, no agent), `keys/` (identities and passphrase files:
+//!   `run/` (XDG_RUNTIME_DIR, 0700, no agent; `run/lockbox` is LOCKBOX_AGENT_DIR), `keys/` (identities and passphrase files:
 //!   the only place a secret may sit in plaintext) and `bin/` (first on PATH, with
 //!   `docker-credential-lockbox` linked to the binary under test). Commands run with a
 //!   cleared environment plus those variables, so the developer's Docker config, vault
@@ -192,12 +192,20 @@ impl World {
     }
 
     /// Sets the world's location variables on `c` (PATH, HOME, DOCKER_CONFIG,
-    /// XDG_RUNTIME_DIR), leaving the rest of its environment as it is.
+    /// XDG_RUNTIME_DIR, LOCKBOX_AGENT_DIR), leaving the rest of its environment as it is.
     pub fn set_location(&self, c: &mut Command) {
         c.env("PATH", self.path_var())
             .env("HOME", self.path("home"))
             .env("DOCKER_CONFIG", self.docker_dir())
-            .env("XDG_RUNTIME_DIR", self.path("run"));
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            // The agent's directory is a function of the uid (all tests run as one);
+            // this world's own keeps parallel tests and the developer's agent apart.
+            .env("LOCKBOX_AGENT_DIR", self.agent_dir());
+    }
+
+    /// This world's agent directory (`LOCKBOX_AGENT_DIR`): `run/lockbox`.
+    pub fn agent_dir(&self) -> PathBuf {
+        self.path("run/lockbox")
     }
 
     /// `program` with a cleared environment and the world's location variables.

@@ -1,0 +1,211 @@
+//! `exec -- CMD ARGS…`: the vault open for exactly one command's life (after
+//! `aws-vault exec`, `op run`, `sops exec-env`).
+//!
+//! The key stays in this process, which serves it on a private socket
+//! (`<agent dir>/exec-<pid>-<n>/agent.sock`, the directory 0700) named to CMD in
+//! `LOCKBOX_AGENT_SOCKET`; CMD's `get` asks it as it would ask the agent. CMD's
+//! environment loses the identity and passphrase variables, so CMD and its children
+//! cannot bypass `exec` or keep the identity. Signals sent to `exec` are forwarded to
+//! CMD; CMD's exit status is returned (128+N when it dies of signal N). When CMD
+//! exits the key is wiped and the socket and its directory removed. When `exec` is
+//! SIGKILLed the key dies with its memory, the socket left behind refuses every
+//! connection, and CMD gets SIGTERM (`PR_SET_PDEATHSIG`); the next `exec` sweeps the
+//! leftover directory.
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Args;
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::process::{Pid, Signal};
+
+use super::{KeyOpts, open_key};
+use crate::agent::{BoundSocket, Server, harden, signal_pipe};
+use crate::agent_proto::{self, AGENT_SOCKET_VAR, AgentMode, SOCKET_NAME};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+
+/// The variables CMD must not see (besides every `LOCKBOX_IDENTITY*`).
+const HIDDEN_VARS: [&str; 1] = ["LOCKBOX_PASSPHRASE_FILE"];
+/// Signals passed on to CMD. Stop signals are left to the terminal's job control.
+const FORWARDED: [i32; 7] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+    signal_hook::consts::SIGWINCH,
+];
+/// A backstop wake-up: CMD's exit also arrives as SIGCHLD.
+const POLL_BACKSTOP: Duration = Duration::from_secs(1);
+
+/// `exec`'s options.
+#[derive(Debug, Args)]
+pub struct Opts {
+    #[command(flatten)]
+    key: KeyOpts,
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// Runs `exec`; returns CMD's exit status.
+pub fn run(o: Opts, settings: &Settings) -> Result<Exit> {
+    let path = settings.location.resolve()?;
+    let vault = path.read_existing()?;
+    let key = open_key(&vault, settings, &o.key.flags())?.key;
+
+    let dir = agent_proto::agent_dir();
+    agent_proto::check_agent_dir(&dir, true)?;
+    sweep_leftovers(&dir);
+    let private = make_private_dir(&dir)?;
+    let result = serve_command(&o.command, key, &path.vault, &private);
+    let _ = fs::remove_dir_all(&private);
+    result
+}
+
+fn serve_command(
+    command: &[OsString],
+    key: crate::crypto::VaultKey,
+    vault: &Path,
+    private: &Path,
+) -> Result<Exit> {
+    let socket = private.join(SOCKET_NAME);
+    let mut server = Server::new(AgentMode::Exec, harden());
+    server.hold_forever(key, &vault.display().to_string());
+    let forwards: Vec<(i32, UnixStream)> = FORWARDED
+        .iter()
+        .map(|&sig| signal_pipe(&[sig]).map(|p| (sig, p)))
+        .collect::<Result<_>>()?;
+    let chld = signal_pipe(&[signal_hook::consts::SIGCHLD])?;
+    for (_, p) in &forwards {
+        let _ = p.set_nonblocking(true);
+    }
+    let _ = chld.set_nonblocking(true);
+    let bound = BoundSocket::bind(&socket)?;
+
+    // clap requires at least one word after `--`.
+    let Some((program, args)) = command.split_first() else {
+        return Ok(Exit::Usage);
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).env(AGENT_SOCKET_VAR, &socket);
+    for (name, _) in std::env::vars_os() {
+        let hidden = name
+            .to_str()
+            .is_some_and(|n| n.starts_with("LOCKBOX_IDENTITY") || HIDDEN_VARS.contains(&n));
+        if hidden {
+            cmd.env_remove(&name);
+        }
+    }
+    crate::sys::die_with_parent(&mut cmd, Signal::TERM);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io("run the command", PathBuf::from(program), e))?;
+    let child_pid = Pid::from_raw(child.id() as i32);
+
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io("wait for", program, e))?
+        {
+            break status;
+        }
+        let timeout =
+            rustix::event::Timespec::try_from(POLL_BACKSTOP).unwrap_or(rustix::event::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            });
+        let mut fds: Vec<PollFd> = vec![
+            PollFd::new(&bound.listener, PollFlags::IN),
+            PollFd::new(&chld, PollFlags::IN),
+        ];
+        fds.extend(forwards.iter().map(|(_, p)| PollFd::new(p, PollFlags::IN)));
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
+        }
+        drop(fds);
+        drain(&chld);
+        for (sig, pipe) in &forwards {
+            if drain(pipe)
+                && let (Some(child_pid), Some(sig)) = (child_pid, Signal::from_named_raw(*sig))
+            {
+                let _ = rustix::process::kill_process(child_pid, sig);
+            }
+        }
+        server.accept_all(&bound.listener);
+    };
+    server.clear();
+    drop(bound);
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Command(u8::try_from(code).unwrap_or(1)),
+        (None, Some(sig)) => Exit::Command(u8::try_from(128 + sig).unwrap_or(1)),
+        (None, None) => Exit::Failure,
+    })
+}
+
+/// Empties a signal pipe; whether anything was in it.
+fn drain(pipe: &UnixStream) -> bool {
+    let mut buf = [0u8; 64];
+    let mut any = false;
+    // Bounded: the pipe is non-blocking, and a pipe holds at most a few bytes per signal.
+    for _ in 0..64 {
+        match (&*pipe).read(&mut buf) {
+            Ok(n) if n > 0 => any = true,
+            _ => break,
+        }
+    }
+    any
+}
+
+/// Creates `<dir>/exec-<pid>-<n>`, mode 0700, inside the checked agent directory.
+fn make_private_dir(dir: &Path) -> Result<PathBuf> {
+    let pid = std::process::id();
+    let mut last = None;
+    for n in 0..100u32 {
+        let private = dir.join(format!("exec-{pid}-{n}"));
+        match fs::DirBuilder::new().mode(0o700).create(&private) {
+            Ok(()) => return Ok(private),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(Error::io("create", private, e)),
+        }
+    }
+    Err(Error::io(
+        "create a private directory in",
+        dir,
+        last.unwrap_or_else(|| std::io::Error::other("no free name")),
+    ))
+}
+
+/// Removes the directories of `exec`s that are gone (SIGKILLed: they could not clean
+/// up). A directory whose process still exists is left alone, even if the pid was
+/// reused: a leftover costs nothing, its socket refuses connections.
+fn sweep_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("exec-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}

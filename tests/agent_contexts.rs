@@ -1,0 +1,446 @@
+//! The agent's socket rule with real uids: `unlock` in one context of a user and `get`
+//! in every other context of that user meet (no `XDG_RUNTIME_DIR`, another one,
+//! `env -i`, `sudo -u`, `su -c`, `setpriv --reuid`, after the runtime directory was
+//! removed); another uid does not; the shipped units verify and their `ExecStart=`,
+//! run the way systemd would run it, serves the user.
+//!
+//! These tests create users (`useradd`, as root) and use the real per-uid directory
+//! `/tmp/lockbox-<uid>` of those users, never `LOCKBOX_AGENT_DIR`: that is the rule
+//! under test. They run serially (`.config/nextest.toml`, group `uid-rule`) and check
+//! that the directory of the uid running the tests was not touched.
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-lockbox");
+const LOCKED_LINE: &str =
+    "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY\n";
+const SECRET: &str = "ctx-secret-4b1d";
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Root and the tools; in CI their absence fails the test, elsewhere it is skipped.
+fn require(tools: &[&str]) -> bool {
+    let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let what = format!("root (is root: {root}) and the tools {missing:?}");
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "CI needs {what} (scripts/test.sh installs sudo, util-linux, passwd, systemd)"
+    );
+    eprintln!("skipped: needs {what}");
+    false
+}
+
+fn bounded(child: Child, limit: Duration) -> Output {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(limit)
+        .expect("the command did not finish in time")
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What the test runner's own agent directory looks like, to prove it untouched.
+fn snapshot(dir: &Path) -> Option<(u64, i64, Vec<String>)> {
+    let m = fs::symlink_metadata(dir).ok()?;
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    Some((m.ino(), m.mtime(), names))
+}
+
+/// A user made for one test, removed with its agent directory when dropped.
+struct User {
+    name: String,
+    uid: u32,
+    gid: u32,
+    root: tempfile::TempDir,
+}
+
+impl User {
+    fn new(tag: &str) -> User {
+        let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let name = format!("lbx{}{tag}", std::process::id());
+        let home = root.path().join("home");
+        fs::create_dir(&home).unwrap();
+        // useradd locks /etc/passwd; other test binaries may be adding users too.
+        let out = Command::new("flock")
+            .args([
+                "/tmp/lockbox-test-useradd.lock",
+                "useradd",
+                "-M",
+                "-U",
+                "-s",
+                "/bin/sh",
+                "-d",
+            ])
+            .arg(&home)
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "useradd: {}", text(&out.stderr));
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id").args([flag, &name]).output().unwrap();
+            text(&o.stdout).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        User {
+            name,
+            uid,
+            gid,
+            root,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    fn agent_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/tmp/lockbox-{}", self.uid))
+    }
+
+    /// `setpriv --reuid` with exactly `vars` (plus PATH and HOME unless given).
+    fn setpriv(&self, vars: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .args(["env", "-i"]);
+        if !vars.iter().any(|(k, _)| *k == "PATH") {
+            c.arg(format!("PATH={SYSTEM_PATH}"));
+        }
+        if !vars.iter().any(|(k, _)| *k == "HOME") {
+            c.arg(format!("HOME={}", self.home().display()));
+        }
+        for (k, v) in vars {
+            c.arg(format!("{k}={v}"));
+        }
+        c.arg(BIN).args(args);
+        c
+    }
+
+    fn run(&self, mut c: Command, stdin: &str) -> Output {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        bounded(child, Duration::from_secs(60))
+    }
+
+    /// init (cheap Argon2id) with a passphrase file in the home, and one entry.
+    fn init_vault(&self) -> String {
+        let pass = self.home().join("pass");
+        fs::write(&pass, "user passphrase\n").unwrap();
+        std::os::unix::fs::chown(&pass, Some(self.uid), Some(self.gid)).unwrap();
+        let pass = pass.display().to_string();
+        let kdf = [("LOCKBOX_ARGON2_PARAMS", "1024,1,1")];
+        let out = self.run(
+            self.setpriv(&kdf, &["init", "--passphrase-file", &pass]),
+            "",
+        );
+        assert!(out.status.success(), "init: {}", text(&out.stderr));
+        let store =
+            serde_json::json!({"ServerURL": "reg.example", "Username": "u", "Secret": SECRET});
+        let out = self.run(self.setpriv(&[], &["store"]), &store.to_string());
+        assert!(out.status.success(), "store: {}", text(&out.stdout));
+        pass
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = self.run(self.setpriv(&[], &["lock", "--all"]), "");
+        let _ = fs::remove_dir_all(self.agent_dir());
+        let _ = Command::new("flock")
+            .args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name])
+            .output();
+    }
+}
+
+fn assert_got_secret(what: &str, out: &Output) {
+    assert!(
+        out.status.success() && text(&out.stdout).contains(SECRET),
+        "{what}: get did not reach the agent: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn uid_rule_unlock_and_get_meet_in_every_context_of_the_user() {
+    if !require(&["useradd", "userdel", "setpriv", "sudo", "su", "flock"]) {
+        return;
+    }
+    let own = PathBuf::from(format!(
+        "/tmp/lockbox-{}",
+        rustix::process::getuid().as_raw()
+    ));
+    let before = snapshot(&own);
+    let a = User::new("a");
+    let pass = a.init_vault();
+    // Unlock from a "login": XDG_RUNTIME_DIR as pam_systemd makes it.
+    let runtime = a.root.path().join("run-user");
+    fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(a.uid), Some(a.gid)).unwrap();
+    fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700)).unwrap();
+    let login = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    let out = a.run(
+        a.setpriv(&login, &["unlock", "--passphrase-file", &pass]),
+        "",
+    );
+    assert!(out.status.success(), "unlock: {}", text(&out.stderr));
+    assert!(a.agent_dir().join("agent.sock").exists());
+    assert!(
+        !runtime.join("lockbox").exists(),
+        "nothing under XDG_RUNTIME_DIR"
+    );
+
+    // cron: env -i with PATH and HOME only.
+    assert_got_secret("env -i", &a.run(a.setpriv(&[], &["get"]), "reg.example"));
+    // Another runtime directory (skopeo, podman, another session).
+    let other = [("XDG_RUNTIME_DIR", "/tmp/elsewhere-not-there")];
+    assert_got_secret(
+        "other XDG",
+        &a.run(a.setpriv(&other, &["get"]), "reg.example"),
+    );
+    // sudo -u (sudo resets the environment).
+    let mut sudo = Command::new("sudo");
+    sudo.args(["-u", &a.name, "-H", BIN, "get"]);
+    assert_got_secret("sudo -u", &a.run(sudo, "reg.example"));
+    // su USER -c, with whatever the test runner's environment holds.
+    let mut su = Command::new("su");
+    su.args(["-s", "/bin/sh", &a.name, "-c", &format!("{BIN} get")]);
+    assert_got_secret("su -c", &a.run(su, "reg.example"));
+    // The login ended: logind removed /run/user/<uid>.
+    fs::remove_dir_all(&runtime).unwrap();
+    assert_got_secret(
+        "after logout",
+        &a.run(a.setpriv(&login, &["get"]), "reg.example"),
+    );
+    let st = a.run(a.setpriv(&[], &["status", "--json"]), "");
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["unlocked"], true, "{st}");
+
+    // Another uid finds its own (absent) agent, never this one.
+    let b = User::new("b");
+    b.init_vault();
+    let out = b.run(b.setpriv(&[], &["get"]), "reg.example");
+    assert_eq!(text(&out.stdout), LOCKED_LINE);
+    // Pointed at A's directory explicitly, it is refused (A's, mode 0700).
+    let dir_a = a.agent_dir().display().to_string();
+    let out = b.run(
+        b.setpriv(&[("LOCKBOX_AGENT_DIR", &dir_a)], &["get"]),
+        "reg.example",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("refusing the lockbox agent directory")
+            || text(&out.stdout).contains("Permission denied"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains(SECRET));
+    // Root is another uid too: its helper does not use A's agent even when pointed there.
+    let mut as_root = Command::new(BIN);
+    as_root
+        .arg("get")
+        .env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .env("HOME", b.home())
+        .env("LOCKBOX_VAULT", a.home().join(".docker/lockbox/vault.json"))
+        .env("LOCKBOX_AGENT_DIR", &dir_a);
+    let out = a.run(as_root, "reg.example");
+    assert!(
+        text(&out.stdout).contains("owned by another user"),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(b);
+    drop(a);
+    assert_eq!(
+        snapshot(&own),
+        before,
+        "the runner's own {own:?} was touched"
+    );
+}
+
+/// The `ExecStart=` of a unit file, with the installed binary path replaced by the
+/// built one.
+fn exec_start(unit: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    line.split_whitespace()
+        .map(|w| w.replace("/usr/bin/docker-credential-lockbox", BIN))
+        .collect()
+}
+
+fn unit_text(name: &str) -> String {
+    fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/systemd")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn uid_rule_the_template_units_command_serves_its_user() {
+    if !require(&["useradd", "userdel", "setpriv", "sudo", "flock"]) {
+        return;
+    }
+    let unit = unit_text("lockbox-agent@.service");
+    for hiding in ["PrivateTmp=", "ProtectHome=", "ProtectSystem=strict"] {
+        assert!(
+            !unit.lines().any(|l| l.starts_with(hiding)),
+            "the unit must not hide the socket: {hiding}"
+        );
+    }
+    assert!(unit.contains("User=%i"));
+    let own = PathBuf::from(format!(
+        "/tmp/lockbox-{}",
+        rustix::process::getuid().as_raw()
+    ));
+    let before = snapshot(&own);
+    let u = User::new("u");
+    let pass = u.init_vault();
+    // As systemd runs a system service with User=: that user's uid and groups, and
+    // an environment of PATH, HOME, USER, LOGNAME and SHELL only.
+    let argv = exec_start(&unit);
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={}", u.uid))
+        .arg(format!("--regid={}", u.gid))
+        .arg("--init-groups")
+        .args(["env", "-i"])
+        .arg(format!("PATH={SYSTEM_PATH}"))
+        .arg(format!("HOME={}", u.home().display()))
+        .arg(format!("USER={}", u.name))
+        .arg(format!("LOGNAME={}", u.name))
+        .arg("SHELL=/bin/sh")
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let agent = c.spawn().unwrap();
+    let sock = u.agent_dir().join("agent.sock");
+    let start = Instant::now();
+    while !sock.exists() && start.elapsed() < Duration::from_secs(20) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sock.exists(), "the unit's command did not bind {sock:?}");
+    // The operator unlocks with sudo -u; the build (cron-like) gets.
+    let mut sudo = Command::new("sudo");
+    sudo.args([
+        "-u",
+        &u.name,
+        "-H",
+        BIN,
+        "unlock",
+        "--passphrase-file",
+        &pass,
+    ]);
+    let out = u.run(sudo, "");
+    assert!(out.status.success(), "unlock: {}", text(&out.stderr));
+    assert_got_secret("cron", &u.run(u.setpriv(&[], &["get"]), "reg.example"));
+    let st = u.run(u.setpriv(&[], &["status", "--json"]), "");
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["agent"]["mode"], "foreground", "{st}");
+    assert_eq!(
+        st["agent"]["pid"].as_u64(),
+        Some(u64::from(agent.id())),
+        "{st}"
+    );
+    // systemctl stop: SIGTERM, exit 0, socket gone.
+    Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    let out = bounded(agent, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!sock.exists());
+    assert!(!text(&out.stderr).contains(SECRET));
+    drop(u);
+    assert_eq!(
+        snapshot(&own),
+        before,
+        "the runner's own {own:?} was touched"
+    );
+}
+
+#[test]
+fn shipped_units_pass_systemd_analyze_verify() {
+    if !require(&["systemd-analyze"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["lockbox-agent.service", "lockbox-agent@.service"] {
+        let unit = unit_text(name);
+        assert!(
+            unit.contains("LoadCredentialEncrypted=lockbox-identity"),
+            "{name}: the hook"
+        );
+        fs::write(
+            dir.path().join(name),
+            unit.replace("/usr/bin/docker-credential-lockbox", BIN),
+        )
+        .unwrap();
+    }
+    let run = dir.path().join("run");
+    fs::create_dir(&run).unwrap();
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+    let verify = |user: bool, unit: &str| {
+        let mut c = Command::new("systemd-analyze");
+        if user {
+            c.arg("--user").env("XDG_RUNTIME_DIR", &run);
+        }
+        c.args(["verify", "--man=no"]).arg(dir.path().join(unit));
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "systemd-analyze verify {unit}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    verify(true, "lockbox-agent.service");
+    verify(false, "lockbox-agent@builder.service");
+}
