@@ -197,8 +197,9 @@ fn generate_assets_writes_man_pages_for_every_visible_subcommand_and_completions
             "{page}"
         );
     }
-    // Hidden subcommands have no page.
-    assert!(!dir.join("man1/docker-credential-lockbox-agent.1").exists());
+    // Hidden subcommands have no page (the agent has one: service managers run it).
+    assert!(dir.join("man1/docker-credential-lockbox-agent.1").exists());
+    assert!(dir.join("man1/docker-credential-lockbox-exec.1").exists());
     assert!(
         !dir.join("man1/docker-credential-lockbox-generate-assets.1")
             .exists()
