@@ -78,6 +78,13 @@ pub trait Callbacks {
     /// The passphrase, asked with `prompt`. `Ok(None)`: this caller never asks
     /// (protocol actions), so the source does not apply.
     fn request_passphrase(&self, prompt: &str) -> Result<Option<SecretString>>;
+
+    /// Whether this caller can ask a person at all. When it cannot (protocol actions),
+    /// a vault that nothing opened is "locked", whatever slots it has: a hint about a
+    /// prompt that will never come would only confuse.
+    fn interactive(&self) -> bool {
+        true
+    }
 }
 
 /// For protocol actions and anything unattended: never prompts, so a vault nothing
@@ -87,6 +94,10 @@ pub struct NeverPrompt;
 impl Callbacks for NeverPrompt {
     fn request_passphrase(&self, _prompt: &str) -> Result<Option<SecretString>> {
         Ok(None)
+    }
+
+    fn interactive(&self) -> bool {
+        false
     }
 }
 
@@ -488,6 +499,11 @@ impl KeySource for TerminalSource {
         passphrase_verdict(vault)
     }
     fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
+        // Never the "no passphrase slot" hint for a caller that cannot prompt: `get` on
+        // an age-only vault with no key source is locked (DESIGN.md), not a slot problem.
+        if !callbacks.interactive() {
+            return Err(Error::Locked);
+        }
         if !has_passphrase_slot(vault) {
             return Err(Error::NoPassphraseSlot);
         }
@@ -793,5 +809,28 @@ mod tests {
                 .is_none()
         );
         assert_eq!(cb.asked.get(), 1);
+    }
+
+    /// Regression: `get` on an age-only vault with no key source said "this vault has
+    /// no passphrase slot" (the terminal source's hint) instead of the locked line.
+    #[test]
+    fn regress_age_only_vault_without_a_source_is_locked_for_protocol_actions() {
+        let f = fixture(None);
+        let keys = settings(None, None, None);
+        let list = sources(&keys, &KeyFlags::default(), None);
+        assert!(matches!(
+            open_key(&f.vault, &list, &NeverPrompt),
+            Err(Error::Locked)
+        ));
+        // A person at a terminal still gets the hint that says what to use instead.
+        let asked = Scripted {
+            answer: None,
+            asked: Cell::new(0),
+        };
+        assert!(matches!(
+            open_key(&f.vault, &list, &asked),
+            Err(Error::NoPassphraseSlot)
+        ));
+        assert_eq!(asked.asked.get(), 0);
     }
 }
