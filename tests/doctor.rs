@@ -196,8 +196,7 @@ fn locked_is_a_warning_and_unlocked_says_for_how_long() {
     let unlocked = findings(&v, "unlocked");
     assert_eq!(unlocked[0].0, "ok", "{unlocked:?}");
     assert!(
-        unlocked[0].1.starts_with("unlocked by the agent (pid ")
-            && unlocked[0].1.contains(" for "),
+        unlocked[0].1.starts_with("unlocked by the agent (pid ") && unlocked[0].1.contains(" for "),
         "{unlocked:?}"
     );
 }
@@ -254,4 +253,19 @@ fn unreadable_sudoers_is_unchecked_not_ok() {
         sudo[0].1.contains("cannot be checked as this user"),
         "{sudo:?}"
     );
+}
+
+/// credHelpers naming lockbox without credsStore: a warning, not an error.
+#[test]
+fn cred_helpers_for_lockbox_without_creds_store_is_a_warning() {
+    let (env, owner) = Env::with_vault();
+    env.write_config("{\"credHelpers\": {\"reg.example\": \"lockbox\"}}");
+    let (r, v) = doctor(
+        &env,
+        Path::new("/nonexistent"),
+        &[("LOCKBOX_IDENTITY_FILE", &owner.file)],
+    );
+    assert_eq!(r.code(), 0, "{r}");
+    assert_eq!(level(&v, "creds-store"), "warning");
+    assert!(findings(&v, "cred-helpers").is_empty());
 }

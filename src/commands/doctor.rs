@@ -5,7 +5,8 @@
 //! `credsStore` not lockbox, plaintext `auths`, the helper not on `PATH`, no vault or
 //! one with loose modes or another owner, an unreadable config or vault, an agent
 //! directory refused. Warnings (exit 0) are what works but may surprise: a locked vault
-//! (`get` fails fast with "lockbox is locked" until `unlock`), `credHelpers` sending
+//! (`get` fails fast with "lockbox is locked" until `unlock`), no `credsStore` while
+//! `credHelpers` names lockbox for some registries, `credHelpers` sending
 //! some registries to another helper, `DOCKER_AUTH_CONFIG` set, the helper missing from
 //! sudo's `secure_path`, another `docker-credential-lockbox` first on `PATH`. What
 //! cannot be checked as this user (sudoers unreadable) is reported as such, neither.
@@ -235,6 +236,15 @@ fn config_checks(location: &Location, out: &mut Vec<Finding>) {
                 )),
             );
         }
+        None if config.cred_helpers().iter().any(|(_, h)| h == "lockbox") => out.push(
+            finding(
+                "creds-store",
+                Level::Warning,
+                format!("no credsStore in {shown}; credHelpers sends some registries to lockbox"),
+            )
+            .why("docker login to any other registry writes its password base64-encoded into config.json")
+            .fix(format!("{import}   (sets credsStore for every registry)")),
+        ),
         None => out.push(
             finding(
                 "creds-store",
