@@ -19,7 +19,7 @@ use lockbox::file::Location;
 use lockbox::gojson;
 use lockbox::keys;
 use lockbox::protocol::{self, Action};
-use lockbox::vault::Vault;
+use lockbox::vault::{Vault, View};
 use zeroize::Zeroizing;
 
 /// A vault like a real one: `n` entries with token-sized secrets, one age slot.
@@ -43,15 +43,35 @@ fn server(i: usize) -> String {
 
 fn parse(c: &mut Criterion) {
     let identity = age::x25519::Identity::generate();
-    let mut group = c.benchmark_group("vault_parse");
-    for n in [1, 10, 100] {
-        let bytes = vault_with(n, &identity).1.to_bytes();
-        group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &bytes, |b, bytes| {
-            b.iter(|| Vault::parse(black_box(bytes), Path::new("vault.json")).expect("parse"))
-        });
+    // `vault_parse` decodes every entry (what `store` reads); `view_parse` checks the
+    // same bounds and decodes none (what `get` and `list` read).
+    for (name, n_list) in [
+        ("vault_parse", [1, 200, 10_000]),
+        ("view_parse", [1, 200, 10_000]),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for n in n_list {
+            let bytes = vault_with(n, &identity).1.to_bytes();
+            group.throughput(Throughput::Bytes(bytes.len() as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(n), &bytes, |b, bytes| {
+                let path = Path::new("vault.json");
+                if name == "vault_parse" {
+                    b.iter(|| {
+                        Vault::parse(black_box(bytes), path)
+                            .map(|_| ())
+                            .expect("parse")
+                    })
+                } else {
+                    b.iter(|| {
+                        View::parse(black_box(bytes), path)
+                            .map(|_| ())
+                            .expect("parse")
+                    })
+                }
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn crypto(c: &mut Criterion) {

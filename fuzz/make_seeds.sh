@@ -72,6 +72,39 @@ done
 python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"), separators=(",", ":"))' \
   "$seeds/vault_parse/age_hub.json" "$seeds/vault_parse/age_hub_compact.json"
 printf '{"lockbox": 2, "future": true}\n' >"$seeds/vault_parse/fail_newer_version.json"
+# What the parser refuses since it counts and reads objects only (FORMAT.md "Strictness"),
+# each made from a vault above by one change.
+python3 - "$seeds/vault_parse" <<'PY'
+import json, sys
+d = sys.argv[1]
+hub = json.load(open(f"{d}/age_hub.json"))
+pw = json.load(open(f"{d}/passphrase_empty.json"))
+def put(name, text):
+    open(f"{d}/{name}", "w").write(text)
+key = "https://index.docker.io/v1/"
+e = hub["entries"][key]
+v = json.loads(json.dumps(hub)); v["entries"][key] = [e["username"], e["secret"]]
+put("fail_array_entry.json", json.dumps(v))
+put("fail_array_top_level.json", json.dumps([hub[k] for k in ("lockbox", "public_key", "slots", "slots_mac", "entries")]))
+s = pw["slots"][0]
+v = json.loads(json.dumps(pw)); v["slots"][0] = [s[k] for k in s]
+put("fail_array_slot.json", json.dumps(v))
+def doc(entries, extra=""):  # the vault's text with `entries` (text) spliced in
+    top = ",".join(json.dumps(k) + ":" + json.dumps(hub[k]) for k in ("public_key", "slots", "slots_mac"))
+    return '{"lockbox":1,' + extra + top + ',"entries":' + entries + "}\n"
+one = json.dumps(key) + ":" + json.dumps(e)
+put("fail_duplicate_entry.json", doc("{" + one + "," + one + "}"))
+put("fail_duplicate_entry_escaped.json", doc("{" + one + "," + one.replace("https:", "\\u0068ttps:", 1) + "}"))
+put("fail_duplicate_member.json", doc("{" + one + "}", '"lockbox":1,'))
+v = json.loads(json.dumps(pw)); v["slots"] = [s, s]
+put("fail_two_passphrase_slots.json", json.dumps(v))
+v = json.loads(json.dumps(pw)); v["slots"] = [dict(s, m_cost_kib=1 << 20, t_cost=2)] * 62
+put("fail_62_passphrase_slots_1gib.json", json.dumps(v))
+v = json.loads(json.dumps(pw)); v["slots"][0] = dict(s, **{f"x{i}": i for i in range(16)})
+put("fail_too_many_slot_members.json", json.dumps(v))
+# Escapes in keys and members are read (as Cow strings), not refused.
+put("escaped_keys.json", doc("{" + one.replace(json.dumps(key), '"\\u0068ttps:\\/\\/index.docker.io\\/v1\\/"', 1) + "}"))
+PY
 
 # --- store payloads ---
 s="$seeds/store_request"
@@ -92,6 +125,9 @@ printf 'HTTPS://Registry.Example.com:443/\nhttp://registry.example.com\nregistry
 printf 'ghcr.io/org/repo\nghcr.io\nghcr.io/org\nghcr.io/org/repo/' >"$u/paths_never_collapse"
 printf '  localhost:5000\r\n' >"$u/get_stdin_crlf"
 printf 'https://https://host//\nhost' >"$u/odd_schemes"
+# Once not a fixed point of normalize (`https::443//h` became `https://h`); the request
+# line is accepted, so it is a named seed rather than a regress_* one (those are refused).
+printf 'docker.io\nhttps::443//ir//docker.io/v1/https://iregistryker.io\ntry-1.docker.io' >"$u/port_leaves_scheme"
 
 # --- entry plaintexts: [server len][user len] server user plaintext ---
 python3 - "$seeds/entry_plaintext" <<'PY'

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::exit::Exit;
 use crate::file::VaultPath;
 use crate::keysource;
+use crate::vault::View;
 use crate::{gojson, messages};
 
 /// Most bytes read from stdin for one action (about 1 MiB).
@@ -207,14 +208,14 @@ pub fn run(
         )),
         Action::List => {
             let path = location.resolve()?;
-            let out = match path.read()? {
+            let out = match path.read_bytes()? {
                 None if location.vault.is_some() => return Err(named_missing(&path)),
                 None => gojson::string_map([]),
-                Some(v) => gojson::string_map(
-                    v.entries()
-                        .iter()
-                        .map(|(k, e)| (k.as_str(), e.username.as_str())),
-                ),
+                // A view: every bound checked, no secret decoded (list prints none).
+                Some(bytes) => {
+                    let view = View::parse(&bytes, &path.vault)?;
+                    gojson::string_map(view.entries().iter().map(|e| (e.server(), e.username())))
+                }
             };
             Ok(Zeroizing::new(out))
         }
@@ -230,14 +231,14 @@ pub fn run(
             let path = location.resolve()?;
             // No vault, no entry: erase of an absent entry succeeds (docker logout tries
             // four spellings; podman treats a failure as an error).
-            if path.read()?.is_none() {
-                if location.vault.is_some() {
-                    return Err(named_missing(&path));
+            match path.update(|v| Ok(((), v.erase(&server)))) {
+                Ok(()) => Ok(Zeroizing::new(Vec::new())),
+                Err(Error::NotInitialized(_)) if location.vault.is_some() => {
+                    Err(named_missing(&path))
                 }
-                return Ok(Zeroizing::new(Vec::new()));
+                Err(Error::NotInitialized(_)) => Ok(Zeroizing::new(Vec::new())),
+                Err(e) => Err(e.into()),
             }
-            path.update(|v| Ok(((), v.erase(&server))))?;
-            Ok(Zeroizing::new(Vec::new()))
         }
         Action::Store => {
             let input = read_input(stdin)?;
@@ -273,17 +274,20 @@ fn get(
 ) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
     // Without a vault at the default path there are no credentials: not-found lets
     // `docker login` prompt, and its `store` then says to run `init`.
-    let vault = match path.read()? {
-        Some(v) => v,
+    let bytes = match path.read_bytes()? {
+        Some(b) => b,
         None if named => return Err(named_missing(path)),
         None => return Err(ProtocolError::NotFound),
     };
-    let (key, entry) = vault.lookup(server).ok_or(ProtocolError::NotFound)?;
+    // The whole file is checked; only the entry answered is decoded (FORMAT.md
+    // "What a get validates").
+    let view = View::parse(&bytes, &path.vault)?;
+    let entry = view.lookup(server).ok_or(ProtocolError::NotFound)?;
     // Only now is a key needed: a locked vault with no matching entry is plain
     // not-found, a locked vault with one is the locked error — never not-found.
-    let opener = keysource::for_get(&vault, settings)?;
-    let secret = opener.open_entry(key, &entry.username, &entry.secret)?;
-    Ok(gojson::credentials(server, &entry.username, &secret))
+    let opener = keysource::for_get(view.vault(), settings)?;
+    let secret = opener.open_entry(entry.server(), entry.username(), &entry.secret())?;
+    Ok(gojson::credentials(server, entry.username(), &secret))
 }
 
 /// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or

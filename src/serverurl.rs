@@ -18,6 +18,15 @@ const HUB_HOSTS: [&str; 3] = ["index.docker.io", "docker.io", "registry-1.docker
 
 /// The normalized form of a server key, or `None` when it has no host.
 pub fn normalize(key: &str) -> Option<String> {
+    let mut out = String::new();
+    normalize_into(key, &mut out).then_some(out)
+}
+
+/// [`normalize`] into a buffer the caller reuses, so comparing many keys allocates
+/// nothing (a host that is not ASCII is the exception). Returns whether `key` has a
+/// normalized form; `out` holds it then.
+pub fn normalize_into(key: &str, out: &mut String) -> bool {
+    out.clear();
     // Repeated so that normalize(normalize(k)) == normalize(k) even for odd keys.
     let mut rest = key;
     while let Some(r) = strip_prefix_ignore_case(rest, "https://")
@@ -29,30 +38,39 @@ pub fn normalize(key: &str) -> Option<String> {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let mut host = hostport.to_lowercase();
-    while let Some(port) = [":443", ":80"].into_iter().find(|p| host.ends_with(p)) {
-        host.truncate(host.len() - port.len());
+    if hostport.is_ascii() {
+        out.extend(hostport.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        // Unicode lowercasing of the whole host, as `str::to_lowercase` does it (its
+        // final-sigma rule looks at the neighbours of each character).
+        out.push_str(&hostport.to_lowercase());
     }
-    if host.is_empty() {
-        return None;
+    while let Some(port) = [":443", ":80"].into_iter().find(|p| out.ends_with(p)) {
+        out.truncate(out.len() - port.len());
+    }
+    if out.is_empty() {
+        return false;
     }
     let path = path.trim_end_matches('/');
-    if HUB_HOSTS.contains(&host.as_str()) {
-        return Some(match path {
-            "" | "/v1" => "docker.io".to_owned(),
-            _ => format!("docker.io{path}"),
-        });
+    if HUB_HOSTS.contains(&out.as_str()) {
+        out.clear();
+        out.push_str("docker.io");
+        if !matches!(path, "" | "/v1") {
+            out.push_str(path);
+        }
+        return true;
     }
-    let normalized = host + path;
+    out.push_str(path);
     // Dropping a port can leave a host that is a scheme's name, spelling a new scheme
     // with the path (`https::443//h` → `https://h`): normalize that as well, so the
     // result is always a fixed point.
-    if strip_prefix_ignore_case(&normalized, "https://").is_some()
-        || strip_prefix_ignore_case(&normalized, "http://").is_some()
+    if strip_prefix_ignore_case(out, "https://").is_some()
+        || strip_prefix_ignore_case(out, "http://").is_some()
     {
-        return normalize(&normalized);
+        let again = std::mem::take(out);
+        return normalize_into(&again, out);
     }
-    Some(normalized)
+    true
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -62,25 +80,23 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// Finds the key that `request` refers to among `keys`: the exact key if present, else
-/// the first key (in byte order) with the same normalized form.
+/// the byte-least key with the same normalized form (the order of `keys` does not
+/// matter). Keys are normalized only when no key is exact, into one reused buffer.
 pub fn find<'a, I>(request: &str, keys: I) -> Option<&'a str>
 where
-    I: IntoIterator<Item = &'a str>,
+    I: IntoIterator<Item = &'a str> + Clone,
 {
-    let wanted = normalize(request);
-    let mut best: Option<&'a str> = None;
-    for key in keys {
-        if key == request {
-            return Some(key);
-        }
-        if wanted.is_some()
-            && best.is_none_or(|b| key.as_bytes() < b.as_bytes())
-            && normalize(key) == wanted
-        {
-            best = Some(key);
-        }
+    if let Some(exact) = keys.clone().into_iter().find(|k| *k == request) {
+        return Some(exact);
     }
-    best
+    let mut wanted = String::new();
+    if !normalize_into(request, &mut wanted) {
+        return None;
+    }
+    let mut buf = String::new();
+    keys.into_iter()
+        .filter(|k| normalize_into(k, &mut buf) && buf == wanted)
+        .min_by(|a, b| a.as_bytes().cmp(b.as_bytes()))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! text format they are read from and written to (`docs/FORMAT.md`).
 //!
 //! Nothing here prints, prompts or touches the file system; [`crate::file`] does I/O.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -9,11 +10,14 @@ use std::str::FromStr;
 use age::secrecy::SecretString;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::crypto::{self, KdfParams, PassphraseWrap, Recipient, VaultKey};
 use crate::error::{Error, Result};
 use crate::serverurl;
+
+mod parse;
+use parse::{RawSlot, Sink};
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
@@ -36,6 +40,8 @@ pub mod bounds {
     pub const MAX_KEY: usize = 1 << 20;
     /// Longest entry ciphertext, bytes: a 1 MiB secret plus age's overhead.
     pub const MAX_ENTRY_CIPHERTEXT: usize = (1 << 20) + 64 * 1024;
+    /// Most passphrase slots in one vault: `passwd` manages "the" passphrase.
+    pub const MAX_PASSPHRASE_SLOTS: usize = 1;
 }
 
 /// A way to open the vault's private key.
@@ -227,13 +233,18 @@ impl Vault {
             return false;
         };
         let before = self.entries.len();
+        let mut buf = String::new();
         self.entries
-            .retain(|k, _| serverurl::normalize(k).as_deref() != Some(wanted.as_str()));
+            .retain(|k, _| !(serverurl::normalize_into(k, &mut buf) && buf == wanted));
         self.entries.len() != before
     }
 
-    /// The entry `request` refers to (exact key first, then the normalized fallback).
+    /// The entry `request` refers to: the exact key, else the byte-least key with the
+    /// same normalized form ([`serverurl::find`]).
     pub fn lookup(&self, request: &str) -> Option<(&str, &Entry)> {
+        if let Some((k, e)) = self.entries.get_key_value(request) {
+            return Some((k.as_str(), e));
+        }
         let key = serverurl::find(request, self.entries.keys().map(String::as_str))?;
         self.entries
             .get_key_value(key)
@@ -400,76 +411,284 @@ impl Vault {
         })
     }
 
-    /// Parses and validates a vault file's bytes. `path` is only used in errors.
+    /// Parses and validates a vault file's bytes, decoding every entry. `path` is only
+    /// used in errors. [`View::parse`] checks exactly the same and decodes no entry.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
-        let file: FileV1 = match serde_json::from_slice(bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                // Tell a newer format apart from a damaged file.
-                if let Ok(probe) = serde_json::from_slice::<Probe>(bytes)
-                    && probe.lockbox != FORMAT_VERSION
-                {
-                    return Err(Error::UnsupportedVersion {
-                        path: path.to_owned(),
-                        version: probe.lockbox,
-                    });
-                }
-                return Err(Error::corrupt(path, format!("not a lockbox vault: {e}")));
-            }
-        };
-        file.validate(path)
+        let raw = parse::file(bytes, Decoded::default(), path)?;
+        let mut vault = Self::from_raw_header(raw.public_key, raw.slots, &raw.slots_mac, path)?;
+        vault.entries = raw.entries.0;
+        Ok(vault)
     }
 
-    /// The file bytes: pretty JSON (diffs sanely in git) and a final newline.
+    /// The public key, slots and MAC of a file as read; no entries.
+    fn from_raw_header(
+        public_key: Cow<'_, str>,
+        raw_slots: Vec<RawSlot<'_>>,
+        slots_mac: &str,
+        path: &Path,
+    ) -> Result<Self> {
+        let bad = |reason: String| Error::corrupt(path, reason);
+        let public = age::x25519::Recipient::from_str(&public_key)
+            .map_err(|_| bad("public_key is not an age X25519 public key".into()))?;
+        let slots = raw_slots
+            .into_iter()
+            .map(|raw| slot_from_raw(raw, &bad))
+            .collect::<Result<Vec<_>>>()?;
+        check_slot_set(&slots).map_err(bad)?;
+        let mac: [u8; 32] = b64(&bad, "slots_mac", slots_mac, 32)?
+            .try_into()
+            .map_err(|_| bad("slots_mac is not 32 bytes".into()))?;
+        Ok(Vault {
+            public,
+            slots,
+            mac,
+            entries: BTreeMap::new(),
+        })
+    }
+
+    /// Checks every bound of the format on the vault in memory, as [`Vault::parse`]
+    /// checks a file, so what passes is a file this build reads back: a writer calls
+    /// this instead of parsing the bytes it is about to write. A bound broken is
+    /// [`Error::LimitExceeded`] (or [`Error::ExcessiveWork`] for Argon2id costs).
+    pub fn check_bounds(&self) -> Result<()> {
+        let limit = |reason: String| Error::LimitExceeded(reason);
+        check_slot_set(&self.slots).map_err(limit)?;
+        for (i, slot) in self.slots.iter().enumerate() {
+            check_slot(i, slot, &limit)?;
+        }
+        if self.entries.len() > bounds::MAX_ENTRIES {
+            return Err(limit(format!("more than {} entries", bounds::MAX_ENTRIES)));
+        }
+        for (server, e) in &self.entries {
+            parse::check_names(server, &e.username).map_err(limit)?;
+            if !fits_b64(e.secret.len(), bounds::MAX_ENTRY_CIPHERTEXT) {
+                return Err(limit("secret is too long".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes a writer writes: [`Self::check_bounds`], then [`Self::to_bytes`]. The
+    /// vault is never parsed again for the check (a `store` parses the file once).
+    pub fn to_file_bytes(&self) -> Result<Vec<u8>> {
+        self.check_bounds()?;
+        let bytes = self.to_bytes();
+        // Tests (debug builds) also parse what is written: the in-memory check and the
+        // parser must never disagree.
+        debug_assert!(
+            Self::parse(&bytes, Path::new("new vault")).is_ok(),
+            "check_bounds passed a vault that does not parse"
+        );
+        Ok(bytes)
+    }
+
+    /// The file bytes (`docs/FORMAT.md` "Canonical output"): compact JSON with each
+    /// slot and each entry on a line of its own, so a change diffs as the lines it
+    /// touched, and a final newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let file = FileV1 {
-            lockbox: FORMAT_VERSION,
-            public_key: self.public.to_string(),
-            slots: self.slots.iter().map(SlotV1::from).collect(),
-            slots_mac: B64.encode(self.mac),
-            entries: self
-                .entries
-                .iter()
-                .map(|(k, e)| {
-                    (
-                        k.clone(),
-                        EntryV1 {
-                            username: e.username.clone(),
-                            secret: B64.encode(&e.secret),
-                        },
-                    )
-                })
-                .collect(),
-        };
-        // Serializing plain strings and numbers into a Vec cannot fail.
-        let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
-        out.push(b'\n');
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|(k, e)| k.len() + e.username.len() + e.secret.len().div_ceil(3) * 4 + 40)
+            .sum();
+        let mut out = Vec::with_capacity(256 + 512 * self.slots.len() + entries);
+        out.extend_from_slice(format!("{{\"lockbox\":{FORMAT_VERSION},\"public_key\":").as_bytes());
+        json_str(&mut out, &self.public.to_string());
+        out.extend_from_slice(b",\"slots\":[");
+        for (i, slot) in self.slots.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+            // Serializing plain strings and numbers into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &SlotV1::from(slot));
+        }
+        out.extend_from_slice(b"\n],\"slots_mac\":");
+        json_str(&mut out, &B64.encode(self.mac));
+        out.extend_from_slice(b",\"entries\":{");
+        for (i, (server, e)) in self.entries.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+            json_str(&mut out, server);
+            out.extend_from_slice(b":{\"username\":");
+            json_str(&mut out, &e.username);
+            out.extend_from_slice(b",\"secret\":\"");
+            let start = out.len();
+            out.resize(start + e.secret.len().div_ceil(3) * 4, 0);
+            let n = B64.encode_slice(&e.secret, &mut out[start..]).unwrap_or(0);
+            out.truncate(start + n);
+            out.extend_from_slice(b"\"}");
+        }
+        out.extend_from_slice(b"\n}}\n");
         out
     }
 }
 
-/// Only the version field, to tell "newer format" from "damaged".
-#[derive(Deserialize)]
-struct Probe {
-    lockbox: u64,
+/// `text` as a JSON string, escaped as serde_json escapes (FORMAT.md "Canonical output").
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// Format version 1, exactly as stored (`docs/FORMAT.md`).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV1 {
-    lockbox: u64,
-    public_key: String,
-    slots: Vec<SlotV1>,
-    slots_mac: String,
-    entries: BTreeMap<String, EntryV1>,
+/// Whether `n` bytes encode within the base64 bound of `max` bytes (`4·⌈max/3⌉`
+/// characters), the check the parser makes on the text.
+fn fits_b64(n: usize, max: usize) -> bool {
+    n.div_ceil(3) <= max.div_ceil(3)
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// Two entries with one server URL.
+const DUPLICATE_ENTRY: &str = "two entries have the same server URL";
+
+/// The sink of [`Vault::parse`]: every entry decoded into the map.
+#[derive(Default)]
+struct Decoded(BTreeMap<String, Entry>);
+
+impl<'de> Sink<'de> for Decoded {
+    fn entry(
+        &mut self,
+        server: Cow<'de, str>,
+        username: Cow<'de, str>,
+        secret: Cow<'de, str>,
+    ) -> std::result::Result<(), String> {
+        if self.0.contains_key(server.as_ref()) {
+            return Err(DUPLICATE_ENTRY.into());
+        }
+        let secret = B64
+            .decode(secret.as_bytes())
+            .map_err(|_| "secret is not base64".to_owned())?;
+        self.0.insert(
+            server.into_owned(),
+            Entry {
+                username: username.into_owned(),
+                secret,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// A vault file read for `get` and `list`: every bound of the format checked over the
+/// whole file exactly as [`Vault::parse`] checks it (entry count, lengths, each
+/// secret's base64, duplicates), the slots decoded (a key source needs them), and the
+/// entries kept as the file's text. Nothing is decoded, and nothing copied except a
+/// string written with escapes, for an entry that is not asked for.
+#[derive(Debug)]
+pub struct View<'a> {
+    vault: Vault,
+    entries: Vec<RawEntry<'a>>,
+}
+
+/// One entry of a [`View`]: the file's text, its secret still base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry<'a> {
+    server: Cow<'a, str>,
+    username: Cow<'a, str>,
+    secret: Cow<'a, str>,
+}
+
+impl RawEntry<'_> {
+    /// The server URL, exactly as stored.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The username.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The age ciphertext, decoded now.
+    pub fn secret(&self) -> Vec<u8> {
+        // The parser checked that this is base64 the decoder takes; were it not, an
+        // empty ciphertext fails to open as a tampered entry, never as another answer.
+        B64.decode(self.secret.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// The sink of [`View::parse`]: entries kept in file order, noting whether that order
+/// is already the canonical one (then no sort is needed and no duplicate is possible).
+struct Kept<'a> {
+    entries: Vec<RawEntry<'a>>,
+    sorted: bool,
+}
+
+impl<'de> Sink<'de> for Kept<'de> {
+    fn entry(
+        &mut self,
+        server: Cow<'de, str>,
+        username: Cow<'de, str>,
+        secret: Cow<'de, str>,
+    ) -> std::result::Result<(), String> {
+        if let Some(last) = self.entries.last() {
+            match last.server.as_bytes().cmp(server.as_bytes()) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(DUPLICATE_ENTRY.into()),
+                std::cmp::Ordering::Greater => self.sorted = false,
+            }
+        }
+        self.entries.push(RawEntry {
+            server,
+            username,
+            secret,
+        });
+        Ok(())
+    }
+}
+
+impl<'a> View<'a> {
+    /// Parses and validates a vault file's bytes as [`Vault::parse`] does, without
+    /// decoding any entry. `path` is only used in errors.
+    pub fn parse(bytes: &'a [u8], path: &Path) -> Result<Self> {
+        let sink = Kept {
+            entries: Vec::new(),
+            sorted: true,
+        };
+        let raw = parse::file(bytes, sink, path)?;
+        let vault = Vault::from_raw_header(raw.public_key, raw.slots, &raw.slots_mac, path)?;
+        let Kept {
+            mut entries,
+            sorted,
+        } = raw.entries;
+        if !sorted {
+            // A file written by hand: sort, and only then can duplicates be seen.
+            entries.sort_unstable_by(|a, b| a.server.cmp(&b.server));
+            if entries.windows(2).any(|w| w[0].server == w[1].server) {
+                return Err(Error::corrupt(path, DUPLICATE_ENTRY));
+            }
+        }
+        Ok(View { vault, entries })
+    }
+
+    /// The vault's public key and slots: what a key source needs to open it. Its
+    /// [`Vault::entries`] is empty; this view's entries are [`View::entries`].
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// The entries, sorted by the byte order of their server URLs.
+    pub fn entries(&self) -> &[RawEntry<'a>] {
+        &self.entries
+    }
+
+    /// The entry `request` refers to, as [`Vault::lookup`] finds it: the exact key
+    /// (a binary search), else the byte-least key with the same normalized form.
+    pub fn lookup(&self, request: &str) -> Option<&RawEntry<'a>> {
+        let at = |key: &str| {
+            self.entries
+                .binary_search_by(|e| e.server.as_ref().cmp(key))
+                .ok()
+        };
+        if let Some(i) = at(request) {
+            return Some(&self.entries[i]);
+        }
+        let key = serverurl::find(request, self.entries.iter().map(|e| e.server.as_ref()))?;
+        at(key).map(|i| &self.entries[i])
+    }
+}
+
+/// Format version 1's slot objects, as written (`docs/FORMAT.md`); the parser reads
+/// them through [`slot_from_raw`].
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 enum SlotV1 {
     Passphrase {
-        kdf: String,
+        kdf: &'static str,
         m_cost_kib: u32,
         t_cost: u32,
         p_cost: u32,
@@ -484,20 +703,13 @@ enum SlotV1 {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryV1 {
-    username: String,
-    secret: String,
-}
-
 const KDF_ARGON2ID: &str = "argon2id";
 
 impl From<&Slot> for SlotV1 {
     fn from(slot: &Slot) -> Self {
         match slot {
             Slot::Passphrase(w) => SlotV1::Passphrase {
-                kdf: KDF_ARGON2ID.to_owned(),
+                kdf: KDF_ARGON2ID,
                 m_cost_kib: w.params.m_cost_kib,
                 t_cost: w.params.t_cost,
                 p_cost: w.params.p_cost,
@@ -518,122 +730,121 @@ impl From<&Slot> for SlotV1 {
     }
 }
 
-fn b64(path: &Path, field: &str, text: &str, max: usize) -> Result<Vec<u8>> {
-    // Check the encoded length before decoding: never allocate for an oversized field.
-    if text.len() > max.div_ceil(3) * 4 {
-        return Err(Error::corrupt(path, format!("{field} is too long")));
-    }
+/// Decodes a base64 field, checking its encoded length first: never allocate for an
+/// oversized field.
+fn b64(bad: &dyn Fn(String) -> Error, field: &str, text: &str, max: usize) -> Result<Vec<u8>> {
+    parse::check_b64_text(field, text.as_bytes(), max).map_err(bad)?;
     B64.decode(text)
-        .map_err(|_| Error::corrupt(path, format!("{field} is not base64")))
+        .map_err(|_| bad(format!("{field} is not base64")))
 }
 
-impl FileV1 {
-    fn validate(self, path: &Path) -> Result<Vault> {
-        use bounds::*;
-        let bad = |reason: String| Error::corrupt(path, reason);
-        if self.lockbox != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_owned(),
-                version: self.lockbox,
-            });
-        }
-        let public = age::x25519::Recipient::from_str(&self.public_key)
-            .map_err(|_| bad("public_key is not an age X25519 public key".into()))?;
-        if self.slots.is_empty() {
-            return Err(bad("the vault has no slots".into()));
-        }
-        if self.slots.len() > MAX_SLOTS {
-            return Err(bad(format!("more than {MAX_SLOTS} slots")));
-        }
-        if self.entries.len() > MAX_ENTRIES {
-            return Err(bad(format!("more than {MAX_ENTRIES} entries")));
-        }
-        let mut slots = Vec::with_capacity(self.slots.len());
-        for (i, slot) in self.slots.into_iter().enumerate() {
-            slots.push(match slot {
-                SlotV1::Passphrase {
-                    kdf,
-                    m_cost_kib,
-                    t_cost,
-                    p_cost,
-                    salt,
-                    nonce,
-                    wrapped,
-                } => {
-                    if kdf != KDF_ARGON2ID {
-                        return Err(bad(format!("slot {i}: unknown kdf")));
-                    }
-                    let params = KdfParams {
-                        m_cost_kib,
-                        t_cost,
-                        p_cost,
-                    };
-                    params.check()?;
-                    let salt = b64(path, "salt", &salt, *crypto::kdf_bounds::SALT_LEN.end())?;
-                    if !crypto::kdf_bounds::SALT_LEN.contains(&salt.len()) {
-                        return Err(bad(format!("slot {i}: salt length")));
-                    }
-                    let nonce: [u8; crypto::NONCE_LEN] =
-                        b64(path, "nonce", &nonce, crypto::NONCE_LEN)?
-                            .try_into()
-                            .map_err(|_| bad(format!("slot {i}: nonce length")))?;
-                    let wrapped = b64(path, "wrapped", &wrapped, MAX_PASSPHRASE_WRAPPED)?;
-                    if wrapped.len() < 16 {
-                        return Err(bad(format!("slot {i}: wrapped key too short")));
-                    }
-                    Slot::Passphrase(PassphraseWrap {
-                        params,
-                        salt,
-                        nonce,
-                        wrapped,
-                    })
-                }
-                SlotV1::Age {
-                    label,
-                    recipient,
-                    wrapped,
-                } => {
-                    if label.len() > MAX_LABEL || recipient.len() > MAX_RECIPIENT {
-                        return Err(bad(format!("slot {i}: label or recipient too long")));
-                    }
-                    Recipient::parse(&recipient)
-                        .map_err(|_| bad(format!("slot {i}: recipient does not parse")))?;
-                    let wrapped = b64(path, "wrapped", &wrapped, MAX_AGE_WRAPPED)?;
-                    Slot::Age {
-                        label,
-                        recipient,
-                        wrapped,
-                    }
-                }
-            });
-        }
-        let mut entries = BTreeMap::new();
-        for (server, e) in self.entries {
-            if server.is_empty() || e.username.is_empty() {
-                return Err(bad("an entry has an empty server URL or username".into()));
-            }
-            if server.len() > MAX_KEY || e.username.len() > MAX_KEY {
-                return Err(bad("an entry's server URL or username is too long".into()));
-            }
-            let secret = b64(path, "secret", &e.secret, MAX_ENTRY_CIPHERTEXT)?;
-            entries.insert(
-                server,
-                Entry {
-                    username: e.username,
-                    secret,
-                },
+/// Turns one slot as read into a typed slot: one arm per `type`. A new kind of slot (an
+/// age plugin recipient, an OpenBao transit key) is one more arm here, one more variant
+/// of [`Slot`] and `SlotV1`, its transcript in `slots_transcript`, its checks in
+/// [`check_slot`] — and a format version of its own (FORMAT.md "Versions").
+fn slot_from_raw(mut raw: RawSlot<'_>, bad: &dyn Fn(String) -> Error) -> Result<Slot> {
+    let i = raw.index;
+    let kind = raw.text("type").map_err(bad)?;
+    let slot = match kind.as_ref() {
+        "passphrase" => {
+            let kdf = raw.text("kdf").map_err(bad)?;
+            let params = KdfParams {
+                m_cost_kib: raw.u32("m_cost_kib").map_err(bad)?,
+                t_cost: raw.u32("t_cost").map_err(bad)?,
+                p_cost: raw.u32("p_cost").map_err(bad)?,
+            };
+            let (salt, nonce, wrapped) = (
+                raw.text("salt").map_err(bad)?,
+                raw.text("nonce").map_err(bad)?,
+                raw.text("wrapped").map_err(bad)?,
             );
+            raw.finish().map_err(bad)?;
+            if kdf != KDF_ARGON2ID {
+                return Err(bad(format!("slot {i}: unknown kdf")));
+            }
+            params.check()?;
+            let salt = b64(bad, "salt", &salt, *crypto::kdf_bounds::SALT_LEN.end())?;
+            let nonce: [u8; crypto::NONCE_LEN] = b64(bad, "nonce", &nonce, crypto::NONCE_LEN)?
+                .try_into()
+                .map_err(|_| bad(format!("slot {i}: nonce length")))?;
+            let wrapped = b64(bad, "wrapped", &wrapped, bounds::MAX_PASSPHRASE_WRAPPED)?;
+            Slot::Passphrase(PassphraseWrap {
+                params,
+                salt,
+                nonce,
+                wrapped,
+            })
         }
-        let mac: [u8; 32] = b64(path, "slots_mac", &self.slots_mac, 32)?
-            .try_into()
-            .map_err(|_| bad("slots_mac is not 32 bytes".into()))?;
-        Ok(Vault {
-            public,
-            slots,
-            mac,
-            entries,
-        })
+        "age" => {
+            let (label, recipient, wrapped) = (
+                raw.text("label").map_err(bad)?,
+                raw.text("recipient").map_err(bad)?,
+                raw.text("wrapped").map_err(bad)?,
+            );
+            raw.finish().map_err(bad)?;
+            Slot::Age {
+                label: label.into_owned(),
+                recipient: recipient.into_owned(),
+                wrapped: b64(bad, "wrapped", &wrapped, bounds::MAX_AGE_WRAPPED)?,
+            }
+        }
+        _ => return Err(bad(format!("slot {i}: unknown type"))),
+    };
+    check_slot(i, &slot, bad)?;
+    Ok(slot)
+}
+
+/// The bounds on the set of slots, for the parser and for writers.
+fn check_slot_set(slots: &[Slot]) -> std::result::Result<(), String> {
+    if slots.is_empty() {
+        return Err("the vault has no slots".into());
     }
+    if slots.len() > bounds::MAX_SLOTS {
+        return Err(format!("more than {} slots", bounds::MAX_SLOTS));
+    }
+    // `passwd` manages "the" passphrase; several would each cost a full Argon2id run
+    // on every passphrase attempt before the slots MAC could be checked.
+    let passphrases = slots
+        .iter()
+        .filter(|s| matches!(s, Slot::Passphrase(_)))
+        .count();
+    if passphrases > bounds::MAX_PASSPHRASE_SLOTS {
+        return Err("more than one passphrase slot".into());
+    }
+    Ok(())
+}
+
+/// The bounds on one slot, for the parser (after decoding) and for writers.
+fn check_slot(i: usize, slot: &Slot, bad: &dyn Fn(String) -> Error) -> Result<()> {
+    match slot {
+        Slot::Passphrase(w) => {
+            w.params.check()?;
+            if !crypto::kdf_bounds::SALT_LEN.contains(&w.salt.len()) {
+                return Err(bad(format!("slot {i}: salt length")));
+            }
+            if !fits_b64(w.wrapped.len(), bounds::MAX_PASSPHRASE_WRAPPED) {
+                return Err(bad("wrapped is too long".into()));
+            }
+            if w.wrapped.len() < 16 {
+                return Err(bad(format!("slot {i}: wrapped key too short")));
+            }
+        }
+        Slot::Age {
+            label,
+            recipient,
+            wrapped,
+        } => {
+            if label.len() > bounds::MAX_LABEL || recipient.len() > bounds::MAX_RECIPIENT {
+                return Err(bad(format!("slot {i}: label or recipient too long")));
+            }
+            Recipient::parse(recipient)
+                .map_err(|_| bad(format!("slot {i}: recipient does not parse")))?;
+            if !fits_b64(wrapped.len(), bounds::MAX_AGE_WRAPPED) {
+                return Err(bad("wrapped is too long".into()));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -673,7 +884,7 @@ mod tests {
     fn newer_version_is_told_apart() {
         let (_, v) = sample();
         let text = String::from_utf8(v.to_bytes()).unwrap();
-        let newer = text.replace("\"lockbox\": 1", "\"lockbox\": 2");
+        let newer = text.replace("\"lockbox\":1", "\"lockbox\":2");
         assert!(matches!(
             Vault::parse(newer.as_bytes(), Path::new("v")),
             Err(Error::UnsupportedVersion { version: 2, .. })
@@ -689,7 +900,7 @@ mod tests {
     fn hostile_kdf_params_are_rejected_at_parse() {
         let (_, v) = sample();
         let text = String::from_utf8(v.to_bytes()).unwrap();
-        let hostile = text.replace("\"m_cost_kib\": 64", "\"m_cost_kib\": 4294967295");
+        let hostile = text.replace("\"m_cost_kib\":64", "\"m_cost_kib\":4294967295");
         assert!(matches!(
             Vault::parse(hostile.as_bytes(), Path::new("v")),
             Err(Error::ExcessiveWork)
@@ -807,6 +1018,249 @@ mod tests {
             Err(Error::LimitExceeded(_))
         ));
         assert!(!path.vault.exists());
+    }
+
+    /// Both parsers on `text`: they must agree, and a refusal is a damaged file.
+    fn refused(text: &str) -> String {
+        let full = Vault::parse(text.as_bytes(), Path::new("v"));
+        let view = View::parse(text.as_bytes(), Path::new("v"));
+        match (full, view) {
+            (Err(Error::Corrupt { reason, .. }), Err(Error::Corrupt { reason: r2, .. })) => {
+                assert_eq!(reason, r2, "the two parsers give different reasons");
+                reason
+            }
+            (full, view) => panic!(
+                "expected both to refuse as damaged: {:?} / {:?}",
+                full.map(|_| ()),
+                view.map(|_| ())
+            ),
+        }
+    }
+
+    fn sample_json() -> serde_json::Value {
+        serde_json::from_slice(&sample().1.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn regress_array_form_entries_refused() {
+        let mut v = sample_json();
+        let secret = v["entries"]["https://index.docker.io/v1/"]["secret"].clone();
+        v["entries"]["https://index.docker.io/v1/"] = serde_json::json!(["bob", secret]);
+        let reason = refused(&v.to_string());
+        assert!(reason.contains("not a lockbox vault"), "{reason}");
+    }
+
+    #[test]
+    fn regress_array_form_slots_and_top_level_refused() {
+        let v = sample_json();
+        let slot = &v["slots"][0];
+        let mut as_array = v.clone();
+        as_array["slots"][0] = serde_json::json!([
+            slot["type"],
+            slot["kdf"],
+            slot["m_cost_kib"],
+            slot["t_cost"],
+            slot["p_cost"],
+            slot["salt"],
+            slot["nonce"],
+            slot["wrapped"]
+        ]);
+        refused(&as_array.to_string());
+        let top = serde_json::json!([
+            v["lockbox"],
+            v["public_key"],
+            v["slots"],
+            v["slots_mac"],
+            v["entries"]
+        ]);
+        refused(&top.to_string());
+    }
+
+    #[test]
+    fn regress_duplicate_entry_keys_refused() {
+        let text = String::from_utf8(sample().1.to_bytes()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("\"https://index.docker.io/v1/\""))
+            .unwrap();
+        // Sorted order, written twice in a row, and the same key after another one.
+        let twice = text.replace(line, &format!("{line},\n{line}"));
+        assert_eq!(refused(&twice), DUPLICATE_ENTRY);
+        let other = line.replacen("https://index.docker.io/v1/", "zzz", 1);
+        let unsorted = text.replace(line, &format!("{line},\n{other},\n{line}"));
+        assert_eq!(refused(&unsorted), DUPLICATE_ENTRY);
+        // An escaped spelling of the same key is the same key.
+        let escaped = line.replacen("https:", "\\u0068ttps:", 1);
+        assert_eq!(
+            refused(&text.replace(line, &format!("{line},\n{escaped}"))),
+            DUPLICATE_ENTRY
+        );
+    }
+
+    #[test]
+    fn regress_duplicate_members_refused() {
+        let text = String::from_utf8(sample().1.to_bytes()).unwrap();
+        let dup_top = text.replacen("{\"lockbox\":1,", "{\"lockbox\":1,\"lockbox\":1,", 1);
+        assert!(refused(&dup_top).contains("twice"));
+        let dup_slot = text.replacen("\"t_cost\":1,", "\"t_cost\":1,\"t_cost\":1,", 1);
+        assert!(refused(&dup_slot).contains("twice"));
+        let dup_entry = text.replacen(
+            "{\"username\":\"bob\",",
+            "{\"username\":\"bob\",\"username\":\"bob\",",
+            1,
+        );
+        assert!(refused(&dup_entry).contains("twice"));
+    }
+
+    #[test]
+    fn escaped_keys_parse_and_find() {
+        let text = String::from_utf8(sample().1.to_bytes()).unwrap();
+        let escaped = text.replacen("\"https://index", "\"\\u0068ttps:\\/\\/index", 1);
+        let view = View::parse(escaped.as_bytes(), Path::new("v")).unwrap();
+        assert_eq!(
+            view.lookup("https://index.docker.io/v1/").unwrap().server(),
+            "https://index.docker.io/v1/"
+        );
+        let full = Vault::parse(escaped.as_bytes(), Path::new("v")).unwrap();
+        assert_eq!(full.to_bytes(), text.as_bytes());
+    }
+
+    #[test]
+    fn regress_62_passphrase_slots_refused_at_parse() {
+        let mut v = sample_json();
+        let slot = v["slots"][0].clone();
+        v["slots"] = serde_json::Value::Array(vec![slot; 2]);
+        assert_eq!(refused(&v.to_string()), "more than one passphrase slot");
+        // A writer refuses to make one as well.
+        let (key, mut vault) = sample();
+        vault.slots.push(vault.slots[0].clone());
+        vault.seal_slots(&key);
+        assert!(matches!(
+            vault.to_file_bytes(),
+            Err(Error::LimitExceeded(_))
+        ));
+    }
+
+    #[test]
+    fn regress_entry_count_stops_at_the_bound() {
+        let v = sample_json();
+        let secret = v["entries"]["https://index.docker.io/v1/"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut entries = serde_json::Map::new();
+        for i in 0..=bounds::MAX_ENTRIES {
+            entries.insert(
+                format!("host{i:05}"),
+                serde_json::json!({"username": "u", "secret": secret}),
+            );
+        }
+        let mut over = v.clone();
+        over["entries"] = serde_json::Value::Object(entries);
+        assert_eq!(refused(&over.to_string()), "more than 10000 entries");
+        // 65 slots: the 65th is skipped, not read, and refused.
+        let mut slots = v.clone();
+        let age = serde_json::json!({"type": "age", "label": "l",
+            "recipient": age::x25519::Identity::generate().to_public().to_string(), "wrapped": ""});
+        slots["slots"] = serde_json::Value::Array(vec![age; 64]);
+        slots["slots"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!([1, {"x": []}]));
+        assert_eq!(refused(&slots.to_string()), "more than 64 slots");
+    }
+
+    #[test]
+    fn slot_members_are_counted_and_known() {
+        let mut v = sample_json();
+        v["slots"][0]["extra"] = serde_json::json!(1);
+        assert!(refused(&v.to_string()).contains("unknown member"));
+        for i in 0..parse::MAX_SLOT_MEMBERS {
+            v["slots"][0][format!("x{i}")] = serde_json::json!(1);
+        }
+        assert!(refused(&v.to_string()).contains("too many members"));
+        let mut v = sample_json();
+        v["slots"][0]["t_cost"] = serde_json::json!("1");
+        assert!(refused(&v.to_string()).contains("must be an integer"));
+        v["slots"][0]["t_cost"] = serde_json::json!(1.0);
+        refused(&v.to_string());
+    }
+
+    #[test]
+    fn view_agrees_with_the_full_vault() {
+        let (key, mut v) = sample();
+        let s = SecretString::from("t".to_owned());
+        for server in [
+            "http://Host:443/",
+            "https://host",
+            "ghcr.io/org",
+            "z.example",
+        ] {
+            v.store(server, "u", &s).unwrap();
+        }
+        let bytes = v.to_bytes();
+        let view = View::parse(&bytes, Path::new("v")).unwrap();
+        let listed: Vec<(&str, &str)> = view
+            .entries()
+            .iter()
+            .map(|e| (e.server(), e.username()))
+            .collect();
+        let want: Vec<(&str, &str)> = v
+            .entries()
+            .iter()
+            .map(|(k, e)| (k.as_str(), e.username.as_str()))
+            .collect();
+        assert_eq!(listed, want);
+        for request in [
+            "docker.io",
+            "host",
+            "HOST:443",
+            "ghcr.io/org/",
+            "ghcr.io",
+            "z.example",
+            "nope",
+        ] {
+            let a = v
+                .lookup(request)
+                .map(|(k, e)| (k.to_owned(), e.secret.clone()));
+            let b = view
+                .lookup(request)
+                .map(|e| (e.server().to_owned(), e.secret()));
+            assert_eq!(a, b, "{request}");
+        }
+        // Several keys normalize alike: the byte-least one answers ("http://Host:443/"
+        // sorts before "https://host"), in both.
+        assert_eq!(view.lookup("host").unwrap().server(), "http://Host:443/");
+        let e = view.lookup("docker.io").unwrap();
+        assert_eq!(
+            key.open_entry(e.server(), e.username(), &e.secret())
+                .unwrap()
+                .as_str(),
+            "s1"
+        );
+    }
+
+    #[test]
+    fn output_is_one_line_per_slot_and_entry() {
+        let (_, mut v) = sample();
+        v.store("a", "u", &SecretString::from("x".to_owned()))
+            .unwrap();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(lines[0].starts_with("{\"lockbox\":1,\"public_key\":\"age1"));
+        assert!(lines[1].starts_with("{\"type\":\"passphrase\",\"kdf\":\"argon2id\","));
+        assert!(lines[2].starts_with("],\"slots_mac\":"));
+        assert!(lines[3].starts_with("\"a\":{\"username\":\"u\",\"secret\":\""));
+        assert_eq!(lines[5], "}}");
+        // Pretty JSON (the earlier writer's) still reads, and writes back canonical.
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_str::<serde_json::Value>(&text).unwrap())
+                .unwrap();
+        assert_eq!(
+            Vault::parse(&pretty, Path::new("v")).unwrap().to_bytes(),
+            text.as_bytes()
+        );
     }
 
     proptest! {
