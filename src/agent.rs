@@ -209,18 +209,7 @@ impl Server {
                 Response::Error(AgentError::Forbidden)
             }
         };
-        let capacity = match &response {
-            // Worst-case JSON escaping is 6 bytes per byte; reserve it all up front.
-            Response::Secret { secret, .. } => secret.0.len() * 6 + 128,
-            Response::Status { vaults, .. } => {
-                512 + vaults
-                    .iter()
-                    .map(|v| v.label.len() * 6 + 200)
-                    .sum::<usize>()
-            }
-            _ => 512,
-        };
-        let _ = write_frame(&mut io, &response, capacity);
+        let _ = write_frame(&mut io, &response);
     }
 
     fn handle(&mut self, bytes: &[u8]) -> Response {
@@ -269,7 +258,7 @@ impl Server {
                 idle_secs,
                 timeout_secs,
             } => {
-                let Ok(key) = VaultKey::from_secret_text(&secret_key.0) else {
+                let Ok(key) = VaultKey::from_secret_text(secret_key.expose_secret()) else {
                     return Response::Error(AgentError::BadKey);
                 };
                 let clamp = |s: u64| Duration::from_secs(s).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
@@ -295,7 +284,7 @@ impl Server {
                         let now = now();
                         held.idle_deadline = (now + held.idle).min(held.deadline);
                         Response::Secret {
-                            secret: SecretText(secret),
+                            secret: SecretText::new(&secret),
                             expires_in_secs: (!exec)
                                 .then(|| held.until().saturating_sub(now).as_secs()),
                             absolute: held.deadline <= held.idle_deadline,

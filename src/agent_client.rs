@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use age::secrecy::SecretString;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use zeroize::Zeroizing;
 
 use crate::agent_proto::{
     self, AgentError, AgentMode, Deadline, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
@@ -102,16 +102,16 @@ impl Agent {
     }
 
     /// Sends one request; `Ok(None)` when no agent is running.
-    pub fn request(&self, request: Request, capacity: usize) -> Result<Option<Response>> {
-        self.request_as(PROTOCOL_VERSION, request, capacity)
+    pub fn request(&self, request: Request) -> Result<Option<Response>> {
+        self.request_as(PROTOCOL_VERSION, request)
     }
 
-    fn request_as(&self, v: u32, request: Request, capacity: usize) -> Result<Option<Response>> {
+    fn request_as(&self, v: u32, request: Request) -> Result<Option<Response>> {
         let Some(stream) = self.connect()? else {
             return Ok(None);
         };
         let mut io = Deadline::new(&stream, IO_TIMEOUT);
-        write_frame(&mut io, &RequestFrame { v, request }, capacity)?;
+        write_frame(&mut io, &RequestFrame { v, request })?;
         let bytes = read_frame(&mut io)?;
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -121,11 +121,11 @@ impl Agent {
     /// Whether an agent of this protocol version answers; one of another version is
     /// told to quit (every version obeys `quit`), and then counts as absent.
     pub fn ensure_compatible(&self) -> Result<bool> {
-        match self.request(Request::Hello, 0)? {
+        match self.request(Request::Hello)? {
             None => Ok(false),
             Some(Response::Hello { .. }) => Ok(true),
             Some(Response::Error(AgentError::VersionMismatch { agent })) => {
-                let _ = self.request_as(agent, Request::Quit, 0);
+                let _ = self.request_as(agent, Request::Quit);
                 let _ = std::fs::remove_file(&self.socket);
                 Ok(false)
             }
@@ -188,12 +188,12 @@ impl Agent {
         use age::secrecy::ExposeSecret;
         let secret = key.export_secret();
         let request = Request::AddKey {
-            secret_key: SecretText(Zeroizing::new(secret.expose_secret().to_owned())),
+            secret_key: SecretText::new(secret.expose_secret()),
             label: label.to_owned(),
             idle_secs: idle.as_secs(),
             timeout_secs: timeout.as_secs(),
         };
-        match self.request(request, 512 + label.len() * 6)? {
+        match self.request(request)? {
             Some(Response::Ok) => Ok(()),
             None => Err(Error::AgentStart("the agent went away".into())),
             Some(other) => Err(unexpected(&other)),
@@ -216,7 +216,7 @@ impl Agent {
     /// The pid of an agent that answers here (of any version; 0 when it does not say),
     /// or `None` when none does.
     pub fn live_pid(&self) -> Result<Option<u32>> {
-        Ok(match self.request(Request::Hello, 0)? {
+        Ok(match self.request(Request::Hello)? {
             None => None,
             Some(Response::Hello { pid, .. }) => Some(pid),
             Some(_) => Some(0),
@@ -225,7 +225,7 @@ impl Agent {
 
     /// What the agent holds, or `None` when no agent of this version answers.
     pub fn status_all(&self) -> Result<Option<AgentStatus>> {
-        Ok(match self.request(Request::Status, 0)? {
+        Ok(match self.request(Request::Status)? {
             Some(Response::Status {
                 vaults,
                 non_dumpable,
@@ -299,7 +299,7 @@ impl Agent {
         let request = Request::Lock {
             public_key: public_key.map(str::to_owned),
         };
-        match self.request(request, 0)? {
+        match self.request(request)? {
             None => Ok(LockOutcome::NoAgent),
             Some(Response::Locked { .. }) => Ok(LockOutcome::Locked),
             // An agent of another build: stop it (every version obeys `quit`).
@@ -405,20 +405,14 @@ impl AgentOpener {
 }
 
 impl EntryOpener for AgentOpener {
-    fn open_entry(
-        &self,
-        server: &str,
-        username: &str,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<String>> {
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString> {
         let request = Request::Decrypt {
             public_key: self.public_key.clone(),
             server: server.to_owned(),
             username: username.to_owned(),
             ciphertext: B64.encode(ciphertext),
         };
-        let capacity = 256 + server.len() * 6 + username.len() * 6 + ciphertext.len() * 2;
-        match self.agent.request(request, capacity)? {
+        match self.agent.request(request)? {
             Some(Response::Secret {
                 secret,
                 expires_in_secs,
@@ -436,7 +430,7 @@ impl EntryOpener for AgentOpener {
                         )
                     );
                 }
-                Ok(secret.0)
+                Ok(secret.into_secret())
             }
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
             Some(Response::Error(AgentError::DecryptFailed)) => {

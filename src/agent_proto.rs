@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use age::secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -38,11 +39,41 @@ pub const AGENT_SOCKET_VAR: &str = crate::config::var::AGENT_SOCKET;
 /// single-threaded agent (issue 15 item 8).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Secret text in a frame: wiped on drop, and `Debug` never shows it (so a frame can be
-/// debug-printed safely). On the wire it is a plain JSON string.
-#[derive(Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecretText(pub Zeroizing<String>);
+/// Secret text in a frame: a [`SecretString`] (wiped on drop, read only through
+/// [`SecretText::expose_secret`]), and `Debug` never shows it, so a frame can be
+/// debug-printed safely. On the wire it is a plain JSON string.
+pub struct SecretText(SecretString);
+
+impl SecretText {
+    /// Wraps a copy of `text` (the caller wipes its own copy).
+    pub fn new(text: &str) -> Self {
+        SecretText(SecretString::from(text.to_owned()))
+    }
+
+    /// The text; every read is an `expose_secret` call, so grep finds it.
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The secret, to keep as one.
+    pub fn into_secret(self) -> SecretString {
+        self.0
+    }
+}
+
+impl Serialize for SecretText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.expose_secret())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // Into wiped memory first; `new` copies it at its exact length.
+        let text = Zeroizing::new(String::deserialize(d)?);
+        Ok(SecretText::new(&text))
+    }
+}
 
 impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -272,10 +303,27 @@ impl Write for Deadline<'_> {
     }
 }
 
+/// Counts the bytes a serialization writes, without keeping them.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes one frame. The buffer is wiped after sending (frames carry secrets).
-pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T, capacity: usize) -> Result<()> {
-    // Reserve up front so the buffer never reallocates and leaves an unwiped copy.
-    let mut buf = Zeroizing::new(Vec::with_capacity(capacity.max(256)));
+pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<()> {
+    // The frame's exact size, measured by serializing once into a counter: the buffer
+    // is then reserved once, never reallocates, and so leaves no unwiped copy behind.
+    // The owner of the buffer computes this, not each caller.
+    let mut size = Counter(0);
+    serde_json::to_writer(&mut size, value).map_err(|e| Error::AgentProtocol(e.to_string()))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(4 + size.0));
     buf.extend_from_slice(&[0; 4]);
     serde_json::to_writer(&mut *buf, value).map_err(|e| Error::AgentProtocol(e.to_string()))?;
     let len =
@@ -373,7 +421,7 @@ mod tests {
         let req = RequestFrame {
             v: PROTOCOL_VERSION,
             request: Request::AddKey {
-                secret_key: SecretText(Zeroizing::new("AGE-SECRET-KEY-1X".into())),
+                secret_key: SecretText::new("AGE-SECRET-KEY-1X"),
                 label: "/v".into(),
                 idle_secs: 3,
                 timeout_secs: 5,
@@ -381,12 +429,12 @@ mod tests {
         };
         assert!(!format!("{req:?}").contains("AGE-SECRET-KEY"), "{req:?}");
         let answer = Response::Secret {
-            secret: SecretText(Zeroizing::new("hunter2".into())),
+            secret: SecretText::new("hunter2"),
             expires_in_secs: Some(9),
             absolute: false,
         };
         assert!(!format!("{answer:?}").contains("hunter2"), "{answer:?}");
-        write_frame(&mut buf, &req, 0).unwrap();
+        write_frame(&mut buf, &req).unwrap();
         let back: RequestFrame =
             serde_json::from_slice(&read_frame(&mut &buf[..]).unwrap()).unwrap();
         assert!(matches!(
@@ -439,7 +487,7 @@ mod tests {
                 idle_secs: idle, idle_left_secs: idle / 2, timeout_left_secs: left,
             }).collect();
             let resp = Response::Status { vaults: vaults.clone(), non_dumpable: true, memory_locked: false, pid: 7, mode: AgentMode::Foreground };
-            write_frame(&mut buf, &resp, 0).unwrap();
+            write_frame(&mut buf, &resp).unwrap();
             let back: Response = serde_json::from_slice(&read_frame(&mut &buf[..]).unwrap()).unwrap();
             match back {
                 Response::Status { vaults: v, mode, .. } => {

@@ -31,7 +31,10 @@ Environment:
   LOCKBOX_VAULT            the vault file (default: $DOCKER_CONFIG/lockbox/vault.json,
                            else ~/.docker/lockbox/vault.json)
   LOCKBOX_IDENTITY         age identity text that opens the vault (CI secrets)
-  LOCKBOX_IDENTITY_FILE    an age identity file or unencrypted SSH private key
+  LOCKBOX_IDENTITY_FILE    an age identity file or SSH private key (a passphrase-
+                           protected one is asked for by `unlock` only)
+  LOCKBOX_IDENTITY_CMD     a command (sh -c) printing an identity: systemd-creds
+                           decrypt …, clevis decrypt < … (no terminal, 15 s at most)
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
   LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
   LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
@@ -40,10 +43,12 @@ Environment:
   LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
-  1. --identity-file / --passphrase-file given to the command
-  2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE   4. LOCKBOX_PASSPHRASE_FILE
-  5. the agent started by `unlock`
-  6. the terminal (commands for people only; protocol actions never prompt)
+  1. --identity-file / --identity-cmd / --passphrase-file given to the command
+  2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE
+  4. $CREDENTIALS_DIRECTORY/lockbox-identity (systemd LoadCredentialEncrypted=)
+  5. LOCKBOX_PASSPHRASE_FILE   6. the agent started by `unlock`
+  7. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
+  8. the terminal (commands for people only; protocol actions never prompt)
 A flag that fails is an error. A variable or agent that does not apply to this vault
 (its identity matches no slot, the vault has no slot of its kind, the agent does not
 hold this vault) is passed over; one that is broken (unreadable, unparsable, wrong

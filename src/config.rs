@@ -57,6 +57,12 @@ pub struct KeySettings {
     pub identity_file: Option<PathBuf>,
     /// `LOCKBOX_PASSPHRASE_FILE`: a file holding the passphrase.
     pub passphrase_file: Option<PathBuf>,
+    /// `LOCKBOX_IDENTITY_CMD`: a command (run by `/bin/sh -c`) that prints an identity;
+    /// run last, only when nothing cheaper opened the vault (`src/identity_cmd.rs`).
+    pub identity_cmd: Option<OsString>,
+    /// `CREDENTIALS_DIRECTORY`, set by systemd for a unit with `LoadCredential=` or
+    /// `LoadCredentialEncrypted=`: its `lockbox-identity` file is a source.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 /// The variable names, for help text, status and errors.
@@ -69,6 +75,12 @@ pub mod var {
     pub const IDENTITY_FILE: &str = "LOCKBOX_IDENTITY_FILE";
     /// Passphrase file.
     pub const PASSPHRASE_FILE: &str = "LOCKBOX_PASSPHRASE_FILE";
+    /// Identity command.
+    pub const IDENTITY_CMD: &str = "LOCKBOX_IDENTITY_CMD";
+    /// systemd's credentials directory (set for a unit with credentials).
+    pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+    /// The credential's name in it.
+    pub const CREDENTIAL_NAME: &str = "lockbox-identity";
     /// Argon2id cost override.
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
     /// kubelet-credential-provider's cacheDuration.
@@ -100,6 +112,8 @@ impl Settings {
                 identity: get(var::IDENTITY).map(|v| Zeroizing::new(v.into_vec())),
                 identity_file: path(var::IDENTITY_FILE),
                 passphrase_file: path(var::PASSPHRASE_FILE),
+                identity_cmd: get(var::IDENTITY_CMD),
+                credentials_dir: path(var::CREDENTIALS_DIRECTORY),
             },
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)

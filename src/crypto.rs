@@ -154,8 +154,9 @@ impl VaultKey {
             .map_err(|_| Error::KeyMismatch)
     }
 
-    /// The private key text, to hand to the agent over its socket. Nothing else may
-    /// call this: every use can be found with grep.
+    /// The private key text, to hand to the agent over its socket or to OpenBao's
+    /// transit `encrypt` for an OpenBao slot (`openbao::seal_vault_key`). Nothing else
+    /// may call this: every use can be found with grep.
     pub fn export_secret(&self) -> SecretString {
         self.identity.to_string()
     }
@@ -221,6 +222,13 @@ impl VaultKey {
         age_encrypt(recipient.as_dyn(), secret.expose_secret().as_bytes())
     }
 
+    /// Wraps the private key to any age recipient: a plugin's or a tag recipient
+    /// (`src/identities.rs`), which [`Recipient`] does not hold.
+    pub fn wrap_to(&self, recipient: &dyn age::Recipient) -> Result<Vec<u8>> {
+        let secret = self.export_secret();
+        age_encrypt(recipient, secret.expose_secret().as_bytes())
+    }
+
     /// Tries to open an age slot with the given identities. `Ok(None)` means none of
     /// them is this slot's key, so the caller can go on to the next slot.
     pub fn unwrap_with_identities(
@@ -238,6 +246,9 @@ impl VaultKey {
             Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
             Err(_) => return Err(Error::KeyMismatch),
         };
+        // Not `file::read_wiped` (crypto sits below file): the plaintext, a 74-byte
+        // key line, fits the reservation, so `read_to_end` never reallocates and leaves
+        // no unwiped copy; a longer one is refused by the parse below.
         let mut plain = Zeroizing::new(Vec::with_capacity(128));
         reader
             .read_to_end(&mut plain)
@@ -257,6 +268,8 @@ impl VaultKey {
         let mut reader = decryptor
             .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
             .map_err(|_| tampered())?;
+        // The plaintext is shorter than the ciphertext, so this reservation is never
+        // outgrown and `read_to_end` never leaves an unwiped copy behind.
         let mut plain = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
         reader.read_to_end(&mut plain).map_err(|_| tampered())?;
         let secret = parse_entry_plaintext(&plain, server, username).ok_or_else(tampered)?;

@@ -4,7 +4,7 @@
 //!
 //! Nothing here prints; the CLI (`manage`) turns what it finds into words.
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -70,8 +70,9 @@ impl DockerConfig {
         let mut bytes = Zeroizing::new(Vec::new());
         let existed = match File::open(&path) {
             Ok(f) => {
-                f.take(MAX_CONFIG_BYTES + 1)
-                    .read_to_end(&mut bytes)
+                // config.json holds base64 passwords: read into wiped memory that grows
+                // by copying, never by an unwiped reallocation.
+                bytes = crate::file::read_wiped(f, MAX_CONFIG_BYTES as usize)
                     .map_err(|e| Error::io("read", &path, e))?;
                 if bytes.len() as u64 > MAX_CONFIG_BYTES {
                     return Err(Error::Config {

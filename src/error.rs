@@ -138,6 +138,12 @@ pub enum Error {
     PasswdNeedsIdentity,
     /// A rotation must re-wrap the passphrase slot, and no passphrase was available.
     RotateNeedsPassphrase,
+    /// An identity is protected by a passphrase and this caller never asks (protocol
+    /// actions): an ambient source falls through to the agent (`src/identities.rs`).
+    IdentityNeedsPassphrase {
+        /// Where the identity came from (a variable, a path).
+        source_name: String,
+    },
     /// The change would leave the vault with no slot.
     LastSlot,
     /// A slot index that the vault does not have (a caller's bug, never a person's).
@@ -263,6 +269,9 @@ impl Error {
             Error::WeakPassphraseDeclined => messages::WEAK_PASSPHRASE_DECLINED.to_owned(),
             Error::PasswdNeedsIdentity => messages::PASSWD_NEEDS_IDENTITY.to_owned(),
             Error::RotateNeedsPassphrase => messages::ROTATE_NEEDS_PASSPHRASE.to_owned(),
+            Error::IdentityNeedsPassphrase { source_name } => {
+                messages::identity_needs_passphrase(source_name)
+            }
             Error::LastSlot => messages::LAST_SLOT.to_owned(),
             Error::NoSuchSlot(i) => messages::no_such_slot(*i),
             Error::NoSuchRecipient(which) => messages::no_such_recipient(which),

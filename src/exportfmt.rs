@@ -22,6 +22,7 @@
 //! buffer ([`Wiped`]), so no unwiped copy of a secret is left behind.
 use std::collections::BTreeMap;
 
+use age::secrecy::{ExposeSecret, SecretString};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
@@ -53,7 +54,7 @@ pub struct Cred<'a> {
     /// The username (`<token>` for an identity token).
     pub username: &'a str,
     /// The password or token.
-    pub secret: Zeroizing<String>,
+    pub secret: SecretString,
 }
 
 /// The Secret's name and namespace (`k8s-secret`).
@@ -248,7 +249,7 @@ fn dockerconfigjson(creds: &[Cred<'_>]) -> (Zeroizing<Vec<u8>>, Vec<(String, &'s
             left_out.push((c.server.to_owned(), TOKEN_LEFT_OUT));
             continue;
         }
-        encoded.push((c, auth_field(c.username, &c.secret)));
+        encoded.push((c, auth_field(c.username, c.secret.expose_secret())));
     }
     let entries: Vec<(String, Vec<(&str, &str)>)> = encoded
         .iter()
@@ -257,7 +258,7 @@ fn dockerconfigjson(creds: &[Cred<'_>]) -> (Zeroizing<Vec<u8>>, Vec<(String, &'s
                 c.server.to_owned(),
                 vec![
                     ("username", c.username),
-                    ("password", c.secret.as_str()),
+                    ("password", c.secret.expose_secret()),
                     ("auth", a.as_str()),
                 ],
             )
@@ -300,9 +301,9 @@ pub fn render(format: Format, creds: &[Cred<'_>], meta: Option<&SecretMeta>) -> 
                     continue;
                 }
                 let value = if token {
-                    Zeroizing::new(c.secret.to_string())
+                    Zeroizing::new(c.secret.expose_secret().to_owned())
                 } else {
-                    auth_field(c.username, &c.secret)
+                    auth_field(c.username, c.secret.expose_secret())
                 };
                 fields_of.push((key, token, value));
             }
@@ -375,7 +376,7 @@ mod tests {
         .map(|(server, username, secret)| Cred {
             server,
             username,
-            secret: Zeroizing::new(secret.to_owned()),
+            secret: SecretString::from(secret.to_owned()),
         })
         .collect()
     }
@@ -469,7 +470,7 @@ mod tests {
         let c = [Cred {
             server: "https://index.docker.io/v1/",
             username: "hi",
-            secret: Zeroizing::new("):dckr_pat_hello".into()),
+            secret: SecretString::from("):dckr_pat_hello".to_owned()),
         }];
         let r = render(Format::DockerAuthConfig, &c, None);
         assert_eq!(
@@ -495,7 +496,7 @@ mod tests {
         c.push(Cred {
             server: "https://GHCR.io/",
             username: "x",
-            secret: Zeroizing::new("other".into()),
+            secret: SecretString::from("other".to_owned()),
         });
         c.sort_by(|a, b| a.server.cmp(b.server));
         let r = render(Format::ContainersAuth, &c, None);

@@ -5,7 +5,6 @@
 //! The seam for the agent is [`EntryOpener`]: whatever opens entries — a [`VaultKey`]
 //! in this process, or an agent that decrypts on request so the key never leaves it.
 use std::fs::File;
-use std::io::Cursor;
 use std::path::Path;
 
 use age::secrecy::SecretString;
@@ -18,24 +17,21 @@ use crate::error::{Error, Result};
 pub const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Opens entry ciphertexts. Implemented by [`VaultKey`] and by the agent client.
+///
+/// The secret comes back as a [`SecretString`] and stays one until the one place that
+/// writes it (`get`'s answer, `export`'s output, the kubelet answer, the agent's
+/// reply frame), so `grep expose_secret` finds every access.
 pub trait EntryOpener {
     /// Decrypts the entry for `server`/`username`, checking its binding.
-    fn open_entry(
-        &self,
-        server: &str,
-        username: &str,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<String>>;
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString>;
 }
 
 impl EntryOpener for VaultKey {
-    fn open_entry(
-        &self,
-        server: &str,
-        username: &str,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<String>> {
-        VaultKey::open_entry(self, server, username, ciphertext)
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString> {
+        let plain = VaultKey::open_entry(self, server, username, ciphertext)?;
+        // `to_owned` allocates exactly the length, so the box conversion inside
+        // `SecretString::from` does not reallocate; `plain` is wiped on drop.
+        Ok(SecretString::from(plain.as_str().to_owned()))
     }
 }
 
@@ -74,39 +70,24 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
     Ok(SecretString::from(text.to_owned()))
 }
 
-/// Parses age identities (`AGE-SECRET-KEY-1…` lines) or one unencrypted OpenSSH /
-/// PEM private key (ssh-ed25519, ssh-rsa). `source_name` names the source in errors;
-/// no error ever contains key material.
+/// Parses age identities (`AGE-SECRET-KEY-1…` lines) or one OpenSSH / PEM private key
+/// (ssh-ed25519, ssh-rsa), never asking for a passphrase: `src/identities.rs`'s parser
+/// with `NeverAsk`, so there is one parser. Plugin identities are refused here (this
+/// returns only identities that open slots in-process). `source_name` names the source
+/// in errors; no error ever contains key material.
 pub fn parse_identities(
     text: &[u8],
     source_name: &str,
 ) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
-    let bad = |reason: &str| Error::BadIdentity {
-        source_name: source_name.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if text.windows(10).any(|w| w == b"-----BEGIN") {
-        let text = crate::crypto::ssh_guard::private_key_for_age(text)
-            .ok_or_else(|| bad("not an SSH private key lockbox can read"))?;
-        let identity = age::ssh::Identity::from_buffer(Cursor::new(&text[..]), None)
-            .map_err(|_| bad("not an SSH private key lockbox can read"))?;
-        return match identity {
-            age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(identity)]),
-            age::ssh::Identity::Encrypted(_) => Err(bad(
-                "the SSH key is passphrase-protected; use an unencrypted key or an age identity",
-            )),
-            age::ssh::Identity::Unsupported(_) => Err(bad("this kind of SSH key is not supported")),
-        };
+    let ids = crate::identities::parse(text, source_name, &crate::identities::NeverAsk)?;
+    if !ids.plugins.is_empty() {
+        return Err(Error::BadIdentity {
+            source_name: source_name.to_owned(),
+            reason: "age plugin identities (AGE-PLUGIN-…) are not supported by this build yet"
+                .into(),
+        });
     }
-    let file = age::IdentityFile::from_buffer(Cursor::new(text))
-        .map_err(|_| bad("not an age identity (AGE-SECRET-KEY-1…) or SSH private key"))?;
-    let ids = file
-        .into_identities()
-        .map_err(|_| bad("not an age identity (AGE-SECRET-KEY-1…) or SSH private key"))?;
-    if ids.is_empty() {
-        return Err(bad("it holds no identity"));
-    }
-    Ok(ids)
+    Ok(ids.native)
 }
 
 #[cfg(test)]

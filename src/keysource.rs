@@ -40,6 +40,7 @@ use crate::agent_client::{Agent, AgentOpener, Held};
 use crate::config::{KeySettings, Settings, var};
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
+use crate::identity_cmd::IdentityCommand;
 use crate::keys::{self, EntryOpener};
 use crate::messages;
 use crate::vault::{Slot, Vault};
@@ -51,6 +52,8 @@ pub struct KeyFlags {
     pub identity_file: Option<PathBuf>,
     /// `--passphrase-file FILE` (`passwd --old-passphrase-file FILE`)
     pub passphrase_file: Option<PathBuf>,
+    /// `--identity-cmd CMD`
+    pub identity_cmd: Option<std::ffi::OsString>,
 }
 
 /// Whether the user named a source for this command or it is simply there.
@@ -133,6 +136,9 @@ pub enum Verdict {
     Ready(Held),
     /// It does not apply to this vault, and why.
     NotApplicable(Error),
+    /// It cannot be asked at all (an agent directory that is not private): an error
+    /// whatever the vault.
+    Broken(Error),
 }
 
 /// One source as `status` shows it.
@@ -172,7 +178,11 @@ pub trait KeySource {
 pub fn does_not_apply(e: &Error) -> bool {
     matches!(
         e,
-        Error::NoMatchingIdentity | Error::NoAgeSlot | Error::NoPassphraseSlot | Error::Locked
+        Error::NoMatchingIdentity
+            | Error::NoAgeSlot
+            | Error::NoPassphraseSlot
+            | Error::Locked
+            | Error::IdentityNeedsPassphrase { .. }
     )
 }
 
@@ -209,6 +219,12 @@ pub fn sources<'a>(
             name: format!("--passphrase-file {}", path.display()),
         }));
     }
+    if let Some(cmd) = &flags.identity_cmd {
+        list.push(Box::new(IdentityCmd {
+            cmd: IdentityCommand::new(cmd.clone(), "--identity-cmd"),
+            origin: Origin::Explicit,
+        }));
+    }
     if let Some(text) = &settings.identity {
         list.push(Box::new(IdentityText { text }));
     }
@@ -217,6 +233,13 @@ pub fn sources<'a>(
             path: path.clone(),
             origin: Origin::Ambient,
             name: var::IDENTITY_FILE.to_owned(),
+        }));
+    }
+    // systemd's credential: after the identity variables (a person's explicit setting
+    // wins over the unit's), before the passphrase file (no Argon2id).
+    if let Some(dir) = &settings.credentials_dir {
+        list.push(Box::new(Credential {
+            path: dir.join(var::CREDENTIAL_NAME),
         }));
     }
     if let Some(path) = &settings.passphrase_file {
@@ -228,6 +251,14 @@ pub fn sources<'a>(
     }
     if let Some((agent, how)) = agent {
         list.push(Box::new(AgentSource { agent, how }));
+    }
+    // Last before the terminal: it runs a process (and maybe a network round trip) on
+    // every call, so only when nothing cheaper opened the vault.
+    if let Some(cmd) = &settings.identity_cmd {
+        list.push(Box::new(IdentityCmd {
+            cmd: IdentityCommand::new(cmd.clone(), var::IDENTITY_CMD),
+            origin: Origin::Ambient,
+        }));
     }
     list.push(Box::new(TerminalSource));
     list
@@ -308,11 +339,19 @@ pub fn describe(vault: &Vault, sources: &[Box<dyn KeySource + '_>]) -> Vec<Descr
 
 /// The opener `get` uses: the environment, then the agent; never a prompt.
 pub fn for_get(vault: &Vault, settings: &Settings) -> Result<Box<dyn EntryOpener>> {
+    // With an identity command after it, the agent is asked first whether it holds this
+    // vault (one round trip), so an agent holding only other vaults falls through to the
+    // command instead of answering "locked" at decrypt time.
+    let how = if settings.keys.identity_cmd.is_some() {
+        AgentUse::Verified
+    } else {
+        AgentUse::Lazy
+    };
     let list = sources(
         &settings.keys,
         &KeyFlags::default(),
         // `exec`'s private agent for its command, else this user's.
-        Some((Agent::for_requests(settings), AgentUse::Lazy)),
+        Some((Agent::for_requests(settings), how)),
     );
     open_entries(vault, &list, &NeverPrompt).map(|(o, _)| o)
 }
@@ -367,6 +406,117 @@ fn passphrase_verdict(vault: &Vault) -> Verdict {
     }
 }
 
+/// Identity text as every identity source reads it (`src/identities.rs`): age
+/// identities, an SSH private key, and passphrase-protected ones (an encrypted OpenSSH
+/// key, an `age -p` identity file), whose passphrase is asked through `callbacks`
+/// (never in protocol actions: [`Error::IdentityNeedsPassphrase`], which falls through
+/// to the agent). Plugin identities are refused until plugin slots are wired in.
+fn parse_identities(
+    text: &[u8],
+    source_name: &str,
+    callbacks: &dyn Callbacks,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    /// The pipeline's callbacks as the identity parser's way to ask.
+    struct Via<'a>(&'a dyn Callbacks);
+    impl crate::identities::Ask for Via<'_> {
+        fn passphrase(&self, what: &str) -> Result<Option<SecretString>> {
+            let prompt = format!("Passphrase for {}: ", messages::sanitize(what));
+            match self.0.request_passphrase(&prompt) {
+                Err(Error::NoTerminal) => Ok(None),
+                other => other,
+            }
+        }
+        fn tries(&self) -> u32 {
+            crate::identities::TERMINAL_TRIES
+        }
+    }
+    let ids = crate::identities::parse(text, source_name, &Via(callbacks))?;
+    if !ids.plugins.is_empty() {
+        return Err(Error::BadIdentity {
+            source_name: source_name.to_owned(),
+            reason: "age plugin identities (AGE-PLUGIN-…) are not supported by this build yet"
+                .into(),
+        });
+    }
+    Ok(ids.native)
+}
+
+/// `--identity-cmd CMD` or `LOCKBOX_IDENTITY_CMD`: a command whose stdout is an
+/// identity (`src/identity_cmd.rs`: no terminal, bounded time and output, stderr
+/// relayed here). Its output is not asked a passphrase for: it must be usable as is.
+struct IdentityCmd {
+    cmd: IdentityCommand,
+    origin: Origin,
+}
+
+impl KeySource for IdentityCmd {
+    fn name(&self) -> String {
+        self.cmd.origin.clone()
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        identity_verdict(vault) // never runs the command
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        if !has_age_slot(vault) {
+            return Err(Error::NoAgeSlot); // nothing it could open: not run
+        }
+        let out = match self.cmd.run_for_identity() {
+            Ok(out) => out,
+            Err((e, stderr)) => {
+                if let Some(stderr) = stderr {
+                    stderr.relay(&mut std::io::stderr());
+                }
+                return Err(e);
+            }
+        };
+        out.stderr.relay(&mut std::io::stderr());
+        let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt)?;
+        Ok(KeyOpened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
+}
+
+/// `$CREDENTIALS_DIRECTORY/lockbox-identity`: an identity systemd decrypted for this
+/// unit (`LoadCredentialEncrypted=lockbox-identity:…`, sealed to the TPM or the host
+/// key by `systemd-creds`). A directory without that file does not apply.
+struct Credential {
+    path: PathBuf,
+}
+
+impl KeySource for Credential {
+    fn name(&self) -> String {
+        format!("${}/{}", var::CREDENTIALS_DIRECTORY, var::CREDENTIAL_NAME)
+    }
+    fn origin(&self) -> Origin {
+        Origin::Ambient
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        if !self.path.exists() {
+            return Verdict::NotApplicable(Error::Locked);
+        }
+        identity_verdict(vault)
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        if !self.path.exists() {
+            return Err(Error::Locked); // this unit has no such credential
+        }
+        let text = keys::read_key_file(&self.path)?;
+        // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
+        let ids = parse_identities(&text, &self.name(), &NeverPrompt)?;
+        Ok(KeyOpened {
+            key: vault.open_with_identities(&ids)?,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
+}
+
 /// `LOCKBOX_IDENTITY`: identity text.
 struct IdentityText<'a> {
     text: &'a [u8],
@@ -382,8 +532,8 @@ impl KeySource for IdentityText<'_> {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
-        let ids = keys::parse_identities(self.text, var::IDENTITY)?;
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
+        let ids = parse_identities(self.text, var::IDENTITY, callbacks)?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,
@@ -409,9 +559,9 @@ impl KeySource for IdentityFile {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
         let text = keys::read_key_file(&self.path)?;
-        let ids = keys::parse_identities(&text, &self.path.display().to_string())?;
+        let ids = parse_identities(&text, &self.path.display().to_string(), callbacks)?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,
@@ -469,7 +619,7 @@ impl KeySource for AgentSource {
         match self.agent.status(&vault.public().to_string()) {
             Ok(Some(held)) => Verdict::Ready(held),
             Ok(None) => Verdict::NotApplicable(Error::Locked),
-            Err(e) => Verdict::NotApplicable(e),
+            Err(e) => Verdict::Broken(e),
         }
     }
     fn open_key(&self, _: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
@@ -588,6 +738,8 @@ mod tests {
             identity: identity.map(|t| Zeroizing::new(t.as_bytes().to_vec())),
             identity_file,
             passphrase_file: pass,
+            identity_cmd: None,
+            credentials_dir: None,
         }
     }
 
@@ -624,6 +776,7 @@ mod tests {
         let flag = KeyFlags {
             identity_file: Some(id_file.clone()),
             passphrase_file: None,
+            ..KeyFlags::default()
         };
         assert_eq!(
             opened_by(&f, &all, &flag, &NeverPrompt).unwrap(),
@@ -715,6 +868,7 @@ mod tests {
         let flags = KeyFlags {
             identity_file: Some(wrong),
             passphrase_file: None,
+            ..KeyFlags::default()
         };
         assert!(matches!(
             opened_by(&f, &s, &flags, &NeverPrompt),
@@ -723,6 +877,7 @@ mod tests {
         let flags = KeyFlags {
             identity_file: None,
             passphrase_file: Some(f.file("bad-pass", "not it")),
+            ..KeyFlags::default()
         };
         assert!(matches!(
             opened_by(&f, &s, &flags, &NeverPrompt),
@@ -832,5 +987,99 @@ mod tests {
             Err(Error::NoPassphraseSlot)
         ));
         assert_eq!(asked.asked.get(), 0);
+    }
+
+    #[test]
+    fn the_identity_command_runs_last_and_only_when_needed() {
+        let f = fixture(Some("pw"));
+        let marker = f.dir.path().join("ran");
+        let id_file = f.file("id", &f.identity);
+        let cmd = format!("touch '{}'; cat '{}'", marker.display(), id_file.display());
+        let mut s = settings(None, Some(id_file.clone()), None);
+        s.identity_cmd = Some(cmd.clone().into());
+        // An earlier source opens the vault: the command is never run.
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_FILE"
+        );
+        assert!(
+            !marker.exists(),
+            "the identity command ran though it was not needed"
+        );
+        // Alone, it opens the vault.
+        let mut s = settings(None, None, None);
+        s.identity_cmd = Some(cmd.into());
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_CMD"
+        );
+        assert!(marker.exists());
+        // An identity that matches nothing falls through to the terminal.
+        let other = f.file("other", &other_identity());
+        s.identity_cmd = Some(format!("cat '{}'", other.display()).into());
+        let cb = Scripted {
+            answer: Some("pw"),
+            asked: Cell::new(0),
+        };
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &cb).unwrap(),
+            "terminal"
+        );
+        // A command that fails is the error: one line, never the not-found text.
+        s.identity_cmd = Some("echo 'kms: denied' >&2; exit 4".into());
+        let e = opened_by(&f, &s, &KeyFlags::default(), &cb).err().unwrap();
+        let msg = e.message();
+        assert!(
+            msg.contains("LOCKBOX_IDENTITY_CMD") && msg.contains("status 4: kms: denied"),
+            "{msg}"
+        );
+        assert!(!msg.contains(messages::NOT_FOUND));
+        // The flag is explicit and first.
+        let flags = KeyFlags {
+            identity_cmd: Some(format!("cat '{}'", other.display()).into()),
+            ..KeyFlags::default()
+        };
+        let e = opened_by(
+            &f,
+            &settings(Some(&f.identity), None, None),
+            &flags,
+            &NeverPrompt,
+        );
+        assert!(
+            matches!(e, Err(Error::NoMatchingIdentity)),
+            "explicit: no fall-through"
+        );
+    }
+
+    #[test]
+    fn the_systemd_credential_is_a_source_after_the_identity_variables() {
+        let f = fixture(Some("pw"));
+        let dir = f.dir.path().join("creds");
+        std::fs::create_dir(&dir).unwrap();
+        let mut s = settings(None, None, Some(f.file("pass", "pw")));
+        s.credentials_dir = Some(dir.clone());
+        // No lockbox-identity in the directory: passed over.
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_PASSPHRASE_FILE"
+        );
+        std::fs::write(dir.join("lockbox-identity"), &f.identity).unwrap();
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "$CREDENTIALS_DIRECTORY/lockbox-identity"
+        );
+        // LOCKBOX_IDENTITY_FILE comes first.
+        s.identity_file = Some(f.file("id", &f.identity));
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_FILE"
+        );
+        // A credential that is not an identity is the error, not skipped.
+        s.identity_file = None;
+        std::fs::write(dir.join("lockbox-identity"), "garbage").unwrap();
+        assert!(matches!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::BadIdentity { .. })
+        ));
     }
 }

@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use age::secrecy::{ExposeSecret, SecretString};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
@@ -382,11 +383,11 @@ pub fn cache_duration(flag: Option<&str>, settings: &Settings) -> Result<Duratio
 pub fn render_response(
     api_version: &str,
     cache: Duration,
-    auth: &[(String, String, Zeroizing<String>)],
+    auth: &[(String, String, SecretString)],
 ) -> Zeroizing<Vec<u8>> {
     let worst: usize = auth
         .iter()
-        .map(|(k, u, p)| 40 + (k.len() + u.len() + p.len()) * 6)
+        .map(|(k, u, p)| 40 + (k.len() + u.len() + p.expose_secret().len()) * 6)
         .sum();
     let mut out = Zeroizing::new(Vec::with_capacity(256 + api_version.len() * 6 + worst));
     out.extend_from_slice(b"{\"kind\":\"CredentialProviderResponse\",\"apiVersion\":");
@@ -403,7 +404,7 @@ pub fn render_response(
             out.extend_from_slice(b":{\"username\":");
             gojson::push_string(&mut out, username);
             out.extend_from_slice(b",\"password\":");
-            gojson::push_string(&mut out, password);
+            gojson::push_string(&mut out, password.expose_secret());
             out.push(b'}');
         }
         out.push(b'}');
@@ -1079,7 +1080,13 @@ mod tests {
                     let chosen = select(&req.image, entries(&["ghcr.io", "ghcr.io/team"]));
                     let auth: Vec<_> = chosen
                         .iter()
-                        .map(|(k, _)| (k.clone(), "u".to_owned(), Zeroizing::new("p".to_owned())))
+                        .map(|(k, _)| {
+                            (
+                                k.clone(),
+                                "u".to_owned(),
+                                SecretString::from("p".to_owned()),
+                            )
+                        })
                         .collect();
                     let out = render_response(req.api_version, DEFAULT_CACHE_DURATION, &auth);
                     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -1123,7 +1130,7 @@ mod tests {
         let auth = vec![(
             "ghcr.io".to_owned(),
             "u<".to_owned(),
-            Zeroizing::new("p\"w".to_owned()),
+            SecretString::from("p\"w".to_owned()),
         )];
         let out = render_response(API_V1, DEFAULT_CACHE_DURATION, &auth);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

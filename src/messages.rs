@@ -283,6 +283,13 @@ pub const PROMPT_UNLOCK: &str = "lockbox passphrase: ";
 /// No terminal for `unlock`.
 pub const UNLOCK_NO_TERMINAL: &str = "no terminal to ask for the passphrase; use --passphrase-file FILE, --identity-file FILE or LOCKBOX_IDENTITY";
 
+/// An encrypted identity (SSH key, `age -p` file) met where nothing may prompt.
+pub fn identity_needs_passphrase(source: &str) -> String {
+    format!(
+        "the identity in {source} is protected by a passphrase, and protocol actions never ask for it: run 'docker-credential-lockbox unlock' on a terminal (it asks once and the agent holds the key)"
+    )
+}
+
 /// After `unlock`: the idle and the absolute timeout.
 pub fn unlocked(path: &str, idle: &str, timeout: &str) -> String {
     format!(

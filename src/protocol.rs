@@ -6,7 +6,7 @@
 //! Protocol actions never prompt, and `list` never reads stdin.
 use std::io::{Read, Write};
 
-use age::secrecy::SecretString;
+use age::secrecy::{ExposeSecret, SecretString};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
@@ -50,31 +50,39 @@ impl Action {
     }
 }
 
-/// Why an action failed; [`ProtocolError::line`] is the stdout text.
-#[derive(Debug, thiserror::Error)]
+/// Why an action failed; [`ProtocolError::line`] is the stdout text, and `Display`
+/// prints that same line (one rendering per variant).
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum ProtocolError {
     /// No entry for the server.
-    #[error("{}", messages::NOT_FOUND)]
     NotFound,
     /// Empty server URL.
-    #[error("{}", messages::MISSING_SERVER_URL)]
     MissingServerUrl,
     /// Empty username on `store`.
-    #[error("{}", messages::MISSING_USERNAME)]
     MissingUsername,
     /// More than [`MAX_INPUT`] bytes on stdin.
-    #[error("input too large")]
     InputTooLarge,
     /// The `store` payload is not a JSON object of strings.
-    #[error("invalid JSON: {0}")]
     InvalidJson(String),
     /// Reading stdin failed.
-    #[error("stdin: {0}")]
     Stdin(std::io::Error),
     /// The vault or a key source failed.
-    #[error(transparent)]
-    Vault(#[from] Error),
+    Vault(Error),
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl From<Error> for ProtocolError {
+    fn from(e: Error) -> Self {
+        ProtocolError::Vault(e)
+    }
 }
 
 impl ProtocolError {
@@ -287,7 +295,12 @@ fn get(
     // not-found, a locked vault with one is the locked error — never not-found.
     let opener = keysource::for_get(view.vault(), settings)?;
     let secret = opener.open_entry(entry.server(), entry.username(), &entry.secret())?;
-    Ok(gojson::credentials(server, entry.username(), &secret))
+    // The one place `get` reads the secret: into the answer's wiped buffer.
+    Ok(gojson::credentials(
+        server,
+        entry.username(),
+        secret.expose_secret(),
+    ))
 }
 
 /// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or

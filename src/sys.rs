@@ -1,7 +1,8 @@
 //! Process-wide OS state: the only `unsafe` in the crate (turning file-descriptor
 //! numbers found in `/proc/self/fd` into descriptors, to keep inherited descriptors out
-//! of the agent; a `pre_exec` hook that ties `exec`'s command to its parent's life) and
-//! the disposition of `SIGXFSZ`.
+//! of the agent; a `pre_exec` hook that ties `exec`'s command to its parent's life; the
+//! pre-exec step of an identity command's child, [`isolate_child`]) and the
+//! disposition of `SIGXFSZ`.
 //!
 //! Why it matters: Go's `cmd.Output()` waits until every holder of the helper's stdout
 //! pipe closes it. An agent that inherited Docker's pipe (or any other descriptor its
@@ -9,6 +10,8 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::Once;
 use std::sync::atomic::AtomicBool;
@@ -116,4 +119,37 @@ pub fn die_with_parent(cmd: &mut std::process::Command, signal: rustix::process:
 /// ESRCH ("no such process"), as a raw number without a libc dependency.
 fn libc_esrch() -> i32 {
     rustix::io::Errno::SRCH.raw_os_error()
+}
+
+/// Makes the child of `cmd` start in a new session (no controlling terminal, so nothing
+/// in it can open `/dev/tty` to prompt, and its own process group whose id is its pid,
+/// so the whole group can be killed), with the default dispositions of SIGPIPE and
+/// SIGXFSZ (ignored dispositions survive exec, and a command whose reader went away
+/// must die as usual), and with every descriptor above stderr close-on-exec (one this
+/// process inherited without the flag must not reach a daemon the command leaves).
+pub(crate) fn isolate_child(cmd: &mut Command) {
+    let hook = || -> std::io::Result<()> {
+        rustix::process::setsid()
+            .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))?;
+        // SAFETY: this runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed; signal(2) and the close_range(2) syscall
+        // are, and neither allocates nor takes a lock. close_range fails harmlessly
+        // with ENOSYS before Linux 5.11: the descriptors then stay as they were.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe calls (see above) and touches no
+    // memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
 }

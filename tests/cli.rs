@@ -856,8 +856,12 @@ fn passphrase_protected_ssh_key_is_a_clear_error() {
         "sshp.example",
         &[("LOCKBOX_IDENTITY_FILE", private.to_str().unwrap())],
     );
+    // `get` never asks: it says to run unlock (which asks; tests/identities.rs).
     let line = out.assert_error_line();
-    assert!(line.contains("passphrase-protected"), "{out}");
+    assert!(
+        line.contains("protected by a passphrase") && line.contains("unlock"),
+        "{out}"
+    );
     assert!(!line.starts_with(LOCKED_PREFIX), "{out}");
     assert_eq!(env.vault_bytes(), before);
 }

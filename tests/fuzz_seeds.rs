@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lockbox::crypto::parse_entry_plaintext;
-use lockbox::keys::parse_identities;
+use lockbox::identities::{NeverAsk, parse as parse_identities};
 use lockbox::protocol::{StoreRequest, server_from_input};
 use lockbox::vault::{Vault, View};
 
@@ -28,7 +28,7 @@ fn accepts(target: &str, seed_name: &str, data: &[u8]) -> bool {
         "kubelet_request" if seed_name.starts_with("glob") => data.contains(&0),
         "kubelet_request" => lockbox::kubelet::Request::parse(data).is_ok(),
         "server_url" => server_from_input(data).is_ok(),
-        "identity_parse" => parse_identities(data, "seed").is_ok(),
+        "identity_parse" => parse_identities(data, "seed", &NeverAsk).is_ok(),
         "entry_plaintext" => {
             // The target's framing: [server len][user len] server user plaintext.
             let [server_len, user_len, rest @ ..] = data else {
@@ -41,6 +41,25 @@ fn accepts(target: &str, seed_name: &str, data: &[u8]) -> bool {
                 String::from_utf8_lossy(user),
             );
             parse_entry_plaintext(plain, &server, &user).is_some()
+        }
+        "openbao_response" => {
+            // The target's framing: [status hi][status lo] body. Accepted: a success
+            // status whose body some transit parser reads.
+            use lockbox::openbao::{
+                Origin, check_status, parse_decrypt, parse_encrypt, parse_key_info,
+            };
+            let [hi, lo, body @ ..] = data else {
+                return false;
+            };
+            let origin = Origin {
+                addr: "https://bao.example:8200",
+                path: "transit/decrypt/hosts",
+                token_source: "seed",
+            };
+            check_status(u16::from_be_bytes([*hi, *lo]), None, body, origin).is_ok()
+                && (parse_encrypt(body, origin).is_ok()
+                    || parse_decrypt(body, origin).is_ok()
+                    || parse_key_info(body, origin).is_ok())
         }
         other => panic!("fuzz/seeds/{other}: no expectation known for this target; add it here"),
     }

@@ -5,6 +5,7 @@
 use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 
+use age::secrecy::ExposeSecret;
 use clap::Args;
 
 use super::KeyOpts;
@@ -141,7 +142,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             for c in &creds {
                 config.put_auth(
                     c.server,
-                    crate::dockerconfig::plaintext_entry(c.username, &c.secret),
+                    crate::dockerconfig::plaintext_entry(c.username, c.secret.expose_secret()),
                 );
             }
             let unset = config.unset_store();

@@ -305,7 +305,7 @@ fn verify_imported(vault: &Vault, stored: &[&Found], settings: &Settings) -> Res
             Some(e) if e.username == f.username => match &opener {
                 Some(o) => o
                     .open_entry(&f.server, &e.username, &e.secret)
-                    .is_ok_and(|s| s.as_str() == f.secret.expose_secret()),
+                    .is_ok_and(|s| s.expose_secret() == f.secret.expose_secret()),
                 None => true,
             },
             _ => false,

@@ -40,6 +40,10 @@ pub struct KeyOpts {
     /// Open the vault with an age identity file or unencrypted SSH private key.
     #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
     pub identity_file: Option<PathBuf>,
+    /// Open the vault with the identity a command prints (run by /bin/sh -c, no
+    /// terminal, 15 s at most): systemd-creds decrypt …, clevis decrypt < …, bao read ….
+    #[arg(long, value_name = "CMD")]
+    pub identity_cmd: Option<std::ffi::OsString>,
 }
 
 impl KeyOpts {
@@ -48,6 +52,7 @@ impl KeyOpts {
         KeyFlags {
             identity_file: self.identity_file.clone(),
             passphrase_file: self.passphrase_file.clone(),
+            identity_cmd: self.identity_cmd.clone(),
         }
     }
 }

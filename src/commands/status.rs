@@ -37,12 +37,19 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         &KeyFlags::default(),
         Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
-    let described = keysource::describe(&vault, &list);
-    // The terminal is for people; `get` never reaches it, so status does not show it.
-    let described: Vec<_> = described
-        .into_iter()
-        .filter(|d| d.name != "terminal")
-        .collect();
+    let mut described = Vec::new();
+    for d in keysource::describe(&vault, &list) {
+        // The terminal is for people; `get` never reaches it, so status does not show it.
+        if d.name == "terminal" {
+            continue;
+        }
+        // A source that cannot be asked at all (an unsafe agent directory) is an
+        // error, as it is for `get`.
+        if let Verdict::Broken(e) = d.verdict {
+            return Err(e);
+        }
+        described.push(d);
+    }
     let held = described.iter().find_map(|d| match &d.verdict {
         Verdict::Ready(h) => Some(h.clone()),
         _ => None,
@@ -87,7 +94,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 let (state, reason) = match &d.verdict {
                     Verdict::Untried => ("untried", None),
                     Verdict::Ready(_) => ("ready", None),
-                    Verdict::NotApplicable(e) => ("not_applicable", Some(e.message())),
+                    Verdict::NotApplicable(e) | Verdict::Broken(e) => {
+                        ("not_applicable", Some(e.message()))
+                    }
                 };
                 serde_json::json!({
                     "name": d.name, "origin": d.origin.as_str(), "state": state, "reason": reason,
@@ -134,6 +143,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     text.push_str("key sources, in the order get tries them:\n");
     for d in &described {
         let state = match &d.verdict {
+            Verdict::Untried if o.check => "set".to_owned(),
             Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
             Verdict::Ready(h) => format!(
                 "holds the key (pid {}) {}",
@@ -141,7 +151,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 crate::agent_client::held_times(h.mode, &h.vault)
             ),
             Verdict::NotApplicable(Error::Locked) => "does not hold this vault's key".to_owned(),
-            Verdict::NotApplicable(e) => format!("does not apply: {}", e.message()),
+            Verdict::NotApplicable(e) | Verdict::Broken(e) => {
+                format!("does not apply: {}", e.message())
+            }
         };
         text.push_str(&format!("  {}: {state}\n", d.name));
     }

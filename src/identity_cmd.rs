@@ -1,0 +1,683 @@
+//! The identity command: `LOCKBOX_IDENTITY_CMD` or `unlock --identity-cmd CMD` names a
+//! command whose standard output is an age identity (or an unencrypted SSH private
+//! key), such as `systemd-creds decrypt /etc/lockbox/identity.cred -`,
+//! `clevis decrypt < /etc/lockbox/identity.jwe` or `bao read -field=identity kv/ci`.
+//! This module runs it and hands back what it printed; parsing that is the caller's.
+//!
+//! # How the command line is parsed: `/bin/sh -c CMD`
+//!
+//! The text is given to `/bin/sh -c` unchanged, not split into words by lockbox. The
+//! commands people use here need a shell: `clevis decrypt < file` is a redirection, and
+//! `op read "op://vault/item/field"` or a path with spaces needs the quoting every
+//! operator already knows, which a word-splitting rule of our own would only imitate.
+//! It gives no one more power: the text comes only from the environment or the command
+//! line of the person running lockbox, who can run any command anyway, and never from
+//! the vault file (a vault must not be able to make lockbox run anything).
+//!
+//! # How it runs
+//!
+//! - stdin is `/dev/null`; the child starts in a new session (`setsid`), so it has no
+//!   controlling terminal and nothing in it can prompt on `/dev/tty`; it leads its own
+//!   process group, which is killed (SIGKILL) at the deadline, grandchildren included.
+//! - SIGPIPE and SIGXFSZ are back to their default dispositions in the child, and
+//!   descriptors above stderr are close-on-exec (see `sys::isolate_child`).
+//! - `LOCKBOX_IDENTITY` (a secret) and `LOCKBOX_IDENTITY_CMD` (so a command that runs
+//!   lockbox cannot recurse) are removed from its environment.
+//! - stdout is read into a wiped buffer, refused past [`MAX_OUTPUT`] bytes.
+//! - stderr is never inherited: Docker reads the helper's stderr through a pipe and
+//!   waits for every holder to close it, so a daemon the command leaves behind holding
+//!   it would hang Docker. It goes through a pipe of ours; the first [`MAX_STDERR`]
+//!   bytes are kept for the caller to relay, the rest is read and dropped.
+//! - Reading stops when the command exits (whatever it left running may keep the pipes
+//!   open: we drain what is already there and close our ends) or at the deadline.
+//! - The deadline is [`DEFAULT_TIMEOUT`], well under the 60 s BuildKit gives a
+//!   credential helper, so a hung command fails with its own message first.
+//!
+//! # Cost
+//!
+//! `get` runs the command each time it needs the key and nothing cheaper opened the
+//! vault: the command's own time is added to every `get` (`systemd-creds decrypt` of a
+//! host-key credential is a few milliseconds; clevis with tang is a network round trip;
+//! a KMS is whatever it costs). `docs/PERFORMANCE.md` has measured numbers. To pay it
+//! once, `unlock --identity-cmd CMD` and let the agent hold the key.
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// How long the command may run before its process group is killed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest output accepted, bytes (the bound on identity files too).
+pub const MAX_OUTPUT: usize = 64 * 1024;
+/// How much of the command's stderr is kept to relay, bytes.
+pub const MAX_STDERR: usize = 4096;
+/// The shell that runs the command.
+const SHELL: &str = "/bin/sh";
+
+/// An identity command and where it was configured.
+#[derive(Debug, Clone)]
+pub struct IdentityCommand {
+    /// The command text, run as `/bin/sh -c TEXT`.
+    pub command: OsString,
+    /// Where it came from, for messages: `LOCKBOX_IDENTITY_CMD` or `--identity-cmd`.
+    pub origin: String,
+    /// When its process group is killed.
+    pub timeout: Duration,
+}
+
+/// What a command that succeeded printed.
+pub struct Output {
+    /// Its standard output, the identity text.
+    pub stdout: Zeroizing<Vec<u8>>,
+    /// Its standard error, bounded.
+    pub stderr: Stderr,
+}
+
+/// The first [`MAX_STDERR`] bytes of the command's stderr.
+#[derive(Debug, Clone, Default)]
+pub struct Stderr {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Stderr {
+    fn push(&mut self, data: &[u8]) {
+        let room = MAX_STDERR - self.bytes.len();
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+        self.truncated |= data.len() > room;
+    }
+
+    /// Its non-empty lines, with control characters replaced, ready to print.
+    pub fn lines(&self) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| crate::messages::sanitize(l.trim_end()))
+            .filter(|l| !l.is_empty())
+            .collect();
+        if self.truncated {
+            lines.push(format!(
+                "(more than {MAX_STDERR} bytes; the rest was dropped)"
+            ));
+        }
+        lines
+    }
+
+    /// The last non-empty line, shortened: the part of a failure people read first.
+    pub fn last_line(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        let mut line = crate::messages::sanitize(line);
+        if line.chars().count() > 200 {
+            line = line.chars().take(200).collect::<String>() + "…";
+        }
+        Some(line)
+    }
+
+    /// Writes every line to `out`, each prefixed with `identity command: `.
+    pub fn relay(&self, out: &mut dyn io::Write) {
+        for line in self.lines() {
+            let _ = writeln!(out, "identity command: {line}");
+        }
+    }
+}
+
+/// Why the command gave no identity. [`Failure::reason`] is its one line.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Failure {
+    /// `/bin/sh` could not be started.
+    Spawn(io::Error),
+    /// Reading its output or waiting for it failed.
+    Io(io::Error),
+    /// It ran past the deadline and its process group was killed.
+    TimedOut {
+        /// The deadline.
+        after: Duration,
+        /// What it printed on stderr.
+        stderr: Stderr,
+    },
+    /// It exited with a failure status or was killed by a signal.
+    Exited {
+        /// Its exit status.
+        status: ExitStatus,
+        /// What it printed on stderr.
+        stderr: Stderr,
+    },
+    /// It printed more than [`MAX_OUTPUT`] bytes (it was killed).
+    TooLarge {
+        /// What it printed on stderr.
+        stderr: Stderr,
+    },
+    /// It succeeded but printed nothing.
+    Empty {
+        /// What it printed on stderr.
+        stderr: Stderr,
+    },
+}
+
+impl Failure {
+    /// What went wrong, in one line that never holds the command's stdout.
+    pub fn reason(&self) -> String {
+        use std::os::unix::process::ExitStatusExt as _;
+        let with = |base: String, stderr: &Stderr| match stderr.last_line() {
+            Some(line) => format!("{base}: {line}"),
+            None => base,
+        };
+        match self {
+            Failure::Spawn(e) => format!("it could not be started ({SHELL}): {e}"),
+            Failure::Io(e) => format!("reading its output failed: {e}"),
+            Failure::TimedOut { after, stderr } => with(
+                format!(
+                    "it did not finish within {} s and was killed",
+                    after.as_secs_f64()
+                ),
+                stderr,
+            ),
+            Failure::Exited { status, stderr } => {
+                let base = match (status.code(), status.signal()) {
+                    (Some(code), _) => format!("it exited with status {code}"),
+                    (None, Some(sig)) => format!("it was killed by signal {sig}"),
+                    (None, None) => format!("it failed ({status})"),
+                };
+                with(base, stderr)
+            }
+            Failure::TooLarge { stderr } => with(
+                format!("it printed more than {MAX_OUTPUT} bytes, which is no identity"),
+                stderr,
+            ),
+            Failure::Empty { stderr } => with("it printed nothing".to_owned(), stderr),
+        }
+    }
+
+    /// What it printed on stderr, if it got as far as running.
+    pub fn stderr(&self) -> Option<&Stderr> {
+        match self {
+            Failure::Spawn(_) | Failure::Io(_) => None,
+            Failure::TimedOut { stderr, .. }
+            | Failure::Exited { stderr, .. }
+            | Failure::TooLarge { stderr }
+            | Failure::Empty { stderr } => Some(stderr),
+        }
+    }
+}
+
+impl IdentityCommand {
+    /// A command from `origin` with the default deadline.
+    pub fn new(command: impl Into<OsString>, origin: impl Into<String>) -> Self {
+        IdentityCommand {
+            command: command.into(),
+            origin: origin.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The name of this source in messages: `the identity command (ORIGIN)`.
+    pub fn source_name(&self) -> String {
+        format!("the identity command ({})", self.origin)
+    }
+
+    /// Runs the command and returns its output, or the one-line error of the library
+    /// ([`Error::BadIdentity`] naming this source), never the not-found text.
+    pub fn run_for_identity(&self) -> Result<Output, (Error, Option<Stderr>)> {
+        self.run().map_err(|f| {
+            let err = Error::BadIdentity {
+                source_name: self.source_name(),
+                reason: f.reason(),
+            };
+            (err, f.stderr().cloned())
+        })
+    }
+
+    /// Runs the command as the module documentation says.
+    pub fn run(&self) -> Result<Output, Failure> {
+        self.run_from(Command::new(SHELL))
+    }
+
+    /// Runs the command on `cmd`, a `Command` for [`SHELL`] (tests give it an
+    /// environment of their own).
+    fn run_from(&self, mut cmd: Command) -> Result<Output, Failure> {
+        cmd.arg("-c")
+            .arg(&self.command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("LOCKBOX_IDENTITY")
+            .env_remove("LOCKBOX_IDENTITY_CMD");
+        crate::sys::isolate_child(&mut cmd);
+        let mut child = cmd.spawn().map_err(Failure::Spawn)?;
+        let result = collect(&mut child, self.timeout);
+        if result.is_err() {
+            // Whatever went wrong, leave nothing of ours running or unreaped.
+            kill_group(&mut child);
+            let _ = child.wait();
+        }
+        let (stdout, stderr, status) = result?;
+        if !status.success() {
+            return Err(Failure::Exited { status, stderr });
+        }
+        if stdout.iter().all(u8::is_ascii_whitespace) {
+            return Err(Failure::Empty { stderr });
+        }
+        Ok(Output { stdout, stderr })
+    }
+}
+
+/// Kills the child's process group (its pid: it called `setsid`), and the child
+/// itself, so the wait that follows cannot hang even if the group is gone.
+fn kill_group(child: &mut Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+}
+
+/// One of the child's output pipes, non-blocking, until EOF.
+struct Pipe {
+    fd: Option<OwnedFd>,
+}
+
+impl Pipe {
+    fn new(fd: Option<impl Into<OwnedFd>>) -> io::Result<Self> {
+        let fd = fd.map(Into::into);
+        if let Some(fd) = &fd {
+            let flags = rustix::fs::fcntl_getfl(fd)?;
+            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        }
+        Ok(Pipe { fd })
+    }
+
+    fn borrow(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Reads what is there now into `sink`, closing the pipe at EOF. `sink` may refuse
+    /// more (returns false), which ends the reading with `Ok(false)`.
+    fn drain(&mut self, sink: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
+        let mut chunk = Zeroizing::new([0u8; 4096]);
+        while let Some(fd) = &self.fd {
+            match rustix::io::read(fd, &mut chunk[..]) {
+                Ok(0) => self.fd = None,
+                Ok(n) => {
+                    if !sink(&chunk[..n]) {
+                        return Ok(false);
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+}
+
+type Collected = (Zeroizing<Vec<u8>>, Stderr, ExitStatus);
+
+/// Reads stdout and stderr until the child exits or the deadline passes.
+fn collect(child: &mut Child, timeout: Duration) -> Result<Collected, Failure> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Pipe::new(child.stdout.take()).map_err(Failure::Io)?;
+    let mut err = Pipe::new(child.stderr.take()).map_err(Failure::Io)?;
+    // A pidfd wakes the poll when the child exits; without one (kernels before 5.3,
+    // or a seccomp filter that refuses it) the poll wakes every few milliseconds.
+    let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+    });
+    let mut stdout = Zeroizing::new(Vec::with_capacity(1024));
+    let mut stderr = Stderr::default();
+    let mut too_large = false;
+    loop {
+        let status = child.try_wait().map_err(Failure::Io)?;
+        // After exit, one last drain of what is already in the pipes, then stop:
+        // anything the command left running may hold them open forever.
+        let mut to_stdout = |data: &[u8]| {
+            if stdout.len() + data.len() > MAX_OUTPUT {
+                too_large = true;
+                return false;
+            }
+            extend_wiped(&mut stdout, data);
+            true
+        };
+        if !out.drain(&mut to_stdout).map_err(Failure::Io)? || too_large {
+            return Err(Failure::TooLarge { stderr });
+        }
+        err.drain(&mut |data| {
+            stderr.push(data);
+            true
+        })
+        .map_err(Failure::Io)?;
+        if let Some(status) = status {
+            return Ok((stdout, stderr, status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Failure::TimedOut {
+                after: timeout,
+                stderr,
+            });
+        }
+        let mut wait = deadline - now;
+        if pidfd.is_none() {
+            wait = wait.min(Duration::from_millis(5));
+        }
+        let mut fds: Vec<PollFd<'_>> =
+            [out.borrow(), err.borrow(), pidfd.as_ref().map(AsFd::as_fd)]
+                .into_iter()
+                .flatten()
+                .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+                .collect();
+        if fds.is_empty() {
+            // Both pipes closed and no pidfd: the child is exiting; wait a little.
+            std::thread::sleep(wait);
+            continue;
+        }
+        let ts = Timespec {
+            tv_sec: wait.as_secs() as _,
+            tv_nsec: wait.subsec_nanos() as _,
+        };
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Failure::Io(e.into())),
+        }
+    }
+}
+
+/// Appends to a wiped buffer; when it must grow, the old allocation is wiped as it is
+/// dropped instead of being left to the allocator holding key bytes.
+fn extend_wiped(buf: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
+    if buf.capacity() - buf.len() < data.len() {
+        let want = (buf.len() + data.len()).max(buf.capacity() * 2);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(want));
+        bigger.extend_from_slice(buf);
+        *buf = bigger;
+    }
+    buf.extend_from_slice(data);
+}
+
+/// The command text of `LOCKBOX_IDENTITY_CMD` as configured; empty counts as unset.
+pub fn from_env_value(value: Option<&OsStr>) -> Option<IdentityCommand> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| IdentityCommand::new(v, "LOCKBOX_IDENTITY_CMD"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(text: &str) -> IdentityCommand {
+        IdentityCommand::new(text, "test")
+    }
+
+    #[test]
+    fn stdout_is_returned_and_stderr_kept() {
+        let out = cmd("printf 'AGE-SECRET-KEY-1X\\n'; echo warn >&2")
+            .run()
+            .unwrap();
+        assert_eq!(&out.stdout[..], b"AGE-SECRET-KEY-1X\n");
+        assert_eq!(out.stderr.lines(), vec!["warn".to_owned()]);
+    }
+
+    #[test]
+    fn shell_syntax_works_redirect_and_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("id with space");
+        std::fs::write(&file, "AGE-SECRET-KEY-1Y\n").unwrap();
+        let out = cmd(&format!("cat < '{}'", file.display())).run().unwrap();
+        assert_eq!(&out.stdout[..], b"AGE-SECRET-KEY-1Y\n");
+    }
+
+    #[test]
+    fn failure_status_is_one_line_with_the_last_stderr_line() {
+        let f = cmd("echo first >&2; echo 'tang: unreachable' >&2; exit 3")
+            .run()
+            .err()
+            .unwrap();
+        assert_eq!(f.reason(), "it exited with status 3: tang: unreachable");
+        let (e, _) = cmd("exit 1").run_for_identity().err().unwrap();
+        let msg = e.message();
+        assert!(!msg.contains(crate::messages::NOT_FOUND), "{msg}");
+        assert!(!msg.contains('\n'));
+        assert!(msg.contains("the identity command (test)"), "{msg}");
+    }
+
+    /// Runs one ignored test of this binary through `wrapper` (a shell line in which
+    /// `$LB_EXE` is this test binary and `$LB_TEST` the test's name, passed in the
+    /// environment so that `script -c` sees them too) and checks it passed.
+    fn run_inner(wrapper: &str, test: &str) {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(SHELL)
+            .arg("-c")
+            .arg(wrapper)
+            .env("LB_EXE", &exe)
+            .env("LB_TEST", test)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
+    const INNER: &str = "\"$LB_EXE\" --exact \"$LB_TEST\" --include-ignored --test-threads 1";
+
+    /// Runs [`no_terminal_in_the_child`] on a pty that is its controlling terminal.
+    #[test]
+    fn stdin_is_dev_null_and_there_is_no_terminal() {
+        run_inner(
+            &format!("SHELL=/bin/sh exec script -qec '{INNER}' /dev/null"),
+            "identity_cmd::tests::no_terminal_in_the_child",
+        );
+    }
+
+    #[test]
+    #[ignore = "run by stdin_is_dev_null_and_there_is_no_terminal, on a pty"]
+    fn no_terminal_in_the_child() {
+        assert!(
+            std::fs::File::open("/dev/tty").is_ok(),
+            "precondition: this process has a controlling terminal"
+        );
+        // `read` gets EOF at once from /dev/null; /dev/tty cannot be opened without a
+        // controlling terminal (setsid).
+        let out = cmd("if read x; then echo got; else echo eof; fi; \
+                       if (: </dev/tty) 2>/dev/null; then echo tty; else echo notty; fi")
+        .run()
+        .unwrap();
+        assert_eq!(&out.stdout[..], b"eof\nnotty\n");
+    }
+
+    #[test]
+    fn own_session_and_process_group() {
+        // Fields 5 and 6 of /proc/PID/stat are the process group and the session.
+        let out = cmd("cut -d' ' -f5,6 /proc/$$/stat; echo $$").run().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{text}");
+        assert_eq!(fields[0], fields[2], "process group id is its pid: {text}");
+        assert_eq!(fields[1], fields[2], "session id is its pid: {text}");
+    }
+
+    /// The signals ignored by the process whose /proc status is `text`.
+    fn ignored(text: &str) -> u64 {
+        let line = text.lines().find(|l| l.starts_with("SigIgn:")).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    }
+
+    const XFSZ_TEST: &str = "identity_cmd::tests::child_gets_default_sigpipe_and_sigxfsz";
+
+    /// Runs [`XFSZ_TEST`] in a copy of this test binary that ignores SIGXFSZ and
+    /// SIGPIPE, as lockbox does (ignored dispositions survive exec).
+    #[test]
+    fn ignored_signals_in_lockbox_are_default_in_the_child() {
+        run_inner(&format!("trap '' XFSZ PIPE; exec {INNER}"), XFSZ_TEST);
+    }
+
+    #[test]
+    #[ignore = "run by ignored_signals_in_lockbox_are_default_in_the_child"]
+    fn child_gets_default_sigpipe_and_sigxfsz() {
+        let own = ignored(&std::fs::read_to_string("/proc/self/status").unwrap());
+        let out = cmd("cat /proc/self/status").run().unwrap();
+        let child = ignored(&String::from_utf8_lossy(&out.stdout));
+        for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
+            let bit = 1u64 << (sig - 1);
+            assert_ne!(
+                own & bit,
+                0,
+                "precondition: this process ignores signal {sig}"
+            );
+            assert_eq!(child & bit, 0, "signal {sig} still ignored in the child");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_in_its_environment() {
+        // The parent's environment is given on the Command (setting the test process's
+        // own would race with other tests); the variables must not reach the child,
+        // while others still do.
+        let mut base = Command::new(SHELL);
+        base.env("LOCKBOX_IDENTITY", "AGE-SECRET-KEY-1SECRET")
+            .env("LOCKBOX_IDENTITY_CMD", "recurse")
+            .env("OTHER", "kept");
+        let out = cmd("echo \"${LOCKBOX_IDENTITY-unset} ${LOCKBOX_IDENTITY_CMD-unset} $OTHER\"")
+            .run_from(base)
+            .unwrap();
+        assert_eq!(&out.stdout[..], b"unset unset kept\n");
+    }
+
+    /// Whether process `pid` is gone or a zombie (dead, waiting to be reaped).
+    fn dead(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z'),
+        }
+    }
+
+    /// Waits, bounded, for process `pid` to die.
+    fn dies(pid: &str) -> bool {
+        (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            dead(pid)
+        })
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let mut c = cmd(&format!(
+            "sleep 3600 & echo $! > '{}'; wait",
+            pidfile.display()
+        ));
+        c.timeout = Duration::from_millis(500);
+        let f = c.run().err().unwrap();
+        assert!(matches!(f, Failure::TimedOut { .. }), "{f:?}");
+        assert!(
+            f.reason().contains("did not finish within 0.5 s"),
+            "{}",
+            f.reason()
+        );
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        assert!(
+            dies(pid.trim()),
+            "the grandchild in the group outlived the deadline"
+        );
+    }
+
+    #[test]
+    fn a_daemon_holding_stdout_and_stderr_does_not_hang_us() {
+        // The grandchild leaves the group (setsid) so it is not killed, and holds both
+        // pipes for an hour; the command itself exits at once. Waiting for the pipes
+        // would end at the deadline in TimedOut, so success is the proof.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("daemon");
+        let c = cmd(&format!(
+            "echo AGE-SECRET-KEY-1Z; setsid sh -c 'echo $$ > \"{}\"; exec sleep 3600' & exit 0",
+            pidfile.display()
+        ));
+        let result = c.run();
+        let pid = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(25));
+                std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .filter(|p| p.ends_with('\n'))
+            })
+            .unwrap();
+        let pid = pid.trim();
+        let _ = Command::new("kill").arg(pid).status();
+        let out = result.unwrap();
+        assert_eq!(&out.stdout[..], b"AGE-SECRET-KEY-1Z\n");
+        assert!(dies(pid));
+    }
+
+    #[test]
+    fn a_megabyte_of_output_is_refused() {
+        let f = cmd("head -c 1048576 /dev/zero | tr '\\0' a")
+            .run()
+            .err()
+            .unwrap();
+        assert!(matches!(f, Failure::TooLarge { .. }), "{f:?}");
+        assert!(f.reason().contains("more than 65536 bytes"));
+    }
+
+    #[test]
+    fn exactly_the_limit_is_accepted() {
+        let out = cmd(&format!("head -c {MAX_OUTPUT} /dev/zero | tr '\\0' a"))
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout.len(), MAX_OUTPUT);
+    }
+
+    #[test]
+    fn stderr_flood_is_bounded_and_does_not_block_the_child() {
+        let out = cmd("head -c 1048576 /dev/zero | tr '\\0' e >&2; echo ok")
+            .run()
+            .unwrap();
+        assert_eq!(&out.stdout[..], b"ok\n");
+        let lines = out.stderr.lines();
+        assert!(lines.last().unwrap().contains("the rest was dropped"));
+        assert!(lines.iter().map(String::len).sum::<usize>() < MAX_STDERR + 100);
+    }
+
+    #[test]
+    fn nothing_printed_and_signals_are_failures() {
+        assert!(matches!(cmd("true").run(), Err(Failure::Empty { .. })));
+        let f = cmd("kill -TERM $$").run().err().unwrap();
+        assert_eq!(f.reason(), "it was killed by signal 15");
+    }
+
+    #[test]
+    fn stderr_escapes_are_sanitized() {
+        let f = cmd("printf '\\033[2Jbad\\n' >&2; exit 2")
+            .run()
+            .err()
+            .unwrap();
+        assert!(!f.reason().contains('\u{1b}'));
+        assert!(f.reason().ends_with("\u{FFFD}[2Jbad"), "{}", f.reason());
+    }
+
+    #[test]
+    fn empty_env_value_is_unset() {
+        assert!(from_env_value(Some(OsStr::new(""))).is_none());
+        assert!(from_env_value(None).is_none());
+        let c = from_env_value(Some(OsStr::new("true"))).unwrap();
+        assert_eq!(c.origin, "LOCKBOX_IDENTITY_CMD");
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+    }
+}

@@ -1,0 +1,1639 @@
+//! A small client for the transit secrets engine of OpenBao (and HashiCorp Vault, which
+//! speaks the same transit API): `encrypt`, `decrypt` and reading a key's settings —
+//! what an OpenBao slot needs (`docs/FORMAT.md`, `docs/FLEET.md` "OpenBao transit").
+//!
+//! This module owns the trust boundary of that slot. A vault file can be written by
+//! someone else, and its slots MAC can only be checked after a slot opened, so nothing
+//! here ever comes from the file except a mount name, a key name and a ciphertext, each
+//! validated before use:
+//!
+//! - the server address comes only from the host (`LOCKBOX_OPENBAO_ADDR`, else
+//!   `BAO_ADDR`, else `VAULT_ADDR`), and so does the token ([`find_token`]): a planted
+//!   slot cannot make the helper send the host's token anywhere but the host's server;
+//! - plain `http://` only to `127.0.0.1`, `[::1]` or `localhost`; TLS is rustls with the
+//!   `ring` provider, trusting the host's CA file (`LOCKBOX_OPENBAO_CACERT`, else
+//!   `BAO_CACERT`, else `VAULT_CACERT`) or the system bundle; a namespace, too, is a
+//!   host setting (`LOCKBOX_OPENBAO_NAMESPACE`, else `BAO_NAMESPACE`/`VAULT_NAMESPACE`);
+//! - redirects are never followed (the token header would go along), a proxy is used
+//!   only when `LOCKBOX_OPENBAO_PROXY` names one (never `HTTPS_PROXY` & co.), and every
+//!   call has a connect and a total timeout, so a dead server is an error, not a hang;
+//! - response bodies are bounded and parsed by pure functions ([`parse_encrypt`],
+//!   [`parse_decrypt`], [`parse_key_info`], [`check_status`]) that a fuzz target drives.
+//!
+//! Nothing here prints or prompts; errors are one [`OpenBaoError`] each, whose text
+//! says what to do next and never holds the token or a plaintext.
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// The header OpenBao and Vault read the token from.
+const TOKEN_HEADER: &str = "X-Vault-Token";
+/// The header that selects a namespace (OpenBao 2.3+, Vault Enterprise, HCP Vault).
+const NAMESPACE_HEADER: &str = "X-Vault-Namespace";
+/// Largest response body read, bytes. Transit answers are well under 1 KiB for a
+/// 74-byte key; the bound keeps a hostile or broken server from filling memory.
+pub const MAX_RESPONSE: usize = 64 * 1024;
+/// Largest ciphertext accepted from a server or a vault file, bytes.
+pub const MAX_CIPHERTEXT: usize = 4 * 1024;
+/// Largest plaintext accepted back from `decrypt`, bytes (the vault key is 74).
+pub const MAX_PLAINTEXT: usize = 1024;
+/// Longest mount path, bytes.
+pub const MAX_MOUNT: usize = 128;
+/// Longest key name, bytes.
+pub const MAX_KEY_NAME: usize = 128;
+/// Longest token, bytes (OpenBao's service tokens are under 100; batch tokens longer).
+pub const MAX_TOKEN: usize = 4 * 1024;
+/// Default total time for one call, connect included (`LOCKBOX_OPENBAO_TIMEOUT`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most time to open the connection (capped by the total).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest server-provided text quoted in an error, characters.
+const MAX_DETAIL: usize = 300;
+/// System CA bundles, tried in order when no CA file is set (Debian/Ubuntu/Alpine,
+/// Fedora/RHEL, openSUSE).
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+];
+/// First mount-path segments that are the server's own APIs, never a transit mount: a
+/// planted slot must not aim the host's token at `sys/…` or `auth/…`.
+const RESERVED_MOUNTS: &[&str] = &["sys", "auth", "identity", "cubbyhole"];
+
+/// What went wrong talking to OpenBao. Each text is one line that says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenBaoError {
+    /// No address variable is set.
+    #[error(
+        "no OpenBao address: set LOCKBOX_OPENBAO_ADDR (or BAO_ADDR / VAULT_ADDR) to https://HOST:8200"
+    )]
+    NoAddress,
+    /// The address does not parse or is not allowed.
+    #[error("{var} is not usable: {reason}")]
+    BadAddress {
+        /// The variable it came from.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No token is available.
+    #[error("no OpenBao token: {hint}")]
+    NoToken {
+        /// Which sources were looked at.
+        hint: &'static str,
+    },
+    /// A token source is unusable.
+    #[error("OpenBao token from {source_name} is not usable: {reason}")]
+    BadToken {
+        /// The variable or file.
+        source_name: String,
+        /// Why (never the token).
+        reason: String,
+    },
+    /// A mount or key name is not allowed.
+    #[error("bad OpenBao {what} {name:?}: {reason}")]
+    BadName {
+        /// "mount" or "key name".
+        what: &'static str,
+        /// The name (never secret).
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A host setting other than the address is unusable.
+    #[error("{var} is not usable: {reason}")]
+    BadSetting {
+        /// The variable.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The CA file cannot be used.
+    #[error("OpenBao CA file {} (from {var}) is not usable: {reason}", path.display())]
+    CaFile {
+        /// The variable that named it (or "system").
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The server could not be reached, or TLS failed.
+    #[error("cannot reach OpenBao at {addr}: {detail}")]
+    Connect {
+        /// The server.
+        addr: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The call took longer than the timeout.
+    #[error(
+        "OpenBao at {addr} did not answer within {secs} s (LOCKBOX_OPENBAO_TIMEOUT sets the limit)"
+    )]
+    Timeout {
+        /// The server.
+        addr: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The server answered with a redirect, which is never followed.
+    #[error(
+        "OpenBao at {addr} redirected to {location}; lockbox never follows a redirect (the token would go along): point LOCKBOX_OPENBAO_ADDR at the active node"
+    )]
+    Redirect {
+        /// The server.
+        addr: String,
+        /// Where it pointed (sanitized, shortened).
+        location: String,
+    },
+    /// 401/403: the token is revoked, expired or lacks the policy.
+    #[error(
+        "OpenBao at {addr} refused the token from {token_source} for {path} ({detail}): the token is revoked, expired or its policy does not allow it; get a new token"
+    )]
+    Denied {
+        /// The server.
+        addr: String,
+        /// Where the token came from (a variable or file name, never the token).
+        token_source: String,
+        /// The API path (mount/op/key).
+        path: String,
+        /// The server's words.
+        detail: String,
+    },
+    /// 404: no such mount or route.
+    #[error(
+        "OpenBao at {addr} has no {path} (404): check the transit mount name and that transit is enabled there"
+    )]
+    NotFound {
+        /// The server.
+        addr: String,
+        /// The API path.
+        path: String,
+    },
+    /// 503: sealed, standby or in maintenance.
+    #[error("OpenBao at {addr} is unavailable (503: {detail}): it may be sealed; try again later")]
+    Unavailable {
+        /// The server.
+        addr: String,
+        /// The server's words.
+        detail: String,
+    },
+    /// Any other non-success answer (400 for a ciphertext that does not open, a
+    /// missing key, a bad request).
+    #[error("OpenBao at {addr} refused {path} ({status}: {detail})")]
+    Refused {
+        /// The server.
+        addr: String,
+        /// The API path.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's words.
+        detail: String,
+    },
+    /// A success answer that is not what the transit API returns.
+    #[error("OpenBao at {addr} sent an answer lockbox cannot read for {path}: {reason}")]
+    BadResponse {
+        /// The server.
+        addr: String,
+        /// The API path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key was not created with `derived=true`: `context` would be ignored.
+    #[error(
+        "transit key {mount}/keys/{key} was not created with derived=true, so it cannot bind the ciphertext to this vault: create one with 'bao write -f {mount}/keys/NAME derived=true'"
+    )]
+    NotDerived {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
+    /// The key OpenBao returned is not the key of this vault.
+    #[error(
+        "the key OpenBao returned for {mount}/keys/{key} is not this vault's key: the slot was made for another vault"
+    )]
+    KeyMismatch {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
+    /// A decrypt with a wrong context succeeded: the server ignores `context`.
+    #[error(
+        "OpenBao decrypted with a wrong context for {mount}/keys/{key}: it does not bind ciphertexts to a vault, so no slot was added"
+    )]
+    ContextIgnored {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
+}
+
+/// Shorthand for this module's results.
+pub type Result<T, E = OpenBaoError> = std::result::Result<T, E>;
+
+// ---------------------------------------------------------------------------------
+// Names
+
+/// Checks a transit mount path: one or more `/`-separated segments of ASCII letters,
+/// digits, `.`, `_`, `-` (not `.` or `..`), at most [`MAX_MOUNT`] bytes, not one of the
+/// server's own APIs. These are what the path of the request is built from, so nothing
+/// else may pass: no `%`, `?`, `#`, spaces or traversal.
+pub fn validate_mount(mount: &str) -> Result<()> {
+    let bad = |reason| OpenBaoError::BadName {
+        what: "mount",
+        name: crate::messages::sanitize(&shorten(mount)),
+        reason,
+    };
+    if mount.is_empty() || mount.len() > MAX_MOUNT {
+        return Err(bad("must be 1 to 128 bytes"));
+    }
+    for segment in mount.split('/') {
+        check_segment(segment).map_err(bad)?;
+    }
+    let first = mount.split('/').next().unwrap_or_default();
+    if RESERVED_MOUNTS.contains(&first.to_ascii_lowercase().as_str()) {
+        return Err(bad("is one of the server's own APIs, not a transit mount"));
+    }
+    Ok(())
+}
+
+/// Checks a transit key name: one segment as in [`validate_mount`], at most
+/// [`MAX_KEY_NAME`] bytes.
+pub fn validate_key_name(key: &str) -> Result<()> {
+    let bad = |reason| OpenBaoError::BadName {
+        what: "key name",
+        name: crate::messages::sanitize(&shorten(key)),
+        reason,
+    };
+    if key.is_empty() || key.len() > MAX_KEY_NAME {
+        return Err(bad("must be 1 to 128 bytes"));
+    }
+    check_segment(key).map_err(bad)
+}
+
+fn check_segment(segment: &str) -> Result<(), &'static str> {
+    if segment.is_empty() {
+        return Err("has an empty path segment (a leading, trailing or double '/')");
+    }
+    if segment == "." || segment == ".." {
+        return Err("may not contain '.' or '..' segments");
+    }
+    if !segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("may hold only ASCII letters, digits, '.', '_', '-' (and '/' in a mount)");
+    }
+    Ok(())
+}
+
+/// Checks a transit ciphertext as stored in a slot: `PREFIX:vN:BASE64` (OpenBao and
+/// Vault write `vault:v1:…`), at most [`MAX_CIPHERTEXT`] bytes.
+pub fn validate_ciphertext(text: &str) -> bool {
+    if text.is_empty() || text.len() > MAX_CIPHERTEXT {
+        return false;
+    }
+    let mut parts = text.splitn(3, ':');
+    let (Some(prefix), Some(version), Some(body)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let version_ok = version
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()));
+    !prefix.is_empty()
+        && prefix.len() <= 16
+        && prefix.bytes().all(|b| b.is_ascii_lowercase())
+        && version_ok
+        && !body.is_empty()
+        && B64.decode(body).is_ok()
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= MAX_DETAIL {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(MAX_DETAIL).collect();
+    s.push('…');
+    s
+}
+
+// ---------------------------------------------------------------------------------
+// Host settings
+
+/// A way to read one environment variable: `std::env::var_os` in the binary, a map in
+/// tests, so settings are read once, in one place.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+fn non_empty(lookup: Lookup<'_>, name: &str) -> Option<OsString> {
+    lookup(name).filter(|v| !v.is_empty())
+}
+
+/// The server address: scheme, host, port. Never read from a vault file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// `https://host:port` (or `http://` for loopback), no trailing slash.
+    base: String,
+    /// Whether this is plain HTTP (allowed for loopback only).
+    plain: bool,
+}
+
+impl Address {
+    /// Parses `https://HOST[:PORT][/]` or, for `127.0.0.1`, `[::1]` and `localhost`
+    /// only, `http://…`. `var` names the variable in errors. No user info, path, query
+    /// or fragment: nothing that could change where the request goes.
+    pub fn parse(text: &str, var: &'static str) -> Result<Address> {
+        let bad = |reason: &str| OpenBaoError::BadAddress {
+            var,
+            reason: reason.to_owned(),
+        };
+        let (plain, rest) = if let Some(rest) = strip_prefix_ci(text, "https://") {
+            (false, rest)
+        } else if let Some(rest) = strip_prefix_ci(text, "http://") {
+            (true, rest)
+        } else {
+            return Err(bad(
+                "it must start with https:// (or http:// for 127.0.0.1)",
+            ));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() {
+            return Err(bad("it has no host"));
+        }
+        if authority.contains(['/', '?', '#', '@', '\\', '%'])
+            || authority
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad(
+                "only scheme://HOST[:PORT] is accepted (no path, user info, query or fragment)",
+            ));
+        }
+        let (host, port) =
+            split_host_port(authority).ok_or_else(|| bad("the host or port is malformed"))?;
+        if let Some(port) = port
+            && (port.is_empty()
+                || port.len() > 5
+                || !port.bytes().all(|b| b.is_ascii_digit())
+                || port.parse::<u16>().is_err())
+        {
+            return Err(bad("the port is not a number from 0 to 65535"));
+        }
+        let host_lower = host.to_ascii_lowercase();
+        if plain && !matches!(host_lower.as_str(), "127.0.0.1" | "[::1]" | "localhost") {
+            return Err(bad(
+                "plain http:// is allowed only for 127.0.0.1, [::1] and localhost (the token would cross the network in the clear): use https://",
+            ));
+        }
+        let scheme = if plain { "http" } else { "https" };
+        let base = match port {
+            Some(port) => format!("{scheme}://{host_lower}:{port}"),
+            None => format!("{scheme}://{host_lower}"),
+        };
+        Ok(Address { base, plain })
+    }
+
+    /// `scheme://host:port`, for messages and requests.
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+}
+
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// Splits `host[:port]` or `[v6][:port]`; `None` when malformed.
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let host = &authority[..=end];
+        let inner = &host[1..host.len() - 1];
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        return match &authority[end + 1..] {
+            "" => Some((host, None)),
+            rest => Some((host, Some(rest.strip_prefix(':')?))),
+        };
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    ok.then_some((host, port))
+}
+
+/// Where the CA certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSource {
+    /// The variable that named the file, or `"system"` for the system bundle.
+    pub var: &'static str,
+    /// The PEM file.
+    pub path: PathBuf,
+}
+
+/// The host's OpenBao settings, read once from the environment. Nothing in it comes
+/// from a vault file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The server.
+    pub addr: Address,
+    /// The CA file named by a variable; `None`: the system bundle.
+    pub ca_file: Option<CaSource>,
+    /// A proxy, only when `LOCKBOX_OPENBAO_PROXY` asks for one.
+    pub proxy: Option<String>,
+    /// Total time for one call.
+    pub timeout: Duration,
+    /// The namespace, from `LOCKBOX_OPENBAO_NAMESPACE` (else `BAO_NAMESPACE`, else
+    /// `VAULT_NAMESPACE`): a host setting, like the address.
+    pub namespace: Option<String>,
+}
+
+impl Settings {
+    /// Reads `LOCKBOX_OPENBAO_ADDR` (else `BAO_ADDR`, else `VAULT_ADDR`),
+    /// `LOCKBOX_OPENBAO_CACERT` (else `BAO_CACERT`, else `VAULT_CACERT`),
+    /// `LOCKBOX_OPENBAO_PROXY` and `LOCKBOX_OPENBAO_TIMEOUT` (e.g. `10s`).
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Settings> {
+        let text = |var: &'static str| -> Result<Option<String>> {
+            non_empty(lookup, var)
+                .map(|v| {
+                    v.into_string().map_err(|_| OpenBaoError::BadSetting {
+                        var,
+                        reason: "it is not UTF-8".into(),
+                    })
+                })
+                .transpose()
+        };
+        let mut addr = None;
+        for var in ["LOCKBOX_OPENBAO_ADDR", "BAO_ADDR", "VAULT_ADDR"] {
+            if let Some(v) = text(var)? {
+                addr = Some(Address::parse(&v, var)?);
+                break;
+            }
+        }
+        let addr = addr.ok_or(OpenBaoError::NoAddress)?;
+        let ca_file = ["LOCKBOX_OPENBAO_CACERT", "BAO_CACERT", "VAULT_CACERT"]
+            .into_iter()
+            .find_map(|var| {
+                non_empty(lookup, var).map(|p| CaSource {
+                    var,
+                    path: PathBuf::from(p),
+                })
+            });
+        let proxy = text("LOCKBOX_OPENBAO_PROXY")?;
+        if let Some(p) = &proxy {
+            if addr.plain {
+                return Err(OpenBaoError::BadSetting {
+                    var: "LOCKBOX_OPENBAO_PROXY",
+                    reason: "a proxy is refused with a plain http:// address (the token would reach the proxy in the clear)".into(),
+                });
+            }
+            if !(strip_prefix_ci(p, "http://").is_some()
+                || strip_prefix_ci(p, "https://").is_some())
+            {
+                return Err(OpenBaoError::BadSetting {
+                    var: "LOCKBOX_OPENBAO_PROXY",
+                    reason: "it must be an http:// or https:// proxy URL".into(),
+                });
+            }
+        }
+        let mut namespace = None;
+        for var in [
+            "LOCKBOX_OPENBAO_NAMESPACE",
+            "BAO_NAMESPACE",
+            "VAULT_NAMESPACE",
+        ] {
+            if let Some(ns) = text(var)? {
+                // Same characters as a mount path: it goes into a header.
+                let ns = ns.trim_matches('/').to_owned();
+                if ns.len() > MAX_MOUNT || ns.split('/').any(|seg| check_segment(seg).is_err()) {
+                    return Err(OpenBaoError::BadSetting {
+                        var,
+                        reason: "a namespace is NAME or NAME/NAME of ASCII letters, digits, '.', '_', '-'".into(),
+                    });
+                }
+                namespace = Some(ns);
+                break;
+            }
+        }
+        let timeout = match text("LOCKBOX_OPENBAO_TIMEOUT")? {
+            None => DEFAULT_TIMEOUT,
+            Some(t) => {
+                let d = humantime::parse_duration(&t).map_err(|e| OpenBaoError::BadSetting {
+                    var: "LOCKBOX_OPENBAO_TIMEOUT",
+                    reason: format!("{e} (write e.g. 10s)"),
+                })?;
+                if d.is_zero() || d > Duration::from_secs(600) {
+                    return Err(OpenBaoError::BadSetting {
+                        var: "LOCKBOX_OPENBAO_TIMEOUT",
+                        reason: "it must be more than 0 and at most 10m".into(),
+                    });
+                }
+                d
+            }
+        };
+        Ok(Settings {
+            addr,
+            ca_file,
+            proxy,
+            timeout,
+            namespace,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Tokens
+
+/// An OpenBao token. Read only through [`ExposeSecret`]; `Debug` shows its source only.
+pub struct Token {
+    secret: SecretString,
+    source: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    /// Checks a token's text: printable ASCII without spaces (it goes into an HTTP
+    /// header), at most [`MAX_TOKEN`] bytes. One trailing newline (LF or CRLF) is
+    /// dropped, as `~/.vault-token` and `echo > file` leave one.
+    pub fn new(text: Zeroizing<String>, source: impl Into<String>) -> Result<Token> {
+        let source = source.into();
+        let bad = |reason: &str| OpenBaoError::BadToken {
+            source_name: source.clone(),
+            reason: reason.to_owned(),
+        };
+        let mut t: &str = &text;
+        if let Some(s) = t.strip_suffix('\n') {
+            t = s.strip_suffix('\r').unwrap_or(s);
+        }
+        if t.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if t.len() > MAX_TOKEN {
+            return Err(bad("it is longer than 4096 bytes"));
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "it holds spaces, control characters or non-ASCII bytes",
+            ));
+        }
+        Ok(Token {
+            secret: SecretString::from(t.to_owned()),
+            source,
+        })
+    }
+
+    /// Where it came from (a variable or file name), for messages.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Reads a token file (bounded, into wiped memory).
+    pub fn from_file(path: &Path) -> Result<Token> {
+        let source = path.display().to_string();
+        let bad = |reason: String| OpenBaoError::BadToken {
+            source_name: source.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+        let bytes = crate::file::read_wiped(file, MAX_TOKEN + 2)
+            .map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if bytes.len() > MAX_TOKEN + 2 {
+            return Err(bad("it is longer than 4096 bytes".into()));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad("it is not UTF-8".into()))?;
+        Token::new(Zeroizing::new(text.to_owned()), source)
+    }
+}
+
+impl ExposeSecret<str> for Token {
+    fn expose_secret(&self) -> &str {
+        self.secret.expose_secret()
+    }
+}
+
+/// Which token sources a caller may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope<'a> {
+    /// `get` (and other protocol actions): only `LOCKBOX_OPENBAO_TOKEN` or
+    /// `LOCKBOX_OPENBAO_TOKEN_FILE`, an explicit opt-in. An ambient `~/.vault-token`
+    /// must not turn every `get` into a network call.
+    Explicit,
+    /// Commands for people (`unlock --openbao`, `exec --openbao`, `recipients add`):
+    /// a `--openbao-token-file` flag, then the explicit variables, then `BAO_TOKEN`,
+    /// `VAULT_TOKEN` and `~/.vault-token`, as the `bao` CLI finds them.
+    Person {
+        /// The `--openbao-token-file` flag.
+        flag: Option<&'a Path>,
+        /// The home directory, for `~/.vault-token`.
+        home: Option<&'a Path>,
+    },
+}
+
+/// The hint in [`OpenBaoError::NoToken`] for each scope.
+const EXPLICIT_HINT: &str = "set LOCKBOX_OPENBAO_TOKEN_FILE (or LOCKBOX_OPENBAO_TOKEN)";
+const PERSON_HINT: &str = "pass --openbao-token-file, or set LOCKBOX_OPENBAO_TOKEN_FILE, BAO_TOKEN or VAULT_TOKEN, or log in with 'bao login' (~/.vault-token)";
+
+/// Finds the token for `scope`; `Ok(None)` when no source is set (for `get`: the
+/// transit slot is simply not tried).
+pub fn find_token(lookup: Lookup<'_>, scope: TokenScope<'_>) -> Result<Option<Token>> {
+    let from_var = |var: &str| -> Result<Option<Token>> {
+        match non_empty(lookup, var) {
+            None => Ok(None),
+            Some(v) => {
+                let text = v.into_string().map_err(|_| OpenBaoError::BadToken {
+                    source_name: var.to_owned(),
+                    reason: "it is not UTF-8".into(),
+                })?;
+                Token::new(Zeroizing::new(text), var).map(Some)
+            }
+        }
+    };
+    if let TokenScope::Person { flag: Some(f), .. } = scope {
+        return Token::from_file(f).map(Some);
+    }
+    let text = non_empty(lookup, "LOCKBOX_OPENBAO_TOKEN");
+    let file = non_empty(lookup, "LOCKBOX_OPENBAO_TOKEN_FILE");
+    match (text, file) {
+        (Some(_), Some(_)) => {
+            return Err(OpenBaoError::BadToken {
+                source_name: "LOCKBOX_OPENBAO_TOKEN and LOCKBOX_OPENBAO_TOKEN_FILE".into(),
+                reason: "both are set; set only one".into(),
+            });
+        }
+        (Some(_), None) => return from_var("LOCKBOX_OPENBAO_TOKEN"),
+        (None, Some(path)) => return Token::from_file(Path::new(&path)).map(Some),
+        (None, None) => {}
+    }
+    let TokenScope::Person { home, .. } = scope else {
+        return Ok(None);
+    };
+    for var in ["BAO_TOKEN", "VAULT_TOKEN"] {
+        if let Some(t) = from_var(var)? {
+            return Ok(Some(t));
+        }
+    }
+    if let Some(home) = home {
+        let path = home.join(".vault-token");
+        if path.exists() {
+            return Token::from_file(&path).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// The [`OpenBaoError::NoToken`] error for a scope.
+pub fn no_token(scope: TokenScope<'_>) -> OpenBaoError {
+    OpenBaoError::NoToken {
+        hint: match scope {
+            TokenScope::Explicit => EXPLICIT_HINT,
+            TokenScope::Person { .. } => PERSON_HINT,
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Responses (pure, fuzzed: fuzz/fuzz_targets/openbao_response.rs)
+
+/// A transit key's settings, as far as lockbox needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// `derived=true`: the key derives a per-context key, so `context` binds.
+    pub derived: bool,
+    /// The key type (`aes256-gcm96`, …).
+    pub key_type: String,
+    /// The newest key version.
+    pub latest_version: u64,
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct EncryptData {
+    ciphertext: String,
+}
+
+#[derive(Deserialize)]
+struct DecryptData {
+    plaintext: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyData {
+    // Required: a body without them is not a key's settings, and a missing `derived`
+    // must not read as anything.
+    derived: bool,
+    #[serde(rename = "type")]
+    key_type: String,
+    #[serde(default)]
+    latest_version: u64,
+}
+
+/// Where an answer came from, for its errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The server, as [`Address::as_str`].
+    pub addr: &'a str,
+    /// The API path, `MOUNT/decrypt/KEY`.
+    pub path: &'a str,
+    /// Where the token came from.
+    pub token_source: &'a str,
+}
+
+/// The server's `errors`, joined, sanitized and shortened; the status text when none.
+fn error_detail(status: u16, body: &[u8]) -> String {
+    let errors = serde_json::from_slice::<ErrorEnvelope>(body)
+        .map(|e| e.errors)
+        .unwrap_or_default();
+    let joined = errors
+        .iter()
+        // Multi-line texts ("1 error occurred:\n\t* permission denied") become one line.
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|e| !e.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let text = if joined.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        joined
+    };
+    crate::messages::sanitize(&shorten(&text))
+}
+
+/// Maps a non-success status to its error; `Ok` for 2xx. `location` is the redirect
+/// target, if the answer had one.
+pub fn check_status(
+    status: u16,
+    location: Option<&[u8]>,
+    body: &[u8],
+    origin: Origin<'_>,
+) -> Result<()> {
+    let addr = origin.addr.to_owned();
+    let path = origin.path.to_owned();
+    match status {
+        200..=299 => Ok(()),
+        300..=399 => Err(OpenBaoError::Redirect {
+            addr,
+            location: crate::messages::sanitize(&shorten(&String::from_utf8_lossy(
+                location.unwrap_or(b"(no Location)"),
+            ))),
+        }),
+        401 | 403 => Err(OpenBaoError::Denied {
+            addr,
+            token_source: origin.token_source.to_owned(),
+            path,
+            detail: error_detail(status, body),
+        }),
+        404 => Err(OpenBaoError::NotFound { addr, path }),
+        503 => Err(OpenBaoError::Unavailable {
+            addr,
+            detail: error_detail(status, body),
+        }),
+        _ => Err(OpenBaoError::Refused {
+            addr,
+            path,
+            status,
+            detail: error_detail(status, body),
+        }),
+    }
+}
+
+fn bad_response(origin: Origin<'_>, reason: impl Into<String>) -> OpenBaoError {
+    OpenBaoError::BadResponse {
+        addr: origin.addr.to_owned(),
+        path: origin.path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn data<T: serde::de::DeserializeOwned>(body: &[u8], origin: Origin<'_>) -> Result<T> {
+    if body.len() > MAX_RESPONSE {
+        return Err(bad_response(origin, "the answer is too large"));
+    }
+    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|e| {
+        bad_response(
+            origin,
+            format!("not the transit JSON ({})", e.classify_name()),
+        )
+    })?;
+    envelope
+        .data
+        .ok_or_else(|| bad_response(origin, "the answer has no data"))
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        // Never the error's own text: it can quote the body, and a decrypt body holds
+        // the plaintext.
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "unexpected fields or types",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+/// The ciphertext of a successful `encrypt` answer, validated.
+pub fn parse_encrypt(body: &[u8], origin: Origin<'_>) -> Result<String> {
+    let d: EncryptData = data(body, origin)?;
+    if !validate_ciphertext(&d.ciphertext) {
+        return Err(bad_response(
+            origin,
+            "the ciphertext is not PREFIX:vN:BASE64",
+        ));
+    }
+    Ok(d.ciphertext)
+}
+
+/// The plaintext of a successful `decrypt` answer (base64 decoded), in wiped memory.
+pub fn parse_decrypt(body: &[u8], origin: Origin<'_>) -> Result<Zeroizing<Vec<u8>>> {
+    let d: DecryptData = data(body, origin)?;
+    if d.plaintext.len() > MAX_PLAINTEXT.div_ceil(3) * 4 {
+        return Err(bad_response(origin, "the plaintext is too long"));
+    }
+    let plaintext = B64
+        .decode(d.plaintext.as_bytes())
+        .map(Zeroizing::new)
+        .map_err(|_| bad_response(origin, "the plaintext is not base64"))?;
+    if plaintext.len() > MAX_PLAINTEXT {
+        return Err(bad_response(origin, "the plaintext is too long"));
+    }
+    Ok(plaintext)
+}
+
+/// The settings in a successful `keys/NAME` answer.
+pub fn parse_key_info(body: &[u8], origin: Origin<'_>) -> Result<KeyInfo> {
+    let d: KeyData = data(body, origin)?;
+    Ok(KeyInfo {
+        derived: d.derived,
+        key_type: crate::messages::sanitize(&shorten(&d.key_type)),
+        latest_version: d.latest_version,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// The client
+
+/// A transit client for one server and one token.
+pub struct Client {
+    agent: ureq::Agent,
+    addr: Address,
+    token: Token,
+    timeout: Duration,
+    namespace: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr.as_str())
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads PEM certificates from `path`.
+fn load_ca(var: &'static str, path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let bad = |reason: String| OpenBaoError::CaFile {
+        var,
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    // CA bundles are a few hundred KiB; 16 MiB is far above any real one.
+    let mut pem = Vec::new();
+    file.take(16 << 20)
+        .read_to_end(&mut pem)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(_) => return Err(bad("it is not a PEM certificate file".into())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+impl Client {
+    /// A client for `settings.addr`. Reads the CA file (or the system bundle) for an
+    /// `https://` address.
+    pub fn new(settings: &Settings, token: Token) -> Result<Client> {
+        let roots = if settings.addr.plain {
+            Vec::new()
+        } else if let Some(ca) = &settings.ca_file {
+            load_ca(ca.var, &ca.path)?
+        } else {
+            let system = SYSTEM_CA_BUNDLES
+                .iter()
+                .map(Path::new)
+                .find(|p| p.is_file())
+                .ok_or_else(|| OpenBaoError::CaFile {
+                    var: "system",
+                    path: PathBuf::from(SYSTEM_CA_BUNDLES[0]),
+                    reason: "no system CA bundle found: set LOCKBOX_OPENBAO_CACERT to the server's CA file".into(),
+                })?;
+            load_ca("system", system)?
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let proxy = match &settings.proxy {
+            None => None,
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|_| OpenBaoError::BadSetting {
+                var: "LOCKBOX_OPENBAO_PROXY",
+                reason: "it is not a proxy URL ureq can use".into(),
+            })?),
+        };
+        let config = ureq::Agent::config_builder()
+            // ureq's default reads HTTPS_PROXY & co.; only an explicit setting counts.
+            .proxy(proxy)
+            // 0: a 3xx is returned to us (and refused), never followed with the token.
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .https_only(!settings.addr.plain)
+            .timeout_global(Some(settings.timeout))
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(settings.timeout)))
+            .user_agent(concat!(
+                "docker-credential-lockbox/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            // No pooled connection outlives a call worth keeping: one process, few calls.
+            .max_idle_connections(1)
+            .tls_config(tls)
+            .build();
+        Ok(Client {
+            agent: config.new_agent(),
+            addr: settings.addr.clone(),
+            token,
+            timeout: settings.timeout,
+            namespace: settings.namespace.clone(),
+        })
+    }
+
+    /// The server.
+    pub fn addr(&self) -> &Address {
+        &self.addr
+    }
+
+    /// Whether the HTTP agent uses a proxy (tests pin that the environment's is not).
+    pub fn uses_proxy(&self) -> bool {
+        self.agent.config().proxy().is_some()
+    }
+
+    fn transport_error(&self, e: ureq::Error) -> OpenBaoError {
+        let addr = self.addr.as_str().to_owned();
+        match e {
+            ureq::Error::Timeout(_) => OpenBaoError::Timeout {
+                addr,
+                secs: self.timeout.as_secs().max(1),
+            },
+            ureq::Error::HostNotFound => OpenBaoError::Connect {
+                addr,
+                detail: "the host name does not resolve".into(),
+            },
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                OpenBaoError::Timeout {
+                    addr,
+                    secs: self.timeout.as_secs().max(1),
+                }
+            }
+            other => {
+                let mut detail = crate::messages::sanitize(&shorten(&other.to_string()));
+                if detail.contains("certificate") {
+                    detail.push_str(
+                        " (set LOCKBOX_OPENBAO_CACERT to the CA file that signed the server's certificate)",
+                    );
+                }
+                OpenBaoError::Connect { addr, detail }
+            }
+        }
+    }
+
+    /// One call: `body` `None` is a GET. Returns the body of a 2xx answer (bounded,
+    /// in wiped memory); any other status is its [`check_status`] error.
+    fn call(&self, path: &str, body: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>> {
+        let url = format!("{}/v1/{path}", self.addr.as_str());
+        let token = self.token.expose_secret();
+        let namespace = self.namespace.as_deref();
+        let result = match body {
+            None => {
+                let mut request = self.agent.get(&url).header(TOKEN_HEADER, token);
+                if let Some(ns) = namespace {
+                    request = request.header(NAMESPACE_HEADER, ns);
+                }
+                request.call()
+            }
+            Some(b) => {
+                let mut request = self
+                    .agent
+                    .post(&url)
+                    .header(TOKEN_HEADER, token)
+                    .header("Content-Type", "application/json");
+                if let Some(ns) = namespace {
+                    request = request.header(NAMESPACE_HEADER, ns);
+                }
+                request.send(b)
+            }
+        };
+        let response = result.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.as_bytes().to_vec());
+        let reader = response.into_body().into_reader();
+        let bytes = crate::file::read_wiped(reader.take(MAX_RESPONSE as u64 + 1), MAX_RESPONSE)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => OpenBaoError::Timeout {
+                    addr: self.addr.as_str().to_owned(),
+                    secs: self.timeout.as_secs().max(1),
+                },
+                _ => OpenBaoError::Connect {
+                    addr: self.addr.as_str().to_owned(),
+                    detail: crate::messages::sanitize(&shorten(&e.to_string())),
+                },
+            })?;
+        let origin = self.origin(path);
+        if bytes.len() > MAX_RESPONSE {
+            return Err(bad_response(origin, "the answer is too large"));
+        }
+        check_status(status, location.as_deref(), &bytes, origin)?;
+        Ok(bytes)
+    }
+
+    fn origin<'a>(&'a self, path: &'a str) -> Origin<'a> {
+        Origin {
+            addr: self.addr.as_str(),
+            path,
+            token_source: self.token.source(),
+        }
+    }
+
+    /// `GET MOUNT/keys/KEY`: the key's settings (needs `read` on that path).
+    pub fn key_info(&self, mount: &str, key: &str) -> Result<KeyInfo> {
+        validate_mount(mount)?;
+        validate_key_name(key)?;
+        let path = format!("{mount}/keys/{key}");
+        let body = self.call(&path, None)?;
+        parse_key_info(&body, self.origin(&path))
+    }
+
+    /// `POST MOUNT/encrypt/KEY` with `plaintext` and `context`: the ciphertext.
+    pub fn encrypt(
+        &self,
+        mount: &str,
+        key: &str,
+        plaintext: &[u8],
+        context: &[u8],
+    ) -> Result<String> {
+        validate_mount(mount)?;
+        validate_key_name(key)?;
+        let path = format!("{mount}/encrypt/{key}");
+        let plaintext_b64 = Zeroizing::new(B64.encode(plaintext));
+        let request = Zeroizing::new(
+            serde_json::json!({"plaintext": plaintext_b64.as_str(), "context": B64.encode(context)})
+                .to_string(),
+        );
+        let body = self.call(&path, Some(request.as_bytes()))?;
+        parse_encrypt(&body, self.origin(&path))
+    }
+
+    /// `POST MOUNT/decrypt/KEY` with `ciphertext` and `context`: the plaintext, in
+    /// wiped memory. The one call a host's token needs (policy: `update` on
+    /// `MOUNT/decrypt/KEY`).
+    pub fn decrypt(
+        &self,
+        mount: &str,
+        key: &str,
+        ciphertext: &str,
+        context: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        validate_mount(mount)?;
+        validate_key_name(key)?;
+        if !validate_ciphertext(ciphertext) {
+            return Err(bad_response(
+                self.origin(mount),
+                "the slot's ciphertext is not PREFIX:vN:BASE64",
+            ));
+        }
+        let path = format!("{mount}/decrypt/{key}");
+        let request = serde_json::json!({"ciphertext": ciphertext, "context": B64.encode(context)})
+            .to_string();
+        let body = self.call(&path, Some(request.as_bytes()))?;
+        parse_decrypt(&body, self.origin(&path))
+    }
+
+    /// Encrypts `plaintext` for a slot, and proves the result is bound to `context`
+    /// before anyone relies on it: the key must be `derived=true` (a non-derived key
+    /// ignores `context` silently), the ciphertext must decrypt to `plaintext` with
+    /// `context`, and a decrypt with `wrong_context` must be refused by the server.
+    /// Needs `read` on `MOUNT/keys/KEY` and `update` on encrypt and decrypt.
+    pub fn encrypt_bound(
+        &self,
+        mount: &str,
+        key: &str,
+        plaintext: &[u8],
+        context: &[u8],
+        wrong_context: &[u8],
+    ) -> Result<String> {
+        // Read first: an encrypt on a missing key would create one (transit's upsert).
+        let info = self.key_info(mount, key)?;
+        if !info.derived {
+            return Err(OpenBaoError::NotDerived {
+                mount: mount.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        let ciphertext = self.encrypt(mount, key, plaintext, context)?;
+        let back = self.decrypt(mount, key, &ciphertext, context)?;
+        if back.as_slice() != plaintext {
+            return Err(bad_response(
+                self.origin(mount),
+                "decrypting the new ciphertext did not give back the plaintext",
+            ));
+        }
+        match self.decrypt(mount, key, &ciphertext, wrong_context) {
+            Ok(_) => Err(OpenBaoError::ContextIgnored {
+                mount: mount.to_owned(),
+                key: key.to_owned(),
+            }),
+            // The server refused the wrong context: the binding holds.
+            Err(OpenBaoError::Refused { status: 400, .. }) => Ok(ciphertext),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The vault key through transit
+
+/// The transit `context` that binds a slot's ciphertext to its vault: the vault's
+/// public key text (`age1…`), as `docs/FORMAT.md` specifies. With a `derived=true` key
+/// the server derives a per-context key, so a ciphertext copied into another vault's
+/// file does not open there.
+pub fn vault_context(public: &age::x25519::Recipient) -> Vec<u8> {
+    public.to_string().into_bytes()
+}
+
+/// Wraps the vault key with transit `encrypt` under `mount`/`key`, bound to the vault's
+/// public key, and proves the binding (see [`Client::encrypt_bound`]; the wrong context
+/// is a fresh random vault's public key). Returns the ciphertext a slot stores.
+pub fn seal_vault_key(
+    client: &Client,
+    mount: &str,
+    key: &str,
+    vault_key: &crate::crypto::VaultKey,
+) -> Result<String> {
+    let secret = vault_key.export_secret();
+    let plaintext = Zeroizing::new(secret.expose_secret().as_bytes().to_vec());
+    let other = crate::crypto::VaultKey::generate().public();
+    client.encrypt_bound(
+        mount,
+        key,
+        &plaintext,
+        &vault_context(&vault_key.public()),
+        &vault_context(&other),
+    )
+}
+
+/// Opens a slot's ciphertext with transit `decrypt` and checks that the key inside is
+/// the key of the vault whose public key is `public`. The caller still verifies the
+/// slots MAC with the key before trusting the rest of the file.
+pub fn open_vault_key(
+    client: &Client,
+    mount: &str,
+    key: &str,
+    ciphertext: &str,
+    public: &age::x25519::Recipient,
+) -> Result<crate::crypto::VaultKey> {
+    let plaintext = client.decrypt(mount, key, ciphertext, &vault_context(public))?;
+    crate::crypto::VaultKey::from_slot_plaintext(&plaintext, public).map_err(|_| {
+        OpenBaoError::KeyMismatch {
+            mount: mount.to_owned(),
+            key: key.to_owned(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const ORIGIN: Origin<'static> = Origin {
+        addr: "https://bao:8200",
+        path: "transit/decrypt/k",
+        token_source: "LOCKBOX_OPENBAO_TOKEN",
+    };
+
+    #[test]
+    fn names_are_validated() {
+        for ok in ["transit", "team/transit", "t-1.x_y"] {
+            validate_mount(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "/transit",
+            "transit/",
+            "a//b",
+            "..",
+            "a/../sys",
+            "a b",
+            "a%2f",
+            "a?x",
+            "sys",
+            "Auth/token",
+            "identity",
+            "cubbyhole",
+            "é",
+        ] {
+            assert!(validate_mount(bad).is_err(), "{bad:?}");
+        }
+        validate_mount(&"m".repeat(MAX_MOUNT)).unwrap();
+        assert!(validate_mount(&"m".repeat(MAX_MOUNT + 1)).is_err());
+        validate_key_name("lockbox-hosts").unwrap();
+        for bad in ["", "a/b", ".", "..", "k\n", "k#"] {
+            assert!(validate_key_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ciphertexts_are_validated() {
+        assert!(validate_ciphertext("vault:v1:AAAA"));
+        assert!(validate_ciphertext("vault:v12:QUJD"));
+        for bad in [
+            "",
+            "vault:v1:",
+            "vault:1:AAAA",
+            "vault:v:AAAA",
+            "Vault:v1:AAAA",
+            "vault:v1:A A",
+            "vault:v1:!!!!",
+            "vault",
+            ":v1:AAAA",
+        ] {
+            assert!(!validate_ciphertext(bad), "{bad:?}");
+        }
+        assert!(!validate_ciphertext(&format!(
+            "vault:v1:{}",
+            "A".repeat(MAX_CIPHERTEXT)
+        )));
+    }
+
+    #[test]
+    fn addresses_plain_http_only_for_loopback() {
+        let ok = |t| Address::parse(t, "X").unwrap().as_str().to_owned();
+        assert_eq!(
+            ok("https://bao.example.com:8200/"),
+            "https://bao.example.com:8200"
+        );
+        assert_eq!(ok("HTTPS://Bao.Example.com"), "https://bao.example.com");
+        assert_eq!(ok("http://127.0.0.1:8200"), "http://127.0.0.1:8200");
+        assert_eq!(ok("http://[::1]:8200"), "http://[::1]:8200");
+        assert_eq!(ok("http://localhost:8200"), "http://localhost:8200");
+        assert_eq!(ok("https://[fe80::1]:8200"), "https://[fe80::1]:8200");
+        for bad in [
+            "http://bao.example.com:8200",
+            "http://10.0.0.1:8200",
+            "http://127.0.0.2",
+            "http://localhost.evil.com",
+            "http://127.0.0.1@evil.com",
+            "https://user@bao:8200",
+            "https://bao:8200/v1/x",
+            "https://bao:8200?x",
+            "https://bao:99999",
+            "https://bao:",
+            "https://",
+            "ftp://bao",
+            "bao:8200",
+            "https://[::1",
+            "https://b ao",
+        ] {
+            assert!(Address::parse(bad, "X").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_host_in_order() {
+        let s = Settings::from_lookup(&lookup(&[
+            ("VAULT_ADDR", "https://v:8200"),
+            ("BAO_ADDR", "https://b:8200"),
+            ("VAULT_CACERT", "/v.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(s.addr.as_str(), "https://b:8200");
+        assert_eq!(s.ca_file.unwrap().var, "VAULT_CACERT");
+        assert_eq!(s.proxy, None);
+        assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(s.namespace, None);
+        let s = Settings::from_lookup(&lookup(&[
+            ("LOCKBOX_OPENBAO_ADDR", "https://l:8200"),
+            ("BAO_ADDR", "https://b:8200"),
+            ("LOCKBOX_OPENBAO_TIMEOUT", "2s"),
+        ]))
+        .unwrap();
+        assert_eq!(s.addr.as_str(), "https://l:8200");
+        assert_eq!(s.timeout, Duration::from_secs(2));
+        assert!(matches!(
+            Settings::from_lookup(&lookup(&[])),
+            Err(OpenBaoError::NoAddress)
+        ));
+        let s = Settings::from_lookup(&lookup(&[
+            ("BAO_ADDR", "https://b:8200"),
+            ("VAULT_NAMESPACE", "v"),
+            ("BAO_NAMESPACE", "team/ci/"),
+        ]))
+        .unwrap();
+        assert_eq!(s.namespace.as_deref(), Some("team/ci"));
+        for bad in ["a b", "a\nX-Evil: 1", "a//b", ".."] {
+            assert!(
+                Settings::from_lookup(&lookup(&[
+                    ("BAO_ADDR", "https://b"),
+                    ("BAO_NAMESPACE", bad)
+                ]))
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            Settings::from_lookup(&lookup(&[
+                ("BAO_ADDR", "http://127.0.0.1:8200"),
+                ("LOCKBOX_OPENBAO_PROXY", "http://proxy:3128"),
+            ]))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn no_proxy_from_the_environment() {
+        // The process environment may hold HTTPS_PROXY; ureq's default would use it.
+        let s = Settings::from_lookup(&lookup(&[("BAO_ADDR", "http://127.0.0.1:1")])).unwrap();
+        let token = Token::new(Zeroizing::new("t".into()), "test").unwrap();
+        assert!(!Client::new(&s, token).unwrap().uses_proxy());
+        let s = Settings::from_lookup(&lookup(&[
+            ("BAO_ADDR", "https://bao:8200"),
+            ("LOCKBOX_OPENBAO_PROXY", "http://127.0.0.1:3128"),
+            (
+                "LOCKBOX_OPENBAO_CACERT",
+                "/etc/ssl/certs/ca-certificates.crt",
+            ),
+        ]))
+        .unwrap();
+        if s.ca_file.as_ref().is_some_and(|c| c.path.is_file()) {
+            let token = Token::new(Zeroizing::new("t".into()), "test").unwrap();
+            assert!(Client::new(&s, token).unwrap().uses_proxy());
+        }
+    }
+
+    #[test]
+    fn tokens_by_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".vault-token"), "hvs.home\n").unwrap();
+        let home = Some(dir.path());
+        let person = TokenScope::Person { flag: None, home };
+        let found = |vars: &[(&str, &str)], scope| {
+            find_token(&lookup(vars), scope)
+                .unwrap()
+                .map(|t| t.expose_secret().to_owned())
+        };
+        // get: ambient tokens never count.
+        assert_eq!(
+            found(
+                &[("BAO_TOKEN", "b"), ("VAULT_TOKEN", "v")],
+                TokenScope::Explicit
+            ),
+            None
+        );
+        assert_eq!(
+            found(&[("LOCKBOX_OPENBAO_TOKEN", "l")], TokenScope::Explicit).as_deref(),
+            Some("l")
+        );
+        assert_eq!(
+            found(&[("BAO_TOKEN", "b"), ("VAULT_TOKEN", "v")], person).as_deref(),
+            Some("b")
+        );
+        assert_eq!(found(&[("VAULT_TOKEN", "v")], person).as_deref(), Some("v"));
+        assert_eq!(found(&[], person).as_deref(), Some("hvs.home"));
+        assert_eq!(
+            found(
+                &[],
+                TokenScope::Person {
+                    flag: None,
+                    home: None
+                }
+            ),
+            None
+        );
+        let flag = dir.path().join("flag");
+        std::fs::write(&flag, "f\r\n").unwrap();
+        let with_flag = TokenScope::Person {
+            flag: Some(&flag),
+            home,
+        };
+        assert_eq!(
+            found(&[("LOCKBOX_OPENBAO_TOKEN", "l")], with_flag).as_deref(),
+            Some("f")
+        );
+        let flag_path = flag.to_str().unwrap();
+        assert_eq!(
+            found(
+                &[("LOCKBOX_OPENBAO_TOKEN_FILE", flag_path)],
+                TokenScope::Explicit
+            )
+            .as_deref(),
+            Some("f")
+        );
+        assert!(
+            find_token(
+                &lookup(&[
+                    ("LOCKBOX_OPENBAO_TOKEN", "l"),
+                    ("LOCKBOX_OPENBAO_TOKEN_FILE", flag_path)
+                ]),
+                TokenScope::Explicit
+            )
+            .is_err()
+        );
+        for bad in ["", "\n", "a b", "a\tb", "tök"] {
+            assert!(
+                Token::new(Zeroizing::new(bad.into()), "x").is_err(),
+                "{bad:?}"
+            );
+        }
+        // Debug never shows the token.
+        let t = Token::new(Zeroizing::new("hvs.SECRET".into()), "x").unwrap();
+        assert!(!format!("{t:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn answers_parse() {
+        let body = br#"{"request_id":"r","data":{"ciphertext":"vault:v1:QUJD","key_version":1},"warnings":null}"#;
+        assert_eq!(parse_encrypt(body, ORIGIN).unwrap(), "vault:v1:QUJD");
+        let body = br#"{"data":{"plaintext":"QUJD"}}"#;
+        assert_eq!(parse_decrypt(body, ORIGIN).unwrap().as_slice(), b"ABC");
+        let body = br#"{"data":{"derived":true,"type":"aes256-gcm96","latest_version":2,"keys":{"1":1,"2":2}}}"#;
+        assert_eq!(
+            parse_key_info(body, ORIGIN).unwrap(),
+            KeyInfo {
+                derived: true,
+                key_type: "aes256-gcm96".into(),
+                latest_version: 2
+            }
+        );
+        for bad in [
+            &b"{}"[..],
+            b"",
+            b"null",
+            br#"{"data":{"ciphertext":"x"}}"#,
+            br#"{"data":null}"#,
+        ] {
+            assert!(parse_encrypt(bad, ORIGIN).is_err());
+        }
+        assert!(parse_decrypt(br#"{"data":{"plaintext":"!!"}}"#, ORIGIN).is_err());
+    }
+
+    #[test]
+    fn statuses_map_to_one_line_errors() {
+        let denied =
+            check_status(403, None, br#"{"errors":["permission denied"]}"#, ORIGIN).unwrap_err();
+        assert!(matches!(denied, OpenBaoError::Denied { .. }));
+        let text = denied.to_string();
+        assert!(
+            text.contains("permission denied") && text.contains("LOCKBOX_OPENBAO_TOKEN"),
+            "{text}"
+        );
+        assert!(!text.contains("not found"));
+        let multi = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        let text = check_status(403, None, multi, ORIGIN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("(1 error occurred: * permission denied)"),
+            "{text}"
+        );
+        let redirect =
+            check_status(307, Some(b"https://other:8200/v1/x\n\x1b[2J"), b"", ORIGIN).unwrap_err();
+        let text = redirect.to_string();
+        assert!(!text.contains('\n') && !text.contains('\x1b'), "{text}");
+        let long = format!(r#"{{"errors":["{}"]}}"#, "e".repeat(10_000));
+        let text = check_status(500, None, long.as_bytes(), ORIGIN)
+            .unwrap_err()
+            .to_string();
+        assert!(text.len() < 1000);
+        assert!(matches!(
+            check_status(404, None, b"", ORIGIN),
+            Err(OpenBaoError::NotFound { .. })
+        ));
+        assert!(matches!(
+            check_status(503, None, b"x", ORIGIN),
+            Err(OpenBaoError::Unavailable { .. })
+        ));
+        assert!(matches!(
+            check_status(
+                400,
+                None,
+                br#"{"errors":["cipher: message authentication failed"]}"#,
+                ORIGIN
+            ),
+            Err(OpenBaoError::Refused { status: 400, .. })
+        ));
+        check_status(204, None, b"", ORIGIN).unwrap();
+    }
+
+    /// The `openbao_response` fuzz target's checks, replayed over its committed seeds
+    /// so every test run covers them (the fuzz smoke run needs cargo-fuzz).
+    #[test]
+    fn fuzz_seeds_keep_the_parser_invariants() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/openbao_response");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let (status, body) = (u16::from_be_bytes([data[0], data[1]]), &data[2..]);
+            let one_line = |e: OpenBaoError| {
+                let text = e.to_string();
+                assert!(!text.chars().any(char::is_control), "{name}: {text:?}");
+            };
+            let status_ok = check_status(status, body.split(|b| *b == b'\n').next(), body, ORIGIN)
+                .map_err(one_line)
+                .is_ok();
+            let parsed = [
+                parse_encrypt(body, ORIGIN).map(|c| assert!(validate_ciphertext(&c))),
+                parse_decrypt(body, ORIGIN).map(|p| assert!(p.len() <= MAX_PLAINTEXT)),
+                parse_key_info(body, ORIGIN).map(drop),
+            ]
+            .into_iter()
+            .filter_map(|r| r.map_err(one_line).ok())
+            .count();
+            // A seed named fail_* is refused by its status or by every parser.
+            assert_eq!(
+                name.starts_with("fail_"),
+                !status_ok || parsed == 0,
+                "{name}: status ok {status_ok}, parsed by {parsed}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 8, "seeds missing in {}", dir.display());
+    }
+}
