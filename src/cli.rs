@@ -6,6 +6,7 @@
 //! ([`Settings::from_env`]), and handed down. Human output goes to stdout, human
 //! errors to stderr with the next step to take.
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -77,6 +78,9 @@ enum Command {
     /// Show the vault: path, slots, entries, and whether it is unlocked. Exits 0 when
     /// `get` can open it, 3 when it is locked.
     Status(commands::status::Opts),
+    /// Check this user's set-up (config.json, PATH, sudo, the vault, the agent) and say
+    /// what to fix. Exits 1 when something is wrong, 0 with only warnings.
+    Doctor(commands::doctor::DoctorOpts),
     /// Move the plaintext auths of Docker's config.json (or another helper's entries)
     /// into the vault, remove them from config.json and set credsStore.
     Import(commands::import::Opts),
@@ -92,10 +96,17 @@ enum Command {
     /// on stdin, answer with the vault's credentials for the image's registry
     /// (docs/FLEET.md). Never prompts.
     KubeletCredentialProvider(KubeletOpts),
-    /// Print a shell completion script: `completions bash > /etc/bash_completion.d/lockbox`.
+    /// Print a shell completion script for both names (docker-credential-lockbox and
+    /// lockbox): `completions bash > ~/.local/share/bash-completion/completions/lockbox`.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Write the man pages and completion scripts into DIR (for scripts/package.sh).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The directory (created if missing).
+        dir: PathBuf,
     },
     /// Run the agent for a service manager: `agent --foreground` (no fork, logs on
     /// stderr, stops on SIGTERM; `unlock` hands it keys).
@@ -129,20 +140,24 @@ pub fn main() -> ExitCode {
     // process, so its start-up cost is the product's speed.
     match args.get(1).map(|a| a.to_str()) {
         None => {
-            println!("{}", messages::USAGE);
+            let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
             return Exit::Failure.into();
         }
         Some(Some(word)) => {
             if let Some(action) = Action::from_arg(word) {
                 if args.len() != 2 {
                     // As the Go helpers: exactly one argument, else usage on stdout.
-                    println!("{}", messages::USAGE);
+                    let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
                     return Exit::Failure.into();
                 }
                 return protocol::main(action, &settings).into();
             }
             if !word.starts_with('-') && !is_command(word) {
-                println!("{}", messages::sanitize(&messages::unknown_action(word)));
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    messages::sanitize(&messages::unknown_action(word))
+                );
                 eprintln!("{}", messages::UNKNOWN_ACTION_HINT);
                 return Exit::Failure.into();
             }
@@ -159,8 +174,8 @@ pub fn main() -> ExitCode {
                     messages::ERROR_PREFIX,
                     messages::PRIVATE_KEY_NOT_RECIPIENT
                 );
-            } else {
-                let _ = e.print();
+            } else if e.print().is_err_and(|e| crate::output::closed_io(&e)) {
+                return Exit::BrokenPipe.into();
             }
             return if e.use_stderr() {
                 Exit::Usage
@@ -172,6 +187,8 @@ pub fn main() -> ExitCode {
     };
     match run(opts, &settings) {
         Ok(code) => code.into(),
+        // A reader that stopped reading (`| head`) is no error to report.
+        Err(e) if crate::output::closed(&e) => Exit::BrokenPipe.into(),
         Err(e) => {
             eprintln!("{}{}", messages::ERROR_PREFIX, e.message());
             e.exit().into()
@@ -189,6 +206,7 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Unlock(o) => commands::unlock::run(o, settings),
         Command::Lock(o) => commands::lock::run(o, settings),
         Command::Status(o) => commands::status::run(o, settings),
+        Command::Doctor(o) => commands::doctor::run(o, settings),
         Command::Import(o) => commands::import::run(o, settings),
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
@@ -196,7 +214,10 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::KubeletCredentialProvider(o) => {
             Ok(crate::kubelet::main(o.cache_duration.as_deref(), settings))
         }
-        Command::Completions { shell } => commands::completions::run(Opts::command(), shell),
+        Command::Completions { shell } => commands::completions::run(&Opts::command(), shell),
+        Command::GenerateAssets { dir } => {
+            crate::assets::generate(&Opts::command(), &dir).map(|()| Exit::Ok)
+        }
         Command::Exec(o) => commands::exec::run(o, settings),
         Command::Agent(o) => match &o.socket {
             Some(socket) => crate::agent::run(socket),

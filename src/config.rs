@@ -33,6 +33,18 @@ pub struct Settings {
     pub kubelet_cache_duration: Option<String>,
     /// `LOCKBOX_AGENT_SOCKET`: `exec`'s private agent, set for its command only.
     pub agent_socket: Option<PathBuf>,
+    /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
+    pub doctor: DoctorSettings,
+}
+
+/// The environment as `doctor` checks it: where Docker will look for the helper, and
+/// the variable that shadows every helper in Docker CLI 28.3+.
+#[derive(Default)]
+pub struct DoctorSettings {
+    /// `PATH`.
+    pub path: Option<OsString>,
+    /// `DOCKER_AUTH_CONFIG` (it holds credentials: only its registry names are shown).
+    pub docker_auth_config: Option<Zeroizing<String>>,
 }
 
 /// The key sources the environment names, in the order `docs/KEYS.md` gives.
@@ -107,6 +119,11 @@ impl Settings {
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)
                 .map(|v| v.to_string_lossy().into_owned()),
             agent_socket: path(var::AGENT_SOCKET),
+            doctor: DoctorSettings {
+                path: get("PATH"),
+                docker_auth_config: get("DOCKER_AUTH_CONFIG")
+                    .map(|v| Zeroizing::new(v.to_string_lossy().into_owned())),
+            },
         }
     }
 

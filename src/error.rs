@@ -17,6 +17,9 @@ use crate::messages;
 pub enum Error {
     /// No vault file exists where a write (or `status`) needs one.
     NotInitialized(PathBuf),
+    /// `LOCKBOX_VAULT` names a file that does not exist (a typo must not look like
+    /// "no credentials": Docker would pull anonymously).
+    NamedVaultMissing(PathBuf),
     /// `init` found a vault and was not told to replace it.
     AlreadyExists(PathBuf),
     /// An operating-system call failed.
@@ -129,6 +132,8 @@ pub enum Error {
     EmptyPassphrase,
     /// The two typed passphrases differ.
     PassphraseMismatch,
+    /// A new passphrase under the recommended length that the person did not confirm.
+    WeakPassphraseDeclined,
     /// `passwd` on a vault without a passphrase slot, with no identity to open it.
     PasswdNeedsIdentity,
     /// A rotation must re-wrap the passphrase slot, and no passphrase was available.
@@ -183,6 +188,8 @@ pub enum Usage {
     /// `export` options that do not go together, or a value they refuse (the text
     /// says which and what to do).
     Export(String),
+    /// `init` with more `--label`s than `--recipient`s.
+    TooManyLabels,
 }
 
 impl Error {
@@ -209,6 +216,7 @@ impl Error {
     pub fn message(&self) -> String {
         let text = match self {
             Error::NotInitialized(p) => messages::not_initialized(&p.display().to_string()),
+            Error::NamedVaultMissing(p) => messages::named_vault_missing(&p.display().to_string()),
             Error::AlreadyExists(p) => messages::already_exists(&p.display().to_string()),
             Error::Io { what, path, source } => {
                 messages::io(what, &path.display().to_string(), source)
@@ -258,6 +266,7 @@ impl Error {
             Error::NoTerminalForNewPassphrase => messages::NO_TERMINAL.to_owned(),
             Error::EmptyPassphrase => messages::EMPTY_PASSPHRASE.to_owned(),
             Error::PassphraseMismatch => messages::PASSPHRASE_MISMATCH.to_owned(),
+            Error::WeakPassphraseDeclined => messages::WEAK_PASSPHRASE_DECLINED.to_owned(),
             Error::PasswdNeedsIdentity => messages::PASSWD_NEEDS_IDENTITY.to_owned(),
             Error::RotateNeedsPassphrase => messages::ROTATE_NEEDS_PASSPHRASE.to_owned(),
             Error::IdentityNeedsPassphrase { source_name } => {
@@ -281,6 +290,7 @@ impl Error {
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
                 Usage::Export(text) => text.clone(),
+                Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
             },
         };
         messages::sanitize(&text)

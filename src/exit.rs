@@ -19,6 +19,10 @@ pub enum Exit {
     Locked,
     /// `exec`: its command's own status (128+N when it died of signal N).
     Command(u8),
+    /// stdout's reader went away (EPIPE) while a command for people was writing: a
+    /// quiet exit with the status of a writer killed by SIGPIPE (128 + 13); see
+    /// `src/output.rs`.
+    BrokenPipe,
 }
 
 impl Exit {
@@ -30,6 +34,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Locked => 3,
             Exit::Command(code) => code,
+            Exit::BrokenPipe => 141,
         }
     }
 }

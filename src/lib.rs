@@ -10,7 +10,9 @@
 //!  ├─ protocol        store/get/erase/list/version, byte for byte
 //!  ├─ kubelet         kubelet's image credential provider plugin protocol
 //!  └─ commands/*      one file per command for people (init, unlock, lock, exec, status,
-//!      │              import, export, passwd, recipients, completions)
+//!      │              import, export, passwd, recipients, completions, doctor)
+//!   assets            completion scripts and man pages from the clap definition
+//!   output            stdout for people: a closed pipe is a quiet exit 141
 //!   keysource         where the vault key comes from: one order, one failure rule
 //!      │
 //!   keys              identity and passphrase files, identity parsing, EntryOpener
@@ -36,6 +38,7 @@
 pub mod agent;
 pub mod agent_client;
 pub mod agent_proto;
+pub mod assets;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -53,6 +56,7 @@ pub mod keysource;
 pub mod kubelet;
 pub mod messages;
 pub mod openbao;
+pub mod output;
 pub mod protocol;
 pub mod rotation;
 pub mod serverurl;

@@ -55,6 +55,40 @@ pub fn not_initialized(path: &str) -> String {
     format!("no lockbox vault at {path}: run 'docker-credential-lockbox init' first")
 }
 
+/// `import --config PATH` names a file that does not exist.
+pub const CONFIG_NAMED_MISSING: &str = "it does not exist; check the path given to --config (import creates only the default config.json)";
+
+/// A retry follows: the two new passphrases differed.
+pub const PASSPHRASES_DIFFER: &str = "the passphrases did not match";
+/// A retry follows: the new passphrase was empty.
+pub const PASSPHRASE_IS_EMPTY: &str = "the passphrase is empty";
+
+/// A new passphrase was empty, mistyped or declined: the attempt that follows.
+pub fn try_again(attempt: usize, of: usize) -> String {
+    format!("try again ({attempt} of {of})")
+}
+
+/// A new passphrase shorter than `min` characters.
+pub fn weak_passphrase(min: usize) -> String {
+    format!(
+        "warning: this passphrase is shorter than {min} characters; anyone who gets a copy of the vault file can try passphrases offline (four or more random words are better)"
+    )
+}
+
+/// The question after [`weak_passphrase`] on a terminal.
+pub const USE_WEAK_PASSPHRASE: &str = "Use it anyway? [y/N] ";
+
+/// Every attempt at a new passphrase ended with a weak one not confirmed.
+pub const WEAK_PASSPHRASE_DECLINED: &str =
+    "no passphrase was chosen (a short one was not confirmed); nothing was changed";
+
+/// `LOCKBOX_VAULT` names a missing file.
+pub fn named_vault_missing(path: &str) -> String {
+    format!(
+        "LOCKBOX_VAULT names {path}, which does not exist: check the path, or create the vault with 'docker-credential-lockbox init'"
+    )
+}
+
 /// A vault already exists and `init` was not forced.
 pub fn already_exists(path: &str) -> String {
     format!(
@@ -196,11 +230,33 @@ pub fn no_such_slot(index: usize) -> String {
 pub const WEAK_KDF_WARNING: &str = "warning: LOCKBOX_ARGON2_PARAMS overrides the calibrated Argon2id cost; a cheaper KDF makes guessing the passphrase cheaper";
 
 /// After `init`: what to do next.
-pub fn init_done(path: &str, slots: &str) -> String {
+pub fn init_done(path: &str, slots: &str, next: &str) -> String {
+    format!("Created the lockbox vault at {path}\nSlots: {slots}\n\nNext: {next}")
+}
+
+/// `init`'s next step when config.json already names lockbox.
+pub fn init_next_login(config: &str) -> String {
+    format!("run 'docker login' (credsStore is already \"lockbox\" in {config}).")
+}
+
+/// `init`'s next step when config.json holds plaintext credentials.
+pub fn init_next_import_plaintext(config: &str, n: usize) -> String {
     format!(
-        "Created the lockbox vault at {path}\nSlots: {slots}\n\nNext: add \"credsStore\": \"lockbox\" to your Docker config.json, then run 'docker login'."
+        "run 'docker-credential-lockbox import' to move the {n} plaintext credential{} in {config} into the vault (it sets \"credsStore\": \"lockbox\" too).",
+        if n == 1 { "" } else { "s" }
     )
 }
+
+/// `init`'s next step otherwise.
+pub fn init_next_import(config: &str) -> String {
+    format!(
+        "run 'docker-credential-lockbox import' (it sets \"credsStore\": \"lockbox\" in {config}), then 'docker login'."
+    )
+}
+
+/// `init --label` given more often than `--recipient`.
+pub const TOO_MANY_LABELS: &str =
+    "more --label than --recipient: each --label names the --recipient in the same position";
 
 /// The agent directory is not private.
 pub fn agent_unsafe_dir(path: &str, reason: &str) -> String {

@@ -217,6 +217,7 @@ pub fn run(
         Action::List => {
             let path = location.resolve()?;
             let out = match path.read_bytes()? {
+                None if location.vault.is_some() => return Err(named_missing(&path)),
                 None => gojson::string_map([]),
                 // A view: every bound checked, no secret decoded (list prints none).
                 Some(bytes) => {
@@ -230,7 +231,7 @@ pub fn run(
             let input = read_input(stdin)?;
             let server = server_from_input(&input)?;
             let path = location.resolve()?;
-            get(&path, &server, settings)
+            get(&path, location.vault.is_some(), &server, settings)
         }
         Action::Erase => {
             let input = read_input(stdin)?;
@@ -239,7 +240,11 @@ pub fn run(
             // No vault, no entry: erase of an absent entry succeeds (docker logout tries
             // four spellings; podman treats a failure as an error).
             match path.update(|v| Ok(((), v.erase(&server)))) {
-                Ok(()) | Err(Error::NotInitialized(_)) => Ok(Zeroizing::new(Vec::new())),
+                Ok(()) => Ok(Zeroizing::new(Vec::new())),
+                Err(Error::NotInitialized(_)) if location.vault.is_some() => {
+                    Err(named_missing(&path))
+                }
+                Err(Error::NotInitialized(_)) => Ok(Zeroizing::new(Vec::new())),
                 Err(e) => Err(e.into()),
             }
         }
@@ -251,20 +256,37 @@ pub fn run(
             path.update(|v| {
                 v.store(&req.server_url, &req.username, &req.secret)
                     .map(|()| ((), true))
+            })
+            .map_err(|e| match e {
+                Error::NotInitialized(_) if location.vault.is_some() => named_missing(&path),
+                e => e.into(),
             })?;
             Ok(Zeroizing::new(Vec::new()))
         }
     }
 }
 
+/// A vault `LOCKBOX_VAULT` names explicitly and that does not exist is an error for
+/// every action: a typo must not read as "no credentials" (Docker would pull
+/// anonymously) or an empty list (`docker build` would send none). Only the default
+/// path may be missing (docs/FORMAT.md, "Reading").
+fn named_missing(path: &VaultPath) -> ProtocolError {
+    ProtocolError::Vault(Error::NamedVaultMissing(path.vault.clone()))
+}
+
 fn get(
     path: &VaultPath,
+    named: bool,
     server: &str,
     settings: &Settings,
 ) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
-    // Without a vault there are no credentials: not-found lets `docker login` prompt,
-    // and its `store` then says to run `init`.
-    let bytes = path.read_bytes()?.ok_or(ProtocolError::NotFound)?;
+    // Without a vault at the default path there are no credentials: not-found lets
+    // `docker login` prompt, and its `store` then says to run `init`.
+    let bytes = match path.read_bytes()? {
+        Some(b) => b,
+        None if named => return Err(named_missing(path)),
+        None => return Err(ProtocolError::NotFound),
+    };
     // The whole file is checked; only the entry answered is decoded (FORMAT.md
     // "What a get validates").
     let view = View::parse(&bytes, &path.vault)?;

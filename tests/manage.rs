@@ -11,7 +11,8 @@
 //!
 //! Tools: `docker` (the Docker CLI, no daemon), `ssh-keygen` (openssh-client),
 //! `docker-credential-pass` (golang-docker-credential-helpers) with `pass` (pass) and
-//! `gpg`/`gpgconf` (gnupg). A test whose tool is missing prints `skipped: …` on stderr
+//! `gpg`/`gpgconf` (gnupg); `scripts/test.sh` unpacks pass and docker-credential-pass
+//! into `target/test-tools/` (never system-wide), first on the tests' PATH. A test whose tool is missing prints `skipped: …` on stderr
 //! and passes, or fails naming the Debian package when `CI` is set.
 mod common;
 
@@ -769,8 +770,12 @@ impl Drop for GpgAgent<'_> {
 #[test]
 fn import_from_docker_credential_pass() {
     if !need(&[
-        ("docker-credential-pass", "golang-docker-credential-helpers"),
-        ("pass", "pass"),
+        // Unpacked privately into target/test-tools by scripts/test.sh.
+        (
+            "docker-credential-pass",
+            "golang-docker-credential-helpers (scripts/test.sh)",
+        ),
+        ("pass", "pass (scripts/test.sh)"),
         ("gpg", "gnupg"),
         ("gpgconf", "gnupg"),
     ]) {

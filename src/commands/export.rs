@@ -148,7 +148,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             let unset = config.unset_store();
             config.write()?;
             eprintln!("{}", messages::EXPORT_WARNING);
-            println!(
+            crate::outln!(
                 "{}",
                 messages::sanitize(&messages::exported_to(
                     &config.path.display().to_string(),

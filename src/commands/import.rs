@@ -63,6 +63,15 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = location.resolve()?;
     let vault = path.read_existing()?;
     let mut config = DockerConfig::read(&config_path(&o.config, location)?)?;
+    // A config named with --config must exist: a mistyped path would otherwise be
+    // created (with its directory) and the import reported done, while the real file
+    // keeps its plaintext. Only the default config.json may be new.
+    if o.config.is_some() && !config.existed {
+        return Err(config_error(
+            &config,
+            messages::CONFIG_NAMED_MISSING.to_owned(),
+        ));
+    }
     let cfg_path = config.path.display().to_string();
     let scan = config.scan();
     // Only what came from config.json is scrubbed from it.
@@ -135,7 +144,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         if found.is_empty() && !set_store {
             plan.push_str("  nothing to do\n");
         }
-        print!("{}", sanitize_lines(&plan));
+        crate::out!("{}", sanitize_lines(&plan));
         return Ok(Exit::Ok);
     }
 
@@ -181,7 +190,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     } else if to_store.is_empty() {
         summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
     }
-    print!("{}", sanitize_lines(&summary));
+    crate::out!("{}", sanitize_lines(&summary));
     Ok(Exit::Ok)
 }
 

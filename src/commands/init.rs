@@ -7,6 +7,7 @@ use super::recipients::{parse_recipient_arg, read_recipients_file};
 use super::{ask_new_passphrase, kdf_params};
 use crate::config::Settings;
 use crate::crypto::VaultKey;
+use crate::dockerconfig::DockerConfig;
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
 use crate::keys;
@@ -27,6 +28,11 @@ pub struct Opts {
     /// Repeatable.
     #[arg(long, value_name = "RECIPIENT")]
     recipient: Vec<String>,
+    /// The label of the age slot of the --recipient in the same position (the first
+    /// --label names the first --recipient, …); default: an SSH key's comment, else
+    /// empty. Repeatable.
+    #[arg(long, value_name = "LABEL", requires = "recipient")]
+    label: Vec<String>,
     /// Add an age slot for every recipient in FILE (one per line, `#` comments).
     #[arg(long, value_name = "FILE")]
     recipients_file: Vec<PathBuf>,
@@ -38,9 +44,14 @@ pub struct Opts {
 /// Runs `init`.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
+    if o.label.len() > o.recipient.len() {
+        return Err(Usage::TooManyLabels.into());
+    }
     let mut recipients = Vec::new();
-    for r in &o.recipient {
-        recipients.push(parse_recipient_arg(r)?);
+    for (i, r) in o.recipient.iter().enumerate() {
+        let (recipient, default_label) = parse_recipient_arg(r)?;
+        let label = o.label.get(i).cloned().unwrap_or(default_label);
+        recipients.push((recipient, label));
     }
     for file in &o.recipients_file {
         recipients.extend(read_recipients_file(file)?);
@@ -48,7 +59,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let passphrase = if o.passphrase {
         Some(ask_new_passphrase()?)
     } else if let Some(file) = &o.passphrase_file {
-        Some(keys::read_passphrase_file(file)?)
+        let p = keys::read_passphrase_file(file)?;
+        super::warn_if_weak(&p);
+        Some(p)
     } else {
         None
     };
@@ -69,12 +82,34 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let vault = Vault::new(&key, slots);
     path.create(&vault, o.force)?;
     let described: Vec<String> = vault.slots().iter().map(Slot::describe).collect();
-    println!(
+    crate::outln!(
         "{}",
         messages::init_done(
             &messages::sanitize(&path.vault.display().to_string()),
-            &messages::sanitize(&described.join(", "))
+            &messages::sanitize(&described.join(", ")),
+            &messages::sanitize(&next_step(settings))
         )
     );
     Ok(Exit::Ok)
+}
+
+/// What to do after `init`, from what config.json already holds: `docker login` when
+/// credsStore already names lockbox, else `import` (which sets it, and moves any
+/// plaintext credentials first).
+fn next_step(settings: &Settings) -> String {
+    let Ok(dir) = settings.location.docker_config_dir() else {
+        return messages::init_next_import("config.json");
+    };
+    let path = dir.join("config.json");
+    let shown = path.display().to_string();
+    match DockerConfig::read(&path) {
+        Ok(c) if c.creds_store() == Some(crate::dockerconfig::STORE_NAME) => {
+            messages::init_next_login(&shown)
+        }
+        Ok(c) => match c.scan().found.len() {
+            0 => messages::init_next_import(&shown),
+            n => messages::init_next_import_plaintext(&shown, n),
+        },
+        Err(_) => messages::init_next_import(&shown),
+    }
 }

@@ -28,9 +28,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         )
     };
     match Agent::for_requests(settings).lock(public_key.as_deref())? {
-        LockOutcome::NoAgent => println!("{}", messages::NO_AGENT),
-        LockOutcome::Locked => println!("{}", messages::locked_now(&what)),
-        LockOutcome::StoppedOtherBuild => println!("{}", messages::locked_now("every vault")),
+        LockOutcome::NoAgent => crate::outln!("{}", messages::NO_AGENT),
+        LockOutcome::Locked => crate::outln!("{}", messages::locked_now(&what)),
+        LockOutcome::StoppedOtherBuild => crate::outln!("{}", messages::locked_now("every vault")),
     }
     Ok(Exit::Ok)
 }

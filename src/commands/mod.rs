@@ -20,6 +20,7 @@ use crate::messages;
 use crate::vault::Vault;
 
 pub mod completions;
+pub mod doctor;
 pub mod exec;
 pub mod export;
 pub mod import;
@@ -67,22 +68,96 @@ pub fn open_key(
     keysource::open_key(vault, &list, &Terminal)
 }
 
-/// Asks for a new passphrase twice on the terminal.
+/// How often a person may retry a new passphrase (empty, mistyped, or weak and not
+/// confirmed) before the command gives up, changing nothing.
+pub const NEW_PASSPHRASE_ATTEMPTS: usize = 3;
+
+/// Below this many characters a new passphrase draws a warning: the vault file is
+/// meant to travel (committed with a CI job, copied to servers), so its passphrase
+/// slot can be attacked offline, one Argon2id run per guess.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// Whether `p` is short enough to warn about.
+pub fn is_weak(p: &SecretString) -> bool {
+    p.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS
+}
+
+/// Warns about a weak passphrase read from a file (scripts: no question asked).
+pub fn warn_if_weak(p: &SecretString) {
+    if is_weak(p) {
+        eprintln!("{}", messages::weak_passphrase(MIN_PASSPHRASE_CHARS));
+    }
+}
+
+/// Asks for a new passphrase twice on the terminal. An empty one, two that differ, or a
+/// weak one the person does not confirm is asked again, up to
+/// [`NEW_PASSPHRASE_ATTEMPTS`] times.
 pub fn ask_new_passphrase() -> Result<SecretString, Error> {
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt)
             .map(SecretString::from)
             .map_err(|_| Error::NoTerminalForNewPassphrase)
     };
-    let first = ask(messages::PROMPT_NEW)?;
-    if first.expose_secret().is_empty() {
-        return Err(Error::EmptyPassphrase);
+    let mut last = Error::PassphraseMismatch;
+    for attempt in 1..=NEW_PASSPHRASE_ATTEMPTS {
+        let again = || {
+            if attempt < NEW_PASSPHRASE_ATTEMPTS {
+                eprintln!(
+                    "{}",
+                    messages::try_again(attempt + 1, NEW_PASSPHRASE_ATTEMPTS)
+                );
+            }
+        };
+        let first = ask(messages::PROMPT_NEW)?;
+        if first.expose_secret().is_empty() {
+            eprintln!("{}", messages::PASSPHRASE_IS_EMPTY);
+            last = Error::EmptyPassphrase;
+            again();
+            continue;
+        }
+        if is_weak(&first) {
+            eprintln!("{}", messages::weak_passphrase(MIN_PASSPHRASE_CHARS));
+            if !confirm_on_terminal(messages::USE_WEAK_PASSPHRASE)? {
+                last = Error::WeakPassphraseDeclined;
+                again();
+                continue;
+            }
+        }
+        let second = ask(messages::PROMPT_CONFIRM)?;
+        if first.expose_secret() != second.expose_secret() {
+            eprintln!("{}", messages::PASSPHRASES_DIFFER);
+            last = Error::PassphraseMismatch;
+            again();
+            continue;
+        }
+        return Ok(first);
     }
-    let second = ask(messages::PROMPT_CONFIRM)?;
-    if first.expose_secret() != second.expose_secret() {
-        return Err(Error::PassphraseMismatch);
+    Err(last)
+}
+
+/// A yes/no question on the terminal (never stdin); anything but `y`/`yes` is no.
+fn confirm_on_terminal(question: &str) -> Result<bool, Error> {
+    use std::io::{Read, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| Error::NoTerminalForNewPassphrase)?;
+    let mut w = &tty;
+    let _ = write!(w, "{question}").and_then(|()| w.flush());
+    // One byte at a time up to the newline: a buffered reader would swallow what is
+    // typed ahead for the passphrase prompts that follow. Bounded like any input.
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 {
+        match (&tty).read(&mut byte) {
+            Ok(1) if byte[0] != b'\n' => line.push(byte[0]),
+            Ok(_) => break,
+            Err(_) => return Err(Error::NoTerminalForNewPassphrase),
+        }
     }
-    Ok(first)
+    let answer = String::from_utf8_lossy(&line).trim().to_ascii_lowercase();
+    Ok(matches!(answer.as_str(), "y" | "yes"))
 }
 
 /// The Argon2id cost for a new passphrase slot: calibrated to about 0.75 s on this

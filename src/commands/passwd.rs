@@ -47,7 +47,11 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         Err(e) => return Err(e),
     };
     let new = match &o.new_passphrase_file {
-        Some(f) => keys::read_passphrase_file(f)?,
+        Some(f) => {
+            let p = keys::read_passphrase_file(f)?;
+            super::warn_if_weak(&p);
+            p
+        }
         None => ask_new_passphrase()?,
     };
     let params = kdf_params(settings)?;
@@ -77,6 +81,6 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             return Err(e);
         }
     }
-    println!("{}", messages::passwd_done(has_passphrase));
+    crate::outln!("{}", messages::passwd_done(has_passphrase));
     Ok(Exit::Ok)
 }

@@ -138,7 +138,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                         }
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(slots));
+                crate::outln!("{}", serde_json::Value::Array(slots));
             } else {
                 for s in vault.slots() {
                     // Each field sanitized on its own: the tab between them is no escape.
@@ -152,7 +152,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                             messages::sanitize(recipient)
                         ),
                     };
-                    println!("{line}");
+                    crate::outln!("{line}");
                 }
             }
             Ok(Exit::Ok)
@@ -188,7 +188,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                 let changed = !added.is_empty();
                 Ok((added, changed))
             })?;
-            println!(
+            crate::outln!(
                 "{}",
                 messages::sanitize(&messages::recipients_added(&added))
             );
@@ -227,7 +227,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                     return Err(e);
                 }
             };
-            println!(
+            crate::outln!(
                 "{}",
                 messages::sanitize(&messages::recipients_removed(&which, removed))
             );

@@ -43,7 +43,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     // Always this user's agent, even inside `exec` (whose server takes no new key).
     let label = path.vault.display().to_string();
     Agent::for_user().unlock(&opened.key, &label, idle, timeout)?;
-    println!(
+    crate::outln!(
         "{}",
         messages::unlocked(
             &messages::sanitize(&label),

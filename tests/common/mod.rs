@@ -59,9 +59,28 @@ pub fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// `tool` looked up on `PATH`, as a shell would.
+/// The PATH every test searches and gives its commands: `LOCKBOX_TEST_TOOLS_BIN` first
+/// (where `scripts/test.sh` unpacks `pass` and `docker-credential-pass` privately, so
+/// they are never installed system-wide), else `target/test-tools/root/usr/bin` when a
+/// previous run of the script left it, then the test process's own PATH.
+pub fn test_path() -> OsString {
+    let tools = std::env::var_os("LOCKBOX_TEST_TOOLS_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/root/usr/bin");
+            d.is_dir().then_some(d)
+        });
+    let inherited =
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut dirs: Vec<PathBuf> = tools.into_iter().collect();
+    dirs.extend(std::env::split_paths(&inherited));
+    std::env::join_paths(dirs).expect("PATH entries without ':'")
+}
+
+/// `tool` looked up on the tests' PATH ([`test_path`]), as a shell would.
 pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = test_path();
     std::env::split_paths(&path)
         .map(|d| d.join(tool))
         .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
@@ -165,12 +184,10 @@ impl World {
         self.path("docker/lockbox/vault.json")
     }
 
-    /// PATH for the world: `bin/` first, then the test process's own PATH.
+    /// PATH for the world: `bin/` first, then [`test_path`].
     pub fn path_var(&self) -> OsString {
         let mut dirs = vec![self.bin_dir()];
-        dirs.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        ));
+        dirs.extend(std::env::split_paths(&test_path()));
         std::env::join_paths(dirs).expect("PATH")
     }
 

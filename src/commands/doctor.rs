@@ -1,0 +1,687 @@
+//! `doctor`: checks this user's set-up the way Docker will meet it, and says for each
+//! finding what it is, why it matters and the command that fixes it.
+//!
+//! Errors (exit 1) are what makes Docker not use lockbox, or leaves a secret readable:
+//! `credsStore` not lockbox, plaintext `auths`, the helper not on `PATH`, no vault or
+//! one with loose modes or another owner, an unreadable config or vault, an agent
+//! directory refused. Warnings (exit 0) are what works but may surprise: a locked vault
+//! (`get` fails fast with "lockbox is locked" until `unlock`), no `credsStore` while
+//! `credHelpers` names lockbox for some registries, `credHelpers` sending
+//! some registries to another helper, `DOCKER_AUTH_CONFIG` set, the helper missing from
+//! sudo's `secure_path`, another `docker-credential-lockbox` first on `PATH`. What
+//! cannot be checked as this user (sudoers unreadable) is reported as such, neither.
+//!
+//! Facts it relies on (from the Docker CLI source, docker/cli `cli/config/configfile/
+//! file.go`): `credHelpers[host]` wins over `credsStore` for that host; with neither,
+//! Docker keeps passwords in `config.json` (or picks `pass`/`secretservice` when their
+//! helper is installed and the file holds no auth); `DOCKER_AUTH_CONFIG` (Docker CLI
+//! 28.3+) wraps whatever store is chosen and wins on every read of the registries it
+//! names. A `DOCKER_AUTH_ORDER` / `auth_config_order` switch was proposed
+//! (docker/cli#6171) but is not in the CLI's source as of 2026-08, so it is not
+//! checked. The report texts live here, next to the check that produces each.
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::agent_client::Agent;
+use crate::config::Settings;
+use crate::dockerconfig::DockerConfig;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::file::Location;
+use crate::keysource::{self, AgentUse, KeyFlags};
+use crate::messages::{BIN, sanitize};
+use crate::outln;
+
+/// `doctor`'s options.
+#[derive(Debug, Args)]
+pub struct DoctorOpts {
+    /// Print JSON for scripts: {"findings":[{"check","level","what","why","fix"}],…}.
+    #[arg(long)]
+    json: bool,
+    /// The sudoers file whose `secure_path` is checked.
+    #[arg(long, value_name = "FILE", default_value = "/etc/sudoers")]
+    sudoers: PathBuf,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Could not be checked as this user; says how to check it.
+    Unchecked,
+    /// Works, but may surprise (exit status stays 0).
+    Warning,
+    /// Docker will not use lockbox as meant, or a secret is exposed (exit 1).
+    Error,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Unchecked => "unchecked",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// One thing doctor found.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// A stable name for scripts: `creds-store`, `plaintext-auths`, …
+    pub check: &'static str,
+    /// How bad it is.
+    pub level: Level,
+    /// What was found.
+    pub what: String,
+    /// Why it matters (empty when all is well).
+    pub why: String,
+    /// The command (or edit) that fixes it.
+    pub fix: Option<String>,
+}
+
+fn finding(check: &'static str, level: Level, what: impl Into<String>) -> Finding {
+    Finding {
+        check,
+        level,
+        what: what.into(),
+        why: String::new(),
+        fix: None,
+    }
+}
+
+impl Finding {
+    fn why(mut self, why: impl Into<String>) -> Self {
+        self.why = why.into();
+        self
+    }
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// The helpers whose names say they would keep credentials somewhere else: HashiCorp
+/// Vault's `docker-credential-vault`, `pass`, the desktop keyring.
+fn known_other(helper: &str) -> Option<&'static str> {
+    match helper {
+        "vault" => Some("HashiCorp Vault's docker-credential-vault"),
+        "pass" => Some("docker-credential-pass (GnuPG + pass)"),
+        "secretservice" => Some("docker-credential-secretservice (the desktop keyring over D-Bus)"),
+        "desktop" => Some("Docker Desktop's helper"),
+        _ => None,
+    }
+}
+
+/// Runs every check and prints the report; exit 1 when any finding is an error.
+pub fn run(o: DoctorOpts, settings: &Settings) -> Result<Exit, Error> {
+    let env = Env {
+        path: settings.doctor.path.clone(),
+        docker_auth_config: settings
+            .doctor
+            .docker_auth_config
+            .clone()
+            .filter(|v| !v.trim().is_empty()),
+        uid: rustix::process::getuid().as_raw(),
+    };
+    let findings = check_all(settings, &env, &o.sudoers);
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .count();
+    if o.json {
+        let list: Vec<serde_json::Value> = findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "check": f.check, "level": f.level.name(), "what": f.what,
+                    "why": f.why, "fix": f.fix,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({ "findings": list, "errors": errors, "warnings": warnings });
+        outln!("{v}");
+    } else {
+        let mut text = String::new();
+        for f in &findings {
+            text.push_str(&format!("{:<10}{}\n", f.level.name(), sanitize(&f.what)));
+            if !f.why.is_empty() {
+                text.push_str(&format!("{:<10}why: {}\n", "", sanitize(&f.why)));
+            }
+            if let Some(fix) = &f.fix {
+                text.push_str(&format!("{:<10}fix: {}\n", "", sanitize(fix)));
+            }
+        }
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        text.push_str(&format!(
+            "{}, {}\n",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        ));
+        crate::output::write(text.as_bytes())?;
+    }
+    Ok(if errors > 0 { Exit::Failure } else { Exit::Ok })
+}
+
+/// What doctor checks besides the files (from [`Settings`] and the process).
+struct Env {
+    path: Option<std::ffi::OsString>,
+    /// Wiped when dropped: it holds credentials.
+    docker_auth_config: Option<zeroize::Zeroizing<String>>,
+    uid: u32,
+}
+
+fn check_all(settings: &Settings, env: &Env, sudoers: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    config_checks(&settings.location, &mut out);
+    auth_config_check(env, &mut out);
+    let on_path = path_check(env, &mut out);
+    sudo_check(sudoers, on_path.as_deref(), &mut out);
+    vault_checks(settings, env, &mut out);
+    out
+}
+
+fn config_checks(location: &Location, out: &mut Vec<Finding>) {
+    let dir = match location.docker_config_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            out.push(
+                finding("docker-config", Level::Error, e.message())
+                    .fix("set HOME or DOCKER_CONFIG"),
+            );
+            return;
+        }
+    };
+    let path = dir.join("config.json");
+    let shown = path.display().to_string();
+    let config = match DockerConfig::read(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(
+                finding("docker-config", Level::Error, e.message())
+                    .why("Docker cannot read it either: every docker command fails or ignores it")
+                    .fix(format!("repair or move away {shown}")),
+            );
+            return;
+        }
+    };
+    let import = format!("{BIN} import");
+    match config.creds_store() {
+        Some("lockbox") => out.push(finding(
+            "creds-store",
+            Level::Ok,
+            format!("credsStore is \"lockbox\" in {shown}"),
+        )),
+        Some(other) => {
+            let what = known_other(other)
+                .map_or_else(|| format!("docker-credential-{other}"), str::to_owned);
+            out.push(
+                finding(
+                    "creds-store",
+                    Level::Error,
+                    format!("credsStore is \"{other}\" in {shown}, not \"lockbox\""),
+                )
+                .why(format!(
+                    "Docker keeps and reads credentials with {what}; lockbox is never asked"
+                ))
+                .fix(format!(
+                    "{BIN} import --from-helper {other}   (copies its entries into the vault and sets credsStore)"
+                )),
+            );
+        }
+        None if config.cred_helpers().iter().any(|(_, h)| h == "lockbox") => out.push(
+            finding(
+                "creds-store",
+                Level::Warning,
+                format!("no credsStore in {shown}; credHelpers sends some registries to lockbox"),
+            )
+            .why("docker login to any other registry writes its password base64-encoded into config.json")
+            .fix(format!("{import}   (sets credsStore for every registry)")),
+        ),
+        None => out.push(
+            finding(
+                "creds-store",
+                Level::Error,
+                format!("no credsStore in {shown}"),
+            )
+            .why(
+                "docker login writes passwords base64-encoded into config.json (or Docker picks \
+                     pass/secretservice on its own when their helper is installed)",
+            )
+            .fix(format!(
+                "{import}   (moves any plaintext auths and sets credsStore)"
+            )),
+        ),
+    }
+    for (registry, helper) in config.cred_helpers() {
+        if helper == "lockbox" {
+            continue;
+        }
+        let what = known_other(&helper)
+            .map_or_else(|| format!("docker-credential-{helper}"), str::to_owned);
+        out.push(
+            finding(
+                "cred-helpers",
+                Level::Warning,
+                format!("credHelpers sends {registry} to \"{helper}\""),
+            )
+            .why(format!(
+                "for that registry {what} wins over credsStore, so lockbox is not used there"
+            ))
+            .fix(format!(
+                "{BIN} import --from-helper {helper}, then delete \"{registry}\" from credHelpers in {shown}"
+            )),
+        );
+    }
+    let scan = config.scan();
+    if !scan.found.is_empty() {
+        let names: Vec<&str> = scan.found.iter().map(|f| f.server.as_str()).collect();
+        out.push(
+            finding(
+                "plaintext-auths",
+                Level::Error,
+                format!(
+                    "{} plaintext credential(s) in the auths of {shown}: {}",
+                    names.len(),
+                    names.join(", ")
+                ),
+            )
+            .why(
+                "anyone who can read the file or a backup of it has them; Docker stops reading \
+                 them once a helper is set, but never deletes them",
+            )
+            .fix(import.clone()),
+        );
+    } else {
+        out.push(finding(
+            "plaintext-auths",
+            Level::Ok,
+            format!("no plaintext credentials in {shown}"),
+        ));
+    }
+    if !scan.invalid.is_empty() {
+        let names: Vec<String> = scan
+            .invalid
+            .iter()
+            .map(|(s, why)| format!("{s} ({why})"))
+            .collect();
+        out.push(
+            finding(
+                "plaintext-auths",
+                Level::Warning,
+                format!("auths entries that cannot be read: {}", names.join(", ")),
+            )
+            .why("they may still hold a secret in some form; import cannot move them")
+            .fix(format!(
+                "edit {shown} and remove them (or docker logout each)"
+            )),
+        );
+    }
+}
+
+fn auth_config_check(env: &Env, out: &mut Vec<Finding>) {
+    let Some(value) = &env.docker_auth_config else {
+        return;
+    };
+    // Only the registry names are read (the values, which hold the secrets, are
+    // skipped by the parser and never kept or shown).
+    #[derive(serde::Deserialize)]
+    struct Names {
+        auths: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+    }
+    let registries: Vec<String> = serde_json::from_str::<Names>(value.as_str())
+        .map(|n| n.auths.into_keys().collect())
+        .unwrap_or_default();
+    let which = if registries.is_empty() {
+        "(no registries could be read from it)".to_owned()
+    } else {
+        format!("for {}", registries.join(", "))
+    };
+    out.push(
+        finding(
+            "docker-auth-config",
+            Level::Warning,
+            format!("DOCKER_AUTH_CONFIG is set in this environment {which}"),
+        )
+        .why(
+            "Docker CLI 28.3 and newer answer every read of those registries from it, before any \
+             credential helper, so lockbox is not asked for them (the GitLab runner sets it for jobs)",
+        )
+        .fix("unset DOCKER_AUTH_CONFIG (in GitLab CI: remove the CI/CD variable) and keep those credentials in the vault"),
+    );
+}
+
+/// The first `docker-credential-lockbox` on `PATH` (the lookup Docker does), reported.
+fn path_check(env: &Env, out: &mut Vec<Finding>) -> Option<PathBuf> {
+    let found = env.path.as_ref().and_then(|p| {
+        std::env::split_paths(p)
+            .map(|d| d.join(BIN))
+            .find(|p| is_executable(p))
+    });
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| fs::canonicalize(p).ok());
+    match &found {
+        None => out.push(
+            finding("helper-on-path", Level::Error, format!("{BIN} is not on PATH"))
+                .why("Docker runs docker-credential-<credsStore> from PATH; without it every docker login, pull and push fails")
+                .fix(match &me {
+                    Some(me) => format!("sudo install -m 755 {} /usr/local/bin/{BIN}", me.display()),
+                    None => format!("install {BIN} into /usr/local/bin"),
+                }),
+        ),
+        Some(p) => {
+            let real = fs::canonicalize(p).ok();
+            if me.is_some() && real != me {
+                out.push(
+                    finding(
+                        "helper-on-path",
+                        Level::Warning,
+                        format!(
+                            "PATH finds {} first, not this binary ({})",
+                            p.display(),
+                            me.as_deref().unwrap_or(Path::new("?")).display()
+                        ),
+                    )
+                    .why("Docker runs the one on PATH, which may be an older build")
+                    .fix(format!("{} version; remove or replace the one you do not want", p.display())),
+                );
+            } else {
+                out.push(finding(
+                    "helper-on-path",
+                    Level::Ok,
+                    format!("{BIN} on PATH is {}", p.display()),
+                ));
+            }
+        }
+    }
+    found
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `Defaults secure_path=…` in a sudoers text: the last one wins, as in sudo. Lines
+/// may quote the value; `Defaults:user` and other qualified forms are ignored.
+pub fn secure_path(sudoers: &str) -> Option<Vec<PathBuf>> {
+    let mut found = None;
+    for line in sudoers.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("Defaults") else {
+            continue;
+        };
+        if !rest.starts_with([' ', '\t']) {
+            continue;
+        }
+        let rest = rest.trim_start();
+        let Some(value) = rest.strip_prefix("secure_path") else {
+            continue;
+        };
+        let Some(value) = value.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        found = Some(
+            value
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        );
+    }
+    found
+}
+
+fn sudo_check(sudoers: &Path, on_path: Option<&Path>, out: &mut Vec<Finding>) {
+    let shown = sudoers.display();
+    let text = match fs::read_to_string(sudoers) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            out.push(finding(
+                "sudo-secure-path",
+                Level::Ok,
+                format!("no {shown}: sudo is not set up here"),
+            ));
+            return;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            out.push(
+                finding(
+                    "sudo-secure-path",
+                    Level::Unchecked,
+                    format!("sudo's secure_path cannot be checked as this user: {shown} is readable only by root"),
+                )
+                .why(format!("`sudo docker …` finds helpers only on secure_path; {BIN} must be in one of its directories"))
+                .fix("sudo grep secure_path /etc/sudoers /etc/sudoers.d/*   (or: sudo docker-credential-lockbox doctor)"),
+            );
+            return;
+        }
+        Err(e) => {
+            out.push(finding(
+                "sudo-secure-path",
+                Level::Unchecked,
+                format!("cannot read {shown}: {e}"),
+            ));
+            return;
+        }
+    };
+    let Some(dirs) = secure_path(&text) else {
+        out.push(finding(
+            "sudo-secure-path",
+            Level::Ok,
+            format!("{shown} sets no secure_path: sudo keeps PATH"),
+        ));
+        return;
+    };
+    let joined = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    if let Some(d) = dirs.iter().find(|d| is_executable(&d.join(BIN))) {
+        out.push(finding(
+            "sudo-secure-path",
+            Level::Ok,
+            format!("{BIN} is in sudo's secure_path ({})", d.display()),
+        ));
+    } else {
+        out.push(
+            finding(
+                "sudo-secure-path",
+                Level::Warning,
+                format!("{BIN} is not in sudo's secure_path ({joined})"),
+            )
+            .why("`sudo docker login/pull/push` cannot run the helper (and uses root's ~/.docker/config.json)")
+            .fix(match on_path {
+                Some(p) => format!("sudo ln -s {} /usr/local/bin/{BIN}   (or install the .deb)", p.display()),
+                None => format!("install {BIN} into /usr/local/bin or /usr/bin"),
+            }),
+        );
+    }
+}
+
+fn vault_checks(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
+    let location = &settings.location;
+    let path = match location.resolve() {
+        Ok(p) => p,
+        Err(e) => {
+            out.push(finding("vault", Level::Error, e.message()));
+            return;
+        }
+    };
+    let shown = path.vault.display().to_string();
+    let meta = match fs::metadata(&path.vault) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let named = location.vault.is_some();
+            out.push(
+                finding("vault", Level::Error, format!("no vault at {shown}"))
+                    .why(if named {
+                        "LOCKBOX_VAULT names a file that does not exist (a typo?): nothing can be stored or read"
+                    } else {
+                        "docker login cannot store anything until the vault exists"
+                    })
+                    .fix(if named {
+                        "fix LOCKBOX_VAULT, or create it: docker-credential-lockbox init --passphrase".to_owned()
+                    } else {
+                        format!("{BIN} init --passphrase   (or --recipient age1…)")
+                    }),
+            );
+            return;
+        }
+        Err(e) => {
+            out.push(finding(
+                "vault",
+                Level::Error,
+                Error::io("read", &path.vault, e).message(),
+            ));
+            return;
+        }
+    };
+    let mut modes_ok = true;
+    if meta.uid() != env.uid {
+        modes_ok = false;
+        out.push(
+            finding(
+                "vault-modes",
+                Level::Error,
+                format!(
+                    "{shown} belongs to uid {}, not to you (uid {})",
+                    meta.uid(),
+                    env.uid
+                ),
+            )
+            .why("another user can replace your credentials, or you cannot write them")
+            .fix(format!("sudo chown {} {shown}", env.uid)),
+        );
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        modes_ok = false;
+        out.push(
+            finding("vault-modes", Level::Error, format!("{shown} has mode {mode:04o}"))
+                .why("others can read it: usernames and server URLs are plain, and a weak passphrase can be attacked offline")
+                .fix(format!("chmod 600 {shown}")),
+        );
+    }
+    if let Some(dir) = path.vault.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dm) = fs::metadata(dir)
+    {
+        let dmode = dm.permissions().mode() & 0o777;
+        if dmode & 0o022 != 0 {
+            modes_ok = false;
+            out.push(
+                finding("vault-modes", Level::Error, format!("{} has mode {dmode:04o}", dir.display()))
+                    .why("others can create or replace files beside the vault (its lock, its replacement)")
+                    .fix(format!("chmod 700 {}", dir.display())),
+            );
+        }
+    }
+    let vault = match path.read_existing() {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(
+                finding("vault", Level::Error, e.message())
+                    .why("no credential can be read or stored until it opens"),
+            );
+            return;
+        }
+    };
+    out.push(finding(
+        "vault",
+        Level::Ok,
+        format!(
+            "vault {shown}: {} entries, {} slot(s){}",
+            vault.entries().len(),
+            vault.slots().len(),
+            if modes_ok { ", modes ok" } else { "" }
+        ),
+    ));
+    key_check(&vault, settings, out);
+}
+
+fn key_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Finding>) {
+    // What `get` would use: the key variables, then the agent; never a prompt. Tried,
+    // not only described (a passphrase file costs one Argon2id run).
+    let agent = Agent::for_requests(settings);
+    let socket = agent.socket().display().to_string();
+    let list = keysource::sources(
+        &settings.keys,
+        &KeyFlags::default(),
+        Some((agent, AgentUse::Verified)),
+    );
+    let list: Vec<_> = list
+        .into_iter()
+        .filter(|s| s.name() != "terminal")
+        .collect();
+    match keysource::check(vault, &list) {
+        Ok(name) if name == "agent" => {
+            let held = Agent::for_requests(settings).status(&vault.public().to_string());
+            let what = match held {
+                Ok(Some(h)) => format!(
+                    "unlocked by the agent (pid {}) for {}",
+                    h.pid,
+                    humantime::format_duration(Duration::from_secs(h.expires_in_secs))
+                ),
+                _ => "unlocked by the agent".to_owned(),
+            };
+            out.push(finding("unlocked", Level::Ok, what));
+        }
+        Ok(name) => out.push(finding(
+            "unlocked",
+            Level::Ok,
+            format!("{name} opens the vault"),
+        )),
+        Err((_, Error::Locked)) => out.push(
+            finding(
+                "unlocked",
+                Level::Warning,
+                format!(
+                    "the vault is locked: no key variable is set and no agent holds its key (socket {socket})"
+                ),
+            )
+            .why("get fails at once with \"lockbox is locked\" until the key is available (store, erase and list still work)")
+            .fix(format!("{BIN} unlock   (or set LOCKBOX_IDENTITY_FILE for unattended use)")),
+        ),
+        Err((name, e)) => out.push(
+            finding(
+                "unlocked",
+                Level::Error,
+                format!(
+                    "{} fails: {}",
+                    name.unwrap_or_else(|| "the key source".to_owned()),
+                    e.message()
+                ),
+            )
+            .why("get tries it and fails, so Docker pulls anonymously or refuses")
+            .fix(format!("fix or unset it; {BIN} status --check shows every source")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_path_last_plain_defaults_line_wins() {
+        let text = "# comment\nDefaults\tenv_reset\nDefaults secure_path=\"/a:/b\"\n\
+                    Defaults:alice secure_path=/x\nDefaults   secure_path = /usr/local/bin:/usr/bin\n";
+        assert_eq!(
+            secure_path(text),
+            Some(vec![
+                PathBuf::from("/usr/local/bin"),
+                PathBuf::from("/usr/bin")
+            ])
+        );
+        assert_eq!(secure_path("Defaults env_reset\n"), None);
+    }
+}
