@@ -548,24 +548,56 @@ pub mod matching {
         }
     }
 
-    /// Matches a pattern already checked by [`glob_match`].
+    /// Matches a pattern already checked by [`glob_match`]. Iterative, with one
+    /// backtracking point (the last `*`): every other token matches exactly one
+    /// character, so this is O(pattern × name) in the worst case. The recursive form
+    /// (try every split at every `*`) was exponential in the number of stars, which a
+    /// hostile vault key or image reference could use to stall the kubelet plugin
+    /// (found by the `kubelet_request` fuzz target).
     fn match_from(p: &[char], n: &[char]) -> bool {
-        let Some(&first) = p.first() else {
-            return n.is_empty();
-        };
-        match first {
-            '*' => (0..=n.len()).any(|k| match_from(&p[1..], &n[k..])),
-            '?' => !n.is_empty() && match_from(&p[1..], &n[1..]),
-            '[' => {
-                let Some(&c) = n.first() else { return false };
-                let Some((negated, ranges, end)) = parse_class(p, 0) else {
-                    return false;
-                };
-                let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-                inside != negated && match_from(&p[end..], &n[1..])
+        let (mut pi, mut ni) = (0, 0);
+        // Where to resume after the last `*`: (pattern index after it, name index).
+        let mut resume: Option<(usize, usize)> = None;
+        while ni < n.len() {
+            if p.get(pi) == Some(&'*') {
+                pi += 1;
+                resume = Some((pi, ni));
+                continue;
             }
-            '\\' => n.first() == p.get(1) && match_from(&p[2..], &n[1..]),
-            c => n.first() == Some(&c) && match_from(&p[1..], &n[1..]),
+            if let Some(next) = one_char(p, pi, n[ni]) {
+                pi = next;
+                ni += 1;
+                continue;
+            }
+            match resume {
+                // Let the last `*` swallow one more character and try again.
+                Some((after_star, from)) => {
+                    pi = after_star;
+                    ni = from + 1;
+                    resume = Some((after_star, from + 1));
+                }
+                None => return false,
+            }
+        }
+        while p.get(pi) == Some(&'*') {
+            pi += 1;
+        }
+        pi == p.len()
+    }
+
+    /// Whether the one-character token at `p[pi]` (not `*`) matches `c`: the index
+    /// after the token, or `None`.
+    fn one_char(p: &[char], pi: usize, c: char) -> Option<usize> {
+        match *p.get(pi)? {
+            '*' => None,
+            '?' => Some(pi + 1),
+            '[' => {
+                let (negated, ranges, end) = parse_class(p, pi)?;
+                let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                (inside != negated).then_some(end)
+            }
+            '\\' => (p.get(pi + 1) == Some(&c)).then_some(pi + 2),
+            t => (t == c).then_some(pi + 1),
         }
     }
 
@@ -1150,5 +1182,25 @@ mod tests {
             std::str::from_utf8(&none).unwrap(),
             "{\"kind\":\"CredentialProviderResponse\",\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1beta1\",\"cacheKeyType\":\"Registry\",\"cacheDuration\":\"0s\"}\n"
         );
+    }
+
+    /// Regression (found by the `kubelet_request` fuzz target): the glob port tried
+    /// every split at every `*`, exponential in the number of stars. Forty stars
+    /// against a name they cannot match now take a moment; before, this never ended
+    /// (nextest's slow-timeout is what would fail it).
+    #[test]
+    fn regress_glob_with_many_stars_is_not_exponential() {
+        let pattern = format!("{}x", "*".repeat(40));
+        let name = "m".repeat(200);
+        assert_eq!(matching::glob_match(&pattern, &name), Some(false));
+        assert_eq!(
+            matching::glob_match(&pattern, &format!("{name}x")),
+            Some(true)
+        );
+        assert_eq!(matching::glob_match("a*b*c", "aXXbYYc"), Some(true));
+        assert_eq!(matching::glob_match("a*b*c", "aXXbYY"), Some(false));
+        assert_eq!(matching::glob_match("*.[a-c]?z", "host.bqz"), Some(true));
+        assert_eq!(matching::glob_match("\\*", "*"), Some(true));
+        assert_eq!(matching::glob_match("\\*", "a"), Some(false));
     }
 }
