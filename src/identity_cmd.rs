@@ -251,6 +251,9 @@ impl IdentityCommand {
             .env_remove("LOCKBOX_IDENTITY")
             .env_remove("LOCKBOX_IDENTITY_CMD");
         crate::sys::isolate_child(&mut cmd);
+        // setsid keeps the terminal's signals from it, so if lockbox dies first (a
+        // Ctrl-C during `unlock`) nothing else would stop it: it dies with us.
+        crate::sys::die_with_parent(&mut cmd, rustix::process::Signal::KILL);
         let mut child = cmd.spawn().map_err(Failure::Spawn)?;
         let result = collect(&mut child, self.timeout);
         if result.is_err() {
@@ -298,10 +301,17 @@ impl Pipe {
     }
 
     /// Reads what is there now into `sink`, closing the pipe at EOF. `sink` may refuse
-    /// more (returns false), which ends the reading with `Ok(false)`.
+    /// more (returns false), which ends the reading with `Ok(false)`. At most
+    /// [`DRAIN_CHUNKS`] reads per call, so a command that never stops writing (`yes
+    /// >&2`) cannot keep the caller from checking its deadline.
     fn drain(&mut self, sink: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
         let mut chunk = Zeroizing::new([0u8; 4096]);
+        let mut reads = 0;
         while let Some(fd) = &self.fd {
+            if reads == DRAIN_CHUNKS {
+                break;
+            }
+            reads += 1;
             match rustix::io::read(fd, &mut chunk[..]) {
                 Ok(0) => self.fd = None,
                 Ok(n) => {
@@ -317,6 +327,9 @@ impl Pipe {
         Ok(true)
     }
 }
+
+/// Reads of one pipe per [`Pipe::drain`] call (4 KiB each).
+const DRAIN_CHUNKS: usize = 16;
 
 type Collected = (Zeroizing<Vec<u8>>, Stderr, ExitStatus);
 

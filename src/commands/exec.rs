@@ -32,8 +32,14 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit::Exit;
 
-/// The variables CMD must not see (besides every `LOCKBOX_IDENTITY*`).
-const HIDDEN_VARS: [&str; 1] = ["LOCKBOX_PASSPHRASE_FILE"];
+/// The variables CMD must not see (besides every `LOCKBOX_IDENTITY*`): each is a key
+/// source that comes before the agent, so a `get` in CMD (or in a child CMD leaves
+/// behind) would open the vault itself, bypassing `exec` and outliving it.
+const HIDDEN_VARS: [&str; 3] = [
+    "LOCKBOX_PASSPHRASE_FILE",
+    "LOCKBOX_OPENBAO_TOKEN",
+    "LOCKBOX_OPENBAO_TOKEN_FILE",
+];
 /// Signals passed on to CMD. Stop signals are left to the terminal's job control.
 const FORWARDED: [i32; 7] = [
     signal_hook::consts::SIGTERM,
@@ -105,6 +111,16 @@ fn serve_command(
         if hidden {
             cmd.env_remove(&name);
         }
+    }
+    // systemd's credentials directory is a key source too when it holds lockbox's
+    // identity; then CMD does not get it (other credentials in it go with it: a unit
+    // that needs them for CMD should load them in a second unit, or not use `exec`).
+    if std::env::var_os(crate::config::var::CREDENTIALS_DIRECTORY).is_some_and(|d| {
+        PathBuf::from(d)
+            .join(crate::config::var::CREDENTIAL_NAME)
+            .exists()
+    }) {
+        cmd.env_remove(crate::config::var::CREDENTIALS_DIRECTORY);
     }
     crate::sys::die_with_parent(&mut cmd, Signal::TERM);
     let mut child = cmd
