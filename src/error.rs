@@ -144,6 +144,11 @@ pub enum Error {
         /// Where the identity came from (a variable, a path).
         source_name: String,
     },
+    /// A rotation would have to re-wrap an OpenBao slot (named by its label), which
+    /// this build does not do.
+    RotateOpenBao(String),
+    /// Talking to OpenBao failed (`src/openbao.rs`); its text is one line.
+    OpenBao(crate::openbao::OpenBaoError),
     /// The change would leave the vault with no slot.
     LastSlot,
     /// A slot index that the vault does not have (a caller's bug, never a person's).
@@ -273,6 +278,8 @@ impl Error {
                 messages::identity_needs_passphrase(source_name)
             }
             Error::LastSlot => messages::LAST_SLOT.to_owned(),
+            Error::RotateOpenBao(label) => messages::rotate_openbao(label),
+            Error::OpenBao(e) => e.to_string(),
             Error::NoSuchSlot(i) => messages::no_such_slot(*i),
             Error::NoSuchRecipient(which) => messages::no_such_recipient(which),
             Error::ImportVerifyFailed(server) => messages::import_verify_failed(server),
@@ -318,6 +325,12 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+impl From<crate::openbao::OpenBaoError> for Error {
+    fn from(e: crate::openbao::OpenBaoError) -> Self {
+        Error::OpenBao(e)
     }
 }
 

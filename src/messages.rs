@@ -326,7 +326,17 @@ pub fn bad_timeout(flag: &str, text: &str) -> String {
 /// `recipients remove` of every slot.
 pub const LAST_SLOT: &str = "refusing to remove the last slot: nobody could open the vault any more; add another recipient or a passphrase first";
 
+/// A rotation (`recipients remove`, `passwd`) would have to re-wrap an OpenBao slot.
+pub fn rotate_openbao(label: &str) -> String {
+    format!(
+        "refusing to rotate the vault key: the OpenBao slot {} would need re-wrapping through transit, which this build does not do yet; nothing was changed. Remove it in the same command (recipients remove {} ...), then add it again with recipients add --openbao-mount M --openbao-key K",
+        sanitize(label),
+        sanitize(label)
+    )
+}
+
 /// Rotation needs the passphrase to re-wrap the passphrase slot.
+
 pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vault key, and the passphrase slot must be re-wrapped: give the passphrase on the terminal, with --passphrase-file FILE, or in LOCKBOX_PASSPHRASE_FILE";
 
 /// config.json cannot be used as it is.

@@ -19,8 +19,13 @@ use crate::serverurl;
 mod parse;
 use parse::{RawSlot, Sink};
 
-/// The format version this build reads and writes.
+/// The format version of a vault without an OpenBao slot (`docs/FORMAT.md` "Versions").
 pub const FORMAT_VERSION: u64 = 1;
+/// The format version of a vault that holds an OpenBao slot, which a version-1 reader
+/// would refuse; also the newest version this build reads.
+pub const OPENBAO_FORMAT_VERSION: u64 = 2;
+/// The newest format version this build reads.
+pub const MAX_FORMAT_VERSION: u64 = OPENBAO_FORMAT_VERSION;
 
 /// Bounds checked on every field read from a file (`docs/FORMAT.md` "Bounds").
 pub mod bounds {
@@ -58,6 +63,19 @@ pub enum Slot {
         /// The age ciphertext of the private key.
         wrapped: Vec<u8>,
     },
+    /// The private key wrapped by an OpenBao (or Vault) transit key. Only the mount, the
+    /// key name and the ciphertext: the server address and the token come from the host
+    /// (`src/openbao.rs`), never from the file.
+    OpenBao {
+        /// A person-chosen name (`MOUNT/KEY` by default).
+        label: String,
+        /// The transit mount path, e.g. `transit`.
+        mount: String,
+        /// The transit key name (a `derived=true` key).
+        key: String,
+        /// The transit ciphertext, `vault:vN:…`, bound to the vault's public key.
+        ciphertext: String,
+    },
 }
 
 impl Slot {
@@ -81,6 +99,9 @@ impl Slot {
                 };
                 format!("age {kind} \"{label}\"")
             }
+            Slot::OpenBao {
+                label, mount, key, ..
+            } => format!("openbao transit {mount}/{key} \"{label}\""),
         }
     }
 }
@@ -151,6 +172,18 @@ impl Vault {
                     field(&mut t, label.as_bytes());
                     field(&mut t, recipient.as_bytes());
                     field(&mut t, wrapped);
+                }
+                Slot::OpenBao {
+                    label,
+                    mount,
+                    key,
+                    ciphertext,
+                } => {
+                    field(&mut t, b"openbao");
+                    field(&mut t, label.as_bytes());
+                    field(&mut t, mount.as_bytes());
+                    field(&mut t, key.as_bytes());
+                    field(&mut t, ciphertext.as_bytes());
                 }
             }
         }
@@ -284,6 +317,7 @@ impl Vault {
                 Slot::Age {
                     label, recipient, ..
                 } => label == which || Some(recipient) == canonical.as_ref() || recipient == which,
+                Slot::OpenBao { label, .. } => label == which,
                 Slot::Passphrase(_) => false,
             })
             .map(|(i, _)| i)
@@ -333,6 +367,11 @@ impl Vault {
                 Slot::Age {
                     label, recipient, ..
                 } => Self::age_slot(&new, &Recipient::parse(recipient)?, label.clone())?,
+                // Re-wrapping needs a transit `encrypt` call with a token that may
+                // encrypt; this build refuses rather than drop the slot.
+                Slot::OpenBao { label, .. } => {
+                    return Err(Error::RotateOpenBao(label.clone()));
+                }
             });
         }
         let mut entries = BTreeMap::new();
@@ -415,13 +454,15 @@ impl Vault {
     /// used in errors. [`View::parse`] checks exactly the same and decodes no entry.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
         let raw = parse::file(bytes, Decoded::default(), path)?;
-        let mut vault = Self::from_raw_header(raw.public_key, raw.slots, &raw.slots_mac, path)?;
+        let mut vault =
+            Self::from_raw_header(raw.version, raw.public_key, raw.slots, &raw.slots_mac, path)?;
         vault.entries = raw.entries.0;
         Ok(vault)
     }
 
     /// The public key, slots and MAC of a file as read; no entries.
     fn from_raw_header(
+        version: u64,
         public_key: Cow<'_, str>,
         raw_slots: Vec<RawSlot<'_>>,
         slots_mac: &str,
@@ -435,6 +476,13 @@ impl Vault {
             .map(|raw| slot_from_raw(raw, &bad))
             .collect::<Result<Vec<_>>>()?;
         check_slot_set(&slots).map_err(bad)?;
+        if version < OPENBAO_FORMAT_VERSION
+            && slots.iter().any(|s| matches!(s, Slot::OpenBao { .. }))
+        {
+            return Err(bad(format!(
+                "an OpenBao slot in a version-{version} file (it needs version {OPENBAO_FORMAT_VERSION})"
+            )));
+        }
         let mac: [u8; 32] = b64(&bad, "slots_mac", slots_mac, 32)?
             .try_into()
             .map_err(|_| bad("slots_mac is not 32 bytes".into()))?;
@@ -482,6 +530,43 @@ impl Vault {
         Ok(bytes)
     }
 
+    /// The version this vault is written as: 2 when it holds an OpenBao slot, else 1,
+    /// so a vault without one still opens with older builds.
+    pub fn format_version(&self) -> u64 {
+        if self.slots.iter().any(|s| matches!(s, Slot::OpenBao { .. })) {
+            OPENBAO_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        }
+    }
+
+    /// Adds an OpenBao slot holding `ciphertext` (from [`crate::openbao::seal_vault_key`]
+    /// for this vault's key) unless one for the same mount and key exists; returns
+    /// whether it was added.
+    pub fn add_openbao(
+        &mut self,
+        key: &VaultKey,
+        label: String,
+        mount: &str,
+        transit_key: &str,
+        ciphertext: String,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        if self.slots.iter().any(
+            |s| matches!(s, Slot::OpenBao { mount: m, key: k, .. } if m == mount && k == transit_key),
+        ) {
+            return Ok(false);
+        }
+        self.slots.push(Slot::OpenBao {
+            label,
+            mount: mount.to_owned(),
+            key: transit_key.to_owned(),
+            ciphertext,
+        });
+        self.seal_slots(key);
+        Ok(true)
+    }
+
     /// The file bytes (`docs/FORMAT.md` "Canonical output"): compact JSON with each
     /// slot and each entry on a line of its own, so a change diffs as the lines it
     /// touched, and a final newline.
@@ -492,7 +577,8 @@ impl Vault {
             .map(|(k, e)| k.len() + e.username.len() + e.secret.len().div_ceil(3) * 4 + 40)
             .sum();
         let mut out = Vec::with_capacity(256 + 512 * self.slots.len() + entries);
-        out.extend_from_slice(format!("{{\"lockbox\":{FORMAT_VERSION},\"public_key\":").as_bytes());
+        let version = self.format_version();
+        out.extend_from_slice(format!("{{\"lockbox\":{version},\"public_key\":").as_bytes());
         json_str(&mut out, &self.public.to_string());
         out.extend_from_slice(b",\"slots\":[");
         for (i, slot) in self.slots.iter().enumerate() {
@@ -640,7 +726,8 @@ impl<'a> View<'a> {
             sorted: true,
         };
         let raw = parse::file(bytes, sink, path)?;
-        let vault = Vault::from_raw_header(raw.public_key, raw.slots, &raw.slots_mac, path)?;
+        let vault =
+            Vault::from_raw_header(raw.version, raw.public_key, raw.slots, &raw.slots_mac, path)?;
         let Kept {
             mut entries,
             sorted,
@@ -701,6 +788,13 @@ enum SlotV1 {
         recipient: String,
         wrapped: String,
     },
+    /// Version 2 only.
+    Openbao {
+        label: String,
+        mount: String,
+        key: String,
+        ciphertext: String,
+    },
 }
 
 const KDF_ARGON2ID: &str = "argon2id";
@@ -725,6 +819,17 @@ impl From<&Slot> for SlotV1 {
                 label: label.clone(),
                 recipient: recipient.clone(),
                 wrapped: B64.encode(wrapped),
+            },
+            Slot::OpenBao {
+                label,
+                mount,
+                key,
+                ciphertext,
+            } => SlotV1::Openbao {
+                label: label.clone(),
+                mount: mount.clone(),
+                key: key.clone(),
+                ciphertext: ciphertext.clone(),
             },
         }
     }
@@ -788,6 +893,21 @@ fn slot_from_raw(mut raw: RawSlot<'_>, bad: &dyn Fn(String) -> Error) -> Result<
                 wrapped: b64(bad, "wrapped", &wrapped, bounds::MAX_AGE_WRAPPED)?,
             }
         }
+        "openbao" => {
+            let (label, mount, key, ciphertext) = (
+                raw.text("label").map_err(bad)?,
+                raw.text("mount").map_err(bad)?,
+                raw.text("key").map_err(bad)?,
+                raw.text("ciphertext").map_err(bad)?,
+            );
+            raw.finish().map_err(bad)?;
+            Slot::OpenBao {
+                label: label.into_owned(),
+                mount: mount.into_owned(),
+                key: key.into_owned(),
+                ciphertext: ciphertext.into_owned(),
+            }
+        }
         _ => return Err(bad(format!("slot {i}: unknown type"))),
     };
     check_slot(i, &slot, bad)?;
@@ -843,6 +963,26 @@ fn check_slot(i: usize, slot: &Slot, bad: &dyn Fn(String) -> Error) -> Result<()
                 return Err(bad("wrapped is too long".into()));
             }
         }
+        Slot::OpenBao {
+            label,
+            mount,
+            key,
+            ciphertext,
+        } => {
+            if label.len() > bounds::MAX_LABEL {
+                return Err(bad(format!("slot {i}: label too long")));
+            }
+            // The names go into a request path: the same checks as `recipients add`.
+            crate::openbao::validate_mount(mount)
+                .map_err(|_| bad(format!("slot {i}: mount is not a valid OpenBao mount")))?;
+            crate::openbao::validate_key_name(key)
+                .map_err(|_| bad(format!("slot {i}: key is not a valid transit key name")))?;
+            if !crate::openbao::validate_ciphertext(ciphertext) {
+                return Err(bad(format!(
+                    "slot {i}: ciphertext is not a transit ciphertext"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -884,16 +1024,112 @@ mod tests {
     fn newer_version_is_told_apart() {
         let (_, v) = sample();
         let text = String::from_utf8(v.to_bytes()).unwrap();
-        let newer = text.replace("\"lockbox\":1", "\"lockbox\":2");
+        let newer = text.replace("\"lockbox\":1", "\"lockbox\":3");
         assert!(matches!(
             Vault::parse(newer.as_bytes(), Path::new("v")),
-            Err(Error::UnsupportedVersion { version: 2, .. })
+            Err(Error::UnsupportedVersion { version: 3, .. })
         ));
         let newer_shape = r#"{"lockbox": 7, "something": "else"}"#;
         assert!(matches!(
             Vault::parse(newer_shape.as_bytes(), Path::new("v")),
             Err(Error::UnsupportedVersion { version: 7, .. })
         ));
+    }
+
+    fn with_openbao() -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        let ct = format!("vault:v1:{}", B64.encode([7u8; 48]));
+        assert!(
+            v.add_openbao(&key, "hosts".into(), "transit", "hosts", ct.clone())
+                .unwrap()
+        );
+        assert!(
+            !v.add_openbao(&key, "again".into(), "transit", "hosts", ct)
+                .unwrap()
+        );
+        (key, v)
+    }
+
+    #[test]
+    fn openbao_slot_is_version_2_and_roundtrips() {
+        let (key, v) = with_openbao();
+        assert_eq!(v.format_version(), OPENBAO_FORMAT_VERSION);
+        let bytes = v.to_file_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("{\"lockbox\":2,"), "{text}");
+        assert!(text.contains(r#"{"type":"openbao","label":"hosts","mount":"transit","key":"hosts","ciphertext":"vault:v1:"#));
+        let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        back.check_key(&key).unwrap();
+        assert_eq!(
+            back.slots()[1].describe(),
+            "openbao transit transit/hosts \"hosts\""
+        );
+        // Without it, the vault is version 1 again.
+        let (_, plain) = sample();
+        assert!(plain.to_bytes().starts_with(b"{\"lockbox\":1,"));
+    }
+
+    #[test]
+    fn openbao_slot_in_version_1_is_damaged() {
+        let (_, v) = with_openbao();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        let v1 = text.replace("\"lockbox\":2", "\"lockbox\":1");
+        assert!(matches!(
+            Vault::parse(v1.as_bytes(), Path::new("v")),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            View::parse(v1.as_bytes(), Path::new("v")),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn openbao_slot_fields_are_checked_and_maced() {
+        let (_, v) = with_openbao();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        for (from, to) in [
+            ("\"mount\":\"transit\"", "\"mount\":\"sys\""),
+            ("\"mount\":\"transit\"", "\"mount\":\"../x\""),
+            ("\"key\":\"hosts\"", "\"key\":\"a/b\""),
+            ("\"ciphertext\":\"vault:v1:", "\"ciphertext\":\"v1:"),
+            (
+                "\"key\":\"hosts\"",
+                "\"key\":\"hosts\",\"addr\":\"https://evil\"",
+            ),
+        ] {
+            let bad = text.replace(from, to);
+            assert_ne!(bad, text);
+            assert!(
+                matches!(
+                    Vault::parse(bad.as_bytes(), Path::new("v")),
+                    Err(Error::Corrupt { .. })
+                ),
+                "{to}"
+            );
+        }
+        // A changed key name parses, but the slots MAC no longer verifies.
+        let (k, v) = with_openbao();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        let moved = text.replace("\"key\":\"hosts\"", "\"key\":\"other\"");
+        let back = Vault::parse(moved.as_bytes(), Path::new("v")).unwrap();
+        assert!(matches!(back.check_key(&k), Err(Error::SlotsTampered)));
+    }
+
+    #[test]
+    fn rotation_refuses_to_drop_an_openbao_slot() {
+        let (key, mut v) = with_openbao();
+        let before = v.to_bytes();
+        let pw = SecretString::from("pw".to_owned());
+        assert!(matches!(
+            v.rotate(&key, &[], Some(&pw), None),
+            Err(Error::RotateOpenBao(_))
+        ));
+        assert_eq!(v.to_bytes(), before);
+        // Removing the OpenBao slot itself rotates fine.
+        v.rotate(&key, &[1], Some(&pw), None).unwrap();
+        assert_eq!(v.format_version(), FORMAT_VERSION);
     }
 
     #[test]

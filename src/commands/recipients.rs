@@ -136,6 +136,9 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                         Slot::Age { label, recipient, .. } => {
                             serde_json::json!({"type": "age", "label": label, "recipient": recipient})
                         }
+                        Slot::OpenBao { label, mount, key, .. } => {
+                            serde_json::json!({"type": "openbao", "label": label, "mount": mount, "key": key})
+                        }
                     })
                     .collect();
                 crate::outln!("{}", serde_json::Value::Array(slots));
@@ -150,6 +153,14 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                             "{}\t{}",
                             messages::sanitize(label),
                             messages::sanitize(recipient)
+                        ),
+                        Slot::OpenBao {
+                            label, mount, key, ..
+                        } => format!(
+                            "{}\topenbao transit {}/{}",
+                            messages::sanitize(label),
+                            messages::sanitize(mount),
+                            messages::sanitize(key)
                         ),
                     };
                     crate::outln!("{line}");

@@ -86,6 +86,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 Slot::Age { label, recipient, .. } => serde_json::json!({
                     "type": "age", "label": label, "recipient": recipient,
                 }),
+                Slot::OpenBao { label, mount, key, .. } => serde_json::json!({
+                    "type": "openbao", "label": label, "mount": mount, "key": key,
+                }),
             })
             .collect();
         let sources: Vec<serde_json::Value> = described

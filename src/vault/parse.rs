@@ -26,7 +26,7 @@ use std::path::Path;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{FORMAT_VERSION, bounds};
+use super::{FORMAT_VERSION, MAX_FORMAT_VERSION, bounds};
 use crate::error::Error;
 
 /// Most members one slot may have (the largest slot type has 8).
@@ -46,6 +46,8 @@ pub(super) trait Sink<'de> {
 
 /// The file as read, before its slots and top-level members are interpreted.
 pub(super) struct RawFile<'de, S> {
+    /// The `lockbox` member: a version this build reads.
+    pub version: u64,
     pub public_key: Cow<'de, str>,
     pub slots: Vec<RawSlot<'de>>,
     pub slots_mac: Cow<'de, str>,
@@ -137,7 +139,7 @@ pub(super) fn file<'de, S: Sink<'de>>(
             // Tell a newer format apart from a damaged file first: a reader must not
             // interpret the rest of a file whose version it does not know.
             if let Some(version) = probe_version(bytes)
-                && version != FORMAT_VERSION
+                && !(FORMAT_VERSION..=MAX_FORMAT_VERSION).contains(&version)
             {
                 return Err(unsupported(path, version));
             }
@@ -282,7 +284,7 @@ impl<'de, S: Sink<'de>> Visitor<'de> for FileVisitor<'_, '_, S> {
             match name.as_ref() {
                 "lockbox" => {
                     let version: u64 = map.next_value()?;
-                    if version != FORMAT_VERSION {
+                    if !(FORMAT_VERSION..=MAX_FORMAT_VERSION).contains(&version) {
                         // Nothing after an unknown version is interpreted.
                         return Err(ctx.refuse(unsupported(ctx.path, version)));
                     }
@@ -314,8 +316,9 @@ impl<'de, S: Sink<'de>> Visitor<'de> for FileVisitor<'_, '_, S> {
             }
         }
         let missing = |name: &str| ctx.damaged(format!("missing member `{name}`"));
-        lockbox.ok_or_else(|| missing("lockbox"))?;
+        let version = lockbox.ok_or_else(|| missing("lockbox"))?;
         Ok(RawFile {
+            version,
             public_key: public_key.ok_or_else(|| missing("public_key"))?,
             slots: slots.ok_or_else(|| missing("slots"))?,
             slots_mac: slots_mac.ok_or_else(|| missing("slots_mac"))?,
