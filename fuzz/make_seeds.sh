@@ -81,7 +81,7 @@ done
 # The same vault written compactly: parse accepts it, to_bytes makes it pretty.
 python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"), separators=(",", ":"))' \
   "$seeds/vault_parse/age_hub.json" "$seeds/vault_parse/age_hub_compact.json"
-printf '{"lockbox": 2, "future": true}\n' >"$seeds/vault_parse/fail_newer_version.json"
+printf '{"lockbox": 3, "future": true}\n' >"$seeds/vault_parse/fail_newer_version.json"
 # What the parser refuses since it counts and reads objects only (FORMAT.md "Strictness"),
 # each made from a vault above by one change.
 python3 - "$seeds/vault_parse" <<'PY'
@@ -112,6 +112,18 @@ v = json.loads(json.dumps(pw)); v["slots"] = [dict(s, m_cost_kib=1 << 20, t_cost
 put("fail_62_passphrase_slots_1gib.json", json.dumps(v))
 v = json.loads(json.dumps(pw)); v["slots"][0] = dict(s, **{f"x{i}": i for i in range(16)})
 put("fail_too_many_slot_members.json", json.dumps(v))
+# An OpenBao slot (format version 2, FORMAT.md "OpenBao slot"): the parser checks its
+# shape and names; the ciphertext's server is not needed to parse.
+ob = {"type": "openbao", "label": "hosts", "mount": "transit", "key": "hosts",
+      "ciphertext": "vault:v1:" + "QUJD" * 20}
+v = json.loads(json.dumps(hub)); v["lockbox"] = 2; v["slots"].append(ob)
+put("openbao_slot.json", json.dumps(v))
+v["lockbox"] = 1
+put("fail_openbao_slot_in_version_1.json", json.dumps(v))
+for name, change in [("addr", {"addr": "https://attacker.example"}), ("sys_mount", {"mount": "sys"}),
+                     ("dotdot_key", {"key": ".."}), ("plain_ciphertext", {"ciphertext": "QUJD"})]:
+    v = json.loads(json.dumps(hub)); v["lockbox"] = 2; v["slots"].append(dict(ob, **change))
+    put(f"fail_openbao_{name}.json", json.dumps(v))
 # Escapes in keys and members are read (as Cow strings), not refused.
 put("escaped_keys.json", doc("{" + one.replace(json.dumps(key), '"\\u0068ttps:\\/\\/index.docker.io\\/v1\\/"', 1) + "}"))
 PY
