@@ -63,6 +63,31 @@ pub struct KeySettings {
     /// `CREDENTIALS_DIRECTORY`, set by systemd for a unit with `LoadCredential=` or
     /// `LoadCredentialEncrypted=`: its `lockbox-identity` file is a source.
     pub credentials_dir: Option<PathBuf>,
+    /// The OpenBao variables ([`crate::openbao::ENV_VARS`]) that are set and not empty,
+    /// read through [`KeySettings::openbao_var`].
+    pub openbao_env: Vec<(&'static str, OsString)>,
+    /// `HOME`, for `~/.vault-token` (commands for people only).
+    pub home: Option<PathBuf>,
+}
+
+impl KeySettings {
+    /// One OpenBao variable as read at start-up: the [`crate::openbao::Lookup`] that
+    /// module's functions take.
+    pub fn openbao_var(&self, name: &str) -> Option<OsString> {
+        self.openbao_env
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Whether `get` may use an OpenBao slot: the user opted in with
+    /// `LOCKBOX_OPENBAO_TOKEN` or `LOCKBOX_OPENBAO_TOKEN_FILE` (an ambient
+    /// `~/.vault-token` never turns a `get` into a network call).
+    pub fn openbao_opted_in(&self) -> bool {
+        self.openbao_env
+            .iter()
+            .any(|(n, _)| *n == "LOCKBOX_OPENBAO_TOKEN" || *n == "LOCKBOX_OPENBAO_TOKEN_FILE")
+    }
 }
 
 /// The variable names, for help text, status and errors.
@@ -114,6 +139,11 @@ impl Settings {
                 passphrase_file: path(var::PASSPHRASE_FILE),
                 identity_cmd: get(var::IDENTITY_CMD),
                 credentials_dir: path(var::CREDENTIALS_DIRECTORY),
+                openbao_env: crate::openbao::ENV_VARS
+                    .iter()
+                    .filter_map(|&name| get(name).map(|v| (name, v)))
+                    .collect(),
+                home: path("HOME"),
             },
             argon2_params: get(var::ARGON2_PARAMS).map(|v| v.to_string_lossy().into_owned()),
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)

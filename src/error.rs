@@ -147,6 +147,8 @@ pub enum Error {
     /// A rotation would have to re-wrap an OpenBao slot (named by its label), which
     /// this build does not do.
     RotateOpenBao(String),
+    /// An OpenBao source was asked, and the vault has no OpenBao slot.
+    NoOpenBaoSlot,
     /// Talking to OpenBao failed (`src/openbao.rs`); its text is one line.
     OpenBao(crate::openbao::OpenBaoError),
     /// The change would leave the vault with no slot.
@@ -280,6 +282,7 @@ impl Error {
             Error::LastSlot => messages::LAST_SLOT.to_owned(),
             Error::RotateOpenBao(label) => messages::rotate_openbao(label),
             Error::OpenBao(e) => e.to_string(),
+            Error::NoOpenBaoSlot => messages::NO_OPENBAO_SLOT.to_owned(),
             Error::NoSuchSlot(i) => messages::no_such_slot(*i),
             Error::NoSuchRecipient(which) => messages::no_such_recipient(which),
             Error::ImportVerifyFailed(server) => messages::import_verify_failed(server),

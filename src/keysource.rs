@@ -54,6 +54,10 @@ pub struct KeyFlags {
     pub passphrase_file: Option<PathBuf>,
     /// `--identity-cmd CMD`
     pub identity_cmd: Option<std::ffi::OsString>,
+    /// `--openbao`: open through the vault's OpenBao slot with a person's token.
+    pub openbao: bool,
+    /// `--openbao-token-file FILE` (implies `--openbao`).
+    pub openbao_token_file: Option<PathBuf>,
 }
 
 /// Whether the user named a source for this command or it is simply there.
@@ -181,6 +185,7 @@ pub fn does_not_apply(e: &Error) -> bool {
         Error::NoMatchingIdentity
             | Error::NoAgeSlot
             | Error::NoPassphraseSlot
+            | Error::NoOpenBaoSlot
             | Error::Locked
             | Error::IdentityNeedsPassphrase { .. }
     )
@@ -225,6 +230,13 @@ pub fn sources<'a>(
             origin: Origin::Explicit,
         }));
     }
+    if flags.openbao || flags.openbao_token_file.is_some() {
+        list.push(Box::new(OpenBao {
+            settings,
+            token_file: flags.openbao_token_file.clone(),
+            origin: Origin::Explicit,
+        }));
+    }
     if let Some(text) = &settings.identity {
         list.push(Box::new(IdentityText { text }));
     }
@@ -247,6 +259,16 @@ pub fn sources<'a>(
             path: path.clone(),
             origin: Origin::Ambient,
             name: var::PASSPHRASE_FILE.to_owned(),
+        }));
+    }
+    // The OpenBao slot with the token the user opted in with for unattended use
+    // (never `~/.vault-token`, `BAO_TOKEN`: those are a person's, for `--openbao`).
+    // After the local sources (a network round trip), before the agent.
+    if settings.openbao_opted_in() {
+        list.push(Box::new(OpenBao {
+            settings,
+            token_file: None,
+            origin: Origin::Ambient,
         }));
     }
     if let Some((agent, how)) = agent {
@@ -517,6 +539,82 @@ impl KeySource for Credential {
     }
 }
 
+/// An OpenBao transit slot (`src/openbao.rs`). The address, CA, namespace and token come
+/// from the host only; the slot gives the mount, key name and ciphertext. Explicit
+/// (`--openbao`, `--openbao-token-file`): a person's tokens (`BAO_TOKEN`,
+/// `VAULT_TOKEN`, `~/.vault-token`). Ambient (`LOCKBOX_OPENBAO_TOKEN[_FILE]` set): that
+/// token only. A vault without an OpenBao slot is [`Error::NoOpenBaoSlot`], checked
+/// before any setting is read or any connection made.
+struct OpenBao<'a> {
+    settings: &'a KeySettings,
+    token_file: Option<PathBuf>,
+    origin: Origin,
+}
+
+impl OpenBao<'_> {
+    fn scope(&self) -> crate::openbao::TokenScope<'_> {
+        match self.origin {
+            Origin::Explicit => crate::openbao::TokenScope::Person {
+                flag: self.token_file.as_deref(),
+                home: self.settings.home.as_deref(),
+            },
+            Origin::Ambient => crate::openbao::TokenScope::Explicit,
+        }
+    }
+}
+
+impl KeySource for OpenBao<'_> {
+    fn name(&self) -> String {
+        match (&self.origin, &self.token_file) {
+            (Origin::Explicit, Some(f)) => format!("--openbao-token-file {}", f.display()),
+            (Origin::Explicit, None) => "--openbao".to_owned(),
+            (Origin::Ambient, _) => {
+                if self.settings.openbao_var("LOCKBOX_OPENBAO_TOKEN").is_some() {
+                    "OpenBao (LOCKBOX_OPENBAO_TOKEN)".to_owned()
+                } else {
+                    "OpenBao (LOCKBOX_OPENBAO_TOKEN_FILE)".to_owned()
+                }
+            }
+        }
+    }
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+    fn describe(&self, vault: &Vault) -> Verdict {
+        // No network: whether a slot is there is all that can be seen.
+        if vault.has_openbao_slot() {
+            Verdict::Untried
+        } else {
+            Verdict::NotApplicable(Error::NoOpenBaoSlot)
+        }
+    }
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+        use crate::openbao;
+        if !vault.has_openbao_slot() {
+            return Err(Error::NoOpenBaoSlot);
+        }
+        let lookup = |name: &str| self.settings.openbao_var(name);
+        let bao = openbao::Settings::from_lookup(&lookup)?;
+        let scope = self.scope();
+        let token = openbao::find_token(&lookup, scope)?.ok_or_else(|| openbao::no_token(scope))?;
+        let client = openbao::Client::new(&bao, token)?;
+        let key = vault.open_with_openbao(|mount, key, ciphertext| {
+            Ok(openbao::open_vault_key(
+                &client,
+                mount,
+                key,
+                ciphertext,
+                vault.public(),
+            )?)
+        })?;
+        Ok(KeyOpened {
+            key,
+            passphrase: None,
+            source: self.name(),
+        })
+    }
+}
+
 /// `LOCKBOX_IDENTITY`: identity text.
 struct IdentityText<'a> {
     text: &'a [u8],
@@ -740,6 +838,8 @@ mod tests {
             passphrase_file: pass,
             identity_cmd: None,
             credentials_dir: None,
+            openbao_env: Vec::new(),
+            home: None,
         }
     }
 

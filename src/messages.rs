@@ -326,10 +326,13 @@ pub fn bad_timeout(flag: &str, text: &str) -> String {
 /// `recipients remove` of every slot.
 pub const LAST_SLOT: &str = "refusing to remove the last slot: nobody could open the vault any more; add another recipient or a passphrase first";
 
+/// `--openbao` on a vault without an OpenBao slot.
+pub const NO_OPENBAO_SLOT: &str = "this vault has no OpenBao slot: add one with recipients add --openbao-mount MOUNT --openbao-key KEY";
+
 /// A rotation (`recipients remove`, `passwd`) would have to re-wrap an OpenBao slot.
 pub fn rotate_openbao(label: &str) -> String {
     format!(
-        "refusing to rotate the vault key: the OpenBao slot {} would need re-wrapping through transit, which this build does not do yet; nothing was changed. Remove it in the same command (recipients remove {} ...), then add it again with recipients add --openbao-mount M --openbao-key K",
+        "refusing to rotate the vault key: the OpenBao slot {} would need re-wrapping through transit, which this build does not do yet; nothing was changed. Remove that slot first (recipients remove {}), then rotate, then add it again with recipients add --openbao-mount M --openbao-key K",
         sanitize(label),
         sanitize(label)
     )

@@ -339,6 +339,26 @@ fn shorten(text: &str) -> String {
 /// tests, so settings are read once, in one place.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
+/// Every environment variable this module reads: `src/config.rs` takes a snapshot of
+/// these once, so the settings are read from the environment in one place.
+pub const ENV_VARS: &[&str] = &[
+    "LOCKBOX_OPENBAO_ADDR",
+    "BAO_ADDR",
+    "VAULT_ADDR",
+    "LOCKBOX_OPENBAO_CACERT",
+    "BAO_CACERT",
+    "VAULT_CACERT",
+    "LOCKBOX_OPENBAO_PROXY",
+    "LOCKBOX_OPENBAO_TIMEOUT",
+    "LOCKBOX_OPENBAO_NAMESPACE",
+    "BAO_NAMESPACE",
+    "VAULT_NAMESPACE",
+    "LOCKBOX_OPENBAO_TOKEN",
+    "LOCKBOX_OPENBAO_TOKEN_FILE",
+    "BAO_TOKEN",
+    "VAULT_TOKEN",
+];
+
 fn non_empty(lookup: Lookup<'_>, name: &str) -> Option<OsString> {
     lookup(name).filter(|v| !v.is_empty())
 }

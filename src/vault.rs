@@ -427,6 +427,39 @@ impl Vault {
         })
     }
 
+    /// Opens the private key through the OpenBao slots, in file order: `open` is given
+    /// each slot's mount, key name and ciphertext (and does the transit call). The first
+    /// key it returns is checked against the slots MAC; when none opens, the first
+    /// error is returned, and [`Error::NoOpenBaoSlot`] when there is no such slot.
+    pub fn open_with_openbao(
+        &self,
+        mut open: impl FnMut(&str, &str, &str) -> Result<VaultKey>,
+    ) -> Result<VaultKey> {
+        let mut first_error = None;
+        for slot in &self.slots {
+            if let Slot::OpenBao {
+                mount,
+                key,
+                ciphertext,
+                ..
+            } = slot
+            {
+                match open(mount, key, ciphertext) {
+                    Ok(k) => return self.verified(k),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        Err(first_error.unwrap_or(Error::NoOpenBaoSlot))
+    }
+
+    /// Whether the vault has an OpenBao slot.
+    pub fn has_openbao_slot(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s, Slot::OpenBao { .. }))
+    }
+
     /// Opens the private key with any of the given age identities.
     pub fn open_with_identities(
         &self,

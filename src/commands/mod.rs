@@ -44,6 +44,13 @@ pub struct KeyOpts {
     /// terminal, 15 s at most): systemd-creds decrypt …, clevis decrypt < …, bao read ….
     #[arg(long, value_name = "CMD")]
     pub identity_cmd: Option<std::ffi::OsString>,
+    /// Open the vault through its OpenBao transit slot, with BAO_TOKEN, VAULT_TOKEN or
+    /// ~/.vault-token (the server is LOCKBOX_OPENBAO_ADDR, else BAO_ADDR/VAULT_ADDR).
+    #[arg(long)]
+    pub openbao: bool,
+    /// The OpenBao token for --openbao (and for recipients add --openbao-mount) from FILE.
+    #[arg(long, value_name = "FILE")]
+    pub openbao_token_file: Option<PathBuf>,
 }
 
 impl KeyOpts {
@@ -53,6 +60,8 @@ impl KeyOpts {
             identity_file: self.identity_file.clone(),
             passphrase_file: self.passphrase_file.clone(),
             identity_cmd: self.identity_cmd.clone(),
+            openbao: self.openbao,
+            openbao_token_file: self.openbao_token_file.clone(),
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let flags = KeyFlags {
         passphrase_file: o.old_passphrase_file.clone(),
         identity_file: o.identity_file.clone(),
-        identity_cmd: None,
+        ..KeyFlags::default()
     };
     let key = match open_key(&vault, settings, &flags) {
         Ok(opened) => opened.key,

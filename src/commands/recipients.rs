@@ -24,7 +24,8 @@ pub enum Opts {
         json: bool,
     },
     /// Add age slots: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, or files of them
-    /// (GitHub-style authorized_keys files work).
+    /// (GitHub-style authorized_keys files work); or an OpenBao transit slot
+    /// (--openbao-mount, --openbao-key).
     Add {
         /// Recipients to add.
         recipients: Vec<String>,
@@ -32,9 +33,17 @@ pub enum Opts {
         /// options allowed).
         #[arg(long, value_name = "FILE")]
         file: Vec<PathBuf>,
-        /// Label for the new slot(s) (default: the SSH key comment, or the key).
+        /// Label for the new slot(s) (default: the SSH key comment, or the key;
+        /// MOUNT/KEY for an OpenBao slot).
         #[arg(long)]
         label: Option<String>,
+        /// Add an OpenBao transit slot: the transit mount (e.g. transit). The server
+        /// and token come from this host (LOCKBOX_OPENBAO_ADDR, --openbao-token-file).
+        #[arg(long, value_name = "MOUNT", requires = "openbao_key", conflicts_with_all = ["recipients", "file"])]
+        openbao_mount: Option<String>,
+        /// The transit key for --openbao-mount, created with derived=true.
+        #[arg(long, value_name = "KEY", requires = "openbao_mount")]
+        openbao_key: Option<String>,
         #[allow(missing_docs)]
         #[command(flatten)]
         key: KeyOpts,
@@ -169,10 +178,18 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             Ok(Exit::Ok)
         }
         Opts::Add {
+            label,
+            openbao_mount: Some(mount),
+            openbao_key: Some(transit_key),
+            key,
+            ..
+        } => add_openbao(&path, &vault, settings, &mount, &transit_key, label, &key),
+        Opts::Add {
             recipients,
             file,
             label,
             key,
+            ..
         } => {
             let mut parsed = Vec::new();
             for r in &recipients {
@@ -245,6 +262,51 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// `recipients add --openbao-mount MOUNT --openbao-key KEY`: the vault key wrapped with
+/// transit `encrypt`, bound to this vault (`openbao::seal_vault_key` refuses a key that
+/// is not `derived=true` or ignores the context), added under the vault lock.
+fn add_openbao(
+    path: &crate::file::VaultPath,
+    vault: &crate::vault::Vault,
+    settings: &Settings,
+    mount: &str,
+    transit_key: &str,
+    label: Option<String>,
+    key: &KeyOpts,
+) -> Result<Exit, Error> {
+    use crate::openbao::{self, TokenScope};
+    openbao::validate_mount(mount)?;
+    openbao::validate_key_name(transit_key)?;
+    // The server and the token are checked before anything is asked on the terminal.
+    let lookup = |name: &str| settings.keys.openbao_var(name);
+    let bao = openbao::Settings::from_lookup(&lookup)?;
+    let scope = TokenScope::Person {
+        flag: key.openbao_token_file.as_deref(),
+        home: settings.keys.home.as_deref(),
+    };
+    let token = openbao::find_token(&lookup, scope)?.ok_or_else(|| openbao::no_token(scope))?;
+    let client = openbao::Client::new(&bao, token)?;
+    // The token file is the one to encrypt with, not a way to open this vault.
+    let flags = keysource::KeyFlags {
+        openbao: false,
+        openbao_token_file: None,
+        ..key.flags()
+    };
+    let vault_key = open_key(vault, settings, &flags)?.key;
+    let ciphertext = openbao::seal_vault_key(&client, mount, transit_key, &vault_key)?;
+    let label = label.unwrap_or_else(|| format!("{mount}/{transit_key}"));
+    let added = path.update(|v| {
+        let added = v.add_openbao(&vault_key, label.clone(), mount, transit_key, ciphertext)?;
+        Ok((added, added))
+    })?;
+    let added = if added { vec![label] } else { Vec::new() };
+    println!(
+        "{}",
+        messages::sanitize(&messages::recipients_added(&added))
+    );
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

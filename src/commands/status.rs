@@ -25,16 +25,28 @@ pub struct Opts {
     /// describing them.
     #[arg(long)]
     check: bool,
+    /// Also show (and with --check, try) the OpenBao slot with a person's token
+    /// (BAO_TOKEN, VAULT_TOKEN, ~/.vault-token), as unlock --openbao would.
+    #[arg(long)]
+    openbao: bool,
+    /// The OpenBao token for --openbao from FILE.
+    #[arg(long, value_name = "FILE")]
+    openbao_token_file: Option<std::path::PathBuf>,
 }
 
 /// Runs `status`.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    // What `get` would use: no flags, never a prompt.
+    // What `get` would use: no flags (but the OpenBao ones, asked for), never a prompt.
+    let flags = KeyFlags {
+        openbao: o.openbao,
+        openbao_token_file: o.openbao_token_file.clone(),
+        ..KeyFlags::default()
+    };
     let list = keysource::sources(
         &settings.keys,
-        &KeyFlags::default(),
+        &flags,
         Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     let mut described = Vec::new();
