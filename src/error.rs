@@ -149,8 +149,9 @@ pub enum Error {
     RotateOpenBao(String),
     /// An OpenBao source was asked, and the vault has no OpenBao slot.
     NoOpenBaoSlot,
-    /// Talking to OpenBao failed (`src/openbao.rs`); its text is one line.
-    OpenBao(crate::openbao::OpenBaoError),
+    /// Talking to OpenBao failed (`src/openbao.rs`); its text is one line. Boxed: it is
+    /// larger than every other variant.
+    OpenBao(Box<crate::openbao::OpenBaoError>),
     /// The change would leave the vault with no slot.
     LastSlot,
     /// A slot index that the vault does not have (a caller's bug, never a person's).
@@ -333,7 +334,7 @@ impl std::error::Error for Error {
 
 impl From<crate::openbao::OpenBaoError> for Error {
     fn from(e: crate::openbao::OpenBaoError) -> Self {
-        Error::OpenBao(e)
+        Error::OpenBao(Box::new(e))
     }
 }
 

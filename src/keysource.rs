@@ -909,6 +909,55 @@ mod tests {
     }
 
     #[test]
+    fn openbao_is_used_only_when_opted_in_and_only_for_a_vault_with_its_slot() {
+        let f = fixture(Some("pw"));
+        let pass = f.file("pass", "pw");
+        // ~/.vault-token and BAO_TOKEN alone: `get` gets no OpenBao source at all.
+        let mut s = settings(None, None, Some(pass));
+        s.openbao_env = vec![
+            ("BAO_TOKEN", "t".into()),
+            ("BAO_ADDR", "http://127.0.0.1:1".into()),
+        ];
+        s.home = Some(f.dir.path().to_owned());
+        std::fs::write(f.dir.path().join(".vault-token"), "t").unwrap();
+        let names: Vec<String> = sources(&s, &KeyFlags::default(), None)
+            .iter()
+            .map(|x| x.name())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("OpenBao")), "{names:?}");
+        // Opted in: after the passphrase file, before the agent.
+        s.openbao_env
+            .push(("LOCKBOX_OPENBAO_TOKEN_FILE", "/nonexistent".into()));
+        let list = sources(&s, &KeyFlags::default(), None);
+        let names: Vec<String> = list.iter().map(|x| x.name()).collect();
+        let ob = names
+            .iter()
+            .position(|n| n == "OpenBao (LOCKBOX_OPENBAO_TOKEN_FILE)");
+        let pf = names.iter().position(|n| n == "LOCKBOX_PASSPHRASE_FILE");
+        assert!(ob.unwrap() > pf.unwrap(), "{names:?}");
+        assert_eq!(
+            opened_by(&f, &s, &KeyFlags::default(), &NeverPrompt).unwrap(),
+            "LOCKBOX_PASSPHRASE_FILE"
+        );
+        // Alone, it falls through (the token file is never read) and says why.
+        let mut no_pass = settings(None, None, None);
+        no_pass.openbao_env = s.openbao_env.clone();
+        assert!(matches!(
+            opened_by(&f, &no_pass, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::NoOpenBaoSlot)
+        ));
+        // Typed by a person, the same missing slot is the error.
+        let flags = KeyFlags {
+            openbao: true,
+            ..KeyFlags::default()
+        };
+        assert!(matches!(
+            opened_by(&f, &no_pass, &flags, &NeverPrompt),
+            Err(Error::NoOpenBaoSlot)
+        ));
+    }
+
+    #[test]
     fn an_ambient_identity_that_does_not_apply_falls_through() {
         let f = fixture(Some("pw"));
         let pass = f.file("pass", "pw");

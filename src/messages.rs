@@ -339,7 +339,6 @@ pub fn rotate_openbao(label: &str) -> String {
 }
 
 /// Rotation needs the passphrase to re-wrap the passphrase slot.
-
 pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vault key, and the passphrase slot must be re-wrapped: give the passphrase on the terminal, with --passphrase-file FILE, or in LOCKBOX_PASSPHRASE_FILE";
 
 /// config.json cannot be used as it is.
