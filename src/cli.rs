@@ -38,17 +38,23 @@ Environment:
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
   LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
   LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
+  LOCKBOX_OPENBAO_ADDR     the OpenBao/Vault server for an OpenBao slot (else BAO_ADDR,
+                           VAULT_ADDR); LOCKBOX_OPENBAO_CACERT its CA file
+  LOCKBOX_OPENBAO_TOKEN_FILE  a token file: lets `get` open the OpenBao slot
   LOCKBOX_AGENT_DIR        the agent's socket directory (default /tmp/lockbox-<uid>;
                            for tests and isolated setups)
   LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
-  1. --identity-file / --identity-cmd / --passphrase-file given to the command
+  1. --identity-file / --identity-cmd / --passphrase-file / --openbao given to the
+     command
   2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE
   4. $CREDENTIALS_DIRECTORY/lockbox-identity (systemd LoadCredentialEncrypted=)
-  5. LOCKBOX_PASSPHRASE_FILE   6. the agent started by `unlock`
-  7. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
-  8. the terminal (commands for people only; protocol actions never prompt)
+  5. LOCKBOX_PASSPHRASE_FILE
+  6. the OpenBao slot, when LOCKBOX_OPENBAO_TOKEN[_FILE] is set
+  7. the agent started by `unlock`
+  8. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
+  9. the terminal (commands for people only; protocol actions never prompt)
 A flag that fails is an error. A variable or agent that does not apply to this vault
 (its identity matches no slot, the vault has no slot of its kind, the agent does not
 hold this vault) is passed over; one that is broken (unreadable, unparsable, wrong

@@ -2,9 +2,11 @@
 //! every caller (`get`, `unlock`, `export`, `passwd`, `recipients add|remove`,
 //! `status`, `import`'s read-back). `docs/KEYS.md` is the specification.
 //!
-//! The order: the command-line flags (`--identity-file`, `--passphrase-file`), then
-//! `LOCKBOX_IDENTITY`, `LOCKBOX_IDENTITY_FILE`, `LOCKBOX_PASSPHRASE_FILE`, then the
-//! agent, then the terminal (only when the caller's [`Callbacks`] may prompt).
+//! The order: the command-line flags (`--identity-file`, `--passphrase-file`,
+//! `--identity-cmd`, `--openbao`), then `LOCKBOX_IDENTITY`, `LOCKBOX_IDENTITY_FILE`, the
+//! systemd credential, `LOCKBOX_PASSPHRASE_FILE`, the OpenBao slot (only when
+//! `LOCKBOX_OPENBAO_TOKEN[_FILE]` is set), then the agent, `LOCKBOX_IDENTITY_CMD`, then
+//! the terminal (only when the caller's [`Callbacks`] may prompt).
 //!
 //! The failure rule, per source:
 //! - it opens the vault: done;
