@@ -329,11 +329,11 @@ pub const LAST_SLOT: &str = "refusing to remove the last slot: nobody could open
 /// `--openbao` on a vault without an OpenBao slot.
 pub const NO_OPENBAO_SLOT: &str = "this vault has no OpenBao slot: add one with recipients add --openbao-mount MOUNT --openbao-key KEY";
 
-/// A rotation (`recipients remove`, `passwd`) would have to re-wrap an OpenBao slot.
+/// A rotation (`recipients remove`, `passwd`) must re-wrap an OpenBao slot, and no
+/// token was found.
 pub fn rotate_openbao(label: &str) -> String {
     format!(
-        "refusing to rotate the vault key: the OpenBao slot {} would need re-wrapping through transit, which this build does not do yet; nothing was changed. Remove that slot first (recipients remove {}), then rotate, then add it again with recipients add --openbao-mount M --openbao-key K",
-        sanitize(label),
+        "refusing to rotate the vault key: the OpenBao slot {} must be re-wrapped through transit with a token that may encrypt, and none was given; nothing was changed. Pass --openbao-token-file FILE (or set LOCKBOX_OPENBAO_TOKEN_FILE, BAO_TOKEN or VAULT_TOKEN)",
         sanitize(label)
     )
 }

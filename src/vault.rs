@@ -49,6 +49,10 @@ pub mod bounds {
     pub const MAX_PASSPHRASE_SLOTS: usize = 1;
 }
 
+/// Re-wraps the new vault key for a kept OpenBao slot during a rotation: (mount, key
+/// name, new key) → the slot's new ciphertext (`crate::openbao::seal_vault_key`).
+pub type OpenBaoRewrap<'a> = &'a dyn Fn(&str, &str, &VaultKey) -> Result<String>;
+
 /// A way to open the vault's private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
@@ -337,6 +341,21 @@ impl Vault {
         passphrase: Option<&SecretString>,
         new_passphrase: Option<(&SecretString, KdfParams)>,
     ) -> Result<VaultKey> {
+        self.rotate_with(old, remove, passphrase, new_passphrase, None)
+    }
+
+    /// [`Self::rotate`], re-wrapping each kept OpenBao slot with `openbao` (mount, key
+    /// name, new key → the new ciphertext; a transit `encrypt` call). Without it, a
+    /// kept OpenBao slot is [`Error::RotateOpenBao`]: the slot is never dropped, and
+    /// nothing has changed when this fails.
+    pub fn rotate_with(
+        &mut self,
+        old: &VaultKey,
+        remove: &[usize],
+        passphrase: Option<&SecretString>,
+        new_passphrase: Option<(&SecretString, KdfParams)>,
+        openbao: Option<OpenBaoRewrap<'_>>,
+    ) -> Result<VaultKey> {
         self.check_key(old)?;
         if let Some(&i) = remove.iter().find(|&&i| i >= self.slots.len()) {
             return Err(Error::NoSuchSlot(i));
@@ -368,10 +387,18 @@ impl Vault {
                     label, recipient, ..
                 } => Self::age_slot(&new, &Recipient::parse(recipient)?, label.clone())?,
                 // Re-wrapping needs a transit `encrypt` call with a token that may
-                // encrypt; this build refuses rather than drop the slot.
-                Slot::OpenBao { label, .. } => {
-                    return Err(Error::RotateOpenBao(label.clone()));
-                }
+                // encrypt; without one the rotation is refused rather than drop the slot.
+                Slot::OpenBao {
+                    label, mount, key, ..
+                } => match openbao {
+                    Some(rewrap) => Slot::OpenBao {
+                        label: label.clone(),
+                        mount: mount.clone(),
+                        key: key.clone(),
+                        ciphertext: rewrap(mount, key, &new)?,
+                    },
+                    None => return Err(Error::RotateOpenBao(label.clone())),
+                },
             });
         }
         let mut entries = BTreeMap::new();
@@ -1160,6 +1187,21 @@ mod tests {
             Err(Error::RotateOpenBao(_))
         ));
         assert_eq!(v.to_bytes(), before);
+        // With a re-wrapper, the slot is kept with a new ciphertext.
+        let mut w = v.clone();
+        let rewrap = |_: &str, _: &str, k: &VaultKey| {
+            Ok(format!("vault:v1:{}", B64.encode(k.public().to_string())))
+        };
+        let new = w
+            .rotate_with(&key, &[], Some(&pw), None, Some(&rewrap))
+            .unwrap();
+        match &w.slots()[1] {
+            Slot::OpenBao { ciphertext, .. } => {
+                assert_eq!(ciphertext, &rewrap("", "", &new).unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+        w.check_key(&new).unwrap();
         // Removing the OpenBao slot itself rotates fine.
         v.rotate(&key, &[1], Some(&pw), None).unwrap();
         assert_eq!(v.format_version(), FORMAT_VERSION);

@@ -794,6 +794,7 @@ fn binary_end_to_end(bao: &Bao) {
     let out = host.run(&["get"], SERVER, &[]);
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+    std::fs::remove_file(host.world.path("home/.vault-token")).unwrap();
 
     // unlock --openbao with the host's token file, then `get` through the agent.
     host.ok(
@@ -827,21 +828,42 @@ fn binary_end_to_end(bao: &Bao) {
     assert_eq!(secret_of(&host.ok(&["get"], SERVER, &env)), SECRET);
     assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), bytes);
 
-    // Rotating the vault key would drop the slot: refused, nothing written.
-    let out = host.run(
-        &[
+    // Rotating the vault key without a token that may encrypt: refused before anything
+    // is written (the slot is never dropped).
+    let passwd = |extra: &[&str]| {
+        let mut args = vec![
             "passwd",
             "--old-passphrase-file",
             &pass,
             "--new-passphrase-file",
             &pass,
-        ],
-        "",
-        &[],
-    );
+        ];
+        args.extend_from_slice(extra);
+        host.run(&args, "", &[])
+    };
+    let out = passwd(&[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("OpenBao slot"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("OpenBao slot") && said.contains("nothing was changed"),
+        "{said}"
+    );
     assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), bytes);
+    // The host's token may only decrypt: refused too, nothing written.
+    let out = passwd(&["--openbao-token-file", &new_file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(host.world.vault_path()).unwrap(), bytes);
+    // With the admin token the slot is re-wrapped for the new vault key.
+    let out = passwd(&["--openbao-token-file", &admin]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated = std::fs::read(host.world.vault_path()).unwrap();
+    assert_ne!(rotated, bytes);
+    assert!(rotated.starts_with(b"{\"lockbox\":2,"));
+    assert_eq!(secret_of(&host.ok(&["get"], SERVER, &env)), SECRET);
     // Removing the OpenBao slot itself is fine, and the vault is version 1 again.
     host.ok(
         &[

@@ -48,7 +48,8 @@ pub struct KeyOpts {
     /// ~/.vault-token (the server is LOCKBOX_OPENBAO_ADDR, else BAO_ADDR/VAULT_ADDR).
     #[arg(long)]
     pub openbao: bool,
-    /// The OpenBao token for --openbao (and for recipients add --openbao-mount) from FILE.
+    /// The OpenBao token for --openbao, recipients add --openbao-mount and the re-wrap
+    /// of the OpenBao slot when recipients remove rotates the key, from FILE.
     #[arg(long, value_name = "FILE")]
     pub openbao_token_file: Option<PathBuf>,
 }

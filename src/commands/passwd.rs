@@ -26,6 +26,10 @@ pub struct Opts {
     /// Read the new passphrase from FILE instead of asking twice on the terminal.
     #[arg(long, value_name = "FILE")]
     new_passphrase_file: Option<PathBuf>,
+    /// An OpenBao token that may encrypt with the vault's transit key, from FILE: the
+    /// new vault key is re-wrapped for its OpenBao slot.
+    #[arg(long, value_name = "FILE")]
+    openbao_token_file: Option<PathBuf>,
 }
 
 /// `passwd`: add or change the passphrase slot.
@@ -33,6 +37,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
     let has_passphrase = keysource::has_passphrase_slot(&vault);
+    // Every OpenBao slot is kept and re-wrapped: the token is found before anything.
+    let client =
+        super::recipients::rotation_client(&vault, &[], settings, o.openbao_token_file.as_deref())?;
+    let rewrap = client.as_ref().map(super::recipients::rewrap_with);
     let flags = KeyFlags {
         passphrase_file: o.old_passphrase_file.clone(),
         identity_file: o.identity_file.clone(),
@@ -69,8 +77,16 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
                 .map(|(i, _)| i)
                 .collect();
-            v.rotate(&key, &passphrase_slots, None, Some((&new, params)))
-                .map(|k| (k, true))
+            v.rotate_with(
+                &key,
+                &passphrase_slots,
+                None,
+                Some((&new, params)),
+                rewrap
+                    .as_ref()
+                    .map(|f| f as crate::vault::OpenBaoRewrap<'_>),
+            )
+            .map(|k| (k, true))
         },
         |new_key| handover.give_new_key(new_key),
     );

@@ -223,9 +223,17 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             Ok(Exit::Ok)
         }
         Opts::Remove { which, key } => {
-            if vault.find_recipient(&which).is_empty() {
+            let removing = vault.find_recipient(&which);
+            if removing.is_empty() {
                 return Err(Error::NoSuchRecipient(which));
             }
+            let client = rotation_client(
+                &vault,
+                &removing,
+                settings,
+                key.openbao_token_file.as_deref(),
+            )?;
+            let rewrap = client.as_ref().map(rewrap_with);
             let opened = open_key(&vault, settings, &key.flags())?;
             let old = opened.key;
             // Opened with an identity: the passphrase slot is re-wrapped, so the
@@ -240,7 +248,15 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                     if slots.is_empty() {
                         return Err(Error::NoSuchRecipient(which.clone()));
                     }
-                    let new = v.rotate(&old, &slots, passphrase.as_ref(), None)?;
+                    let new = v.rotate_with(
+                        &old,
+                        &slots,
+                        passphrase.as_ref(),
+                        None,
+                        rewrap
+                            .as_ref()
+                            .map(|f| f as crate::vault::OpenBaoRewrap<'_>),
+                    )?;
                     Ok(((slots.len(), new), true))
                 },
                 |(_, new_key)| handover.give_new_key(new_key),
@@ -307,6 +323,41 @@ fn add_openbao(
         messages::sanitize(&messages::recipients_added(&added))
     );
     Ok(Exit::Ok)
+}
+
+/// The transit client a rotation re-wraps the kept OpenBao slots with (`passwd`,
+/// `recipients remove`): `None` when no kept slot is an OpenBao slot. Found before
+/// anything is asked or written; no token is [`Error::RotateOpenBao`].
+pub fn rotation_client(
+    vault: &crate::vault::Vault,
+    removed: &[usize],
+    settings: &Settings,
+    token_file: Option<&Path>,
+) -> Result<Option<crate::openbao::Client>, Error> {
+    use crate::openbao::{self, TokenScope};
+    let Some(label) = vault.slots().iter().enumerate().find_map(|(i, s)| match s {
+        Slot::OpenBao { label, .. } if !removed.contains(&i) => Some(label.clone()),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let lookup = |name: &str| settings.keys.openbao_var(name);
+    let scope = TokenScope::Person {
+        flag: token_file,
+        home: settings.keys.home.as_deref(),
+    };
+    let Some(token) = openbao::find_token(&lookup, scope)? else {
+        return Err(Error::RotateOpenBao(label));
+    };
+    let bao = openbao::Settings::from_lookup(&lookup)?;
+    Ok(Some(openbao::Client::new(&bao, token)?))
+}
+
+/// The re-wrapper [`crate::vault::Vault::rotate_with`] takes, for `client`.
+pub fn rewrap_with(
+    client: &crate::openbao::Client,
+) -> impl Fn(&str, &str, &crate::crypto::VaultKey) -> Result<String, Error> + '_ {
+    move |mount, key, new| Ok(crate::openbao::seal_vault_key(client, mount, key, new)?)
 }
 
 #[cfg(test)]
