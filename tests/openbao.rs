@@ -804,6 +804,33 @@ fn binary_end_to_end(bao: &Bao) {
     );
     assert_eq!(secret_of(&host.ok(&["get"], SERVER, &[])), SECRET);
     host.ok(&["lock"], "", &[]);
+    // status --check --openbao tries it (exit 0: it opens); exec --openbao serves one
+    // command's `get`.
+    host.ok(
+        &[
+            "status",
+            "--check",
+            "--openbao",
+            "--openbao-token-file",
+            &host_file,
+        ],
+        "",
+        &[],
+    );
+    let got = host.ok(
+        &[
+            "exec",
+            "--openbao",
+            "--openbao-token-file",
+            &host_file,
+            "--",
+            "docker-credential-lockbox",
+            "get",
+        ],
+        SERVER,
+        &[],
+    );
+    assert_eq!(secret_of(&got), SECRET);
 
     // Revoke the host token: one line, exit 1, not the not-found text.
     bao.ok(&["token", "revoke", "-accessor", &accessor], None);
