@@ -116,13 +116,7 @@ impl Drop for Env {
 /// `Command::output` in a thread, so a helper that leaves a pipe open (as a leaked
 /// agent would) fails the test instead of hanging it.
 fn bounded_output(child: std::process::Child) -> Output {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the command (or something holding its stdout/stderr) did not finish in 30 s")
-        .unwrap()
+    common::output_within(child, Duration::from_secs(30))
 }
 
 fn stdout(o: &Output) -> String {

@@ -8,16 +8,17 @@
 //! `/tmp/lockbox-<uid>` of those users, never `LOCKBOX_AGENT_DIR`: that is the rule
 //! under test. They run serially (`.config/nextest.toml`, group `uid-rule`) and check
 //! that the directory of the uid running the tests was not touched.
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-lockbox");
+use common::BIN;
 const LOCKED_LINE: &str =
     "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY\n";
 const SECRET: &str = "ctx-secret-4b1d";
@@ -48,13 +49,7 @@ fn require(tools: &[&str]) -> bool {
 }
 
 fn bounded(child: Child, limit: Duration) -> Output {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(limit)
-        .expect("the command did not finish in time")
-        .unwrap()
+    common::output_within(child, limit)
 }
 
 fn text(b: &[u8]) -> String {

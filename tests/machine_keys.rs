@@ -468,7 +468,7 @@ fn systemd_credential_directory_opens_the_vault_for_a_build_user() {
                 .write_all(stdin.as_bytes())
                 .unwrap();
         }
-        child.wait_with_output().unwrap()
+        common::output_within(child, std::time::Duration::from_secs(120))
     };
     for d in [&home, &home.join(".docker"), &creds] {
         std::os::unix::fs::chown(d, Some(UID), Some(UID)).unwrap();

@@ -438,6 +438,23 @@ fn drain(rx: Reader) -> Vec<u8> {
     rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
 }
 
+/// `child`'s exit status and whole output, waiting at most `limit` for it (and for
+/// anything it started that still holds its stdout or stderr); past that the test
+/// fails. For suites that spawn with their own stdio set-up (`setpriv`, `sudo`, `su`).
+pub fn output_within(child: Child, limit: Duration) -> std::process::Output {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| {
+            panic!(
+                "the command (or something holding its stdout/stderr) did not finish in {limit:?}"
+            )
+        })
+        .expect("wait for the command")
+}
+
 /// Waits for `child` at most `limit` (short polls, no long sleeps); kills it after.
 pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     wait_until(child, limit, |c| {
