@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             let chosen = kubelet::select(&req.image, entries);
             let auth: Vec<_> = chosen
                 .iter()
-                .map(|(k, _)| (k.clone(), "u".to_owned(), zeroize::Zeroizing::new("p".to_owned())))
+                .map(|(k, _)| (k.clone(), "u".to_owned(), secrecy::SecretString::from("p")))
                 .collect();
             let out = kubelet::render_response(req.api_version, kubelet::DEFAULT_CACHE_DURATION, &auth);
             let v: serde_json::Value = serde_json::from_slice(&out).expect("the answer is JSON");
