@@ -1126,7 +1126,19 @@ mod tests {
                 }
                 Err(e) => {
                     let line = e.message();
-                    assert!(!line.contains(['\n', '\r']) && !line.contains("sa-token-secret"));
+                    assert!(!line.contains(['\n', '\r']));
+                    // The fuzz target's rule: the request's token is never quoted (a
+                    // field an error may quote that holds it too is no leak).
+                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(&data)
+                        && let Some(token) = m.get("serviceAccountToken").and_then(|t| t.as_str())
+                        && !["apiVersion", "kind", "image"].iter().any(|k| {
+                            m.get(*k)
+                                .and_then(|v| v.as_str())
+                                .is_some_and(|v| v.contains(token))
+                        })
+                    {
+                        assert!(!line.contains(token), "{line}");
+                    }
                 }
             }
         }
