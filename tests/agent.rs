@@ -903,6 +903,30 @@ fn exec_killed_by_sigkill_leaves_no_usable_key() {
     );
 }
 
+/// The sweep asks the socket, not the pid: an `exec` from another PID namespace that
+/// shares `/tmp` names a pid that may exist here (pid 1 always does).
+#[test]
+fn exec_sweeps_a_dead_socket_whatever_its_pid_and_spares_a_socketless_live_pid() {
+    let env = Env::new();
+    env.init();
+    let dir = env.agent_dir();
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let dead = dir.join("exec-1-0");
+    fs::create_dir(&dead).unwrap();
+    // A bound socket whose listener is gone: connecting is refused.
+    drop(std::os::unix::net::UnixListener::bind(dead.join("agent.sock")).unwrap());
+    let binding = dir.join("exec-1-1"); // pid 1 exists; no socket yet
+    fs::create_dir(&binding).unwrap();
+    let out = bounded_output(exec_sh(&env, "true", &[]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !dead.exists(),
+        "a refusing socket's directory was not swept"
+    );
+    assert!(binding.exists(), "a live pid without a socket was swept");
+}
+
 #[test]
 fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
     let env = Env::new();

@@ -203,8 +203,11 @@ fn make_private_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Removes the directories of `exec`s that are gone (SIGKILLed: they could not clean
-/// up). A directory whose process still exists is left alone, even if the pid was
-/// reused: a leftover costs nothing, its socket refuses connections.
+/// up). "Gone" is decided by the socket when there is one: a socket file that refuses
+/// connections has no server, whatever the pid says (a pid from another PID namespace
+/// sharing `/tmp` means nothing here). Without a socket (an `exec` between creating
+/// its directory and binding, or one killed in between) the pid decides, and a
+/// directory whose pid exists is left alone: a leftover costs nothing.
 fn sweep_leftovers(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -220,8 +223,17 @@ fn sweep_leftovers(dir: &Path) {
             continue;
         };
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+        if is_dir && leftover_is_gone(&entry.path(), pid) {
             let _ = fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// Whether the `exec` that made `private` (named for `pid`) is gone.
+fn leftover_is_gone(private: &Path, pid: u32) -> bool {
+    match UnixStream::connect(private.join(SOCKET_NAME)) {
+        Ok(_) => false, // a live server: connecting costs it one empty request
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => true,
+        Err(_) => !Path::new(&format!("/proc/{pid}")).exists(),
     }
 }
