@@ -198,6 +198,8 @@ pub enum Usage {
     Export(String),
     /// `init` with more `--label`s than `--recipient`s.
     TooManyLabels,
+    /// `--identity-passphrase-file` with no identity source (flag or variable).
+    IdentityPassphraseWithoutIdentity,
 }
 
 impl Error {
@@ -302,6 +304,9 @@ impl Error {
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
                 Usage::Export(text) => text.clone(),
                 Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
+                Usage::IdentityPassphraseWithoutIdentity => {
+                    messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()
+                }
             },
         };
         messages::sanitize(&text)

@@ -56,6 +56,10 @@ pub struct KeyFlags {
     pub passphrase_file: Option<PathBuf>,
     /// `--identity-cmd CMD`
     pub identity_cmd: Option<std::ffi::OsString>,
+    /// `--identity-passphrase-file FILE`: the passphrase of the passphrase-protected
+    /// identities of `--identity-file`, `LOCKBOX_IDENTITY` and `LOCKBOX_IDENTITY_FILE`,
+    /// read instead of asked (one try).
+    pub identity_passphrase_file: Option<PathBuf>,
     /// `--openbao`: open through the vault's OpenBao slot with a person's token.
     pub openbao: bool,
     /// `--openbao-token-file FILE` (implies `--openbao`).
@@ -212,11 +216,13 @@ pub fn sources<'a>(
     agent: Option<(Agent, AgentUse)>,
 ) -> Vec<Box<dyn KeySource + 'a>> {
     let mut list: Vec<Box<dyn KeySource + 'a>> = Vec::new();
+    let ask_file = flags.identity_passphrase_file.as_ref();
     if let Some(path) = &flags.identity_file {
         list.push(Box::new(IdentityFile {
             path: path.clone(),
             origin: Origin::Explicit,
             name: format!("--identity-file {}", path.display()),
+            ask_file: ask_file.cloned(),
         }));
     }
     if let Some(path) = &flags.passphrase_file {
@@ -240,13 +246,17 @@ pub fn sources<'a>(
         }));
     }
     if let Some(text) = &settings.identity {
-        list.push(Box::new(IdentityText { text }));
+        list.push(Box::new(IdentityText {
+            text,
+            ask_file: ask_file.cloned(),
+        }));
     }
     if let Some(path) = &settings.identity_file {
         list.push(Box::new(IdentityFile {
             path: path.clone(),
             origin: Origin::Ambient,
             name: var::IDENTITY_FILE.to_owned(),
+            ask_file: ask_file.cloned(),
         }));
     }
     // systemd's credential: after the identity variables (a person's explicit setting
@@ -434,11 +444,13 @@ fn passphrase_verdict(vault: &Vault) -> Verdict {
 /// identities, an SSH private key, and passphrase-protected ones (an encrypted OpenSSH
 /// key, an `age -p` identity file), whose passphrase is asked through `callbacks`
 /// (never in protocol actions: [`Error::IdentityNeedsPassphrase`], which falls through
-/// to the agent). Plugin identities are refused until plugin slots are wired in.
+/// to the agent), or read from `ask_file` (`--identity-passphrase-file`: one try, no
+/// prompt). Plugin identities are refused until plugin slots are wired in.
 fn parse_identities(
     text: &[u8],
     source_name: &str,
     callbacks: &dyn Callbacks,
+    ask_file: Option<&PathBuf>,
 ) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
     /// The pipeline's callbacks as the identity parser's way to ask.
     struct Via<'a>(&'a dyn Callbacks);
@@ -454,7 +466,33 @@ fn parse_identities(
             crate::identities::TERMINAL_TRIES
         }
     }
-    let ids = crate::identities::parse(text, source_name, &Via(callbacks))?;
+    /// `--identity-passphrase-file`: read once, for one try; its errors name the
+    /// identity and the flag (the file's own errors would call it an identity).
+    struct FromFile<'a>(&'a PathBuf);
+    impl crate::identities::Ask for FromFile<'_> {
+        fn passphrase(&self, what: &str) -> Result<Option<SecretString>> {
+            keys::read_passphrase_file(self.0).map(Some).map_err(|e| {
+                let why = match e {
+                    Error::BadIdentity { reason, .. } => reason,
+                    other => other.message(),
+                };
+                Error::BadIdentity {
+                    source_name: what.to_owned(),
+                    reason: format!(
+                        "cannot read its passphrase from --identity-passphrase-file {}: {why}",
+                        self.0.display()
+                    ),
+                }
+            })
+        }
+        fn tries(&self) -> u32 {
+            1
+        }
+    }
+    let ids = match ask_file {
+        Some(file) => crate::identities::parse(text, source_name, &FromFile(file))?,
+        None => crate::identities::parse(text, source_name, &Via(callbacks))?,
+    };
     if !ids.plugins.is_empty() {
         return Err(Error::BadIdentity {
             source_name: source_name.to_owned(),
@@ -497,7 +535,7 @@ impl KeySource for IdentityCmd {
             }
         };
         out.stderr.relay(&mut std::io::stderr());
-        let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt)?;
+        let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt, None)?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,
@@ -532,7 +570,7 @@ impl KeySource for Credential {
         }
         let text = keys::read_key_file(&self.path)?;
         // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
-        let ids = parse_identities(&text, &self.name(), &NeverPrompt)?;
+        let ids = parse_identities(&text, &self.name(), &NeverPrompt, None)?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,
@@ -620,6 +658,8 @@ impl KeySource for OpenBao<'_> {
 /// `LOCKBOX_IDENTITY`: identity text.
 struct IdentityText<'a> {
     text: &'a [u8],
+    /// `--identity-passphrase-file`, when given.
+    ask_file: Option<PathBuf>,
 }
 
 impl KeySource for IdentityText<'_> {
@@ -633,7 +673,7 @@ impl KeySource for IdentityText<'_> {
         identity_verdict(vault)
     }
     fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
-        let ids = parse_identities(self.text, var::IDENTITY, callbacks)?;
+        let ids = parse_identities(self.text, var::IDENTITY, callbacks, self.ask_file.as_ref())?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,
@@ -647,6 +687,8 @@ struct IdentityFile {
     path: PathBuf,
     origin: Origin,
     name: String,
+    /// `--identity-passphrase-file`, when given.
+    ask_file: Option<PathBuf>,
 }
 
 impl KeySource for IdentityFile {
@@ -661,7 +703,12 @@ impl KeySource for IdentityFile {
     }
     fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
         let text = keys::read_key_file(&self.path)?;
-        let ids = parse_identities(&text, &self.path.display().to_string(), callbacks)?;
+        let ids = parse_identities(
+            &text,
+            &self.path.display().to_string(),
+            callbacks,
+            self.ask_file.as_ref(),
+        )?;
         Ok(KeyOpened {
             key: vault.open_with_identities(&ids)?,
             passphrase: None,

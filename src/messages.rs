@@ -283,10 +283,13 @@ pub const PROMPT_UNLOCK: &str = "lockbox passphrase: ";
 /// No terminal for `unlock`.
 pub const UNLOCK_NO_TERMINAL: &str = "no terminal to ask for the passphrase; use --passphrase-file FILE, --identity-file FILE or LOCKBOX_IDENTITY";
 
+/// `--identity-passphrase-file` with nothing it could be the passphrase of.
+pub const IDENTITY_PASSPHRASE_WITHOUT_IDENTITY: &str = "--identity-passphrase-file is the passphrase of a passphrase-protected identity, and no identity is given: add --identity-file FILE (or set LOCKBOX_IDENTITY_FILE); the vault's own passphrase is --passphrase-file FILE";
+
 /// An encrypted identity (SSH key, `age -p` file) met where nothing may prompt.
 pub fn identity_needs_passphrase(source: &str) -> String {
     format!(
-        "the identity in {source} is protected by a passphrase, and protocol actions never ask for it: run 'docker-credential-lockbox unlock' on a terminal (it asks once and the agent holds the key)"
+        "the identity in {source} is protected by a passphrase, and protocol actions never ask for it: run 'docker-credential-lockbox unlock' on a terminal (it asks once and the agent holds the key; in a script, unlock --identity-passphrase-file FILE)"
     )
 }
 

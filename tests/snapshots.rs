@@ -340,6 +340,14 @@ fn errors_with_an_identity_vault() {
     let (other, _) = Case::identity();
     c.snap("unlock-nothing-opens-an-age-vault", &["unlock"], &[]);
     c.snap("passwd-needs-an-identity", &["passwd"], &[]);
+    // The passphrase of an encrypted identity, with no identity: a usage error, not
+    // silently unused (it is easily taken for the vault's --passphrase-file).
+    let pass = c.key_file("identity-pass", "not used\n");
+    c.snap(
+        "unlock-identity-passphrase-without-identity",
+        &["unlock", "--identity-passphrase-file", &pass],
+        &[],
+    );
     c.snap(
         "export-identity-does-not-match",
         &["export"],

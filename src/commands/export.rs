@@ -56,9 +56,11 @@ fn export_opener(
     settings: &Settings,
     k: &KeyOpts,
 ) -> Result<Box<dyn EntryOpener>, Error> {
+    let flags = k.flags();
+    super::check_identity_passphrase_file(settings, &flags)?;
     let list = keysource::sources(
         &settings.keys,
-        &k.flags(),
+        &flags,
         Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     keysource::open_entries(vault, &list, &Terminal).map(|(o, _)| o)

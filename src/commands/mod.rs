@@ -40,6 +40,11 @@ pub struct KeyOpts {
     /// Open the vault with an age identity file or unencrypted SSH private key.
     #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
     pub identity_file: Option<PathBuf>,
+    /// The passphrase of a passphrase-protected identity (ssh-keygen -N, age -p), from
+    /// FILE instead of the terminal; one try. For --identity-file, LOCKBOX_IDENTITY and
+    /// LOCKBOX_IDENTITY_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub identity_passphrase_file: Option<PathBuf>,
     /// Open the vault with the identity a command prints (run by /bin/sh -c, no
     /// terminal, 15 s at most): systemd-creds decrypt …, clevis decrypt < …, bao read ….
     #[arg(long, value_name = "CMD")]
@@ -61,6 +66,7 @@ impl KeyOpts {
             identity_file: self.identity_file.clone(),
             passphrase_file: self.passphrase_file.clone(),
             identity_cmd: self.identity_cmd.clone(),
+            identity_passphrase_file: self.identity_passphrase_file.clone(),
             openbao: self.openbao,
             openbao_token_file: self.openbao_token_file.clone(),
         }
@@ -74,8 +80,23 @@ pub fn open_key(
     settings: &Settings,
     flags: &KeyFlags,
 ) -> Result<keysource::KeyOpened, Error> {
+    check_identity_passphrase_file(settings, flags)?;
     let list = keysource::sources(&settings.keys, flags, None);
     keysource::open_key(vault, &list, &Terminal)
+}
+
+/// `--identity-passphrase-file` with no identity source it could be for is a usage
+/// error, not silently unused: it is easily taken for the vault's own passphrase
+/// (`--passphrase-file`). With an identity that turns out not to be encrypted it is
+/// harmless (never read), so one script line serves both kinds of key.
+pub fn check_identity_passphrase_file(settings: &Settings, flags: &KeyFlags) -> Result<(), Error> {
+    let any_identity = flags.identity_file.is_some()
+        || settings.keys.identity.is_some()
+        || settings.keys.identity_file.is_some();
+    if flags.identity_passphrase_file.is_some() && !any_identity {
+        return Err(crate::error::Usage::IdentityPassphraseWithoutIdentity.into());
+    }
+    Ok(())
 }
 
 /// How often a person may retry a new passphrase (empty, mistyped, or weak and not

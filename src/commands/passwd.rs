@@ -23,6 +23,11 @@ pub struct Opts {
     /// Read the current passphrase from FILE.
     #[arg(long, value_name = "FILE", conflicts_with = "identity_file")]
     old_passphrase_file: Option<PathBuf>,
+    /// The passphrase of a passphrase-protected identity (ssh-keygen -N, age -p), from
+    /// FILE instead of the terminal; one try. For --identity-file, LOCKBOX_IDENTITY and
+    /// LOCKBOX_IDENTITY_FILE.
+    #[arg(long, value_name = "FILE")]
+    identity_passphrase_file: Option<PathBuf>,
     /// Read the new passphrase from FILE instead of asking twice on the terminal.
     #[arg(long, value_name = "FILE")]
     new_passphrase_file: Option<PathBuf>,
@@ -44,6 +49,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let flags = KeyFlags {
         passphrase_file: o.old_passphrase_file.clone(),
         identity_file: o.identity_file.clone(),
+        identity_passphrase_file: o.identity_passphrase_file.clone(),
         ..KeyFlags::default()
     };
     let key = match open_key(&vault, settings, &flags) {
