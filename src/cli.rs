@@ -32,7 +32,8 @@ Environment:
                            else ~/.docker/lockbox/vault.json)
   LOCKBOX_IDENTITY         age identity text that opens the vault (CI secrets)
   LOCKBOX_IDENTITY_FILE    an age identity file or SSH private key (a passphrase-
-                           protected one is asked for by `unlock` only)
+                           protected one: asked by commands for people, or their
+                           --identity-passphrase-file FILE; never by `get`)
   LOCKBOX_IDENTITY_CMD     a command (sh -c) printing an identity: systemd-creds
                            decrypt …, clevis decrypt < … (no terminal, 15 s at most)
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)

@@ -724,3 +724,260 @@ fn identity_command_end_to_end() {
     );
     env.run(&["lock"], "").assert_code(0);
 }
+
+// ---------------------------------------------------------------------------------
+// --identity-passphrase-file: the passphrase of an encrypted identity from a file
+
+/// Runs the binary in a new session (no controlling terminal: a prompt would fail at
+/// once, so a pass proves the passphrase came from the file).
+fn no_tty(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> common::Out {
+    let mut all = vec!["-w", common::BIN];
+    all.extend_from_slice(args);
+    env.run_program("setsid", &all, vars)
+}
+
+/// A passphrase file in `keys/` holding `text` and a newline (dropped when read).
+fn pass_file(env: &TestEnv, name: &str, text: &str) -> String {
+    let p = env.keys_dir().join(name);
+    fs::write(&p, format!("{text}\n")).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+/// `unlock --identity-file KEY --identity-passphrase-file FILE` with no terminal, then
+/// `get` through the agent with no identity variable at all.
+fn unlock_with_passphrase_file(env: &TestEnv, key: &Path, recipient: &str) {
+    env.track_secret(PASS);
+    env.run(&["init", "--recipient", recipient], "")
+        .assert_code(0);
+    env.store("pf.example", "u", "passphrase-file-secret-1");
+    let pass = pass_file(env, "id-pass", PASS);
+    let key = key.to_str().unwrap();
+    let out = no_tty(
+        env,
+        &[
+            "unlock",
+            "--identity-file",
+            key,
+            "--identity-passphrase-file",
+            &pass,
+        ],
+        &[],
+    );
+    out.assert_code(0);
+    assert!(out.stdout_str().starts_with("Unlocked "), "{out}");
+    let out = env.run(&["get"], "pf.example");
+    out.assert_quiet_ok();
+    assert!(out.stdout_str().contains("passphrase-file-secret-1"), "{out}");
+    env.run(&["lock"], "").assert_code(0);
+}
+
+#[test]
+fn unlock_with_identity_passphrase_file_ssh_ed25519() {
+    if !require_tool("ssh-keygen", "openssh-client") || !require_tool("setsid", "util-linux") {
+        return;
+    }
+    let env = TestEnv::new();
+    let (key, public) = ssh_keygen(&env, "ed25519", "id_ed25519", "me@host", PASS);
+    unlock_with_passphrase_file(&env, &key, &public);
+}
+
+#[test]
+fn unlock_with_identity_passphrase_file_ssh_rsa() {
+    if !require_tool("ssh-keygen", "openssh-client") || !require_tool("setsid", "util-linux") {
+        return;
+    }
+    let env = TestEnv::new();
+    let (key, public) = ssh_keygen(&env, "rsa", "id_rsa", "me@host", PASS);
+    unlock_with_passphrase_file(&env, &key, &public);
+}
+
+fn unlock_age_p_with_passphrase_file(armor: bool) {
+    if !require_tool("age", "age")
+        || !require_tool("script", "bsdutils")
+        || !require_tool("setsid", "util-linux")
+    {
+        return;
+    }
+    let env = TestEnv::new();
+    let (plain, recipient, _) = common::age_keygen(&env, "id.txt");
+    let encrypted = age_p(&env, &plain, armor);
+    fs::remove_file(&plain).unwrap();
+    unlock_with_passphrase_file(&env, &encrypted, &recipient);
+}
+
+#[test]
+fn unlock_with_identity_passphrase_file_age_p_binary() {
+    unlock_age_p_with_passphrase_file(false);
+}
+
+#[test]
+fn unlock_with_identity_passphrase_file_age_p_armored() {
+    unlock_age_p_with_passphrase_file(true);
+}
+
+/// A wrong passphrase in the file: one try, one line on stderr naming the identity,
+/// exit 1, neither passphrase printed, nothing unlocked. The same through
+/// `LOCKBOX_IDENTITY_FILE` (an ambient source that applies but fails is the error).
+#[test]
+fn wrong_identity_passphrase_file_is_one_line_and_exit_1() {
+    if !require_tool("ssh-keygen", "openssh-client") || !require_tool("setsid", "util-linux") {
+        return;
+    }
+    let env = TestEnv::new();
+    let (key, public) = ssh_keygen(&env, "ed25519", "id_ed25519", "me@host", PASS);
+    env.track_secret(PASS);
+    env.run(&["init", "--recipient", &public], "")
+        .assert_code(0);
+    env.store("pf.example", "u", "passphrase-file-secret-2");
+    let wrong_text = "wrong passphrase text 5e1";
+    env.track_secret(wrong_text);
+    let wrong = pass_file(&env, "wrong-pass", wrong_text);
+    let key = key.to_str().unwrap();
+    for (args, vars) in [
+        (
+            vec![
+                "unlock",
+                "--identity-file",
+                key,
+                "--identity-passphrase-file",
+                &wrong,
+            ],
+            vec![],
+        ),
+        (
+            vec!["unlock", "--identity-passphrase-file", &wrong],
+            vec![("LOCKBOX_IDENTITY_FILE", key)],
+        ),
+    ] {
+        let out = no_tty(&env, &args, &vars);
+        out.assert_code(1);
+        assert_eq!(out.stdout_str(), "", "{out}");
+        let err = out.stderr_str();
+        assert_eq!(err.lines().count(), 1, "{out}");
+        assert!(
+            err.contains(&format!("the identity in {key}")) && err.contains("wrong passphrase"),
+            "{out}"
+        );
+        assert!(!err.contains(wrong_text) && !err.contains(PASS), "{out}");
+    }
+    // Nothing was unlocked.
+    let out = env.run(&["get"], "pf.example");
+    out.assert_code(1);
+    assert!(out.stdout_str().starts_with(common::LOCKED_PREFIX), "{out}");
+    // A passphrase file that cannot be read names the flag and the identity.
+    let missing = env.keys_dir().join("absent");
+    let out = no_tty(
+        &env,
+        &[
+            "unlock",
+            "--identity-file",
+            key,
+            "--identity-passphrase-file",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    out.assert_code(1);
+    let err = out.stderr_str();
+    assert!(
+        err.contains("--identity-passphrase-file") && err.contains(key),
+        "{out}"
+    );
+}
+
+/// The flag with no identity source is a usage error (exit 2, one line that points at
+/// --passphrase-file for the vault's own passphrase); with an identity that is not
+/// encrypted it is harmless: never read (here it does not even exist).
+#[test]
+fn identity_passphrase_file_without_an_encrypted_identity() {
+    let env = TestEnv::new();
+    let (plain, recipient, _) = common::age_keygen(&env, "id.txt");
+    env.run(&["init", "--recipient", &recipient], "")
+        .assert_code(0);
+    let absent = env.keys_dir().join("absent");
+    let absent = absent.to_str().unwrap();
+    let out = no_tty(&env, &["unlock", "--identity-passphrase-file", absent], &[]);
+    out.assert_code(2);
+    let err = out.stderr_str();
+    assert_eq!(err.lines().count(), 1, "{out}");
+    assert!(
+        err.contains("no identity is given") && err.contains("--passphrase-file"),
+        "{out}"
+    );
+    let plain = plain.to_str().unwrap();
+    let out = no_tty(
+        &env,
+        &[
+            "unlock",
+            "--identity-file",
+            plain,
+            "--identity-passphrase-file",
+            absent,
+        ],
+        &[],
+    );
+    out.assert_code(0);
+    let out = no_tty(
+        &env,
+        &["unlock", "--identity-passphrase-file", absent],
+        &[("LOCKBOX_IDENTITY_FILE", plain)],
+    );
+    out.assert_code(0);
+    env.run(&["lock"], "").assert_code(0);
+}
+
+/// Every command for people that takes --identity-file takes the flag too: `export`,
+/// `exec`, `recipients add`, `recipients remove`, `passwd` open the vault an encrypted
+/// SSH key was made for, with no terminal.
+#[test]
+fn every_identity_file_command_takes_the_identity_passphrase_file() {
+    if !require_tool("ssh-keygen", "openssh-client") || !require_tool("setsid", "util-linux") {
+        return;
+    }
+    let env = TestEnv::new();
+    let (key, public) = ssh_keygen(&env, "ed25519", "id_ed25519", "me@host", PASS);
+    env.track_secret(PASS);
+    env.run(&["init", "--recipient", &public], "")
+        .assert_code(0);
+    env.store("all.example", "u", "passphrase-file-secret-3");
+    let pass = pass_file(&env, "id-pass", PASS);
+    let key = key.to_str().unwrap();
+    let with = ["--identity-file", key, "--identity-passphrase-file", &pass];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&with);
+        no_tty(&env, &all, &[("LOCKBOX_ARGON2_PARAMS", common::FAST_KDF)])
+    };
+
+    let out = run(&["export"]);
+    out.assert_code(0);
+    assert!(out.stdout_str().contains("all.example"), "{out}");
+
+    // CMD's `get` answer goes to keys/ (the one place a secret may sit in a test).
+    let got = env.keys_dir().join("got");
+    let script = format!(
+        "echo all.example | docker-credential-lockbox get > '{}'",
+        got.display()
+    );
+    let mut exec: Vec<&str> = vec!["exec"];
+    exec.extend_from_slice(&with);
+    exec.extend_from_slice(&["--", "sh", "-c", &script]);
+    let out = no_tty(&env, &exec, &[]);
+    out.assert_code(0);
+    let answer = fs::read_to_string(&got).unwrap();
+    assert!(answer.contains("passphrase-file-secret-3"), "{answer}");
+
+    let (_, other, _) = common::age_keygen(&env, "other.txt");
+    run(&["recipients", "add", &other, "--label", "other"]).assert_code(0);
+    run(&["recipients", "remove", "other"]).assert_code(0);
+
+    let new_pass = pass_file(&env, "new-pass", "a new vault passphrase 3c9");
+    env.track_secret("a new vault passphrase 3c9");
+    run(&["passwd", "--new-passphrase-file", &new_pass]).assert_code(0);
+    let out = env.run_env(
+        &["get"],
+        "all.example",
+        &[("LOCKBOX_PASSPHRASE_FILE", &new_pass)],
+    );
+    out.assert_quiet_ok();
+}

@@ -34,10 +34,11 @@ pub mod unlock;
 /// How a command that needs the vault's private key gets it.
 #[derive(Debug, Args, Default)]
 pub struct KeyOpts {
-    /// Read the passphrase from FILE instead of the terminal.
+    /// Read the vault's passphrase from FILE instead of the terminal.
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
-    /// Open the vault with an age identity file or unencrypted SSH private key.
+    /// Open the vault with an age identity file or SSH private key (a
+    /// passphrase-protected one too: ssh-keygen -N, age -p).
     #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
     pub identity_file: Option<PathBuf>,
     /// The passphrase of a passphrase-protected identity (ssh-keygen -N, age -p), from
