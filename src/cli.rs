@@ -47,8 +47,9 @@ Environment:
   LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
-  1. --identity-file / --identity-cmd / --passphrase-file / --openbao given to the
-     command
+  1. --identity-file / --passphrase-file / --identity-cmd / --openbao given to the
+     command (--identity-passphrase-file: the passphrase of an encrypted identity
+     of 1-3)
   2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE
   4. $CREDENTIALS_DIRECTORY/lockbox-identity (systemd LoadCredentialEncrypted=)
   5. LOCKBOX_PASSPHRASE_FILE
