@@ -767,7 +767,10 @@ fn unlock_with_passphrase_file(env: &TestEnv, key: &Path, recipient: &str) {
     assert!(out.stdout_str().starts_with("Unlocked "), "{out}");
     let out = env.run(&["get"], "pf.example");
     out.assert_quiet_ok();
-    assert!(out.stdout_str().contains("passphrase-file-secret-1"), "{out}");
+    assert!(
+        out.stdout_str().contains("passphrase-file-secret-1"),
+        "{out}"
+    );
     env.run(&["lock"], "").assert_code(0);
 }
 
