@@ -1249,6 +1249,77 @@ mod tests {
         );
     }
 
+    /// `f`'s identity as an `age -p` file (cheap scrypt: a test).
+    fn passphrase_protected(f: &Fixture, passphrase: &str) -> Vec<u8> {
+        let mut r = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
+        r.set_work_factor(2);
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+        let mut out = Vec::new();
+        let mut w = enc.wrap_output(&mut out).unwrap();
+        std::io::Write::write_all(&mut w, f.identity.as_bytes()).unwrap();
+        w.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn the_identity_passphrase_file_opens_encrypted_identities_of_every_identity_source() {
+        let f = fixture(None);
+        let enc = passphrase_protected(&f, "idpw");
+        let enc_file = f.dir.path().join("id.age");
+        std::fs::write(&enc_file, &enc).unwrap();
+        let with = |file: &str| KeyFlags {
+            identity_passphrase_file: Some(f.file(file, "idpw\n")),
+            ..KeyFlags::default()
+        };
+        // LOCKBOX_IDENTITY, LOCKBOX_IDENTITY_FILE and --identity-file, with no prompt.
+        let mut text = settings(None, None, None);
+        text.identity = Some(Zeroizing::new(enc.clone()));
+        assert_eq!(
+            opened_by(&f, &text, &with("p1"), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY"
+        );
+        let file = settings(None, Some(enc_file.clone()), None);
+        assert_eq!(
+            opened_by(&f, &file, &with("p2"), &NeverPrompt).unwrap(),
+            "LOCKBOX_IDENTITY_FILE"
+        );
+        let flags = KeyFlags {
+            identity_file: Some(enc_file.clone()),
+            ..with("p3")
+        };
+        assert!(
+            opened_by(&f, &settings(None, None, None), &flags, &NeverPrompt)
+                .unwrap()
+                .starts_with("--identity-file ")
+        );
+        // Without it nobody is asked here: the identity does not apply (locked).
+        assert!(matches!(
+            opened_by(&f, &file, &KeyFlags::default(), &NeverPrompt),
+            Err(Error::IdentityNeedsPassphrase { .. })
+        ));
+        // A wrong one is one try, then the error (never the terminal).
+        let cb = Scripted {
+            answer: Some("idpw"),
+            asked: Cell::new(0),
+        };
+        let wrong = KeyFlags {
+            identity_passphrase_file: Some(f.file("bad", "nope")),
+            ..KeyFlags::default()
+        };
+        let e = opened_by(&f, &file, &wrong, &cb).err().unwrap();
+        assert!(e.message().contains("wrong passphrase"), "{}", e.message());
+        assert_eq!(cb.asked.get(), 0);
+        // The identity command and the credential never take it: their text must be
+        // usable as is.
+        let mut cmd = settings(None, None, None);
+        cmd.identity_cmd = Some(format!("cat '{}'", enc_file.display()).into());
+        assert!(matches!(
+            opened_by(&f, &cmd, &with("p4"), &NeverPrompt),
+            Err(Error::IdentityNeedsPassphrase { .. })
+        ));
+    }
+
     #[test]
     fn the_systemd_credential_is_a_source_after_the_identity_variables() {
         let f = fixture(Some("pw"));
