@@ -47,14 +47,15 @@ Environment:
   LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
-  1. --identity-file / --passphrase-file / --identity-cmd / --openbao given to the
-     command (--identity-passphrase-file: the passphrase of an encrypted identity
-     of 1-3)
-  2. LOCKBOX_IDENTITY   3. LOCKBOX_IDENTITY_FILE
+  1. the command's flags: --identity-file, --passphrase-file, --identity-cmd,
+     --openbao (--identity-passphrase-file: the passphrase of an encrypted
+     identity of 1-3, for commands for people)
+  2. LOCKBOX_IDENTITY
+  3. LOCKBOX_IDENTITY_FILE
   4. $CREDENTIALS_DIRECTORY/lockbox-identity (systemd LoadCredentialEncrypted=)
   5. LOCKBOX_PASSPHRASE_FILE
   6. the OpenBao slot, when LOCKBOX_OPENBAO_TOKEN[_FILE] is set
-  7. the agent started by `unlock`
+  7. the agent started by `unlock` (get, export; inside `exec`, its own)
   8. LOCKBOX_IDENTITY_CMD (run only when nothing above opened the vault)
   9. the terminal (commands for people only; protocol actions never prompt)
 A flag that fails is an error. A variable or agent that does not apply to this vault
