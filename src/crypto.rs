@@ -216,10 +216,17 @@ impl VaultKey {
         Self::from_slot_plaintext(&plain, vault_public)
     }
 
-    /// Wraps the private key to an age recipient (an age slot).
+    /// Wraps the private key to an age recipient (an age slot). A plugin recipient
+    /// runs its plugin with terminal callbacks: slots are only made by commands for
+    /// people (`init`, `recipients add`, a rotation), never by a protocol action.
     pub fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>> {
-        let secret = self.export_secret();
-        age_encrypt(recipient.as_dyn(), secret.expose_secret().as_bytes())
+        match recipient {
+            Recipient::X25519(r) => self.wrap_to(r),
+            Recipient::Ssh(r) => self.wrap_to(r),
+            Recipient::Plugin(r) => {
+                r.wrap(self, crate::identities::PluginCallbacks::terminal())
+            }
+        }
     }
 
     /// Wraps the private key to any age recipient: a plugin's or a tag recipient
@@ -375,16 +382,24 @@ pub enum Recipient {
     X25519(age::x25519::Recipient),
     /// `ssh-ed25519 …` or `ssh-rsa …`
     Ssh(age::ssh::Recipient),
+    /// A plugin recipient (`age1NAME1…`) or a tag recipient (`age1tag1…`,
+    /// `age1tagpq1…`): a vault holding one is format version 2 (`docs/FORMAT.md`).
+    Plugin(crate::identities::PluginRecipient),
 }
 
 impl Recipient {
-    /// Parses `age1…`, `ssh-ed25519 AAAA… [comment]` or `ssh-rsa AAAA… [comment]`.
+    /// Parses `age1…` (X25519, a plugin's or a tag recipient), `ssh-ed25519 AAAA…
+    /// [comment]` or `ssh-rsa AAAA… [comment]`. Never runs a plugin.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.starts_with("age1") {
-            return age::x25519::Recipient::from_str(text)
-                .map(Recipient::X25519)
-                .map_err(|_| Error::BadRecipient(text.to_owned()));
+            if let Ok(r) = age::x25519::Recipient::from_str(text) {
+                return Ok(Recipient::X25519(r));
+            }
+            return match crate::identities::PluginRecipient::parse(text) {
+                Some(r) => r.map(Recipient::Plugin),
+                None => Err(Error::BadRecipient(text.to_owned())),
+            };
         }
         if text.starts_with("ssh-") {
             if ssh_guard::recipient_panics_age(text) {
@@ -402,13 +417,15 @@ impl Recipient {
         match self {
             Recipient::X25519(r) => r.to_string(),
             Recipient::Ssh(r) => r.to_string(),
+            Recipient::Plugin(r) => r.canonical(),
         }
     }
 
-    fn as_dyn(&self) -> &dyn age::Recipient {
+    /// Whether wrapping to it runs a plugin (`age1NAME1…`; tag recipients are native).
+    pub fn needs_plugin(&self) -> Option<&str> {
         match self {
-            Recipient::X25519(r) => r,
-            Recipient::Ssh(r) => r,
+            Recipient::Plugin(crate::identities::PluginRecipient::Plugin(r)) => Some(r.plugin()),
+            _ => None,
         }
     }
 }

@@ -147,6 +147,20 @@ pub enum Error {
     /// A rotation would have to re-wrap an OpenBao slot (named by its label), which
     /// this build does not do.
     RotateOpenBao(String),
+    /// A rotation would have to re-wrap a plugin slot whose plugin is not in `PATH`
+    /// here; checked before anything is asked or written.
+    RotatePlugin {
+        /// The plugin's name (`age-plugin-NAME`).
+        plugin: String,
+        /// The slot's label.
+        label: String,
+    },
+    /// An age plugin asked for an answer (a PIN, a confirmation) where nobody can give
+    /// one (protocol actions): an ambient source falls through to the agent.
+    PluginNeedsAnswer {
+        /// The plugin's name (`age-plugin-NAME`).
+        plugin: String,
+    },
     /// An OpenBao source was asked, and the vault has no OpenBao slot.
     NoOpenBaoSlot,
     /// Talking to OpenBao failed (`src/openbao.rs`); its text is one line. Boxed: it is
@@ -284,6 +298,8 @@ impl Error {
             }
             Error::LastSlot => messages::LAST_SLOT.to_owned(),
             Error::RotateOpenBao(label) => messages::rotate_openbao(label),
+            Error::RotatePlugin { plugin, label } => messages::rotate_plugin(plugin, label),
+            Error::PluginNeedsAnswer { plugin } => messages::plugin_needs_answer(plugin),
             Error::OpenBao(e) => e.to_string(),
             Error::NoOpenBaoSlot => messages::NO_OPENBAO_SLOT.to_owned(),
             Error::NoSuchSlot(i) => messages::no_such_slot(*i),

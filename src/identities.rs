@@ -53,9 +53,6 @@ pub const PLUGIN_GET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries a person gets at a passphrase on the terminal.
 pub const TERMINAL_TRIES: u32 = 3;
 
-/// The hint given when a protocol action meets an identity it would have to ask for.
-pub const RUN_UNLOCK: &str = "protocol actions never ask for it: run 'docker-credential-lockbox unlock' on a terminal, and 'get' uses the agent";
-
 /// Where the passphrase of a protected identity comes from.
 pub trait Ask {
     /// The passphrase for `what` (the identity's source, e.g. a path), or `None` when
@@ -441,6 +438,14 @@ impl PluginRecipient {
     }
 }
 
+/// Fails with the missing-plugin error unless `age-plugin-NAME` is found in `PATH`, as
+/// age looks it up; runs nothing. Callers check before they ask or write anything.
+pub fn require_plugin(name: &str) -> Result<()> {
+    age::plugin::RecipientPluginV1::new(name, &[], &[], PluginCallbacks::never())
+        .map(drop)
+        .map_err(|_| missing_plugin(name))
+}
+
 fn first_line(text: &str) -> String {
     crate::messages::sanitize(text.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
 }
@@ -650,17 +655,15 @@ fn unwrap_with_plugin(
     match result {
         None => Ok(None),
         Some(Ok(key)) => Ok(Some(key)),
-        Some(Err(e)) => {
-            let reason = if callbacks.refused() {
-                format!("it needs an answer (a PIN, a confirmation); {RUN_UNLOCK}")
-            } else {
-                format!("it failed: {}", first_line(&e.to_string()))
-            };
-            Err(Error::BadIdentity {
-                source_name: format!("age-plugin-{name}"),
-                reason,
-            })
-        }
+        // Refused for want of a person: "does not apply" (`keysource::does_not_apply`),
+        // so `get` falls through to the agent, as for a passphrase-protected identity.
+        Some(Err(_)) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
+            plugin: name.to_owned(),
+        }),
+        Some(Err(e)) => Err(Error::BadIdentity {
+            source_name: format!("age-plugin-{name}"),
+            reason: format!("it failed: {}", first_line(&e.to_string())),
+        }),
     }
 }
 

@@ -194,6 +194,7 @@ pub fn does_not_apply(e: &Error) -> bool {
             | Error::NoOpenBaoSlot
             | Error::Locked
             | Error::IdentityNeedsPassphrase { .. }
+            | Error::PluginNeedsAnswer { .. }
     )
 }
 
@@ -445,13 +446,13 @@ fn passphrase_verdict(vault: &Vault) -> Verdict {
 /// key, an `age -p` identity file), whose passphrase is asked through `callbacks`
 /// (never in protocol actions: [`Error::IdentityNeedsPassphrase`], which falls through
 /// to the agent), or read from `ask_file` (`--identity-passphrase-file`: one try, no
-/// prompt). Plugin identities are refused until plugin slots are wired in.
+/// prompt). Plugin identities are kept as text: no plugin runs here.
 fn parse_identities(
     text: &[u8],
     source_name: &str,
     callbacks: &dyn Callbacks,
     ask_file: Option<&PathBuf>,
-) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+) -> Result<crate::identities::Identities> {
     /// The pipeline's callbacks as the identity parser's way to ask.
     struct Via<'a>(&'a dyn Callbacks);
     impl crate::identities::Ask for Via<'_> {
@@ -489,18 +490,29 @@ fn parse_identities(
             1
         }
     }
-    let ids = match ask_file {
-        Some(file) => crate::identities::parse(text, source_name, &FromFile(file))?,
-        None => crate::identities::parse(text, source_name, &Via(callbacks))?,
-    };
-    if !ids.plugins.is_empty() {
-        return Err(Error::BadIdentity {
-            source_name: source_name.to_owned(),
-            reason: "age plugin identities (AGE-PLUGIN-…) are not supported by this build yet"
-                .into(),
-        });
+    match ask_file {
+        Some(file) => crate::identities::parse(text, source_name, &FromFile(file)),
+        None => crate::identities::parse(text, source_name, &Via(callbacks)),
     }
-    Ok(ids.native)
+}
+
+/// Opens the vault with parsed identities (`src/identities.rs`: native ones first, each
+/// plugin at most once). A caller that may prompt (commands for people) lets a plugin
+/// ask on the terminal, unbounded; one that may not (`get`, protocol actions, units)
+/// answers every plugin request "no" and gives each plugin [`PLUGIN_GET_TIMEOUT`].
+///
+/// [`PLUGIN_GET_TIMEOUT`]: crate::identities::PLUGIN_GET_TIMEOUT
+fn open_with(
+    vault: &Vault,
+    ids: &crate::identities::Identities,
+    callbacks: &dyn Callbacks,
+) -> Result<VaultKey> {
+    use crate::identities::{PLUGIN_GET_TIMEOUT, PluginCallbacks};
+    if callbacks.interactive() {
+        vault.open_with_identity_set(ids, &PluginCallbacks::terminal(), None)
+    } else {
+        vault.open_with_identity_set(ids, &PluginCallbacks::never(), Some(PLUGIN_GET_TIMEOUT))
+    }
 }
 
 /// `--identity-cmd CMD` or `LOCKBOX_IDENTITY_CMD`: a command whose stdout is an
@@ -537,7 +549,7 @@ impl KeySource for IdentityCmd {
         out.stderr.relay(&mut std::io::stderr());
         let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt, None)?;
         Ok(KeyOpened {
-            key: vault.open_with_identities(&ids)?,
+            key: open_with(vault, &ids, &NeverPrompt)?,
             passphrase: None,
             source: self.name(),
         })
@@ -572,7 +584,7 @@ impl KeySource for Credential {
         // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
         let ids = parse_identities(&text, &self.name(), &NeverPrompt, None)?;
         Ok(KeyOpened {
-            key: vault.open_with_identities(&ids)?,
+            key: open_with(vault, &ids, &NeverPrompt)?,
             passphrase: None,
             source: self.name(),
         })
@@ -675,7 +687,7 @@ impl KeySource for IdentityText<'_> {
     fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
         let ids = parse_identities(self.text, var::IDENTITY, callbacks, self.ask_file.as_ref())?;
         Ok(KeyOpened {
-            key: vault.open_with_identities(&ids)?,
+            key: open_with(vault, &ids, callbacks)?,
             passphrase: None,
             source: self.name(),
         })
@@ -710,7 +722,7 @@ impl KeySource for IdentityFile {
             self.ask_file.as_ref(),
         )?;
         Ok(KeyOpened {
-            key: vault.open_with_identities(&ids)?,
+            key: open_with(vault, &ids, callbacks)?,
             passphrase: None,
             source: self.name(),
         })

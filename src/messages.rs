@@ -341,6 +341,25 @@ pub fn rotate_openbao(label: &str) -> String {
     )
 }
 
+/// A rotation (`recipients remove`, `passwd`) must re-wrap a plugin slot, and its
+/// plugin is not in `PATH` on this host.
+pub fn rotate_plugin(plugin: &str, label: &str) -> String {
+    format!(
+        "refusing to rotate the vault key: rotation needs age-plugin-{} on this host: every slot is re-wrapped for the new key, and the slot {:?} is that plugin's; nothing was changed. Install age-plugin-{} (in PATH) and run the command again",
+        sanitize(plugin),
+        sanitize(label),
+        sanitize(plugin)
+    )
+}
+
+/// An age plugin asked for a PIN or a confirmation in a protocol action.
+pub fn plugin_needs_answer(plugin: &str) -> String {
+    format!(
+        "age-plugin-{} needs an answer (a PIN, a confirmation), and protocol actions never ask: run 'docker-credential-lockbox unlock' on a terminal (it asks once and the agent holds the key)",
+        sanitize(plugin)
+    )
+}
+
 /// Rotation needs the passphrase to re-wrap the passphrase slot.
 pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vault key, and the passphrase slot must be re-wrapped: give the passphrase on the terminal, with --passphrase-file FILE, or in LOCKBOX_PASSPHRASE_FILE";
 

@@ -14,16 +14,21 @@ use serde::Serialize;
 
 use crate::crypto::{self, KdfParams, PassphraseWrap, Recipient, VaultKey};
 use crate::error::{Error, Result};
+use crate::identities::{AgeSlot, Identities, PluginCallbacks, SlotKind};
 use crate::serverurl;
 
 mod parse;
 use parse::{RawSlot, Sink};
 
-/// The format version of a vault without an OpenBao slot (`docs/FORMAT.md` "Versions").
+/// The format version of a vault without an OpenBao slot or a plugin/tag recipient
+/// (`docs/FORMAT.md` "Versions").
 pub const FORMAT_VERSION: u64 = 1;
-/// The format version of a vault that holds an OpenBao slot, which a version-1 reader
-/// would refuse; also the newest version this build reads.
+/// The format version of a vault that holds an OpenBao slot or an age slot for a
+/// plugin or tag recipient, which a version-1 reader would refuse; also the newest
+/// version this build reads.
 pub const OPENBAO_FORMAT_VERSION: u64 = 2;
+/// The same version 2, named for what plugin and tag recipients need.
+pub const PLUGIN_FORMAT_VERSION: u64 = OPENBAO_FORMAT_VERSION;
 /// The newest format version this build reads.
 pub const MAX_FORMAT_VERSION: u64 = OPENBAO_FORMAT_VERSION;
 
@@ -94,15 +99,19 @@ impl Slot {
             ),
             Slot::Age {
                 label, recipient, ..
-            } => {
-                let kind = recipient.split_whitespace().next().unwrap_or("age");
-                let kind = if kind.starts_with("age1") {
-                    "x25519"
-                } else {
-                    kind
-                };
-                format!("age {kind} \"{label}\"")
-            }
+            } => match crate::identities::slot_kind(recipient) {
+                SlotKind::Plugin(name) => format!("age plugin {name} \"{label}\""),
+                SlotKind::Tag => format!("age tag \"{label}\""),
+                SlotKind::Native => {
+                    let kind = recipient.split_whitespace().next().unwrap_or("age");
+                    let kind = if kind.starts_with("age1") {
+                        "x25519"
+                    } else {
+                        kind
+                    };
+                    format!("age {kind} \"{label}\"")
+                }
+            },
             Slot::OpenBao {
                 label, mount, key, ..
             } => format!("openbao transit {mount}/{key} \"{label}\""),
@@ -487,6 +496,44 @@ impl Vault {
         self.slots.iter().any(|s| matches!(s, Slot::OpenBao { .. }))
     }
 
+    /// Opens the private key with `ids` (`src/identities.rs`): native identities
+    /// against the X25519 and SSH slots first, then each plugin once, with the
+    /// stanzas of every plugin or tag slot it could open. `callbacks` is how a plugin
+    /// may talk to a person; `deadline` bounds each plugin run (`Some` where nobody can
+    /// answer, e.g. `get`). The key that opened a slot is checked against the slots MAC.
+    pub fn open_with_identity_set(
+        &self,
+        ids: &Identities,
+        callbacks: &PluginCallbacks,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<VaultKey> {
+        let slots: Vec<AgeSlot<'_>> = self
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Age {
+                    recipient, wrapped, ..
+                } => Some(AgeSlot { recipient, wrapped }),
+                _ => None,
+            })
+            .collect();
+        if slots.is_empty() {
+            return Err(Error::NoAgeSlot);
+        }
+        match crate::identities::open_age_slots(&slots, ids, &self.public, callbacks, deadline)? {
+            Some(key) => self.verified(key),
+            None => Err(Error::NoMatchingIdentity),
+        }
+    }
+
+    /// Whether the vault has an age slot for a plugin or tag recipient.
+    pub fn has_plugin_slot(&self) -> bool {
+        self.slots.iter().any(|s| {
+            matches!(s, Slot::Age { recipient, .. }
+                if crate::identities::slot_kind(recipient) != SlotKind::Native)
+        })
+    }
+
     /// Opens the private key with any of the given age identities.
     pub fn open_with_identities(
         &self,
@@ -543,6 +590,18 @@ impl Vault {
                 "an OpenBao slot in a version-{version} file (it needs version {OPENBAO_FORMAT_VERSION})"
             )));
         }
+        // A version-1 reader refuses these recipients ("recipient does not parse"), so
+        // a version-1 file holding one was not written by lockbox (FORMAT.md "Versions").
+        if version < PLUGIN_FORMAT_VERSION
+            && let Some(i) = slots.iter().position(|s| {
+                matches!(s, Slot::Age { recipient, .. }
+                    if crate::identities::slot_kind(recipient) != SlotKind::Native)
+            })
+        {
+            return Err(bad(format!(
+                "slot {i}: a plugin or tag recipient in a version-{version} file (it needs version {PLUGIN_FORMAT_VERSION})"
+            )));
+        }
         let mac: [u8; 32] = b64(&bad, "slots_mac", slots_mac, 32)?
             .try_into()
             .map_err(|_| bad("slots_mac is not 32 bytes".into()))?;
@@ -590,10 +649,11 @@ impl Vault {
         Ok(bytes)
     }
 
-    /// The version this vault is written as: 2 when it holds an OpenBao slot, else 1,
-    /// so a vault without one still opens with older builds.
+    /// The version this vault is written as: 2 when it holds an OpenBao slot or an
+    /// age slot for a plugin or tag recipient, else 1, so a vault without one still
+    /// opens with older builds.
     pub fn format_version(&self) -> u64 {
-        if self.slots.iter().any(|s| matches!(s, Slot::OpenBao { .. })) {
+        if self.has_openbao_slot() || self.has_plugin_slot() {
             OPENBAO_FORMAT_VERSION
         } else {
             FORMAT_VERSION
@@ -1143,6 +1203,106 @@ mod tests {
             View::parse(v1.as_bytes(), Path::new("v")),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    /// A throwaway key of the test plugin (tests/plugin) and a tag recipient.
+    const PLUGIN_RECIPIENT: &str =
+        "age1lockboxtest1q8wa3759jdv38u7gjyhvuh8jkge9dw8xlczpq9c46lhg8gwfe6gz7lnqzd3";
+    const TAG_RECIPIENT: &str =
+        "age1tag1qt8lw0ual6avlwmwatk888yqnmdamm7xfd0wak53ut6elz5c4swx2yqdj4e";
+
+    /// A vault with a passphrase slot and an age slot for `recipient` (its wrapped
+    /// key made natively for the tag recipient: the parser never opens a slot).
+    fn with_recipient(recipient: &str) -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        let tag = Recipient::parse(TAG_RECIPIENT).unwrap();
+        v.slots.push(Slot::Age {
+            label: "hw".into(),
+            recipient: recipient.into(),
+            wrapped: key.wrap_to_recipient(&tag).unwrap(),
+        });
+        v.seal_slots(&key);
+        (key, v)
+    }
+
+    #[test]
+    fn plugin_and_tag_slots_are_version_2_and_roundtrip() {
+        for (r, shown) in [
+            (PLUGIN_RECIPIENT, "age plugin lockboxtest \"hw\""),
+            (TAG_RECIPIENT, "age tag \"hw\""),
+        ] {
+            let (key, v) = with_recipient(r);
+            assert_eq!(v.format_version(), PLUGIN_FORMAT_VERSION);
+            assert!(v.has_plugin_slot());
+            let bytes = v.to_file_bytes().unwrap();
+            assert!(bytes.starts_with(b"{\"lockbox\":2,"));
+            let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+            assert_eq!(back.to_bytes(), bytes);
+            back.check_key(&key).unwrap();
+            assert_eq!(back.slots()[1].describe(), shown);
+            assert!(View::parse(&bytes, Path::new("v")).is_ok());
+            // Dropping the slot (a rotation) writes version 1 again.
+            let mut v = back;
+            v.rotate(&key, &[1], Some(&SecretString::from("pw".to_owned())), None)
+                .unwrap();
+            assert_eq!(v.format_version(), FORMAT_VERSION);
+        }
+        let (_, v) = sample();
+        assert!(!v.has_plugin_slot());
+        assert_eq!(v.format_version(), FORMAT_VERSION);
+    }
+
+    #[test]
+    fn plugin_or_tag_slot_in_version_1_is_damaged() {
+        for r in [PLUGIN_RECIPIENT, TAG_RECIPIENT] {
+            let (_, v) = with_recipient(r);
+            let text = String::from_utf8(v.to_bytes()).unwrap();
+            let v1 = text.replace("\"lockbox\":2", "\"lockbox\":1");
+            for e in [
+                Vault::parse(v1.as_bytes(), Path::new("v")).err(),
+                View::parse(v1.as_bytes(), Path::new("v")).err(),
+            ] {
+                match e {
+                    Some(Error::Corrupt { reason, .. }) => {
+                        assert!(reason.contains("plugin or tag recipient"), "{reason}")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_plugin_or_tag_recipient_does_not_parse() {
+        let (_, v) = with_recipient(PLUGIN_RECIPIENT);
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        for bad in [
+            // A checksum error, a tag recipient that is no P-256 point, a bad name.
+            PLUGIN_RECIPIENT.replace("lnqzd3", "lnqzd4"),
+            "age1tag1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
+            "age1lock/boxtest1q8wa3759jdv38u7gjyhvuh8jkge9dw8xlczpq9c46lhg8gwfe6gz7lnqzd3"
+                .into(),
+        ] {
+            let t = text.replace(PLUGIN_RECIPIENT, &bad);
+            match Vault::parse(t.as_bytes(), Path::new("v")) {
+                Err(Error::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("recipient does not parse"), "{bad}: {reason}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn plugin_recipients_are_found_and_deduplicated_by_canonical_text() {
+        let (_, v) = with_recipient(PLUGIN_RECIPIENT);
+        assert_eq!(v.find_recipient(PLUGIN_RECIPIENT), vec![1]);
+        assert_eq!(v.find_recipient(&format!("  {PLUGIN_RECIPIENT} ")), vec![1]);
+        assert_eq!(v.find_recipient("hw"), vec![1]);
+        let (key, mut v) = with_recipient(TAG_RECIPIENT);
+        let tag = Recipient::parse(TAG_RECIPIENT).unwrap();
+        assert!(!v.add_recipient(&key, &tag, "again".into()).unwrap());
+        assert_eq!(v.slots().len(), 2);
     }
 
     #[test]

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::recipients::{parse_recipient_arg, read_recipients_file};
+use super::recipients::{parse_recipient_arg, read_recipients_file, require_plugins};
 use super::{ask_new_passphrase, kdf_params};
 use crate::config::Settings;
 use crate::crypto::VaultKey;
@@ -24,8 +24,9 @@ pub struct Opts {
     /// is dropped), for scripts.
     #[arg(long, value_name = "FILE", conflicts_with = "passphrase")]
     passphrase_file: Option<PathBuf>,
-    /// Add an age slot for RECIPIENT: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
-    /// Repeatable.
+    /// Add an age slot for RECIPIENT: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, an age
+    /// plugin's recipient (`age1NAME1…`, wrapped by running age-plugin-NAME) or a tag
+    /// recipient (`age1tag1…`). Repeatable.
     #[arg(long, value_name = "RECIPIENT")]
     recipient: Vec<String>,
     /// The label of the age slot of the --recipient in the same position (the first
@@ -56,6 +57,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     for file in &o.recipients_file {
         recipients.extend(read_recipients_file(file)?);
     }
+    require_plugins(&recipients)?;
     let passphrase = if o.passphrase {
         Some(ask_new_passphrase()?)
     } else if let Some(file) = &o.passphrase_file {

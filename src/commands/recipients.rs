@@ -23,9 +23,10 @@ pub enum Opts {
         #[arg(long)]
         json: bool,
     },
-    /// Add age slots: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, or files of them
-    /// (GitHub-style authorized_keys files work); or an OpenBao transit slot
-    /// (--openbao-mount, --openbao-key).
+    /// Add age slots: `age1…`, `ssh-ed25519 …`, `ssh-rsa …`, an age plugin's
+    /// recipient (`age1NAME1…`, wrapped by running age-plugin-NAME) or a tag recipient
+    /// (`age1tag1…`), or files of them (GitHub-style authorized_keys files work); or an
+    /// OpenBao transit slot (--openbao-mount, --openbao-key).
     Add {
         /// Recipients to add.
         recipients: Vec<String>,
@@ -204,6 +205,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             if parsed.is_empty() {
                 return Err(Usage::NoRecipients.into());
             }
+            require_plugins(&parsed)?;
             let vault_key = open_key(&vault, settings, &key.flags())?.key;
             let added = path.update(|v| {
                 let mut added = Vec::new();
@@ -325,16 +327,44 @@ fn add_openbao(
     Ok(Exit::Ok)
 }
 
-/// The transit client a rotation re-wraps the kept OpenBao slots with (`passwd`,
-/// `recipients remove`): `None` when no kept slot is an OpenBao slot. Found before
-/// anything is asked or written; no token is [`Error::RotateOpenBao`].
+/// Checks that the plugin of every plugin recipient about to be added is in `PATH`,
+/// before anything is asked or written (`init`, `recipients add`).
+pub fn require_plugins(recipients: &[(Recipient, String)]) -> Result<(), Error> {
+    for (r, _) in recipients {
+        if let Some(name) = r.needs_plugin() {
+            crate::identities::require_plugin(name)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a rotation (`passwd`, `recipients remove`) needs from this host, found before
+/// anything is asked or written. Every kept plugin slot is re-wrapped by running its
+/// plugin: one not in `PATH` is [`Error::RotatePlugin`] (tag slots wrap natively).
+/// Then the transit client the kept OpenBao slots are re-wrapped with: `None` when no
+/// kept slot is an OpenBao slot; no token is [`Error::RotateOpenBao`].
 pub fn rotation_client(
     vault: &crate::vault::Vault,
     removed: &[usize],
     settings: &Settings,
     token_file: Option<&Path>,
 ) -> Result<Option<crate::openbao::Client>, Error> {
+    use crate::identities::{SlotKind, require_plugin, slot_kind};
     use crate::openbao::{self, TokenScope};
+    for (i, slot) in vault.slots().iter().enumerate() {
+        if let Slot::Age {
+            label, recipient, ..
+        } = slot
+            && !removed.contains(&i)
+            && let SlotKind::Plugin(plugin) = slot_kind(recipient)
+            && require_plugin(&plugin).is_err()
+        {
+            return Err(Error::RotatePlugin {
+                plugin,
+                label: label.clone(),
+            });
+        }
+    }
     let Some(label) = vault.slots().iter().enumerate().find_map(|(i, s)| match s {
         Slot::OpenBao { label, .. } if !removed.contains(&i) => Some(label.clone()),
         _ => None,
