@@ -223,9 +223,7 @@ impl VaultKey {
         match recipient {
             Recipient::X25519(r) => self.wrap_to(r),
             Recipient::Ssh(r) => self.wrap_to(r),
-            Recipient::Plugin(r) => {
-                r.wrap(self, crate::identities::PluginCallbacks::terminal())
-            }
+            Recipient::Plugin(r) => r.wrap(self, crate::identities::PluginCallbacks::terminal()),
         }
     }
 

@@ -169,7 +169,11 @@ pub fn bad_identity(source: &str, reason: &str) -> String {
 /// or a PEM/OpenSSH private key block): such text is never repeated back.
 pub fn is_private_key(text: &str) -> bool {
     // Bech32 may be written in either case; PEM armor is always upper case.
-    text.to_ascii_uppercase().contains("AGE-SECRET-KEY-1") || text.contains("PRIVATE KEY-----")
+    // An age plugin identity (`AGE-PLUGIN-…`) may hold key material too.
+    let upper = text.to_ascii_uppercase();
+    upper.contains("AGE-SECRET-KEY-1")
+        || upper.contains("AGE-PLUGIN-")
+        || text.contains("PRIVATE KEY-----")
 }
 
 /// A private key was given where a recipient belongs.
@@ -181,7 +185,7 @@ pub fn bad_recipient(recipient: &str) -> String {
         return PRIVATE_KEY_NOT_RECIPIENT.to_owned();
     }
     format!(
-        "not a recipient lockbox can use: {recipient:?}; expected an age public key (age1…), 'ssh-ed25519 …' or 'ssh-rsa …'"
+        "not a recipient lockbox can use: {recipient:?}; expected an age public key (age1…), an age plugin or tag recipient (age1NAME1…, age1tag1…), 'ssh-ed25519 …' or 'ssh-rsa …'"
     )
 }
 

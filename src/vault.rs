@@ -1280,13 +1280,15 @@ mod tests {
             // A checksum error, a tag recipient that is no P-256 point, a bad name.
             PLUGIN_RECIPIENT.replace("lnqzd3", "lnqzd4"),
             "age1tag1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
-            "age1lock/boxtest1q8wa3759jdv38u7gjyhvuh8jkge9dw8xlczpq9c46lhg8gwfe6gz7lnqzd3"
-                .into(),
+            "age1lock/boxtest1q8wa3759jdv38u7gjyhvuh8jkge9dw8xlczpq9c46lhg8gwfe6gz7lnqzd3".into(),
         ] {
             let t = text.replace(PLUGIN_RECIPIENT, &bad);
             match Vault::parse(t.as_bytes(), Path::new("v")) {
                 Err(Error::Corrupt { reason, .. }) => {
-                    assert!(reason.contains("recipient does not parse"), "{bad}: {reason}")
+                    assert!(
+                        reason.contains("recipient does not parse"),
+                        "{bad}: {reason}"
+                    )
                 }
                 other => panic!("{bad}: {other:?}"),
             }

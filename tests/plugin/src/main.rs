@@ -8,7 +8,8 @@
 //!   count how often lockbox started a plugin;
 //! - a key generated with `--pin` asks for a PIN (`1234`) through the client's
 //!   callbacks before it unwraps anything, as hardware plugins do;
-//! - a key generated with `--hang` never answers an unwrap, to test deadlines.
+//! - a key generated with `--hang` never answers an unwrap, to test deadlines (it
+//!   exits when its client goes away, or after two minutes).
 //!
 //! `age-plugin-lockboxtest --generate [--pin] [--hang]` prints an identity file with
 //! the recipient in a `# recipient:` comment, as real plugins do.
@@ -155,7 +156,7 @@ impl IdentityPluginV1 for Identities {
                     continue;
                 };
                 if key[0] & FLAG_HANG != 0 {
-                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    hang();
                 }
                 if key[0] & FLAG_PIN != 0 {
                     match callbacks.request_secret("Enter the lockboxtest PIN")? {
@@ -192,6 +193,21 @@ impl IdentityPluginV1 for Identities {
         }
         Ok(out)
     }
+}
+
+/// Never answers: waits until the client gives up on it (its stdin closes when the
+/// client exits, e.g. `get` past its deadline), at most two minutes, then exits, so a
+/// test never leaves a plugin behind for long.
+fn hang() -> ! {
+    log("hang");
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = io::stdin().lock().read_to_end(&mut sink);
+        log("hang: stdin closed");
+        std::process::exit(3);
+    });
+    std::thread::sleep(std::time::Duration::from_secs(120));
+    std::process::exit(3);
 }
 
 fn main() -> io::Result<()> {
