@@ -124,6 +124,27 @@ for name, change in [("addr", {"addr": "https://attacker.example"}), ("sys_mount
                      ("dotdot_key", {"key": ".."}), ("plain_ciphertext", {"ciphertext": "QUJD"})]:
     v = json.loads(json.dumps(hub)); v["lockbox"] = 2; v["slots"].append(dict(ob, **change))
     put(f"fail_openbao_{name}.json", json.dumps(v))
+# Plugin and tag recipients in age slots (format version 2, FORMAT.md "Age slot"): the
+# parser checks the recipient parses and the version; it never runs a plugin. The
+# wrapped key is the hub slot's (nothing checks it is encrypted to the recipient).
+PLUGIN = "age1lockboxtest1q8wa3759jdv38u7gjyhvuh8jkge9dw8xlczpq9c46lhg8gwfe6gz7lnqzd3"
+TAG = "age1tag1qt8lw0ual6avlwmwatk888yqnmdamm7xfd0wak53ut6elz5c4swx2yqdj4e"
+age_slot = hub["slots"][0]
+for name, r in [("plugin", PLUGIN), ("tag", TAG)]:
+    v = json.loads(json.dumps(hub)); v["lockbox"] = 2
+    v["slots"].append(dict(age_slot, label="hw", recipient=r))
+    put(f"{name}_slot.json", json.dumps(v))
+    v["lockbox"] = 1
+    put(f"fail_{name}_slot_in_version_1.json", json.dumps(v))
+# Padded: the parser trims a recipient, so the version rule must see through it too.
+v = json.loads(json.dumps(hub))
+v["slots"].append(dict(age_slot, label="hw", recipient=" " + PLUGIN + "\t"))
+put("fail_plugin_slot_in_version_1_padded.json", json.dumps(v))
+for name, r in [("checksum", PLUGIN[:-1] + "4"), ("name", PLUGIN.replace("lockboxtest", "lock/boxtest")),
+                ("tag_point", "age1tag1" + "q" * 59)]:
+    v = json.loads(json.dumps(hub)); v["lockbox"] = 2
+    v["slots"].append(dict(age_slot, label="hw", recipient=r))
+    put(f"fail_plugin_recipient_{name}.json", json.dumps(v))
 # Escapes in keys and members are read (as Cow strings), not refused.
 put("escaped_keys.json", doc("{" + one.replace(json.dumps(key), '"\\u0068ttps:\\/\\/index.docker.io\\/v1\\/"', 1) + "}"))
 PY

@@ -362,6 +362,9 @@ pub enum SlotKind {
 
 /// The kind of a slot's recipient text (cheap: a prefix and, for plugins, the name).
 pub fn slot_kind(recipient: &str) -> SlotKind {
+    // Trimmed as `crypto::Recipient::parse` trims: a padded plugin recipient in a file
+    // must not pass for a native one (and slip into a version-1 file).
+    let recipient = recipient.trim();
     if recipient.starts_with("age1tag1") || recipient.starts_with("age1tagpq1") {
         SlotKind::Tag
     } else if recipient.starts_with("age1")

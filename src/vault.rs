@@ -1254,7 +1254,8 @@ mod tests {
 
     #[test]
     fn plugin_or_tag_slot_in_version_1_is_damaged() {
-        for r in [PLUGIN_RECIPIENT, TAG_RECIPIENT] {
+        let padded = format!(" {PLUGIN_RECIPIENT}\t");
+        for r in [PLUGIN_RECIPIENT, TAG_RECIPIENT, &padded] {
             let (_, v) = with_recipient(r);
             let text = String::from_utf8(v.to_bytes()).unwrap();
             let v1 = text.replace("\"lockbox\":2", "\"lockbox\":1");
