@@ -16,6 +16,10 @@
 //! the next key's deadline. Keys are forgotten at their idle deadline (moved on by
 //! every decrypt) or their absolute one, whichever comes first; [`VaultKey`] zeroes on
 //! drop.
+//!
+//! A foreground agent started with a systemd credential also serves one vault with no
+//! key held at all: it reopens that vault from the credential at each decrypt
+//! ([`crate::agent_credential`]).
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
@@ -29,9 +33,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rustix::event::{PollFd, PollFlags, poll};
 
+use crate::agent_credential::{CredentialVault, Reopen, credential_name};
 use crate::agent_proto::{
-    AgentError, AgentMode, Deadline, HeldVault, PROTOCOL_VERSION, REQUEST_DEADLINE, Request,
-    RequestFrame, Response, SecretText, VersionProbe, read_frame, write_frame,
+    AgentError, AgentMode, CredentialFailure, Deadline, HeldVault, PROTOCOL_VERSION,
+    REQUEST_DEADLINE, Request, RequestFrame, Response, SecretText, VersionProbe, read_frame,
+    write_frame,
 };
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
@@ -92,6 +98,10 @@ pub struct Server {
     memory_locked: bool,
     quit: bool,
     mode: AgentMode,
+    /// The vault reopened from the systemd credential (foreground only).
+    credential: Option<CredentialVault>,
+    /// The last outcome of a reopen, so the log says each change once, not every `get`.
+    credential_state: Option<Option<CredentialFailure>>,
 }
 
 impl Server {
@@ -102,6 +112,81 @@ impl Server {
             memory_locked,
             quit: false,
             mode,
+            credential: None,
+            credential_state: None,
+        }
+    }
+
+    /// Serves `vault` from its credential from now on: tries it once and logs the
+    /// outcome in one line (a credential that fails is no reason not to start: keys
+    /// `unlock` hands over are served all the same, and the next decrypt tries again).
+    pub fn serve_from_credential(&mut self, vault: CredentialVault) {
+        let (status, detail) = vault.check();
+        self.credential = Some(vault);
+        self.note_credential(status.error, detail.as_ref());
+    }
+
+    /// Logs a change in whether the credential opens its vault.
+    fn note_credential(&mut self, now: Option<CredentialFailure>, detail: Option<&Error>) {
+        if self.credential_state == Some(now) {
+            return;
+        }
+        self.credential_state = Some(now);
+        let Some(c) = &self.credential else { return };
+        let label = crate::messages::sanitize(&c.label());
+        match (now, detail) {
+            (None, _) => self.log(&format!(
+                "serves {label} from the systemd credential {} (reopened at every decrypt, nothing cached)",
+                credential_name()
+            )),
+            (Some(_), Some(e)) => self.log(&format!(
+                "the systemd credential does not open {label}: {}; get for it fails until it does (unlocked keys are still served)",
+                e.message()
+            )),
+            (Some(why), None) => self.log(&format!(
+                "the systemd credential does not open {label} ({why:?})"
+            )),
+        }
+    }
+
+    /// Decrypts an entry of the credential's vault, if that is the vault asked for.
+    fn decrypt_from_credential(
+        &mut self,
+        public_key: &str,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Response {
+        let Some(c) = &self.credential else {
+            return Response::Error(AgentError::NotUnlocked);
+        };
+        match c.open_for(public_key) {
+            Reopen::NotThisVault => Response::Error(AgentError::NotUnlocked),
+            Reopen::Opened(key) => {
+                self.note_credential(None, None);
+                // The key lives for this one entry and is wiped as it drops here.
+                match key.open_entry(server, username, ciphertext) {
+                    Ok(secret) => Response::Secret {
+                        secret: SecretText::new(&secret),
+                        expires_in_secs: None,
+                        absolute: false,
+                    },
+                    Err(_) => Response::Error(AgentError::DecryptFailed),
+                }
+            }
+            Reopen::Failed(reason, e) => {
+                self.note_credential(Some(reason), Some(&e));
+                Response::Error(AgentError::CredentialFailed { reason })
+            }
+        }
+    }
+
+    /// The label of the credential's vault when `public_key` names it (`None`: any).
+    fn credential_label_for(&self, public_key: Option<&str>) -> Option<String> {
+        let c = self.credential.as_ref()?;
+        match public_key {
+            None => Some(c.label()),
+            Some(p) => (c.public_key().ok()? == p).then(|| c.label()),
         }
     }
 
@@ -272,11 +357,17 @@ impl Server {
                 ciphertext,
             } => {
                 let exec = self.mode == AgentMode::Exec;
-                let Some(held) = self.keys.get_mut(&public_key) else {
-                    return Response::Error(AgentError::NotUnlocked);
-                };
                 let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
                     return Response::Error(AgentError::BadRequest);
+                };
+                // A key `unlock` handed over first; else the credential's vault.
+                let Some(held) = self.keys.get_mut(&public_key) else {
+                    return self.decrypt_from_credential(
+                        &public_key,
+                        &server,
+                        &username,
+                        &ciphertext,
+                    );
                 };
                 match held.key.open_entry(&server, &username, &ciphertext) {
                     Ok(secret) => {
@@ -307,6 +398,10 @@ impl Server {
                     })
                     .collect();
                 vaults.sort_by(|a, b| a.label.cmp(&b.label));
+                let credential = self.credential.as_ref().map(CredentialVault::check);
+                if let Some((status, detail)) = &credential {
+                    self.note_credential(status.error, detail.as_ref());
+                }
                 Response::Status {
                     vaults,
                     // Asked of the kernel now, not remembered from start-up.
@@ -315,9 +410,11 @@ impl Server {
                     memory_locked: self.memory_locked,
                     pid: std::process::id(),
                     mode: self.mode,
+                    credential: credential.map(|(status, _)| status),
                 }
             }
             Request::Lock { public_key } => {
+                let credential = self.credential_label_for(public_key.as_deref());
                 match public_key {
                     Some(p) => {
                         if let Some(h) = self.keys.remove(&p) {
@@ -333,6 +430,7 @@ impl Server {
                 }
                 Response::Locked {
                     remaining: self.keys.len(),
+                    credential,
                 }
             }
             Request::Quit => {
@@ -495,7 +593,15 @@ pub fn run(socket: &Path) -> Result<()> {
 /// (`agent_client::Agent::claim_for_foreground`). No fork, no start-up grace, no exit
 /// when the last key goes; SIGTERM, SIGINT or SIGHUP wipe the keys, remove the socket
 /// and return `Ok`.
-pub fn run_foreground<G>(socket: &Path, claim: impl FnOnce() -> Result<G>) -> Result<()> {
+///
+/// `credential`: the vault to serve from `$CREDENTIALS_DIRECTORY/lockbox-identity`
+/// ([`CredentialVault::at_start`]); an error there (no `HOME` to find the vault by) is
+/// logged and the agent starts without it.
+pub fn run_foreground<G>(
+    socket: &Path,
+    claim: impl FnOnce() -> Result<G>,
+    credential: Option<Result<CredentialVault>>,
+) -> Result<()> {
     let mut server = Server::new(AgentMode::Foreground, harden());
     let signals = signal_pipe(&STOP_SIGNALS)?;
     let bound = {
@@ -508,6 +614,15 @@ pub fn run_foreground<G>(socket: &Path, claim: impl FnOnce() -> Result<G>) -> Re
         std::process::id(),
         server.memory_locked
     ));
+    match credential {
+        Some(Ok(vault)) => server.serve_from_credential(vault),
+        Some(Err(e)) => server.log(&format!(
+            "the systemd credential {} is set, but no vault to serve with it: {}",
+            credential_name(),
+            e.message()
+        )),
+        None => {}
+    }
     loop {
         server.expire();
         if server.quit {

@@ -18,8 +18,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::agent_proto::{
-    self, AgentError, AgentMode, Deadline, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
-    Response, SecretText, read_frame, write_frame,
+    self, AgentError, AgentMode, CredentialStatus, Deadline, HeldVault, PROTOCOL_VERSION, Request,
+    RequestFrame, Response, SecretText, read_frame, write_frame,
 };
 use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
@@ -232,12 +232,14 @@ impl Agent {
                 memory_locked,
                 pid,
                 mode,
+                credential,
             }) => Some(AgentStatus {
                 vaults,
                 non_dumpable,
                 memory_locked,
                 pid,
                 mode,
+                credential,
             }),
             _ => None,
         })
@@ -261,10 +263,14 @@ pub struct Held {
     pub vault: HeldVault,
     /// Every vault the agent holds, this one included.
     pub all: Vec<HeldVault>,
+    /// Whether the agent holds no key for it but reopens it from its systemd
+    /// credential at every decrypt (then `vault`'s times are zero: there is no
+    /// deadline).
+    pub credential: bool,
 }
 
 /// What `lock` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockOutcome {
     /// No agent was running.
     NoAgent,
@@ -272,6 +278,9 @@ pub enum LockOutcome {
     Locked,
     /// An agent of another build was found and stopped, so every key is gone.
     StoppedOtherBuild,
+    /// The agent forgot what it held, but it opens this vault (its label) from its
+    /// systemd credential, which `lock` cannot take away.
+    CredentialStays(String),
 }
 
 /// The agent requests commands make ("actions", in rbw's words): commands call these
@@ -283,15 +292,42 @@ impl Agent {
         let Some(st) = self.status_all()? else {
             return Ok(None);
         };
-        Ok(st.vault(public_key).cloned().map(|vault| Held {
-            expires_in_secs: vault.expires_in_secs(),
-            pid: st.pid,
-            non_dumpable: st.non_dumpable,
-            memory_locked: st.memory_locked,
-            mode: st.mode,
-            vault,
-            all: st.vaults.clone(),
-        }))
+        Ok(st
+            .vault(public_key)
+            .cloned()
+            .map(|vault| st.held(vault, false)))
+    }
+
+    /// Whether the agent can decrypt for the vault `public_key`: it holds the key
+    /// ([`Agent::status`]), or it opens that vault from its systemd credential and the
+    /// credential opens it now. A credential that does not open it is
+    /// [`Error::AgentCredential`]. Rotations use [`Agent::status`] instead: a vault
+    /// served from the credential needs no key handed over.
+    pub fn serves(&self, public_key: &str) -> Result<Option<Held>> {
+        let Some(st) = self.status_all()? else {
+            return Ok(None);
+        };
+        if let Some(vault) = st.vault(public_key).cloned() {
+            return Ok(Some(st.held(vault, false)));
+        }
+        let Some(c) = st
+            .credential
+            .as_ref()
+            .filter(|c| c.public_key.as_deref() == Some(public_key))
+        else {
+            return Ok(None);
+        };
+        if let Some(reason) = c.error {
+            return Err(Error::AgentCredential { reason });
+        }
+        let vault = HeldVault {
+            public_key: public_key.to_owned(),
+            label: c.label.clone(),
+            idle_secs: 0,
+            idle_left_secs: 0,
+            timeout_left_secs: 0,
+        };
+        Ok(Some(st.held(vault, true)))
     }
 
     /// Makes the agent forget the key of `public_key`, or every key with `None`.
@@ -301,6 +337,10 @@ impl Agent {
         };
         match self.request(request)? {
             None => Ok(LockOutcome::NoAgent),
+            Some(Response::Locked {
+                credential: Some(label),
+                ..
+            }) => Ok(LockOutcome::CredentialStays(label)),
             Some(Response::Locked { .. }) => Ok(LockOutcome::Locked),
             // An agent of another build: stop it (every version obeys `quit`).
             Some(Response::Error(AgentError::VersionMismatch { .. })) => {
@@ -356,12 +396,27 @@ pub struct AgentStatus {
     pub pid: u32,
     /// Which kind of agent.
     pub mode: AgentMode,
+    /// The vault it opens from its systemd credential, if any.
+    pub credential: Option<CredentialStatus>,
 }
 
 impl AgentStatus {
     /// The held vault with public key `public`.
     pub fn vault(&self, public: &str) -> Option<&HeldVault> {
         self.vaults.iter().find(|v| v.public_key == public)
+    }
+
+    fn held(&self, vault: HeldVault, credential: bool) -> Held {
+        Held {
+            expires_in_secs: vault.expires_in_secs(),
+            pid: self.pid,
+            non_dumpable: self.non_dumpable,
+            memory_locked: self.memory_locked,
+            mode: self.mode,
+            vault,
+            all: self.vaults.clone(),
+            credential,
+        }
     }
 }
 
@@ -433,6 +488,10 @@ impl EntryOpener for AgentOpener {
                 Ok(secret.into_secret())
             }
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
+            // Never "locked" or not-found: the vault is served, and its unlock is broken.
+            Some(Response::Error(AgentError::CredentialFailed { reason })) => {
+                Err(Error::AgentCredential { reason })
+            }
             Some(Response::Error(AgentError::DecryptFailed)) => {
                 Err(Error::EntryTampered(server.to_owned()))
             }
@@ -453,6 +512,35 @@ pub fn vaults_json(vaults: &[HeldVault]) -> serde_json::Value {
             })
         })
         .collect()
+}
+
+/// What `status` says of an agent that can decrypt for this vault: "holds the key
+/// (pid N) for …", or that it opens it from its systemd credential.
+pub fn serves_text(held: &Held) -> String {
+    if held.credential {
+        format!(
+            "opens from the systemd credential (pid {}) at every get; 'lock' cannot lock it",
+            held.pid
+        )
+    } else {
+        format!(
+            "holds the key (pid {}) {}",
+            held.pid,
+            held_times(held.mode, &held.vault)
+        )
+    }
+}
+
+/// `status --json`'s `agent.credential`: the vault the agent serves from its systemd
+/// credential, and whether the credential opens it now.
+pub fn credential_json(status: &AgentStatus) -> serde_json::Value {
+    match &status.credential {
+        Some(c) => serde_json::json!({
+            "label": c.label, "public_key": c.public_key, "opens": c.error.is_none(),
+            "error": c.error,
+        }),
+        None => serde_json::Value::Null,
+    }
 }
 
 /// "for 59m idle (at most 7h 59m)", or "while its command runs" for `exec`.
@@ -477,6 +565,18 @@ pub fn held_lines(status: &AgentStatus) -> String {
     );
     for v in &status.vaults {
         text.push_str(&format!("  {} {}\n", v.label, held_times(status.mode, v)));
+    }
+    if let Some(c) = &status.credential {
+        let state = match c.error {
+            None => {
+                "opens from the systemd credential (no key held; 'lock' cannot lock it)".to_owned()
+            }
+            Some(why) => format!(
+                "does not open from the systemd credential: {}",
+                crate::messages::credential_failure(why)
+            ),
+        };
+        text.push_str(&format!("  {} {state}\n", c.label));
     }
     text
 }

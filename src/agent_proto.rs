@@ -198,7 +198,8 @@ pub enum Response {
         /// The entry's secret.
         secret: SecretText,
         /// Seconds until the key is forgotten unless used again (`None` for `exec`,
-        /// which holds it as long as its command runs).
+        /// which holds it as long as its command runs, and for a vault opened from the
+        /// agent's systemd credential, which has no deadline).
         expires_in_secs: Option<u64>,
         /// Whether that is the absolute deadline (unlock again to extend it) rather
         /// than the idle one (any use extends it).
@@ -216,11 +217,21 @@ pub enum Response {
         pid: u32,
         /// Which kind of agent.
         mode: AgentMode,
+        /// The vault a foreground agent reopens from its systemd credential at every
+        /// decrypt (absent otherwise, and from agents built before it existed: a
+        /// compatible addition within protocol 2, `docs/AGENT.md` "Versions").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<CredentialStatus>,
     },
     /// Answer to [`Request::Lock`]: keys still held.
     Locked {
         /// Keys still held after the lock.
         remaining: usize,
+        /// The label of the vault the lock asked for (or, for all, the one) that this
+        /// agent still opens from its systemd credential: `lock` cannot lock that one.
+        /// Absent otherwise (a compatible addition within protocol 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     /// A typed failure.
     Error(AgentError),
@@ -255,6 +266,51 @@ pub enum AgentError {
     /// This agent does not do that (`exec`'s server takes no `add_key`).
     #[error("not supported by this agent (an exec server holds one key for one command)")]
     Unsupported,
+    /// The request is for the vault this agent serves from its systemd credential, and
+    /// the credential did not open it now (a compatible addition within protocol 2).
+    #[error("the systemd credential does not open the vault ({reason:?})")]
+    CredentialFailed {
+        /// Why; the agent's log has the details.
+        reason: CredentialFailure,
+    },
+}
+
+/// Why a foreground agent could not open the vault it serves from its systemd credential
+/// (`$CREDENTIALS_DIRECTORY/lockbox-identity`). Typed, never free text: the details
+/// (a path, the parser's complaint) go to the agent's log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialFailure {
+    /// The credential file is gone (removed after the agent started).
+    Missing,
+    /// The credential file could not be read (permissions, too large).
+    Unreadable,
+    /// It is not an identity usable with nobody typing (not an age identity or an
+    /// unencrypted SSH key; a passphrase-protected or plugin identity).
+    BadIdentity,
+    /// It is an identity, but it opens none of the vault's slots (its recipient was
+    /// removed, or it was never added).
+    NoMatchingSlot,
+    /// A slot opened, but the slots MAC or the key inside did not verify.
+    Tampered,
+    /// The agent could not read or parse the vault file.
+    VaultUnreadable,
+}
+
+/// The vault a foreground agent serves from its systemd credential, as `status` reports
+/// it: the agent tried the credential when asked (no Argon2id, no network: a file read,
+/// one X25519 unwrap), so this is the state now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    /// The vault's path (from the agent's own `LOCKBOX_VAULT`, `DOCKER_CONFIG`, `HOME`).
+    pub label: String,
+    /// The vault's public key as read now; `None` when the file could not be read.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// `None` when the credential opens the vault now; else why not.
+    #[serde(default)]
+    pub error: Option<CredentialFailure>,
 }
 
 /// A socket whose reads and writes all share one deadline: each call gets only the
@@ -447,6 +503,55 @@ mod tests {
         ));
     }
 
+    /// The credential fields are compatible additions within protocol 2: frames of an
+    /// agent without them still parse, and the new ones parse as documented.
+    #[test]
+    fn credential_fields_are_compatible_additions() {
+        let old: Response = serde_json::from_str(
+            r#"{"status":{"vaults":[],"non_dumpable":true,"memory_locked":false,"pid":1,"mode":"foreground"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            old,
+            Response::Status {
+                credential: None,
+                ..
+            }
+        ));
+        let old: Response = serde_json::from_str(r#"{"locked":{"remaining":0}}"#).unwrap();
+        assert!(matches!(
+            old,
+            Response::Locked {
+                credential: None,
+                ..
+            }
+        ));
+        let new: Response = serde_json::from_str(
+            r#"{"status":{"vaults":[],"non_dumpable":true,"memory_locked":false,"pid":1,"mode":"foreground","credential":{"label":"/v","public_key":"age1x","error":"no_matching_slot"}}}"#,
+        )
+        .unwrap();
+        let Response::Status {
+            credential: Some(c),
+            ..
+        } = new
+        else {
+            panic!("no credential")
+        };
+        assert_eq!(c.error, Some(CredentialFailure::NoMatchingSlot));
+        let e = serde_json::to_string(&Response::Error(AgentError::CredentialFailed {
+            reason: CredentialFailure::Missing,
+        }))
+        .unwrap();
+        assert_eq!(e, r#"{"error":{"credential_failed":{"reason":"missing"}}}"#);
+        // Not sent when there is none, so older builds see the frames they know.
+        let locked = serde_json::to_string(&Response::Locked {
+            remaining: 0,
+            credential: None,
+        })
+        .unwrap();
+        assert_eq!(locked, r#"{"locked":{"remaining":0}}"#);
+    }
+
     #[test]
     fn oversized_frame_is_refused_before_allocating() {
         let mut bytes = u32::MAX.to_be_bytes().to_vec();
@@ -486,7 +591,7 @@ mod tests {
                 public_key: format!("age1{i}"), label: format!("/v/{i}\n\u{1b}"),
                 idle_secs: idle, idle_left_secs: idle / 2, timeout_left_secs: left,
             }).collect();
-            let resp = Response::Status { vaults: vaults.clone(), non_dumpable: true, memory_locked: false, pid: 7, mode: AgentMode::Foreground };
+            let resp = Response::Status { vaults: vaults.clone(), non_dumpable: true, memory_locked: false, pid: 7, mode: AgentMode::Foreground, credential: None };
             write_frame(&mut buf, &resp).unwrap();
             let back: Response = serde_json::from_slice(&read_frame(&mut &buf[..]).unwrap()).unwrap();
             match back {

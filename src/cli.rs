@@ -232,7 +232,11 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
             Some(socket) => crate::agent::run(socket),
             None => {
                 let agent = crate::agent_client::Agent::for_user();
-                crate::agent::run_foreground(agent.socket(), || agent.claim_for_foreground())
+                crate::agent::run_foreground(
+                    agent.socket(),
+                    || agent.claim_for_foreground(),
+                    crate::agent_credential::CredentialVault::at_start(settings),
+                )
             }
         }
         .map(|()| Exit::Ok),

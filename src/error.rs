@@ -111,6 +111,11 @@ pub enum Error {
     AgentProtocol(String),
     /// The agent could not be started.
     AgentStart(String),
+    /// The agent serves this vault from its systemd credential, which did not open it.
+    AgentCredential {
+        /// Why (the agent's log has the details).
+        reason: crate::agent_proto::CredentialFailure,
+    },
     /// A change would make the vault exceed a bound of the format; nothing was written.
     LimitExceeded(String),
     /// Docker's config.json cannot be used as it is.
@@ -280,6 +285,7 @@ impl Error {
             }
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentStart(detail) => messages::agent_start(detail),
+            Error::AgentCredential { reason } => messages::agent_credential(*reason),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {
                 messages::config_problem(&path.display().to_string(), reason)

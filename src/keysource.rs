@@ -775,9 +775,11 @@ impl KeySource for AgentSource {
         Origin::Ambient
     }
     fn describe(&self, vault: &Vault) -> Verdict {
-        match self.agent.status(&vault.public().to_string()) {
+        // Held, or opened from the agent's systemd credential (`src/agent_credential.rs`).
+        match self.agent.serves(&vault.public().to_string()) {
             Ok(Some(held)) => Verdict::Ready(held),
             Ok(None) => Verdict::NotApplicable(Error::Locked),
+            Err(e @ Error::AgentCredential { .. }) => Verdict::NotApplicable(e),
             Err(e) => Verdict::Broken(e),
         }
     }
@@ -787,7 +789,7 @@ impl KeySource for AgentSource {
     }
     fn open_entries(&self, vault: &Vault, _: &dyn Callbacks) -> Result<Box<dyn EntryOpener>> {
         let public_key = vault.public().to_string();
-        if self.how == AgentUse::Verified && self.agent.status(&public_key)?.is_none() {
+        if self.how == AgentUse::Verified && self.agent.serves(&public_key)?.is_none() {
             return Err(Error::Locked);
         }
         Ok(Box::new(AgentOpener::connect(&self.agent, public_key)?))

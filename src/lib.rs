@@ -37,6 +37,7 @@
 
 pub mod agent;
 pub mod agent_client;
+pub mod agent_credential;
 pub mod agent_proto;
 pub mod assets;
 pub mod cli;

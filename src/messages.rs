@@ -325,6 +325,63 @@ pub fn locked_now(what: &str) -> String {
 /// `lock` with no agent running.
 pub const NO_AGENT: &str = "No lockbox agent is running; nothing was unlocked.";
 
+/// The shipped unit of this user's foreground agent, as a person types it: `$(id -un)`
+/// is the user running the command, whose agent it is (the agent answers only its uid).
+const AGENT_UNIT: &str = "\"lockbox-agent@$(id -un)\"";
+
+/// `lock` of a vault the agent opens from its systemd credential (`all`: `lock --all`,
+/// whose held keys are gone): no key it could forget keeps that vault open.
+pub fn lock_credential(all: bool, label: &str) -> String {
+    let done = if all {
+        "the agent forgot every key it held, but "
+    } else {
+        ""
+    };
+    format!(
+        "{done}the agent opens {label} from its systemd credential at every get, which 'lock' cannot lock: stop the agent to end that (sudo systemctl stop {AGENT_UNIT})"
+    )
+}
+
+/// Why an agent's systemd credential does not open its vault, and what to do.
+pub fn credential_failure(why: crate::agent_proto::CredentialFailure) -> String {
+    use crate::agent_proto::CredentialFailure as F;
+    let (what, next) = match why {
+        F::Missing => (
+            "the credential file is gone",
+            format!("restart the agent's service (sudo systemctl restart {AGENT_UNIT})"),
+        ),
+        F::Unreadable => (
+            "the agent cannot read the credential file",
+            format!("check the unit's LoadCredentialEncrypted= line and restart it (sudo systemctl restart {AGENT_UNIT})"),
+        ),
+        F::BadIdentity => (
+            "the credential is not an age identity or an unencrypted SSH key",
+            format!("seal one with 'systemd-creds encrypt --name=lockbox-identity' (docs/BUILD_SERVER.md) and restart the service (sudo systemctl restart {AGENT_UNIT})"),
+        ),
+        F::NoMatchingSlot => (
+            "its identity opens none of the vault's slots",
+            "add its recipient to the vault: docker-credential-lockbox recipients add \"$(age-keygen -y IDENTITY)\"".to_owned(),
+        ),
+        F::Tampered => (
+            "a slot opened but the vault's slots do not verify",
+            "check the vault file (docker-credential-lockbox status)".to_owned(),
+        ),
+        F::VaultUnreadable => (
+            "the agent cannot read the vault file",
+            "check that the agent's user and environment (HOME, DOCKER_CONFIG, LOCKBOX_VAULT) name this vault".to_owned(),
+        ),
+    };
+    format!("{what}; {next}; the agent's log says more (journalctl -u {AGENT_UNIT})")
+}
+
+/// `get` through an agent whose systemd credential did not open the vault.
+pub fn agent_credential(why: crate::agent_proto::CredentialFailure) -> String {
+    format!(
+        "the lockbox agent serves this vault from its systemd credential ($CREDENTIALS_DIRECTORY/lockbox-identity), which does not open it: {}",
+        credential_failure(why)
+    )
+}
+
 /// `--timeout`/`--idle` (`flag`) that does not parse or is out of range.
 pub fn bad_timeout(flag: &str, text: &str) -> String {
     format!("invalid {flag} {text:?}: give a duration between 1s and 7days, like 15m, 1h or 8h")

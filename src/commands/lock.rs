@@ -31,6 +31,12 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         LockOutcome::NoAgent => crate::outln!("{}", messages::NO_AGENT),
         LockOutcome::Locked => crate::outln!("{}", messages::locked_now(&what)),
         LockOutcome::StoppedOtherBuild => crate::outln!("{}", messages::locked_now("every vault")),
+        // Said on stderr with exit 1: the vault asked for is still open to every `get`.
+        LockOutcome::CredentialStays(label) => {
+            let line = messages::lock_credential(o.all, &messages::sanitize(&label));
+            eprintln!("{}{line}", messages::ERROR_PREFIX);
+            return Ok(Exit::Failure);
+        }
     }
     Ok(Exit::Ok)
 }

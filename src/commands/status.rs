@@ -125,6 +125,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 "timeout_left_secs": h.vault.timeout_left_secs,
                 "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
                 "vaults": crate::agent_client::vaults_json(&h.all),
+                "opens_from_credential": h.credential,
             }),
             None => serde_json::Value::Null,
         };
@@ -160,11 +161,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         let state = match &d.verdict {
             Verdict::Untried if o.check => "set".to_owned(),
             Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
-            Verdict::Ready(h) => format!(
-                "holds the key (pid {}) {}",
-                h.pid,
-                crate::agent_client::held_times(h.mode, &h.vault)
-            ),
+            Verdict::Ready(h) => crate::agent_client::serves_text(h),
             Verdict::NotApplicable(Error::Locked) => "does not hold this vault's key".to_owned(),
             Verdict::NotApplicable(e) | Verdict::Broken(e) => {
                 format!("does not apply: {}", e.message())
