@@ -438,4 +438,34 @@ fn shipped_units_pass_systemd_analyze_verify() {
     };
     verify(true, "lockbox-agent.service");
     verify(false, "lockbox-agent@builder.service");
+
+    // The unattended path: the template with its credential drop-in, installed for one
+    // instance (docs/BUILD_SERVER.md, section 5). systemd-analyze reads drop-ins beside
+    // the unit; a broken copy proves this one is read, and the shipped one is clean.
+    let dropin = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/systemd/lockbox-agent@.service.d/credential.conf"),
+    )
+    .unwrap();
+    let line = "LoadCredentialEncrypted=lockbox-identity:/etc/credstore.encrypted/lockbox-identity";
+    assert!(dropin.lines().any(|l| l == line), "{dropin}");
+    let d = dir.path().join("lockbox-agent@builder.service.d");
+    fs::create_dir(&d).unwrap();
+    let check = |text: &str| {
+        fs::write(d.join("credential.conf"), text).unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join("lockbox-agent@builder.service"))
+            .output()
+            .unwrap();
+        (out.status.success(), text_of(&out))
+    };
+    let (_, complaint) = check(&dropin.replace("/etc/credstore.encrypted/", "not/absolute/"));
+    assert!(complaint.contains("credential.conf"), "{complaint}");
+    let (ok, complaint) = check(&dropin);
+    assert!(ok && !complaint.contains("credential.conf"), "{complaint}");
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
 }

@@ -531,3 +531,560 @@ fn systemd_credential_directory_opens_the_vault_for_a_build_user() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(!stdout.contains("credentials not found"), "{stdout}");
 }
+
+// ---------------------------------------------------------------------------------
+// The reboot scenario: the foreground agent started with a systemd credential serves
+// a NON-ROOT build user's vault with nobody typing (docs/BUILD_SERVER.md, section 5).
+// These create users (`useradd`) and use their real per-uid agent directories, so they
+// run in the `uid-rule` serial group (`.config/nextest.toml`, tests named `uid_rule_*`).
+// ---------------------------------------------------------------------------------
+
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const REG_USER: &str = "builder";
+const REG_PASSWORD: &str = "reg-pass-9f3c2a71";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A build user made for one test (`useradd`, home in a temp dir), removed with its
+/// agent directory when dropped.
+struct BuildUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    root: tempfile::TempDir,
+}
+
+impl BuildUser {
+    fn new(tag: &str) -> BuildUser {
+        let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let name = format!("lbc{}{tag}", std::process::id());
+        let home = root.path().join("home");
+        fs::create_dir(&home).unwrap();
+        // useradd locks /etc/passwd; other test binaries may be adding users too.
+        let out = Command::new("flock")
+            .args(["/tmp/lockbox-test-useradd.lock", "useradd", "-M", "-U"])
+            .args(["-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "useradd: {}", text(&out.stderr));
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id").args([flag, &name]).output().unwrap();
+            text(&o.stdout).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        BuildUser {
+            name,
+            uid,
+            gid,
+            root,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    fn socket(&self) -> PathBuf {
+        PathBuf::from(format!("/tmp/lockbox-{}/agent.sock", self.uid))
+    }
+
+    fn chown(&self, p: &Path) {
+        std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid)).unwrap();
+    }
+
+    /// `program` as this user with `env -i` and exactly PATH, HOME and `vars`: what
+    /// cron or a runner service gives a build (no CREDENTIALS_DIRECTORY).
+    fn cmd(&self, vars: &[(&str, &str)], program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .args(["env", "-i"])
+            .arg(format!("HOME={}", self.home().display()));
+        if !vars.iter().any(|(k, _)| *k == "PATH") {
+            c.arg(format!("PATH={SYSTEM_PATH}"));
+        }
+        for (k, v) in vars {
+            c.arg(format!("{k}={v}"));
+        }
+        c.arg(program).args(args);
+        c
+    }
+
+    fn lockbox(&self, args: &[&str]) -> Command {
+        self.cmd(&[], common::BIN, args)
+    }
+
+    fn run(&self, mut c: Command, stdin: &str) -> std::process::Output {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+        }
+        common::output_within(child, Duration::from_secs(120))
+    }
+
+    fn ok(&self, c: Command, stdin: &str) -> std::process::Output {
+        let out = self.run(c, stdin);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    /// The unit's `ExecStart=` (`agent --foreground`) the way systemd runs the template
+    /// for this user: its uid and groups, an environment of PATH, HOME, USER, LOGNAME,
+    /// SHELL, and CREDENTIALS_DIRECTORY from `LoadCredentialEncrypted=`. Waits
+    /// (bounded) for its socket.
+    fn start_agent(&self, credentials: &Path) -> AgentProcess {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .args(["env", "-i"])
+            .arg(format!("PATH={SYSTEM_PATH}"))
+            .arg(format!("HOME={}", self.home().display()))
+            .arg(format!("USER={}", self.name))
+            .arg(format!("LOGNAME={}", self.name))
+            .arg("SHELL=/bin/sh")
+            .arg(format!("CREDENTIALS_DIRECTORY={}", credentials.display()))
+            .args([common::BIN, "agent", "--foreground"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        let mut agent = AgentProcess { child: Some(child) };
+        for _ in 0..200 {
+            if self.socket().exists() {
+                return agent;
+            }
+            if let Some(Ok(Some(_))) = agent.child.as_mut().map(|c| c.try_wait()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = agent.stop();
+        panic!("the agent did not bind its socket: {}", text(&out.stderr));
+    }
+}
+
+impl Drop for BuildUser {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(format!("/tmp/lockbox-{}", self.uid));
+        let _ = Command::new("flock")
+            .args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name])
+            .output();
+    }
+}
+
+/// The foreground agent, stopped by PID (SIGTERM, as `systemctl stop` does) at the
+/// latest when dropped.
+struct AgentProcess {
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM, then its exit status and log (bounded).
+    fn stop(&mut self) -> std::process::Output {
+        let child = self.child.take().unwrap();
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        );
+        common::output_within(child, Duration::from_secs(20))
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// How the test seals the identity: `--with-key=host`, or `--with-key=tpm2` on swtpm.
+enum Seal {
+    Host,
+    Tpm2(Server),
+}
+
+impl Seal {
+    fn args(&self, encrypt: bool) -> Vec<String> {
+        match self {
+            Seal::Host if encrypt => vec!["--with-key=host".into()],
+            Seal::Host => vec![],
+            Seal::Tpm2(tpm) => {
+                let device = format!("--tpm2-device=swtpm:host=127.0.0.1,port={}", tpm.port);
+                if encrypt {
+                    vec!["--with-key=tpm2".into(), device]
+                } else {
+                    vec![device]
+                }
+            }
+        }
+    }
+}
+
+/// skopeo as the build user, with an auth file naming lockbox in `credHelpers`
+/// (containers/image ignores `credsStore`) and the helper on its PATH.
+fn skopeo_as(u: &BuildUser, server: &str, args: &[&str]) -> std::process::Output {
+    let bin = u.root.path().join("bin");
+    if !bin.exists() {
+        fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(common::BIN, bin.join("docker-credential-lockbox")).unwrap();
+        let auth = u.home().join("auth.json");
+        fs::write(
+            &auth,
+            serde_json::json!({ "credHelpers": { server: "lockbox" } }).to_string(),
+        )
+        .unwrap();
+        let policy = u.home().join("policy.json");
+        fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        u.chown(&auth);
+        u.chown(&policy);
+    }
+    let path = format!("{}:{SYSTEM_PATH}", bin.display());
+    let auth = u.home().join("auth.json").display().to_string();
+    let policy = u.home().join("policy.json").display().to_string();
+    let mut all = vec!["--policy", &policy];
+    all.extend_from_slice(args);
+    u.run(
+        u.cmd(
+            &[("PATH", &path), ("REGISTRY_AUTH_FILE", &auth)],
+            "skopeo",
+            &all,
+        ),
+        "",
+    )
+}
+
+/// After a reboot: no agent, nothing decrypted; the sealed credential in root's
+/// credstore. Then what systemd does at the unit's start, the agent, and the build.
+fn credential_agent_after_a_reboot(seal: Seal) {
+    use common::clients::{Registry, docker_archive};
+    let u = BuildUser::new("c");
+    let home = u.home().display().to_string();
+    let pass = u.home().join("pass");
+    fs::write(&pass, "a person's passphrase\n").unwrap();
+    u.chown(&pass);
+    let pass = pass.display().to_string();
+    let registry = Registry::start(REG_USER, REG_PASSWORD);
+    let server = registry.address();
+
+    // Root pushes an image for the build to pull (its own credentials, argv is fine
+    // for a test registry).
+    let (archive, _) = docker_archive("ci/base:1", "hello.txt", b"pulled through the agent\n");
+    let archive_path = u.root.path().join("image.tar");
+    fs::write(&archive_path, archive).unwrap();
+    let remote = format!("docker://{server}/ci/base:1");
+    let policy = u.root.path().join("root-policy.json");
+    fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    run_ok(
+        Command::new("skopeo")
+            .arg("--policy")
+            .arg(&policy)
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("--dest-creds={REG_USER}:{REG_PASSWORD}"))
+            .arg(format!("docker-archive:{}", archive_path.display()))
+            .arg(&remote)
+            .env("HOME", u.root.path()),
+    );
+
+    // The build user's vault: a person's passphrase slot and the registry login.
+    u.ok(
+        u.cmd(
+            &[("LOCKBOX_ARGON2_PARAMS", common::FAST_KDF)],
+            common::BIN,
+            &["init", "--passphrase-file", &pass],
+        ),
+        "",
+    );
+    u.ok(
+        u.lockbox(&["store"]),
+        &common::store_json(&server, REG_USER, REG_PASSWORD),
+    );
+
+    // The machine's identity (age-keygen, in a directory only root can enter), added
+    // as a slot of the build user's vault.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let id_file = secret_dir.path().join("lockbox-identity.txt");
+    run_ok(Command::new("age-keygen").arg("-o").arg(&id_file));
+    let recipient = text(
+        &Command::new("age-keygen")
+            .arg("-y")
+            .arg(&id_file)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    u.ok(
+        u.lockbox(&[
+            "recipients",
+            "add",
+            &recipient,
+            "--label",
+            "build-01",
+            "--passphrase-file",
+            &pass,
+        ]),
+        "",
+    );
+    // Root seals it (`/etc/credstore.encrypted/lockbox-identity` on a real host); the
+    // plaintext is removed.
+    let sealed = secret_dir.path().join("lockbox-identity.cred");
+    let mut encrypt = Command::new("systemd-creds");
+    encrypt
+        .arg("encrypt")
+        .args(seal.args(true))
+        .arg("--name=lockbox-identity")
+        .arg(&id_file)
+        .arg(&sealed);
+    run_ok(&mut encrypt);
+    fs::remove_file(&id_file).unwrap();
+    assert!(!common::contains(
+        &fs::read(&sealed).unwrap(),
+        b"AGE-SECRET-KEY"
+    ));
+
+    // The reboot: nothing of the user runs, nothing is decrypted anywhere.
+    assert!(!u.socket().exists());
+    let locked = u.run(u.lockbox(&["get"]), &server);
+    assert_eq!(text(&locked.stdout).lines().next(), Some(LOCKED_LINE));
+
+    // What systemd does at the unit's start for `LoadCredentialEncrypted=
+    // lockbox-identity:…`: as root, decrypt into a fresh directory that only the unit's
+    // user can read, and set CREDENTIALS_DIRECTORY for the unit's process. systemd is
+    // not PID 1 in the test machine, so `systemd-creds decrypt` (the same decryption,
+    // the same key) stands in for it, and the directory is made as systemd makes
+    // /run/credentials/UNIT: 0700 (files 0400), owned by the unit's user.
+    let creds = u.root.path().join("credentials/lockbox-agent@c.service");
+    fs::create_dir_all(&creds).unwrap();
+    fs::set_permissions(&creds, fs::Permissions::from_mode(0o700)).unwrap();
+    u.chown(&creds);
+    let cred_file = creds.join("lockbox-identity");
+    let mut decrypt = Command::new("systemd-creds");
+    decrypt
+        .arg("decrypt")
+        .args(seal.args(false))
+        .arg("--name=lockbox-identity")
+        .arg(&sealed)
+        .arg(&cred_file);
+    run_ok(&mut decrypt);
+    u.chown(&cred_file);
+    fs::set_permissions(&cred_file, fs::Permissions::from_mode(0o400)).unwrap();
+    drop(seal); // a TPM is not needed after the unit started
+
+    let mut agent = u.start_agent(&creds);
+
+    // The build, in another environment (env -i: no CREDENTIALS_DIRECTORY, no key
+    // variable), with nobody typing: the agent answers.
+    let out = u.ok(u.lockbox(&["get"]), &server);
+    assert!(
+        text(&out.stdout).contains(REG_PASSWORD),
+        "{}",
+        text(&out.stdout)
+    );
+    // A real client: skopeo pulls the image with the credentials through lockbox.
+    let oci = u.home().join("pulled");
+    let pulled = skopeo_as(
+        &u,
+        &server,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci:{}:base", oci.display()),
+        ],
+    );
+    assert!(
+        pulled.status.success(),
+        "skopeo pull as the build user: {}{}\nregistry log: {}",
+        text(&pulled.stdout),
+        text(&pulled.stderr),
+        registry.log()
+    );
+    assert!(oci.join("index.json").exists());
+
+    // status says where the key comes from; the agent holds none.
+    let st = u.ok(u.lockbox(&["status", "--json"]), "");
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["unlocked"], true, "{st}");
+    assert_eq!(st["agent"]["opens_from_credential"], true, "{st}");
+    assert_eq!(st["agent"]["vaults"], serde_json::json!([]), "{st}");
+    let st = u.ok(u.lockbox(&["status"]), "");
+    assert!(
+        text(&st.stdout).contains("agent: opens from the systemd credential"),
+        "{}",
+        text(&st.stdout)
+    );
+
+    // lock cannot lock it, and says what to do.
+    let out = u.run(u.lockbox(&["lock"]), "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("systemctl stop \"lockbox-agent@$(id -un)\""),
+        "{}",
+        text(&out.stderr)
+    );
+    u.ok(u.lockbox(&["get"]), &server);
+
+    // Rotation: a slot added, then another removed (a new vault key): the agent opens
+    // the rotated vault at once, no restart.
+    let before = fs::read_to_string(u.home().join(".docker/lockbox/vault.json")).unwrap();
+    let other = age::x25519::Identity::generate().to_public().to_string();
+    u.ok(
+        u.lockbox(&[
+            "recipients",
+            "add",
+            &other,
+            "--label",
+            "laptop",
+            "--passphrase-file",
+            &pass,
+        ]),
+        "",
+    );
+    u.ok(
+        u.lockbox(&["recipients", "remove", "laptop", "--passphrase-file", &pass]),
+        "",
+    );
+    let after = fs::read_to_string(u.home().join(".docker/lockbox/vault.json")).unwrap();
+    let public =
+        |v: &str| serde_json::from_str::<serde_json::Value>(v).unwrap()["public_key"].clone();
+    assert_ne!(
+        public(&before),
+        public(&after),
+        "recipients remove rotates the key"
+    );
+    let out = u.ok(u.lockbox(&["get"]), &server);
+    assert!(text(&out.stdout).contains(REG_PASSWORD));
+
+    // The credential gone: a clear error naming it, one line, never not-found or locked.
+    fs::remove_file(&cred_file).unwrap();
+    let out = u.run(u.lockbox(&["get"]), &server);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("systemd credential") && stdout.contains("the credential file is gone"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("credentials not found") && !stdout.contains("is locked"));
+
+    // systemctl stop: SIGTERM, exit 0, socket gone; the log names no secret.
+    assert!(agent.pid() > 0);
+    let out = agent.stop();
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(!u.socket().exists());
+    assert!(
+        log.contains(&format!(
+            "serves {home}/.docker/lockbox/vault.json from the systemd credential"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains(REG_PASSWORD) && !log.contains("AGE-SECRET-KEY-1Q"),
+        "{log}"
+    );
+
+    // A credential that does not parse: one line at start, the agent still serves keys
+    // `unlock` hands over, and `get` of its vault without one is a clear error.
+    fs::write(&cred_file, "not an identity\n").unwrap();
+    u.chown(&cred_file);
+    let mut agent = u.start_agent(&creds);
+    let out = u.run(u.lockbox(&["get"]), &server);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the credential is not an age identity"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("credentials not found"), "{stdout}");
+    u.ok(u.lockbox(&["unlock", "--passphrase-file", &pass]), "");
+    u.ok(u.lockbox(&["get"]), &server);
+    let out = agent.stop();
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let complaints: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("the systemd credential does not open"))
+        .collect();
+    assert_eq!(complaints.len(), 1, "one line, not one per get: {log}");
+    assert!(
+        !log.contains("not an identity"),
+        "the credential's text is not logged: {log}"
+    );
+    drop(registry);
+}
+
+/// The lines a locked `get` prints first.
+const LOCKED_LINE: &str =
+    "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY";
+
+fn require_reboot_tools() -> bool {
+    common::require_tools(&[
+        ("systemd-creds", "systemd"),
+        ("setpriv", "util-linux"),
+        ("useradd", "passwd"),
+        ("flock", "util-linux"),
+        ("age-keygen", "age"),
+        ("skopeo", "skopeo"),
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+    ]) && require_root("to seal credentials and create a build user")
+}
+
+#[test]
+fn uid_rule_host_sealed_credential_serves_the_build_user_after_a_reboot() {
+    if !require_reboot_tools() {
+        return;
+    }
+    credential_agent_after_a_reboot(Seal::Host);
+}
+
+#[test]
+fn uid_rule_tpm2_sealed_credential_serves_the_build_user_after_a_reboot() {
+    if !require_reboot_tools() || !require_tool("swtpm", "swtpm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = swtpm(dir.path());
+    credential_agent_after_a_reboot(Seal::Tpm2(tpm));
+}
