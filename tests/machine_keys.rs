@@ -11,6 +11,13 @@
 //! decrypt a host-key credential, which is why a build user's unattended path is a
 //! system unit with `LoadCredentialEncrypted=` (docs), and this pins the failure it
 //! meets otherwise.
+//!
+//! And that path end to end (`uid_rule_*`, serial with the other tests that make
+//! users): after a "reboot", a `useradd` build user's foreground agent, started with
+//! the credential systemd would decrypt for it (host key, or TPM2 on swtpm), answers
+//! the user's `get` and a skopeo pull in another environment with nobody typing; it
+//! keeps answering across a rotation, fails clearly when the credential is removed or
+//! does not parse, and stops cleanly on SIGTERM.
 mod common;
 
 use std::fs;
