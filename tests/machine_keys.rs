@@ -961,6 +961,33 @@ fn credential_agent_after_a_reboot(seal: Seal) {
         text(&st.stdout)
     );
 
+    // Keys `unlock` hands over work as before, for another vault too, beside it.
+    let other_vault = u.home().join("release-vault.json").display().to_string();
+    let other = [("LOCKBOX_VAULT", other_vault.as_str())];
+    u.ok(
+        u.cmd(
+            &[other[0], ("LOCKBOX_ARGON2_PARAMS", common::FAST_KDF)],
+            common::BIN,
+            &["init", "--passphrase-file", &pass],
+        ),
+        "",
+    );
+    u.ok(
+        u.cmd(&other, common::BIN, &["store"]),
+        &common::store_json("release.example", "rel", "release-secret-5d1e"),
+    );
+    let locked = u.run(u.cmd(&other, common::BIN, &["get"]), "release.example");
+    assert_eq!(text(&locked.stdout).lines().next(), Some(LOCKED_LINE));
+    u.ok(
+        u.cmd(&other, common::BIN, &["unlock", "--passphrase-file", &pass]),
+        "",
+    );
+    let out = u.ok(u.cmd(&other, common::BIN, &["get"]), "release.example");
+    assert!(text(&out.stdout).contains("release-secret-5d1e"));
+    let out = u.ok(u.lockbox(&["get"]), &server);
+    assert!(text(&out.stdout).contains(REG_PASSWORD));
+    u.ok(u.cmd(&other, common::BIN, &["lock"]), "");
+
     // lock cannot lock it, and says what to do.
     let out = u.run(u.lockbox(&["lock"]), "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
