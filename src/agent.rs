@@ -648,3 +648,126 @@ pub fn run_foreground<G>(
     server.log("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Recipient;
+    use crate::file::VaultPath;
+    use crate::vault::Vault;
+    use age::secrecy::{ExposeSecret, SecretString};
+
+    /// One request through the server as the socket would carry it.
+    fn ask(server: &mut Server, request: Request) -> serde_json::Value {
+        let frame = serde_json::to_vec(&RequestFrame {
+            v: PROTOCOL_VERSION,
+            request,
+        })
+        .unwrap();
+        serde_json::to_value(server.handle(&frame)).unwrap()
+    }
+
+    /// A vault on disk with one entry and one age slot, and a foreground server serving
+    /// it from a credential file holding that slot's identity.
+    fn served() -> (tempfile::TempDir, Server, VaultKey, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let key = VaultKey::generate();
+        let slot = Vault::age_slot(
+            &key,
+            &Recipient::parse(&id.to_public().to_string()).unwrap(),
+            "build-01".into(),
+        )
+        .unwrap();
+        let mut vault = Vault::new(&key, vec![slot]);
+        vault
+            .store(
+                "reg.example",
+                "ci",
+                &SecretString::from("s3cret".to_owned()),
+            )
+            .unwrap();
+        let ciphertext = B64.encode(&vault.entries()["reg.example"].secret);
+        let path = dir.path().join("vault.json");
+        VaultPath::new(path.clone()).create(&vault, true).unwrap();
+        let cred = dir.path().join("lockbox-identity");
+        fs::write(&cred, id.to_string().expose_secret()).unwrap();
+        let mut server = Server::new(AgentMode::Foreground, false);
+        server.serve_from_credential(CredentialVault::new(cred, path));
+        (dir, server, key, ciphertext)
+    }
+
+    fn decrypt(public_key: &str, ciphertext: &str) -> Request {
+        Request::Decrypt {
+            public_key: public_key.to_owned(),
+            server: "reg.example".into(),
+            username: "ci".into(),
+            ciphertext: ciphertext.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_vault_served_from_the_credential_decrypts_with_no_key_held_and_no_deadline() {
+        let (dir, mut server, key, ct) = served();
+        let public = key.public().to_string();
+        let answer = ask(&mut server, decrypt(&public, &ct));
+        assert_eq!(answer["secret"]["secret"], "s3cret", "{answer}");
+        assert_eq!(answer["secret"]["expires_in_secs"], serde_json::Value::Null);
+        assert!(server.keys.is_empty(), "nothing is held after the request");
+        // Another vault's key: as before, not unlocked.
+        let other = VaultKey::generate().public().to_string();
+        assert_eq!(
+            ask(&mut server, decrypt(&other, &ct)),
+            serde_json::json!({"error": "not_unlocked"})
+        );
+        // status shows it; lock of it (or of all) says it stays.
+        let st = ask(&mut server, Request::Status);
+        assert_eq!(st["status"]["credential"]["public_key"], public.as_str());
+        assert_eq!(st["status"]["credential"]["error"], serde_json::Value::Null);
+        assert_eq!(st["status"]["vaults"], serde_json::json!([]));
+        let label = dir.path().join("vault.json").display().to_string();
+        for lock in [Some(public.clone()), None] {
+            let answer = ask(&mut server, Request::Lock { public_key: lock });
+            assert_eq!(answer["locked"]["credential"], label.as_str(), "{answer}");
+        }
+        let answer = ask(
+            &mut server,
+            Request::Lock {
+                public_key: Some(other),
+            },
+        );
+        assert_eq!(answer, serde_json::json!({"locked": {"remaining": 0}}));
+        // Still served after every lock; a removed credential is a typed error.
+        assert!(ask(&mut server, decrypt(&public, &ct))["secret"].is_object());
+        fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
+        assert_eq!(
+            ask(&mut server, decrypt(&public, &ct)),
+            serde_json::json!({"error": {"credential_failed": {"reason": "missing"}}})
+        );
+    }
+
+    #[test]
+    fn a_held_key_is_asked_before_the_credential() {
+        let (dir, mut server, key, ct) = served();
+        let public = key.public().to_string();
+        fs::write(dir.path().join("lockbox-identity"), "garbage").unwrap();
+        assert_eq!(
+            ask(&mut server, decrypt(&public, &ct)),
+            serde_json::json!({"error": {"credential_failed": {"reason": "bad_identity"}}})
+        );
+        // The credential is broken, but `unlock` handed over the key: that answers,
+        // with its deadline; `lock` of it forgets the key and says the vault stays.
+        server.hold(key, "v", Duration::from_secs(60), Duration::from_secs(600));
+        let answer = ask(&mut server, decrypt(&public, &ct));
+        assert_eq!(answer["secret"]["secret"], "s3cret", "{answer}");
+        assert!(answer["secret"]["expires_in_secs"].as_u64().unwrap() > 0);
+        let answer = ask(
+            &mut server,
+            Request::Lock {
+                public_key: Some(public.clone()),
+            },
+        );
+        assert_eq!(answer["locked"]["remaining"], 0, "{answer}");
+        assert!(answer["locked"]["credential"].is_string(), "{answer}");
+    }
+}
