@@ -1040,6 +1040,15 @@ fn credential_agent_after_a_reboot(seal: Seal) {
         "{stdout}"
     );
     assert!(!stdout.contains("credentials not found") && !stdout.contains("is locked"));
+    let st = u.run(u.lockbox(&["status"]), "");
+    assert_eq!(st.status.code(), Some(3), "{}", text(&st.stdout));
+    assert!(
+        text(&st.stdout).contains(
+            "unlocked:   no — the lockbox agent serves this vault from its systemd credential"
+        ),
+        "{}",
+        text(&st.stdout)
+    );
 
     // systemctl stop: SIGTERM, exit 0, socket gone; the log names no secret.
     assert!(agent.pid() > 0);

@@ -79,6 +79,16 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             .find(|d| matches!(d.verdict, Verdict::Ready(_) | Verdict::Untried));
         (way_in.map(|d| d.name.clone()), None)
     };
+    // Nothing opens it, and the agent serves it from a credential that fails: that is
+    // the reason to show, not the generic "run unlock".
+    let error = error.or_else(|| {
+        source.is_none().then(|| {
+            described.iter().find_map(|d| match &d.verdict {
+                Verdict::NotApplicable(e @ Error::AgentCredential { .. }) => Some(e.message()),
+                _ => None,
+            })
+        })?
+    });
     let unlocked = source.is_some() && error.is_none();
     let code = if unlocked { Exit::Ok } else { Exit::Locked };
     if o.quiet {
