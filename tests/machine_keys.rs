@@ -896,10 +896,12 @@ fn credential_agent_after_a_reboot(seal: Seal) {
 
     // What systemd does at the unit's start for `LoadCredentialEncrypted=
     // lockbox-identity:…`: as root, decrypt into a fresh directory that only the unit's
-    // user can read, and set CREDENTIALS_DIRECTORY for the unit's process. systemd is
-    // not PID 1 in the test machine, so `systemd-creds decrypt` (the same decryption,
-    // the same key) stands in for it, and the directory is made as systemd makes
-    // /run/credentials/UNIT: 0700 (files 0400), owned by the unit's user.
+    // user (and root) can read, and set CREDENTIALS_DIRECTORY for the unit's process.
+    // systemd is not PID 1 in the test machine, so `systemd-creds decrypt` (the same
+    // decryption, with the same host key or TPM) stands in for it. systemd makes
+    // /run/credentials/UNIT root's with an ACL that lets the unit's user read, or
+    // chowns it to that user where ACLs are unavailable; this is the chown form: the
+    // directory 0700 and the file 0400, owned by the build user, nothing for others.
     let creds = u.root.path().join("credentials/lockbox-agent@c.service");
     fs::create_dir_all(&creds).unwrap();
     fs::set_permissions(&creds, fs::Permissions::from_mode(0o700)).unwrap();
