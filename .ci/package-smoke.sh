@@ -57,7 +57,8 @@ for f in /usr/bin/docker-credential-lockbox /usr/bin/lockbox \
   /usr/share/bash-completion/completions/lockbox \
   /usr/share/zsh/vendor-completions/_docker-credential-lockbox \
   /usr/share/fish/vendor_completions.d/docker-credential-lockbox.fish \
-  /usr/share/doc/docker-credential-lockbox/README.md; do
+  /usr/share/doc/docker-credential-lockbox/README.md \
+  /usr/share/doc/docker-credential-lockbox/examples/credential.conf; do
   grep -qx "$f" "$work/listed" || fail "$f is not in the package"
 done
 [ "$(readlink /usr/bin/lockbox)" = docker-credential-lockbox ] || fail "/usr/bin/lockbox is not the symlink"
