@@ -158,7 +158,7 @@ impl CredentialVault {
                     },
                 ));
             }
-            _ => keys::read_key_file(&self.credential)
+            _ => keys::read_credential_file(&self.credential)
                 .map_err(|e| (CredentialFailure::Unreadable, e))?,
         };
         // A unit has nobody at a terminal: an encrypted identity is refused, never asked.

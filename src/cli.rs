@@ -145,6 +145,9 @@ pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     // The one place the environment is read (`config`).
     let settings = Settings::from_env();
+    // Read once, then gone: no child (an age plugin above all, which the `age` crate
+    // starts with the whole environment) inherits a secret from it.
+    crate::sys::forget_env(&crate::config::var::FORGOTTEN);
     // The protocol path comes first and stays minimal: every helper call is a new
     // process, so its start-up cost is the product's speed.
     match args.get(1).map(|a| a.to_str()) {

@@ -98,6 +98,16 @@ pub mod var {
     pub const IDENTITY: &str = "LOCKBOX_IDENTITY";
     /// Identity file.
     pub const IDENTITY_FILE: &str = "LOCKBOX_IDENTITY_FILE";
+    /// `LOCKBOX_OPENBAO_TOKEN`: an OpenBao token, in the variable itself.
+    pub const OPENBAO_TOKEN: &str = "LOCKBOX_OPENBAO_TOKEN";
+    /// age's debug switch: with `AGEDEBUG=plugin`, age-core copies every plugin
+    /// message to stderr, the file key of a slot among them.
+    pub const AGEDEBUG: &str = "AGEDEBUG";
+    /// The variables removed from this process's environment once [`super::Settings`]
+    /// has read it, so no child inherits them: the two whose value is a secret, and
+    /// `AGEDEBUG`. age plugins are started by the `age` crate with the whole
+    /// environment and no hook to trim it; every other child is trimmed as well.
+    pub const FORGOTTEN: [&str; 3] = [IDENTITY, OPENBAO_TOKEN, AGEDEBUG];
     /// Passphrase file.
     pub const PASSPHRASE_FILE: &str = "LOCKBOX_PASSPHRASE_FILE";
     /// Identity command.

@@ -455,7 +455,7 @@ fn nonblock() -> rustix::fs::OFlags {
 
 /// Refuses an open file that is not a regular file, naming what it is (fstat, so it
 /// is the file actually opened, not whatever the path names a moment later).
-fn ensure_regular(file: &File, path: &Path) -> Result<()> {
+pub(crate) fn ensure_regular(file: &File, path: &Path) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let t = file
         .metadata()

@@ -50,6 +50,39 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
+/// Reads systemd's credential file (`$CREDENTIALS_DIRECTORY/lockbox-identity`) into
+/// wiped memory. Unlike an identity file, which may be a pipe a person made
+/// (`<(pass show …)`), the credential is always a regular file that systemd wrote: so
+/// it is opened `O_NONBLOCK | O_NOFOLLOW` and anything else (a FIFO, a device, a
+/// symlink planted where a hand-set `CREDENTIALS_DIRECTORY` points) is refused at
+/// once, instead of blocking `get`, or the single-threaded agent and every peer.
+pub fn read_credential_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let bad = |reason: String| Error::BadIdentity {
+        source_name: path.display().to_string(),
+        reason,
+    };
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                bad("it is a symbolic link; systemd writes the credential as a file".into())
+            } else {
+                bad(format!("cannot open it: {e}"))
+            }
+        })?;
+    crate::file::ensure_regular(&file, path)?;
+    let buf = crate::file::read_wiped(file, MAX_KEY_FILE as usize)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if buf.len() as u64 > MAX_KEY_FILE {
+        return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));
+    }
+    Ok(buf)
+}
+
 /// Reads a passphrase file: its content without one trailing newline (LF or CRLF).
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
     let bytes = read_key_file(path)?;

@@ -580,7 +580,7 @@ impl KeySource for Credential {
         if !self.path.exists() {
             return Err(Error::Locked); // this unit has no such credential
         }
-        let text = keys::read_key_file(&self.path)?;
+        let text = keys::read_credential_file(&self.path)?;
         // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
         let ids = parse_identities(&text, &self.name(), &NeverPrompt, None)?;
         Ok(KeyOpened {

@@ -1,8 +1,9 @@
 //! Process-wide OS state: the only `unsafe` in the crate (turning file-descriptor
 //! numbers found in `/proc/self/fd` into descriptors, to keep inherited descriptors out
 //! of the agent; a `pre_exec` hook that ties `exec`'s command to its parent's life; the
-//! pre-exec step of an identity command's child, [`isolate_child`]) and the
-//! disposition of `SIGXFSZ`.
+//! pre-exec step of an identity command's child, [`isolate_child`]; removing secret
+//! variables from the environment once read, [`forget_env`]) and the disposition of
+//! `SIGXFSZ`.
 //!
 //! Why it matters: Go's `cmd.Output()` waits until every holder of the helper's stdout
 //! pipe closes it. An agent that inherited Docker's pipe (or any other descriptor its
@@ -151,5 +152,18 @@ pub(crate) fn isolate_child(cmd: &mut Command) {
     // memory shared with the parent.
     unsafe {
         cmd.pre_exec(hook);
+    }
+}
+
+/// Removes `names` from this process's environment (`config::var::FORGOTTEN`), so no
+/// child inherits them. Call from `main` before any thread is started.
+pub fn forget_env(names: &[&str]) {
+    for name in names {
+        if std::env::var_os(name).is_some() {
+            // SAFETY: called at the top of `main`, after the environment was read
+            // into `Settings` and before any thread exists, so nothing reads the
+            // environment concurrently (std's requirement for `remove_var`).
+            unsafe { std::env::remove_var(name) };
+        }
     }
 }

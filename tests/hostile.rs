@@ -338,6 +338,66 @@ fn fifo_at_vault_path_is_refused_without_hanging() {
     env.store("h.example", "u", "after-fifo-5678");
 }
 
+/// A vault with an age slot for a fresh identity (so the systemd credential applies).
+fn init_with_recipient(env: &TestEnv) {
+    let id = age::x25519::Identity::generate();
+    env.run(&["init", "--recipient", &id.to_public().to_string()], "")
+        .assert_code(0);
+}
+
+/// The systemd credential is always a regular file systemd wrote: a FIFO (or a
+/// symlink) where a hand-set `CREDENTIALS_DIRECTORY` points is refused at once, by
+/// `get` and by the foreground agent, which used to block in `open` forever (the
+/// agent is single-threaded: every peer, and SIGTERM, waited with it).
+#[test]
+fn fifo_or_symlink_at_the_credential_is_refused_without_hanging() {
+    let env = TestEnv::new();
+    init_with_recipient(&env);
+    env.store("h.example", "u", "credential-fifo-secret-1");
+    let creds = env.path("creds");
+    fs::create_dir(&creds).unwrap();
+    let credential = creds.join("lockbox-identity");
+    mkfifo(&credential);
+    let dir = creds.to_str().unwrap();
+    let child = env.spawn(&["get"], &[("CREDENTIALS_DIRECTORY", dir)]);
+    let out = env.finish(&["get"], child, Some(b"h.example".to_vec()), HANG_LIMIT);
+    assert!(out.assert_error_line().contains("is a FIFO"), "{out}");
+
+    // The foreground agent starts, says why the credential does not serve, and obeys
+    // SIGTERM.
+    let agent = env
+        .command(
+            BIN,
+            &["agent", "--foreground"],
+            &[("CREDENTIALS_DIRECTORY", dir)],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = env.world().agent_dir().join("agent.sock");
+    let start = Instant::now();
+    while !socket.exists() && start.elapsed() < HANG_LIMIT {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let out = common::output_within(agent, HANG_LIMIT);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(socket.exists() || out.status.success(), "{log}");
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("is a FIFO"), "{log}");
+
+    fs::remove_file(&credential).unwrap();
+    let real = env.path("identity.txt");
+    fs::write(&real, "# not even the right key\n").unwrap();
+    std::os::unix::fs::symlink(&real, &credential).unwrap();
+    let out = env.run_env(&["get"], "h.example", &[("CREDENTIALS_DIRECTORY", dir)]);
+    assert!(out.assert_error_line().contains("symbolic link"), "{out}");
+}
+
 /// Every other thing that is not a regular file at the vault path is refused too.
 #[test]
 fn directory_or_device_at_vault_path_is_refused() {

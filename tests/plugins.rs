@@ -174,14 +174,28 @@ fn plugin_recipient_end_to_end() {
     assert_eq!(env.vault_json()["slots"][0]["recipient"], rcpt.as_str());
     env.store("plugin.example", "u", "plugin-secret-0193");
 
+    // The plugin inherits none of the secrets in lockbox's environment, nor
+    // AGEDEBUG=plugin, with which age-core would copy the file key to stderr (and
+    // `assert_quiet_ok` sees stderr empty). The token variable also shows that a vault
+    // without an OpenBao slot is passed over without a connection.
     let out = env.run_env(
         &["get"],
         "plugin.example",
-        &[("LOCKBOX_IDENTITY", &id), log.var()],
+        &[
+            ("LOCKBOX_IDENTITY", &id),
+            ("AGEDEBUG", "plugin"),
+            ("LOCKBOX_OPENBAO_TOKEN", "s.not-a-real-token-7f3a"),
+            log.var(),
+        ],
     );
     out.assert_quiet_ok();
     assert!(out.stdout_str().contains("plugin-secret-0193"), "{out}");
     assert_eq!(log.identity_runs(), 1, "{:?}", log.runs());
+    assert!(
+        !log.runs().iter().any(|l| l.starts_with("inherited")),
+        "{:?}",
+        log.runs()
+    );
 
     let out = env.run_env(&["unlock", "--identity-file", &id_file], "", &[log.var()]);
     out.assert_code(0);

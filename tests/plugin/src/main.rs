@@ -6,6 +6,8 @@
 //! - every run appends one line to `$LOCKBOX_TEST_PLUGIN_LOG` (when set): the state
 //!   machine and, for identity-v1, the number of stanzas it was given, so a test can
 //!   count how often lockbox started a plugin;
+//! - it logs `inherited NAME` for each of `LOCKBOX_IDENTITY`, `LOCKBOX_OPENBAO_TOKEN`
+//!   and `AGEDEBUG` found in its environment, which lockbox must not pass on;
 //! - a key generated with `--pin` asks for a PIN (`1234`) through the client's
 //!   callbacks before it unwraps anything, as hardware plugins do;
 //! - a key generated with `--hang` never answers an unwrap, to test deadlines (it
@@ -213,6 +215,13 @@ fn hang() -> ! {
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(machine) = args.iter().find_map(|a| a.strip_prefix("--age-plugin=")) {
+        // What a plugin must not inherit from lockbox: the identity text, the OpenBao
+        // token, and age's debug switch (which copies the file key to stderr).
+        for name in ["LOCKBOX_IDENTITY", "LOCKBOX_OPENBAO_TOKEN", "AGEDEBUG"] {
+            if std::env::var_os(name).is_some() {
+                log(&format!("inherited {name}"));
+            }
+        }
         return run_state_machine(machine, Handler);
     }
     if args.first().map(String::as_str) == Some("--generate") {
