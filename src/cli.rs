@@ -41,7 +41,10 @@ Environment:
   LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
   LOCKBOX_OPENBAO_ADDR     the OpenBao/Vault server for an OpenBao slot (else BAO_ADDR,
                            VAULT_ADDR); LOCKBOX_OPENBAO_CACERT its CA file
-  LOCKBOX_OPENBAO_TOKEN_FILE  a token file: lets `get` open the OpenBao slot
+  LOCKBOX_OPENBAO_TOKEN_FILE  this host's OpenBao token, in a file: lets `get` open
+                           the OpenBao slot (without it or the next, `get` never
+                           contacts OpenBao; docs/FLEET.md)
+  LOCKBOX_OPENBAO_TOKEN    the same token as text (set one of the two, not both)
   LOCKBOX_AGENT_DIR        the agent's socket directory (default /tmp/lockbox-<uid>;
                            for tests and isolated setups)
   LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent

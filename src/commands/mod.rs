@@ -50,7 +50,8 @@ pub struct KeyOpts {
     /// terminal, 15 s at most): systemd-creds decrypt …, clevis decrypt < …, bao read ….
     #[arg(long, value_name = "CMD")]
     pub identity_cmd: Option<std::ffi::OsString>,
-    /// Open the vault through its OpenBao transit slot, with BAO_TOKEN, VAULT_TOKEN or
+    /// Open the vault through its OpenBao transit slot, with the token of
+    /// --openbao-token-file, else LOCKBOX_OPENBAO_TOKEN[_FILE], BAO_TOKEN, VAULT_TOKEN or
     /// ~/.vault-token (the server is LOCKBOX_OPENBAO_ADDR, else BAO_ADDR/VAULT_ADDR).
     #[arg(long)]
     pub openbao: bool,
