@@ -51,8 +51,9 @@ pub struct KeyOpts {
     #[arg(long, value_name = "CMD")]
     pub identity_cmd: Option<std::ffi::OsString>,
     /// Open the vault through its OpenBao transit slot, with the token of
-    /// --openbao-token-file, else LOCKBOX_OPENBAO_TOKEN[_FILE], BAO_TOKEN, VAULT_TOKEN or
-    /// ~/.vault-token (the server is LOCKBOX_OPENBAO_ADDR, else BAO_ADDR/VAULT_ADDR).
+    /// --openbao-token-file, else LOCKBOX_OPENBAO_TOKEN_FILE, LOCKBOX_OPENBAO_TOKEN,
+    /// BAO_TOKEN, VAULT_TOKEN or ~/.vault-token (the server is LOCKBOX_OPENBAO_ADDR, else
+    /// BAO_ADDR/VAULT_ADDR).
     #[arg(long)]
     pub openbao: bool,
     /// The OpenBao token for --openbao, recipients add --openbao-mount and the re-wrap
