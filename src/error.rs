@@ -86,6 +86,14 @@ pub enum Error {
         /// Why it cannot be used (never the key text).
         reason: String,
     },
+    /// A passphrase file (`--passphrase-file`, `LOCKBOX_PASSPHRASE_FILE`,
+    /// `--identity-passphrase-file`…) cannot be read or holds no passphrase.
+    BadPassphraseFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's content).
+        reason: String,
+    },
     /// A recipient string does not parse (the text is not shown when it is a
     /// private key).
     BadRecipient(String),
@@ -275,6 +283,9 @@ impl Error {
                 source_name,
                 reason,
             } => messages::bad_identity(source_name, reason),
+            Error::BadPassphraseFile { path, reason } => {
+                messages::bad_passphrase_file(&path.display().to_string(), reason)
+            }
             Error::BadRecipient(r) => messages::bad_recipient(r),
             Error::BadRecipientLine { file, line, text } => {
                 messages::bad_recipient_line(&file.display().to_string(), *line, text)

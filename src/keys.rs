@@ -85,20 +85,21 @@ pub fn read_credential_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 
 /// Reads a passphrase file: its content without one trailing newline (LF or CRLF).
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
-    let bytes = read_key_file(path)?;
+    let bad = |reason: String| Error::BadPassphraseFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = read_key_file(path).map_err(|e| match e {
+        Error::BadIdentity { reason, .. } => bad(reason),
+        other => other,
+    })?;
     let mut text: &[u8] = &bytes;
     if let Some(t) = text.strip_suffix(b"\n") {
         text = t.strip_suffix(b"\r").unwrap_or(t);
     }
-    let text = std::str::from_utf8(text).map_err(|_| Error::BadIdentity {
-        source_name: path.display().to_string(),
-        reason: "the passphrase is not UTF-8".into(),
-    })?;
+    let text = std::str::from_utf8(text).map_err(|_| bad("the passphrase is not UTF-8".into()))?;
     if text.is_empty() {
-        return Err(Error::BadIdentity {
-            source_name: path.display().to_string(),
-            reason: "the passphrase file is empty".into(),
-        });
+        return Err(bad("it is empty".into()));
     }
     Ok(SecretString::from(text.to_owned()))
 }

@@ -474,7 +474,7 @@ fn parse_identities(
         fn passphrase(&self, what: &str) -> Result<Option<SecretString>> {
             keys::read_passphrase_file(self.0).map(Some).map_err(|e| {
                 let why = match e {
-                    Error::BadIdentity { reason, .. } => reason,
+                    Error::BadPassphraseFile { reason, .. } => reason,
                     other => other.message(),
                 };
                 Error::BadIdentity {

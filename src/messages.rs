@@ -165,6 +165,11 @@ pub fn bad_identity(source: &str, reason: &str) -> String {
     format!("cannot use the identity in {source}: {reason}")
 }
 
+/// A passphrase file could not be used.
+pub fn bad_passphrase_file(path: &str, reason: &str) -> String {
+    format!("cannot use the passphrase file {path}: {reason}")
+}
+
 /// Whether text given where a public key belongs is a private key (an age identity
 /// or a PEM/OpenSSH private key block): such text is never repeated back.
 pub fn is_private_key(text: &str) -> bool {
