@@ -6,7 +6,7 @@
 //! the agent holds no key for, it reads the vault file (the parser and bounds every
 //! `get` uses, [`View::parse`]; readers take no lock), and only when the request names
 //! that vault's public key does it read the credential (bounded, into wiped memory:
-//! [`keys::read_key_file`]), parse it with the one identity parser and no way to ask
+//! [`keys::read_credential_file`]: a regular file, no symlink, never waited on), parse it with the one identity parser and no way to ask
 //! ([`keys::parse_identities`]), open the slot, decrypt, and drop the key. A rotated
 //! vault or a replaced credential is therefore used at the next request, and a removed
 //! one fails at once; the price is one file read, one parse and one X25519 unwrap per
