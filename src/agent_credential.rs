@@ -5,8 +5,9 @@
 //! The credential is the unlock, so nothing is cached: for each decrypt of a vault
 //! the agent holds no key for, it reads the vault file (the parser and bounds every
 //! `get` uses, [`View::parse`]; readers take no lock), and only when the request names
-//! that vault's public key does it read the credential (bounded, into wiped memory:
-//! [`keys::read_credential_file`]: a regular file, no symlink, never waited on), parse it with the one identity parser and no way to ask
+//! that vault's public key does it read the credential (bounded, into wiped memory, a
+//! regular file only, no symlink, never waited on: [`keys::read_credential_file`]),
+//! parse it with the one identity parser and no way to ask
 //! ([`keys::parse_identities`]), open the slot, decrypt, and drop the key. A rotated
 //! vault or a replaced credential is therefore used at the next request, and a removed
 //! one fails at once; the price is one file read, one parse and one X25519 unwrap per
