@@ -16,8 +16,9 @@
 //!   apply to this vault* falls through to the next one. "Does not apply" is exactly:
 //!   its identities match no age slot, or the vault has no slot of its kind (no age
 //!   slot for an identity, no passphrase slot for a passphrase), or it has nothing to
-//!   give (no agent, or an agent without this vault's key; a terminal the caller may
-//!   not use). See [`does_not_apply`];
+//!   give (no agent, or an agent without this vault's key, or one whose systemd
+//!   credential does not open it; a terminal the caller may not use). See
+//!   [`does_not_apply`];
 //! - an ambient source that applies but fails (a file that cannot be read or does not
 //!   parse, a wrong passphrase, a tampered slot) is the error: a broken setting is
 //!   reported, never papered over by the next source.
@@ -195,6 +196,10 @@ pub fn does_not_apply(e: &Error) -> bool {
             | Error::Locked
             | Error::IdentityNeedsPassphrase { .. }
             | Error::PluginNeedsAnswer { .. }
+            // The agent serves this vault from its systemd credential, which fails:
+            // a reason worth showing, but a later source (the identity command, the
+            // terminal) may still open the vault, as `status` also judges.
+            | Error::AgentCredential { .. }
     )
 }
 
@@ -208,8 +213,9 @@ pub enum AgentUse {
     Verified,
 }
 
-/// The sources in order (`docs/KEYS.md`): flags, `LOCKBOX_IDENTITY`,
-/// `LOCKBOX_IDENTITY_FILE`, `LOCKBOX_PASSPHRASE_FILE`, the agent, the terminal.
+/// The sources in order (`docs/KEYS.md`, "The order"): flags, `LOCKBOX_IDENTITY`,
+/// `LOCKBOX_IDENTITY_FILE`, the systemd credential, `LOCKBOX_PASSPHRASE_FILE`, the
+/// OpenBao slot (opted in), the agent, `LOCKBOX_IDENTITY_CMD`, the terminal.
 /// `agent` is `None` where no agent may be asked (unit tests).
 pub fn sources<'a>(
     settings: &'a KeySettings,

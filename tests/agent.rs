@@ -927,6 +927,84 @@ fn exec_sweeps_a_dead_socket_whatever_its_pid_and_spares_a_socketless_live_pid()
     assert!(binding.exists(), "a live pid without a socket was swept");
 }
 
+/// A foreground agent, killed when the test ends however it ends.
+struct AgentChild(std::process::Child);
+
+impl Drop for AgentChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An agent whose systemd credential does not open the vault is passed over like one
+/// without its key: `LOCKBOX_IDENTITY_CMD`, after it in the order, still opens the
+/// vault (as `status` says it would), and without the command the credential's failure
+/// is the error: never "locked", never the not-found text.
+#[test]
+fn a_failing_agent_credential_passes_the_turn_to_the_identity_command() {
+    use age::secrecy::ExposeSecret as _;
+    let env = Env::new();
+    let owner = age::x25519::Identity::generate();
+    let id_file = env.path("owner.txt");
+    fs::write(&id_file, owner.to_string().expose_secret()).unwrap();
+    let out = env.run(&["init", "--recipient", &owner.to_public().to_string()], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.store("h", "u", "p");
+    let creds = env.path("creds");
+    fs::create_dir(&creds).unwrap();
+    let stranger = age::x25519::Identity::generate();
+    fs::write(
+        creds.join("lockbox-identity"),
+        stranger.to_string().expose_secret(),
+    )
+    .unwrap();
+    let agent = AgentChild(
+        env.cmd(&["agent", "--foreground"])
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sock = env.agent_dir().join("agent.sock");
+    assert!(eventually(Duration::from_secs(20), || sock.exists()));
+
+    let out = env.run(&["get"], "h");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let line = stdout(&out);
+    assert!(line.contains("credential"), "{line}");
+    assert_ne!(line, LOCKED_LINE);
+    assert_ne!(line, NOT_FOUND_LINE);
+
+    let cmd = format!("cat {}", id_file.display());
+    let mut c = env.cmd(&["get"]);
+    c.env("LOCKBOX_IDENTITY_CMD", &cmd);
+    let mut g = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    g.stdin.take().unwrap().write_all(b"h").unwrap();
+    let out = bounded_output(g);
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("\"p\""), "{}", stdout(&out));
+
+    let mut c = env.cmd(&["status", "--check"]);
+    c.env("LOCKBOX_IDENTITY_CMD", &cmd);
+    let out = bounded_output(
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    drop(agent);
+}
+
 #[test]
 fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
     let env = Env::new();
