@@ -181,12 +181,18 @@ impl Server {
         }
     }
 
-    /// The label of the credential's vault when `public_key` names it (`None`: any).
+    /// The label of the credential's vault when `public_key` names it (`None`: any)
+    /// and the credential opens it now: what a `lock` cannot lock. A credential that
+    /// opens nothing leaves nothing open, so `lock` need not say it stays.
     fn credential_label_for(&self, public_key: Option<&str>) -> Option<String> {
         let c = self.credential.as_ref()?;
+        let (status, _) = c.check();
+        if status.error.is_some() {
+            return None;
+        }
         match public_key {
             None => Some(c.label()),
-            Some(p) => (c.public_key().ok()? == p).then(|| c.label()),
+            Some(p) => (status.public_key.as_deref() == Some(p)).then(|| c.label()),
         }
     }
 
@@ -756,7 +762,8 @@ mod tests {
             serde_json::json!({"error": {"credential_failed": {"reason": "bad_identity"}}})
         );
         // The credential is broken, but `unlock` handed over the key: that answers,
-        // with its deadline; `lock` of it forgets the key and says the vault stays.
+        // with its deadline; `lock` of it forgets the key, and says nothing stays open
+        // (the broken credential opens nothing).
         server.hold(key, "v", Duration::from_secs(60), Duration::from_secs(600));
         let answer = ask(&mut server, decrypt(&public, &ct));
         assert_eq!(answer["secret"]["secret"], "s3cret", "{answer}");
@@ -768,6 +775,6 @@ mod tests {
             },
         );
         assert_eq!(answer["locked"]["remaining"], 0, "{answer}");
-        assert!(answer["locked"]["credential"].is_string(), "{answer}");
+        assert!(answer["locked"].get("credential").is_none(), "{answer}");
     }
 }

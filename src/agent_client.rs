@@ -531,18 +531,6 @@ pub fn serves_text(held: &Held) -> String {
     }
 }
 
-/// `status --json`'s `agent.credential`: the vault the agent serves from its systemd
-/// credential, and whether the credential opens it now.
-pub fn credential_json(status: &AgentStatus) -> serde_json::Value {
-    match &status.credential {
-        Some(c) => serde_json::json!({
-            "label": c.label, "public_key": c.public_key, "opens": c.error.is_none(),
-            "error": c.error,
-        }),
-        None => serde_json::Value::Null,
-    }
-}
-
 /// "for 59m idle (at most 7h 59m)", or "while its command runs" for `exec`.
 pub fn held_times(mode: AgentMode, held: &HeldVault) -> String {
     if mode == AgentMode::Exec {

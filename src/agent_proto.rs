@@ -296,6 +296,10 @@ pub enum CredentialFailure {
     Tampered,
     /// The agent could not read or parse the vault file.
     VaultUnreadable,
+    /// A reason this build does not know (from a newer agent): read as this, so a
+    /// reason added later is a compatible addition (`docs/AGENT.md`, "Versions").
+    #[serde(other)]
+    Other,
 }
 
 /// The vault a foreground agent serves from its systemd credential, as `status` reports
@@ -550,6 +554,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(locked, r#"{"locked":{"remaining":0}}"#);
+        // A reason a later build adds is read as `other`, not as an unreadable answer.
+        let later: Response = serde_json::from_str(
+            r#"{"error":{"credential_failed":{"reason":"sealed_to_another_tpm"}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            later,
+            Response::Error(AgentError::CredentialFailed {
+                reason: CredentialFailure::Other
+            })
+        ));
     }
 
     #[test]

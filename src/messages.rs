@@ -375,6 +375,10 @@ pub fn credential_failure(why: crate::agent_proto::CredentialFailure) -> String 
             "the agent cannot read the vault file",
             "check that the agent's user and environment (HOME, DOCKER_CONFIG, LOCKBOX_VAULT) name this vault".to_owned(),
         ),
+        F::Other => (
+            "the agent (a newer build) gave a reason this build does not know",
+            "see the agent's log, or upgrade this build to match it".to_owned(),
+        ),
     };
     format!("{what}; {next}; the agent's log says more (journalctl -u {AGENT_UNIT})")
 }

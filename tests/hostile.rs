@@ -381,13 +381,17 @@ fn fifo_or_symlink_at_the_credential_is_refused_without_hanging() {
     while !socket.exists() && start.elapsed() < HANG_LIMIT {
         thread::sleep(Duration::from_millis(20));
     }
+    let served = socket.exists();
+    // SIGKILL when it never served: a blocked agent ignores SIGTERM.
+    let signal = if served { "-TERM" } else { "-KILL" };
     let _ = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
+        .args([signal, &agent.id().to_string()])
         .status();
     let out = common::output_within(agent, HANG_LIMIT);
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(socket.exists() || out.status.success(), "{log}");
+    assert!(served, "the agent never bound its socket: {log}");
     assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(!socket.exists(), "SIGTERM left the socket: {log}");
     assert!(log.contains("is a FIFO"), "{log}");
 
     fs::remove_file(&credential).unwrap();

@@ -171,6 +171,12 @@ fn plugin_recipient_end_to_end() {
         "init wraps through the plugin once"
     );
     assert_eq!(format_version(&env), 2);
+    let status: serde_json::Value =
+        serde_json::from_str(&env.run(&["status", "--json"], "").stdout_str()).unwrap();
+    assert_eq!(
+        status["format"], 2,
+        "status shows the file's version: {status}"
+    );
     assert_eq!(env.vault_json()["slots"][0]["recipient"], rcpt.as_str());
     env.store("plugin.example", "u", "plugin-secret-0193");
 
@@ -535,7 +541,8 @@ fn tag_recipient_wraps_without_a_plugin_and_opening_needs_one() {
 
 /// The plugin flow as a build user (uid 65534, not root): its own vault, the plugin
 /// in a directory it can only read and execute, its identity file 0600, then `get`
-/// through its agent after `unlock`, with the plugin gone.
+/// through its agent after `unlock`, with the plugin gone. Its agent lives in the
+/// test's own directory and is told to quit when the test ends, however it ends.
 #[test]
 fn plugin_flow_as_a_non_root_user() {
     if !require_tool("setpriv", "util-linux") {
@@ -583,7 +590,10 @@ fn plugin_flow_as_a_non_root_user() {
         .env_clear()
         .env("PATH", &path)
         .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &run);
+        .env("XDG_RUNTIME_DIR", &run)
+        // This test's own agent directory, not uid 65534's shared /tmp/lockbox-65534
+        // (other suites run as that uid too), and gone with the temp dir.
+        .env("LOCKBOX_AGENT_DIR", run.join("lockbox"));
         for (k, v) in vars {
             c.env(k, v);
         }
@@ -613,6 +623,33 @@ fn plugin_flow_as_a_non_root_user() {
         (out, text)
     };
     let id_path = id_file.to_str().unwrap();
+    /// Runs `lock --all` as the user when dropped: its agent exits with its last key.
+    struct LockOnDrop(Command);
+    impl Drop for LockOnDrop {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let mut lock_all = Command::new("setpriv");
+    lock_all
+        .args([
+            &format!("--reuid={UID}"),
+            &format!("--regid={UID}"),
+            "--clear-groups",
+            common::BIN,
+            "lock",
+            "--all",
+        ])
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", &home)
+        .env("LOCKBOX_AGENT_DIR", run.join("lockbox"));
+    let _lock_on_drop = LockOnDrop(lock_all);
 
     let (out, text) = as_user(&["init", "--recipient", &rcpt], "", &[]);
     assert!(out.status.success(), "{text}");

@@ -229,11 +229,33 @@ fn sweep_leftovers(dir: &Path) {
     }
 }
 
-/// Whether the `exec` that made `private` (named for `pid`) is gone.
+/// Whether the `exec` that made `private` (named for `pid`) is gone. The connect is
+/// non-blocking, so a stopped `exec` whose backlog is full (it would make a blocking
+/// connect wait) counts as alive. A refusal is asked twice, 100 ms apart: between
+/// `bind` and `listen` a live `exec`'s socket refuses too, for a moment.
 fn leftover_is_gone(private: &Path, pid: u32) -> bool {
-    match UnixStream::connect(private.join(SOCKET_NAME)) {
-        Ok(_) => false, // a live server: connecting costs it one empty request
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => true,
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let socket = private.join(SOCKET_NAME);
+    let probe = || -> std::result::Result<(), Errno> {
+        let addr = SocketAddrUnix::new(socket.as_path())?;
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
+        rustix::net::connect(&fd, &addr)
+    };
+    let refused = || matches!(probe(), Err(Errno::CONNREFUSED));
+    match probe() {
+        // A server (or a full backlog: a stopped one); connecting costs it one empty
+        // request.
+        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => false,
+        Err(Errno::CONNREFUSED) => {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            refused()
+        }
         Err(_) => !Path::new(&format!("/proc/{pid}")).exists(),
     }
 }

@@ -141,7 +141,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         };
         let v = serde_json::json!({
             "vault": path.vault,
-            "format": crate::vault::FORMAT_VERSION,
+            "format": vault.format_version(),
             "public_key": vault.public().to_string(),
             "slots": slots,
             "entries": vault.entries().len(),
@@ -158,7 +158,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let mut text = format!(
         "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}\nslots:      {}\n",
         path.vault.display(),
-        crate::vault::FORMAT_VERSION,
+        vault.format_version(),
         vault.public(),
         vault.entries().len(),
         vault.slots().len(),
