@@ -11,10 +11,23 @@
 //! actions the clients ran (`ClientEnv::trace_helper`), so each phase shows the
 //! credentials came through it.
 //!
+//! Then, on the same daemon, the reboot of docs/BUILD_SERVER.md section 5
+//! (`build_user_pulls_after_a_reboot`): a `useradd` build user, given the test daemon's
+//! socket through its group (never the system's `/var/run/docker.sock`), has a vault
+//! whose one slot is an age identity root sealed with `systemd-creds encrypt
+//! --with-key=host`; with that credential decrypted for the user's agent as systemd's
+//! `LoadCredentialEncrypted=` would (systemd is not PID 1 here, so root's `systemd-creds
+//! decrypt` stands in), the user's `docker pull` from `env -i` works with nobody typing,
+//! and is refused once the agent got SIGTERM. This makes a user and uses its real agent
+//! directory `/tmp/lockbox-<uid>`, so the test runs in the `uid-rule` serial group
+//! (`.config/nextest.toml`).
+//!
 //! Needs `docker` (the CLI), `dockerd` (Debian package docker.io), root, `docker-registry`,
 //! `htpasswd` (apache2-utils), `age-keygen` (age), `skopeo`, and a Python with the
-//! `docker` package (`LOCKBOX_TEST_PYTHON`, default `python3`). A missing tool, or no
-//! root, skips with a note — or fails when `CI` is set. `scripts/test.sh` installs them.
+//! `docker` package (`LOCKBOX_TEST_PYTHON`, default `python3`); the reboot phase also
+//! `systemd-creds` (systemd), `setpriv` and `flock` (util-linux) and `useradd` (passwd).
+//! A missing tool, or no root, skips with a note (a missing docker-py or reboot tool
+//! skips only its phase) — or fails when `CI` is set. `scripts/test.sh` installs them.
 mod common;
 
 use common::clients;
@@ -91,6 +104,12 @@ fn docker_daemon_end_to_end() {
         "PyPI package docker (pip install docker==7.1.0) and set LOCKBOX_TEST_PYTHON",
     )
     .then_some(python);
+    let reboot = clients::require_tools(&[
+        ("systemd-creds", "systemd"),
+        ("setpriv", "util-linux"),
+        ("useradd", "passwd"),
+        ("flock", "util-linux"),
+    ]);
 
     let started = Instant::now();
     let registry = Registry::start(USER, PASSWORD);
@@ -110,6 +129,11 @@ fn docker_daemon_end_to_end() {
         let t = Instant::now();
         Pass::new(key, &daemon, &registry).run(dockerpy.as_deref());
         eprintln!("e2e: {key:?} pass done in {:.1?}", t.elapsed());
+    }
+    if reboot {
+        let t = Instant::now();
+        build_user_pulls_after_a_reboot(&daemon, &registry);
+        eprintln!("e2e: reboot phase done in {:.1?}", t.elapsed());
     }
     let forced = daemon.stop();
     assert!(
@@ -595,6 +619,400 @@ impl<'a> Pass<'a> {
             .lockbox(&["status", "--quiet"], false, Input::Closed);
         assert_eq!(status.status.code(), Some(3), "{}", status.describe());
     }
+}
+
+// ---------------------------------------------------------------------------------
+// After a reboot: a build user's `docker pull`, from a host-sealed credential
+// ---------------------------------------------------------------------------------
+
+/// The image the build user pulls (root pushes it).
+const BUILD_IMAGE: &str = "e2e/reboot:1";
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A build user made for the phase (`useradd`, home 0700 in a temp dir others may pass
+/// through), with a bin directory holding the tracing helper wrapper. Dropping it
+/// removes the user and its agent directory `/tmp/lockbox-<uid>`.
+struct BuildUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    root: tempfile::TempDir,
+}
+
+impl BuildUser {
+    fn new() -> BuildUser {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::Builder::new()
+            .prefix("lockbox-e2e-user-")
+            .tempdir()
+            .expect("temp dir for the build user");
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755))
+            .expect("chmod the build user's root");
+        let name = format!("lbe{}", std::process::id());
+        let home = root.path().join("home");
+        fs::create_dir(&home).expect("create the build user's home");
+        // useradd locks /etc/passwd; other test binaries may be adding users too.
+        let mut useradd = Command::new("flock");
+        useradd
+            .args(["/tmp/lockbox-test-useradd.lock", "useradd", "-M", "-U"])
+            .args(["-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(&name);
+        let out = clients::run(useradd, Input::Closed);
+        assert!(out.ok(), "useradd: {}", out.describe());
+        let id = |flag: &str| -> u32 {
+            let mut c = Command::new("id");
+            c.args([flag, &name]);
+            let out = clients::run(c, Input::Closed);
+            out.stdout.trim().parse().expect("id prints a number")
+        };
+        let u = BuildUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+            root,
+        };
+        u.chown(&home);
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod home");
+        let docker = u.docker_config();
+        fs::create_dir(&docker).expect("create ~/.docker");
+        fs::set_permissions(&docker, fs::Permissions::from_mode(0o700)).expect("chmod ~/.docker");
+        u.chown(&docker);
+        fs::write(docker.join("config.json"), "{\"credsStore\":\"lockbox\"}\n")
+            .expect("write config.json");
+        u.chown(&docker.join("config.json"));
+        let bin = u.root.path().join("bin");
+        fs::create_dir(&bin).expect("create the bin directory");
+        clients::write_trace_wrapper(
+            &bin.join("docker-credential-lockbox"),
+            &u.calls_log(),
+            &u.home(),
+        );
+        u
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    fn docker_config(&self) -> PathBuf {
+        self.home().join(".docker")
+    }
+
+    fn calls_log(&self) -> PathBuf {
+        self.home().join("helper-calls.log")
+    }
+
+    /// The helper calls the user's clients made since the last look; clears the log.
+    fn helper_calls(&self) -> Vec<String> {
+        let text = fs::read_to_string(self.calls_log()).unwrap_or_default();
+        let _ = fs::remove_file(self.calls_log());
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// The user's real agent socket (a function of the uid only).
+    fn agent_socket(&self) -> PathBuf {
+        PathBuf::from(format!("/tmp/lockbox-{}/agent.sock", self.uid))
+    }
+
+    fn chown(&self, p: &Path) {
+        std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("chown {p:?}: {e}"));
+    }
+
+    /// `program` as this user from `env -i` with exactly HOME, PATH (the wrapper's bin
+    /// directory first), DOCKER_HOST (the test daemon) and DOCKER_CONFIG: what cron or
+    /// a runner service gives a build. No key variable, no CREDENTIALS_DIRECTORY.
+    fn command(&self, daemon: &Dockerd, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .args(["env", "-i"])
+            .arg(format!("HOME={}", self.home().display()))
+            .arg(format!(
+                "PATH={}:{SYSTEM_PATH}",
+                self.root.path().join("bin").display()
+            ))
+            .arg(format!("DOCKER_HOST={}", daemon.host()))
+            .arg(format!("DOCKER_CONFIG={}", self.docker_config().display()))
+            .arg(program)
+            .args(args);
+        c
+    }
+
+    fn run(&self, daemon: &Dockerd, program: &str, args: &[&str], input: Input<'_>) -> Output {
+        clients::run(self.command(daemon, program, args), input)
+    }
+}
+
+impl Drop for BuildUser {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(format!("/tmp/lockbox-{}", self.uid));
+        let mut userdel = Command::new("flock");
+        userdel.args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name]);
+        let _ = clients::run(userdel, Input::Closed);
+    }
+}
+
+/// The daemon's socket open to the build user's group while the phase runs.
+struct SharedSocket<'a>(&'a Dockerd);
+
+impl<'a> SharedSocket<'a> {
+    fn new(daemon: &'a Dockerd, gid: u32) -> Self {
+        daemon.share_socket(gid);
+        SharedSocket(daemon)
+    }
+}
+
+impl Drop for SharedSocket<'_> {
+    fn drop(&mut self) {
+        self.0.unshare_socket();
+    }
+}
+
+/// `lockbox-agent@USER.service`'s `ExecStart=` (`agent --foreground`) run the way
+/// systemd runs the template: the user's uid and groups, PATH, HOME, USER, LOGNAME,
+/// SHELL, and CREDENTIALS_DIRECTORY. Its output goes to a log file (the journal).
+/// Stopped by PID: SIGTERM in [`CredentialAgent::stop`], SIGKILL when dropped.
+struct CredentialAgent {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl CredentialAgent {
+    fn start(u: &BuildUser, credentials: &Path) -> CredentialAgent {
+        let log = u.root.path().join("agent.log");
+        let file = fs::File::create(&log).expect("create the agent's log");
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.gid))
+            .arg("--init-groups")
+            .args(["env", "-i"])
+            .arg(format!("PATH={SYSTEM_PATH}"))
+            .arg(format!("HOME={}", u.home().display()))
+            .arg(format!("USER={}", u.name))
+            .arg(format!("LOGNAME={}", u.name))
+            .arg("SHELL=/bin/sh")
+            .arg(format!("CREDENTIALS_DIRECTORY={}", credentials.display()))
+            .args([clients::BIN, "agent", "--foreground"])
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().expect("the agent's log"))
+            .stderr(file);
+        let mut agent = CredentialAgent {
+            child: Some(c.spawn().expect("start the agent")),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !u.agent_socket().exists() {
+            let child = agent.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("wait for the agent") {
+                panic!("the agent exited ({status}): {}", agent.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent bound no socket in 20 s: {}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `systemctl stop`: SIGTERM to its PID; its exit status (bounded wait).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        );
+        common::wait_bounded(&mut child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("the agent ignored SIGTERM for 20 s: {}", self.log()))
+    }
+}
+
+impl Drop for CredentialAgent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// docs/BUILD_SERVER.md, section 5, on a real Docker daemon: after a reboot a build
+/// user's `docker pull` works with nobody typing, from an age identity root sealed with
+/// `systemd-creds encrypt --with-key=host`.
+///
+/// A `useradd` user who may use the test daemon's socket (its group, as the `docker`
+/// group would) makes a vault whose one slot is the machine's identity and logs in with
+/// `docker login` (storing needs no key). Root seals the identity and removes the
+/// plaintext. systemd is not PID 1 here, so what it does at the unit's start for
+/// `LoadCredentialEncrypted=lockbox-identity:…` — decrypt into a 0700 directory of the
+/// unit's user and set CREDENTIALS_DIRECTORY — root does with `systemd-creds decrypt`;
+/// the agent then runs as the user the way the unit does (no `unlock`). The user's
+/// `docker pull` from `env -i` gets the credentials through the helper and the agent;
+/// after SIGTERM to the agent the same pull is refused by the registry, with lockbox's
+/// locked message passed through by the CLI (not a silent anonymous pull).
+fn build_user_pulls_after_a_reboot(daemon: &Dockerd, registry: &Registry) {
+    let step = |what: &str| eprintln!("e2e: reboot: {what}");
+    let server = registry.address();
+    let image = format!("{server}/{BUILD_IMAGE}");
+    let get = format!("get {server}");
+
+    step("root pushes the image the build pulls");
+    let admin = Pass::new(Key::Identity, daemon, registry);
+    let out = admin.login(PASSWORD, false);
+    assert!(out.ok(), "root's docker login: {}", out.describe());
+    admin.remove_images(&[&image]);
+    let id = admin.import(&image);
+    let out = admin.docker(&["push", &image], Input::Closed);
+    assert!(out.ok(), "root's docker push: {}", out.describe());
+    admin.remove_images(&[&image]);
+    let out = admin.docker(&["logout", &server], Input::Closed);
+    assert!(out.ok(), "root's docker logout: {}", out.describe());
+
+    step("a build user with the daemon's socket, a vault for the machine's identity");
+    let u = BuildUser::new();
+    let _socket = SharedSocket::new(daemon, u.gid);
+    // The machine's identity, in a directory only root can enter.
+    let secret_dir = tempfile::tempdir().expect("temp dir for the identity");
+    let id_file = secret_dir.path().join("lockbox-identity.txt");
+    let mut keygen = Command::new("age-keygen");
+    keygen.arg("-o").arg(&id_file);
+    let out = clients::run(keygen, Input::Closed);
+    assert!(out.ok(), "age-keygen: {}", out.describe());
+    let mut public = Command::new("age-keygen");
+    public.arg("-y").arg(&id_file);
+    let out = clients::run(public, Input::Closed);
+    assert!(out.ok(), "age-keygen -y: {}", out.describe());
+    let recipient = out.stdout.trim().to_owned();
+    let out = u.run(
+        daemon,
+        clients::BIN,
+        &["init", "--recipient", &recipient],
+        Input::Closed,
+    );
+    assert!(out.ok(), "init as the build user: {}", out.describe());
+
+    step("docker login as the build user, no key anywhere");
+    let out = u.run(
+        daemon,
+        "docker",
+        &["login", "-u", USER, "--password-stdin", &server],
+        Input::Bytes(format!("{PASSWORD}\n").as_bytes()),
+    );
+    assert!(
+        out.ok(),
+        "docker login as the build user: {}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("Login Succeeded"), "{}", out.describe());
+    assert!(
+        !seen(&out).contains("stored unencrypted"),
+        "the CLI did not use the helper: {}",
+        out.describe()
+    );
+    let calls = u.helper_calls();
+    assert!(calls.iter().any(|c| c == "store"), "{calls:?}");
+    assert_config_has_no_secret(&u.docker_config().join("config.json"), USER, PASSWORD);
+    let out = u.run(daemon, clients::BIN, &["list"], Input::Closed);
+    assert!(out.ok(), "list: {}", out.describe());
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("list prints JSON");
+    assert_eq!(list, serde_json::json!({ &server: USER }));
+
+    step("root seals the identity to the host key; the plaintext is removed");
+    let sealed = secret_dir.path().join("lockbox-identity.cred");
+    let mut encrypt = Command::new("systemd-creds");
+    encrypt
+        .args(["encrypt", "--with-key=host", "--name=lockbox-identity"])
+        .arg(&id_file)
+        .arg(&sealed);
+    let out = clients::run(encrypt, Input::Closed);
+    assert!(out.ok(), "systemd-creds encrypt: {}", out.describe());
+    fs::remove_file(&id_file).expect("remove the plaintext identity");
+    let sealed_bytes = fs::read(&sealed).expect("read the sealed credential");
+    assert!(!common::contains(&sealed_bytes, b"AGE-SECRET-KEY"));
+
+    step("the reboot: the unit's credential decrypted, its agent started as the user");
+    assert!(!u.agent_socket().exists(), "an agent of the user runs");
+    let creds = u
+        .root
+        .path()
+        .join(format!("credentials/lockbox-agent@{}.service", u.name));
+    fs::create_dir_all(&creds).expect("create the credentials directory");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&creds, fs::Permissions::from_mode(0o700))
+            .expect("chmod the credentials directory");
+        u.chown(&creds);
+        let cred_file = creds.join("lockbox-identity");
+        let mut decrypt = Command::new("systemd-creds");
+        decrypt
+            .args(["decrypt", "--name=lockbox-identity"])
+            .arg(&sealed)
+            .arg(&cred_file);
+        let out = clients::run(decrypt, Input::Closed);
+        assert!(out.ok(), "systemd-creds decrypt: {}", out.describe());
+        u.chown(&cred_file);
+        fs::set_permissions(&cred_file, fs::Permissions::from_mode(0o400))
+            .expect("chmod the credential");
+    }
+    let mut agent = CredentialAgent::start(&u, &creds);
+
+    step("docker pull as the build user, nobody typing");
+    assert_eq!(admin.image_id(&image), None);
+    let out = u.run(daemon, "docker", &["pull", &image], Input::Closed);
+    assert!(
+        out.ok(),
+        "docker pull as the build user: {}\nagent log:\n{}",
+        out.describe(),
+        agent.log()
+    );
+    let calls = u.helper_calls();
+    assert!(
+        calls.contains(&get),
+        "the pull did not ask lockbox: {calls:?}"
+    );
+    assert_eq!(admin.image_id(&image), Some(id), "pulled another image");
+    let out = u.run(daemon, clients::BIN, &["status", "--json"], Input::Closed);
+    assert!(out.ok(), "status: {}", out.describe());
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("status --json");
+    assert_eq!(status["agent"]["opens_from_credential"], true, "{status}");
+    assert_eq!(status["agent"]["vaults"], serde_json::json!([]), "{status}");
+    admin.remove_images(&[&image]);
+
+    step("the agent stopped (SIGTERM): the same pull is refused, with the locked message");
+    let status = agent.stop();
+    let log = agent.log();
+    assert!(status.success(), "the agent exited {status}: {log}");
+    assert!(!u.agent_socket().exists(), "the agent left its socket");
+    assert!(
+        !log.contains(PASSWORD) && !log.contains("AGE-SECRET-KEY"),
+        "the agent logged a secret: {log}"
+    );
+    let out = u.run(daemon, "docker", &["pull", &image], Input::Closed);
+    assert!(
+        !out.ok(),
+        "a pull with no agent succeeded: {}",
+        out.describe()
+    );
+    assert!(auth_refused(&out), "{}", out.describe());
+    assert!(
+        seen(&out).contains(LOCKED),
+        "the locked message did not reach the build user: {}",
+        out.describe()
+    );
+    let calls = u.helper_calls();
+    assert!(
+        calls.contains(&get),
+        "the pull did not ask lockbox: {calls:?}"
+    );
+    assert_eq!(admin.image_id(&image), None);
 }
 
 // ---------------------------------------------------------------------------------

@@ -136,12 +136,7 @@ impl ClientEnv {
     pub fn trace_helper(&self) {
         let script = self.path("bin").join("docker-credential-lockbox");
         fs::remove_file(&script).expect("remove the helper link");
-        let text = TRACE_WRAPPER
-            .replace("@LOG@", &self.calls_log().display().to_string())
-            .replace("@DIR@", &self.world.root().display().to_string())
-            .replace("@BIN@", BIN);
-        fs::write(&script, text).expect("write the helper wrapper");
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
+        write_trace_wrapper(&script, &self.calls_log(), self.world.root());
     }
 
     fn calls_log(&self) -> PathBuf {
@@ -253,6 +248,19 @@ impl ClientEnv {
             v["Secret"].as_str().expect("Secret").to_owned(),
         ))
     }
+}
+
+/// Writes the [`ClientEnv::trace_helper`] wrapper at `script` (mode 0755): it logs
+/// each call to `log` and keeps its copy of `get`/`erase` stdin in `tmp_dir` (both
+/// writable by whoever runs the client), then runs the helper under test. For a client
+/// run as another user too (`tests/e2e.rs`, the build user after a reboot).
+pub fn write_trace_wrapper(script: &Path, log: &Path, tmp_dir: &Path) {
+    let text = TRACE_WRAPPER
+        .replace("@LOG@", &log.display().to_string())
+        .replace("@DIR@", &tmp_dir.display().to_string())
+        .replace("@BIN@", BIN);
+    fs::write(script, text).expect("write the helper wrapper");
+    fs::set_permissions(script, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
 }
 
 /// The [`ClientEnv::trace_helper`] script (paths have no `'` in them: temp dirs and the
@@ -742,6 +750,26 @@ impl Dockerd {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// Lets the members of group `gid` use this daemon's API, the way the `docker`
+    /// group does on a host: the socket `root:gid` 0660, and its directory 0711 (others
+    /// may pass through to the socket, not list what is there). Only this test daemon's
+    /// socket; undone by [`Dockerd::unshare_socket`].
+    pub fn share_socket(&self, gid: u32) {
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o711))
+            .expect("chmod the daemon's directory");
+        std::os::unix::fs::chown(self.socket(), Some(0), Some(gid))
+            .expect("chown the daemon's socket");
+        fs::set_permissions(self.socket(), fs::Permissions::from_mode(0o660))
+            .expect("chmod the daemon's socket");
+    }
+
+    /// The socket root's alone again and the directory 0700, as [`Dockerd::start`] left
+    /// them.
+    pub fn unshare_socket(&self) {
+        let _ = std::os::unix::fs::chown(self.socket(), Some(0), Some(0));
+        let _ = fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o700));
     }
 
     /// The Docker CLI talking to this daemon, with an empty config of its own (no
