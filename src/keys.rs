@@ -35,19 +35,18 @@ impl EntryOpener for VaultKey {
     }
 }
 
-/// Reads a small secret file into wiped memory.
-pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let bad = |reason: String| Error::BadIdentity {
+/// An unusable identity file, named by its path.
+fn bad_file(path: &Path, reason: String) -> Error {
+    Error::BadIdentity {
         source_name: path.display().to_string(),
         reason,
-    };
-    let file = File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
-    let buf = crate::file::read_wiped(file, MAX_KEY_FILE as usize)
-        .map_err(|e| bad(format!("cannot read it: {e}")))?;
-    if buf.len() as u64 > MAX_KEY_FILE {
-        return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));
     }
-    Ok(buf)
+}
+
+/// Reads a small secret file into wiped memory.
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let file = File::open(path).map_err(|e| bad_file(path, format!("cannot open it: {e}")))?;
+    read_bounded(file, path)
 }
 
 /// Reads systemd's credential file (`$CREDENTIALS_DIRECTORY/lockbox-identity`) into
@@ -58,10 +57,6 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 /// once, instead of blocking `get`, or the single-threaded agent and every peer.
 pub fn read_credential_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let bad = |reason: String| Error::BadIdentity {
-        source_name: path.display().to_string(),
-        reason,
-    };
     let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -69,16 +64,23 @@ pub fn read_credential_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                bad("it is a symbolic link; systemd writes the credential as a file".into())
+                let why = "it is a symbolic link; systemd writes the credential as a file";
+                bad_file(path, why.into())
             } else {
-                bad(format!("cannot open it: {e}"))
+                bad_file(path, format!("cannot open it: {e}"))
             }
         })?;
     crate::file::ensure_regular(&file, path)?;
+    read_bounded(file, path)
+}
+
+/// The whole of `file` (opened from `path`), at most [`MAX_KEY_FILE`] bytes, in wiped
+/// memory.
+fn read_bounded(file: File, path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let buf = crate::file::read_wiped(file, MAX_KEY_FILE as usize)
-        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+        .map_err(|e| bad_file(path, format!("cannot read it: {e}")))?;
     if buf.len() as u64 > MAX_KEY_FILE {
-        return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));
+        return Err(bad_file(path, format!("larger than {MAX_KEY_FILE} bytes")));
     }
     Ok(buf)
 }
