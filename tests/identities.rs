@@ -13,10 +13,10 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use age::secrecy::SecretString;
+use common::plugin::TAG_RECIPIENT;
 use common::{TestEnv, require_tool, ssh_keygen};
 use lockbox::crypto::{Recipient, VaultKey};
 use lockbox::identities::{
@@ -25,46 +25,6 @@ use lockbox::identities::{
 };
 
 const PASS: &str = "test passphrase 91c2";
-const TAG_RECIPIENT: &str = "age1tag1qt8lw0ual6avlwmwatk888yqnmdamm7xfd0wak53ut6elz5c4swx2yqdj4e";
-
-/// Builds the test plugin once (its own crate and lock file) and returns its directory.
-fn plugin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let manifest = root.join("tests/plugin/Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .stdin(Stdio::null())
-            .status()
-            .expect("run cargo to build tests/plugin");
-        assert!(status.success(), "building tests/plugin failed");
-        root.join("tests/plugin/target/debug")
-    })
-}
-
-/// A new test-plugin key: (identity line, recipient).
-fn plugin_key(flags: &[&str]) -> (String, String) {
-    let out = Command::new(plugin_dir().join("age-plugin-lockboxtest"))
-        .arg("--generate")
-        .args(flags)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# recipient: "))
-        .unwrap()
-        .to_owned();
-    let identity = text
-        .lines()
-        .find(|l| l.starts_with("AGE-PLUGIN-"))
-        .unwrap()
-        .to_owned();
-    (identity, recipient)
-}
 
 /// Runs `inner` of this binary in a child with the test plugin first in `PATH` and
 /// `LOCKBOX_TEST_PLUGIN_LOG` set, through `wrapper` (a shell line in which "$LB_RUN"
@@ -72,7 +32,7 @@ fn plugin_key(flags: &[&str]) -> (String, String) {
 fn run_inner(inner: &str, wrapper: &str, stdin: &[u8]) {
     let path = format!(
         "{}:{}",
-        plugin_dir().display(),
+        common::plugin::dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -386,9 +346,9 @@ fn plugin_recipient_roundtrip_runs_the_plugin_once_over_all_its_slots() {
 fn inner_plugin_roundtrip() {
     in_plugin_env();
     let key = VaultKey::generate();
-    let (id_a, rcpt_a) = plugin_key(&[]);
-    let (_, rcpt_b) = plugin_key(&[]);
-    let (_, rcpt_c) = plugin_key(&[]);
+    let (id_a, rcpt_a) = common::plugin::key(&[]);
+    let (_, rcpt_b) = common::plugin::key(&[]);
+    let (_, rcpt_c) = common::plugin::key(&[]);
     let x = age::x25519::Identity::generate().to_public();
     let mut slots_data = vec![(
         x.to_string(),
@@ -460,7 +420,7 @@ fn plugin_is_not_run_for_a_vault_without_a_slot_it_could_open() {
 fn inner_plugin_not_run() {
     in_plugin_env();
     let key = VaultKey::generate();
-    let (id_a, _) = plugin_key(&[]);
+    let (id_a, _) = common::plugin::key(&[]);
     let x = age::x25519::Identity::generate().to_public();
     let wrapped = key
         .wrap_to_recipient(&Recipient::X25519(x.clone()))
@@ -486,7 +446,7 @@ fn plugin_pin_in_a_protocol_action_says_to_run_unlock() {
 fn inner_plugin_pin_refused() {
     in_plugin_env();
     let key = VaultKey::generate();
-    let (id, rcpt) = plugin_key(&["--pin"]);
+    let (id, rcpt) = common::plugin::key(&["--pin"]);
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let wrapped = pr.wrap(&key, PluginCallbacks::never()).unwrap();
     let r = pr.canonical();
@@ -534,7 +494,7 @@ fn inner_plugin_pin_terminal() {
         "precondition: a terminal"
     );
     let key = VaultKey::generate();
-    let (id, rcpt) = plugin_key(&["--pin"]);
+    let (id, rcpt) = common::plugin::key(&["--pin"]);
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let wrapped = pr.wrap(&key, PluginCallbacks::terminal()).unwrap();
     let r = pr.canonical();
@@ -565,7 +525,7 @@ fn a_hanging_plugin_is_given_up_at_the_deadline() {
 fn inner_plugin_hangs() {
     in_plugin_env();
     let key = VaultKey::generate();
-    let (id, rcpt) = plugin_key(&["--hang"]);
+    let (id, rcpt) = common::plugin::key(&["--hang"]);
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let wrapped = pr.wrap(&key, PluginCallbacks::never()).unwrap();
     let r = pr.canonical();
@@ -594,7 +554,7 @@ fn inner_plugin_hangs() {
 fn a_missing_plugin_is_a_clear_error() {
     // No PATH games needed: no age-plugin-lockboxtest is in this process's PATH.
     let key = VaultKey::generate();
-    let (id, rcpt) = plugin_key(&[]);
+    let (id, rcpt) = common::plugin::key(&[]);
     let pr = PluginRecipient::parse(&rcpt).unwrap().unwrap();
     let e = pr.wrap(&key, PluginCallbacks::never()).err().unwrap();
     assert!(e.message().contains("not in PATH"), "{}", e.message());

@@ -12,31 +12,14 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use age::secrecy::ExposeSecret;
+use common::plugin::TAG_RECIPIENT;
 use common::{FAST_KDF, TestEnv, require_tool};
 
-const TAG_RECIPIENT: &str = "age1tag1qt8lw0ual6avlwmwatk888yqnmdamm7xfd0wak53ut6elz5c4swx2yqdj4e";
 const ROTATE_REFUSED: &str = "rotation needs age-plugin-lockboxtest on this host";
-
-/// Builds the test plugin once (its own crate and lock file); its path.
-fn plugin_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(root.join("tests/plugin/Cargo.toml"))
-            .stdin(Stdio::null())
-            .status()
-            .expect("run cargo to build tests/plugin");
-        assert!(status.success(), "building tests/plugin failed");
-        root.join("tests/plugin/target/debug/age-plugin-lockboxtest")
-    })
-}
 
 /// Where the plugin goes to be in the binary's PATH.
 fn plugin_in_bin(env: &TestEnv) -> PathBuf {
@@ -44,33 +27,11 @@ fn plugin_in_bin(env: &TestEnv) -> PathBuf {
 }
 
 fn install_plugin(env: &TestEnv) {
-    fs::copy(plugin_binary(), plugin_in_bin(env)).unwrap();
+    fs::copy(common::plugin::binary(), plugin_in_bin(env)).unwrap();
 }
 
 fn remove_plugin(env: &TestEnv) {
     fs::remove_file(plugin_in_bin(env)).unwrap();
-}
-
-/// A new test-plugin key: (identity line, recipient).
-fn plugin_key(flags: &[&str]) -> (String, String) {
-    let out = Command::new(plugin_binary())
-        .arg("--generate")
-        .args(flags)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# recipient: "))
-        .unwrap()
-        .to_owned();
-    let identity = text
-        .lines()
-        .find(|l| l.starts_with("AGE-PLUGIN-"))
-        .unwrap()
-        .to_owned();
-    (identity, recipient)
 }
 
 /// The identity written to `keys/NAME` (0600); its path as text.
@@ -141,7 +102,7 @@ fn plugin_recipient_end_to_end() {
     let env = TestEnv::new();
     let log = PluginLog::new(&env);
     install_plugin(&env);
-    let (id, rcpt) = plugin_key(&[]);
+    let (id, rcpt) = common::plugin::key(&[]);
     env.track_secret(&id);
     let id_file = identity_file(&env, "plugin-identity.txt", &id);
     let (x_file, x_rcpt) = x25519_key(&env, "x25519.txt");
@@ -247,7 +208,7 @@ fn recipients_add_and_remove_a_plugin_recipient() {
     let pass = pass.to_str().unwrap();
     let kdf = ("LOCKBOX_ARGON2_PARAMS", FAST_KDF);
     env.store("add.example", "u", "plugin-secret-2211");
-    let (id, rcpt) = plugin_key(&[]);
+    let (id, rcpt) = common::plugin::key(&[]);
     env.track_secret(&id);
     let before = env.vault_bytes();
 
@@ -315,7 +276,7 @@ fn rotation_needs_every_kept_plugin_slots_plugin() {
     let env = TestEnv::new();
     let log = PluginLog::new(&env);
     install_plugin(&env);
-    let (id, rcpt) = plugin_key(&[]);
+    let (id, rcpt) = common::plugin::key(&[]);
     env.track_secret(&id);
     let (a_file, a_rcpt) = x25519_key(&env, "a.txt");
     let (_, b_rcpt) = x25519_key(&env, "b.txt");
@@ -407,7 +368,7 @@ fn plugin_pin_in_get_says_to_run_unlock_and_unlock_asks_for_it() {
     let env = TestEnv::new();
     let log = PluginLog::new(&env);
     install_plugin(&env);
-    let (id, rcpt) = plugin_key(&["--pin"]);
+    let (id, rcpt) = common::plugin::key(&["--pin"]);
     env.track_secret(&id);
     let id_file = identity_file(&env, "pin-identity.txt", &id);
     env.run_env(&["init", "--recipient", &rcpt], "", &[log.var()])
@@ -455,7 +416,7 @@ fn a_hanging_plugin_on_get_is_given_up_at_the_deadline() {
     let env = TestEnv::new();
     let log = PluginLog::new(&env);
     install_plugin(&env);
-    let (id, rcpt) = plugin_key(&["--hang"]);
+    let (id, rcpt) = common::plugin::key(&["--hang"]);
     env.track_secret(&id);
     env.run_env(&["init", "--recipient", &rcpt], "", &[log.var()])
         .assert_code(0);
@@ -480,7 +441,7 @@ fn a_hanging_plugin_on_get_is_given_up_at_the_deadline() {
 #[test]
 fn tag_recipient_wraps_without_a_plugin_and_opening_needs_one() {
     let env = TestEnv::new();
-    let (id, _) = plugin_key(&[]);
+    let (id, _) = common::plugin::key(&[]);
     env.track_secret(&id);
     let id_file = identity_file(&env, "plugin-identity.txt", &id);
     let (x_file, x_rcpt) = x25519_key(&env, "x.txt");
@@ -570,9 +531,9 @@ fn plugin_flow_as_a_non_root_user() {
     fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
     // Root's directory and binary: the user may read and run, not change them.
     let plugin = bin.join("age-plugin-lockboxtest");
-    fs::copy(plugin_binary(), &plugin).unwrap();
+    fs::copy(common::plugin::binary(), &plugin).unwrap();
     fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
-    let (id, rcpt) = plugin_key(&[]);
+    let (id, rcpt) = common::plugin::key(&[]);
     let id_file = home.join("plugin-identity.txt");
     fs::write(&id_file, format!("{id}\n")).unwrap();
     std::os::unix::fs::chown(&id_file, Some(UID), Some(UID)).unwrap();

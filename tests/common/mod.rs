@@ -26,6 +26,7 @@
 
 pub mod clients;
 pub mod manage;
+pub mod plugin;
 pub mod protocol;
 
 pub use protocol::*;
