@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::BIN;
+use common::users::TestUser;
 const LOCKED_LINE: &str =
     "lockbox is locked: run 'docker-credential-lockbox unlock' or set LOCKBOX_IDENTITY\n";
 const SECRET: &str = "ctx-secret-4b1d";
@@ -70,58 +71,19 @@ fn snapshot(dir: &Path) -> Option<(u64, i64, Vec<String>)> {
     Some((m.ino(), m.mtime(), names))
 }
 
-/// A user made for one test, removed with its agent directory when dropped.
-struct User {
-    name: String,
-    uid: u32,
-    gid: u32,
-    root: tempfile::TempDir,
+/// A user made for one test (`common::users`), its agent stopped when dropped.
+struct User(TestUser);
+
+impl std::ops::Deref for User {
+    type Target = TestUser;
+    fn deref(&self) -> &TestUser {
+        &self.0
+    }
 }
 
 impl User {
     fn new(tag: &str) -> User {
-        let root = tempfile::tempdir().unwrap();
-        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let name = format!("lbx{}{tag}", std::process::id());
-        let home = root.path().join("home");
-        fs::create_dir(&home).unwrap();
-        // useradd locks /etc/passwd; other test binaries may be adding users too.
-        let out = Command::new("flock")
-            .args([
-                "/tmp/lockbox-test-useradd.lock",
-                "useradd",
-                "-M",
-                "-U",
-                "-s",
-                "/bin/sh",
-                "-d",
-            ])
-            .arg(&home)
-            .arg(&name)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "useradd: {}", text(&out.stderr));
-        let id = |flag: &str| -> u32 {
-            let o = Command::new("id").args([flag, &name]).output().unwrap();
-            text(&o.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-        User {
-            name,
-            uid,
-            gid,
-            root,
-        }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.root.path().join("home")
-    }
-
-    fn agent_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/lockbox-{}", self.uid))
+        User(TestUser::new("lbx", tag))
     }
 
     /// `setpriv --reuid` with exactly `vars` (plus PATH and HOME unless given).
@@ -164,7 +126,7 @@ impl User {
     fn init_vault(&self) -> String {
         let pass = self.home().join("pass");
         fs::write(&pass, "user passphrase\n").unwrap();
-        std::os::unix::fs::chown(&pass, Some(self.uid), Some(self.gid)).unwrap();
+        self.chown(&pass);
         let pass = pass.display().to_string();
         let kdf = [("LOCKBOX_ARGON2_PARAMS", "1024,1,1")];
         let out = self.run(
@@ -182,11 +144,8 @@ impl User {
 
 impl Drop for User {
     fn drop(&mut self) {
+        // Then `TestUser` removes the agent directory and the user.
         let _ = self.run(self.setpriv(&[], &["lock", "--all"]), "");
-        let _ = fs::remove_dir_all(self.agent_dir());
-        let _ = Command::new("flock")
-            .args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name])
-            .output();
     }
 }
 

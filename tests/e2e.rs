@@ -31,6 +31,7 @@
 mod common;
 
 use common::clients;
+use common::users::TestUser;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -632,48 +633,19 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// A build user made for the phase (`useradd`, home 0700 in a temp dir others may pass
 /// through), with a bin directory holding the tracing helper wrapper. Dropping it
 /// removes the user and its agent directory `/tmp/lockbox-<uid>`.
-struct BuildUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-    root: tempfile::TempDir,
+struct BuildUser(TestUser);
+
+impl std::ops::Deref for BuildUser {
+    type Target = TestUser;
+    fn deref(&self) -> &TestUser {
+        &self.0
+    }
 }
 
 impl BuildUser {
     fn new() -> BuildUser {
         use std::os::unix::fs::PermissionsExt;
-        let root = tempfile::Builder::new()
-            .prefix("lockbox-e2e-user-")
-            .tempdir()
-            .expect("temp dir for the build user");
-        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755))
-            .expect("chmod the build user's root");
-        let name = format!("lbe{}", std::process::id());
-        let home = root.path().join("home");
-        fs::create_dir(&home).expect("create the build user's home");
-        // useradd locks /etc/passwd; other test binaries may be adding users too.
-        let mut useradd = Command::new("flock");
-        useradd
-            .args(["/tmp/lockbox-test-useradd.lock", "useradd", "-M", "-U"])
-            .args(["-s", "/bin/sh", "-d"])
-            .arg(&home)
-            .arg(&name);
-        let out = clients::run(useradd, Input::Closed);
-        assert!(out.ok(), "useradd: {}", out.describe());
-        let id = |flag: &str| -> u32 {
-            let mut c = Command::new("id");
-            c.args([flag, &name]);
-            let out = clients::run(c, Input::Closed);
-            out.stdout.trim().parse().expect("id prints a number")
-        };
-        let u = BuildUser {
-            uid: id("-u"),
-            gid: id("-g"),
-            name,
-            root,
-        };
-        u.chown(&home);
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod home");
+        let u = BuildUser(TestUser::new("lbe", ""));
         let docker = u.docker_config();
         fs::create_dir(&docker).expect("create ~/.docker");
         fs::set_permissions(&docker, fs::Permissions::from_mode(0o700)).expect("chmod ~/.docker");
@@ -689,10 +661,6 @@ impl BuildUser {
             &u.home(),
         );
         u
-    }
-
-    fn home(&self) -> PathBuf {
-        self.root.path().join("home")
     }
 
     fn docker_config(&self) -> PathBuf {
@@ -712,12 +680,7 @@ impl BuildUser {
 
     /// The user's real agent socket (a function of the uid only).
     fn agent_socket(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/lockbox-{}/agent.sock", self.uid))
-    }
-
-    fn chown(&self, p: &Path) {
-        std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid))
-            .unwrap_or_else(|e| panic!("chown {p:?}: {e}"));
+        self.agent_dir().join("agent.sock")
     }
 
     /// `program` as this user from `env -i` with exactly HOME, PATH (the wrapper's bin
@@ -743,15 +706,6 @@ impl BuildUser {
 
     fn run(&self, daemon: &Dockerd, program: &str, args: &[&str], input: Input<'_>) -> Output {
         clients::run(self.command(daemon, program, args), input)
-    }
-}
-
-impl Drop for BuildUser {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(format!("/tmp/lockbox-{}", self.uid));
-        let mut userdel = Command::new("flock");
-        userdel.args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name]);
-        let _ = clients::run(userdel, Input::Closed);
     }
 }
 

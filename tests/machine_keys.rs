@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use common::require_tool;
+use common::users::TestUser;
 use lockbox::crypto::{Recipient, VaultKey};
 use lockbox::identities::{AgeSlot, NeverAsk, PluginCallbacks, open_age_slots, parse};
 use lockbox::identity_cmd::IdentityCommand;
@@ -554,56 +555,24 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A build user made for one test (`useradd`, home in a temp dir), removed with its
-/// agent directory when dropped.
-struct BuildUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-    root: tempfile::TempDir,
+/// A build user made for one test (`common::users`: `useradd`, home in a temp dir),
+/// removed with its agent directory when dropped.
+struct BuildUser(TestUser);
+
+impl std::ops::Deref for BuildUser {
+    type Target = TestUser;
+    fn deref(&self) -> &TestUser {
+        &self.0
+    }
 }
 
 impl BuildUser {
     fn new(tag: &str) -> BuildUser {
-        let root = tempfile::tempdir().unwrap();
-        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let name = format!("lbc{}{tag}", std::process::id());
-        let home = root.path().join("home");
-        fs::create_dir(&home).unwrap();
-        // useradd locks /etc/passwd; other test binaries may be adding users too.
-        let out = Command::new("flock")
-            .args(["/tmp/lockbox-test-useradd.lock", "useradd", "-M", "-U"])
-            .args(["-s", "/bin/sh", "-d"])
-            .arg(&home)
-            .arg(&name)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "useradd: {}", text(&out.stderr));
-        let id = |flag: &str| -> u32 {
-            let o = Command::new("id").args([flag, &name]).output().unwrap();
-            text(&o.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-        BuildUser {
-            name,
-            uid,
-            gid,
-            root,
-        }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.root.path().join("home")
+        BuildUser(TestUser::new("lbc", tag))
     }
 
     fn socket(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/lockbox-{}/agent.sock", self.uid))
-    }
-
-    fn chown(&self, p: &Path) {
-        std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid)).unwrap();
+        self.agent_dir().join("agent.sock")
     }
 
     /// `program` as this user with `env -i` and exactly PATH, HOME and `vars`: what
@@ -692,15 +661,6 @@ impl BuildUser {
         }
         let out = agent.stop();
         panic!("the agent did not bind its socket: {}", text(&out.stderr));
-    }
-}
-
-impl Drop for BuildUser {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(format!("/tmp/lockbox-{}", self.uid));
-        let _ = Command::new("flock")
-            .args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name])
-            .output();
     }
 }
 

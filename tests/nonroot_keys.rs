@@ -17,9 +17,10 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::users::TestUser;
 use common::{BIN, Finished, Group, Input, run_bounded};
 
 const PASS: &str = "build user key passphrase 6d0e";
@@ -46,49 +47,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A user made for one test: its home (0700, its own) under a directory others may
-/// traverse; removed, with its agent, when dropped.
-struct User {
-    name: String,
-    uid: u32,
-    gid: u32,
-    root: tempfile::TempDir,
+/// A user made for one test (`common::users`: its home 0700, its own, under a
+/// directory others may traverse), its agent stopped when dropped.
+struct User(TestUser);
+
+impl std::ops::Deref for User {
+    type Target = TestUser;
+    fn deref(&self) -> &TestUser {
+        &self.0
+    }
 }
 
 impl User {
     fn new(tag: &str) -> User {
-        let root = tempfile::Builder::new()
-            .prefix("lockbox-nonroot-")
-            .tempdir()
-            .unwrap();
-        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let name = format!("lbk{}{tag}", std::process::id());
-        let home = root.path().join("home");
-        fs::create_dir(&home).unwrap();
-        // useradd locks /etc/passwd; other test binaries may be adding users too.
-        let out = Command::new("flock")
-            .args(["/tmp/lockbox-test-useradd.lock", "useradd", "-M", "-U"])
-            .args(["-s", "/bin/sh", "-d"])
-            .arg(&home)
-            .arg(&name)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "useradd: {}", text(&out.stderr));
-        let id = |flag: &str| -> u32 {
-            let o = Command::new("id").args([flag, &name]).output().unwrap();
-            text(&o.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        assert_ne!(uid, 0);
-        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-        let user = User {
-            name,
-            uid,
-            gid,
-            root,
-        };
+        let user = User(TestUser::new("lbk", tag));
         // A bin directory on the user's PATH with the binary under its helper name,
         // for `exec`'s command (and Docker) to find.
         let bin = user.bin_dir();
@@ -98,10 +70,6 @@ impl User {
         user
     }
 
-    fn home(&self) -> PathBuf {
-        self.root.path().join("home")
-    }
-
     fn bin_dir(&self) -> PathBuf {
         self.root.path().join("bin")
     }
@@ -109,10 +77,6 @@ impl User {
     /// `$HOME/rel`, as a string for arguments and variables.
     fn at(&self, rel: &str) -> String {
         self.home().join(rel).to_str().unwrap().to_owned()
-    }
-
-    fn agent_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/lockbox-{}", self.uid))
     }
 
     /// `program args…` as this user with exactly `vars` (`env -i`), plus `HOME` and a
@@ -200,7 +164,7 @@ impl User {
     fn file(&self, rel: &str, content: &str, mode: u32) -> String {
         let path = self.at(rel);
         fs::write(&path, content).unwrap();
-        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).unwrap();
+        self.chown(Path::new(&path));
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         path
     }
@@ -237,11 +201,7 @@ impl Drop for User {
             Group::NewSession,
             LIMIT,
         );
-        let _ = fs::remove_dir_all(self.agent_dir());
-        let _ = Command::new("flock")
-            .args(["/tmp/lockbox-test-useradd.lock", "userdel", &self.name])
-            .stdin(Stdio::null())
-            .output();
+        // Then `TestUser` removes the agent directory and the user.
     }
 }
 

@@ -28,6 +28,7 @@ pub mod clients;
 pub mod manage;
 pub mod plugin;
 pub mod protocol;
+pub mod users;
 
 pub use protocol::*;
 
