@@ -14,11 +14,11 @@ use std::time::Duration;
 use age::secrecy::{ExposeSecret, SecretString};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lockbox::config::{KeySettings, Settings};
-use lockbox::crypto::{Recipient, VaultKey};
+use lockbox::docker::go_json;
 use lockbox::file::Location;
-use lockbox::gojson;
-use lockbox::keys;
+use lockbox::identity;
 use lockbox::protocol::{self, Action};
+use lockbox::vault::crypto::{Recipient, VaultKey};
 use lockbox::vault::{Vault, View};
 use zeroize::Zeroizing;
 
@@ -88,7 +88,7 @@ fn crypto(c: &mut Criterion) {
     let text = identity.to_string();
     c.bench_function("parse_identities", |b| {
         b.iter(|| {
-            keys::parse_identities(black_box(text.expose_secret().as_bytes()), "bench")
+            identity::parse_identities(black_box(text.expose_secret().as_bytes()), "bench")
                 .expect("identity")
         })
     });
@@ -145,7 +145,7 @@ fn actions(c: &mut Criterion) {
 fn output(c: &mut Criterion) {
     c.bench_function("gojson_credentials", |b| {
         b.iter(|| {
-            gojson::credentials(
+            go_json::credentials(
                 black_box("https://index.docker.io/v1/"),
                 black_box("<token>"),
                 black_box("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl"),

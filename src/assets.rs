@@ -113,29 +113,3 @@ pub fn generate(cmd: &clap::Command, dir: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    fn cmd() -> clap::Command {
-        crate::cli::Opts::command()
-    }
-
-    #[test]
-    fn bash_script_is_registered_for_both_names_and_its_states_agree() {
-        let text = String::from_utf8(completion(&cmd(), Shell::Bash).unwrap()).unwrap();
-        assert!(text.contains(&format!(" {SHORT} {BIN}\n")), "{text}");
-        // The loop's state for `unlock` has a case arm of the same spelling.
-        assert!(text.contains("cmd=\"lockbox__subcmd__unlock\""));
-        assert!(text.contains("\n        lockbox__subcmd__unlock)\n"));
-    }
-
-    #[test]
-    fn zsh_names_both() {
-        let text = String::from_utf8(completion(&cmd(), Shell::Zsh).unwrap()).unwrap();
-        assert!(text.starts_with(&format!("#compdef {BIN} {SHORT}\n")));
-        assert!(text.contains(&format!("compdef _{BIN} {BIN} {SHORT}\n")));
-    }
-}

@@ -237,11 +237,11 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Agent(o) => match &o.socket {
             Some(socket) => crate::agent::run(socket),
             None => {
-                let agent = crate::agent_client::Agent::for_user();
+                let agent = crate::agent::client::Agent::for_user();
                 crate::agent::run_foreground(
                     agent.socket(),
                     || agent.claim_for_foreground(),
-                    crate::agent_credential::CredentialVault::at_start(settings),
+                    crate::agent::credential::CredentialVault::at_start(settings),
                 )
             }
         }
@@ -256,5 +256,33 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Opts::command().debug_assert();
+    }
+
+    /// The completion scripts of the real definition (`src/assets.rs`).
+    mod assets {
+        use super::*;
+        use crate::assets::{SHORT, completion};
+        use crate::messages::BIN;
+        use clap_complete::Shell;
+
+        fn cmd() -> clap::Command {
+            Opts::command()
+        }
+
+        #[test]
+        fn bash_script_is_registered_for_both_names_and_its_states_agree() {
+            let text = String::from_utf8(completion(&cmd(), Shell::Bash).unwrap()).unwrap();
+            assert!(text.contains(&format!(" {SHORT} {BIN}\n")), "{text}");
+            // The loop's state for `unlock` has a case arm of the same spelling.
+            assert!(text.contains("cmd=\"lockbox__subcmd__unlock\""));
+            assert!(text.contains("\n        lockbox__subcmd__unlock)\n"));
+        }
+
+        #[test]
+        fn zsh_names_both() {
+            let text = String::from_utf8(completion(&cmd(), Shell::Zsh).unwrap()).unwrap();
+            assert!(text.starts_with(&format!("#compdef {BIN} {SHORT}\n")));
+            assert!(text.contains(&format!("compdef _{BIN} {BIN} {SHORT}\n")));
+        }
     }
 }

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::KdfParams;
 use crate::error::{Error, Result};
 use crate::file::Location;
+use crate::vault::crypto::KdfParams;
 
 /// Every setting that comes from the environment.
 #[derive(Default)]
@@ -58,7 +58,7 @@ pub struct KeySettings {
     /// `LOCKBOX_PASSPHRASE_FILE`: a file holding the passphrase.
     pub passphrase_file: Option<PathBuf>,
     /// `LOCKBOX_IDENTITY_CMD`: a command (run by `/bin/sh -c`) that prints an identity;
-    /// run last, only when nothing cheaper opened the vault (`src/identity_cmd.rs`).
+    /// run last, only when nothing cheaper opened the vault (`src/identity/command.rs`).
     pub identity_cmd: Option<OsString>,
     /// `CREDENTIALS_DIRECTORY`, set by systemd for a unit with `LoadCredential=` or
     /// `LoadCredentialEncrypted=`: its `lockbox-identity` file is a source.

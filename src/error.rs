@@ -122,7 +122,7 @@ pub enum Error {
     /// The agent serves this vault from its systemd credential, which did not open it.
     AgentCredential {
         /// Why (the agent's log has the details).
-        reason: crate::agent_proto::CredentialFailure,
+        reason: CredentialFailure,
     },
     /// A change would make the vault exceed a bound of the format; nothing was written.
     LimitExceeded(String),
@@ -152,7 +152,7 @@ pub enum Error {
     /// A rotation must re-wrap the passphrase slot, and no passphrase was available.
     RotateNeedsPassphrase,
     /// An identity is protected by a passphrase and this caller never asks (protocol
-    /// actions): an ambient source falls through to the agent (`src/identities.rs`).
+    /// actions): an ambient source falls through to the agent (`src/identity/mod.rs`).
     IdentityNeedsPassphrase {
         /// Where the identity came from (a variable, a path).
         source_name: String,
@@ -176,9 +176,9 @@ pub enum Error {
     },
     /// An OpenBao source was asked, and the vault has no OpenBao slot.
     NoOpenBaoSlot,
-    /// Talking to OpenBao failed (`src/openbao.rs`); its text is one line. Boxed: it is
+    /// Talking to OpenBao failed (`src/openbao/mod.rs`); its text is one line. Boxed: it is
     /// larger than every other variant.
-    OpenBao(Box<crate::openbao::OpenBaoError>),
+    OpenBao(Box<OpenBaoError>),
     /// The change would leave the vault with no slot.
     LastSlot,
     /// A slot index that the vault does not have (a caller's bug, never a person's).
@@ -296,7 +296,7 @@ impl Error {
             }
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentStart(detail) => messages::agent_start(detail),
-            Error::AgentCredential { reason } => messages::agent_credential(*reason),
+            Error::AgentCredential { reason } => messages::agent_credential(reason.name()),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {
                 messages::config_problem(&path.display().to_string(), reason)
@@ -370,8 +370,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<crate::openbao::OpenBaoError> for Error {
-    fn from(e: crate::openbao::OpenBaoError) -> Self {
+impl From<OpenBaoError> for Error {
+    fn from(e: OpenBaoError) -> Self {
         Error::OpenBao(Box::new(e))
     }
 }
@@ -384,3 +384,220 @@ impl From<Usage> for Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong talking to OpenBao. Each text is one line that says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenBaoError {
+    /// No address variable is set.
+    #[error(
+        "no OpenBao address: set LOCKBOX_OPENBAO_ADDR (or BAO_ADDR / VAULT_ADDR) to https://HOST:8200"
+    )]
+    NoAddress,
+    /// The address does not parse or is not allowed.
+    #[error("{var} is not usable: {reason}")]
+    BadAddress {
+        /// The variable it came from.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No token is available.
+    #[error("no OpenBao token: {hint}")]
+    NoToken {
+        /// Which sources were looked at.
+        hint: &'static str,
+    },
+    /// A token source is unusable.
+    #[error("OpenBao token from {source_name} is not usable: {reason}")]
+    BadToken {
+        /// The variable or file.
+        source_name: String,
+        /// Why (never the token).
+        reason: String,
+    },
+    /// A mount or key name is not allowed.
+    #[error("bad OpenBao {what} {name:?}: {reason}")]
+    BadName {
+        /// "mount" or "key name".
+        what: &'static str,
+        /// The name (never secret).
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A host setting other than the address is unusable.
+    #[error("{var} is not usable: {reason}")]
+    BadSetting {
+        /// The variable.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The CA file cannot be used.
+    #[error("OpenBao CA file {} (from {var}) is not usable: {reason}", path.display())]
+    CaFile {
+        /// The variable that named it (or "system").
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The server could not be reached, or TLS failed.
+    #[error("cannot reach OpenBao at {addr}: {detail}")]
+    Connect {
+        /// The server.
+        addr: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The call took longer than the timeout.
+    #[error(
+        "OpenBao at {addr} did not answer within {secs} s (LOCKBOX_OPENBAO_TIMEOUT sets the limit)"
+    )]
+    Timeout {
+        /// The server.
+        addr: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The server answered with a redirect, which is never followed.
+    #[error(
+        "OpenBao at {addr} redirected to {location}; lockbox never follows a redirect (the token would go along): point LOCKBOX_OPENBAO_ADDR at the active node"
+    )]
+    Redirect {
+        /// The server.
+        addr: String,
+        /// Where it pointed (sanitized, shortened).
+        location: String,
+    },
+    /// 401/403: the token is revoked, expired or lacks the policy.
+    #[error(
+        "OpenBao at {addr} refused the token from {token_source} for {path} ({detail}): the token is revoked, expired or its policy does not allow it; get a new token"
+    )]
+    Denied {
+        /// The server.
+        addr: String,
+        /// Where the token came from (a variable or file name, never the token).
+        token_source: String,
+        /// The API path (mount/op/key).
+        path: String,
+        /// The server's words.
+        detail: String,
+    },
+    /// 404: no such mount or route.
+    #[error(
+        "OpenBao at {addr} has no {path} (404): check the transit mount name and that transit is enabled there"
+    )]
+    NotFound {
+        /// The server.
+        addr: String,
+        /// The API path.
+        path: String,
+    },
+    /// 503: sealed, standby or in maintenance.
+    #[error("OpenBao at {addr} is unavailable (503: {detail}): it may be sealed; try again later")]
+    Unavailable {
+        /// The server.
+        addr: String,
+        /// The server's words.
+        detail: String,
+    },
+    /// Any other non-success answer (400 for a ciphertext that does not open, a
+    /// missing key, a bad request).
+    #[error("OpenBao at {addr} refused {path} ({status}: {detail})")]
+    Refused {
+        /// The server.
+        addr: String,
+        /// The API path.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's words.
+        detail: String,
+    },
+    /// A success answer that is not what the transit API returns.
+    #[error("OpenBao at {addr} sent an answer lockbox cannot read for {path}: {reason}")]
+    BadResponse {
+        /// The server.
+        addr: String,
+        /// The API path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key was not created with `derived=true`: `context` would be ignored.
+    #[error(
+        "transit key {mount}/keys/{key} was not created with derived=true, so it cannot bind the ciphertext to this vault: create one with 'bao write -f {mount}/keys/NAME derived=true'"
+    )]
+    NotDerived {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
+    /// The key OpenBao returned is not the key of this vault.
+    #[error(
+        "the key OpenBao returned for {mount}/keys/{key} is not this vault's key: the slot was made for another vault"
+    )]
+    KeyMismatch {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
+    /// A decrypt with a wrong context succeeded: the server ignores `context`.
+    #[error(
+        "OpenBao decrypted with a wrong context for {mount}/keys/{key}: it does not bind ciphertexts to a vault, so no slot was added"
+    )]
+    ContextIgnored {
+        /// The mount.
+        mount: String,
+        /// The key.
+        key: String,
+    },
+}
+
+/// Why a foreground agent could not open the vault it serves from its systemd credential
+/// (`$CREDENTIALS_DIRECTORY/lockbox-identity`). Typed, never free text: the details
+/// (a path, the parser's complaint) go to the agent's log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialFailure {
+    /// The credential file is gone (removed after the agent started).
+    Missing,
+    /// The credential file could not be read (permissions, too large).
+    Unreadable,
+    /// It is not an identity usable with nobody typing (not an age identity or an
+    /// unencrypted SSH key; a passphrase-protected or plugin identity).
+    BadIdentity,
+    /// It is an identity, but it opens none of the vault's slots (its recipient was
+    /// removed, or it was never added).
+    NoMatchingSlot,
+    /// A slot opened, but the slots MAC or the key inside did not verify.
+    Tampered,
+    /// The agent could not read or parse the vault file.
+    VaultUnreadable,
+    /// A reason this build does not know (from a newer agent): read as this, so a
+    /// reason added later is a compatible addition (`docs/AGENT.md`, "Versions").
+    #[serde(other)]
+    Other,
+}
+
+impl CredentialFailure {
+    /// Its name on the wire (`docs/AGENT.md`), which is also how `messages` is told
+    /// which one it is: messages take plain values, no crate types.
+    pub fn name(self) -> &'static str {
+        match self {
+            CredentialFailure::Missing => "missing",
+            CredentialFailure::Unreadable => "unreadable",
+            CredentialFailure::BadIdentity => "bad_identity",
+            CredentialFailure::NoMatchingSlot => "no_matching_slot",
+            CredentialFailure::Tampered => "tampered",
+            CredentialFailure::VaultUnreadable => "vault_unreadable",
+            CredentialFailure::Other => "other",
+        }
+    }
+}

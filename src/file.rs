@@ -12,9 +12,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use zeroize::Zeroizing;
-
 use crate::error::{Error, Result};
+use crate::secret_io::ensure_regular;
 use crate::vault::Vault;
 
 /// Largest vault file read, bytes. A hostile or runaway file is refused, not slurped.
@@ -373,40 +372,6 @@ pub fn catch_file_size_signal() {
     crate::sys::catch_file_size_signal();
 }
 
-/// Reads at most `limit + 1` bytes into memory that is wiped when dropped, growing by
-/// copying into a fresh wiped buffer (never `Vec`'s own reallocation, which would
-/// leave an unwiped copy behind) and starting small, so a short input touches few
-/// pages: zeroize wipes a buffer's whole capacity, and a 1 MiB reservation cost every
-/// `get` about 250 page faults. The caller compares the length with `limit`.
-pub fn read_wiped(mut input: impl Read, limit: usize) -> io::Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(4096.min(limit + 1)));
-    loop {
-        if buf.len() == buf.capacity() {
-            if buf.len() > limit {
-                return Ok(buf);
-            }
-            let mut bigger =
-                Zeroizing::new(Vec::with_capacity((buf.capacity() * 4).min(limit + 1)));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        let start = buf.len();
-        let room = buf.capacity() - start;
-        buf.resize(start + room, 0);
-        let n = loop {
-            match input.read(&mut buf[start..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(buf);
-        }
-    }
-}
-
 /// Takes an exclusive lock on `path` (created 0600 if missing), waiting at most
 /// `timeout` with a short backoff, then failing with a clear error. The lock file is
 /// never followed if it is a symlink (a planted `<vault>.lock -> /etc/…` must not make
@@ -451,36 +416,6 @@ pub fn lock_file(path: &Path, timeout: Duration) -> Result<LockGuard> {
 /// `O_NONBLOCK`, for every open of a path someone else could have replaced with a FIFO.
 fn nonblock() -> rustix::fs::OFlags {
     rustix::fs::OFlags::NONBLOCK
-}
-
-/// Refuses an open file that is not a regular file, naming what it is (fstat, so it
-/// is the file actually opened, not whatever the path names a moment later).
-pub(crate) fn ensure_regular(file: &File, path: &Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = file
-        .metadata()
-        .map_err(|e| Error::io("inspect", path, e))?
-        .file_type();
-    if t.is_file() {
-        return Ok(());
-    }
-    let kind = if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
-    };
-    Err(Error::NotRegularFile {
-        path: path.to_owned(),
-        kind,
-    })
 }
 
 /// How a write makes its temporary file. Only debug builds (tests) can choose, with
@@ -536,35 +471,24 @@ pub struct LockGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::vault::bounds;
+    use crate::vault::crypto::{Recipient, VaultKey};
 
-    /// A reader that hands out at most `chunk` bytes a call, as pipes do.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        chunk: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            let n = self.chunk.min(out.len()).min(self.data.len());
-            out[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn read_wiped_reads_everything_up_to_the_limit(len in 0usize..70_000, chunk in 1usize..9000) {
-            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let limit = 50_000;
-            let got = read_wiped(Trickle { data: &data, chunk }, limit).unwrap();
-            if len <= limit {
-                prop_assert_eq!(&got[..], &data[..]);
-            } else {
-                prop_assert!(got.len() > limit);
-                prop_assert_eq!(&got[..], &data[..got.len()]);
-            }
-        }
+    #[test]
+    fn a_change_past_the_bounds_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = VaultPath::new(dir.path().join("vault.json"));
+        let key = VaultKey::generate();
+        let recipient = Recipient::X25519(age::x25519::Identity::generate().to_public());
+        let long_label = "x".repeat(bounds::MAX_LABEL + 1);
+        let v = Vault::new(
+            &key,
+            vec![Vault::age_slot(&key, &recipient, long_label).unwrap()],
+        );
+        assert!(matches!(
+            path.create(&v, false),
+            Err(Error::LimitExceeded(_))
+        ));
+        assert!(!path.vault.exists());
     }
 }

@@ -39,13 +39,14 @@ use std::path::PathBuf;
 
 use age::secrecy::SecretString;
 
-use crate::agent_client::{Agent, AgentOpener, Held};
+use crate::agent::client::{Agent, AgentOpener, Held};
 use crate::config::{KeySettings, Settings, var};
-use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
-use crate::identity_cmd::IdentityCommand;
-use crate::keys::{self, EntryOpener};
+use crate::identity::command::IdentityCommand;
 use crate::messages;
+use crate::secret_io;
+use crate::vault::crypto::EntryOpener;
+use crate::vault::crypto::VaultKey;
 use crate::vault::{Slot, Vault};
 
 /// The key options a command for people was given on its command line.
@@ -410,7 +411,7 @@ pub fn rewrap_passphrase(
         return Ok(opened);
     }
     if let Some(file) = &settings.passphrase_file {
-        return keys::read_passphrase_file(file).map(Some);
+        return secret_io::read_passphrase_file(file).map(Some);
     }
     match callbacks.request_passphrase(messages::PROMPT_UNLOCK) {
         Ok(Some(p)) => Ok(Some(p)),
@@ -447,7 +448,7 @@ fn passphrase_verdict(vault: &Vault) -> Verdict {
     }
 }
 
-/// Identity text as every identity source reads it (`src/identities.rs`): age
+/// Identity text as every identity source reads it (`src/identity/mod.rs`): age
 /// identities, an SSH private key, and passphrase-protected ones (an encrypted OpenSSH
 /// key, an `age -p` identity file), whose passphrase is asked through `callbacks`
 /// (never in protocol actions: [`Error::IdentityNeedsPassphrase`], which falls through
@@ -458,10 +459,10 @@ fn parse_identities(
     source_name: &str,
     callbacks: &dyn Callbacks,
     ask_file: Option<&PathBuf>,
-) -> Result<crate::identities::Identities> {
+) -> Result<crate::identity::Identities> {
     /// The pipeline's callbacks as the identity parser's way to ask.
     struct Via<'a>(&'a dyn Callbacks);
-    impl crate::identities::Ask for Via<'_> {
+    impl crate::identity::Ask for Via<'_> {
         fn passphrase(&self, what: &str) -> Result<Option<SecretString>> {
             let prompt = format!("Passphrase for {}: ", messages::sanitize(what));
             match self.0.request_passphrase(&prompt) {
@@ -470,59 +471,66 @@ fn parse_identities(
             }
         }
         fn tries(&self) -> u32 {
-            crate::identities::TERMINAL_TRIES
+            crate::identity::TERMINAL_TRIES
         }
     }
     /// `--identity-passphrase-file`: read once, for one try; its errors name the
     /// identity and the flag (the file's own errors would call it an identity).
     struct FromFile<'a>(&'a PathBuf);
-    impl crate::identities::Ask for FromFile<'_> {
+    impl crate::identity::Ask for FromFile<'_> {
         fn passphrase(&self, what: &str) -> Result<Option<SecretString>> {
-            keys::read_passphrase_file(self.0).map(Some).map_err(|e| {
-                let why = match e {
-                    Error::BadPassphraseFile { reason, .. } => reason,
-                    other => other.message(),
-                };
-                Error::BadIdentity {
-                    source_name: what.to_owned(),
-                    reason: format!(
-                        "cannot read its passphrase from --identity-passphrase-file {}: {why}",
-                        self.0.display()
-                    ),
-                }
-            })
+            secret_io::read_passphrase_file(self.0)
+                .map(Some)
+                .map_err(|e| {
+                    let why = match e {
+                        Error::BadPassphraseFile { reason, .. } => reason,
+                        other => other.message(),
+                    };
+                    Error::BadIdentity {
+                        source_name: what.to_owned(),
+                        reason: format!(
+                            "cannot read its passphrase from --identity-passphrase-file {}: {why}",
+                            self.0.display()
+                        ),
+                    }
+                })
         }
         fn tries(&self) -> u32 {
             1
         }
     }
     match ask_file {
-        Some(file) => crate::identities::parse(text, source_name, &FromFile(file)),
-        None => crate::identities::parse(text, source_name, &Via(callbacks)),
+        Some(file) => crate::identity::parse(text, source_name, &FromFile(file)),
+        None => crate::identity::parse(text, source_name, &Via(callbacks)),
     }
 }
 
-/// Opens the vault with parsed identities (`src/identities.rs`: native ones first, each
+/// Opens the vault with parsed identities (`src/identity/mod.rs`: native ones first, each
 /// plugin at most once). A caller that may prompt (commands for people) lets a plugin
 /// ask on the terminal, unbounded; one that may not (`get`, protocol actions, units)
 /// answers every plugin request "no" and gives each plugin [`PLUGIN_GET_TIMEOUT`].
 ///
-/// [`PLUGIN_GET_TIMEOUT`]: crate::identities::PLUGIN_GET_TIMEOUT
+/// [`PLUGIN_GET_TIMEOUT`]: crate::identity::PLUGIN_GET_TIMEOUT
 fn open_with(
     vault: &Vault,
-    ids: &crate::identities::Identities,
+    ids: &crate::identity::Identities,
     callbacks: &dyn Callbacks,
 ) -> Result<VaultKey> {
-    use crate::identities::{PLUGIN_GET_TIMEOUT, PluginCallbacks};
+    use crate::identity::{PLUGIN_GET_TIMEOUT, PluginCallbacks};
     if callbacks.interactive() {
-        vault.open_with_identity_set(ids, &PluginCallbacks::terminal(), None)
+        crate::identity::open_vault(vault, ids, &PluginCallbacks::terminal(), None)
     } else {
-        vault.open_with_identity_set(ids, &PluginCallbacks::never(), Some(PLUGIN_GET_TIMEOUT))
+        crate::identity::open_vault(
+            vault,
+            ids,
+            &PluginCallbacks::never(),
+            Some(PLUGIN_GET_TIMEOUT),
+        )
     }
 }
 
 /// `--identity-cmd CMD` or `LOCKBOX_IDENTITY_CMD`: a command whose stdout is an
-/// identity (`src/identity_cmd.rs`: no terminal, bounded time and output, stderr
+/// identity (`src/identity/command.rs`: no terminal, bounded time and output, stderr
 /// relayed here). Its output is not asked a passphrase for: it must be usable as is.
 struct IdentityCmd {
     cmd: IdentityCommand,
@@ -586,7 +594,7 @@ impl KeySource for Credential {
         if !self.path.exists() {
             return Err(Error::Locked); // this unit has no such credential
         }
-        let text = keys::read_credential_file(&self.path)?;
+        let text = secret_io::read_credential_file(&self.path)?;
         // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
         let ids = parse_identities(&text, &self.name(), &NeverPrompt, None)?;
         Ok(KeyOpened {
@@ -597,7 +605,7 @@ impl KeySource for Credential {
     }
 }
 
-/// An OpenBao transit slot (`src/openbao.rs`). The address, CA, namespace and token come
+/// An OpenBao transit slot (`src/openbao/mod.rs`). The address, CA, namespace and token come
 /// from the host only; the slot gives the mount, key name and ciphertext. Explicit
 /// (`--openbao`, `--openbao-token-file`): a person's tokens (`BAO_TOKEN`,
 /// `VAULT_TOKEN`, `~/.vault-token`). Ambient (`LOCKBOX_OPENBAO_TOKEN[_FILE]` set): that
@@ -720,7 +728,7 @@ impl KeySource for IdentityFile {
         identity_verdict(vault)
     }
     fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
-        let text = keys::read_key_file(&self.path)?;
+        let text = secret_io::read_key_file(&self.path)?;
         let ids = parse_identities(
             &text,
             &self.path.display().to_string(),
@@ -758,7 +766,7 @@ impl KeySource for PassphraseFile {
         if !has_passphrase_slot(vault) {
             return Err(Error::NoPassphraseSlot);
         }
-        let passphrase = keys::read_passphrase_file(&self.path)?;
+        let passphrase = secret_io::read_passphrase_file(&self.path)?;
         Ok(KeyOpened {
             key: vault.open_with_passphrase(&passphrase)?,
             passphrase: Some(passphrase),
@@ -781,7 +789,7 @@ impl KeySource for AgentSource {
         Origin::Ambient
     }
     fn describe(&self, vault: &Vault) -> Verdict {
-        // Held, or opened from the agent's systemd credential (`src/agent_credential.rs`).
+        // Held, or opened from the agent's systemd credential (`src/agent/credential.rs`).
         match self.agent.serves(&vault.public().to_string()) {
             Ok(Some(held)) => Verdict::Ready(held),
             Ok(None) => Verdict::NotApplicable(Error::Locked),
@@ -835,10 +843,99 @@ impl KeySource for TerminalSource {
     }
 }
 
+/// The one re-wrap hook of a rotation or a new slot ([`crate::vault::Rewrap`]): each
+/// slot kind's backend, asked in turn; a kind none of them takes is the core's.
+pub struct Rotation {
+    plugins: crate::identity::PluginRewrap,
+    openbao: Option<crate::openbao::Client>,
+}
+
+impl crate::vault::Rewrap for Rotation {
+    fn rewrap(&self, slot: &Slot, key: &VaultKey) -> Result<Option<Slot>> {
+        if let Some(made) = self.plugins.rewrap(slot, key)? {
+            return Ok(Some(made));
+        }
+        match &self.openbao {
+            Some(client) => client.rewrap(slot, key),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The hook for making slots with no rotation (`init`, `recipients add`): plugins run
+/// on the terminal; no OpenBao slot is re-wrapped.
+pub fn new_slots() -> Rotation {
+    Rotation {
+        plugins: crate::identity::PluginRewrap::terminal(),
+        openbao: None,
+    }
+}
+
+/// What a rotation (`passwd`, `recipients remove`, dropping the slots at `removed`)
+/// needs from this host, found before anything is asked or written (see
+/// `rotation_client`): the hook [`crate::vault::Vault::rotate`] takes.
+pub fn rotation(
+    vault: &Vault,
+    removed: &[usize],
+    settings: &Settings,
+    token_file: Option<&std::path::Path>,
+) -> Result<Rotation> {
+    Ok(Rotation {
+        plugins: crate::identity::PluginRewrap::terminal(),
+        openbao: rotation_client(vault, removed, settings, token_file)?,
+    })
+}
+
+/// What a rotation (`passwd`, `recipients remove`) needs from this host, found before
+/// anything is asked or written. Every kept plugin slot is re-wrapped by running its
+/// plugin: one not in `PATH` is [`Error::RotatePlugin`] (tag slots wrap natively).
+/// Then the transit client the kept OpenBao slots are re-wrapped with: `None` when no
+/// kept slot is an OpenBao slot; no token is [`Error::RotateOpenBao`].
+fn rotation_client(
+    vault: &crate::vault::Vault,
+    removed: &[usize],
+    settings: &Settings,
+    token_file: Option<&std::path::Path>,
+) -> Result<Option<crate::openbao::Client>> {
+    use crate::identity::require_plugin;
+    use crate::openbao::{self, TokenScope};
+    use crate::vault::slot::{SlotKind, slot_kind};
+    for (i, slot) in vault.slots().iter().enumerate() {
+        if let Slot::Age {
+            label, recipient, ..
+        } = slot
+            && !removed.contains(&i)
+            && let SlotKind::Plugin(plugin) = slot_kind(recipient)
+            && require_plugin(&plugin).is_err()
+        {
+            return Err(Error::RotatePlugin {
+                plugin,
+                label: label.clone(),
+            });
+        }
+    }
+    let Some(label) = vault.slots().iter().enumerate().find_map(|(i, s)| match s {
+        Slot::OpenBao { label, .. } if !removed.contains(&i) => Some(label.clone()),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let lookup = |name: &str| settings.keys.openbao_var(name);
+    let scope = TokenScope::Person {
+        flag: token_file,
+        home: settings.keys.home.as_deref(),
+    };
+    let Some(token) = openbao::find_token(&lookup, scope)? else {
+        return Err(Error::RotateOpenBao(label));
+    };
+    let bao = openbao::Settings::from_lookup(&lookup)?;
+    Ok(Some(openbao::Client::new(&bao, token)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{KdfParams, Recipient};
+    use crate::vault::crypto::{KdfParams, Recipient};
     use age::secrecy::ExposeSecret;
     use std::cell::Cell;
     use zeroize::Zeroizing;

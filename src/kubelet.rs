@@ -26,7 +26,7 @@
 //! - **Which entries answer an image.** kubelet caches a `Registry` answer for every
 //!   image of that registry, so the answer holds every vault entry of the image's
 //!   registry (host and port, compared with the helper's normalised lookup,
-//!   [`crate::serverurl::normalize`]), each keyed by the registry as the image spells
+//!   [`crate::docker::server_url::normalize`]), each keyed by the registry as the image spells
 //!   it plus the entry's path. kubelet then picks the most specific key whose path is a
 //!   prefix of the image's path — the same choice `get` makes for Docker.
 //! - **What is left out.** Identity tokens (`<token>` entries: kubelet passes only a
@@ -50,10 +50,10 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
 use crate::config::Settings;
-use crate::dockerconfig::TOKEN_USERNAME;
+use crate::docker::config_json::TOKEN_USERNAME;
 use crate::error::Error;
 use crate::exit::Exit;
-use crate::{gojson, keysource, messages, serverurl};
+use crate::{docker::go_json, docker::server_url, keysource, messages};
 
 /// The v1 API group/version (Kubernetes 1.26+).
 pub const API_V1: &str = "credentialprovider.kubelet.k8s.io/v1";
@@ -88,7 +88,7 @@ pub enum KubeletError {
     /// The request is not a `CredentialProviderRequest` this plugin can answer.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// More than [`crate::protocol::MAX_INPUT`] bytes on stdin.
+    /// More than [`crate::secret_io::MAX_STDIN`] bytes on stdin.
     #[error("request too large")]
     TooLarge,
     /// Reading stdin failed.
@@ -111,7 +111,7 @@ impl KubeletError {
             }
             KubeletError::TooLarge => format!(
                 "kubelet-credential-provider: the request is larger than {} bytes",
-                crate::protocol::MAX_INPUT
+                crate::secret_io::MAX_STDIN
             ),
             KubeletError::Stdin(e) => {
                 format!("kubelet-credential-provider: cannot read stdin: {e}")
@@ -299,13 +299,13 @@ fn split_normalized(n: &str) -> (&str, &str) {
 /// by the registry as [`image_registry`] spells it plus the entry's path, with a
 /// leading `/v1` or `/v2` dropped as kubelet's keyring drops it. When several vault
 /// keys give one auth key (`https://ghcr.io` and `ghcr.io`), the one spelled exactly
-/// as the auth key wins, else the first in byte order — [`serverurl::find`]'s rule.
+/// as the auth key wins, else the first in byte order — [`server_url::find`]'s rule.
 pub fn select<'a>(
     image: &str,
     entries: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Vec<(String, &'a str)> {
     let registry = image_registry(image);
-    let Some(wanted) = serverurl::normalize(registry) else {
+    let Some(wanted) = server_url::normalize(registry) else {
         return Vec::new();
     };
     let mut chosen: BTreeMap<String, &'a str> = BTreeMap::new();
@@ -313,7 +313,7 @@ pub fn select<'a>(
         if username == TOKEN_USERNAME {
             continue;
         }
-        let Some(n) = serverurl::normalize(key) else {
+        let Some(n) = server_url::normalize(key) else {
             continue;
         };
         if DESKTOP_KEYS.contains(&n.as_str()) {
@@ -391,20 +391,20 @@ pub fn render_response(
         .sum();
     let mut out = Zeroizing::new(Vec::with_capacity(256 + api_version.len() * 6 + worst));
     out.extend_from_slice(b"{\"kind\":\"CredentialProviderResponse\",\"apiVersion\":");
-    gojson::push_string(&mut out, api_version);
+    go_json::push_string(&mut out, api_version);
     out.extend_from_slice(b",\"cacheKeyType\":\"Registry\",\"cacheDuration\":");
-    gojson::push_string(&mut out, &go_duration(cache));
+    go_json::push_string(&mut out, &go_duration(cache));
     if !auth.is_empty() {
         out.extend_from_slice(b",\"auth\":{");
         for (i, (key, username, password)) in auth.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            gojson::push_string(&mut out, key);
+            go_json::push_string(&mut out, key);
             out.extend_from_slice(b":{\"username\":");
-            gojson::push_string(&mut out, username);
+            go_json::push_string(&mut out, username);
             out.extend_from_slice(b",\"password\":");
-            gojson::push_string(&mut out, password.expose_secret());
+            go_json::push_string(&mut out, password.expose_secret());
             out.push(b'}');
         }
         out.push(b'}');
@@ -419,9 +419,9 @@ pub fn run(
     settings: &Settings,
     cache: Duration,
 ) -> Result<Zeroizing<Vec<u8>>, KubeletError> {
-    let input =
-        crate::file::read_wiped(stdin, crate::protocol::MAX_INPUT).map_err(KubeletError::Stdin)?;
-    if input.len() > crate::protocol::MAX_INPUT {
+    let input = crate::secret_io::read_wiped(stdin, crate::secret_io::MAX_STDIN)
+        .map_err(KubeletError::Stdin)?;
+    if input.len() > crate::secret_io::MAX_STDIN {
         return Err(KubeletError::TooLarge);
     }
     let request = Request::parse(&input)?;

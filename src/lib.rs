@@ -2,33 +2,31 @@
 //! credentials in an encrypted vault file.
 //!
 //! The crate is a library that holds all logic, so tests and fuzz targets can call it,
-//! and a thin binary (`src/main.rs`). Files import only from the floors below them,
-//! never sideways up or in a cycle (check: `grep -n 'use crate::' src -r`):
+//! and a thin binary (`src/main.rs`).
 //!
-//! ```text
-//! cli                 clap surface + dispatch; reads the environment once (config)
-//!  ├─ protocol        store/get/erase/list/version, byte for byte
-//!  ├─ kubelet         kubelet's image credential provider plugin protocol
-//!  └─ commands/*      one file per command for people (init, unlock, lock, exec, status,
-//!      │              import, export, passwd, recipients, completions, doctor)
-//!   assets            completion scripts and man pages from the clap definition
-//!   output            stdout for people: a closed pipe is a quiet exit 141
-//!   keysource         where the vault key comes from: one order, one failure rule
-//!      │
-//!   keys              identity and passphrase files, identity parsing, EntryOpener
-//!   agent_client      the agent's requests as functions (status, lock, unlock, …)
-//!   agent             the agent process        ─┐
-//!   agent_proto       its wire protocol        ─┘ shared by agent and client
-//!   dockerconfig      Docker's config.json     gojson, serverurl: pure helpers
-//!   exportfmt         the formats `export` writes (pure rendering)
-//!   config            the settings value (environment, read once in cli)
-//!      │
-//!   file              paths, the sidecar lock, atomic durable writes
-//!   vault             the entries and slots, in memory; never prints or prompts
-//!   crypto            entry seal/open, Argon2id + XChaCha20-Poly1305, age slots
-//!      │
-//!   error, exit, messages   one error type, one exit enum, every user-facing string
-//! ```
+//! # Floors
+//!
+//! Each file sits on a floor and imports only from the floors below it: never up,
+//! never between two families of one floor (`messages` may use `sanitize`; a command
+//! file only `commands/mod.rs` among its siblings), never in a cycle. The trust core
+//! (`vault/`: the format and its crypto) names nothing at the edge; backends import
+//! the core, never the reverse. This table is the data of the layer test
+//! (`src/layers.rs`), which fails on a module missing from it or an import it forbids.
+//!
+//! | floor | modules | what they own |
+//! |---|---|---|
+//! | 0 | `exit`, `sanitize`, `sys`, `messages` | leaves: exit codes, terminal-safe text, the only `unsafe`, every user-facing string (plain values in) |
+//! | 1 | `error` | the failure types (`Error`, `OpenBaoError`, `CredentialFailure`), each mapped once to its message and exit code |
+//! | 2 | `secret_io`, `output`, `assets` | bounded wiped reads of secrets, stdout for people (EPIPE → 141), completions and man pages |
+//! | 3 | `docker` | other tools' formats, pure and fuzzed: server URLs, Go JSON, config.json, export formats |
+//! | 4 | `vault` | the core: model, crypto, slots, format numbers, the parser; no file system, network, processes or prompts |
+//! | 4.5 | `file` | the vault on disk: paths, the sidecar lock, atomic durable writes |
+//! | 5 | `identity`, `openbao` | backends that reach outside the process: identities and plugins, the transit client |
+//! | 6 | `config` | the settings, read from the environment once |
+//! | 7 | `agent` | wire types, client, server, the credential vault, the hand-over |
+//! | 8 | `keysource` | the key pipeline: sources, their order and failure rule, the re-wrap hook |
+//! | 9 | `protocol`, `kubelet`, `commands` | front ends: the helper protocol, the kubelet plugin, the commands for people |
+//! | 10 | `cli` | the clap surface and dispatch |
 //!
 //! The vault format is specified in `docs/FORMAT.md`; the helper protocol as this crate
 //! implements it in `docs/PROTOCOL.md`.
@@ -36,32 +34,27 @@
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod agent_client;
-pub mod agent_credential;
-pub mod agent_proto;
 pub mod assets;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod crypto;
-pub mod dockerconfig;
+pub mod docker;
 pub mod error;
 pub mod exit;
-pub mod exportfmt;
 pub mod file;
-pub mod gojson;
-pub mod identities;
-pub mod identity_cmd;
-pub mod keys;
+pub mod identity;
 pub mod keysource;
 pub mod kubelet;
 pub mod messages;
 pub mod openbao;
 pub mod output;
 pub mod protocol;
-pub mod rotation;
-pub mod serverurl;
+pub mod sanitize;
+pub mod secret_io;
 mod sys;
 pub mod vault;
+
+#[cfg(test)]
+mod layers;
 
 pub use error::Error;

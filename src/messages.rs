@@ -348,34 +348,35 @@ pub fn lock_credential(all: bool, label: &str) -> String {
 }
 
 /// Why an agent's systemd credential does not open its vault, and what to do.
-pub fn credential_failure(why: crate::agent_proto::CredentialFailure) -> String {
-    use crate::agent_proto::CredentialFailure as F;
+/// `why` is the reason's wire name (`error::CredentialFailure::name`); a name this
+/// build does not know reads as "other".
+pub fn credential_failure(why: &str) -> String {
     let (what, next) = match why {
-        F::Missing => (
+        "missing" => (
             "the credential file is gone",
             format!("restart the agent's service (sudo systemctl restart {AGENT_UNIT})"),
         ),
-        F::Unreadable => (
+        "unreadable" => (
             "the agent cannot read the credential file",
             format!("check the unit's LoadCredentialEncrypted= line and restart it (sudo systemctl restart {AGENT_UNIT})"),
         ),
-        F::BadIdentity => (
+        "bad_identity" => (
             "the credential is not an age identity or an unencrypted SSH key",
             format!("seal one with 'systemd-creds encrypt --name=lockbox-identity' (docs/BUILD_SERVER.md) and restart the service (sudo systemctl restart {AGENT_UNIT})"),
         ),
-        F::NoMatchingSlot => (
+        "no_matching_slot" => (
             "its identity opens none of the vault's slots",
             "add its recipient to the vault: docker-credential-lockbox recipients add \"$(age-keygen -y IDENTITY)\"".to_owned(),
         ),
-        F::Tampered => (
+        "tampered" => (
             "a slot opened but the vault's slots do not verify",
             "check the vault file (docker-credential-lockbox status)".to_owned(),
         ),
-        F::VaultUnreadable => (
+        "vault_unreadable" => (
             "the agent cannot read the vault file",
             "check that the agent's user and environment (HOME, DOCKER_CONFIG, LOCKBOX_VAULT) name this vault".to_owned(),
         ),
-        F::Other => (
+        _ => (
             "the agent (a newer build) gave a reason this build does not know",
             "see the agent's log, or upgrade this build to match it".to_owned(),
         ),
@@ -384,7 +385,7 @@ pub fn credential_failure(why: crate::agent_proto::CredentialFailure) -> String 
 }
 
 /// `get` through an agent whose systemd credential did not open the vault.
-pub fn agent_credential(why: crate::agent_proto::CredentialFailure) -> String {
+pub fn agent_credential(why: &str) -> String {
     format!(
         "the lockbox agent serves this vault from its systemd credential ($CREDENTIALS_DIRECTORY/lockbox-identity), which does not open it: {}",
         credential_failure(why)
@@ -559,25 +560,12 @@ pub fn limit_exceeded(reason: &str) -> String {
 /// Prefix for human errors on stderr.
 pub const ERROR_PREFIX: &str = "docker-credential-lockbox: error: ";
 
-/// Replaces control characters (terminal escapes among them) so that an error text
-/// built from a hostile server URL or path cannot drive the terminal or break the
-/// one-line protocol framing.
-pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
-}
+pub use crate::sanitize::sanitize;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sanitize_removes_escapes_and_newlines() {
-        assert_eq!(
-            sanitize("a\x1b[2Jb\nc\td"),
-            "a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}d"
-        );
-        assert_eq!(sanitize("plain ü"), "plain ü");
-    }
+/// A plugin recipient's slot asked of the vault core, which never runs a plugin (only
+/// a programming error reaches this: commands pass the identity backend's hook).
+pub fn plugin_needs_backend(plugin: &str) -> String {
+    format!(
+        "a slot for an age-plugin-{plugin} recipient is made by running the plugin, which this caller did not offer"
+    )
 }

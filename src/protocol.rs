@@ -16,10 +16,10 @@ use crate::exit::Exit;
 use crate::file::VaultPath;
 use crate::keysource;
 use crate::vault::View;
-use crate::{gojson, messages};
+use crate::{docker::go_json, messages};
 
 /// Most bytes read from stdin for one action (about 1 MiB).
-pub const MAX_INPUT: usize = 1 << 20;
+pub const MAX_INPUT: usize = crate::secret_io::MAX_STDIN;
 
 /// A protocol action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +186,7 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 
 /// Reads at most [`MAX_INPUT`] bytes of stdin into wiped memory.
 pub fn read_input(input: impl Read) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
-    let buf = crate::file::read_wiped(input, MAX_INPUT).map_err(ProtocolError::Stdin)?;
+    let buf = crate::secret_io::read_wiped(input, MAX_INPUT).map_err(ProtocolError::Stdin)?;
     if buf.len() > MAX_INPUT {
         return Err(ProtocolError::InputTooLarge);
     }
@@ -218,11 +218,11 @@ pub fn run(
             let path = location.resolve()?;
             let out = match path.read_bytes()? {
                 None if location.vault.is_some() => return Err(named_missing(&path)),
-                None => gojson::string_map([]),
+                None => go_json::string_map([]),
                 // A view: every bound checked, no secret decoded (list prints none).
                 Some(bytes) => {
                     let view = View::parse(&bytes, &path.vault)?;
-                    gojson::string_map(view.entries().iter().map(|e| (e.server(), e.username())))
+                    go_json::string_map(view.entries().iter().map(|e| (e.server(), e.username())))
                 }
             };
             Ok(Zeroizing::new(out))
@@ -296,7 +296,7 @@ fn get(
     let opener = keysource::for_get(view.vault(), settings)?;
     let secret = opener.open_entry(entry.server(), entry.username(), &entry.secret())?;
     // The one place `get` reads the secret: into the answer's wiped buffer.
-    Ok(gojson::credentials(
+    Ok(go_json::credentials(
         server,
         entry.username(),
         secret.expose_secret(),

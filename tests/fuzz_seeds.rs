@@ -7,9 +7,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lockbox::crypto::parse_entry_plaintext;
-use lockbox::identities::{NeverAsk, parse as parse_identities};
+use lockbox::identity::{NeverAsk, parse as parse_identities};
 use lockbox::protocol::{StoreRequest, server_from_input};
+use lockbox::vault::crypto::parse_entry_plaintext;
 use lockbox::vault::{Vault, View};
 
 /// Whether `target`'s parser accepts `data`, as its fuzz target reads it.

@@ -18,11 +18,11 @@ use std::time::Duration;
 use age::secrecy::SecretString;
 use common::plugin::TAG_RECIPIENT;
 use common::{TestEnv, require_tool, ssh_keygen};
-use lockbox::crypto::{Recipient, VaultKey};
-use lockbox::identities::{
-    AgeSlot, FileAsk, NeverAsk, PluginCallbacks, PluginRecipient, TerminalAsk, open_age_slots,
-    parse,
+use lockbox::identity::{
+    AgeSlot, FileAsk, NeverAsk, PluginCallbacks, TerminalAsk, WrapToRecipient, WrapWithPlugin,
+    open_age_slots, parse,
 };
+use lockbox::vault::crypto::{PluginRecipient, Recipient, VaultKey};
 
 const PASS: &str = "test passphrase 91c2";
 

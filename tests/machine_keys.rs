@@ -30,9 +30,11 @@ use std::time::Duration;
 use age::secrecy::ExposeSecret;
 use common::require_tool;
 use common::users::TestUser;
-use lockbox::crypto::{Recipient, VaultKey};
-use lockbox::identities::{AgeSlot, NeverAsk, PluginCallbacks, open_age_slots, parse};
-use lockbox::identity_cmd::IdentityCommand;
+use lockbox::identity::command::IdentityCommand;
+use lockbox::identity::{
+    AgeSlot, NeverAsk, PluginCallbacks, WrapToRecipient, open_age_slots, parse,
+};
+use lockbox::vault::crypto::{Recipient, VaultKey};
 
 /// A vault key with one age slot, and the identity text that opens it.
 struct Fixture {

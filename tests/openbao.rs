@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use lockbox::crypto::VaultKey;
 use lockbox::openbao::{
     Client, OpenBaoError, Settings, Token, open_vault_key, seal_vault_key, validate_ciphertext,
 };
+use lockbox::vault::crypto::VaultKey;
 use zeroize::Zeroizing;
 
 mod common;

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lockbox::crypto::{entry_plaintext, parse_entry_plaintext};
+use lockbox::vault::crypto::{entry_plaintext, parse_entry_plaintext};
 
 fuzz_target!(|data: &[u8]| {
     let [server_len, user_len, rest @ ..] = data else {

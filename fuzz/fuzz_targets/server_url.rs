@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lockbox::protocol::server_from_input;
-use lockbox::serverurl::{find, normalize};
+use lockbox::docker::server_url::{find, normalize};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(server) = server_from_input(data) {

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::agent_client::Agent;
+use crate::agent::client::Agent;
 use crate::config::Settings;
-use crate::dockerconfig::DockerConfig;
+use crate::docker::config_json::DockerConfig;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::file::Location;

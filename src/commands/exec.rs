@@ -26,8 +26,8 @@ use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, Signal};
 
 use super::{KeyOpts, open_key};
+use crate::agent::proto::{self, AGENT_SOCKET_VAR, AgentMode, SOCKET_NAME};
 use crate::agent::{BoundSocket, Server, harden, signal_pipe};
-use crate::agent_proto::{self, AGENT_SOCKET_VAR, AgentMode, SOCKET_NAME};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit::Exit;
@@ -69,8 +69,8 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit> {
     let vault = path.read_existing()?;
     let key = open_key(&vault, settings, &o.key.flags())?.key;
 
-    let dir = agent_proto::agent_dir();
-    agent_proto::check_agent_dir(&dir, true)?;
+    let dir = proto::agent_dir();
+    proto::check_agent_dir(&dir, true)?;
     sweep_leftovers(&dir);
     let private = make_private_dir(&dir)?;
     let result = serve_command(&o.command, key, &path.vault, &private);
@@ -80,7 +80,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit> {
 
 fn serve_command(
     command: &[OsString],
-    key: crate::crypto::VaultKey,
+    key: crate::vault::crypto::VaultKey,
     vault: &Path,
     private: &Path,
 ) -> Result<Exit> {

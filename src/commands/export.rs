@@ -1,4 +1,4 @@
-//! `export`: the entries in plaintext, in one of the formats of [`crate::exportfmt`]
+//! `export`: the entries in plaintext, in one of the formats of [`crate::docker::formats`]
 //! (Docker auths, a Kubernetes Secret, `DOCKER_AUTH_CONFIG`, a containers auth.json),
 //! printed or merged into a Docker config (the way out; explicit). Never printed to a
 //! terminal unless `--allow-terminal` says so.
@@ -9,16 +9,16 @@ use age::secrecy::ExposeSecret;
 use clap::Args;
 
 use super::KeyOpts;
-use crate::agent_client::Agent;
+use crate::agent::client::Agent;
 use crate::config::Settings;
-use crate::dockerconfig::DockerConfig;
+use crate::docker::config_json::DockerConfig;
+use crate::docker::formats::{self, Format};
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
-use crate::exportfmt::{self, Format};
-use crate::keys::EntryOpener;
 use crate::keysource::{self, AgentUse, Terminal};
 use crate::messages;
 use crate::vault::Vault;
+use crate::vault::crypto::EntryOpener;
 
 /// `export`
 #[derive(Debug, Args)]
@@ -72,14 +72,14 @@ fn usage(text: String) -> Error {
 
 /// The Secret's metadata for `k8s-secret`, checked; an error for options that do not
 /// go with the format.
-fn secret_meta(o: &Opts) -> Result<Option<exportfmt::SecretMeta>, Error> {
+fn secret_meta(o: &Opts) -> Result<Option<formats::SecretMeta>, Error> {
     match (o.format, &o.name) {
         (Format::K8sSecret, Some(name)) => {
-            exportfmt::check_secret_name(name).map_err(usage)?;
+            formats::check_secret_name(name).map_err(usage)?;
             if let Some(ns) = &o.namespace {
-                exportfmt::check_namespace(ns).map_err(usage)?;
+                formats::check_namespace(ns).map_err(usage)?;
             }
-            Ok(Some(exportfmt::SecretMeta {
+            Ok(Some(formats::SecretMeta {
                 name: name.clone(),
                 namespace: o.namespace.clone(),
             }))
@@ -111,14 +111,13 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     }
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    let keys =
-        exportfmt::select_registries(&o.registry, vault.entries().keys().map(String::as_str))
-            .map_err(|r| usage(format!("no entry in the vault matches --registry {r}")))?;
+    let keys = formats::select_registries(&o.registry, vault.entries().keys().map(String::as_str))
+        .map_err(|r| usage(format!("no entry in the vault matches --registry {r}")))?;
     let opener = export_opener(&vault, settings, &o.key)?;
     let mut creds = Vec::with_capacity(keys.len());
     for server in keys {
         let e = &vault.entries()[server];
-        creds.push(exportfmt::Cred {
+        creds.push(formats::Cred {
             server,
             username: &e.username,
             secret: opener.open_entry(server, &e.username, &e.secret)?,
@@ -126,7 +125,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     }
     match &o.to_config {
         None => {
-            let rendered = exportfmt::render(o.format, &creds, meta.as_ref());
+            let rendered = formats::render(o.format, &creds, meta.as_ref());
             eprintln!("{}", messages::EXPORT_WARNING);
             for (server, why) in &rendered.left_out {
                 eprintln!(
@@ -144,7 +143,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             for c in &creds {
                 config.put_auth(
                     c.server,
-                    crate::dockerconfig::plaintext_entry(c.username, c.secret.expose_secret()),
+                    crate::docker::config_json::plaintext_entry(
+                        c.username,
+                        c.secret.expose_secret(),
+                    ),
                 );
             }
             let unset = config.unset_store();

@@ -11,9 +11,9 @@ use clap::Args;
 use zeroize::Zeroizing;
 
 use super::sanitize_lines;
-use crate::agent_client::Agent;
+use crate::agent::client::Agent;
 use crate::config::Settings;
-use crate::dockerconfig::{DockerConfig, Found};
+use crate::docker::config_json::{DockerConfig, Found};
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
 use crate::file::Location;
@@ -78,14 +78,14 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let scrub: Vec<String> = scan.found.iter().map(|f| f.server.clone()).collect();
     if !o.force {
         if let Some(store) = config.creds_store()
-            && store != crate::dockerconfig::STORE_NAME
+            && store != crate::docker::config_json::STORE_NAME
             && Some(store) != o.from_helper.as_deref()
         {
             return Err(config_error(&config, messages::import_other_store(store)));
         }
         // Registries routed to lockbox itself (as podman and skopeo need) are fine.
         let mut helpers = config.cred_helpers();
-        helpers.retain(|(_, h)| h != crate::dockerconfig::STORE_NAME);
+        helpers.retain(|(_, h)| h != crate::docker::config_json::STORE_NAME);
         if !helpers.is_empty() {
             let list: Vec<String> = helpers.iter().map(|(r, h)| format!("{r} → {h}")).collect();
             return Err(config_error(
@@ -126,7 +126,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         });
     }
     let set_store =
-        !o.no_set_store && config.creds_store() != Some(crate::dockerconfig::STORE_NAME);
+        !o.no_set_store && config.creds_store() != Some(crate::docker::config_json::STORE_NAME);
 
     if o.dry_run {
         let mut plan = format!("Plan for {cfg_path} → {}:\n", path.vault.display());
@@ -257,7 +257,7 @@ pub fn plan(
             candidates.append(&mut from);
         }
     }
-    let vault_is_live = creds_store == Some(crate::dockerconfig::STORE_NAME);
+    let vault_is_live = creds_store == Some(crate::docker::config_json::STORE_NAME);
     let mut seen = BTreeSet::new();
     let rows = candidates
         .into_iter()
@@ -319,7 +319,7 @@ fn verify_imported(vault: &Vault, stored: &[&Found], settings: &Settings) -> Res
 
 /// Reads every entry out of `docker-credential-NAME` (`list`, then `get` for each).
 fn read_helper(name: &str) -> Result<Vec<Found>, Error> {
-    if name.is_empty() || name.contains('/') || name == crate::dockerconfig::STORE_NAME {
+    if name.is_empty() || name.contains('/') || name == crate::docker::config_json::STORE_NAME {
         return Err(Usage::BadHelperName(name.to_owned()).into());
     }
     let program = format!("docker-credential-{name}");
@@ -415,7 +415,7 @@ fn run_helper(
     }
     let mut out = Zeroizing::new(Vec::new());
     if let Some(stdout) = child.stdout.take() {
-        out = crate::file::read_wiped(stdout, MAX_HELPER_OUTPUT).map_err(failed)?;
+        out = crate::secret_io::read_wiped(stdout, MAX_HELPER_OUTPUT).map_err(failed)?;
     }
     let status = child.wait().map_err(failed)?;
     if out.len() > MAX_HELPER_OUTPUT {

@@ -3,15 +3,15 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::recipients::{parse_recipient_arg, read_recipients_file, require_plugins};
 use super::{ask_new_passphrase, kdf_params};
 use crate::config::Settings;
-use crate::crypto::VaultKey;
-use crate::dockerconfig::DockerConfig;
+use crate::docker::config_json::DockerConfig;
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
-use crate::keys;
+use crate::identity::recipient::{parse_recipient_arg, read_recipients_file, require_plugins};
 use crate::messages;
+use crate::secret_io;
+use crate::vault::crypto::VaultKey;
 use crate::vault::{Slot, Vault};
 
 /// `init`
@@ -61,7 +61,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let passphrase = if o.passphrase {
         Some(ask_new_passphrase()?)
     } else if let Some(file) = &o.passphrase_file {
-        let p = keys::read_passphrase_file(file)?;
+        let p = secret_io::read_passphrase_file(file)?;
         super::warn_if_weak(&p);
         Some(p)
     } else {
@@ -79,7 +79,12 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         slots.push(Vault::passphrase_slot(&key, p, kdf_params(settings)?)?);
     }
     for (recipient, label) in &recipients {
-        slots.push(Vault::age_slot(&key, recipient, label.clone())?);
+        slots.push(Vault::age_slot_with(
+            &key,
+            recipient,
+            label.clone(),
+            &crate::keysource::new_slots(),
+        )?);
     }
     let vault = Vault::new(&key, slots);
     path.create(&vault, o.force)?;
@@ -105,7 +110,7 @@ fn next_step(settings: &Settings) -> String {
     let path = dir.join("config.json");
     let shown = path.display().to_string();
     match DockerConfig::read(&path) {
-        Ok(c) if c.creds_store() == Some(crate::dockerconfig::STORE_NAME) => {
+        Ok(c) if c.creds_store() == Some(crate::docker::config_json::STORE_NAME) => {
             messages::init_next_login(&shown)
         }
         Ok(c) => match c.scan().found.len() {

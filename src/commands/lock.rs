@@ -1,7 +1,7 @@
 //! `lock`: make the agent forget this vault's key, or every key.
 use clap::Args;
 
-use crate::agent_client::{Agent, LockOutcome};
+use crate::agent::client::{Agent, LockOutcome};
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;

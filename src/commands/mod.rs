@@ -4,7 +4,7 @@
 //! opening the key through [`crate::keysource`], asking for a new passphrase, and the
 //! Argon2id cost of a new passphrase slot.
 //!
-//! Commands never build agent requests (they call [`crate::agent_client::Agent`]'s
+//! Commands never build agent requests (they call [`crate::agent::client::Agent`]'s
 //! functions) and never read the environment (they get [`Settings`]).
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,11 +13,11 @@ use age::secrecy::{ExposeSecret, SecretString};
 use clap::Args;
 
 use crate::config::Settings;
-use crate::crypto::KdfParams;
 use crate::error::Error;
 use crate::keysource::{self, KeyFlags, Terminal};
 use crate::messages;
 use crate::vault::Vault;
+use crate::vault::crypto::KdfParams;
 
 pub mod completions;
 pub mod doctor;

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{ask_new_passphrase, kdf_params, open_key};
+use crate::agent::handover::Handover;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
-use crate::keys;
 use crate::keysource::{self, KeyFlags};
 use crate::messages;
-use crate::rotation::Handover;
+use crate::secret_io;
 use crate::vault::Slot;
 
 /// `passwd`
@@ -43,9 +43,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let vault = path.read_existing()?;
     let has_passphrase = keysource::has_passphrase_slot(&vault);
     // Every OpenBao slot is kept and re-wrapped: the token is found before anything.
-    let client =
-        super::recipients::rotation_client(&vault, &[], settings, o.openbao_token_file.as_deref())?;
-    let rewrap = client.as_ref().map(super::recipients::rewrap_with);
+    let rewrap = keysource::rotation(&vault, &[], settings, o.openbao_token_file.as_deref())?;
     let flags = KeyFlags {
         passphrase_file: o.old_passphrase_file.clone(),
         identity_file: o.identity_file.clone(),
@@ -62,7 +60,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     };
     let new = match &o.new_passphrase_file {
         Some(f) => {
-            let p = keys::read_passphrase_file(f)?;
+            let p = secret_io::read_passphrase_file(f)?;
             super::warn_if_weak(&p);
             p
         }
@@ -83,16 +81,8 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
                 .map(|(i, _)| i)
                 .collect();
-            v.rotate_with(
-                &key,
-                &passphrase_slots,
-                None,
-                Some((&new, params)),
-                rewrap
-                    .as_ref()
-                    .map(|f| f as crate::vault::OpenBaoRewrap<'_>),
-            )
-            .map(|k| (k, true))
+            v.rotate(&key, &passphrase_slots, None, Some((&new, params)), &rewrap)
+                .map(|k| (k, true))
         },
         |new_key| handover.give_new_key(new_key),
     );

@@ -1,17 +1,17 @@
 //! `recipients list|add|remove`: the vault's age slots; removing one rotates the key.
 //! Also the parsing of recipient arguments and recipients files, which `init` shares.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
 use super::{KeyOpts, open_key};
+use crate::agent::handover::Handover;
 use crate::config::Settings;
-use crate::crypto::Recipient;
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
+use crate::identity::recipient::{parse_recipient_line, read_recipients_file, require_plugins};
 use crate::keysource::{self, Terminal};
 use crate::messages;
-use crate::rotation::Handover;
 use crate::vault::Slot;
 
 /// `recipients`
@@ -58,77 +58,6 @@ pub enum Opts {
         #[command(flatten)]
         key: KeyOpts,
     },
-}
-
-/// A recipient and its label (see [`parse_recipient_line`]).
-pub fn parse_recipient_arg(line: &str) -> Result<(Recipient, String), Error> {
-    parse_recipient_line(line)?.ok_or_else(|| Error::BadRecipient(line.to_owned()))
-}
-
-/// Parses one line of a recipients or authorized_keys file: options before the key
-/// type are skipped; `Ok(None)` for blank lines, comments and key types age cannot
-/// use (reported by the caller).
-pub fn parse_recipient_line(line: &str) -> Result<Option<(Recipient, String)>, Error> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(None);
-    }
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    if let Some(i) = fields
-        .iter()
-        .position(|f| *f == "ssh-ed25519" || *f == "ssh-rsa")
-    {
-        let Some(blob) = fields.get(i + 1) else {
-            return Err(Error::BadRecipient(line.to_owned()));
-        };
-        let text = format!("{} {blob}", fields[i]);
-        let recipient = Recipient::parse(&text)?;
-        let comment = fields[i + 2..].join(" ");
-        let label = if comment.is_empty() {
-            recipient.canonical()
-        } else {
-            comment
-        };
-        return Ok(Some((recipient, label)));
-    }
-    if let Some(age) = fields.iter().find(|f| f.starts_with("age1")) {
-        let recipient = Recipient::parse(age)?;
-        return Ok(Some((recipient.clone(), recipient.canonical())));
-    }
-    if fields
-        .iter()
-        .any(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-"))
-    {
-        return Ok(None);
-    }
-    Err(Error::BadRecipient(line.to_owned()))
-}
-
-/// Reads a recipients or authorized_keys file (`init --recipients-file`,
-/// `recipients add --file`): key types age cannot use are skipped with a warning on
-/// stderr, as `ssh-keygen`-style files often mix them in; anything else unreadable is
-/// an error naming the line.
-pub fn read_recipients_file(file: &Path) -> Result<Vec<(Recipient, String)>, Error> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
-    let mut parsed = Vec::new();
-    for (number, line) in text.lines().map(str::trim).enumerate() {
-        let parsed_line = parse_recipient_line(line).map_err(|e| match e {
-            Error::BadRecipient(text) => Error::BadRecipientLine {
-                file: file.to_owned(),
-                line: number + 1,
-                text,
-            },
-            other => other,
-        })?;
-        match parsed_line {
-            Some(p) => parsed.push(p),
-            None if !line.is_empty() && !line.starts_with('#') => {
-                eprintln!("{}", messages::sanitize(&messages::skipped_key(line)));
-            }
-            None => {}
-        }
-    }
-    Ok(parsed)
 }
 
 /// `recipients …`
@@ -207,11 +136,12 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             }
             require_plugins(&parsed)?;
             let vault_key = open_key(&vault, settings, &key.flags())?.key;
+            let rewrap = keysource::new_slots();
             let added = path.update(|v| {
                 let mut added = Vec::new();
                 for (r, default_label) in &parsed {
                     let l = label.clone().unwrap_or_else(|| default_label.clone());
-                    if v.add_recipient(&vault_key, r, l.clone())? {
+                    if v.add_recipient(&vault_key, r, l.clone(), &rewrap)? {
                         added.push(l);
                     }
                 }
@@ -229,13 +159,12 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             if removing.is_empty() {
                 return Err(Error::NoSuchRecipient(which));
             }
-            let client = rotation_client(
+            let rewrap = keysource::rotation(
                 &vault,
                 &removing,
                 settings,
                 key.openbao_token_file.as_deref(),
             )?;
-            let rewrap = client.as_ref().map(rewrap_with);
             let opened = open_key(&vault, settings, &key.flags())?;
             let old = opened.key;
             // Opened with an identity: the passphrase slot is re-wrapped, so the
@@ -250,15 +179,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
                     if slots.is_empty() {
                         return Err(Error::NoSuchRecipient(which.clone()));
                     }
-                    let new = v.rotate_with(
-                        &old,
-                        &slots,
-                        passphrase.as_ref(),
-                        None,
-                        rewrap
-                            .as_ref()
-                            .map(|f| f as crate::vault::OpenBaoRewrap<'_>),
-                    )?;
+                    let new = v.rotate(&old, &slots, passphrase.as_ref(), None, &rewrap)?;
                     Ok(((slots.len(), new), true))
                 },
                 |(_, new_key)| handover.give_new_key(new_key),
@@ -325,79 +246,4 @@ fn add_openbao(
         messages::sanitize(&messages::recipients_added(&added))
     );
     Ok(Exit::Ok)
-}
-
-/// Checks that the plugin of every plugin recipient about to be added is in `PATH`,
-/// before anything is asked or written (`init`, `recipients add`).
-pub fn require_plugins(recipients: &[(Recipient, String)]) -> Result<(), Error> {
-    for (r, _) in recipients {
-        if let Some(name) = r.needs_plugin() {
-            crate::identities::require_plugin(name)?;
-        }
-    }
-    Ok(())
-}
-
-/// What a rotation (`passwd`, `recipients remove`) needs from this host, found before
-/// anything is asked or written. Every kept plugin slot is re-wrapped by running its
-/// plugin: one not in `PATH` is [`Error::RotatePlugin`] (tag slots wrap natively).
-/// Then the transit client the kept OpenBao slots are re-wrapped with: `None` when no
-/// kept slot is an OpenBao slot; no token is [`Error::RotateOpenBao`].
-pub fn rotation_client(
-    vault: &crate::vault::Vault,
-    removed: &[usize],
-    settings: &Settings,
-    token_file: Option<&Path>,
-) -> Result<Option<crate::openbao::Client>, Error> {
-    use crate::identities::{SlotKind, require_plugin, slot_kind};
-    use crate::openbao::{self, TokenScope};
-    for (i, slot) in vault.slots().iter().enumerate() {
-        if let Slot::Age {
-            label, recipient, ..
-        } = slot
-            && !removed.contains(&i)
-            && let SlotKind::Plugin(plugin) = slot_kind(recipient)
-            && require_plugin(&plugin).is_err()
-        {
-            return Err(Error::RotatePlugin {
-                plugin,
-                label: label.clone(),
-            });
-        }
-    }
-    let Some(label) = vault.slots().iter().enumerate().find_map(|(i, s)| match s {
-        Slot::OpenBao { label, .. } if !removed.contains(&i) => Some(label.clone()),
-        _ => None,
-    }) else {
-        return Ok(None);
-    };
-    let lookup = |name: &str| settings.keys.openbao_var(name);
-    let scope = TokenScope::Person {
-        flag: token_file,
-        home: settings.keys.home.as_deref(),
-    };
-    let Some(token) = openbao::find_token(&lookup, scope)? else {
-        return Err(Error::RotateOpenBao(label));
-    };
-    let bao = openbao::Settings::from_lookup(&lookup)?;
-    Ok(Some(openbao::Client::new(&bao, token)?))
-}
-
-/// The re-wrapper [`crate::vault::Vault::rotate_with`] takes, for `client`.
-pub fn rewrap_with(
-    client: &crate::openbao::Client,
-) -> impl Fn(&str, &str, &crate::crypto::VaultKey) -> Result<String, Error> + '_ {
-    move |mount, key, new| Ok(crate::openbao::seal_vault_key(client, mount, key, new)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssh_comment_becomes_label() {
-        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@laptop";
-        let (_, label) = parse_recipient_arg(line).unwrap();
-        assert_eq!(label, "alice@laptop");
-    }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::Args;
 
-use crate::agent_client::Agent;
+use crate::agent::client::Agent;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
@@ -134,7 +134,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 "idle_left_secs": h.vault.idle_left_secs,
                 "timeout_left_secs": h.vault.timeout_left_secs,
                 "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
-                "vaults": crate::agent_client::vaults_json(&h.all),
+                "vaults": crate::agent::client::vaults_json(&h.all),
                 "opens_from_credential": h.credential,
             }),
             None => serde_json::Value::Null,
@@ -171,7 +171,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         let state = match &d.verdict {
             Verdict::Untried if o.check => "set".to_owned(),
             Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
-            Verdict::Ready(h) => crate::agent_client::serves_text(h),
+            Verdict::Ready(h) => crate::agent::client::serves_text(h),
             Verdict::NotApplicable(Error::Locked) => "does not hold this vault's key".to_owned(),
             Verdict::NotApplicable(e) | Verdict::Broken(e) => {
                 format!("does not apply: {}", e.message())
@@ -191,7 +191,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     });
     // Every vault the agent holds, this one or not (a cheap local request).
     if let Ok(Some(all)) = Agent::for_requests(settings).status_all() {
-        text.push_str(&crate::agent_client::held_lines(&all));
+        text.push_str(&crate::agent::client::held_lines(&all));
     }
     let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
     out.write_all(clean.as_bytes()).map_err(io_err)?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{KeyOpts, open_key};
-use crate::agent_client::Agent;
+use crate::agent::client::Agent;
 use crate::config::Settings;
 use crate::error::{Error, Usage};
 use crate::exit::Exit;

@@ -18,16 +18,18 @@
 //! [`super::View`] checks them and keeps their text. Every entry is checked here, for
 //! both, with the same code: lengths, and the secret's base64 without decoding it.
 //! Slots are small (at most 64) and are handed over as [`RawSlot`]s, turned into typed
-//! slots by one `match` over their `type` in `vault.rs`.
+//! slots by one `match` over their `type` in `slot.rs`.
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::Path;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{FORMAT_VERSION, MAX_FORMAT_VERSION, bounds};
-use crate::error::Error;
+use super::format::{FORMAT_VERSION, MAX_FORMAT_VERSION, bounds};
+use crate::error::{Error, Result};
 
 /// Most members one slot may have (the largest slot type has 8).
 pub(super) const MAX_SLOT_MEMBERS: usize = 16;
@@ -561,11 +563,22 @@ pub(super) fn is_canonical_b64(text: &[u8]) -> bool {
     }
 }
 
+/// Decodes a base64 field, checking its encoded length first: never allocate for an
+/// oversized field.
+pub(super) fn b64(
+    bad: &dyn Fn(String) -> Error,
+    field: &str,
+    text: &str,
+    max: usize,
+) -> Result<Vec<u8>> {
+    check_b64_text(field, text.as_bytes(), max).map_err(bad)?;
+    B64.decode(text)
+        .map_err(|_| bad(format!("{field} is not base64")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as B64;
     use proptest::prelude::*;
 
     #[test]

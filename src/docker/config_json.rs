@@ -72,7 +72,7 @@ impl DockerConfig {
             Ok(f) => {
                 // config.json holds base64 passwords: read into wiped memory that grows
                 // by copying, never by an unwiped reallocation.
-                bytes = crate::file::read_wiped(f, MAX_CONFIG_BYTES as usize)
+                bytes = crate::secret_io::read_wiped(f, MAX_CONFIG_BYTES as usize)
                     .map_err(|e| Error::io("read", &path, e))?;
                 if bytes.len() as u64 > MAX_CONFIG_BYTES {
                     return Err(Error::Config {

@@ -1,7 +1,17 @@
 //! The vault in memory: its public key, its slots and its entries, and the versioned
 //! text format they are read from and written to (`docs/FORMAT.md`).
 //!
-//! Nothing here prints, prompts or touches the file system; [`crate::file`] does I/O.
+//! The trust core (floor 4 in `src/lib.rs`): nothing here prints, prompts, runs a
+//! process, talks to the network or touches the file system; [`crate::file`] does I/O,
+//! and a slot kind's backend (`src/identity/`, `src/openbao/`) comes in only through
+//! the [`Rewrap`] hook. The folder:
+//!
+//! - this file: the model ([`Vault`], [`Entry`], [`View`]), store/erase/lookup,
+//!   rotation, the canonical writer;
+//! - [`crypto`]: the vault key, entry seal/open, passphrase wrapping, recipients;
+//! - [`slot`]: each slot kind's fields, checks and description;
+//! - [`format`]: versions and bounds;
+//! - `parse`: the one parser.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,114 +20,23 @@ use std::str::FromStr;
 use age::secrecy::SecretString;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Serialize;
 
-use crate::crypto::{self, KdfParams, PassphraseWrap, Recipient, VaultKey};
+use crate::docker::server_url;
 use crate::error::{Error, Result};
-use crate::identities::{AgeSlot, Identities, PluginCallbacks, SlotKind};
-use crate::serverurl;
 
+pub mod crypto;
+pub mod format;
 mod parse;
-use parse::{RawSlot, Sink};
+pub mod slot;
+use crypto::{KdfParams, Recipient, VaultKey};
+use format::fits_b64;
+use parse::{RawSlot, Sink, b64};
+use slot::{KDF_ARGON2ID, SlotV1, check_slot, check_slot_set, slot_from_raw};
 
-/// The format version of a vault without an OpenBao slot or a plugin/tag recipient
-/// (`docs/FORMAT.md` "Versions").
-pub const FORMAT_VERSION: u64 = 1;
-/// The format version of a vault that holds an OpenBao slot or an age slot for a
-/// plugin or tag recipient, which a version-1 reader would refuse; also the newest
-/// version this build reads.
-pub const OPENBAO_FORMAT_VERSION: u64 = 2;
-/// The same version 2, named for what plugin and tag recipients need.
-pub const PLUGIN_FORMAT_VERSION: u64 = OPENBAO_FORMAT_VERSION;
-/// The newest format version this build reads.
-pub const MAX_FORMAT_VERSION: u64 = OPENBAO_FORMAT_VERSION;
-
-/// Bounds checked on every field read from a file (`docs/FORMAT.md` "Bounds").
-pub mod bounds {
-    /// Most slots in one vault.
-    pub const MAX_SLOTS: usize = 64;
-    /// Most entries in one vault.
-    pub const MAX_ENTRIES: usize = 10_000;
-    /// Longest slot label, bytes.
-    pub const MAX_LABEL: usize = 256;
-    /// Longest recipient text, bytes (an ssh-rsa 16384-bit key is about 2.8 KB).
-    pub const MAX_RECIPIENT: usize = 8 * 1024;
-    /// Longest wrapped key in an age slot, bytes (an ssh-rsa stanza is below 3 KB).
-    pub const MAX_AGE_WRAPPED: usize = 16 * 1024;
-    /// Longest wrapped key in a passphrase slot, bytes (74-byte key + 16-byte tag).
-    pub const MAX_PASSPHRASE_WRAPPED: usize = 256;
-    /// Longest server URL or username, bytes: the whole protocol input is 1 MiB.
-    pub const MAX_KEY: usize = 1 << 20;
-    /// Longest entry ciphertext, bytes: a 1 MiB secret plus age's overhead.
-    pub const MAX_ENTRY_CIPHERTEXT: usize = (1 << 20) + 64 * 1024;
-    /// Most passphrase slots in one vault: `passwd` manages "the" passphrase.
-    pub const MAX_PASSPHRASE_SLOTS: usize = 1;
-}
-
-/// Re-wraps the new vault key for a kept OpenBao slot during a rotation: (mount, key
-/// name, new key) → the slot's new ciphertext (`crate::openbao::seal_vault_key`).
-pub type OpenBaoRewrap<'a> = &'a dyn Fn(&str, &str, &VaultKey) -> Result<String>;
-
-/// A way to open the vault's private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Slot {
-    /// Argon2id + XChaCha20-Poly1305 under a passphrase.
-    Passphrase(PassphraseWrap),
-    /// The private key age-encrypted to one recipient.
-    Age {
-        /// A person-chosen name (an SSH key's comment by default).
-        label: String,
-        /// The recipient, `age1…` or `ssh-… AAAA…`.
-        recipient: String,
-        /// The age ciphertext of the private key.
-        wrapped: Vec<u8>,
-    },
-    /// The private key wrapped by an OpenBao (or Vault) transit key. Only the mount, the
-    /// key name and the ciphertext: the server address and the token come from the host
-    /// (`src/openbao.rs`), never from the file.
-    OpenBao {
-        /// A person-chosen name (`MOUNT/KEY` by default).
-        label: String,
-        /// The transit mount path, e.g. `transit`.
-        mount: String,
-        /// The transit key name (a `derived=true` key).
-        key: String,
-        /// The transit ciphertext, `vault:vN:…`, bound to the vault's public key.
-        ciphertext: String,
-    },
-}
-
-impl Slot {
-    /// A short description for `status` and `init`, never secret.
-    pub fn describe(&self) -> String {
-        match self {
-            Slot::Passphrase(w) => format!(
-                "passphrase (argon2id m={} MiB t={} p={})",
-                w.params.m_cost_kib / 1024,
-                w.params.t_cost,
-                w.params.p_cost
-            ),
-            Slot::Age {
-                label, recipient, ..
-            } => match crate::identities::slot_kind(recipient) {
-                SlotKind::Plugin(name) => format!("age plugin {name} \"{label}\""),
-                SlotKind::Tag => format!("age tag \"{label}\""),
-                SlotKind::Native => {
-                    let kind = recipient.split_whitespace().next().unwrap_or("age");
-                    let kind = if kind.starts_with("age1") {
-                        "x25519"
-                    } else {
-                        kind
-                    };
-                    format!("age {kind} \"{label}\"")
-                }
-            },
-            Slot::OpenBao {
-                label, mount, key, ..
-            } => format!("openbao transit {mount}/{key} \"{label}\""),
-        }
-    }
-}
+pub use format::{
+    FORMAT_VERSION, MAX_FORMAT_VERSION, OPENBAO_FORMAT_VERSION, PLUGIN_FORMAT_VERSION, bounds,
+};
+pub use slot::{NoBackend, Rewrap, Slot};
 
 /// One stored credential. The secret is the age ciphertext; only a [`VaultKey`] opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,12 +148,40 @@ impl Vault {
             .map(Slot::Passphrase)
     }
 
-    /// Makes an age slot for `key`.
+    /// Makes an age slot for `key`, for a recipient age encrypts to natively (X25519,
+    /// SSH, tag); a plugin recipient needs [`Self::age_slot_with`] and its backend.
     pub fn age_slot(key: &VaultKey, recipient: &Recipient, label: String) -> Result<Slot> {
-        Ok(Slot::Age {
+        Self::age_slot_with(key, recipient, label, &NoBackend)
+    }
+
+    /// Makes an age slot for `key`: `rewrap` first (a plugin recipient's plugin runs
+    /// there, `src/identity/`), else the core wraps natively.
+    pub fn age_slot_with(
+        key: &VaultKey,
+        recipient: &Recipient,
+        label: String,
+        rewrap: &dyn Rewrap,
+    ) -> Result<Slot> {
+        let slot = Slot::Age {
             label,
             recipient: recipient.canonical(),
-            wrapped: key.wrap_to_recipient(recipient)?,
+            wrapped: Vec::new(),
+        };
+        if let Some(made) = rewrap.rewrap(&slot, key)? {
+            return Ok(made);
+        }
+        let Slot::Age {
+            label,
+            recipient: canonical,
+            ..
+        } = slot
+        else {
+            unreachable!("made as an age slot above")
+        };
+        Ok(Slot::Age {
+            label,
+            recipient: canonical,
+            wrapped: key.wrap_natively(recipient)?,
         })
     }
 
@@ -275,35 +222,36 @@ impl Vault {
         if self.entries.remove(server).is_some() {
             return true;
         }
-        let Some(wanted) = serverurl::normalize(server) else {
+        let Some(wanted) = server_url::normalize(server) else {
             return false;
         };
         let before = self.entries.len();
         let mut buf = String::new();
         self.entries
-            .retain(|k, _| !(serverurl::normalize_into(k, &mut buf) && buf == wanted));
+            .retain(|k, _| !(server_url::normalize_into(k, &mut buf) && buf == wanted));
         self.entries.len() != before
     }
 
     /// The entry `request` refers to: the exact key, else the byte-least key with the
-    /// same normalized form ([`serverurl::find`]).
+    /// same normalized form ([`server_url::find`]).
     pub fn lookup(&self, request: &str) -> Option<(&str, &Entry)> {
         if let Some((k, e)) = self.entries.get_key_value(request) {
             return Some((k.as_str(), e));
         }
-        let key = serverurl::find(request, self.entries.keys().map(String::as_str))?;
+        let key = server_url::find(request, self.entries.keys().map(String::as_str))?;
         self.entries
             .get_key_value(key)
             .map(|(k, e)| (k.as_str(), e))
     }
 
     /// Adds an age slot unless one for the same recipient exists; returns whether it
-    /// was added.
+    /// was added. `rewrap` wraps for a plugin recipient ([`Self::age_slot_with`]).
     pub fn add_recipient(
         &mut self,
         key: &VaultKey,
         recipient: &Recipient,
         label: String,
+        rewrap: &dyn Rewrap,
     ) -> Result<bool> {
         self.check_key(key)?;
         let canonical = recipient.canonical();
@@ -314,7 +262,8 @@ impl Vault {
         {
             return Ok(false);
         }
-        self.slots.push(Self::age_slot(key, recipient, label)?);
+        self.slots
+            .push(Self::age_slot_with(key, recipient, label, rewrap)?);
         self.seal_slots(key);
         Ok(true)
     }
@@ -339,31 +288,21 @@ impl Vault {
 
     /// Rotates the vault's key pair, so nobody who held the old key (or a removed
     /// slot) can open any later version of the file: a new key, every kept slot
-    /// re-wrapped (a passphrase slot needs `passphrase`, its cost kept), the slots at
-    /// `remove` dropped, a new passphrase slot added first if `new_passphrase` is given
-    /// (`passwd`), and every entry re-encrypted. Refuses to leave no slot. Returns the
-    /// new key.
+    /// re-wrapped, the slots at `remove` dropped, a new passphrase slot added first if
+    /// `new_passphrase` is given (`passwd`), and every entry re-encrypted. Refuses to
+    /// leave no slot. Returns the new key.
+    ///
+    /// Each kept slot goes to `rewrap` first (the key pipeline's hook: a plugin run, a
+    /// transit `encrypt`); what it leaves, the core re-wraps ([`Slot::rewrap_in_core`]:
+    /// a passphrase slot needs `passphrase`, its cost kept). A slot neither can
+    /// re-wrap is refused, never dropped, and nothing has changed when this fails.
     pub fn rotate(
         &mut self,
         old: &VaultKey,
         remove: &[usize],
         passphrase: Option<&SecretString>,
         new_passphrase: Option<(&SecretString, KdfParams)>,
-    ) -> Result<VaultKey> {
-        self.rotate_with(old, remove, passphrase, new_passphrase, None)
-    }
-
-    /// [`Self::rotate`], re-wrapping each kept OpenBao slot with `openbao` (mount, key
-    /// name, new key → the new ciphertext; a transit `encrypt` call). Without it, a
-    /// kept OpenBao slot is [`Error::RotateOpenBao`]: the slot is never dropped, and
-    /// nothing has changed when this fails.
-    pub fn rotate_with(
-        &mut self,
-        old: &VaultKey,
-        remove: &[usize],
-        passphrase: Option<&SecretString>,
-        new_passphrase: Option<(&SecretString, KdfParams)>,
-        openbao: Option<OpenBaoRewrap<'_>>,
+        rewrap: &dyn Rewrap,
     ) -> Result<VaultKey> {
         self.check_key(old)?;
         if let Some(&i) = remove.iter().find(|&&i| i >= self.slots.len()) {
@@ -385,29 +324,9 @@ impl Vault {
             slots.push(Self::passphrase_slot(&new, p, params)?);
         }
         for slot in keep {
-            slots.push(match slot {
-                Slot::Passphrase(w) => {
-                    let p = passphrase.ok_or(Error::RotateNeedsPassphrase)?;
-                    // Proves the passphrase is the slot's before re-wrapping with it.
-                    VaultKey::unwrap_with_passphrase(w, p, &self.public)?;
-                    Self::passphrase_slot(&new, p, w.params)?
-                }
-                Slot::Age {
-                    label, recipient, ..
-                } => Self::age_slot(&new, &Recipient::parse(recipient)?, label.clone())?,
-                // Re-wrapping needs a transit `encrypt` call with a token that may
-                // encrypt; without one the rotation is refused rather than drop the slot.
-                Slot::OpenBao {
-                    label, mount, key, ..
-                } => match openbao {
-                    Some(rewrap) => Slot::OpenBao {
-                        label: label.clone(),
-                        mount: mount.clone(),
-                        key: key.clone(),
-                        ciphertext: rewrap(mount, key, &new)?,
-                    },
-                    None => return Err(Error::RotateOpenBao(label.clone())),
-                },
+            slots.push(match rewrap.rewrap(slot, &new)? {
+                Some(made) => made,
+                None => slot.rewrap_in_core(&new, &self.public, passphrase)?,
             });
         }
         let mut entries = BTreeMap::new();
@@ -496,41 +415,28 @@ impl Vault {
         self.slots.iter().any(|s| matches!(s, Slot::OpenBao { .. }))
     }
 
-    /// Opens the private key with `ids` (`src/identities.rs`): native identities
-    /// against the X25519 and SSH slots first, then each plugin once, with the
-    /// stanzas of every plugin or tag slot it could open. `callbacks` is how a plugin
-    /// may talk to a person; `deadline` bounds each plugin run (`Some` where nobody can
-    /// answer, e.g. `get`). The key that opened a slot is checked against the slots MAC.
-    pub fn open_with_identity_set(
-        &self,
-        ids: &Identities,
-        callbacks: &PluginCallbacks,
-        deadline: Option<std::time::Duration>,
-    ) -> Result<VaultKey> {
-        let slots: Vec<AgeSlot<'_>> = self
-            .slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Age {
-                    recipient, wrapped, ..
-                } => Some(AgeSlot { recipient, wrapped }),
-                _ => None,
-            })
-            .collect();
-        if slots.is_empty() {
-            return Err(Error::NoAgeSlot);
-        }
-        match crate::identities::open_age_slots(&slots, ids, &self.public, callbacks, deadline)? {
-            Some(key) => self.verified(key),
-            None => Err(Error::NoMatchingIdentity),
-        }
+    /// The age slots as (recipient text, wrapped key), in file order: what the
+    /// identity backend opens (`identity::open_vault`).
+    pub fn age_slots(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.slots.iter().filter_map(|s| match s {
+            Slot::Age {
+                recipient, wrapped, ..
+            } => Some((recipient.as_str(), wrapped.as_slice())),
+            _ => None,
+        })
+    }
+
+    /// `key`, opened from one of this vault's slots outside the core (a plugin), once
+    /// the slots MAC verifies with it ([`Error::SlotsTampered`] when not).
+    pub fn verify_opened(&self, key: VaultKey) -> Result<VaultKey> {
+        self.verified(key)
     }
 
     /// Whether the vault has an age slot for a plugin or tag recipient.
     pub fn has_plugin_slot(&self) -> bool {
         self.slots.iter().any(|s| {
             matches!(s, Slot::Age { recipient, .. }
-                if crate::identities::slot_kind(recipient) != SlotKind::Native)
+                if slot::slot_kind(recipient) != slot::SlotKind::Native)
         })
     }
 
@@ -595,7 +501,7 @@ impl Vault {
         if version < PLUGIN_FORMAT_VERSION
             && let Some(i) = slots.iter().position(|s| {
                 matches!(s, Slot::Age { recipient, .. }
-                    if crate::identities::slot_kind(recipient) != SlotKind::Native)
+                    if slot::slot_kind(recipient) != slot::SlotKind::Native)
             })
         {
             return Err(bad(format!(
@@ -730,12 +636,6 @@ impl Vault {
 fn json_str(out: &mut Vec<u8>, text: &str) {
     // Writing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
-}
-
-/// Whether `n` bytes encode within the base64 bound of `max` bytes (`4·⌈max/3⌉`
-/// characters), the check the parser makes on the text.
-fn fits_b64(n: usize, max: usize) -> bool {
-    n.div_ceil(3) <= max.div_ceil(3)
 }
 
 /// Two entries with one server URL.
@@ -884,227 +784,9 @@ impl<'a> View<'a> {
         if let Some(i) = at(request) {
             return Some(&self.entries[i]);
         }
-        let key = serverurl::find(request, self.entries.iter().map(|e| e.server.as_ref()))?;
+        let key = server_url::find(request, self.entries.iter().map(|e| e.server.as_ref()))?;
         at(key).map(|i| &self.entries[i])
     }
-}
-
-/// Format version 1's slot objects, as written (`docs/FORMAT.md`); the parser reads
-/// them through [`slot_from_raw`].
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum SlotV1 {
-    Passphrase {
-        kdf: &'static str,
-        m_cost_kib: u32,
-        t_cost: u32,
-        p_cost: u32,
-        salt: String,
-        nonce: String,
-        wrapped: String,
-    },
-    Age {
-        label: String,
-        recipient: String,
-        wrapped: String,
-    },
-    /// Version 2 only.
-    Openbao {
-        label: String,
-        mount: String,
-        key: String,
-        ciphertext: String,
-    },
-}
-
-const KDF_ARGON2ID: &str = "argon2id";
-
-impl From<&Slot> for SlotV1 {
-    fn from(slot: &Slot) -> Self {
-        match slot {
-            Slot::Passphrase(w) => SlotV1::Passphrase {
-                kdf: KDF_ARGON2ID,
-                m_cost_kib: w.params.m_cost_kib,
-                t_cost: w.params.t_cost,
-                p_cost: w.params.p_cost,
-                salt: B64.encode(&w.salt),
-                nonce: B64.encode(w.nonce),
-                wrapped: B64.encode(&w.wrapped),
-            },
-            Slot::Age {
-                label,
-                recipient,
-                wrapped,
-            } => SlotV1::Age {
-                label: label.clone(),
-                recipient: recipient.clone(),
-                wrapped: B64.encode(wrapped),
-            },
-            Slot::OpenBao {
-                label,
-                mount,
-                key,
-                ciphertext,
-            } => SlotV1::Openbao {
-                label: label.clone(),
-                mount: mount.clone(),
-                key: key.clone(),
-                ciphertext: ciphertext.clone(),
-            },
-        }
-    }
-}
-
-/// Decodes a base64 field, checking its encoded length first: never allocate for an
-/// oversized field.
-fn b64(bad: &dyn Fn(String) -> Error, field: &str, text: &str, max: usize) -> Result<Vec<u8>> {
-    parse::check_b64_text(field, text.as_bytes(), max).map_err(bad)?;
-    B64.decode(text)
-        .map_err(|_| bad(format!("{field} is not base64")))
-}
-
-/// Turns one slot as read into a typed slot: one arm per `type`. A new kind of slot (an
-/// age plugin recipient, an OpenBao transit key) is one more arm here, one more variant
-/// of [`Slot`] and `SlotV1`, its transcript in `slots_transcript`, its checks in
-/// [`check_slot`] — and a format version of its own (FORMAT.md "Versions").
-fn slot_from_raw(mut raw: RawSlot<'_>, bad: &dyn Fn(String) -> Error) -> Result<Slot> {
-    let i = raw.index;
-    let kind = raw.text("type").map_err(bad)?;
-    let slot = match kind.as_ref() {
-        "passphrase" => {
-            let kdf = raw.text("kdf").map_err(bad)?;
-            let params = KdfParams {
-                m_cost_kib: raw.u32("m_cost_kib").map_err(bad)?,
-                t_cost: raw.u32("t_cost").map_err(bad)?,
-                p_cost: raw.u32("p_cost").map_err(bad)?,
-            };
-            let (salt, nonce, wrapped) = (
-                raw.text("salt").map_err(bad)?,
-                raw.text("nonce").map_err(bad)?,
-                raw.text("wrapped").map_err(bad)?,
-            );
-            raw.finish().map_err(bad)?;
-            if kdf != KDF_ARGON2ID {
-                return Err(bad(format!("slot {i}: unknown kdf")));
-            }
-            params.check()?;
-            let salt = b64(bad, "salt", &salt, *crypto::kdf_bounds::SALT_LEN.end())?;
-            let nonce: [u8; crypto::NONCE_LEN] = b64(bad, "nonce", &nonce, crypto::NONCE_LEN)?
-                .try_into()
-                .map_err(|_| bad(format!("slot {i}: nonce length")))?;
-            let wrapped = b64(bad, "wrapped", &wrapped, bounds::MAX_PASSPHRASE_WRAPPED)?;
-            Slot::Passphrase(PassphraseWrap {
-                params,
-                salt,
-                nonce,
-                wrapped,
-            })
-        }
-        "age" => {
-            let (label, recipient, wrapped) = (
-                raw.text("label").map_err(bad)?,
-                raw.text("recipient").map_err(bad)?,
-                raw.text("wrapped").map_err(bad)?,
-            );
-            raw.finish().map_err(bad)?;
-            Slot::Age {
-                label: label.into_owned(),
-                recipient: recipient.into_owned(),
-                wrapped: b64(bad, "wrapped", &wrapped, bounds::MAX_AGE_WRAPPED)?,
-            }
-        }
-        "openbao" => {
-            let (label, mount, key, ciphertext) = (
-                raw.text("label").map_err(bad)?,
-                raw.text("mount").map_err(bad)?,
-                raw.text("key").map_err(bad)?,
-                raw.text("ciphertext").map_err(bad)?,
-            );
-            raw.finish().map_err(bad)?;
-            Slot::OpenBao {
-                label: label.into_owned(),
-                mount: mount.into_owned(),
-                key: key.into_owned(),
-                ciphertext: ciphertext.into_owned(),
-            }
-        }
-        _ => return Err(bad(format!("slot {i}: unknown type"))),
-    };
-    check_slot(i, &slot, bad)?;
-    Ok(slot)
-}
-
-/// The bounds on the set of slots, for the parser and for writers.
-fn check_slot_set(slots: &[Slot]) -> std::result::Result<(), String> {
-    if slots.is_empty() {
-        return Err("the vault has no slots".into());
-    }
-    if slots.len() > bounds::MAX_SLOTS {
-        return Err(format!("more than {} slots", bounds::MAX_SLOTS));
-    }
-    // `passwd` manages "the" passphrase; several would each cost a full Argon2id run
-    // on every passphrase attempt before the slots MAC could be checked.
-    let passphrases = slots
-        .iter()
-        .filter(|s| matches!(s, Slot::Passphrase(_)))
-        .count();
-    if passphrases > bounds::MAX_PASSPHRASE_SLOTS {
-        return Err("more than one passphrase slot".into());
-    }
-    Ok(())
-}
-
-/// The bounds on one slot, for the parser (after decoding) and for writers.
-fn check_slot(i: usize, slot: &Slot, bad: &dyn Fn(String) -> Error) -> Result<()> {
-    match slot {
-        Slot::Passphrase(w) => {
-            w.params.check()?;
-            if !crypto::kdf_bounds::SALT_LEN.contains(&w.salt.len()) {
-                return Err(bad(format!("slot {i}: salt length")));
-            }
-            if !fits_b64(w.wrapped.len(), bounds::MAX_PASSPHRASE_WRAPPED) {
-                return Err(bad("wrapped is too long".into()));
-            }
-            if w.wrapped.len() < 16 {
-                return Err(bad(format!("slot {i}: wrapped key too short")));
-            }
-        }
-        Slot::Age {
-            label,
-            recipient,
-            wrapped,
-        } => {
-            if label.len() > bounds::MAX_LABEL || recipient.len() > bounds::MAX_RECIPIENT {
-                return Err(bad(format!("slot {i}: label or recipient too long")));
-            }
-            Recipient::parse(recipient)
-                .map_err(|_| bad(format!("slot {i}: recipient does not parse")))?;
-            if !fits_b64(wrapped.len(), bounds::MAX_AGE_WRAPPED) {
-                return Err(bad("wrapped is too long".into()));
-            }
-        }
-        Slot::OpenBao {
-            label,
-            mount,
-            key,
-            ciphertext,
-        } => {
-            if label.len() > bounds::MAX_LABEL {
-                return Err(bad(format!("slot {i}: label too long")));
-            }
-            // The names go into a request path: the same checks as `recipients add`.
-            crate::openbao::validate_mount(mount)
-                .map_err(|_| bad(format!("slot {i}: mount is not a valid OpenBao mount")))?;
-            crate::openbao::validate_key_name(key)
-                .map_err(|_| bad(format!("slot {i}: key is not a valid transit key name")))?;
-            if !crate::openbao::validate_ciphertext(ciphertext) {
-                return Err(bad(format!(
-                    "slot {i}: ciphertext is not a transit ciphertext"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1219,7 +901,7 @@ mod tests {
         v.slots.push(Slot::Age {
             label: "hw".into(),
             recipient: recipient.into(),
-            wrapped: key.wrap_to_recipient(&tag).unwrap(),
+            wrapped: key.wrap_natively(&tag).unwrap(),
         });
         v.seal_slots(&key);
         (key, v)
@@ -1243,8 +925,14 @@ mod tests {
             assert!(View::parse(&bytes, Path::new("v")).is_ok());
             // Dropping the slot (a rotation) writes version 1 again.
             let mut v = back;
-            v.rotate(&key, &[1], Some(&SecretString::from("pw".to_owned())), None)
-                .unwrap();
+            v.rotate(
+                &key,
+                &[1],
+                Some(&SecretString::from("pw".to_owned())),
+                None,
+                &NoBackend,
+            )
+            .unwrap();
             assert_eq!(v.format_version(), FORMAT_VERSION);
         }
         let (_, v) = sample();
@@ -1304,7 +992,10 @@ mod tests {
         assert_eq!(v.find_recipient("hw"), vec![1]);
         let (key, mut v) = with_recipient(TAG_RECIPIENT);
         let tag = Recipient::parse(TAG_RECIPIENT).unwrap();
-        assert!(!v.add_recipient(&key, &tag, "again".into()).unwrap());
+        assert!(
+            !v.add_recipient(&key, &tag, "again".into(), &NoBackend)
+                .unwrap()
+        );
         assert_eq!(v.slots().len(), 2);
     }
 
@@ -1346,27 +1037,40 @@ mod tests {
         let before = v.to_bytes();
         let pw = SecretString::from("pw".to_owned());
         assert!(matches!(
-            v.rotate(&key, &[], Some(&pw), None),
+            v.rotate(&key, &[], Some(&pw), None, &NoBackend),
             Err(Error::RotateOpenBao(_))
         ));
         assert_eq!(v.to_bytes(), before);
         // With a re-wrapper, the slot is kept with a new ciphertext.
         let mut w = v.clone();
-        let rewrap = |_: &str, _: &str, k: &VaultKey| {
-            Ok(format!("vault:v1:{}", B64.encode(k.public().to_string())))
-        };
-        let new = w
-            .rotate_with(&key, &[], Some(&pw), None, Some(&rewrap))
-            .unwrap();
-        match &w.slots()[1] {
-            Slot::OpenBao { ciphertext, .. } => {
-                assert_eq!(ciphertext, &rewrap("", "", &new).unwrap())
+        fn fake_ciphertext(k: &VaultKey) -> String {
+            format!("vault:v1:{}", B64.encode(k.public().to_string()))
+        }
+        /// An OpenBao backend that "encrypts" to a text naming the key.
+        struct FakeBao;
+        impl Rewrap for FakeBao {
+            fn rewrap(&self, slot: &Slot, k: &VaultKey) -> Result<Option<Slot>> {
+                Ok(match slot {
+                    Slot::OpenBao {
+                        label, mount, key, ..
+                    } => Some(Slot::OpenBao {
+                        label: label.clone(),
+                        mount: mount.clone(),
+                        key: key.clone(),
+                        ciphertext: fake_ciphertext(k),
+                    }),
+                    _ => None,
+                })
             }
+        }
+        let new = w.rotate(&key, &[], Some(&pw), None, &FakeBao).unwrap();
+        match &w.slots()[1] {
+            Slot::OpenBao { ciphertext, .. } => assert_eq!(ciphertext, &fake_ciphertext(&new)),
             other => panic!("{other:?}"),
         }
         w.check_key(&new).unwrap();
         // Removing the OpenBao slot itself rotates fine.
-        v.rotate(&key, &[1], Some(&pw), None).unwrap();
+        v.rotate(&key, &[1], Some(&pw), None, &NoBackend).unwrap();
         assert_eq!(v.format_version(), FORMAT_VERSION);
     }
 
@@ -1453,7 +1157,9 @@ mod tests {
         let (old, mut v) = sample();
         let pw = SecretString::from("pw".to_owned());
         let new_pw = SecretString::from("new".to_owned());
-        let new = v.rotate(&old, &[0], None, Some((&new_pw, FAST))).unwrap();
+        let new = v
+            .rotate(&old, &[0], None, Some((&new_pw, FAST)), &NoBackend)
+            .unwrap();
         assert_ne!(new.public().to_string(), old.public().to_string());
         let (server, e) = v.lookup("docker.io").unwrap();
         assert_eq!(
@@ -1471,27 +1177,9 @@ mod tests {
         assert!(reopened.open_with_passphrase(&new_pw).is_ok());
         // Removing the last slot without adding one is refused.
         assert!(matches!(
-            v.rotate(&new, &[0], None, None),
+            v.rotate(&new, &[0], None, None, &NoBackend),
             Err(Error::LastSlot)
         ));
-    }
-
-    #[test]
-    fn a_change_past_the_bounds_is_never_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::file::VaultPath::new(dir.path().join("vault.json"));
-        let key = VaultKey::generate();
-        let recipient = Recipient::X25519(age::x25519::Identity::generate().to_public());
-        let long_label = "x".repeat(bounds::MAX_LABEL + 1);
-        let v = Vault::new(
-            &key,
-            vec![Vault::age_slot(&key, &recipient, long_label).unwrap()],
-        );
-        assert!(matches!(
-            path.create(&v, false),
-            Err(Error::LimitExceeded(_))
-        ));
-        assert!(!path.vault.exists());
     }
 
     /// Both parsers on `text`: they must agree, and a refusal is a damaged file.

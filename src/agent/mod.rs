@@ -19,7 +19,12 @@
 //!
 //! A foreground agent started with a systemd credential also serves one vault with no
 //! key held at all: it reopens that vault from the credential at each decrypt
-//! ([`crate::agent_credential`]).
+//! ([`crate::agent::credential`]).
+pub mod client;
+pub mod credential;
+pub mod handover;
+pub mod proto;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
@@ -33,14 +38,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rustix::event::{PollFd, PollFlags, poll};
 
-use crate::agent_credential::{CredentialVault, Reopen, credential_name};
-use crate::agent_proto::{
+use crate::agent::credential::{CredentialVault, Reopen, credential_name};
+use crate::agent::proto::{
     AgentError, AgentMode, CredentialFailure, Deadline, HeldVault, PROTOCOL_VERSION,
     REQUEST_DEADLINE, Request, RequestFrame, Response, SecretText, VersionProbe, read_frame,
     write_frame,
 };
-use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
+use crate::vault::crypto::VaultKey;
 
 /// Shortest a key may be held.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -596,7 +601,7 @@ pub fn run(socket: &Path) -> Result<()> {
 /// `agent --foreground`: the agent for a service manager, on `socket` (this user's).
 /// `claim` makes sure no other agent serves there and returns a guard that keeps
 /// `unlock` from starting one until the socket is bound
-/// (`agent_client::Agent::claim_for_foreground`). No fork, no start-up grace, no exit
+/// (`client::Agent::claim_for_foreground`). No fork, no start-up grace, no exit
 /// when the last key goes; SIGTERM, SIGINT or SIGHUP wipe the keys, remove the socket
 /// and return `Ok`.
 ///
@@ -658,9 +663,9 @@ pub fn run_foreground<G>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Recipient;
     use crate::file::VaultPath;
     use crate::vault::Vault;
+    use crate::vault::crypto::Recipient;
     use age::secrecy::{ExposeSecret, SecretString};
 
     /// One request through the server as the socket would carry it.

@@ -18,6 +18,9 @@ use age::secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+/// A wire type that lives in the error layer, so that `Error` can carry it without
+/// naming the agent (`src/lib.rs`, floors).
+pub use crate::error::CredentialFailure;
 use crate::error::{Error, Result};
 
 /// The protocol version. Bumped on any incompatible change to [`Request`]/[`Response`]
@@ -273,33 +276,6 @@ pub enum AgentError {
         /// Why; the agent's log has the details.
         reason: CredentialFailure,
     },
-}
-
-/// Why a foreground agent could not open the vault it serves from its systemd credential
-/// (`$CREDENTIALS_DIRECTORY/lockbox-identity`). Typed, never free text: the details
-/// (a path, the parser's complaint) go to the agent's log only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum CredentialFailure {
-    /// The credential file is gone (removed after the agent started).
-    Missing,
-    /// The credential file could not be read (permissions, too large).
-    Unreadable,
-    /// It is not an identity usable with nobody typing (not an age identity or an
-    /// unencrypted SSH key; a passphrase-protected or plugin identity).
-    BadIdentity,
-    /// It is an identity, but it opens none of the vault's slots (its recipient was
-    /// removed, or it was never added).
-    NoMatchingSlot,
-    /// A slot opened, but the slots MAC or the key inside did not verify.
-    Tampered,
-    /// The agent could not read or parse the vault file.
-    VaultUnreadable,
-    /// A reason this build does not know (from a newer agent): read as this, so a
-    /// reason added later is a compatible addition (`docs/AGENT.md`, "Versions").
-    #[serde(other)]
-    Other,
 }
 
 /// The vault a foreground agent serves from its systemd credential, as `status` reports

@@ -34,6 +34,17 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+pub use crate::error::OpenBaoError;
+// The name rules sit beside the slot they validate (`src/vault/slot.rs`); these paths
+// stay for the client's callers.
+use crate::sanitize::{sanitize, shorten};
+use crate::vault::Slot;
+use crate::vault::crypto::VaultKey;
+use crate::vault::slot::check_segment;
+pub use crate::vault::slot::{
+    MAX_CIPHERTEXT, MAX_KEY_NAME, MAX_MOUNT, validate_ciphertext, validate_key_name, validate_mount,
+};
+
 /// The header OpenBao and Vault read the token from.
 const TOKEN_HEADER: &str = "X-Vault-Token";
 /// The header that selects a namespace (OpenBao 2.3+, Vault Enterprise, HCP Vault).
@@ -41,22 +52,14 @@ const NAMESPACE_HEADER: &str = "X-Vault-Namespace";
 /// Largest response body read, bytes. Transit answers are well under 1 KiB for a
 /// 74-byte key; the bound keeps a hostile or broken server from filling memory.
 pub const MAX_RESPONSE: usize = 64 * 1024;
-/// Largest ciphertext accepted from a server or a vault file, bytes.
-pub const MAX_CIPHERTEXT: usize = 4 * 1024;
 /// Largest plaintext accepted back from `decrypt`, bytes (the vault key is 74).
 pub const MAX_PLAINTEXT: usize = 1024;
-/// Longest mount path, bytes.
-pub const MAX_MOUNT: usize = 128;
-/// Longest key name, bytes.
-pub const MAX_KEY_NAME: usize = 128;
 /// Longest token, bytes (OpenBao's service tokens are under 100; batch tokens longer).
 pub const MAX_TOKEN: usize = 4 * 1024;
 /// Default total time for one call, connect included (`LOCKBOX_OPENBAO_TIMEOUT`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most time to open the connection (capped by the total).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest server-provided text quoted in an error, characters.
-const MAX_DETAIL: usize = 300;
 /// System CA bundles, tried in order when no CA file is set (Debian/Ubuntu/Alpine,
 /// Fedora/RHEL, openSUSE).
 const SYSTEM_CA_BUNDLES: &[&str] = &[
@@ -64,273 +67,9 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/ca-bundle.pem",
 ];
-/// First mount-path segments that are the server's own APIs, never a transit mount: a
-/// planted slot must not aim the host's token at `sys/…` or `auth/…`.
-const RESERVED_MOUNTS: &[&str] = &["sys", "auth", "identity", "cubbyhole"];
-
-/// What went wrong talking to OpenBao. Each text is one line that says what to do.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenBaoError {
-    /// No address variable is set.
-    #[error(
-        "no OpenBao address: set LOCKBOX_OPENBAO_ADDR (or BAO_ADDR / VAULT_ADDR) to https://HOST:8200"
-    )]
-    NoAddress,
-    /// The address does not parse or is not allowed.
-    #[error("{var} is not usable: {reason}")]
-    BadAddress {
-        /// The variable it came from.
-        var: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// No token is available.
-    #[error("no OpenBao token: {hint}")]
-    NoToken {
-        /// Which sources were looked at.
-        hint: &'static str,
-    },
-    /// A token source is unusable.
-    #[error("OpenBao token from {source_name} is not usable: {reason}")]
-    BadToken {
-        /// The variable or file.
-        source_name: String,
-        /// Why (never the token).
-        reason: String,
-    },
-    /// A mount or key name is not allowed.
-    #[error("bad OpenBao {what} {name:?}: {reason}")]
-    BadName {
-        /// "mount" or "key name".
-        what: &'static str,
-        /// The name (never secret).
-        name: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// A host setting other than the address is unusable.
-    #[error("{var} is not usable: {reason}")]
-    BadSetting {
-        /// The variable.
-        var: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// The CA file cannot be used.
-    #[error("OpenBao CA file {} (from {var}) is not usable: {reason}", path.display())]
-    CaFile {
-        /// The variable that named it (or "system").
-        var: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The server could not be reached, or TLS failed.
-    #[error("cannot reach OpenBao at {addr}: {detail}")]
-    Connect {
-        /// The server.
-        addr: String,
-        /// What failed.
-        detail: String,
-    },
-    /// The call took longer than the timeout.
-    #[error(
-        "OpenBao at {addr} did not answer within {secs} s (LOCKBOX_OPENBAO_TIMEOUT sets the limit)"
-    )]
-    Timeout {
-        /// The server.
-        addr: String,
-        /// The limit.
-        secs: u64,
-    },
-    /// The server answered with a redirect, which is never followed.
-    #[error(
-        "OpenBao at {addr} redirected to {location}; lockbox never follows a redirect (the token would go along): point LOCKBOX_OPENBAO_ADDR at the active node"
-    )]
-    Redirect {
-        /// The server.
-        addr: String,
-        /// Where it pointed (sanitized, shortened).
-        location: String,
-    },
-    /// 401/403: the token is revoked, expired or lacks the policy.
-    #[error(
-        "OpenBao at {addr} refused the token from {token_source} for {path} ({detail}): the token is revoked, expired or its policy does not allow it; get a new token"
-    )]
-    Denied {
-        /// The server.
-        addr: String,
-        /// Where the token came from (a variable or file name, never the token).
-        token_source: String,
-        /// The API path (mount/op/key).
-        path: String,
-        /// The server's words.
-        detail: String,
-    },
-    /// 404: no such mount or route.
-    #[error(
-        "OpenBao at {addr} has no {path} (404): check the transit mount name and that transit is enabled there"
-    )]
-    NotFound {
-        /// The server.
-        addr: String,
-        /// The API path.
-        path: String,
-    },
-    /// 503: sealed, standby or in maintenance.
-    #[error("OpenBao at {addr} is unavailable (503: {detail}): it may be sealed; try again later")]
-    Unavailable {
-        /// The server.
-        addr: String,
-        /// The server's words.
-        detail: String,
-    },
-    /// Any other non-success answer (400 for a ciphertext that does not open, a
-    /// missing key, a bad request).
-    #[error("OpenBao at {addr} refused {path} ({status}: {detail})")]
-    Refused {
-        /// The server.
-        addr: String,
-        /// The API path.
-        path: String,
-        /// The HTTP status.
-        status: u16,
-        /// The server's words.
-        detail: String,
-    },
-    /// A success answer that is not what the transit API returns.
-    #[error("OpenBao at {addr} sent an answer lockbox cannot read for {path}: {reason}")]
-    BadResponse {
-        /// The server.
-        addr: String,
-        /// The API path.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The key was not created with `derived=true`: `context` would be ignored.
-    #[error(
-        "transit key {mount}/keys/{key} was not created with derived=true, so it cannot bind the ciphertext to this vault: create one with 'bao write -f {mount}/keys/NAME derived=true'"
-    )]
-    NotDerived {
-        /// The mount.
-        mount: String,
-        /// The key.
-        key: String,
-    },
-    /// The key OpenBao returned is not the key of this vault.
-    #[error(
-        "the key OpenBao returned for {mount}/keys/{key} is not this vault's key: the slot was made for another vault"
-    )]
-    KeyMismatch {
-        /// The mount.
-        mount: String,
-        /// The key.
-        key: String,
-    },
-    /// A decrypt with a wrong context succeeded: the server ignores `context`.
-    #[error(
-        "OpenBao decrypted with a wrong context for {mount}/keys/{key}: it does not bind ciphertexts to a vault, so no slot was added"
-    )]
-    ContextIgnored {
-        /// The mount.
-        mount: String,
-        /// The key.
-        key: String,
-    },
-}
 
 /// Shorthand for this module's results.
 pub type Result<T, E = OpenBaoError> = std::result::Result<T, E>;
-
-// ---------------------------------------------------------------------------------
-// Names
-
-/// Checks a transit mount path: one or more `/`-separated segments of ASCII letters,
-/// digits, `.`, `_`, `-` (not `.` or `..`), at most [`MAX_MOUNT`] bytes, not one of the
-/// server's own APIs. These are what the path of the request is built from, so nothing
-/// else may pass: no `%`, `?`, `#`, spaces or traversal.
-pub fn validate_mount(mount: &str) -> Result<()> {
-    let bad = |reason| OpenBaoError::BadName {
-        what: "mount",
-        name: crate::messages::sanitize(&shorten(mount)),
-        reason,
-    };
-    if mount.is_empty() || mount.len() > MAX_MOUNT {
-        return Err(bad("must be 1 to 128 bytes"));
-    }
-    for segment in mount.split('/') {
-        check_segment(segment).map_err(bad)?;
-    }
-    let first = mount.split('/').next().unwrap_or_default();
-    if RESERVED_MOUNTS.contains(&first.to_ascii_lowercase().as_str()) {
-        return Err(bad("is one of the server's own APIs, not a transit mount"));
-    }
-    Ok(())
-}
-
-/// Checks a transit key name: one segment as in [`validate_mount`], at most
-/// [`MAX_KEY_NAME`] bytes.
-pub fn validate_key_name(key: &str) -> Result<()> {
-    let bad = |reason| OpenBaoError::BadName {
-        what: "key name",
-        name: crate::messages::sanitize(&shorten(key)),
-        reason,
-    };
-    if key.is_empty() || key.len() > MAX_KEY_NAME {
-        return Err(bad("must be 1 to 128 bytes"));
-    }
-    check_segment(key).map_err(bad)
-}
-
-fn check_segment(segment: &str) -> Result<(), &'static str> {
-    if segment.is_empty() {
-        return Err("has an empty path segment (a leading, trailing or double '/')");
-    }
-    if segment == "." || segment == ".." {
-        return Err("may not contain '.' or '..' segments");
-    }
-    if !segment
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err("may hold only ASCII letters, digits, '.', '_', '-' (and '/' in a mount)");
-    }
-    Ok(())
-}
-
-/// Checks a transit ciphertext as stored in a slot: `PREFIX:vN:BASE64` (OpenBao and
-/// Vault write `vault:v1:…`), at most [`MAX_CIPHERTEXT`] bytes.
-pub fn validate_ciphertext(text: &str) -> bool {
-    if text.is_empty() || text.len() > MAX_CIPHERTEXT {
-        return false;
-    }
-    let mut parts = text.splitn(3, ':');
-    let (Some(prefix), Some(version), Some(body)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let version_ok = version
-        .strip_prefix('v')
-        .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()));
-    !prefix.is_empty()
-        && prefix.len() <= 16
-        && prefix.bytes().all(|b| b.is_ascii_lowercase())
-        && version_ok
-        && !body.is_empty()
-        && B64.decode(body).is_ok()
-}
-
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= MAX_DETAIL {
-        return text.to_owned();
-    }
-    let mut s: String = text.chars().take(MAX_DETAIL).collect();
-    s.push('…');
-    s
-}
 
 // ---------------------------------------------------------------------------------
 // Host settings
@@ -648,7 +387,7 @@ impl Token {
             reason,
         };
         let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
-        let bytes = crate::file::read_wiped(file, MAX_TOKEN + 2)
+        let bytes = crate::secret_io::read_wiped(file, MAX_TOKEN + 2)
             .map_err(|e| bad(format!("cannot read it: {e}")))?;
         if bytes.len() > MAX_TOKEN + 2 {
             return Err(bad("it is longer than 4096 bytes".into()));
@@ -818,7 +557,7 @@ fn error_detail(status: u16, body: &[u8]) -> String {
     } else {
         joined
     };
-    crate::messages::sanitize(&shorten(&text))
+    sanitize(&shorten(&text))
 }
 
 /// Maps a non-success status to its error; `Ok` for 2xx. `location` is the redirect
@@ -835,7 +574,7 @@ pub fn check_status(
         200..=299 => Ok(()),
         300..=399 => Err(OpenBaoError::Redirect {
             addr,
-            location: crate::messages::sanitize(&shorten(&String::from_utf8_lossy(
+            location: sanitize(&shorten(&String::from_utf8_lossy(
                 location.unwrap_or(b"(no Location)"),
             ))),
         }),
@@ -932,7 +671,7 @@ pub fn parse_key_info(body: &[u8], origin: Origin<'_>) -> Result<KeyInfo> {
     let d: KeyData = data(body, origin)?;
     Ok(KeyInfo {
         derived: d.derived,
-        key_type: crate::messages::sanitize(&shorten(&d.key_type)),
+        key_type: sanitize(&shorten(&d.key_type)),
         latest_version: d.latest_version,
     })
 }
@@ -1071,7 +810,7 @@ impl Client {
                 }
             }
             other => {
-                let mut detail = crate::messages::sanitize(&shorten(&other.to_string()));
+                let mut detail = sanitize(&shorten(&other.to_string()));
                 if detail.contains("certificate") {
                     detail.push_str(
                         " (set LOCKBOX_OPENBAO_CACERT to the CA file that signed the server's certificate)",
@@ -1115,17 +854,18 @@ impl Client {
             .get("location")
             .map(|v| v.as_bytes().to_vec());
         let reader = response.into_body().into_reader();
-        let bytes = crate::file::read_wiped(reader.take(MAX_RESPONSE as u64 + 1), MAX_RESPONSE)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut => OpenBaoError::Timeout {
-                    addr: self.addr.as_str().to_owned(),
-                    secs: self.timeout.as_secs().max(1),
-                },
-                _ => OpenBaoError::Connect {
-                    addr: self.addr.as_str().to_owned(),
-                    detail: crate::messages::sanitize(&shorten(&e.to_string())),
-                },
-            })?;
+        let bytes =
+            crate::secret_io::read_wiped(reader.take(MAX_RESPONSE as u64 + 1), MAX_RESPONSE)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::TimedOut => OpenBaoError::Timeout {
+                        addr: self.addr.as_str().to_owned(),
+                        secs: self.timeout.as_secs().max(1),
+                    },
+                    _ => OpenBaoError::Connect {
+                        addr: self.addr.as_str().to_owned(),
+                        detail: sanitize(&shorten(&e.to_string())),
+                    },
+                })?;
         let origin = self.origin(path);
         if bytes.len() > MAX_RESPONSE {
             return Err(bad_response(origin, "the answer is too large"));
@@ -1255,11 +995,11 @@ pub fn seal_vault_key(
     client: &Client,
     mount: &str,
     key: &str,
-    vault_key: &crate::crypto::VaultKey,
+    vault_key: &VaultKey,
 ) -> Result<String> {
     let secret = vault_key.export_secret();
     let plaintext = Zeroizing::new(secret.expose_secret().as_bytes().to_vec());
-    let other = crate::crypto::VaultKey::generate().public();
+    let other = VaultKey::generate().public();
     client.encrypt_bound(
         mount,
         key,
@@ -1278,14 +1018,36 @@ pub fn open_vault_key(
     key: &str,
     ciphertext: &str,
     public: &age::x25519::Recipient,
-) -> Result<crate::crypto::VaultKey> {
+) -> Result<VaultKey> {
     let plaintext = client.decrypt(mount, key, ciphertext, &vault_context(public))?;
-    crate::crypto::VaultKey::from_slot_plaintext(&plaintext, public).map_err(|_| {
-        OpenBaoError::KeyMismatch {
-            mount: mount.to_owned(),
-            key: key.to_owned(),
-        }
+    VaultKey::from_slot_plaintext(&plaintext, public).map_err(|_| OpenBaoError::KeyMismatch {
+        mount: mount.to_owned(),
+        key: key.to_owned(),
     })
+}
+
+/// The OpenBao backend's part of the re-wrap hook (`vault::Rewrap`, built in
+/// `keysource::rotation`): an OpenBao slot's key wrapped again with transit `encrypt`;
+/// every other slot is not this client's.
+impl Client {
+    /// `slot` re-made for `key` when it is an OpenBao slot; `Ok(None)` for any other.
+    pub fn rewrap(&self, slot: &Slot, key: &VaultKey) -> crate::error::Result<Option<Slot>> {
+        let Slot::OpenBao {
+            label,
+            mount,
+            key: name,
+            ..
+        } = slot
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Slot::OpenBao {
+            label: label.clone(),
+            mount: mount.clone(),
+            key: name.clone(),
+            ciphertext: seal_vault_key(self, mount, name, key)?,
+        }))
+    }
 }
 
 #[cfg(test)]

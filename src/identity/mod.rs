@@ -23,6 +23,9 @@
 //! Work read from a file is bounded before it is done: the scrypt work factor of an
 //! encrypted age identity ([`MAX_SCRYPT_LOG_N`]) and the bcrypt rounds of an encrypted
 //! OpenSSH key ([`MAX_BCRYPT_ROUNDS`]).
+pub mod command;
+pub mod recipient;
+
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -35,8 +38,10 @@ use age_core::format::{FileKey, Stanza};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
+use crate::vault::crypto::{PluginRecipient, Recipient, VaultKey};
+use crate::vault::slot::{SlotKind, slot_kind};
+use crate::vault::{Rewrap, Slot, Vault};
 
 /// Largest identity text read (a file, a variable, a command's output), bytes.
 pub const MAX_IDENTITY_BYTES: usize = 64 * 1024;
@@ -99,7 +104,7 @@ pub struct FileAsk(pub PathBuf);
 
 impl Ask for FileAsk {
     fn passphrase(&self, _: &str) -> Result<Option<SecretString>> {
-        crate::keys::read_passphrase_file(&self.0).map(Some)
+        crate::secret_io::read_passphrase_file(&self.0).map(Some)
     }
     fn tries(&self) -> u32 {
         1
@@ -253,12 +258,13 @@ fn decrypt_age_identity_file(
             }
             Err(_) => return Err(bad(source_name, "it does not decrypt")),
         };
-        let plain = crate::file::read_wiped(&mut reader, MAX_IDENTITY_BYTES).map_err(|_| {
-            bad(
-                source_name,
-                "it does not decrypt (damaged after the header)",
-            )
-        })?;
+        let plain =
+            crate::secret_io::read_wiped(&mut reader, MAX_IDENTITY_BYTES).map_err(|_| {
+                bad(
+                    source_name,
+                    "it does not decrypt (damaged after the header)",
+                )
+            })?;
         if plain.len() > MAX_IDENTITY_BYTES {
             return Err(bad(source_name, "the decrypted identity file is too large"));
         }
@@ -269,7 +275,7 @@ fn decrypt_age_identity_file(
 /// An OpenSSH or PEM private key; an encrypted one is decrypted with a passphrase.
 fn parse_ssh(text: &[u8], source_name: &str, ask: &dyn Ask) -> Result<Identities> {
     let unreadable = || bad(source_name, "not an SSH private key lockbox can read");
-    let text = crate::crypto::ssh_guard::private_key_for_age(text).ok_or_else(unreadable)?;
+    let text = crate::vault::crypto::ssh_guard::private_key_for_age(text).ok_or_else(unreadable)?;
     let identity =
         age::ssh::Identity::from_buffer(Cursor::new(&text[..]), None).map_err(|_| unreadable())?;
     let identity = match identity {
@@ -337,86 +343,17 @@ fn check_bcrypt_rounds(armored: &[u8], source_name: &str) -> Result<()> {
     }
 }
 
-/// A recipient that [`crate::crypto::Recipient`] does not hold: a plugin's or a tag
-/// recipient. Opening a slot made for one needs a plugin.
-#[derive(Clone)]
-pub enum PluginRecipient {
-    /// `age1NAME1…`: wrapped by running `age-plugin-NAME`.
-    Plugin(age::plugin::Recipient),
-    /// `age1tag1…`: P-256 tagged, wrapped natively by age (hardware keys).
-    Tag(age::tag::Recipient),
-    /// `age1tagpq1…`: the post-quantum hybrid tagged recipient, wrapped natively.
-    TagPq(Box<age::tagpq::Recipient>),
-}
-
-/// Which identities may open a slot, read from the slot's recipient text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SlotKind {
-    /// X25519 or SSH: native identities only.
-    Native,
-    /// A plugin recipient: only identities of that plugin.
-    Plugin(String),
-    /// A tag recipient: a plugin identity of any plugin may hold its key.
-    Tag,
-}
-
-/// The kind of a slot's recipient text (cheap: a prefix and, for plugins, the name).
-pub fn slot_kind(recipient: &str) -> SlotKind {
-    // Trimmed as `crypto::Recipient::parse` trims: a padded plugin recipient in a file
-    // must not pass for a native one (and slip into a version-1 file).
-    let recipient = recipient.trim();
-    if recipient.starts_with("age1tag1") || recipient.starts_with("age1tagpq1") {
-        SlotKind::Tag
-    } else if recipient.starts_with("age1")
-        && let Ok(r) = age::plugin::Recipient::from_str(recipient)
-    {
-        SlotKind::Plugin(r.plugin().to_owned())
-    } else {
-        SlotKind::Native
-    }
-}
-
-impl PluginRecipient {
-    /// Parses `age1tag1…`, `age1tagpq1…` or `age1NAME1…`; `None` for any other text
-    /// (X25519 and SSH recipients are [`crate::crypto::Recipient`]'s).
-    pub fn parse(text: &str) -> Option<Result<Self>> {
-        let text = text.trim();
-        let refuse = || Error::BadRecipient(text.to_owned());
-        if text.starts_with("age1tagpq1") {
-            return Some(
-                age::tagpq::Recipient::from_str(text)
-                    .map(|r| PluginRecipient::TagPq(Box::new(r)))
-                    .map_err(|_| refuse()),
-            );
-        }
-        if text.starts_with("age1tag1") {
-            return Some(
-                age::tag::Recipient::from_str(text)
-                    .map(PluginRecipient::Tag)
-                    .map_err(|_| refuse()),
-            );
-        }
-        if text.starts_with("age1") && age::x25519::Recipient::from_str(text).is_err() {
-            return age::plugin::Recipient::from_str(text)
-                .ok()
-                .map(|r| Ok(PluginRecipient::Plugin(r)));
-        }
-        None
-    }
-
-    /// The canonical text stored in the slot.
-    pub fn canonical(&self) -> String {
-        match self {
-            PluginRecipient::Plugin(r) => r.to_string(),
-            PluginRecipient::Tag(r) => r.to_string(),
-            PluginRecipient::TagPq(r) => r.to_string(),
-        }
-    }
-
+/// Wrapping a vault key for a plugin or tag recipient (the recipient is data in the
+/// core, `vault::crypto::PluginRecipient`; running its plugin is this backend's).
+pub trait WrapWithPlugin {
     /// Wraps the vault key into a new slot for this recipient. A plugin recipient
     /// runs its plugin (which may talk to the person through `callbacks`); a missing
     /// plugin is a clear error.
-    pub fn wrap(&self, key: &VaultKey, callbacks: PluginCallbacks) -> Result<Vec<u8>> {
+    fn wrap(&self, key: &VaultKey, callbacks: PluginCallbacks) -> Result<Vec<u8>>;
+}
+
+impl WrapWithPlugin for PluginRecipient {
+    fn wrap(&self, key: &VaultKey, callbacks: PluginCallbacks) -> Result<Vec<u8>> {
         match self {
             PluginRecipient::Tag(r) => key.wrap_to(r),
             PluginRecipient::TagPq(r) => key.wrap_to(r.as_ref()),
@@ -438,6 +375,82 @@ impl PluginRecipient {
                 })
             }
         }
+    }
+}
+
+/// Wrapping a vault key to any age recipient, running a plugin recipient's plugin
+/// with terminal callbacks: slots are only made by commands for people (`init`,
+/// `recipients add`, a rotation), never by a protocol action.
+pub trait WrapToRecipient {
+    /// The age ciphertext of the key for `recipient` (an age slot's `wrapped`).
+    fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>>;
+}
+
+impl WrapToRecipient for VaultKey {
+    fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>> {
+        match recipient {
+            Recipient::Plugin(r) => r.wrap(self, PluginCallbacks::terminal()),
+            native => self.wrap_natively(native),
+        }
+    }
+}
+
+/// The identity backend's [`Rewrap`]: an age slot for a plugin recipient is wrapped by
+/// running its plugin with `callbacks`; every other slot is not this hook's.
+#[derive(Debug, Clone, Default)]
+pub struct PluginRewrap {
+    /// How the plugin may talk to the person.
+    pub callbacks: PluginCallbacks,
+}
+
+impl PluginRewrap {
+    /// On a terminal (`init`, `recipients`, `passwd`).
+    pub fn terminal() -> Self {
+        PluginRewrap {
+            callbacks: PluginCallbacks::terminal(),
+        }
+    }
+}
+
+impl Rewrap for PluginRewrap {
+    fn rewrap(&self, slot: &Slot, key: &VaultKey) -> Result<Option<Slot>> {
+        let Slot::Age {
+            label, recipient, ..
+        } = slot
+        else {
+            return Ok(None);
+        };
+        let Recipient::Plugin(r @ PluginRecipient::Plugin(_)) = Recipient::parse(recipient)? else {
+            return Ok(None);
+        };
+        Ok(Some(Slot::Age {
+            label: label.clone(),
+            recipient: r.canonical(),
+            wrapped: r.wrap(key, self.callbacks.clone())?,
+        }))
+    }
+}
+
+/// Opens `vault`'s key with `ids` ([`open_age_slots`] over its age slots: native
+/// identities first, then each plugin once). `callbacks` is how a plugin may talk to
+/// a person; `deadline` bounds each plugin run (`Some` where nobody can answer, e.g.
+/// `get`). The key that opened a slot is checked against the slots MAC.
+pub fn open_vault(
+    vault: &Vault,
+    ids: &Identities,
+    callbacks: &PluginCallbacks,
+    deadline: Option<Duration>,
+) -> Result<VaultKey> {
+    let slots: Vec<AgeSlot<'_>> = vault
+        .age_slots()
+        .map(|(recipient, wrapped)| AgeSlot { recipient, wrapped })
+        .collect();
+    if slots.is_empty() {
+        return Err(Error::NoAgeSlot);
+    }
+    match open_age_slots(&slots, ids, vault.public(), callbacks, deadline)? {
+        Some(key) => vault.verify_opened(key),
+        None => Err(Error::NoMatchingIdentity),
     }
 }
 
@@ -701,6 +714,26 @@ fn open_with_file_key(
     VaultKey::from_slot_plaintext(&plain, vault_public).map(Some)
 }
 
+/// Parses age identities (`AGE-SECRET-KEY-1…` lines) or one OpenSSH / PEM private key
+/// (ssh-ed25519, ssh-rsa), never asking for a passphrase: [`parse`] with
+/// [`NeverAsk`], so there is one parser. Plugin identities are refused here (this
+/// returns only identities that open slots in-process). `source_name` names the source
+/// in errors; no error ever contains key material.
+pub fn parse_identities(
+    text: &[u8],
+    source_name: &str,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    let ids = parse(text, source_name, &NeverAsk)?;
+    if !ids.plugins.is_empty() {
+        return Err(Error::BadIdentity {
+            source_name: source_name.to_owned(),
+            reason: "age plugin identities (AGE-PLUGIN-…) need their plugin, which this parser never runs (the key sources open them: src/keysource.rs)"
+                .into(),
+        });
+    }
+    Ok(ids.native)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,5 +823,59 @@ mod tests {
         }];
         let opened = open_age_slots(&slots, &ids, &key.public(), &PluginCallbacks::never(), None);
         assert!(opened.unwrap().is_none());
+    }
+
+    // From the former keys.rs: the in-process parser of key files.
+
+    /// Regression: an unencrypted OpenSSH RSA private key whose modulus is a non-empty,
+    /// all-zero mpint made age 0.12.1 panic (`LOCKBOX_IDENTITY_FILE` reads such keys).
+    #[test]
+    fn ssh_rsa_key_with_zero_mpint_is_refused_not_a_panic() {
+        fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let mut private = vec![1, 2, 3, 4, 1, 2, 3, 4]; // two equal check integers
+        string(&mut private, b"ssh-rsa");
+        for mpint in [&[0u8][..], &[1, 0, 1], &[1], &[1], &[1], &[1]] {
+            string(&mut private, mpint); // n = 00, then e, d, iqmp, p, q
+        }
+        string(&mut private, b"comment");
+        let mut blob = b"openssh-key-v1\0".to_vec();
+        for field in [&b"none"[..], b"none", b""] {
+            string(&mut blob, field);
+        }
+        blob.extend_from_slice(&1u32.to_be_bytes());
+        string(&mut blob, b"public key, not read");
+        string(&mut blob, &private);
+        let text = format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&blob)
+        );
+        assert!(matches!(
+            parse_identities(text.as_bytes(), "key"),
+            Err(Error::BadIdentity { .. })
+        ));
+        // The same key with odd armor (no line break before the END line, as the
+        // `identity_parse` fuzz target found): age would still read its integers.
+        let odd = text.replace("\n-----END", "-----END");
+        assert!(matches!(
+            parse_identities(odd.as_bytes(), "key"),
+            Err(Error::BadIdentity { .. })
+        ));
+    }
+
+    #[test]
+    fn openssh_keys_still_parse_after_re_armoring() {
+        // A throwaway ssh-ed25519 key (ssh-keygen -t ed25519 -N ''), with CRLF line ends.
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\r
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\r
+QyNTUxOQAAACDlMLs6Bsu2liLWoyGCI+opqAT0Q6oU8eGIz3eFuJpIuAAAAJjbUnA121Jw\r
+NQAAAAtzc2gtZWQyNTUxOQAAACDlMLs6Bsu2liLWoyGCI+opqAT0Q6oU8eGIz3eFuJpIuA\r
+AAAED7/VmqJz+i9uggqx5ZKgzw7DncMXqMmjpvNCp9qeqthOUwuzoGy7aWItajIYIj6imo\r
+BPRDqhTx4YjPd4W4mki4AAAAEXRlc3RAbG9ja2JveC10ZXN0AQIDBA==\r
+-----END OPENSSH PRIVATE KEY-----\r
+";
+        assert_eq!(parse_identities(key.as_bytes(), "key").unwrap().len(), 1);
     }
 }

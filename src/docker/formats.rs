@@ -27,8 +27,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
 
-use crate::dockerconfig::TOKEN_USERNAME;
-use crate::{gojson, serverurl};
+use crate::docker::config_json::TOKEN_USERNAME;
+use crate::{docker::go_json, docker::server_url};
 
 /// An export format (`export --format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -84,7 +84,7 @@ pub const DUPLICATE_LEFT_OUT: &str =
 pub const NO_HOST_LEFT_OUT: &str = "it names no registry host";
 
 /// Picks the vault keys for `--registry` values, each matched as `get` matches a
-/// server URL (exact, then the normalised form: [`serverurl::find`]). With no value,
+/// server URL (exact, then the normalised form: [`server_url::find`]). With no value,
 /// every key. `Err` names the first value that matches nothing.
 pub fn select_registries<'a>(
     wanted: &[String],
@@ -95,7 +95,7 @@ pub fn select_registries<'a>(
     }
     let mut chosen = Vec::new();
     for w in wanted {
-        let key = serverurl::find(w, keys.clone()).ok_or_else(|| w.clone())?;
+        let key = server_url::find(w, keys.clone()).ok_or_else(|| w.clone())?;
         if !chosen.contains(&key) {
             chosen.push(key);
         }
@@ -165,7 +165,7 @@ impl Wiped {
     /// A JSON string, escaped as Go's `encoding/json` does (as Docker writes).
     fn string(&mut self, s: &str) {
         self.reserve(2 + s.len() * 6);
-        gojson::push_string(&mut self.0, s);
+        go_json::push_string(&mut self.0, s);
     }
 
     fn indent(&mut self, level: usize) {
@@ -282,7 +282,7 @@ pub fn render(format: Format, creds: &[Cred<'_>], meta: Option<&SecretMeta>) -> 
                 let key = if format == Format::ContainersAuth {
                     // containers/image keys are `registry[/namespace…]` without a
                     // scheme, Docker Hub as `docker.io`: the helper's normalised form.
-                    let Some(n) = serverurl::normalize(c.server) else {
+                    let Some(n) = server_url::normalize(c.server) else {
                         left_out.push((c.server.to_owned(), NO_HOST_LEFT_OUT));
                         continue;
                     };
@@ -475,7 +475,7 @@ mod tests {
         let r = render(Format::DockerAuthConfig, &c, None);
         assert_eq!(
             std::str::from_utf8(&r.bytes).unwrap(),
-            include_str!("../tests/golden/docker-auth-config.6008.txt")
+            include_str!("../../tests/golden/docker-auth-config.6008.txt")
         );
         let r = render(Format::DockerAuthConfig, &creds(), None);
         assert_eq!(r.left_out.len(), 1);

@@ -6,21 +6,22 @@
 //! the agent holds no key for, it reads the vault file (the parser and bounds every
 //! `get` uses, [`View::parse`]; readers take no lock), and only when the request names
 //! that vault's public key does it read the credential (bounded, into wiped memory, a
-//! regular file only, no symlink, never waited on: [`keys::read_credential_file`]),
+//! regular file only, no symlink, never waited on: [`secret_io::read_credential_file`]),
 //! parse it with the one identity parser and no way to ask
-//! ([`keys::parse_identities`]), open the slot, decrypt, and drop the key. A rotated
+//! ([`identity::parse_identities`]), open the slot, decrypt, and drop the key. A rotated
 //! vault or a replaced credential is therefore used at the next request, and a removed
 //! one fails at once; the price is one file read, one parse and one X25519 unwrap per
 //! `get` (`docs/PERFORMANCE.md`).
 use std::path::{Path, PathBuf};
 
-use crate::agent_proto::{CredentialFailure, CredentialStatus};
+use crate::agent::proto::{CredentialFailure, CredentialStatus};
 use crate::config::{Settings, var};
-use crate::crypto::VaultKey;
 use crate::error::{Error, Result};
 use crate::file::VaultPath;
-use crate::keys;
+use crate::identity;
+use crate::secret_io;
 use crate::vault::View;
+use crate::vault::crypto::VaultKey;
 
 /// The vault an agent serves from a credential, and where the credential is.
 #[derive(Debug, Clone)]
@@ -159,11 +160,11 @@ impl CredentialVault {
                     },
                 ));
             }
-            _ => keys::read_credential_file(&self.credential)
+            _ => secret_io::read_credential_file(&self.credential)
                 .map_err(|e| (CredentialFailure::Unreadable, e))?,
         };
         // A unit has nobody at a terminal: an encrypted identity is refused, never asked.
-        let ids = keys::parse_identities(&text, &credential_name())
+        let ids = identity::parse_identities(&text, &credential_name())
             .map_err(|e| (CredentialFailure::BadIdentity, e))?;
         drop(text);
         view.vault().open_with_identities(&ids).map_err(|e| {
@@ -182,8 +183,8 @@ impl CredentialVault {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Recipient;
     use crate::vault::Vault;
+    use crate::vault::crypto::Recipient;
     use age::secrecy::ExposeSecret;
 
     struct Fixture {
@@ -302,7 +303,7 @@ mod tests {
     #[test]
     fn a_huge_credential_is_refused_bounded() {
         let f = Fixture::new();
-        std::fs::write(f.cred(), vec![b'A'; (keys::MAX_KEY_FILE + 1) as usize]).unwrap();
+        std::fs::write(f.cred(), vec![b'A'; (secret_io::MAX_KEY_FILE + 1) as usize]).unwrap();
         assert_eq!(
             failure(f.served().open_for(&f.public())),
             CredentialFailure::Unreadable

@@ -15,8 +15,8 @@
 //! rotation.
 use std::time::Duration;
 
-use crate::agent_client::Agent;
-use crate::crypto::VaultKey;
+use crate::agent::client::Agent;
+use crate::vault::crypto::VaultKey;
 
 /// How long the agent keeps the old key after the rename, at most.
 pub const OLD_KEY_GRACE: Duration = Duration::from_secs(10);

@@ -6,8 +6,14 @@
 //!   ([`seal_entry`], [`VaultKey::open_entry`]);
 //! - a passphrase slot wraps the private key with XChaCha20-Poly1305 under an Argon2id
 //!   key ([`VaultKey::wrap_with_passphrase`]);
-//! - an age slot age-encrypts the private key to one X25519 or SSH recipient
-//!   ([`VaultKey::wrap_to_recipient`]).
+//! - an age slot age-encrypts the private key to one X25519, SSH or tag recipient
+//!   ([`VaultKey::wrap_natively`]); a plugin recipient is data here
+//!   ([`PluginRecipient`]), and running its plugin is the identity backend's;
+//! - the [`EntryOpener`] seam: whatever opens entries, a [`VaultKey`] in this process
+//!   or an agent that decrypts on request so the key never leaves it.
+//!
+//! Part of the core (floor 4, `src/lib.rs`): no file system, network, processes or
+//! prompts.
 use std::io::{Read, Write};
 use std::str::FromStr;
 
@@ -216,19 +222,23 @@ impl VaultKey {
         Self::from_slot_plaintext(&plain, vault_public)
     }
 
-    /// Wraps the private key to an age recipient (an age slot). A plugin recipient
-    /// runs its plugin with terminal callbacks: slots are only made by commands for
-    /// people (`init`, `recipients add`, a rotation), never by a protocol action.
-    pub fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>> {
+    /// Wraps the private key to an age recipient that age encrypts to natively
+    /// (X25519, SSH, tag). A plugin recipient needs its plugin run, which is the
+    /// identity backend's (`identity::WrapToRecipient`), never the core's.
+    pub fn wrap_natively(&self, recipient: &Recipient) -> Result<Vec<u8>> {
         match recipient {
             Recipient::X25519(r) => self.wrap_to(r),
             Recipient::Ssh(r) => self.wrap_to(r),
-            Recipient::Plugin(r) => r.wrap(self, crate::identities::PluginCallbacks::terminal()),
+            Recipient::Plugin(PluginRecipient::Tag(r)) => self.wrap_to(r),
+            Recipient::Plugin(PluginRecipient::TagPq(r)) => self.wrap_to(r.as_ref()),
+            Recipient::Plugin(PluginRecipient::Plugin(r)) => Err(Error::Encrypt(
+                crate::messages::plugin_needs_backend(r.plugin()),
+            )),
         }
     }
 
     /// Wraps the private key to any age recipient: a plugin's or a tag recipient
-    /// (`src/identities.rs`), which [`Recipient`] does not hold.
+    /// (`src/identity/mod.rs`), which [`Recipient`] does not hold.
     pub fn wrap_to(&self, recipient: &dyn age::Recipient) -> Result<Vec<u8>> {
         let secret = self.export_secret();
         age_encrypt(recipient, secret.expose_secret().as_bytes())
@@ -382,7 +392,7 @@ pub enum Recipient {
     Ssh(age::ssh::Recipient),
     /// A plugin recipient (`age1NAME1…`) or a tag recipient (`age1tag1…`,
     /// `age1tagpq1…`): a vault holding one is format version 2 (`docs/FORMAT.md`).
-    Plugin(crate::identities::PluginRecipient),
+    Plugin(PluginRecipient),
 }
 
 impl Recipient {
@@ -394,7 +404,7 @@ impl Recipient {
             if let Ok(r) = age::x25519::Recipient::from_str(text) {
                 return Ok(Recipient::X25519(r));
             }
-            return match crate::identities::PluginRecipient::parse(text) {
+            return match PluginRecipient::parse(text) {
                 Some(r) => r.map(Recipient::Plugin),
                 None => Err(Error::BadRecipient(text.to_owned())),
             };
@@ -422,7 +432,7 @@ impl Recipient {
     /// Whether wrapping to it runs a plugin (`age1NAME1…`; tag recipients are native).
     pub fn needs_plugin(&self) -> Option<&str> {
         match self {
-            Recipient::Plugin(crate::identities::PluginRecipient::Plugin(r)) => Some(r.plugin()),
+            Recipient::Plugin(PluginRecipient::Plugin(r)) => Some(r.plugin()),
             _ => None,
         }
     }
@@ -552,6 +562,75 @@ pub(crate) mod ssh_guard {
     }
 }
 
+/// A recipient that [`crate::vault::crypto::Recipient`] does not hold: a plugin's or a tag
+/// recipient. Opening a slot made for one needs a plugin.
+#[derive(Clone)]
+pub enum PluginRecipient {
+    /// `age1NAME1…`: wrapped by running `age-plugin-NAME`.
+    Plugin(age::plugin::Recipient),
+    /// `age1tag1…`: P-256 tagged, wrapped natively by age (hardware keys).
+    Tag(age::tag::Recipient),
+    /// `age1tagpq1…`: the post-quantum hybrid tagged recipient, wrapped natively.
+    TagPq(Box<age::tagpq::Recipient>),
+}
+
+impl PluginRecipient {
+    /// Parses `age1tag1…`, `age1tagpq1…` or `age1NAME1…`; `None` for any other text
+    /// (X25519 and SSH recipients are [`crate::vault::crypto::Recipient`]'s).
+    pub fn parse(text: &str) -> Option<Result<Self>> {
+        let text = text.trim();
+        let refuse = || Error::BadRecipient(text.to_owned());
+        if text.starts_with("age1tagpq1") {
+            return Some(
+                age::tagpq::Recipient::from_str(text)
+                    .map(|r| PluginRecipient::TagPq(Box::new(r)))
+                    .map_err(|_| refuse()),
+            );
+        }
+        if text.starts_with("age1tag1") {
+            return Some(
+                age::tag::Recipient::from_str(text)
+                    .map(PluginRecipient::Tag)
+                    .map_err(|_| refuse()),
+            );
+        }
+        if text.starts_with("age1") && age::x25519::Recipient::from_str(text).is_err() {
+            return age::plugin::Recipient::from_str(text)
+                .ok()
+                .map(|r| Ok(PluginRecipient::Plugin(r)));
+        }
+        None
+    }
+
+    /// The canonical text stored in the slot.
+    pub fn canonical(&self) -> String {
+        match self {
+            PluginRecipient::Plugin(r) => r.to_string(),
+            PluginRecipient::Tag(r) => r.to_string(),
+            PluginRecipient::TagPq(r) => r.to_string(),
+        }
+    }
+}
+
+/// Opens entry ciphertexts. Implemented by [`VaultKey`] and by the agent client.
+///
+/// The secret comes back as a [`SecretString`] and stays one until the one place that
+/// writes it (`get`'s answer, `export`'s output, the kubelet answer, the agent's
+/// reply frame), so `grep expose_secret` finds every access.
+pub trait EntryOpener {
+    /// Decrypts the entry for `server`/`username`, checking its binding.
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString>;
+}
+
+impl EntryOpener for VaultKey {
+    fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString> {
+        let plain = VaultKey::open_entry(self, server, username, ciphertext)?;
+        // `to_owned` allocates exactly the length, so the box conversion inside
+        // `SecretString::from` does not reallocate; `plain` is wiped on drop.
+        Ok(SecretString::from(plain.as_str().to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,7 +697,7 @@ mod tests {
         let key = VaultKey::generate();
         let user = age::x25519::Identity::generate();
         let wrapped = key
-            .wrap_to_recipient(&Recipient::X25519(user.to_public()))
+            .wrap_natively(&Recipient::X25519(user.to_public()))
             .unwrap();
         let ids: Vec<Box<dyn age::Identity + Send + Sync>> = vec![Box::new(user)];
         let back = VaultKey::unwrap_with_identities(&wrapped, &ids, &key.public())

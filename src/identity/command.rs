@@ -490,7 +490,7 @@ mod tests {
     fn stdin_is_dev_null_and_there_is_no_terminal() {
         run_inner(
             &format!("SHELL=/bin/sh exec script -qec '{INNER}' /dev/null"),
-            "identity_cmd::tests::no_terminal_in_the_child",
+            "identity::command::tests::no_terminal_in_the_child",
         );
     }
 
@@ -527,7 +527,7 @@ mod tests {
         u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
     }
 
-    const XFSZ_TEST: &str = "identity_cmd::tests::child_gets_default_sigpipe_and_sigxfsz";
+    const XFSZ_TEST: &str = "identity::command::tests::child_gets_default_sigpipe_and_sigxfsz";
 
     /// Runs [`XFSZ_TEST`] in a copy of this test binary that ignores SIGXFSZ and
     /// SIGPIPE, as lockbox does (ignored dispositions survive exec).
