@@ -67,42 +67,12 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
     match cmd {
         Opts::List { json } => {
             if json {
-                let slots: Vec<serde_json::Value> = vault
-                    .slots()
-                    .iter()
-                    .map(|s| match s {
-                        Slot::Passphrase(_) => serde_json::json!({"type": "passphrase"}),
-                        Slot::Age { label, recipient, .. } => {
-                            serde_json::json!({"type": "age", "label": label, "recipient": recipient})
-                        }
-                        Slot::OpenBao { label, mount, key, .. } => {
-                            serde_json::json!({"type": "openbao", "label": label, "mount": mount, "key": key})
-                        }
-                    })
-                    .collect();
+                let slots: Vec<serde_json::Value> =
+                    vault.slots().iter().map(Slot::list_json).collect();
                 crate::outln!("{}", serde_json::Value::Array(slots));
             } else {
                 for s in vault.slots() {
-                    // Each field sanitized on its own: the tab between them is no escape.
-                    let line = match s {
-                        Slot::Passphrase(_) => "passphrase".to_owned(),
-                        Slot::Age {
-                            label, recipient, ..
-                        } => format!(
-                            "{}\t{}",
-                            messages::sanitize(label),
-                            messages::sanitize(recipient)
-                        ),
-                        Slot::OpenBao {
-                            label, mount, key, ..
-                        } => format!(
-                            "{}\topenbao transit {}/{}",
-                            messages::sanitize(label),
-                            messages::sanitize(mount),
-                            messages::sanitize(key)
-                        ),
-                    };
-                    crate::outln!("{line}");
+                    crate::outln!("{}", s.list_line());
                 }
             }
             Ok(Exit::Ok)

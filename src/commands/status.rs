@@ -97,22 +97,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let mut out = std::io::stdout().lock();
     let io_err = |e| Error::io("write", "stdout", e);
     if o.json {
-        let slots: Vec<serde_json::Value> = vault
-            .slots()
-            .iter()
-            .map(|s| match s {
-                Slot::Passphrase(w) => serde_json::json!({
-                    "type": "passphrase", "kdf": "argon2id",
-                    "m_cost_kib": w.params.m_cost_kib, "t_cost": w.params.t_cost, "p_cost": w.params.p_cost,
-                }),
-                Slot::Age { label, recipient, .. } => serde_json::json!({
-                    "type": "age", "label": label, "recipient": recipient,
-                }),
-                Slot::OpenBao { label, mount, key, .. } => serde_json::json!({
-                    "type": "openbao", "label": label, "mount": mount, "key": key,
-                }),
-            })
-            .collect();
+        let slots: Vec<serde_json::Value> = vault.slots().iter().map(Slot::status_json).collect();
         let sources: Vec<serde_json::Value> = described
             .iter()
             .map(|d| {
