@@ -469,6 +469,42 @@ fn violations(src: &Path, lib: &str) -> Vec<String> {
     bad
 }
 
+/// Every `#[error(…)]` attribute of `src/`, with its file, that holds text of its own
+/// instead of calling `messages` (the rule of `src/messages.rs`).
+fn error_texts_outside_messages(src: &Path) -> Vec<String> {
+    let mut known = BTreeMap::new();
+    modules(src, src, &mut known);
+    let mut bad = Vec::new();
+    for (module, path) in &known {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("#[error(") {
+            // rustfmt may break a long attribute over lines: compare it on one.
+            let end = rest[at..].find(")]").map_or(rest.len(), |e| at + e + 2);
+            let attr = rest[at + 8..end]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let ok =
+                attr.starts_with("transparent)") || attr.starts_with("\"{}\", crate::messages::");
+            if !ok {
+                bad.push(format!(
+                    "{module}: #[error({attr}: its text belongs in messages"
+                ));
+            }
+            rest = &rest[at + 8..];
+        }
+    }
+    bad
+}
+
+#[test]
+fn error_texts_live_in_messages() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let bad = error_texts_outside_messages(&src);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
 #[test]
 fn no_upward_import_and_no_cycle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

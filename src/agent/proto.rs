@@ -246,32 +246,32 @@ pub enum Response {
 #[non_exhaustive]
 pub enum AgentError {
     /// The request's protocol version is not the agent's.
-    #[error("agent speaks protocol version {agent}")]
+    #[error("{}", crate::messages::agent_error_version_mismatch(*agent))]
     VersionMismatch {
         /// The agent's version.
         agent: u32,
     },
     /// The agent holds no key for that vault.
-    #[error("not unlocked")]
+    #[error("{}", crate::messages::AGENT_ERROR_NOT_UNLOCKED)]
     NotUnlocked,
     /// The entry did not decrypt or its binding did not match.
-    #[error("entry does not open")]
+    #[error("{}", crate::messages::AGENT_ERROR_DECRYPT_FAILED)]
     DecryptFailed,
     /// The key sent with `add_key` is not a valid vault key.
-    #[error("bad key")]
+    #[error("{}", crate::messages::AGENT_ERROR_BAD_KEY)]
     BadKey,
     /// The peer is not the agent's user.
-    #[error("forbidden")]
+    #[error("{}", crate::messages::AGENT_ERROR_FORBIDDEN)]
     Forbidden,
     /// The request could not be parsed.
-    #[error("bad request")]
+    #[error("{}", crate::messages::AGENT_ERROR_BAD_REQUEST)]
     BadRequest,
     /// This agent does not do that (`exec`'s server takes no `add_key`).
-    #[error("not supported by this agent (an exec server holds one key for one command)")]
+    #[error("{}", crate::messages::AGENT_ERROR_UNSUPPORTED)]
     Unsupported,
     /// The request is for the vault this agent serves from its systemd credential, and
     /// the credential did not open it now (a compatible addition within protocol 2).
-    #[error("the systemd credential does not open the vault ({reason:?})")]
+    #[error("{}", crate::messages::agent_error_credential_failed(&format!("{reason:?}")))]
     CredentialFailed {
         /// Why; the agent's log has the details.
         reason: CredentialFailure,
