@@ -446,7 +446,7 @@ pub fn run(
         let opener = keysource::for_get(&vault, settings)?;
         for (auth_key, vault_key) in chosen {
             let entry = &vault.entries()[vault_key];
-            let secret = opener.open_entry(vault_key, &entry.username, &entry.secret)?;
+            let secret = entry.open(vault_key, opener.as_ref())?;
             auth.push((auth_key, entry.username.clone(), secret));
         }
     }

@@ -23,6 +23,7 @@
 pub mod client;
 pub mod credential;
 pub mod handover;
+pub mod policy;
 pub mod proto;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use crate::agent::credential::{CredentialVault, Reopen, credential_name};
+use crate::agent::policy::Policy;
 use crate::agent::proto::{
     AgentError, AgentMode, CredentialFailure, Deadline, HeldVault, PROTOCOL_VERSION,
     REQUEST_DEADLINE, Request, RequestFrame, Response, SecretText, VersionProbe, read_frame,
@@ -275,27 +277,33 @@ impl Server {
         }
     }
 
-    /// Accepts and serves every queued connection (the listener is non-blocking).
+    /// Accepts and serves every queued connection of the owner's socket (the listener
+    /// is non-blocking).
     pub fn accept_all(&mut self, listener: &UnixListener) {
+        self.accept_all_under(listener, &Policy::Owner);
+    }
+
+    /// Accepts and serves every queued connection of a socket under `policy`.
+    pub fn accept_all_under(&mut self, listener: &UnixListener, policy: &Policy) {
         // Bounded by what is queued: accept fails with EAGAIN once it is drained.
         while let Ok((conn, _)) = listener.accept() {
-            self.serve_one(conn);
+            self.serve_one(conn, policy);
             if self.quit {
                 break;
             }
         }
     }
 
-    fn serve_one(&mut self, conn: UnixStream) {
+    fn serve_one(&mut self, conn: UnixStream, policy: &Policy) {
         let _ = conn.set_nonblocking(false);
         // One deadline for the whole request and its answer (issue 15 item 8).
         let mut io = Deadline::new(&conn, REQUEST_DEADLINE);
         let own_uid = rustix::process::getuid();
         let peer = rustix::net::sockopt::socket_peercred(conn.as_fd()).ok();
         let response = match peer {
-            Some(cred) if cred.uid == own_uid => match read_frame(&mut io) {
+            Some(cred) if policy.admits(Some(cred.uid), own_uid) => match read_frame(&mut io) {
                 Err(_) => return,
-                Ok(bytes) => self.handle(&bytes),
+                Ok(bytes) => self.handle(&bytes, policy),
             },
             _ => {
                 self.log(&format!(
@@ -308,43 +316,20 @@ impl Server {
         let _ = write_frame(&mut io, &response);
     }
 
-    fn handle(&mut self, bytes: &[u8]) -> Response {
-        let frame: RequestFrame = match serde_json::from_slice(bytes) {
-            Ok(f) => f,
-            Err(_) => {
-                // Another version's frame: obey `quit`, report our version otherwise.
-                return match serde_json::from_slice::<VersionProbe>(bytes) {
-                    Ok(p) if p.v != PROTOCOL_VERSION => {
-                        if p.request.as_ref().and_then(|r| r.as_str()) == Some("quit") {
-                            self.quit_now();
-                            Response::Ok
-                        } else {
-                            Response::Error(AgentError::VersionMismatch {
-                                agent: PROTOCOL_VERSION,
-                            })
-                        }
-                    }
-                    _ => Response::Error(AgentError::BadRequest),
-                };
-            }
+    /// One request frame in, its answer out: the frame checked, then one method per
+    /// request.
+    fn handle(&mut self, bytes: &[u8], policy: &Policy) -> Response {
+        let request = match self.frame(bytes, policy) {
+            Ok(request) => request,
+            Err(answer) => return answer,
         };
-        if frame.v != PROTOCOL_VERSION {
-            if matches!(frame.request, Request::Quit) {
-                self.quit_now();
-                return Response::Ok;
-            }
-            return Response::Error(AgentError::VersionMismatch {
-                agent: PROTOCOL_VERSION,
-            });
+        if !policy.allows(&request) {
+            return Response::Error(AgentError::Forbidden);
         }
         // A deadline may have passed while the machine slept: check it on use too.
         self.expire();
-        match frame.request {
-            Request::Hello => Response::Hello {
-                pid: std::process::id(),
-                build: env!("CARGO_PKG_VERSION").to_owned(),
-                mode: self.mode,
-            },
+        match request {
+            Request::Hello => self.hello(),
             Request::AddKey { .. } if self.mode == AgentMode::Exec => {
                 Response::Error(AgentError::Unsupported)
             }
@@ -353,101 +338,170 @@ impl Server {
                 label,
                 idle_secs,
                 timeout_secs,
-            } => {
-                let Ok(key) = VaultKey::from_secret_text(secret_key.expose_secret()) else {
-                    return Response::Error(AgentError::BadKey);
-                };
-                let clamp = |s: u64| Duration::from_secs(s).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
-                self.hold(key, &label, clamp(idle_secs), clamp(timeout_secs));
-                Response::Ok
-            }
+            } => self.add_key(&secret_key, &label, idle_secs, timeout_secs),
             Request::Decrypt {
                 public_key,
                 server,
                 username,
                 ciphertext,
-            } => {
-                let exec = self.mode == AgentMode::Exec;
-                let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
-                    return Response::Error(AgentError::BadRequest);
-                };
-                // A key `unlock` handed over first; else the credential's vault.
-                let Some(held) = self.keys.get_mut(&public_key) else {
-                    return self.decrypt_from_credential(
-                        &public_key,
-                        &server,
-                        &username,
-                        &ciphertext,
-                    );
-                };
-                match held.key.open_entry(&server, &username, &ciphertext) {
-                    Ok(secret) => {
-                        // Use moves the idle deadline on, never past the absolute one.
-                        let now = now();
-                        held.idle_deadline = (now + held.idle).min(held.deadline);
-                        Response::Secret {
-                            secret: SecretText::new(&secret),
-                            expires_in_secs: (!exec)
-                                .then(|| held.until().saturating_sub(now).as_secs()),
-                            absolute: held.deadline <= held.idle_deadline,
-                        }
-                    }
-                    Err(_) => Response::Error(AgentError::DecryptFailed),
-                }
-            }
-            Request::Status => {
-                let now = now();
-                let mut vaults: Vec<HeldVault> = self
-                    .keys
-                    .iter()
-                    .map(|(public, h)| HeldVault {
-                        public_key: public.clone(),
-                        label: h.label.clone(),
-                        idle_secs: h.idle.as_secs(),
-                        idle_left_secs: h.idle_deadline.saturating_sub(now).as_secs(),
-                        timeout_left_secs: h.deadline.saturating_sub(now).as_secs(),
-                    })
-                    .collect();
-                vaults.sort_by(|a, b| a.label.cmp(&b.label));
-                let credential = self.credential.as_ref().map(CredentialVault::check);
-                if let Some((status, detail)) = &credential {
-                    self.note_credential(status.error, detail.as_ref());
-                }
-                Response::Status {
-                    vaults,
-                    // Asked of the kernel now, not remembered from start-up.
-                    non_dumpable: rustix::process::dumpable_behavior()
-                        .is_ok_and(|d| d == rustix::process::DumpableBehavior::NotDumpable),
-                    memory_locked: self.memory_locked,
-                    pid: std::process::id(),
-                    mode: self.mode,
-                    credential: credential.map(|(status, _)| status),
-                }
-            }
-            Request::Lock { public_key } => {
-                let credential = self.credential_label_for(public_key.as_deref());
-                match public_key {
-                    Some(p) => {
-                        if let Some(h) = self.keys.remove(&p) {
-                            self.log(&format!("locked {}", crate::messages::sanitize(&h.label)));
-                        }
-                    }
-                    None => {
-                        if !self.keys.is_empty() {
-                            self.log(&format!("locked every vault ({})", self.keys.len()));
-                        }
-                        self.keys.clear();
-                    }
-                }
-                Response::Locked {
-                    remaining: self.keys.len(),
-                    credential,
-                }
-            }
+            } => self.decrypt(&public_key, &server, &username, &ciphertext),
+            Request::Status => self.status(),
+            Request::Lock { public_key } => self.lock(public_key),
             Request::Quit => {
                 self.quit_now();
                 Response::Ok
             }
+        }
+    }
+
+    /// The request of a frame of this protocol version; else the answer already: a
+    /// `quit` of another version is obeyed, anything else of another version gets our
+    /// version, and what does not parse is a bad request.
+    fn frame(&mut self, bytes: &[u8], policy: &Policy) -> std::result::Result<Request, Response> {
+        let quit = |server: &mut Self| {
+            if policy.allows(&Request::Quit) {
+                server.quit_now();
+                Response::Ok
+            } else {
+                Response::Error(AgentError::Forbidden)
+            }
+        };
+        let frame: RequestFrame = match serde_json::from_slice(bytes) {
+            Ok(f) => f,
+            Err(_) => {
+                // Another version's frame: obey `quit`, report our version otherwise.
+                return Err(match serde_json::from_slice::<VersionProbe>(bytes) {
+                    Ok(p) if p.v != PROTOCOL_VERSION => {
+                        if p.request.as_ref().and_then(|r| r.as_str()) == Some("quit") {
+                            quit(self)
+                        } else {
+                            Response::Error(AgentError::VersionMismatch {
+                                agent: PROTOCOL_VERSION,
+                            })
+                        }
+                    }
+                    _ => Response::Error(AgentError::BadRequest),
+                });
+            }
+        };
+        if frame.v != PROTOCOL_VERSION {
+            if matches!(frame.request, Request::Quit) {
+                return Err(quit(self));
+            }
+            return Err(Response::Error(AgentError::VersionMismatch {
+                agent: PROTOCOL_VERSION,
+            }));
+        }
+        Ok(frame.request)
+    }
+
+    /// `hello`: who we are.
+    fn hello(&self) -> Response {
+        Response::Hello {
+            pid: std::process::id(),
+            build: env!("CARGO_PKG_VERSION").to_owned(),
+            mode: self.mode,
+        }
+    }
+
+    /// `add_key`: hold a vault key, its deadlines clamped.
+    fn add_key(
+        &mut self,
+        secret_key: &SecretText,
+        label: &str,
+        idle_secs: u64,
+        timeout_secs: u64,
+    ) -> Response {
+        let Ok(key) = VaultKey::from_secret_text(secret_key.expose_secret()) else {
+            return Response::Error(AgentError::BadKey);
+        };
+        let clamp = |s: u64| Duration::from_secs(s).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
+        self.hold(key, label, clamp(idle_secs), clamp(timeout_secs));
+        Response::Ok
+    }
+
+    /// `decrypt`: one entry, with a held key (its idle deadline moved on) or else the
+    /// credential's vault.
+    fn decrypt(
+        &mut self,
+        public_key: &str,
+        server: &str,
+        username: &str,
+        ciphertext: &str,
+    ) -> Response {
+        let exec = self.mode == AgentMode::Exec;
+        let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
+            return Response::Error(AgentError::BadRequest);
+        };
+        // A key `unlock` handed over first; else the credential's vault.
+        let Some(held) = self.keys.get_mut(public_key) else {
+            return self.decrypt_from_credential(public_key, server, username, &ciphertext);
+        };
+        match held.key.open_entry(server, username, &ciphertext) {
+            Ok(secret) => {
+                // Use moves the idle deadline on, never past the absolute one.
+                let now = now();
+                held.idle_deadline = (now + held.idle).min(held.deadline);
+                Response::Secret {
+                    secret: SecretText::new(&secret),
+                    expires_in_secs: (!exec).then(|| held.until().saturating_sub(now).as_secs()),
+                    absolute: held.deadline <= held.idle_deadline,
+                }
+            }
+            Err(_) => Response::Error(AgentError::DecryptFailed),
+        }
+    }
+
+    /// `status`: what is held, and the credential's vault as it is now.
+    fn status(&mut self) -> Response {
+        let now = now();
+        let mut vaults: Vec<HeldVault> = self
+            .keys
+            .iter()
+            .map(|(public, h)| HeldVault {
+                public_key: public.clone(),
+                label: h.label.clone(),
+                idle_secs: h.idle.as_secs(),
+                idle_left_secs: h.idle_deadline.saturating_sub(now).as_secs(),
+                timeout_left_secs: h.deadline.saturating_sub(now).as_secs(),
+            })
+            .collect();
+        vaults.sort_by(|a, b| a.label.cmp(&b.label));
+        let credential = self.credential.as_ref().map(CredentialVault::check);
+        if let Some((status, detail)) = &credential {
+            self.note_credential(status.error, detail.as_ref());
+        }
+        Response::Status {
+            vaults,
+            // Asked of the kernel now, not remembered from start-up.
+            non_dumpable: rustix::process::dumpable_behavior()
+                .is_ok_and(|d| d == rustix::process::DumpableBehavior::NotDumpable),
+            memory_locked: self.memory_locked,
+            pid: std::process::id(),
+            mode: self.mode,
+            credential: credential.map(|(status, _)| status),
+        }
+    }
+
+    /// `lock`: forget one vault's key, or every key.
+    fn lock(&mut self, public_key: Option<String>) -> Response {
+        let credential = self.credential_label_for(public_key.as_deref());
+        match public_key {
+            Some(p) => {
+                if let Some(h) = self.keys.remove(&p) {
+                    self.log(&format!("locked {}", crate::messages::sanitize(&h.label)));
+                }
+            }
+            None => {
+                if !self.keys.is_empty() {
+                    self.log(&format!("locked every vault ({})", self.keys.len()));
+                }
+                self.keys.clear();
+            }
+        }
+        Response::Locked {
+            remaining: self.keys.len(),
+            credential,
         }
     }
 
@@ -675,7 +729,7 @@ mod tests {
             request,
         })
         .unwrap();
-        serde_json::to_value(server.handle(&frame)).unwrap()
+        serde_json::to_value(server.handle(&frame, &Policy::Owner)).unwrap()
     }
 
     /// A vault on disk with one entry and one age slot, and a foreground server serving

@@ -28,7 +28,7 @@ pub mod crypto;
 pub mod format;
 mod parse;
 pub mod slot;
-use crypto::{KdfParams, Recipient, VaultKey};
+use crypto::{EntryOpener, KdfParams, Recipient, VaultKey};
 use format::fits_b64;
 use parse::{RawSlot, Sink, b64};
 use slot::{SlotV1, check_slot, check_slot_set, check_versions, slot_from_raw};
@@ -39,12 +39,25 @@ pub use format::{
 pub use slot::{NoBackend, Rewrap, Slot};
 
 /// One stored credential. The secret is the age ciphertext; only a [`VaultKey`] opens it.
+///
+/// Readers get an entry's credential through [`Entry::open`] (or [`RawEntry::open`]),
+/// never from its fields: an entry of another kind (a source the agent mints
+/// short-lived tokens from) or with metadata (an expiry) is then a field here, its
+/// bytes in the writer and the parser, and a branch of `open`, not an edit in every
+/// front end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The username, in the clear (as in Docker's own `auths` markers).
     pub username: String,
     /// The age ciphertext of the bound secret (`docs/FORMAT.md` "Entry plaintext").
     pub secret: Vec<u8>,
+}
+
+impl Entry {
+    /// The credential of this entry, stored under `server`, opened by `opener`.
+    pub fn open(&self, server: &str, opener: &dyn EntryOpener) -> Result<SecretString> {
+        opener.open_entry(server, &self.username, &self.secret)
+    }
 }
 
 /// The whole vault.
@@ -654,6 +667,11 @@ impl RawEntry<'_> {
         // The parser checked that this is base64 the decoder takes; were it not, an
         // empty ciphertext fails to open as a tampered entry, never as another answer.
         B64.decode(self.secret.as_bytes()).unwrap_or_default()
+    }
+
+    /// The credential of this entry, opened by `opener` (as [`Entry::open`]).
+    pub fn open(&self, opener: &dyn EntryOpener) -> Result<SecretString> {
+        opener.open_entry(self.server(), self.username(), &self.secret())
     }
 }
 
