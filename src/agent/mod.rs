@@ -20,6 +20,11 @@
 //! A foreground agent started with a systemd credential also serves one vault with no
 //! key held at all: it reopens that vault from the credential at each decrypt
 //! ([`crate::agent::credential`]).
+//!
+//! Where what comes next goes: each socket's rules are its [`policy::Policy`] (a
+//! forward socket is one more variant, served with [`Server::accept_all_under`]);
+//! each request is one method of [`Server`], so a cache of minted tokens is a field
+//! beside the held keys that `decrypt` consults, and an access log is one call there.
 pub mod client;
 pub mod credential;
 pub mod handover;

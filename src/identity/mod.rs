@@ -671,7 +671,7 @@ fn unwrap_with_plugin(
     match result {
         None => Ok(None),
         Some(Ok(key)) => Ok(Some(key)),
-        // Refused for want of a person: "does not apply" (`keysource::does_not_apply`),
+        // Refused for want of a person: "not mine" (`keysource::Refusal::NotMine`),
         // so `get` falls through to the agent, as for a passphrase-protected identity.
         Some(Err(_)) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
             plugin: name.to_owned(),
