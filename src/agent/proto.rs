@@ -23,6 +23,20 @@ use zeroize::Zeroizing;
 pub use crate::error::CredentialFailure;
 use crate::error::{Error, Result};
 
+// The timeout policy: how long a key may be held, and `unlock`'s defaults.
+
+/// Shortest a key may be held.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a key may be held.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `unlock`'s idle timeout unless told otherwise: rbw's default lock timeout. Longer
+/// than gpg-agent's 10 min because a build asks only at its pulls and its push, and
+/// one long step in between (a compile) must not lose the key before the push.
+pub const DEFAULT_IDLE: &str = "1h";
+/// `unlock`'s absolute timeout unless told otherwise: a working day of builds, after
+/// gpg-agent's max-cache-ttl (2 h) stretched for a build server; a forgotten unlock
+/// still does not keep the key overnight.
+pub const DEFAULT_TIMEOUT: &str = "8h";
 /// The protocol version. Bumped on any incompatible change to [`Request`]/[`Response`]
 /// (2: idle and absolute deadlines, vault labels, status of every held vault, the
 /// time left in every secret answer, `unsupported`).
