@@ -31,6 +31,7 @@ pub mod handover;
 pub mod policy;
 pub mod proto;
 mod server;
+pub mod socket;
 
 pub use proto::{DEFAULT_IDLE, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 pub use server::Server;

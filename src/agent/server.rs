@@ -15,11 +15,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use crate::agent::credential::{CredentialVault, Reopen, credential_name};
 use crate::agent::policy::Policy;
 use crate::agent::proto::{
-    AgentError, AgentMode, CredentialFailure, Deadline, HeldVault, PROTOCOL_VERSION,
-    REQUEST_DEADLINE, Request, RequestFrame, Response, SecretText, VersionProbe, read_frame,
-    write_frame,
+    AgentError, AgentMode, CredentialFailure, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
+    Response, SecretText, VersionProbe,
 };
 use crate::agent::proto::{MAX_TIMEOUT, MIN_TIMEOUT};
+use crate::agent::socket::{Deadline, REQUEST_DEADLINE, read_frame, write_frame};
 use crate::error::Error;
 use crate::vault::crypto::VaultKey;
 
