@@ -390,12 +390,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum OpenBaoError {
     /// No address variable is set.
-    #[error(
-        "no OpenBao address: set LOCKBOX_OPENBAO_ADDR (or BAO_ADDR / VAULT_ADDR) to https://HOST:8200"
-    )]
+    #[error("{}", crate::messages::OPENBAO_NO_ADDRESS)]
     NoAddress,
     /// The address does not parse or is not allowed.
-    #[error("{var} is not usable: {reason}")]
+    #[error("{}", crate::messages::openbao_bad_address(var, reason))]
     BadAddress {
         /// The variable it came from.
         var: &'static str,
@@ -403,13 +401,13 @@ pub enum OpenBaoError {
         reason: String,
     },
     /// No token is available.
-    #[error("no OpenBao token: {hint}")]
+    #[error("{}", crate::messages::openbao_no_token(hint))]
     NoToken {
         /// Which sources were looked at.
         hint: &'static str,
     },
     /// A token source is unusable.
-    #[error("OpenBao token from {source_name} is not usable: {reason}")]
+    #[error("{}", crate::messages::openbao_bad_token(source_name, reason))]
     BadToken {
         /// The variable or file.
         source_name: String,
@@ -417,7 +415,7 @@ pub enum OpenBaoError {
         reason: String,
     },
     /// A mount or key name is not allowed.
-    #[error("bad OpenBao {what} {name:?}: {reason}")]
+    #[error("{}", crate::messages::openbao_bad_name(what, name, reason))]
     BadName {
         /// "mount" or "key name".
         what: &'static str,
@@ -427,7 +425,7 @@ pub enum OpenBaoError {
         reason: &'static str,
     },
     /// A host setting other than the address is unusable.
-    #[error("{var} is not usable: {reason}")]
+    #[error("{}", crate::messages::openbao_bad_setting(var, reason))]
     BadSetting {
         /// The variable.
         var: &'static str,
@@ -435,7 +433,7 @@ pub enum OpenBaoError {
         reason: String,
     },
     /// The CA file cannot be used.
-    #[error("OpenBao CA file {} (from {var}) is not usable: {reason}", path.display())]
+    #[error("{}", crate::messages::openbao_ca_file(var, path, reason))]
     CaFile {
         /// The variable that named it (or "system").
         var: &'static str,
@@ -445,7 +443,7 @@ pub enum OpenBaoError {
         reason: String,
     },
     /// The server could not be reached, or TLS failed.
-    #[error("cannot reach OpenBao at {addr}: {detail}")]
+    #[error("{}", crate::messages::openbao_connect(addr, detail))]
     Connect {
         /// The server.
         addr: String,
@@ -453,9 +451,7 @@ pub enum OpenBaoError {
         detail: String,
     },
     /// The call took longer than the timeout.
-    #[error(
-        "OpenBao at {addr} did not answer within {secs} s (LOCKBOX_OPENBAO_TIMEOUT sets the limit)"
-    )]
+    #[error("{}", crate::messages::openbao_timeout(addr, *secs))]
     Timeout {
         /// The server.
         addr: String,
@@ -463,9 +459,7 @@ pub enum OpenBaoError {
         secs: u64,
     },
     /// The server answered with a redirect, which is never followed.
-    #[error(
-        "OpenBao at {addr} redirected to {location}; lockbox never follows a redirect (the token would go along): point LOCKBOX_OPENBAO_ADDR at the active node"
-    )]
+    #[error("{}", crate::messages::openbao_redirect(addr, location))]
     Redirect {
         /// The server.
         addr: String,
@@ -474,7 +468,8 @@ pub enum OpenBaoError {
     },
     /// 401/403: the token is revoked, expired or lacks the policy.
     #[error(
-        "OpenBao at {addr} refused the token from {token_source} for {path} ({detail}): the token is revoked, expired or its policy does not allow it; get a new token"
+        "{}",
+        crate::messages::openbao_denied(addr, token_source, path, detail)
     )]
     Denied {
         /// The server.
@@ -487,9 +482,7 @@ pub enum OpenBaoError {
         detail: String,
     },
     /// 404: no such mount or route.
-    #[error(
-        "OpenBao at {addr} has no {path} (404): check the transit mount name and that transit is enabled there"
-    )]
+    #[error("{}", crate::messages::openbao_not_found(addr, path))]
     NotFound {
         /// The server.
         addr: String,
@@ -497,7 +490,7 @@ pub enum OpenBaoError {
         path: String,
     },
     /// 503: sealed, standby or in maintenance.
-    #[error("OpenBao at {addr} is unavailable (503: {detail}): it may be sealed; try again later")]
+    #[error("{}", crate::messages::openbao_unavailable(addr, detail))]
     Unavailable {
         /// The server.
         addr: String,
@@ -506,7 +499,7 @@ pub enum OpenBaoError {
     },
     /// Any other non-success answer (400 for a ciphertext that does not open, a
     /// missing key, a bad request).
-    #[error("OpenBao at {addr} refused {path} ({status}: {detail})")]
+    #[error("{}", crate::messages::openbao_refused(addr, path, *status, detail))]
     Refused {
         /// The server.
         addr: String,
@@ -518,7 +511,7 @@ pub enum OpenBaoError {
         detail: String,
     },
     /// A success answer that is not what the transit API returns.
-    #[error("OpenBao at {addr} sent an answer lockbox cannot read for {path}: {reason}")]
+    #[error("{}", crate::messages::openbao_bad_response(addr, path, reason))]
     BadResponse {
         /// The server.
         addr: String,
@@ -528,9 +521,7 @@ pub enum OpenBaoError {
         reason: String,
     },
     /// The key was not created with `derived=true`: `context` would be ignored.
-    #[error(
-        "transit key {mount}/keys/{key} was not created with derived=true, so it cannot bind the ciphertext to this vault: create one with 'bao write -f {mount}/keys/NAME derived=true'"
-    )]
+    #[error("{}", crate::messages::openbao_not_derived(mount, key))]
     NotDerived {
         /// The mount.
         mount: String,
@@ -538,9 +529,7 @@ pub enum OpenBaoError {
         key: String,
     },
     /// The key OpenBao returned is not the key of this vault.
-    #[error(
-        "the key OpenBao returned for {mount}/keys/{key} is not this vault's key: the slot was made for another vault"
-    )]
+    #[error("{}", crate::messages::openbao_key_mismatch(mount, key))]
     KeyMismatch {
         /// The mount.
         mount: String,
@@ -548,9 +537,7 @@ pub enum OpenBaoError {
         key: String,
     },
     /// A decrypt with a wrong context succeeded: the server ignores `context`.
-    #[error(
-        "OpenBao decrypted with a wrong context for {mount}/keys/{key}: it does not bind ciphertexts to a vault, so no slot was added"
-    )]
+    #[error("{}", crate::messages::openbao_context_ignored(mount, key))]
     ContextIgnored {
         /// The mount.
         mount: String,

@@ -18,7 +18,7 @@
 //!   slot for an identity, no passphrase slot for a passphrase), or it has nothing to
 //!   give (no agent, or an agent without this vault's key, or one whose systemd
 //!   credential does not open it; a terminal the caller may not use). See
-//!   [`does_not_apply`];
+//!   [`Refusal`];
 //! - an ambient source that applies but fails (a file that cannot be read or does not
 //!   parse, a wrong passphrase, a tampered slot) is the error: a broken setting is
 //!   reported, never papered over by the next source.
@@ -173,35 +173,78 @@ pub trait KeySource {
     /// What can be said without trying: no key derivation, no command, no network.
     fn describe(&self, vault: &Vault) -> Verdict;
     /// The vault key itself, for commands that re-wrap slots or hand the key over.
-    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened>;
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Tried<KeyOpened>;
     /// Something that opens entries (`get`, `export`); the key, unless the source can
     /// decrypt without giving it out (the agent).
     fn open_entries(
         &self,
         vault: &Vault,
         callbacks: &dyn Callbacks,
-    ) -> Result<Box<dyn EntryOpener>> {
+    ) -> Tried<Box<dyn EntryOpener>> {
         Ok(Box::new(self.open_key(vault, callbacks)?.key))
     }
 }
 
-/// Whether `e` means "this source does not apply to this vault" (and an ambient source
-/// falls through), rather than "this source is broken".
-pub fn does_not_apply(e: &Error) -> bool {
-    matches!(
-        e,
+/// Why a source did not open the vault, typed by the source itself: "not mine" (as
+/// age's `Identity` answers `None` for a stanza it cannot open) or broken. The failure
+/// rule reads only this, so a new source says which of its own errors mean "not mine"
+/// where it makes them, and no list of error variants is kept here.
+#[derive(Debug)]
+pub enum Refusal {
+    /// This vault is not this source's to open (no slot of its kind, no key of its,
+    /// nobody to ask): an ambient source is passed over; the error says why.
+    NotMine(Error),
+    /// The source is there and failed: always the error.
+    Failed(Error),
+}
+
+impl Refusal {
+    /// The error, whichever it is.
+    pub fn into_error(self) -> Error {
+        match self {
+            Refusal::NotMine(e) | Refusal::Failed(e) => e,
+        }
+    }
+}
+
+/// A failure the source did not mark as "not mine".
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Failed(e)
+    }
+}
+
+/// What trying a source gives.
+pub type Tried<T> = std::result::Result<T, Refusal>;
+
+/// Identities that open none of the vault's slots, or need a person or a plugin's
+/// answer that nobody can give here: not this source's vault.
+fn identity_refusal(e: Error) -> Refusal {
+    match e {
         Error::NoMatchingIdentity
-            | Error::NoAgeSlot
-            | Error::NoPassphraseSlot
-            | Error::NoOpenBaoSlot
-            | Error::Locked
-            | Error::IdentityNeedsPassphrase { .. }
-            | Error::PluginNeedsAnswer { .. }
-            // The agent serves this vault from its systemd credential, which fails:
-            // a reason worth showing, but a later source (the identity command, the
-            // terminal) may still open the vault, as `status` also judges.
-            | Error::AgentCredential { .. }
-    )
+        | Error::NoAgeSlot
+        | Error::IdentityNeedsPassphrase { .. }
+        | Error::PluginNeedsAnswer { .. } => Refusal::NotMine(e),
+        e => Refusal::Failed(e),
+    }
+}
+
+/// A vault without a passphrase slot is not a passphrase's.
+fn passphrase_refusal(e: Error) -> Refusal {
+    match e {
+        Error::NoPassphraseSlot => Refusal::NotMine(e),
+        e => Refusal::Failed(e),
+    }
+}
+
+/// The agent does not hold this vault, or serves it from its systemd credential,
+/// which fails: a reason worth showing, but a later source (the identity command, the
+/// terminal) may still open the vault, as `status` also judges.
+fn agent_refusal(e: Error) -> Refusal {
+    match e {
+        Error::Locked | Error::AgentCredential { .. } => Refusal::NotMine(e),
+        e => Refusal::Failed(e),
+    }
 }
 
 /// How the agent is asked.
@@ -313,19 +356,19 @@ type Failure<'s> = (Option<&'s dyn KeySource>, Error);
 /// Runs the failure rule over `sources` with `attempt`.
 fn first_that_opens<'s, T>(
     sources: &'s [Box<dyn KeySource + 's>],
-    mut attempt: impl FnMut(&dyn KeySource) -> Result<T>,
+    mut attempt: impl FnMut(&dyn KeySource) -> Tried<T>,
 ) -> std::result::Result<(T, &'s dyn KeySource), Failure<'s>> {
     let mut passed_over: Option<(&dyn KeySource, Error)> = None;
     for source in sources {
         let source: &dyn KeySource = source.as_ref();
         match attempt(source) {
             Ok(t) => return Ok((t, source)),
-            Err(e) if source.origin() == Origin::Ambient && does_not_apply(&e) => {
+            Err(Refusal::NotMine(e)) if source.origin() == Origin::Ambient => {
                 if passed_over.is_none() && !matches!(e, Error::Locked) {
                     passed_over = Some((source, e));
                 }
             }
-            Err(e) => return Err((Some(source), e)),
+            Err(refusal) => return Err((Some(source), refusal.into_error())),
         }
     }
     Err(match passed_over {
@@ -547,9 +590,9 @@ impl KeySource for IdentityCmd {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault) // never runs the command
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Tried<KeyOpened> {
         if !has_age_slot(vault) {
-            return Err(Error::NoAgeSlot); // nothing it could open: not run
+            return Err(Refusal::NotMine(Error::NoAgeSlot)); // nothing it could open: not run
         }
         let out = match self.cmd.run_for_identity() {
             Ok(out) => out,
@@ -557,13 +600,14 @@ impl KeySource for IdentityCmd {
                 if let Some(stderr) = stderr {
                     stderr.relay(&mut std::io::stderr());
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         out.stderr.relay(&mut std::io::stderr());
-        let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt, None)?;
+        let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt, None)
+            .map_err(identity_refusal)?;
         Ok(KeyOpened {
-            key: open_with(vault, &ids, &NeverPrompt)?,
+            key: open_with(vault, &ids, &NeverPrompt).map_err(identity_refusal)?,
             passphrase: None,
             source: self.name(),
         })
@@ -590,15 +634,17 @@ impl KeySource for Credential {
         }
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Tried<KeyOpened> {
         if !self.path.exists() {
-            return Err(Error::Locked); // this unit has no such credential
+            // This unit has no such credential.
+            return Err(Refusal::NotMine(Error::Locked));
         }
         let text = secret_io::read_credential_file(&self.path)?;
         // A unit has nobody at a terminal: an encrypted identity is refused, not asked.
-        let ids = parse_identities(&text, &self.name(), &NeverPrompt, None)?;
+        let ids =
+            parse_identities(&text, &self.name(), &NeverPrompt, None).map_err(identity_refusal)?;
         Ok(KeyOpened {
-            key: open_with(vault, &ids, &NeverPrompt)?,
+            key: open_with(vault, &ids, &NeverPrompt).map_err(identity_refusal)?,
             passphrase: None,
             source: self.name(),
         })
@@ -654,16 +700,18 @@ impl KeySource for OpenBao<'_> {
             Verdict::NotApplicable(Error::NoOpenBaoSlot)
         }
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Tried<KeyOpened> {
         use crate::openbao;
         if !vault.has_openbao_slot() {
-            return Err(Error::NoOpenBaoSlot);
+            return Err(Refusal::NotMine(Error::NoOpenBaoSlot));
         }
         let lookup = |name: &str| self.settings.openbao_var(name);
-        let bao = openbao::Settings::from_lookup(&lookup)?;
+        let bao = openbao::Settings::from_lookup(&lookup).map_err(Error::from)?;
         let scope = self.scope();
-        let token = openbao::find_token(&lookup, scope)?.ok_or_else(|| openbao::no_token(scope))?;
-        let client = openbao::Client::new(&bao, token)?;
+        let token = openbao::find_token(&lookup, scope)
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::from(openbao::no_token(scope)))?;
+        let client = openbao::Client::new(&bao, token).map_err(Error::from)?;
         let key = vault.open_with_openbao(|mount, key, ciphertext| {
             Ok(openbao::open_vault_key(
                 &client,
@@ -698,10 +746,11 @@ impl KeySource for IdentityText<'_> {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
-        let ids = parse_identities(self.text, var::IDENTITY, callbacks, self.ask_file.as_ref())?;
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Tried<KeyOpened> {
+        let ids = parse_identities(self.text, var::IDENTITY, callbacks, self.ask_file.as_ref())
+            .map_err(identity_refusal)?;
         Ok(KeyOpened {
-            key: open_with(vault, &ids, callbacks)?,
+            key: open_with(vault, &ids, callbacks).map_err(identity_refusal)?,
             passphrase: None,
             source: self.name(),
         })
@@ -727,16 +776,17 @@ impl KeySource for IdentityFile {
     fn describe(&self, vault: &Vault) -> Verdict {
         identity_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Tried<KeyOpened> {
         let text = secret_io::read_key_file(&self.path)?;
         let ids = parse_identities(
             &text,
             &self.path.display().to_string(),
             callbacks,
             self.ask_file.as_ref(),
-        )?;
+        )
+        .map_err(identity_refusal)?;
         Ok(KeyOpened {
-            key: open_with(vault, &ids, callbacks)?,
+            key: open_with(vault, &ids, callbacks).map_err(identity_refusal)?,
             passphrase: None,
             source: self.name(),
         })
@@ -760,15 +810,17 @@ impl KeySource for PassphraseFile {
     fn describe(&self, vault: &Vault) -> Verdict {
         passphrase_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, _: &dyn Callbacks) -> Tried<KeyOpened> {
         // Checked before reading the file: a passphrase for a vault without a
         // passphrase slot does not apply, whatever the file holds.
         if !has_passphrase_slot(vault) {
-            return Err(Error::NoPassphraseSlot);
+            return Err(Refusal::NotMine(Error::NoPassphraseSlot));
         }
         let passphrase = secret_io::read_passphrase_file(&self.path)?;
         Ok(KeyOpened {
-            key: vault.open_with_passphrase(&passphrase)?,
+            key: vault
+                .open_with_passphrase(&passphrase)
+                .map_err(passphrase_refusal)?,
             passphrase: Some(passphrase),
             source: self.name(),
         })
@@ -797,16 +849,24 @@ impl KeySource for AgentSource {
             Err(e) => Verdict::Broken(e),
         }
     }
-    fn open_key(&self, _: &Vault, _: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, _: &Vault, _: &dyn Callbacks) -> Tried<KeyOpened> {
         // The agent never hands a key back out: for this caller it does not apply.
-        Err(Error::Locked)
+        Err(Refusal::NotMine(Error::Locked))
     }
-    fn open_entries(&self, vault: &Vault, _: &dyn Callbacks) -> Result<Box<dyn EntryOpener>> {
+    fn open_entries(&self, vault: &Vault, _: &dyn Callbacks) -> Tried<Box<dyn EntryOpener>> {
         let public_key = vault.public().to_string();
-        if self.how == AgentUse::Verified && self.agent.serves(&public_key)?.is_none() {
-            return Err(Error::Locked);
+        if self.how == AgentUse::Verified
+            && self
+                .agent
+                .serves(&public_key)
+                .map_err(agent_refusal)?
+                .is_none()
+        {
+            return Err(Refusal::NotMine(Error::Locked));
         }
-        Ok(Box::new(AgentOpener::connect(&self.agent, public_key)?))
+        Ok(Box::new(
+            AgentOpener::connect(&self.agent, public_key).map_err(agent_refusal)?,
+        ))
     }
 }
 
@@ -823,20 +883,22 @@ impl KeySource for TerminalSource {
     fn describe(&self, vault: &Vault) -> Verdict {
         passphrase_verdict(vault)
     }
-    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Result<KeyOpened> {
+    fn open_key(&self, vault: &Vault, callbacks: &dyn Callbacks) -> Tried<KeyOpened> {
         // Never the "no passphrase slot" hint for a caller that cannot prompt: `get` on
         // an age-only vault with no key source is locked (DESIGN.md), not a slot problem.
         if !callbacks.interactive() {
-            return Err(Error::Locked);
+            return Err(Refusal::NotMine(Error::Locked));
         }
         if !has_passphrase_slot(vault) {
-            return Err(Error::NoPassphraseSlot);
+            return Err(Refusal::NotMine(Error::NoPassphraseSlot));
         }
         let Some(passphrase) = callbacks.request_passphrase(messages::PROMPT_UNLOCK)? else {
-            return Err(Error::Locked);
+            return Err(Refusal::NotMine(Error::Locked));
         };
         Ok(KeyOpened {
-            key: vault.open_with_passphrase(&passphrase)?,
+            key: vault
+                .open_with_passphrase(&passphrase)
+                .map_err(passphrase_refusal)?,
             passphrase: Some(passphrase),
             source: self.name(),
         })

@@ -86,16 +86,16 @@ const DESKTOP_KEYS: [&str; 2] = ["docker.io/v1/access-token", "docker.io/v1/refr
 #[non_exhaustive]
 pub enum KubeletError {
     /// The request is not a `CredentialProviderRequest` this plugin can answer.
-    #[error("bad request: {0}")]
+    #[error("{}", crate::messages::kubelet_error_bad_request(_0))]
     BadRequest(String),
     /// More than [`crate::secret_io::MAX_STDIN`] bytes on stdin.
-    #[error("request too large")]
+    #[error("{}", crate::messages::KUBELET_ERROR_TOO_LARGE)]
     TooLarge,
     /// Reading stdin failed.
-    #[error("stdin: {0}")]
+    #[error("{}", crate::messages::kubelet_error_stdin(_0))]
     Stdin(std::io::Error),
     /// `--cache-duration` or its variable is not a duration this plugin accepts.
-    #[error("bad cache duration")]
+    #[error("{}", crate::messages::KUBELET_ERROR_BAD_CACHE_DURATION)]
     BadCacheDuration(String),
     /// The vault or its key.
     #[error(transparent)]
@@ -446,7 +446,7 @@ pub fn run(
         let opener = keysource::for_get(&vault, settings)?;
         for (auth_key, vault_key) in chosen {
             let entry = &vault.entries()[vault_key];
-            let secret = opener.open_entry(vault_key, &entry.username, &entry.secret)?;
+            let secret = entry.open(vault_key, opener.as_ref())?;
             auth.push((auth_key, entry.username.clone(), secret));
         }
     }

@@ -72,7 +72,8 @@ fn modules(src: &Path, dir: &Path, out: &mut BTreeMap<String, PathBuf>) {
 }
 
 /// The source without comments, string and character literals (each literal kept as
-/// an empty one), so that text never reads as a path.
+/// an empty one, and the line breaks inside them kept), so that text never reads as a
+/// path and lines keep their numbers.
 fn strip(src: &str) -> String {
     let b = src.as_bytes();
     let mut out = String::with_capacity(src.len());
@@ -83,7 +84,9 @@ fn strip(src: &str) -> String {
         if rest.starts_with("//") {
             i += rest.find('\n').unwrap_or(rest.len());
         } else if rest.starts_with("/*") {
-            i += rest.find("*/").map_or(rest.len(), |j| j + 2);
+            let len = rest.find("*/").map_or(rest.len(), |j| j + 2);
+            out.extend(rest[..len].matches('\n'));
+            i += len;
         } else if (b[i] == b'r' || rest.starts_with("br")) && (i == 0 || !ident(b[i - 1])) && {
             let s = rest.trim_start_matches('b').strip_prefix('r').unwrap_or("");
             s.trim_start_matches('#').starts_with('"')
@@ -96,6 +99,7 @@ fn strip(src: &str) -> String {
                 .find(&close)
                 .map_or(rest.len(), |j| open + j + close.len());
             out.push_str("\"\"");
+            out.extend(rest[..end].matches('\n'));
             i += end;
         } else if b[i] == b'"' {
             let mut j = i + 1;
@@ -103,6 +107,7 @@ fn strip(src: &str) -> String {
                 j += if b[j] == b'\\' { 2 } else { 1 };
             }
             out.push_str("\"\"");
+            out.extend(src[i..j.min(b.len())].matches('\n'));
             i = j + 1;
         } else if b[i] == b'\'' {
             // A char literal ('x', '\n', '\u{1F600}'), else a lifetime or label.
@@ -467,6 +472,106 @@ fn violations(src: &Path, lib: &str) -> Vec<String> {
         }
     }
     bad
+}
+
+/// Every `#[error(…)]` attribute of `src/`, with its file, that holds text of its own
+/// instead of calling `messages` (the rule of `src/messages.rs`).
+fn error_texts_outside_messages(src: &Path) -> Vec<String> {
+    let mut known = BTreeMap::new();
+    modules(src, src, &mut known);
+    let mut bad = Vec::new();
+    for (module, path) in &known {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("#[error(") {
+            // rustfmt may break a long attribute over lines: compare it on one.
+            let end = rest[at..].find(")]").map_or(rest.len(), |e| at + e + 2);
+            let attr = rest[at + 8..end]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let ok =
+                attr.starts_with("transparent)") || attr.starts_with("\"{}\", crate::messages::");
+            if !ok {
+                bad.push(format!(
+                    "{module}: #[error({attr}: its text belongs in messages"
+                ));
+            }
+            rest = &rest[at + 8..];
+        }
+    }
+    bad
+}
+
+/// Longest a function of `src/` may be, in lines from its `fn` to its closing brace.
+const MAX_FN_LINES: usize = 100;
+
+/// Every function of `src/` longer than [`MAX_FN_LINES`], as "module::name: N lines"
+/// (rustfmt'ed code: a body ends at the `}` of the `fn` line's indentation).
+fn long_functions(src: &Path) -> Vec<String> {
+    let mut known = BTreeMap::new();
+    modules(src, src, &mut known);
+    let mut long = Vec::new();
+    for (module, path) in &known {
+        let code = strip(&std::fs::read_to_string(path).unwrap());
+        let lines: Vec<&str> = code.lines().collect();
+        for (start, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let Some(at) = trimmed.find("fn ") else {
+                continue;
+            };
+            let head = &trimmed[..at];
+            let words_ok = head
+                .split_whitespace()
+                .all(|w| w.starts_with("pub") || ["const", "async", "unsafe"].contains(&w));
+            if !words_ok || !trimmed[at + 3..].starts_with(|c: char| c.is_alphabetic() || c == '_')
+            {
+                continue;
+            }
+            // A declaration without a body (a trait method) ends with `;` first.
+            let Some(open) = (start..lines.len()).find(|&k| {
+                let l = lines[k].trim_end();
+                l.ends_with('{') || l.ends_with(';')
+            }) else {
+                continue;
+            };
+            if lines[open].trim_end().ends_with(';') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            let Some(end) = (open + 1..lines.len()).find(|&k| lines[k] == close) else {
+                continue;
+            };
+            let n = end - start + 1;
+            if n > MAX_FN_LINES {
+                let name: String = trimmed[at + 3..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                long.push(format!("{module}::{name}: {n} lines"));
+            }
+        }
+    }
+    long
+}
+
+#[test]
+fn no_function_is_over_100_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let long = long_functions(&src);
+    assert!(
+        long.is_empty(),
+        "split these functions:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn error_texts_live_in_messages() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let bad = error_texts_outside_messages(&src);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 #[test]

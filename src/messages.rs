@@ -1,5 +1,12 @@
 //! Every user-facing string: the protocol's fixed texts, errors, hints and prompts.
 //!
+//! The rule for where text lives (checked by `src/layers.rs`): a string a person or a
+//! client may see is a constant or a function here, taking plain values (`&str`,
+//! numbers, std types), never a crate type, so this leaf imports nothing but
+//! `sanitize`. An error type's text is one of them: `Error::message` calls them, and an
+//! `#[error]` attribute, where a type has one, is `#[error("{}", crate::messages::…)]`
+//! or `transparent`, never a literal of its own.
+//!
 //! The protocol constants are compared byte for byte by clients
 //! (`docker-credential-helpers/credentials/error.go`); never add context to them.
 
@@ -569,3 +576,163 @@ pub fn plugin_needs_backend(plugin: &str) -> String {
         "a slot for an age-plugin-{plugin} recipient is made by running the plugin, which this caller did not offer"
     )
 }
+
+// ---------------------------------------------------------------------------------
+// OpenBao (`error::OpenBaoError`)
+
+/// The text of [`crate::error::OpenBaoError::NoAddress`].
+pub const OPENBAO_NO_ADDRESS: &str =
+    "no OpenBao address: set LOCKBOX_OPENBAO_ADDR (or BAO_ADDR / VAULT_ADDR) to https://HOST:8200";
+
+/// The text of [`crate::error::OpenBaoError::BadAddress`].
+pub fn openbao_bad_address(var: &str, reason: &str) -> String {
+    format!("{var} is not usable: {reason}")
+}
+
+/// The text of [`crate::error::OpenBaoError::NoToken`].
+pub fn openbao_no_token(hint: &str) -> String {
+    format!("no OpenBao token: {hint}")
+}
+
+/// The text of [`crate::error::OpenBaoError::BadToken`].
+pub fn openbao_bad_token(source_name: &str, reason: &str) -> String {
+    format!("OpenBao token from {source_name} is not usable: {reason}")
+}
+
+/// The text of [`crate::error::OpenBaoError::BadName`].
+pub fn openbao_bad_name(what: &str, name: &str, reason: &str) -> String {
+    format!("bad OpenBao {what} {name:?}: {reason}")
+}
+
+/// The text of [`crate::error::OpenBaoError::BadSetting`].
+pub fn openbao_bad_setting(var: &str, reason: &str) -> String {
+    format!("{var} is not usable: {reason}")
+}
+
+/// The text of [`crate::error::OpenBaoError::CaFile`].
+pub fn openbao_ca_file(var: &str, path: &std::path::Path, reason: &str) -> String {
+    format!(
+        "OpenBao CA file {} (from {var}) is not usable: {reason}",
+        path.display()
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::Connect`].
+pub fn openbao_connect(addr: &str, detail: &str) -> String {
+    format!("cannot reach OpenBao at {addr}: {detail}")
+}
+
+/// The text of [`crate::error::OpenBaoError::Timeout`].
+pub fn openbao_timeout(addr: &str, secs: u64) -> String {
+    format!(
+        "OpenBao at {addr} did not answer within {secs} s (LOCKBOX_OPENBAO_TIMEOUT sets the limit)"
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::Redirect`].
+pub fn openbao_redirect(addr: &str, location: &str) -> String {
+    format!(
+        "OpenBao at {addr} redirected to {location}; lockbox never follows a redirect (the token would go along): point LOCKBOX_OPENBAO_ADDR at the active node"
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::Denied`].
+pub fn openbao_denied(addr: &str, token_source: &str, path: &str, detail: &str) -> String {
+    format!(
+        "OpenBao at {addr} refused the token from {token_source} for {path} ({detail}): the token is revoked, expired or its policy does not allow it; get a new token"
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::NotFound`].
+pub fn openbao_not_found(addr: &str, path: &str) -> String {
+    format!(
+        "OpenBao at {addr} has no {path} (404): check the transit mount name and that transit is enabled there"
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::Unavailable`].
+pub fn openbao_unavailable(addr: &str, detail: &str) -> String {
+    format!("OpenBao at {addr} is unavailable (503: {detail}): it may be sealed; try again later")
+}
+
+/// The text of [`crate::error::OpenBaoError::Refused`].
+pub fn openbao_refused(addr: &str, path: &str, status: u16, detail: &str) -> String {
+    format!("OpenBao at {addr} refused {path} ({status}: {detail})")
+}
+
+/// The text of [`crate::error::OpenBaoError::BadResponse`].
+pub fn openbao_bad_response(addr: &str, path: &str, reason: &str) -> String {
+    format!("OpenBao at {addr} sent an answer lockbox cannot read for {path}: {reason}")
+}
+
+/// The text of [`crate::error::OpenBaoError::NotDerived`].
+pub fn openbao_not_derived(mount: &str, key: &str) -> String {
+    format!(
+        "transit key {mount}/keys/{key} was not created with derived=true, so it cannot bind the ciphertext to this vault: create one with 'bao write -f {mount}/keys/NAME derived=true'"
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::KeyMismatch`].
+pub fn openbao_key_mismatch(mount: &str, key: &str) -> String {
+    format!(
+        "the key OpenBao returned for {mount}/keys/{key} is not this vault's key: the slot was made for another vault"
+    )
+}
+
+/// The text of [`crate::error::OpenBaoError::ContextIgnored`].
+pub fn openbao_context_ignored(mount: &str, key: &str) -> String {
+    format!(
+        "OpenBao decrypted with a wrong context for {mount}/keys/{key}: it does not bind ciphertexts to a vault, so no slot was added"
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// the agent's failures (`agent::proto::AgentError`)
+
+/// The text of [`crate::agent::proto::AgentError::VersionMismatch`].
+pub fn agent_error_version_mismatch(agent: u32) -> String {
+    format!("agent speaks protocol version {agent}")
+}
+
+/// The text of [`crate::agent::proto::AgentError::NotUnlocked`].
+pub const AGENT_ERROR_NOT_UNLOCKED: &str = "not unlocked";
+
+/// The text of [`crate::agent::proto::AgentError::DecryptFailed`].
+pub const AGENT_ERROR_DECRYPT_FAILED: &str = "entry does not open";
+
+/// The text of [`crate::agent::proto::AgentError::BadKey`].
+pub const AGENT_ERROR_BAD_KEY: &str = "bad key";
+
+/// The text of [`crate::agent::proto::AgentError::Forbidden`].
+pub const AGENT_ERROR_FORBIDDEN: &str = "forbidden";
+
+/// The text of [`crate::agent::proto::AgentError::BadRequest`].
+pub const AGENT_ERROR_BAD_REQUEST: &str = "bad request";
+
+/// The text of [`crate::agent::proto::AgentError::Unsupported`].
+pub const AGENT_ERROR_UNSUPPORTED: &str =
+    "not supported by this agent (an exec server holds one key for one command)";
+
+/// The text of [`crate::agent::proto::AgentError::CredentialFailed`].
+pub fn agent_error_credential_failed(reason: &str) -> String {
+    format!("the systemd credential does not open the vault ({reason})")
+}
+
+// ---------------------------------------------------------------------------------
+// the kubelet plugin's failures (`kubelet::KubeletError`, its `Display`; the stderr line is `message()`)
+
+/// The text of [`crate::kubelet::KubeletError::BadRequest`].
+pub fn kubelet_error_bad_request(v0: &str) -> String {
+    format!("bad request: {v0}")
+}
+
+/// The text of [`crate::kubelet::KubeletError::TooLarge`].
+pub const KUBELET_ERROR_TOO_LARGE: &str = "request too large";
+
+/// The text of [`crate::kubelet::KubeletError::Stdin`].
+pub fn kubelet_error_stdin(v0: &std::io::Error) -> String {
+    format!("stdin: {v0}")
+}
+
+/// The text of [`crate::kubelet::KubeletError::BadCacheDuration`].
+pub const KUBELET_ERROR_BAD_CACHE_DURATION: &str = "bad cache duration";

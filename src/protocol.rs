@@ -294,7 +294,7 @@ fn get(
     // Only now is a key needed: a locked vault with no matching entry is plain
     // not-found, a locked vault with one is the locked error — never not-found.
     let opener = keysource::for_get(view.vault(), settings)?;
-    let secret = opener.open_entry(entry.server(), entry.username(), &entry.secret())?;
+    let secret = entry.open(opener.as_ref())?;
     // The one place `get` reads the secret: into the answer's wiped buffer.
     Ok(go_json::credentials(
         server,

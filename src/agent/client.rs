@@ -18,9 +18,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::agent::proto::{
-    self, AgentError, AgentMode, CredentialStatus, Deadline, HeldVault, PROTOCOL_VERSION, Request,
-    RequestFrame, Response, SecretText, read_frame, write_frame,
+    AgentError, AgentMode, CredentialStatus, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
+    Response, SecretText,
 };
+use crate::agent::socket::{self, Deadline, read_frame, write_frame};
 use crate::error::{Error, Result};
 use crate::vault::crypto::EntryOpener;
 use crate::vault::crypto::VaultKey;
@@ -39,11 +40,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// The agent of this user (`proto::socket_path`): what `unlock`, `lock`
+    /// The agent of this user (`socket::socket_path`): what `unlock`, `lock`
     /// and `agent --foreground` talk to.
     pub fn for_user() -> Self {
         Agent {
-            socket: proto::socket_path(),
+            socket: socket::socket_path(),
         }
     }
 
@@ -73,7 +74,7 @@ impl Agent {
     /// Connects, or `Ok(None)` when no agent listens (no directory, no socket, or a
     /// stale socket). An unsafe directory is an error, not "no agent".
     fn connect(&self) -> Result<Option<UnixStream>> {
-        if !proto::check_agent_dir(self.dir(), false)? {
+        if !socket::check_agent_dir(self.dir(), false)? {
             return Ok(None);
         }
         let stream = match UnixStream::connect(&self.socket) {
@@ -136,13 +137,13 @@ impl Agent {
     /// Serializes `unlock`s: two at once would each start an agent, and the one whose
     /// socket was replaced would hold its key unreachable until its timeout.
     pub fn start_lock(&self) -> Result<crate::file::LockGuard> {
-        proto::check_agent_dir(self.dir(), true)?;
+        socket::check_agent_dir(self.dir(), true)?;
         crate::file::lock_file(&self.dir().join("unlock.lock"), crate::file::LOCK_TIMEOUT)
     }
 
     /// Starts an agent (the caller checked none answers) and waits for its ready line.
     pub fn start(&self) -> Result<()> {
-        proto::check_agent_dir(self.dir(), true)?;
+        socket::check_agent_dir(self.dir(), true)?;
         let exe = std::env::current_exe().map_err(|e| Error::AgentStart(e.to_string()))?;
         // Only stdin, stdout and stderr reach the agent, and none of them is the
         // caller's: the key goes over the socket afterwards, never argv or environment.
@@ -452,7 +453,7 @@ impl AgentOpener {
         // No separate status round trip: the decrypt answer says "not unlocked" itself.
         if !agent.socket.exists() {
             // Also checks the directory, so a planted socket is reported, not used.
-            proto::check_agent_dir(agent.dir(), false)?;
+            socket::check_agent_dir(agent.dir(), false)?;
             return Err(Error::Locked);
         }
         Ok(AgentOpener { agent, public_key })

@@ -14,51 +14,42 @@
 //! allows, serves one request per connection on a single thread with one deadline per
 //! request, answers only peers of its own uid (`SO_PEERCRED`), and sleeps exactly until
 //! the next key's deadline. Keys are forgotten at their idle deadline (moved on by
-//! every decrypt) or their absolute one, whichever comes first; [`VaultKey`] zeroes on
+//! every decrypt) or their absolute one, whichever comes first; [`VaultKey`](crate::vault::crypto::VaultKey) zeroes on
 //! drop.
 //!
 //! A foreground agent started with a systemd credential also serves one vault with no
 //! key held at all: it reopens that vault from the credential at each decrypt
 //! ([`crate::agent::credential`]).
+//!
+//! Where what comes next goes: each socket's rules are its [`policy::Policy`] (a
+//! forward socket is one more variant, served with [`Server::accept_all_under`]);
+//! each request is one method of [`Server`], so a cache of minted tokens is a field
+//! beside the held keys that `decrypt` consults, and an access log is one call there.
 pub mod client;
 pub mod credential;
 pub mod handover;
+pub mod policy;
 pub mod proto;
+mod server;
+pub mod socket;
 
-use std::collections::HashMap;
+pub use proto::{DEFAULT_IDLE, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
+pub use server::Server;
+use server::now;
+
 use std::fs;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use rustix::event::{PollFd, PollFlags, poll};
 
-use crate::agent::credential::{CredentialVault, Reopen, credential_name};
-use crate::agent::proto::{
-    AgentError, AgentMode, CredentialFailure, Deadline, HeldVault, PROTOCOL_VERSION,
-    REQUEST_DEADLINE, Request, RequestFrame, Response, SecretText, VersionProbe, read_frame,
-    write_frame,
-};
+use crate::agent::credential::{CredentialVault, credential_name};
+use crate::agent::proto::{AgentMode, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
-use crate::vault::crypto::VaultKey;
 
-/// Shortest a key may be held.
-pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longest a key may be held.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
-/// `unlock`'s idle timeout unless told otherwise: rbw's default lock timeout. Longer
-/// than gpg-agent's 10 min because a build asks only at its pulls and its push, and
-/// one long step in between (a compile) must not lose the key before the push.
-pub const DEFAULT_IDLE: &str = "1h";
-/// `unlock`'s absolute timeout unless told otherwise: a working day of builds, after
-/// gpg-agent's max-cache-ttl (2 h) stretched for a build server; a forgotten unlock
-/// still does not keep the key overnight.
-pub const DEFAULT_TIMEOUT: &str = "8h";
 /// An agent that received no key this long after starting exits (background only).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
 /// The agent wakes at least this often, so a deadline passed while the machine was
@@ -68,395 +59,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// request fail to allocate and kill the agent; then nothing is locked (and `status`
 /// says so).
 const MLOCK_FUTURE_MIN_LIMIT: u64 = 256 << 20;
-/// Longest label kept (a vault path); anything longer is cut.
-const MAX_LABEL: usize = 4096;
-/// `exec`'s key has no deadline: it lives as long as the command.
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// Time since boot, suspend included (CLOCK_BOOTTIME): a key's timeout counts the
-/// hours a laptop spent asleep.
-fn now() -> Duration {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
-struct Held {
-    key: VaultKey,
-    label: String,
-    idle: Duration,
-    idle_deadline: Duration,
-    deadline: Duration,
-}
-
-impl Held {
-    fn until(&self) -> Duration {
-        self.idle_deadline.min(self.deadline)
-    }
-}
-
-/// The keys and the request handling, shared by every mode.
-pub struct Server {
-    keys: HashMap<String, Held>,
-    memory_locked: bool,
-    quit: bool,
-    mode: AgentMode,
-    /// The vault reopened from the systemd credential (foreground only).
-    credential: Option<CredentialVault>,
-    /// The last outcome of a reopen, so the log says each change once, not every `get`.
-    credential_state: Option<Option<CredentialFailure>>,
-}
-
-impl Server {
-    /// An empty server of `mode`; `memory_locked` is what [`harden`] returned.
-    pub fn new(mode: AgentMode, memory_locked: bool) -> Self {
-        Server {
-            keys: HashMap::new(),
-            memory_locked,
-            quit: false,
-            mode,
-            credential: None,
-            credential_state: None,
-        }
-    }
-
-    /// Serves `vault` from its credential from now on: tries it once and logs the
-    /// outcome in one line (a credential that fails is no reason not to start: keys
-    /// `unlock` hands over are served all the same, and the next decrypt tries again).
-    pub fn serve_from_credential(&mut self, vault: CredentialVault) {
-        let (status, detail) = vault.check();
-        self.credential = Some(vault);
-        self.note_credential(status.error, detail.as_ref());
-    }
-
-    /// Logs a change in whether the credential opens its vault.
-    fn note_credential(&mut self, now: Option<CredentialFailure>, detail: Option<&Error>) {
-        if self.credential_state == Some(now) {
-            return;
-        }
-        self.credential_state = Some(now);
-        let Some(c) = &self.credential else { return };
-        let label = crate::messages::sanitize(&c.label());
-        match (now, detail) {
-            (None, _) => self.log(&format!(
-                "serves {label} from the systemd credential {} (reopened at every decrypt, nothing cached)",
-                credential_name()
-            )),
-            (Some(_), Some(e)) => self.log(&format!(
-                "the systemd credential does not open {label}: {}; get for it fails until it does (unlocked keys are still served)",
-                e.message()
-            )),
-            (Some(why), None) => self.log(&format!(
-                "the systemd credential does not open {label} ({why:?})"
-            )),
-        }
-    }
-
-    /// Decrypts an entry of the credential's vault, if that is the vault asked for.
-    fn decrypt_from_credential(
-        &mut self,
-        public_key: &str,
-        server: &str,
-        username: &str,
-        ciphertext: &[u8],
-    ) -> Response {
-        let Some(c) = &self.credential else {
-            return Response::Error(AgentError::NotUnlocked);
-        };
-        match c.open_for(public_key) {
-            Reopen::NotThisVault => Response::Error(AgentError::NotUnlocked),
-            Reopen::Opened(key) => {
-                self.note_credential(None, None);
-                // The key lives for this one entry and is wiped as it drops here.
-                match key.open_entry(server, username, ciphertext) {
-                    Ok(secret) => Response::Secret {
-                        secret: SecretText::new(&secret),
-                        expires_in_secs: None,
-                        absolute: false,
-                    },
-                    Err(_) => Response::Error(AgentError::DecryptFailed),
-                }
-            }
-            Reopen::Failed(reason, e) => {
-                self.note_credential(Some(reason), Some(&e));
-                Response::Error(AgentError::CredentialFailed { reason })
-            }
-        }
-    }
-
-    /// The label of the credential's vault when `public_key` names it (`None`: any)
-    /// and the credential opens it now: what a `lock` cannot lock. A credential that
-    /// opens nothing leaves nothing open, so `lock` need not say it stays.
-    fn credential_label_for(&self, public_key: Option<&str>) -> Option<String> {
-        let c = self.credential.as_ref()?;
-        let (status, _) = c.check();
-        if status.error.is_some() {
-            return None;
-        }
-        match public_key {
-            None => Some(c.label()),
-            Some(p) => (status.public_key.as_deref() == Some(p)).then(|| c.label()),
-        }
-    }
-
-    /// Holds `key` under its own public key, replacing any earlier key and deadlines.
-    pub fn hold(&mut self, key: VaultKey, label: &str, idle: Duration, timeout: Duration) {
-        let now = now();
-        let deadline = now + timeout;
-        let label: String = label.chars().take(MAX_LABEL).collect();
-        self.log(&format!(
-            "unlocked {} for {} idle, {} at most",
-            crate::messages::sanitize(&label),
-            humantime::format_duration(idle.min(timeout)),
-            humantime::format_duration(timeout)
-        ));
-        self.keys.insert(
-            key.public().to_string(),
-            Held {
-                key,
-                label,
-                idle,
-                idle_deadline: (now + idle).min(deadline),
-                deadline,
-            },
-        );
-    }
-
-    /// Holds `key` with no deadline (`exec`).
-    pub fn hold_forever(&mut self, key: VaultKey, label: &str) {
-        self.hold(key, label, FOREVER, FOREVER);
-    }
-
-    /// Whether a `quit` was received.
-    pub fn quit_requested(&self) -> bool {
-        self.quit
-    }
-
-    /// Forgets every key (they are wiped as they drop).
-    pub fn clear(&mut self) {
-        self.keys.clear();
-    }
-
-    /// Drops every key whose deadline has passed.
-    fn expire(&mut self) {
-        let now = now();
-        let expired: Vec<String> = self
-            .keys
-            .iter()
-            .filter(|(_, h)| h.until() <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for public in expired {
-            if let Some(h) = self.keys.remove(&public) {
-                let why = if h.deadline <= h.idle_deadline {
-                    "its timeout"
-                } else {
-                    "idle"
-                };
-                self.log(&format!(
-                    "expired {} ({why})",
-                    crate::messages::sanitize(&h.label)
-                ));
-            }
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Duration> {
-        self.keys.values().map(Held::until).min()
-    }
-
-    /// One log line on stderr, in the foreground mode only (elsewhere stderr is
-    /// `/dev/null` or the command's). Never a secret: labels and counts only.
-    fn log(&self, line: &str) {
-        if self.mode == AgentMode::Foreground {
-            let _ = writeln!(std::io::stderr(), "lockbox-agent: {line}");
-        }
-    }
-
-    /// Accepts and serves every queued connection (the listener is non-blocking).
-    pub fn accept_all(&mut self, listener: &UnixListener) {
-        // Bounded by what is queued: accept fails with EAGAIN once it is drained.
-        while let Ok((conn, _)) = listener.accept() {
-            self.serve_one(conn);
-            if self.quit {
-                break;
-            }
-        }
-    }
-
-    fn serve_one(&mut self, conn: UnixStream) {
-        let _ = conn.set_nonblocking(false);
-        // One deadline for the whole request and its answer (issue 15 item 8).
-        let mut io = Deadline::new(&conn, REQUEST_DEADLINE);
-        let own_uid = rustix::process::getuid();
-        let peer = rustix::net::sockopt::socket_peercred(conn.as_fd()).ok();
-        let response = match peer {
-            Some(cred) if cred.uid == own_uid => match read_frame(&mut io) {
-                Err(_) => return,
-                Ok(bytes) => self.handle(&bytes),
-            },
-            _ => {
-                self.log(&format!(
-                    "refused a peer of uid {}",
-                    peer.map_or_else(|| "unknown".to_owned(), |c| c.uid.as_raw().to_string())
-                ));
-                Response::Error(AgentError::Forbidden)
-            }
-        };
-        let _ = write_frame(&mut io, &response);
-    }
-
-    fn handle(&mut self, bytes: &[u8]) -> Response {
-        let frame: RequestFrame = match serde_json::from_slice(bytes) {
-            Ok(f) => f,
-            Err(_) => {
-                // Another version's frame: obey `quit`, report our version otherwise.
-                return match serde_json::from_slice::<VersionProbe>(bytes) {
-                    Ok(p) if p.v != PROTOCOL_VERSION => {
-                        if p.request.as_ref().and_then(|r| r.as_str()) == Some("quit") {
-                            self.quit_now();
-                            Response::Ok
-                        } else {
-                            Response::Error(AgentError::VersionMismatch {
-                                agent: PROTOCOL_VERSION,
-                            })
-                        }
-                    }
-                    _ => Response::Error(AgentError::BadRequest),
-                };
-            }
-        };
-        if frame.v != PROTOCOL_VERSION {
-            if matches!(frame.request, Request::Quit) {
-                self.quit_now();
-                return Response::Ok;
-            }
-            return Response::Error(AgentError::VersionMismatch {
-                agent: PROTOCOL_VERSION,
-            });
-        }
-        // A deadline may have passed while the machine slept: check it on use too.
-        self.expire();
-        match frame.request {
-            Request::Hello => Response::Hello {
-                pid: std::process::id(),
-                build: env!("CARGO_PKG_VERSION").to_owned(),
-                mode: self.mode,
-            },
-            Request::AddKey { .. } if self.mode == AgentMode::Exec => {
-                Response::Error(AgentError::Unsupported)
-            }
-            Request::AddKey {
-                secret_key,
-                label,
-                idle_secs,
-                timeout_secs,
-            } => {
-                let Ok(key) = VaultKey::from_secret_text(secret_key.expose_secret()) else {
-                    return Response::Error(AgentError::BadKey);
-                };
-                let clamp = |s: u64| Duration::from_secs(s).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
-                self.hold(key, &label, clamp(idle_secs), clamp(timeout_secs));
-                Response::Ok
-            }
-            Request::Decrypt {
-                public_key,
-                server,
-                username,
-                ciphertext,
-            } => {
-                let exec = self.mode == AgentMode::Exec;
-                let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
-                    return Response::Error(AgentError::BadRequest);
-                };
-                // A key `unlock` handed over first; else the credential's vault.
-                let Some(held) = self.keys.get_mut(&public_key) else {
-                    return self.decrypt_from_credential(
-                        &public_key,
-                        &server,
-                        &username,
-                        &ciphertext,
-                    );
-                };
-                match held.key.open_entry(&server, &username, &ciphertext) {
-                    Ok(secret) => {
-                        // Use moves the idle deadline on, never past the absolute one.
-                        let now = now();
-                        held.idle_deadline = (now + held.idle).min(held.deadline);
-                        Response::Secret {
-                            secret: SecretText::new(&secret),
-                            expires_in_secs: (!exec)
-                                .then(|| held.until().saturating_sub(now).as_secs()),
-                            absolute: held.deadline <= held.idle_deadline,
-                        }
-                    }
-                    Err(_) => Response::Error(AgentError::DecryptFailed),
-                }
-            }
-            Request::Status => {
-                let now = now();
-                let mut vaults: Vec<HeldVault> = self
-                    .keys
-                    .iter()
-                    .map(|(public, h)| HeldVault {
-                        public_key: public.clone(),
-                        label: h.label.clone(),
-                        idle_secs: h.idle.as_secs(),
-                        idle_left_secs: h.idle_deadline.saturating_sub(now).as_secs(),
-                        timeout_left_secs: h.deadline.saturating_sub(now).as_secs(),
-                    })
-                    .collect();
-                vaults.sort_by(|a, b| a.label.cmp(&b.label));
-                let credential = self.credential.as_ref().map(CredentialVault::check);
-                if let Some((status, detail)) = &credential {
-                    self.note_credential(status.error, detail.as_ref());
-                }
-                Response::Status {
-                    vaults,
-                    // Asked of the kernel now, not remembered from start-up.
-                    non_dumpable: rustix::process::dumpable_behavior()
-                        .is_ok_and(|d| d == rustix::process::DumpableBehavior::NotDumpable),
-                    memory_locked: self.memory_locked,
-                    pid: std::process::id(),
-                    mode: self.mode,
-                    credential: credential.map(|(status, _)| status),
-                }
-            }
-            Request::Lock { public_key } => {
-                let credential = self.credential_label_for(public_key.as_deref());
-                match public_key {
-                    Some(p) => {
-                        if let Some(h) = self.keys.remove(&p) {
-                            self.log(&format!("locked {}", crate::messages::sanitize(&h.label)));
-                        }
-                    }
-                    None => {
-                        if !self.keys.is_empty() {
-                            self.log(&format!("locked every vault ({})", self.keys.len()));
-                        }
-                        self.keys.clear();
-                    }
-                }
-                Response::Locked {
-                    remaining: self.keys.len(),
-                    credential,
-                }
-            }
-            Request::Quit => {
-                self.quit_now();
-                Response::Ok
-            }
-        }
-    }
-
-    fn quit_now(&mut self) {
-        self.log("quit requested; wiping every key");
-        self.keys.clear();
-        self.quit = true;
-    }
-}
 
 /// Makes this process non-dumpable (no core dumps, no same-uid ptrace or
 /// `/proc/PID/mem`) and locks its memory against swap when RLIMIT_MEMLOCK leaves room.
@@ -583,8 +185,8 @@ pub fn run(socket: &Path) -> Result<()> {
     loop {
         server.expire();
         let now = now();
-        had_keys |= !server.keys.is_empty();
-        if server.quit || (server.keys.is_empty() && (had_keys || now >= started + STARTUP_GRACE)) {
+        had_keys |= server.holds_keys();
+        if server.quit || (!server.holds_keys() && (had_keys || now >= started + STARTUP_GRACE)) {
             break;
         }
         let next = server.next_deadline().unwrap_or(started + STARTUP_GRACE);
@@ -658,128 +260,4 @@ pub fn run_foreground<G>(
     drop(bound);
     server.log("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::file::VaultPath;
-    use crate::vault::Vault;
-    use crate::vault::crypto::Recipient;
-    use age::secrecy::{ExposeSecret, SecretString};
-
-    /// One request through the server as the socket would carry it.
-    fn ask(server: &mut Server, request: Request) -> serde_json::Value {
-        let frame = serde_json::to_vec(&RequestFrame {
-            v: PROTOCOL_VERSION,
-            request,
-        })
-        .unwrap();
-        serde_json::to_value(server.handle(&frame)).unwrap()
-    }
-
-    /// A vault on disk with one entry and one age slot, and a foreground server serving
-    /// it from a credential file holding that slot's identity.
-    fn served() -> (tempfile::TempDir, Server, VaultKey, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let id = age::x25519::Identity::generate();
-        let key = VaultKey::generate();
-        let slot = Vault::age_slot(
-            &key,
-            &Recipient::parse(&id.to_public().to_string()).unwrap(),
-            "build-01".into(),
-        )
-        .unwrap();
-        let mut vault = Vault::new(&key, vec![slot]);
-        vault
-            .store(
-                "reg.example",
-                "ci",
-                &SecretString::from("s3cret".to_owned()),
-            )
-            .unwrap();
-        let ciphertext = B64.encode(&vault.entries()["reg.example"].secret);
-        let path = dir.path().join("vault.json");
-        VaultPath::new(path.clone()).create(&vault, true).unwrap();
-        let cred = dir.path().join("lockbox-identity");
-        fs::write(&cred, id.to_string().expose_secret()).unwrap();
-        let mut server = Server::new(AgentMode::Foreground, false);
-        server.serve_from_credential(CredentialVault::new(cred, path));
-        (dir, server, key, ciphertext)
-    }
-
-    fn decrypt(public_key: &str, ciphertext: &str) -> Request {
-        Request::Decrypt {
-            public_key: public_key.to_owned(),
-            server: "reg.example".into(),
-            username: "ci".into(),
-            ciphertext: ciphertext.to_owned(),
-        }
-    }
-
-    #[test]
-    fn a_vault_served_from_the_credential_decrypts_with_no_key_held_and_no_deadline() {
-        let (dir, mut server, key, ct) = served();
-        let public = key.public().to_string();
-        let answer = ask(&mut server, decrypt(&public, &ct));
-        assert_eq!(answer["secret"]["secret"], "s3cret", "{answer}");
-        assert_eq!(answer["secret"]["expires_in_secs"], serde_json::Value::Null);
-        assert!(server.keys.is_empty(), "nothing is held after the request");
-        // Another vault's key: as before, not unlocked.
-        let other = VaultKey::generate().public().to_string();
-        assert_eq!(
-            ask(&mut server, decrypt(&other, &ct)),
-            serde_json::json!({"error": "not_unlocked"})
-        );
-        // status shows it; lock of it (or of all) says it stays.
-        let st = ask(&mut server, Request::Status);
-        assert_eq!(st["status"]["credential"]["public_key"], public.as_str());
-        assert_eq!(st["status"]["credential"]["error"], serde_json::Value::Null);
-        assert_eq!(st["status"]["vaults"], serde_json::json!([]));
-        let label = dir.path().join("vault.json").display().to_string();
-        for lock in [Some(public.clone()), None] {
-            let answer = ask(&mut server, Request::Lock { public_key: lock });
-            assert_eq!(answer["locked"]["credential"], label.as_str(), "{answer}");
-        }
-        let answer = ask(
-            &mut server,
-            Request::Lock {
-                public_key: Some(other),
-            },
-        );
-        assert_eq!(answer, serde_json::json!({"locked": {"remaining": 0}}));
-        // Still served after every lock; a removed credential is a typed error.
-        assert!(ask(&mut server, decrypt(&public, &ct))["secret"].is_object());
-        fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
-        assert_eq!(
-            ask(&mut server, decrypt(&public, &ct)),
-            serde_json::json!({"error": {"credential_failed": {"reason": "missing"}}})
-        );
-    }
-
-    #[test]
-    fn a_held_key_is_asked_before_the_credential() {
-        let (dir, mut server, key, ct) = served();
-        let public = key.public().to_string();
-        fs::write(dir.path().join("lockbox-identity"), "garbage").unwrap();
-        assert_eq!(
-            ask(&mut server, decrypt(&public, &ct)),
-            serde_json::json!({"error": {"credential_failed": {"reason": "bad_identity"}}})
-        );
-        // The credential is broken, but `unlock` handed over the key: that answers,
-        // with its deadline; `lock` of it forgets the key, and says nothing stays open
-        // (the broken credential opens nothing).
-        server.hold(key, "v", Duration::from_secs(60), Duration::from_secs(600));
-        let answer = ask(&mut server, decrypt(&public, &ct));
-        assert_eq!(answer["secret"]["secret"], "s3cret", "{answer}");
-        assert!(answer["secret"]["expires_in_secs"].as_u64().unwrap() > 0);
-        let answer = ask(
-            &mut server,
-            Request::Lock {
-                public_key: Some(public.clone()),
-            },
-        );
-        assert_eq!(answer["locked"]["remaining"], 0, "{answer}");
-        assert!(answer["locked"].get("credential").is_none(), "{answer}");
-    }
 }

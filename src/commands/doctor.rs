@@ -212,6 +212,13 @@ fn config_checks(location: &Location, out: &mut Vec<Finding>) {
             return;
         }
     };
+    creds_store_check(&config, &shown, out);
+    cred_helpers_check(&config, &shown, out);
+    plaintext_check(&config, &shown, out);
+}
+
+/// Whether Docker sends credentials to lockbox (`credsStore`).
+fn creds_store_check(config: &DockerConfig, shown: &str, out: &mut Vec<Finding>) {
     let import = format!("{BIN} import");
     match config.creds_store() {
         Some("lockbox") => out.push(finding(
@@ -260,6 +267,10 @@ fn config_checks(location: &Location, out: &mut Vec<Finding>) {
             )),
         ),
     }
+}
+
+/// Registries `credHelpers` sends to another helper.
+fn cred_helpers_check(config: &DockerConfig, shown: &str, out: &mut Vec<Finding>) {
     for (registry, helper) in config.cred_helpers() {
         if helper == "lockbox" {
             continue;
@@ -280,6 +291,11 @@ fn config_checks(location: &Location, out: &mut Vec<Finding>) {
             )),
         );
     }
+}
+
+/// Plaintext credentials left in `auths`, and entries that cannot be read.
+fn plaintext_check(config: &DockerConfig, shown: &str, out: &mut Vec<Finding>) {
+    let import = format!("{BIN} import");
     let scan = config.scan();
     if !scan.found.is_empty() {
         let names: Vec<&str> = scan.found.iter().map(|f| f.server.as_str()).collect();

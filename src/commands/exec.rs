@@ -26,7 +26,8 @@ use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, Signal};
 
 use super::{KeyOpts, open_key};
-use crate::agent::proto::{self, AGENT_SOCKET_VAR, AgentMode, SOCKET_NAME};
+use crate::agent::proto::AgentMode;
+use crate::agent::socket::{self, AGENT_SOCKET_VAR, SOCKET_NAME};
 use crate::agent::{BoundSocket, Server, harden, signal_pipe};
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -69,8 +70,8 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit> {
     let vault = path.read_existing()?;
     let key = open_key(&vault, settings, &o.key.flags())?.key;
 
-    let dir = proto::agent_dir();
-    proto::check_agent_dir(&dir, true)?;
+    let dir = socket::agent_dir();
+    socket::check_agent_dir(&dir, true)?;
     sweep_leftovers(&dir);
     let private = make_private_dir(&dir)?;
     let result = serve_command(&o.command, key, &path.vault, &private);

@@ -120,7 +120,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         creds.push(formats::Cred {
             server,
             username: &e.username,
-            secret: opener.open_entry(server, &e.username, &e.secret)?,
+            secret: e.open(server, opener.as_ref())?,
         });
     }
     match &o.to_config {

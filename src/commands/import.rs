@@ -13,10 +13,10 @@ use zeroize::Zeroizing;
 use super::sanitize_lines;
 use crate::agent::client::Agent;
 use crate::config::Settings;
-use crate::docker::config_json::{DockerConfig, Found};
+use crate::docker::config_json::{DockerConfig, Found, Scan};
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
-use crate::file::Location;
+use crate::file::{Location, VaultPath};
 use crate::keysource::{self, AgentUse, KeyFlags, NeverPrompt};
 use crate::messages;
 use crate::vault::Vault;
@@ -77,33 +77,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     // Only what came from config.json is scrubbed from it.
     let scrub: Vec<String> = scan.found.iter().map(|f| f.server.clone()).collect();
     if !o.force {
-        if let Some(store) = config.creds_store()
-            && store != crate::docker::config_json::STORE_NAME
-            && Some(store) != o.from_helper.as_deref()
-        {
-            return Err(config_error(&config, messages::import_other_store(store)));
-        }
-        // Registries routed to lockbox itself (as podman and skopeo need) are fine.
-        let mut helpers = config.cred_helpers();
-        helpers.retain(|(_, h)| h != crate::docker::config_json::STORE_NAME);
-        if !helpers.is_empty() {
-            let list: Vec<String> = helpers.iter().map(|(r, h)| format!("{r} → {h}")).collect();
-            return Err(config_error(
-                &config,
-                messages::import_cred_helpers(&list.join(", ")),
-            ));
-        }
-        if !scan.invalid.is_empty() {
-            let list: Vec<String> = scan
-                .invalid
-                .iter()
-                .map(|(r, why)| format!("{r}: {why}"))
-                .collect();
-            return Err(config_error(
-                &config,
-                messages::import_invalid(&list.join("; ")),
-            ));
-        }
+        refuse_other_routes(&o, &config, &scan)?;
     }
     let from_helper = match &o.from_helper {
         Some(name) => Some(FromHelper {
@@ -116,35 +90,20 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let plan = plan(scan.found, from_helper, &in_vault, config.creds_store());
     let found = &plan.rows;
     let to_store: Vec<&Found> = plan.to_store().collect();
-    let mut out = String::new();
-    for (f, decision) in found {
-        out.push_str(&match decision {
-            Decision::Duplicate => format!("  keep   {} (found twice; the first wins)\n", f.server),
-            Decision::KeepVault => format!("  keep   {} (already in the vault)\n", f.server),
-            Decision::Update => format!("  update {} as {}\n", f.server, f.username),
-            Decision::Import => format!("  import {} as {}\n", f.server, f.username),
-        });
-    }
+    let out = plan_lines(found);
     let set_store =
         !o.no_set_store && config.creds_store() != Some(crate::docker::config_json::STORE_NAME);
 
     if o.dry_run {
-        let mut plan = format!("Plan for {cfg_path} → {}:\n", path.vault.display());
-        plan.push_str(&out);
-        if !scrub.is_empty() {
-            plan.push_str(&format!(
-                "  remove the plaintext of {} entr{} from config.json\n",
-                scrub.len(),
-                plural_y(scrub.len())
-            ));
-        }
-        if set_store {
-            plan.push_str("  set \"credsStore\": \"lockbox\"\n");
-        }
-        if found.is_empty() && !set_store {
-            plan.push_str("  nothing to do\n");
-        }
-        crate::out!("{}", sanitize_lines(&plan));
+        let text = dry_run_text(
+            &cfg_path,
+            &path,
+            &out,
+            scrub.len(),
+            set_store,
+            found.is_empty(),
+        );
+        crate::out!("{}", sanitize_lines(&text));
         return Ok(Exit::Ok);
     }
 
@@ -167,16 +126,113 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     if changed {
         config.write()?;
     }
+    let summary = summary(
+        &cfg_path,
+        &path,
+        &out,
+        to_store.len(),
+        found.is_empty(),
+        changed,
+        set_store,
+    );
+    crate::out!("{}", sanitize_lines(&summary));
+    Ok(Exit::Ok)
+}
+
+/// Refuses an import that would leave credentials routed past lockbox, or entries it
+/// cannot read (`--force` goes on anyway).
+fn refuse_other_routes(o: &Opts, config: &DockerConfig, scan: &Scan) -> Result<(), Error> {
+    if let Some(store) = config.creds_store()
+        && store != crate::docker::config_json::STORE_NAME
+        && Some(store) != o.from_helper.as_deref()
+    {
+        return Err(config_error(config, messages::import_other_store(store)));
+    }
+    // Registries routed to lockbox itself (as podman and skopeo need) are fine.
+    let mut helpers = config.cred_helpers();
+    helpers.retain(|(_, h)| h != crate::docker::config_json::STORE_NAME);
+    if !helpers.is_empty() {
+        let list: Vec<String> = helpers.iter().map(|(r, h)| format!("{r} → {h}")).collect();
+        return Err(config_error(
+            config,
+            messages::import_cred_helpers(&list.join(", ")),
+        ));
+    }
+    if !scan.invalid.is_empty() {
+        let list: Vec<String> = scan
+            .invalid
+            .iter()
+            .map(|(r, why)| format!("{r}: {why}"))
+            .collect();
+        return Err(config_error(
+            config,
+            messages::import_invalid(&list.join("; ")),
+        ));
+    }
+    Ok(())
+}
+
+/// One line per credential found, with what is done with it.
+fn plan_lines(found: &[(Found, Decision)]) -> String {
+    let mut out = String::new();
+    for (f, decision) in found {
+        out.push_str(&match decision {
+            Decision::Duplicate => format!("  keep   {} (found twice; the first wins)\n", f.server),
+            Decision::KeepVault => format!("  keep   {} (already in the vault)\n", f.server),
+            Decision::Update => format!("  update {} as {}\n", f.server, f.username),
+            Decision::Import => format!("  import {} as {}\n", f.server, f.username),
+        });
+    }
+    out
+}
+
+/// `import --dry-run`: the plan, nothing written.
+fn dry_run_text(
+    cfg_path: &str,
+    path: &VaultPath,
+    out: &str,
+    scrub: usize,
+    set_store: bool,
+    nothing_found: bool,
+) -> String {
+    let mut plan = format!("Plan for {cfg_path} → {}:\n", path.vault.display());
+    plan.push_str(out);
+    if scrub > 0 {
+        plan.push_str(&format!(
+            "  remove the plaintext of {} entr{} from config.json\n",
+            scrub,
+            plural_y(scrub)
+        ));
+    }
+    if set_store {
+        plan.push_str("  set \"credsStore\": \"lockbox\"\n");
+    }
+    if nothing_found && !set_store {
+        plan.push_str("  nothing to do\n");
+    }
+    plan
+}
+
+/// What `import` did.
+fn summary(
+    cfg_path: &str,
+    path: &VaultPath,
+    out: &str,
+    stored: usize,
+    nothing_found: bool,
+    changed: bool,
+    set_store: bool,
+) -> String {
     let mut summary = String::new();
-    if !to_store.is_empty() {
+    if stored > 0 {
         summary.push_str(&format!(
             "Imported {} credential{} into {}:\n{out}",
-            to_store.len(),
-            if to_store.len() == 1 { "" } else { "s" },
+            stored,
+            if stored == 1 { "" } else { "s" },
             path.vault.display()
         ));
-    } else if !found.is_empty() {
-        summary.push_str(&out);
+    } else if !nothing_found {
+        summary.push_str(out);
     }
     if changed {
         summary.push_str(&format!(
@@ -187,11 +243,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 ""
             }
         ));
-    } else if to_store.is_empty() {
+    } else if stored == 0 {
         summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
     }
-    crate::out!("{}", sanitize_lines(&summary));
-    Ok(Exit::Ok)
+    summary
 }
 
 /// Another helper's entries, read by `--from-helper NAME`.
@@ -303,8 +358,8 @@ fn verify_imported(vault: &Vault, stored: &[&Found], settings: &Settings) -> Res
     for f in stored {
         let ok = match vault.entries().get(&f.server) {
             Some(e) if e.username == f.username => match &opener {
-                Some(o) => o
-                    .open_entry(&f.server, &e.username, &e.secret)
+                Some(o) => e
+                    .open(&f.server, o.as_ref())
                     .is_ok_and(|s| s.expose_secret() == f.secret.expose_secret()),
                 None => true,
             },

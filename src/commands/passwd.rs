@@ -11,7 +11,6 @@ use crate::exit::Exit;
 use crate::keysource::{self, KeyFlags};
 use crate::messages;
 use crate::secret_io;
-use crate::vault::Slot;
 
 /// `passwd`
 #[derive(Debug, Args)]
@@ -78,7 +77,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 .slots()
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| matches!(s, Slot::Passphrase(_)))
+                .filter(|(_, s)| s.is_passphrase())
                 .map(|(i, _)| i)
                 .collect();
             v.rotate(&key, &passphrase_slots, None, Some((&new, params)), &rewrap)

@@ -9,10 +9,11 @@ use crate::agent::handover::Handover;
 use crate::config::Settings;
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
+use crate::file::VaultPath;
 use crate::identity::recipient::{parse_recipient_line, read_recipients_file, require_plugins};
 use crate::keysource::{self, Terminal};
 use crate::messages;
-use crate::vault::Slot;
+use crate::vault::{Slot, Vault};
 
 /// `recipients`
 #[derive(Debug, Subcommand)]
@@ -65,48 +66,7 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
     match cmd {
-        Opts::List { json } => {
-            if json {
-                let slots: Vec<serde_json::Value> = vault
-                    .slots()
-                    .iter()
-                    .map(|s| match s {
-                        Slot::Passphrase(_) => serde_json::json!({"type": "passphrase"}),
-                        Slot::Age { label, recipient, .. } => {
-                            serde_json::json!({"type": "age", "label": label, "recipient": recipient})
-                        }
-                        Slot::OpenBao { label, mount, key, .. } => {
-                            serde_json::json!({"type": "openbao", "label": label, "mount": mount, "key": key})
-                        }
-                    })
-                    .collect();
-                crate::outln!("{}", serde_json::Value::Array(slots));
-            } else {
-                for s in vault.slots() {
-                    // Each field sanitized on its own: the tab between them is no escape.
-                    let line = match s {
-                        Slot::Passphrase(_) => "passphrase".to_owned(),
-                        Slot::Age {
-                            label, recipient, ..
-                        } => format!(
-                            "{}\t{}",
-                            messages::sanitize(label),
-                            messages::sanitize(recipient)
-                        ),
-                        Slot::OpenBao {
-                            label, mount, key, ..
-                        } => format!(
-                            "{}\topenbao transit {}/{}",
-                            messages::sanitize(label),
-                            messages::sanitize(mount),
-                            messages::sanitize(key)
-                        ),
-                    };
-                    crate::outln!("{line}");
-                }
-            }
-            Ok(Exit::Ok)
-        }
+        Opts::List { json } => list(&vault, json),
         Opts::Add {
             label,
             openbao_mount: Some(mount),
@@ -120,95 +80,129 @@ pub fn run(cmd: Opts, settings: &Settings) -> Result<Exit, Error> {
             label,
             key,
             ..
-        } => {
-            let mut parsed = Vec::new();
-            for r in &recipients {
-                match parse_recipient_line(r)? {
-                    Some(p) => parsed.push(p),
-                    None => return Err(Error::BadRecipient(r.clone())),
-                }
-            }
-            for f in &file {
-                parsed.extend(read_recipients_file(f)?);
-            }
-            if parsed.is_empty() {
-                return Err(Usage::NoRecipients.into());
-            }
-            require_plugins(&parsed)?;
-            let vault_key = open_key(&vault, settings, &key.flags())?.key;
-            let rewrap = keysource::new_slots();
-            let added = path.update(|v| {
-                let mut added = Vec::new();
-                for (r, default_label) in &parsed {
-                    let l = label.clone().unwrap_or_else(|| default_label.clone());
-                    if v.add_recipient(&vault_key, r, l.clone(), &rewrap)? {
-                        added.push(l);
-                    }
-                }
-                let changed = !added.is_empty();
-                Ok((added, changed))
-            })?;
-            crate::outln!(
-                "{}",
-                messages::sanitize(&messages::recipients_added(&added))
-            );
-            Ok(Exit::Ok)
-        }
-        Opts::Remove { which, key } => {
-            let removing = vault.find_recipient(&which);
-            if removing.is_empty() {
-                return Err(Error::NoSuchRecipient(which));
-            }
-            let rewrap = keysource::rotation(
-                &vault,
-                &removing,
-                settings,
-                key.openbao_token_file.as_deref(),
-            )?;
-            let opened = open_key(&vault, settings, &key.flags())?;
-            let old = opened.key;
-            // Opened with an identity: the passphrase slot is re-wrapped, so the
-            // passphrase is still needed (LOCKBOX_PASSPHRASE_FILE, else the terminal).
-            let passphrase =
-                keysource::rewrap_passphrase(&vault, opened.passphrase, &settings.keys, &Terminal)?;
-            let old_public = old.public().to_string();
-            let mut handover = Handover::new(&old_public);
-            let rotated = path.update_with(
-                |v| {
-                    let slots = v.find_recipient(&which);
-                    if slots.is_empty() {
-                        return Err(Error::NoSuchRecipient(which.clone()));
-                    }
-                    let new = v.rotate(&old, &slots, passphrase.as_ref(), None, &rewrap)?;
-                    Ok(((slots.len(), new), true))
-                },
-                |(_, new_key)| handover.give_new_key(new_key),
-            );
-            let removed = match rotated {
-                Ok((removed, _)) => {
-                    handover.retire_old_key(&old);
-                    removed
-                }
-                Err(e) => {
-                    handover.undo();
-                    return Err(e);
-                }
-            };
-            crate::outln!(
-                "{}",
-                messages::sanitize(&messages::recipients_removed(&which, removed))
-            );
-            Ok(Exit::Ok)
+        } => add(&path, &vault, settings, (&recipients, &file), label, &key),
+        Opts::Remove { which, key } => remove(&path, &vault, settings, which, &key),
+    }
+}
+
+/// `recipients list [--json]`.
+fn list(vault: &Vault, json: bool) -> Result<Exit, Error> {
+    if json {
+        let slots: Vec<serde_json::Value> = vault.slots().iter().map(Slot::list_json).collect();
+        crate::outln!("{}", serde_json::Value::Array(slots));
+    } else {
+        for s in vault.slots() {
+            crate::outln!("{}", s.list_line());
         }
     }
+    Ok(Exit::Ok)
+}
+
+/// `recipients add RECIPIENT… [--file FILE…]`: the recipients of the arguments, then
+/// of the files.
+fn add(
+    path: &VaultPath,
+    vault: &Vault,
+    settings: &Settings,
+    (recipients, files): (&[String], &[PathBuf]),
+    label: Option<String>,
+    key: &KeyOpts,
+) -> Result<Exit, Error> {
+    let mut parsed = Vec::new();
+    for r in recipients {
+        match parse_recipient_line(r)? {
+            Some(p) => parsed.push(p),
+            None => return Err(Error::BadRecipient(r.clone())),
+        }
+    }
+    for f in files {
+        parsed.extend(read_recipients_file(f)?);
+    }
+    if parsed.is_empty() {
+        return Err(Usage::NoRecipients.into());
+    }
+    require_plugins(&parsed)?;
+    let vault_key = open_key(vault, settings, &key.flags())?.key;
+    let rewrap = keysource::new_slots();
+    let added = path.update(|v| {
+        let mut added = Vec::new();
+        for (r, default_label) in &parsed {
+            let l = label.clone().unwrap_or_else(|| default_label.clone());
+            if v.add_recipient(&vault_key, r, l.clone(), &rewrap)? {
+                added.push(l);
+            }
+        }
+        let changed = !added.is_empty();
+        Ok((added, changed))
+    })?;
+    crate::outln!(
+        "{}",
+        messages::sanitize(&messages::recipients_added(&added))
+    );
+    Ok(Exit::Ok)
+}
+
+/// `recipients remove WHICH`: a rotation without the slots `which` names, the agent's
+/// key handed over.
+fn remove(
+    path: &VaultPath,
+    vault: &Vault,
+    settings: &Settings,
+    which: String,
+    key: &KeyOpts,
+) -> Result<Exit, Error> {
+    let removing = vault.find_recipient(&which);
+    if removing.is_empty() {
+        return Err(Error::NoSuchRecipient(which));
+    }
+    let rewrap = keysource::rotation(
+        vault,
+        &removing,
+        settings,
+        key.openbao_token_file.as_deref(),
+    )?;
+    let opened = open_key(vault, settings, &key.flags())?;
+    let old = opened.key;
+    // Opened with an identity: the passphrase slot is re-wrapped, so the
+    // passphrase is still needed (LOCKBOX_PASSPHRASE_FILE, else the terminal).
+    let passphrase =
+        keysource::rewrap_passphrase(vault, opened.passphrase, &settings.keys, &Terminal)?;
+    let old_public = old.public().to_string();
+    let mut handover = Handover::new(&old_public);
+    let rotated = path.update_with(
+        |v| {
+            let slots = v.find_recipient(&which);
+            if slots.is_empty() {
+                return Err(Error::NoSuchRecipient(which.clone()));
+            }
+            let new = v.rotate(&old, &slots, passphrase.as_ref(), None, &rewrap)?;
+            Ok(((slots.len(), new), true))
+        },
+        |(_, new_key)| handover.give_new_key(new_key),
+    );
+    let removed = match rotated {
+        Ok((removed, _)) => {
+            handover.retire_old_key(&old);
+            removed
+        }
+        Err(e) => {
+            handover.undo();
+            return Err(e);
+        }
+    };
+    crate::outln!(
+        "{}",
+        messages::sanitize(&messages::recipients_removed(&which, removed))
+    );
+    Ok(Exit::Ok)
 }
 
 /// `recipients add --openbao-mount MOUNT --openbao-key KEY`: the vault key wrapped with
 /// transit `encrypt`, bound to this vault (`openbao::seal_vault_key` refuses a key that
 /// is not `derived=true` or ignores the context), added under the vault lock.
 fn add_openbao(
-    path: &crate::file::VaultPath,
-    vault: &crate::vault::Vault,
+    path: &VaultPath,
+    vault: &Vault,
     settings: &Settings,
     mount: &str,
     transit_key: &str,

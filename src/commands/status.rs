@@ -8,9 +8,10 @@ use crate::agent::client::Agent;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
+use crate::file::VaultPath;
 use crate::keysource::{self, AgentUse, KeyFlags, Verdict};
 use crate::messages;
-use crate::vault::Slot;
+use crate::vault::{Slot, Vault};
 
 /// `status`
 #[derive(Debug, Args)]
@@ -34,10 +35,53 @@ pub struct Opts {
     openbao_token_file: Option<std::path::PathBuf>,
 }
 
+/// What `status` found: the sources as `get` would try them, what opens the vault.
+struct Report {
+    /// Every source but the terminal, with what can be said of it.
+    described: Vec<keysource::Description>,
+    /// What the agent holds, when it holds this vault's key.
+    held: Option<crate::agent::client::Held>,
+    /// The source that is (or, with `--check`, was) the way in.
+    source: Option<String>,
+    /// Why nothing opens it, when something says.
+    error: Option<String>,
+}
+
+impl Report {
+    fn unlocked(&self) -> bool {
+        self.source.is_some() && self.error.is_none()
+    }
+}
+
 /// Runs `status`.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
+    let report = find(&o, settings, &vault)?;
+    let code = if report.unlocked() {
+        Exit::Ok
+    } else {
+        Exit::Locked
+    };
+    if o.quiet {
+        return Ok(code);
+    }
+    let mut out = std::io::stdout().lock();
+    let io_err = |e| Error::io("write", "stdout", e);
+    if o.json {
+        let v = json(&o, &path, &vault, &report);
+        writeln!(out, "{v}").map_err(io_err)?;
+        return Ok(code);
+    }
+    let text = text(&o, settings, &path, &vault, &report);
+    let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
+    out.write_all(clean.as_bytes()).map_err(io_err)?;
+    Ok(code)
+}
+
+/// Describes the sources `get` would use and finds the way in (tries it with
+/// `--check`).
+fn find(o: &Opts, settings: &Settings, vault: &Vault) -> Result<Report, Error> {
     // What `get` would use: no flags (but the OpenBao ones, asked for), never a prompt.
     let flags = KeyFlags {
         openbao: o.openbao,
@@ -50,7 +94,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         Some((Agent::for_requests(settings), AgentUse::Verified)),
     );
     let mut described = Vec::new();
-    for d in keysource::describe(&vault, &list) {
+    for d in keysource::describe(vault, &list) {
         // The terminal is for people; `get` never reaches it, so status does not show it.
         if d.name == "terminal" {
             continue;
@@ -69,7 +113,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     // Without --check: the first source that is set and not ruled out is the way in.
     // With --check: the one that really opened it, or the error.
     let (source, error): (Option<String>, Option<String>) = if o.check {
-        match keysource::check(&vault, &list) {
+        match keysource::check(vault, &list) {
             Ok(name) => (Some(name), None),
             Err((name, e)) => (name, Some(e.message())),
         }
@@ -89,72 +133,61 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             })
         })?
     });
-    let unlocked = source.is_some() && error.is_none();
-    let code = if unlocked { Exit::Ok } else { Exit::Locked };
-    if o.quiet {
-        return Ok(code);
-    }
-    let mut out = std::io::stdout().lock();
-    let io_err = |e| Error::io("write", "stdout", e);
-    if o.json {
-        let slots: Vec<serde_json::Value> = vault
-            .slots()
-            .iter()
-            .map(|s| match s {
-                Slot::Passphrase(w) => serde_json::json!({
-                    "type": "passphrase", "kdf": "argon2id",
-                    "m_cost_kib": w.params.m_cost_kib, "t_cost": w.params.t_cost, "p_cost": w.params.p_cost,
-                }),
-                Slot::Age { label, recipient, .. } => serde_json::json!({
-                    "type": "age", "label": label, "recipient": recipient,
-                }),
-                Slot::OpenBao { label, mount, key, .. } => serde_json::json!({
-                    "type": "openbao", "label": label, "mount": mount, "key": key,
-                }),
+    Ok(Report {
+        described,
+        held,
+        source,
+        error,
+    })
+}
+
+/// `status --json`.
+fn json(o: &Opts, path: &VaultPath, vault: &Vault, r: &Report) -> serde_json::Value {
+    let slots: Vec<serde_json::Value> = vault.slots().iter().map(Slot::status_json).collect();
+    let sources: Vec<serde_json::Value> = r
+        .described
+        .iter()
+        .map(|d| {
+            let (state, reason) = match &d.verdict {
+                Verdict::Untried => ("untried", None),
+                Verdict::Ready(_) => ("ready", None),
+                Verdict::NotApplicable(e) | Verdict::Broken(e) => {
+                    ("not_applicable", Some(e.message()))
+                }
+            };
+            serde_json::json!({
+                "name": d.name, "origin": d.origin.as_str(), "state": state, "reason": reason,
             })
-            .collect();
-        let sources: Vec<serde_json::Value> = described
-            .iter()
-            .map(|d| {
-                let (state, reason) = match &d.verdict {
-                    Verdict::Untried => ("untried", None),
-                    Verdict::Ready(_) => ("ready", None),
-                    Verdict::NotApplicable(e) | Verdict::Broken(e) => {
-                        ("not_applicable", Some(e.message()))
-                    }
-                };
-                serde_json::json!({
-                    "name": d.name, "origin": d.origin.as_str(), "state": state, "reason": reason,
-                })
-            })
-            .collect();
-        let agent = match &held {
-            Some(h) => serde_json::json!({
-                "pid": h.pid, "mode": h.mode, "expires_in_secs": h.expires_in_secs,
-                "idle_left_secs": h.vault.idle_left_secs,
-                "timeout_left_secs": h.vault.timeout_left_secs,
-                "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
-                "vaults": crate::agent::client::vaults_json(&h.all),
-                "opens_from_credential": h.credential,
-            }),
-            None => serde_json::Value::Null,
-        };
-        let v = serde_json::json!({
-            "vault": path.vault,
-            "format": vault.format_version(),
-            "public_key": vault.public().to_string(),
-            "slots": slots,
-            "entries": vault.entries().len(),
-            "unlocked": unlocked,
-            "checked": o.check,
-            "key_source": source,
-            "key_sources": sources,
-            "agent": agent,
-            "error": error,
-        });
-        writeln!(out, "{v}").map_err(io_err)?;
-        return Ok(code);
-    }
+        })
+        .collect();
+    let agent = match &r.held {
+        Some(h) => serde_json::json!({
+            "pid": h.pid, "mode": h.mode, "expires_in_secs": h.expires_in_secs,
+            "idle_left_secs": h.vault.idle_left_secs,
+            "timeout_left_secs": h.vault.timeout_left_secs,
+            "non_dumpable": h.non_dumpable, "memory_locked": h.memory_locked,
+            "vaults": crate::agent::client::vaults_json(&h.all),
+            "opens_from_credential": h.credential,
+        }),
+        None => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "vault": path.vault,
+        "format": vault.format_version(),
+        "public_key": vault.public().to_string(),
+        "slots": slots,
+        "entries": vault.entries().len(),
+        "unlocked": r.unlocked(),
+        "checked": o.check,
+        "key_source": r.source,
+        "key_sources": sources,
+        "agent": agent,
+        "error": r.error,
+    })
+}
+
+/// `status` for people (not yet sanitized).
+fn text(o: &Opts, settings: &Settings, path: &VaultPath, vault: &Vault, r: &Report) -> String {
     let mut text = format!(
         "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}\nslots:      {}\n",
         path.vault.display(),
@@ -167,7 +200,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         text.push_str(&format!("  {}. {}\n", i + 1, slot.describe()));
     }
     text.push_str("key sources, in the order get tries them:\n");
-    for d in &described {
+    for d in &r.described {
         let state = match &d.verdict {
             Verdict::Untried if o.check => "set".to_owned(),
             Verdict::Untried => "set (not tried; 'status --check' tries it)".to_owned(),
@@ -179,7 +212,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         };
         text.push_str(&format!("  {}: {state}\n", d.name));
     }
-    text.push_str(&match (&source, &error) {
+    text.push_str(&match (&r.source, &r.error) {
         (Some(name), None) if o.check => format!("unlocked:   yes, by {name} (checked)\n"),
         (Some(name), None) => format!("unlocked:   yes, by {name}\n"),
         (Some(name), Some(e)) => format!("unlocked:   no — {name} fails: {e}\n"),
@@ -193,7 +226,5 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     if let Ok(Some(all)) = Agent::for_requests(settings).status_all() {
         text.push_str(&crate::agent::client::held_lines(&all));
     }
-    let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
-    out.write_all(clean.as_bytes()).map_err(io_err)?;
-    Ok(code)
+    text
 }

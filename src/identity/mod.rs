@@ -23,25 +23,26 @@
 //! Work read from a file is bounded before it is done: the scrypt work factor of an
 //! encrypted age identity ([`MAX_SCRYPT_LOG_N`]) and the bcrypt rounds of an encrypted
 //! OpenSSH key ([`MAX_BCRYPT_ROUNDS`]).
+//!
+//! The folder (floor 5 in `src/lib.rs`: it imports the vault core, never `openbao`,
+//! `config` or `agent`): this file parses identity text ([`parse`], [`Ask`],
+//! [`parse_identities`]); [`plugin`] runs plugins and opens age slots; [`recipient`]
+//! reads recipient arguments and files; [`command`] runs `LOCKBOX_IDENTITY_CMD`.
 pub mod command;
+pub mod plugin;
 pub mod recipient;
 
-use std::io::{Cursor, Read};
+pub use plugin::*;
+
+use std::io::Cursor;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use age::secrecy::{ExposeSecret, SecretString};
-use age_core::format::{FileKey, Stanza};
+use age::secrecy::SecretString;
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::vault::crypto::{PluginRecipient, Recipient, VaultKey};
-use crate::vault::slot::{SlotKind, slot_kind};
-use crate::vault::{Rewrap, Slot, Vault};
 
 /// Largest identity text read (a file, a variable, a command's output), bytes.
 pub const MAX_IDENTITY_BYTES: usize = 64 * 1024;
@@ -52,9 +53,6 @@ pub const MAX_SCRYPT_LOG_N: u8 = 20;
 /// Most bcrypt-pbkdf rounds accepted from an encrypted OpenSSH key (`ssh-keygen -a`;
 /// its default is 16), about ten seconds here.
 pub const MAX_BCRYPT_ROUNDS: u32 = 1024;
-/// How long a plugin may take on `get` (a protocol action, where nobody can answer a
-/// prompt) before lockbox gives up on it.
-pub const PLUGIN_GET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries a person gets at a passphrase on the terminal.
 pub const TERMINAL_TRIES: u32 = 3;
 
@@ -108,28 +106,6 @@ impl Ask for FileAsk {
     }
     fn tries(&self) -> u32 {
         1
-    }
-}
-
-/// Identities read from one or more sources, not yet used.
-#[derive(Default)]
-pub struct Identities {
-    /// X25519 and SSH identities (passphrase-protected ones already decrypted).
-    pub native: Vec<Box<dyn age::Identity + Send + Sync>>,
-    /// Plugin identities: text only until [`open_age_slots`] runs their plugin.
-    pub plugins: Vec<age::plugin::Identity>,
-}
-
-impl Identities {
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.native.is_empty() && self.plugins.is_empty()
-    }
-
-    /// Adds another source's identities (they combine: every one is tried).
-    pub fn extend(&mut self, other: Identities) {
-        self.native.extend(other.native);
-        self.plugins.extend(other.plugins);
     }
 }
 
@@ -343,377 +319,6 @@ fn check_bcrypt_rounds(armored: &[u8], source_name: &str) -> Result<()> {
     }
 }
 
-/// Wrapping a vault key for a plugin or tag recipient (the recipient is data in the
-/// core, `vault::crypto::PluginRecipient`; running its plugin is this backend's).
-pub trait WrapWithPlugin {
-    /// Wraps the vault key into a new slot for this recipient. A plugin recipient
-    /// runs its plugin (which may talk to the person through `callbacks`); a missing
-    /// plugin is a clear error.
-    fn wrap(&self, key: &VaultKey, callbacks: PluginCallbacks) -> Result<Vec<u8>>;
-}
-
-impl WrapWithPlugin for PluginRecipient {
-    fn wrap(&self, key: &VaultKey, callbacks: PluginCallbacks) -> Result<Vec<u8>> {
-        match self {
-            PluginRecipient::Tag(r) => key.wrap_to(r),
-            PluginRecipient::TagPq(r) => key.wrap_to(r.as_ref()),
-            PluginRecipient::Plugin(r) => {
-                let plugin = age::plugin::RecipientPluginV1::new(
-                    r.plugin(),
-                    std::slice::from_ref(r),
-                    &[],
-                    callbacks,
-                )
-                .map_err(|_| missing_plugin(r.plugin()))?;
-                key.wrap_to(&plugin).map_err(|e| match e {
-                    Error::Encrypt(detail) => Error::Encrypt(format!(
-                        "age-plugin-{} could not wrap the key: {}",
-                        r.plugin(),
-                        first_line(&detail)
-                    )),
-                    other => other,
-                })
-            }
-        }
-    }
-}
-
-/// Wrapping a vault key to any age recipient, running a plugin recipient's plugin
-/// with terminal callbacks: slots are only made by commands for people (`init`,
-/// `recipients add`, a rotation), never by a protocol action.
-pub trait WrapToRecipient {
-    /// The age ciphertext of the key for `recipient` (an age slot's `wrapped`).
-    fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>>;
-}
-
-impl WrapToRecipient for VaultKey {
-    fn wrap_to_recipient(&self, recipient: &Recipient) -> Result<Vec<u8>> {
-        match recipient {
-            Recipient::Plugin(r) => r.wrap(self, PluginCallbacks::terminal()),
-            native => self.wrap_natively(native),
-        }
-    }
-}
-
-/// The identity backend's [`Rewrap`]: an age slot for a plugin recipient is wrapped by
-/// running its plugin with `callbacks`; every other slot is not this hook's.
-#[derive(Debug, Clone, Default)]
-pub struct PluginRewrap {
-    /// How the plugin may talk to the person.
-    pub callbacks: PluginCallbacks,
-}
-
-impl PluginRewrap {
-    /// On a terminal (`init`, `recipients`, `passwd`).
-    pub fn terminal() -> Self {
-        PluginRewrap {
-            callbacks: PluginCallbacks::terminal(),
-        }
-    }
-}
-
-impl Rewrap for PluginRewrap {
-    fn rewrap(&self, slot: &Slot, key: &VaultKey) -> Result<Option<Slot>> {
-        let Slot::Age {
-            label, recipient, ..
-        } = slot
-        else {
-            return Ok(None);
-        };
-        let Recipient::Plugin(r @ PluginRecipient::Plugin(_)) = Recipient::parse(recipient)? else {
-            return Ok(None);
-        };
-        Ok(Some(Slot::Age {
-            label: label.clone(),
-            recipient: r.canonical(),
-            wrapped: r.wrap(key, self.callbacks.clone())?,
-        }))
-    }
-}
-
-/// Opens `vault`'s key with `ids` ([`open_age_slots`] over its age slots: native
-/// identities first, then each plugin once). `callbacks` is how a plugin may talk to
-/// a person; `deadline` bounds each plugin run (`Some` where nobody can answer, e.g.
-/// `get`). The key that opened a slot is checked against the slots MAC.
-pub fn open_vault(
-    vault: &Vault,
-    ids: &Identities,
-    callbacks: &PluginCallbacks,
-    deadline: Option<Duration>,
-) -> Result<VaultKey> {
-    let slots: Vec<AgeSlot<'_>> = vault
-        .age_slots()
-        .map(|(recipient, wrapped)| AgeSlot { recipient, wrapped })
-        .collect();
-    if slots.is_empty() {
-        return Err(Error::NoAgeSlot);
-    }
-    match open_age_slots(&slots, ids, vault.public(), callbacks, deadline)? {
-        Some(key) => vault.verify_opened(key),
-        None => Err(Error::NoMatchingIdentity),
-    }
-}
-
-/// Fails with the missing-plugin error unless `age-plugin-NAME` is found in `PATH`, as
-/// age looks it up; runs nothing. Callers check before they ask or write anything.
-pub fn require_plugin(name: &str) -> Result<()> {
-    age::plugin::RecipientPluginV1::new(name, &[], &[], PluginCallbacks::never())
-        .map(drop)
-        .map_err(|_| missing_plugin(name))
-}
-
-fn first_line(text: &str) -> String {
-    crate::messages::sanitize(text.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
-}
-
-fn missing_plugin(name: &str) -> Error {
-    Error::BadIdentity {
-        source_name: format!("age-plugin-{name}"),
-        reason: format!(
-            "the plugin is not in PATH; install age-plugin-{name} (it is needed on every host that opens or rotates such a slot)"
-        ),
-    }
-}
-
-/// How a plugin may talk to the person. Implements age's callbacks: on a terminal
-/// (`unlock`, `init`, `recipients add`) it shows the plugin's messages and asks for
-/// what it requests (a PIN) on `/dev/tty`; otherwise (protocol actions) it answers
-/// every request "no" and remembers that it did, so the error can say to run `unlock`.
-#[derive(Clone, Debug, Default)]
-pub struct PluginCallbacks {
-    interactive: bool,
-    refused: Arc<AtomicBool>,
-}
-
-impl PluginCallbacks {
-    /// Callbacks that ask on the terminal.
-    pub fn terminal() -> Self {
-        PluginCallbacks {
-            interactive: true,
-            refused: Arc::default(),
-        }
-    }
-
-    /// Callbacks that never ask (protocol actions).
-    pub fn never() -> Self {
-        PluginCallbacks::default()
-    }
-
-    /// Whether a request was refused because nobody can answer here.
-    pub fn refused(&self) -> bool {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    fn refuse<T>(&self) -> Option<T> {
-        self.refused.store(true, Ordering::Relaxed);
-        None
-    }
-}
-
-impl age::Callbacks for PluginCallbacks {
-    fn display_message(&self, message: &str) {
-        // A hint ("touch your key") is useful on stderr even in a protocol action.
-        eprintln!("age plugin: {}", crate::messages::sanitize(message));
-    }
-
-    fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
-        if !self.interactive {
-            return self.refuse();
-        }
-        let question = format!(
-            "{} [{}{}]: ",
-            crate::messages::sanitize(message),
-            crate::messages::sanitize(yes),
-            no.map(|n| format!("/{}", crate::messages::sanitize(n)))
-                .unwrap_or_default()
-        );
-        let answer = rpassword::prompt_password(question).ok()?;
-        Some(answer.trim().eq_ignore_ascii_case(yes.trim()))
-    }
-
-    fn request_public_string(&self, description: &str) -> Option<String> {
-        if !self.interactive {
-            return self.refuse();
-        }
-        rpassword::prompt_password(format!("{}: ", crate::messages::sanitize(description))).ok()
-    }
-
-    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        if !self.interactive {
-            return self.refuse();
-        }
-        rpassword::prompt_password(format!("{}: ", crate::messages::sanitize(description)))
-            .ok()
-            .map(SecretString::from)
-    }
-}
-
-/// One age slot of a vault: its recipient text and the wrapped key.
-#[derive(Debug, Clone, Copy)]
-pub struct AgeSlot<'a> {
-    /// The recipient, as stored.
-    pub recipient: &'a str,
-    /// The age-encrypted private key.
-    pub wrapped: &'a [u8],
-}
-
-/// Opens the vault key from its age slots with `ids`: native identities first (cheap,
-/// no process), then each plugin once, with the stanzas of every slot it could open.
-/// `Ok(None)` means no identity opened any slot. `deadline` bounds each plugin run
-/// (`Some` on `get`; `None` where a person may be typing a PIN).
-pub fn open_age_slots(
-    slots: &[AgeSlot<'_>],
-    ids: &Identities,
-    vault_public: &age::x25519::Recipient,
-    callbacks: &PluginCallbacks,
-    deadline: Option<Duration>,
-) -> Result<Option<VaultKey>> {
-    if !ids.native.is_empty() {
-        for slot in slots
-            .iter()
-            .filter(|s| slot_kind(s.recipient) == SlotKind::Native)
-        {
-            if let Some(key) =
-                VaultKey::unwrap_with_identities(slot.wrapped, &ids.native, vault_public)?
-            {
-                return Ok(Some(key));
-            }
-        }
-    }
-    let mut names: Vec<&str> = ids.plugins.iter().map(|i| i.plugin()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut failure = None;
-    for name in names {
-        let candidates: Vec<&AgeSlot<'_>> = slots
-            .iter()
-            .filter(|s| match slot_kind(s.recipient) {
-                SlotKind::Plugin(n) => n == name,
-                SlotKind::Tag => true,
-                SlotKind::Native => false,
-            })
-            .collect();
-        if candidates.is_empty() {
-            continue; // nothing this plugin could open: it is not run
-        }
-        match unwrap_with_plugin(name, &ids.plugins, &candidates, callbacks, deadline) {
-            Ok(Some(file_key)) => {
-                for slot in &candidates {
-                    if let Some(key) = open_with_file_key(slot.wrapped, &file_key, vault_public)? {
-                        return Ok(Some(key));
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => failure = Some(e),
-        }
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(None),
-    }
-}
-
-/// The stanzas of one age file's header, without decrypting it.
-fn stanzas_of(wrapped: &[u8]) -> Vec<Stanza> {
-    /// Records the stanzas it is shown and opens nothing.
-    struct Recorder(std::sync::Mutex<Vec<Stanza>>);
-    impl age::Identity for Recorder {
-        fn unwrap_stanza(
-            &self,
-            stanza: &Stanza,
-        ) -> Option<std::result::Result<FileKey, age::DecryptError>> {
-            if let Ok(mut seen) = self.0.lock() {
-                seen.push(Stanza {
-                    tag: stanza.tag.clone(),
-                    args: stanza.args.clone(),
-                    body: stanza.body.clone(),
-                });
-            }
-            None
-        }
-    }
-    let recorder = Recorder(std::sync::Mutex::new(Vec::new()));
-    if let Ok(d) = age::Decryptor::new_buffered(wrapped) {
-        let _ = d.decrypt(std::iter::once(&recorder as &dyn age::Identity));
-    }
-    recorder.0.into_inner().unwrap_or_default()
-}
-
-/// Runs plugin `name` once over the stanzas of all `slots`; the file key it found.
-fn unwrap_with_plugin(
-    name: &str,
-    identities: &[age::plugin::Identity],
-    slots: &[&AgeSlot<'_>],
-    callbacks: &PluginCallbacks,
-    deadline: Option<Duration>,
-) -> Result<Option<FileKey>> {
-    let plugin = age::plugin::IdentityPluginV1::new(name, identities, callbacks.clone())
-        .map_err(|_| missing_plugin(name))?;
-    let stanzas: Vec<Stanza> = slots.iter().flat_map(|s| stanzas_of(s.wrapped)).collect();
-    let run = move || age::Identity::unwrap_stanzas(&plugin, &stanzas);
-    let result = match deadline {
-        None => run(),
-        Some(limit) => {
-            // The plugin protocol has no timeout of its own: run it on a thread and
-            // stop waiting at the deadline. The plugin then sees its stdin close when
-            // this process exits, as a protocol action does right after.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            std::thread::spawn(move || {
-                let _ = tx.send(run());
-            });
-            rx.recv_timeout(limit).map_err(|_| Error::BadIdentity {
-                source_name: format!("age-plugin-{name}"),
-                reason: format!("it did not answer within {} s", limit.as_secs()),
-            })?
-        }
-    };
-    match result {
-        None => Ok(None),
-        Some(Ok(key)) => Ok(Some(key)),
-        // Refused for want of a person: "does not apply" (`keysource::does_not_apply`),
-        // so `get` falls through to the agent, as for a passphrase-protected identity.
-        Some(Err(_)) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
-            plugin: name.to_owned(),
-        }),
-        Some(Err(e)) => Err(Error::BadIdentity {
-            source_name: format!("age-plugin-{name}"),
-            reason: format!("it failed: {}", first_line(&e.to_string())),
-        }),
-    }
-}
-
-/// Opens an age slot with a known file key; `None` if it is not that slot's key.
-fn open_with_file_key(
-    wrapped: &[u8],
-    file_key: &FileKey,
-    vault_public: &age::x25519::Recipient,
-) -> Result<Option<VaultKey>> {
-    struct Known<'a>(&'a FileKey);
-    impl age::Identity for Known<'_> {
-        fn unwrap_stanza(
-            &self,
-            _: &Stanza,
-        ) -> Option<std::result::Result<FileKey, age::DecryptError>> {
-            Some(Ok(FileKey::init_with_mut(|k| {
-                k.copy_from_slice(self.0.expose_secret())
-            })))
-        }
-    }
-    let Ok(decryptor) = age::Decryptor::new_buffered(wrapped) else {
-        return Ok(None);
-    };
-    let Ok(mut reader) = decryptor.decrypt(std::iter::once(&Known(file_key) as &dyn age::Identity))
-    else {
-        return Ok(None); // header MAC: another slot's key
-    };
-    let mut plain = Zeroizing::new(Vec::with_capacity(128));
-    reader
-        .read_to_end(&mut plain)
-        .map_err(|_| Error::KeyMismatch)?;
-    VaultKey::from_slot_plaintext(&plain, vault_public).map(Some)
-}
-
 /// Parses age identities (`AGE-SECRET-KEY-1…` lines) or one OpenSSH / PEM private key
 /// (ssh-ed25519, ssh-rsa), never asking for a passphrase: [`parse`] with
 /// [`NeverAsk`], so there is one parser. Plugin identities are refused here (this
@@ -737,6 +342,9 @@ pub fn parse_identities(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::crypto::{PluginRecipient, VaultKey};
+    use crate::vault::slot::{SlotKind, slot_kind};
+    use age::secrecy::ExposeSecret;
 
     /// A throwaway key of the test plugin (tests/plugin), which is insecure anyway.
     const PLUGIN_ID: &str =

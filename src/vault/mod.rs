@@ -10,7 +10,7 @@
 //!   rotation, the canonical writer;
 //! - [`crypto`]: the vault key, entry seal/open, passphrase wrapping, recipients;
 //! - [`slot`]: each slot kind's fields, checks and description;
-//! - [`format`]: versions and bounds;
+//! - [`format`](mod@format): versions and bounds;
 //! - `parse`: the one parser.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -28,10 +28,10 @@ pub mod crypto;
 pub mod format;
 mod parse;
 pub mod slot;
-use crypto::{KdfParams, Recipient, VaultKey};
+use crypto::{EntryOpener, KdfParams, Recipient, VaultKey};
 use format::fits_b64;
 use parse::{RawSlot, Sink, b64};
-use slot::{KDF_ARGON2ID, SlotV1, check_slot, check_slot_set, slot_from_raw};
+use slot::{SlotV1, check_slot, check_slot_set, check_versions, slot_from_raw};
 
 pub use format::{
     FORMAT_VERSION, MAX_FORMAT_VERSION, OPENBAO_FORMAT_VERSION, PLUGIN_FORMAT_VERSION, bounds,
@@ -39,12 +39,25 @@ pub use format::{
 pub use slot::{NoBackend, Rewrap, Slot};
 
 /// One stored credential. The secret is the age ciphertext; only a [`VaultKey`] opens it.
+///
+/// Readers get an entry's credential through [`Entry::open`] (or [`RawEntry::open`]),
+/// never from its fields: an entry of another kind (a source the agent mints
+/// short-lived tokens from) or with metadata (an expiry) is then a field here, its
+/// bytes in the writer and the parser, and a branch of `open`, not an edit in every
+/// front end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The username, in the clear (as in Docker's own `auths` markers).
     pub username: String,
     /// The age ciphertext of the bound secret (`docs/FORMAT.md` "Entry plaintext").
     pub secret: Vec<u8>,
+}
+
+impl Entry {
+    /// The credential of this entry, stored under `server`, opened by `opener`.
+    pub fn open(&self, server: &str, opener: &dyn EntryOpener) -> Result<SecretString> {
+        opener.open_entry(server, &self.username, &self.secret)
+    }
 }
 
 /// The whole vault.
@@ -84,40 +97,7 @@ impl Vault {
         field(&mut t, self.public.to_string().as_bytes());
         field(&mut t, self.slots.len().to_string().as_bytes());
         for slot in &self.slots {
-            match slot {
-                Slot::Passphrase(w) => {
-                    field(&mut t, b"passphrase");
-                    field(&mut t, KDF_ARGON2ID.as_bytes());
-                    for n in [w.params.m_cost_kib, w.params.t_cost, w.params.p_cost] {
-                        field(&mut t, n.to_string().as_bytes());
-                    }
-                    field(&mut t, &w.salt);
-                    field(&mut t, &w.nonce);
-                    field(&mut t, &w.wrapped);
-                }
-                Slot::Age {
-                    label,
-                    recipient,
-                    wrapped,
-                } => {
-                    field(&mut t, b"age");
-                    field(&mut t, label.as_bytes());
-                    field(&mut t, recipient.as_bytes());
-                    field(&mut t, wrapped);
-                }
-                Slot::OpenBao {
-                    label,
-                    mount,
-                    key,
-                    ciphertext,
-                } => {
-                    field(&mut t, b"openbao");
-                    field(&mut t, label.as_bytes());
-                    field(&mut t, mount.as_bytes());
-                    field(&mut t, key.as_bytes());
-                    field(&mut t, ciphertext.as_bytes());
-                }
-            }
+            slot.transcript(&mut |bytes| field(&mut t, bytes));
         }
         t
     }
@@ -254,12 +234,12 @@ impl Vault {
         rewrap: &dyn Rewrap,
     ) -> Result<bool> {
         self.check_key(key)?;
-        let canonical = recipient.canonical();
-        if self
-            .slots
-            .iter()
-            .any(|s| matches!(s, Slot::Age { recipient: r, .. } if *r == canonical))
-        {
+        let wanted = Slot::Age {
+            label: String::new(),
+            recipient: recipient.canonical(),
+            wrapped: Vec::new(),
+        };
+        if self.slots.iter().any(|s| s.same_target(&wanted)) {
             return Ok(false);
         }
         self.slots
@@ -275,13 +255,7 @@ impl Vault {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| match s {
-                Slot::Age {
-                    label, recipient, ..
-                } => label == which || Some(recipient) == canonical.as_ref() || recipient == which,
-                Slot::OpenBao { label, .. } => label == which,
-                Slot::Passphrase(_) => false,
-            })
+            .filter(|(_, s)| s.is_named(which, canonical.as_deref()))
             .map(|(i, _)| i)
             .collect()
     }
@@ -489,25 +463,7 @@ impl Vault {
             .map(|raw| slot_from_raw(raw, &bad))
             .collect::<Result<Vec<_>>>()?;
         check_slot_set(&slots).map_err(bad)?;
-        if version < OPENBAO_FORMAT_VERSION
-            && slots.iter().any(|s| matches!(s, Slot::OpenBao { .. }))
-        {
-            return Err(bad(format!(
-                "an OpenBao slot in a version-{version} file (it needs version {OPENBAO_FORMAT_VERSION})"
-            )));
-        }
-        // A version-1 reader refuses these recipients ("recipient does not parse"), so
-        // a version-1 file holding one was not written by lockbox (FORMAT.md "Versions").
-        if version < PLUGIN_FORMAT_VERSION
-            && let Some(i) = slots.iter().position(|s| {
-                matches!(s, Slot::Age { recipient, .. }
-                    if slot::slot_kind(recipient) != slot::SlotKind::Native)
-            })
-        {
-            return Err(bad(format!(
-                "slot {i}: a plugin or tag recipient in a version-{version} file (it needs version {PLUGIN_FORMAT_VERSION})"
-            )));
-        }
+        check_versions(&slots, version).map_err(bad)?;
         let mac: [u8; 32] = b64(&bad, "slots_mac", slots_mac, 32)?
             .try_into()
             .map_err(|_| bad("slots_mac is not 32 bytes".into()))?;
@@ -559,11 +515,10 @@ impl Vault {
     /// age slot for a plugin or tag recipient, else 1, so a vault without one still
     /// opens with older builds.
     pub fn format_version(&self) -> u64 {
-        if self.has_openbao_slot() || self.has_plugin_slot() {
-            OPENBAO_FORMAT_VERSION
-        } else {
-            FORMAT_VERSION
-        }
+        self.slots
+            .iter()
+            .map(Slot::min_version)
+            .fold(FORMAT_VERSION, u64::max)
     }
 
     /// Adds an OpenBao slot holding `ciphertext` (from [`crate::openbao::seal_vault_key`]
@@ -577,18 +532,26 @@ impl Vault {
         transit_key: &str,
         ciphertext: String,
     ) -> Result<bool> {
+        self.add_slot(
+            key,
+            Slot::OpenBao {
+                label,
+                mount: mount.to_owned(),
+                key: transit_key.to_owned(),
+                ciphertext,
+            },
+        )
+    }
+
+    /// Adds `slot`, made by its backend for this vault's `key`, unless a slot with the
+    /// same target exists ([`Slot::same_target`]); returns whether it was added. The
+    /// way in for a slot kind whose wrapping is all its backend's.
+    pub fn add_slot(&mut self, key: &VaultKey, slot: Slot) -> Result<bool> {
         self.check_key(key)?;
-        if self.slots.iter().any(
-            |s| matches!(s, Slot::OpenBao { mount: m, key: k, .. } if m == mount && k == transit_key),
-        ) {
+        if self.slots.iter().any(|s| s.same_target(&slot)) {
             return Ok(false);
         }
-        self.slots.push(Slot::OpenBao {
-            label,
-            mount: mount.to_owned(),
-            key: transit_key.to_owned(),
-            ciphertext,
-        });
+        self.slots.push(slot);
         self.seal_slots(key);
         Ok(true)
     }
@@ -704,6 +667,11 @@ impl RawEntry<'_> {
         // The parser checked that this is base64 the decoder takes; were it not, an
         // empty ciphertext fails to open as a tampered entry, never as another answer.
         B64.decode(self.secret.as_bytes()).unwrap_or_default()
+    }
+
+    /// The credential of this entry, opened by `opener` (as [`Entry::open`]).
+    pub fn open(&self, opener: &dyn EntryOpener) -> Result<SecretString> {
+        opener.open_entry(self.server(), self.username(), &self.secret())
     }
 }
 

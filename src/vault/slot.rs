@@ -11,7 +11,9 @@ use serde::Serialize;
 use age::secrecy::SecretString;
 
 use super::crypto::{self, KdfParams, PassphraseWrap, Recipient, VaultKey};
-use super::format::{bounds, fits_b64};
+use super::format::{
+    FORMAT_VERSION, OPENBAO_FORMAT_VERSION, PLUGIN_FORMAT_VERSION, bounds, fits_b64,
+};
 use super::parse::{RawSlot, b64};
 use crate::error::{Error, OpenBaoError, Result};
 use crate::sanitize::{sanitize, shorten};
@@ -96,6 +98,155 @@ impl Rewrap for NoBackend {
     fn rewrap(&self, _: &Slot, _: &VaultKey) -> Result<Option<Slot>> {
         Ok(None)
     }
+}
+
+impl Slot {
+    /// The format version this slot needs (`docs/FORMAT.md` "Versions"): 2 for an
+    /// OpenBao slot or an age slot for a plugin or tag recipient, else 1.
+    pub fn min_version(&self) -> u64 {
+        match self {
+            Slot::OpenBao { .. } => OPENBAO_FORMAT_VERSION,
+            Slot::Age { recipient, .. } if slot_kind(recipient) != SlotKind::Native => {
+                PLUGIN_FORMAT_VERSION
+            }
+            _ => FORMAT_VERSION,
+        }
+    }
+
+    /// Its fields in the slots MAC transcript (`docs/FORMAT.md` "Slots MAC"), in order.
+    pub(super) fn transcript(&self, field: &mut dyn FnMut(&[u8])) {
+        match self {
+            Slot::Passphrase(w) => {
+                field(b"passphrase");
+                field(KDF_ARGON2ID.as_bytes());
+                for n in [w.params.m_cost_kib, w.params.t_cost, w.params.p_cost] {
+                    field(n.to_string().as_bytes());
+                }
+                field(&w.salt);
+                field(&w.nonce);
+                field(&w.wrapped);
+            }
+            Slot::Age {
+                label,
+                recipient,
+                wrapped,
+            } => {
+                field(b"age");
+                field(label.as_bytes());
+                field(recipient.as_bytes());
+                field(wrapped);
+            }
+            Slot::OpenBao {
+                label,
+                mount,
+                key,
+                ciphertext,
+            } => {
+                field(b"openbao");
+                field(label.as_bytes());
+                field(mount.as_bytes());
+                field(key.as_bytes());
+                field(ciphertext.as_bytes());
+            }
+        }
+    }
+
+    /// Whether this is the passphrase slot (`passwd` replaces it).
+    pub fn is_passphrase(&self) -> bool {
+        matches!(self, Slot::Passphrase(_))
+    }
+
+    /// Whether `which` names this slot for `recipients remove`: its label, or for an
+    /// age slot its recipient as given or in `canonical` form.
+    pub fn is_named(&self, which: &str, canonical: Option<&str>) -> bool {
+        match self {
+            Slot::Age {
+                label, recipient, ..
+            } => label == which || Some(recipient.as_str()) == canonical || recipient == which,
+            Slot::OpenBao { label, .. } => label == which,
+            Slot::Passphrase(_) => false,
+        }
+    }
+
+    /// Whether `other` opens through the same thing as this slot (one slot per
+    /// recipient, one per transit mount and key): adding it again changes nothing.
+    pub fn same_target(&self, other: &Slot) -> bool {
+        match (self, other) {
+            (Slot::Age { recipient: a, .. }, Slot::Age { recipient: b, .. }) => a == b,
+            (
+                Slot::OpenBao {
+                    mount: m1, key: k1, ..
+                },
+                Slot::OpenBao {
+                    mount: m2, key: k2, ..
+                },
+            ) => m1 == m2 && k1 == k2,
+            _ => false,
+        }
+    }
+
+    /// The slot as `status --json` shows it (never secret).
+    pub fn status_json(&self) -> serde_json::Value {
+        match self {
+            Slot::Passphrase(w) => serde_json::json!({
+                "type": "passphrase", "kdf": "argon2id",
+                "m_cost_kib": w.params.m_cost_kib, "t_cost": w.params.t_cost, "p_cost": w.params.p_cost,
+            }),
+            other => other.list_json(),
+        }
+    }
+
+    /// The slot as `recipients list --json` shows it (never secret).
+    pub fn list_json(&self) -> serde_json::Value {
+        match self {
+            Slot::Passphrase(_) => serde_json::json!({"type": "passphrase"}),
+            Slot::Age {
+                label, recipient, ..
+            } => serde_json::json!({"type": "age", "label": label, "recipient": recipient}),
+            Slot::OpenBao {
+                label, mount, key, ..
+            } => serde_json::json!({"type": "openbao", "label": label, "mount": mount, "key": key}),
+        }
+    }
+
+    /// The slot as one line of `recipients list`, each field sanitized on its own (the
+    /// tab between them is no escape).
+    pub fn list_line(&self) -> String {
+        match self {
+            Slot::Passphrase(_) => "passphrase".to_owned(),
+            Slot::Age {
+                label, recipient, ..
+            } => format!("{}\t{}", sanitize(label), sanitize(recipient)),
+            Slot::OpenBao {
+                label, mount, key, ..
+            } => format!(
+                "{}\topenbao transit {}/{}",
+                sanitize(label),
+                sanitize(mount),
+                sanitize(key)
+            ),
+        }
+    }
+}
+
+/// The format version a file states must be one its slots allow (a version-1 reader
+/// refuses these slots, so a version-1 file holding one was not written by lockbox).
+pub(super) fn check_versions(slots: &[Slot], version: u64) -> std::result::Result<(), String> {
+    if version < OPENBAO_FORMAT_VERSION && slots.iter().any(|s| matches!(s, Slot::OpenBao { .. })) {
+        return Err(format!(
+            "an OpenBao slot in a version-{version} file (it needs version {OPENBAO_FORMAT_VERSION})"
+        ));
+    }
+    if version < PLUGIN_FORMAT_VERSION
+        && let Some(i) = slots
+            .iter()
+            .position(|s| matches!(s, Slot::Age { .. }) && s.min_version() > version)
+    {
+        return Err(format!(
+            "slot {i}: a plugin or tag recipient in a version-{version} file (it needs version {PLUGIN_FORMAT_VERSION})"
+        ));
+    }
+    Ok(())
 }
 
 impl Slot {
