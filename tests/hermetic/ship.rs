@@ -2,7 +2,7 @@
 //! (a symlink, as the package ships it), shell completions for both names driven in a
 //! real bash, the generated man pages, and a closed stdout (EPIPE) as a quiet exit 141
 //! for the commands for people (protocol actions keep 0/1).
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
