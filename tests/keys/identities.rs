@@ -214,6 +214,8 @@ fn age_p(env: &TestEnv, plain: &Path, armor: bool) -> PathBuf {
         "(sleep 1; printf '%s\\n' '{PASS}'; sleep 1; printf '%s\\n' '{PASS}'; sleep 1) | script -qec \"$0\" /dev/null"
     );
     let out = Command::new("/bin/sh")
+        .env_clear()
+        .env("PATH", common::test_path())
         .arg("-c")
         .arg(&wrapper)
         .arg(&cmd)
