@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian 12 machine (the README's test command),
 # then `cargo nextest run --workspace`. Extra arguments go to nextest, e.g.
-# `bash scripts/test.sh --test e2e --test real_clients`. Needs root (or sudo) for apt-get.
+# `bash scripts/test.sh --test system e2e:: real_clients::`. Needs root (or sudo) for apt-get.
 #
 # What it installs, and what it never touches:
 #

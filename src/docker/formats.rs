@@ -13,7 +13,7 @@
 //! docker-registry NAME --docker-server=S --docker-username=U --docker-password=P`
 //! makes (kubectl's `handleDockerCfgJSONContent`: `username`, `password`, `auth`;
 //! no `email` when none is given), tested against the real kubectl in
-//! `tests/fleet.rs`.
+//! `tests/system/fleet.rs`.
 //!
 //! Identity tokens (`<token>` entries) exist only in the Docker and containers
 //! formats; the others leave them out and say so ([`Rendered::left_out`]).

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::{At, FAST_KDF, Group, World, run_bounded};
 pub use super::{BIN, Input, ci, require, require_tools, which};
-use super::{FAST_KDF, Group, World, run_bounded};
 
 /// How long one client command may take before it is killed and the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -92,7 +92,7 @@ impl ClientEnv {
         keygen.arg("-o").arg(&key_file);
         let keygen = run(keygen, Input::Closed);
         assert!(keygen.ok(), "age-keygen: {}", keygen.describe());
-        let identity = fs::read_to_string(&key_file).expect("read the age identity");
+        let identity = fs::read_to_string(&key_file).at("read the age identity", &key_file);
         let recipient = identity
             .lines()
             .find_map(|l| l.strip_prefix("# public key: "))
@@ -100,13 +100,15 @@ impl ClientEnv {
             .to_owned();
 
         let env = ClientEnv { world, identity };
-        fs::write(env.config_json(), "{\"credsStore\":\"lockbox\"}\n").expect("write config.json");
+        fs::write(env.config_json(), "{\"credsStore\":\"lockbox\"}\n")
+            .at("write config.json", env.config_json());
         let mut init = env.command(BIN, false);
         init.args(["init", "--recipient", &recipient]);
         if let Some(p) = passphrase {
-            fs::write(env.passphrase_file(), format!("{p}\n")).expect("write the passphrase");
+            fs::write(env.passphrase_file(), format!("{p}\n"))
+                .at("write the passphrase", env.passphrase_file());
             fs::set_permissions(env.passphrase_file(), fs::Permissions::from_mode(0o600))
-                .expect("chmod the passphrase file");
+                .at("chmod the passphrase file", env.passphrase_file());
             init.arg("--passphrase-file")
                 .arg(env.passphrase_file())
                 .env("LOCKBOX_ARGON2_PARAMS", FAST_KDF);
@@ -135,7 +137,7 @@ impl ClientEnv {
     /// and hands the helper that file, already unlinked, as its stdin.
     pub fn trace_helper(&self) {
         let script = self.path("bin").join("docker-credential-lockbox");
-        fs::remove_file(&script).expect("remove the helper link");
+        fs::remove_file(&script).at("remove the helper link", &script);
         write_trace_wrapper(&script, &self.calls_log(), self.world.root());
     }
 
@@ -173,7 +175,7 @@ impl ClientEnv {
     }
 
     pub fn vault_bytes(&self) -> Vec<u8> {
-        fs::read(self.vault()).expect("read the vault")
+        fs::read(self.vault()).at("read the vault", self.vault())
     }
 
     /// Makes `docker-credential-<name>` in the bin directory run the helper under test.
@@ -182,23 +184,18 @@ impl ClientEnv {
             BIN,
             self.path("bin").join(format!("docker-credential-{name}")),
         )
-        .expect("symlink the helper");
+        .at(
+            "symlink the helper",
+            self.path("bin").join(format!("docker-credential-{name}")),
+        );
     }
 
-    /// `program` with this test's environment: the bin directory first on `PATH`, temp
-    /// `HOME`/`DOCKER_CONFIG`/`XDG_RUNTIME_DIR`, a `DOCKER_HOST` socket that does not
-    /// exist, no inherited `DOCKER_*`/`LOCKBOX_*`/proxy variables, and the age identity
-    /// in `LOCKBOX_IDENTITY` only when `unlocked`.
+    /// `program` with this test's environment and nothing inherited: the bin directory
+    /// first on `PATH`, temp `HOME`/`DOCKER_CONFIG`/`XDG_RUNTIME_DIR`, a `DOCKER_HOST`
+    /// socket that does not exist, and the age identity in `LOCKBOX_IDENTITY` only when
+    /// `unlocked`.
     pub fn command(&self, program: impl AsRef<OsStr>, unlocked: bool) -> Command {
-        let mut c = Command::new(program);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            let lower = k.to_ascii_lowercase();
-            if k.starts_with("DOCKER_") || k.starts_with("LOCKBOX_") || lower.ends_with("_proxy") {
-                c.env_remove(&*k);
-            }
-        }
-        self.world.set_location(&mut c);
+        let mut c = self.world.command(program);
         c.env(
             "DOCKER_HOST",
             format!("unix://{}", self.path("no-daemon.sock").display()),
@@ -253,14 +250,14 @@ impl ClientEnv {
 /// Writes the [`ClientEnv::trace_helper`] wrapper at `script` (mode 0755): it logs
 /// each call to `log` and keeps its copy of `get`/`erase` stdin in `tmp_dir` (both
 /// writable by whoever runs the client), then runs the helper under test. For a client
-/// run as another user too (`tests/e2e.rs`, the build user after a reboot).
+/// run as another user too (`tests/system/e2e.rs`, the build user after a reboot).
 pub fn write_trace_wrapper(script: &Path, log: &Path, tmp_dir: &Path) {
     let text = TRACE_WRAPPER
         .replace("@LOG@", &log.display().to_string())
         .replace("@DIR@", &tmp_dir.display().to_string())
         .replace("@BIN@", BIN);
-    fs::write(script, text).expect("write the helper wrapper");
-    fs::set_permissions(script, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
+    fs::write(script, text).at("write the helper wrapper", script);
+    fs::set_permissions(script, fs::Permissions::from_mode(0o755)).at("chmod the wrapper", script);
 }
 
 /// The [`ClientEnv::trace_helper`] script (paths have no `'` in them: temp dirs and the
@@ -301,16 +298,19 @@ impl Registry {
         htpasswd.args(["-Bbn", user, password]);
         let htpasswd = run(htpasswd, Input::Closed);
         assert!(htpasswd.ok(), "htpasswd: {}", htpasswd.describe());
-        fs::write(dir.path().join("htpasswd"), htpasswd.stdout).expect("write htpasswd");
-        fs::create_dir(dir.path().join("storage")).expect("create storage dir");
+        fs::write(dir.path().join("htpasswd"), htpasswd.stdout)
+            .at("write htpasswd", dir.path().join("htpasswd"));
+        fs::create_dir(dir.path().join("storage"))
+            .at("create storage dir", dir.path().join("storage"));
 
         // A free port can be taken between our probe and the registry's bind; then the
         // registry exits at once and we try another.
         for _ in 0..5 {
             let port = free_port();
             let config = dir.path().join("config.yml");
-            fs::write(&config, registry_config(dir.path(), port)).expect("write config.yml");
-            let log = fs::File::create(dir.path().join("registry.log")).expect("log file");
+            fs::write(&config, registry_config(dir.path(), port)).at("write config.yml", &config);
+            let log = fs::File::create(dir.path().join("registry.log"))
+                .at("create", dir.path().join("registry.log"));
             let mut cmd = Command::new("docker-registry");
             cmd.arg("serve")
                 .arg(&config)
@@ -319,7 +319,7 @@ impl Registry {
                 .stdout(log.try_clone().expect("log file"))
                 .stderr(log);
             stop_with_parent(&mut cmd);
-            let mut child = cmd.spawn().expect("start docker-registry");
+            let mut child = cmd.spawn().at("start", cmd.get_program());
             if wait_ready(&mut child, port) {
                 return Registry { child, port, dir };
             }
@@ -571,7 +571,7 @@ fn serve_daemon_request(
 /// `user:password`, and no credential-bearing key (`auth`, `password`, `identitytoken`,
 /// `registrytoken`) with a value anywhere.
 pub fn assert_config_has_no_secret(config: &Path, user: &str, password: &str) {
-    let text = fs::read_to_string(config).expect("read config.json");
+    let text = fs::read_to_string(config).at("read config.json", config);
     assert!(
         !text.contains(password),
         "config.json holds the password:\n{text}"
@@ -678,10 +678,14 @@ impl Dockerd {
             socket.as_os_str().len() < 100,
             "socket path too long for a Unix socket: {socket:?}"
         );
-        fs::write(dir.path().join("daemon.json"), "{}\n").expect("write daemon.json");
-        fs::create_dir(dir.path().join("cli")).expect("create the CLI config dir");
-        fs::write(dir.path().join("cli/config.json"), "{}\n").expect("write config.json");
-        let log = fs::File::create(dir.path().join("dockerd.log")).expect("log file");
+        fs::write(dir.path().join("daemon.json"), "{}\n")
+            .at("write daemon.json", dir.path().join("daemon.json"));
+        fs::create_dir(dir.path().join("cli"))
+            .at("create the CLI config dir", dir.path().join("cli"));
+        fs::write(dir.path().join("cli/config.json"), "{}\n")
+            .at("write config.json", dir.path().join("cli/config.json"));
+        let log = fs::File::create(dir.path().join("dockerd.log"))
+            .at("create", dir.path().join("dockerd.log"));
         let d = dir.path().display();
         let mut cmd = Command::new(dockerd_path().expect("dockerd (checked by the caller)"));
         cmd.arg(format!("--config-file={d}/daemon.json"))
@@ -705,7 +709,7 @@ impl Dockerd {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
         stop_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("start dockerd");
+        let child = cmd.spawn().at("start", cmd.get_program());
         let mut daemon = Dockerd {
             child: Some(child),
             dir,
@@ -758,11 +762,11 @@ impl Dockerd {
     /// socket; undone by [`Dockerd::unshare_socket`].
     pub fn share_socket(&self, gid: u32) {
         fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o711))
-            .expect("chmod the daemon's directory");
+            .at("chmod the daemon's directory", self.dir.path());
         std::os::unix::fs::chown(self.socket(), Some(0), Some(gid))
-            .expect("chown the daemon's socket");
+            .at("chown the daemon's socket", self.socket());
         fs::set_permissions(self.socket(), fs::Permissions::from_mode(0o660))
-            .expect("chmod the daemon's socket");
+            .at("chmod the daemon's socket", self.socket());
     }
 
     /// The socket root's alone again and the directory 0700, as [`Dockerd::start`] left
@@ -773,15 +777,13 @@ impl Dockerd {
     }
 
     /// The Docker CLI talking to this daemon, with an empty config of its own (no
-    /// credentials) and nothing inherited from `DOCKER_*`.
+    /// credentials) and nothing inherited: `PATH` and a `HOME` of its own only.
     pub fn cli(&self) -> Command {
         let mut c = Command::new("docker");
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("DOCKER_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("DOCKER_HOST", self.host())
+        c.env_clear()
+            .env("PATH", super::test_path())
+            .env("HOME", self.dir.path().join("cli"))
+            .env("DOCKER_HOST", self.host())
             .env("DOCKER_CONFIG", self.dir.path().join("cli"))
             .env("DOCKER_CLI_HINTS", "false");
         c

@@ -1,6 +1,6 @@
 """docker-py against a real Docker daemon, with its credentials from docker-credential-lockbox.
 
-Run by tests/e2e.rs with the helper first on PATH as `docker-credential-lockbox`,
+Run by tests/system/e2e.rs with the helper first on PATH as `docker-credential-lockbox`,
 DOCKER_CONFIG holding `{"credsStore": "lockbox"}` and a vault that the test's key opens
 (LOCKBOX_IDENTITY, or an unlocked agent when LOCKBOX_IDENTITY is not set), the registry
 at SERVER with htpasswd auth for USER/PASSWORD, and the image REPO:TAG already in the

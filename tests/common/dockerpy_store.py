@@ -1,6 +1,6 @@
 """docker-py's credential store against docker-credential-lockbox.
 
-Run by tests/real_clients.rs (`dockerpy_credential_store`) with the helper first on
+Run by tests/system/real_clients.rs (`dockerpy_credential_store`) with the helper first on
 PATH as `docker-credential-lockbox` and `docker-credential-secretservice`, DOCKER_CONFIG
 holding `{"credsStore": "lockbox"}` and a vault, and LOCKBOX_IDENTITY set. Prints one
 line per case and a final "N passed, N failed"; exits non-zero on any failure.

@@ -1,4 +1,4 @@
-//! The driver of the commands-for-people suite (`tests/manage.rs`): an [`Env`] is one
+//! The driver of the commands-for-people suite (`tests/system/manage.rs`): an [`Env`] is one
 //! test's [`World`]; every command runs with a cleared environment plus the world's
 //! variables and the cheap Argon2id cost, in a new session so it has no controlling
 //! terminal (a prompt fails at once instead of waiting for a person), and bounded in
@@ -15,8 +15,8 @@ use age::secrecy::ExposeSecret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use super::{At, Group, Input, World, run_bounded, secret_needles};
 pub use super::{BIN, FAST_KDF, which};
-use super::{Group, Input, World, run_bounded, secret_needles};
 
 /// Bound on one command: far above any normal run, so only a hang reaches it.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -194,8 +194,8 @@ impl Env {
         let id = age::x25519::Identity::generate();
         let secret = id.to_string().expose_secret().to_owned();
         let file = self.path(&format!("keys/{name}.txt"));
-        fs::write(&file, format!("{secret}\n")).unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&file, format!("{secret}\n")).at("write", &file);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).at("chmod", &file);
         Identity {
             file,
             secret,
@@ -206,7 +206,7 @@ impl Env {
     /// A file in `keys/` holding `text`.
     pub fn key_file(&self, name: &str, text: &str) -> PathBuf {
         let file = self.path(&format!("keys/{name}"));
-        fs::write(&file, text).unwrap();
+        fs::write(&file, text).at("write", &file);
         file
     }
 
@@ -220,7 +220,7 @@ impl Env {
             args.extend(["-b", "2048"]);
         }
         self.tool("ssh-keygen", &args, &[], b"").ok();
-        let public = fs::read_to_string(format!("{f}.pub")).unwrap();
+        let public = fs::read_to_string(format!("{f}.pub")).at("read", format!("{f}.pub"));
         (file, public.trim().to_owned())
     }
 
@@ -264,12 +264,13 @@ impl Env {
     }
 
     pub fn write_config(&self, text: &str) {
-        fs::write(self.config_path(), text).unwrap();
-        fs::set_permissions(self.config_path(), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(self.config_path(), text).at("write", self.config_path());
+        fs::set_permissions(self.config_path(), fs::Permissions::from_mode(0o600))
+            .at("chmod", self.config_path());
     }
 
     pub fn config_text(&self) -> String {
-        fs::read_to_string(self.config_path()).expect("config.json")
+        fs::read_to_string(self.config_path()).at("read", self.config_path())
     }
 
     pub fn config_json(&self) -> serde_json::Value {
@@ -277,7 +278,7 @@ impl Env {
     }
 
     pub fn vault_bytes(&self) -> Vec<u8> {
-        fs::read(self.vault_path()).expect("the vault")
+        fs::read(self.vault_path()).at("read the vault", self.vault_path())
     }
 
     pub fn vault_json(&self) -> serde_json::Value {
@@ -292,7 +293,7 @@ impl Env {
     /// Every file and directory under `rel`, as paths relative to it.
     pub fn tree(&self, rel: &str) -> BTreeSet<String> {
         fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-            for e in fs::read_dir(dir).unwrap() {
+            for e in fs::read_dir(dir).at("list", dir) {
                 let p = e.unwrap().path();
                 out.insert(p.strip_prefix(base).unwrap().display().to_string());
                 if p.is_dir() && !p.is_symlink() {
@@ -356,7 +357,7 @@ impl Env {
     /// returned log file.
     pub fn fake_helper(&self, name: &str, entries: &[(&str, Option<(&str, &str)>)]) -> PathBuf {
         let dir = self.path(&format!("helper-{name}"));
-        fs::create_dir(&dir).unwrap();
+        fs::create_dir(&dir).at("create", &dir);
         let mut list = serde_json::Map::new();
         let mut cases = String::new();
         for (i, (server, creds)) in entries.iter().enumerate() {
@@ -365,7 +366,8 @@ impl Env {
             list.insert(server.to_string(), user.into());
             if let Some((u, s)) = creds {
                 let answer = serde_json::json!({"ServerURL": server, "Username": u, "Secret": s});
-                fs::write(dir.join(format!("{i}.json")), answer.to_string()).unwrap();
+                fs::write(dir.join(format!("{i}.json")), answer.to_string())
+                    .at("write", dir.join(format!("{i}.json")));
                 cases.push_str(&format!("    '{server}') cat \"$dir/{i}.json\" ;;\n"));
             }
         }
@@ -373,7 +375,7 @@ impl Env {
             dir.join("list.json"),
             serde_json::Value::Object(list).to_string(),
         )
-        .unwrap();
+        .at("write", dir.join("list.json"));
         let script = format!(
             "#!/bin/sh\n\
              # A scripted credential helper: list and get answered from files.\n\
@@ -392,8 +394,8 @@ impl Env {
             dir = dir.display()
         );
         let file = self.bin_dir().join(format!("docker-credential-{name}"));
-        fs::write(&file, script).unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(&file, script).at("write", &file);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).at("chmod", &file);
         dir.join("calls")
     }
 }
@@ -418,5 +420,5 @@ pub fn decode_auth(auth: &str) -> (String, String) {
 /// The inode of a file: unchanged means it was not rewritten.
 pub fn inode(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(p).unwrap().ino()
+    fs::metadata(p).at("stat", p).ino()
 }

@@ -1,6 +1,8 @@
 //! The one harness of every integration-test suite.
 //!
-//! Every suite starts with `mod common;` and builds on the same core, defined here:
+//! Each test binary (`tests/<binary>/main.rs`) includes it once (`#[path =
+//! "../common/mod.rs"] mod common;`), its suites `use crate::common;`, and all build
+//! on the same core, defined here:
 //!
 //! - [`World`]: one test's private world in a temporary directory — `home/` (HOME),
 //!   `docker/` (DOCKER_CONFIG, so the default vault is `docker/lockbox/vault.json`),
@@ -56,28 +58,60 @@ pub const FAST_KDF: &str = "64,1,1";
 /// middle part would be too short to tell from chance.
 pub const MIN_TRACKED: usize = 8;
 
+/// An I/O result that panics naming what it did and the path it did it on (the
+/// harness's errors always say which file: never a bare `Os { code: 2, … }`).
+pub trait At<T> {
+    /// The value, or a panic `WHAT PATH: ERROR`.
+    fn at(self, what: &str, path: impl AsRef<Path>) -> T;
+}
+
+impl<T> At<T> for std::io::Result<T> {
+    #[track_caller]
+    fn at(self, what: &str, path: impl AsRef<Path>) -> T {
+        self.unwrap_or_else(|e| panic!("{what} {}: {e}", path.as_ref().display()))
+    }
+}
+
 /// True when running in CI (`CI` set to a non-empty value).
 pub fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// The PATH every test searches and gives its commands: `LOCKBOX_TEST_TOOLS_BIN` first
-/// (where `scripts/test.sh` unpacks `pass` and `docker-credential-pass` privately, so
-/// they are never installed system-wide), else `target/test-tools/root/usr/bin` when a
-/// previous run of the script left it, then the test process's own PATH.
+/// The PATH every test searches and gives its commands: the private test tools first
+/// ([`test_tools_bin`]), then the test process's own PATH.
 pub fn test_path() -> OsString {
-    let tools = std::env::var_os("LOCKBOX_TEST_TOOLS_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/root/usr/bin");
-            d.is_dir().then_some(d)
-        });
     let inherited =
         std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut dirs: Vec<PathBuf> = tools.into_iter().collect();
+    let mut dirs: Vec<PathBuf> = test_tools_bin().into_iter().collect();
     dirs.extend(std::env::split_paths(&inherited));
     std::env::join_paths(dirs).expect("PATH entries without ':'")
+}
+
+/// Where `scripts/test.sh` unpacked `pass` and `docker-credential-pass` privately (so
+/// they are never installed system-wide): `LOCKBOX_TEST_TOOLS_BIN` when set (it must
+/// be a directory), else `test-tools/root/usr/bin` under `CARGO_TARGET_DIR` or under
+/// the checkout's `target/`, whichever a previous run of the script left.
+pub fn test_tools_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("LOCKBOX_TEST_TOOLS_BIN").filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.is_dir(),
+            "LOCKBOX_TEST_TOOLS_BIN is {}, which is not a directory (unset it, or run scripts/test.sh)",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let targets = [
+        std::env::var_os("CARGO_TARGET_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target")),
+    ];
+    targets
+        .into_iter()
+        .flatten()
+        .map(|t| t.join("test-tools/root/usr/bin"))
+        .find(|d| d.is_dir())
 }
 
 /// `tool` looked up on the tests' PATH ([`test_path`]), as a shell would.
@@ -140,14 +174,17 @@ impl World {
             .tempdir()
             .expect("temp dir");
         for d in ["home", "docker", "run", "keys", "bin"] {
-            fs::create_dir(dir.path().join(d)).expect("create a test directory");
+            fs::create_dir(dir.path().join(d)).at("create a test directory", dir.path().join(d));
         }
         // An XDG_RUNTIME_DIR as systemd makes it, without an agent; keys/ is private.
         for d in ["run", "keys"] {
             fs::set_permissions(dir.path().join(d), fs::Permissions::from_mode(0o700))
-                .expect("chmod a test directory");
+                .at("chmod a test directory", dir.path().join(d));
         }
-        symlink(BIN, dir.path().join("bin/docker-credential-lockbox")).expect("link the binary");
+        symlink(BIN, dir.path().join("bin/docker-credential-lockbox")).at(
+            "link the binary",
+            dir.path().join("bin/docker-credential-lockbox"),
+        );
         World { dir }
     }
 

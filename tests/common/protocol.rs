@@ -1,4 +1,4 @@
-//! The protocol suite's driver (`tests/cli.rs`): a [`TestEnv`] runs the binary in a
+//! The protocol suite's driver (`tests/hermetic/cli.rs`): a [`TestEnv`] runs the binary in a
 //! [`World`] with a cleared environment, bounds every run in time, checks every run
 //! for a panic, and when dropped checks that no secret it was told about ever reached
 //! stderr, stdout (other than a successful `get`'s answer) or any file the binary
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use super::{BIN, FAST_KDF, MIN_TRACKED, World, secret_needles, store_json, wait_bounded};
+use super::{At, BIN, FAST_KDF, MIN_TRACKED, World, secret_needles, store_json, wait_bounded};
 
 /// The protocol's fixed lines, with their newline, as clients read them.
 pub const NOT_FOUND: &str = "credentials not found in native keychain\n";
@@ -170,11 +170,11 @@ impl TestEnv {
     }
 
     pub fn vault_bytes(&self) -> Vec<u8> {
-        fs::read(self.vault_path()).expect("the vault file exists")
+        fs::read(self.vault_path()).at("read the vault", self.vault_path())
     }
 
     pub fn write_vault(&self, bytes: &[u8]) {
-        fs::write(self.vault_path(), bytes).unwrap();
+        fs::write(self.vault_path(), bytes).at("write", self.vault_path());
     }
 
     /// The vault file parsed as JSON.
@@ -206,7 +206,7 @@ impl TestEnv {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn the binary")
+            .at("run", BIN)
     }
 
     /// Runs the binary with `stdin` and no extra variables.
@@ -228,7 +228,7 @@ impl TestEnv {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn");
+            .at("run", program);
         self.finish(args, child, Some(Vec::new()), RUN_LIMIT)
     }
 
@@ -286,7 +286,7 @@ impl TestEnv {
     /// [`TestEnv::get`] opens the vault with `LOCKBOX_PASSPHRASE_FILE`.
     pub fn init_passphrase(&self) -> PathBuf {
         let file = self.keys_dir().join("passphrase");
-        fs::write(&file, format!("{PASSPHRASE}\n")).unwrap();
+        fs::write(&file, format!("{PASSPHRASE}\n")).at("write", &file);
         self.track_secret(PASSPHRASE);
         let out = self.run_env(
             &["init", "--passphrase-file", file.to_str().unwrap()],
@@ -384,9 +384,9 @@ pub fn age_keygen(env: &TestEnv, name: &str) -> (PathBuf, String, String) {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
-        .expect("run age-keygen");
+        .at("run", "age-keygen");
     assert!(out.status.success(), "age-keygen failed: {out:?}");
-    let text = fs::read_to_string(&file).unwrap();
+    let text = fs::read_to_string(&file).at("read", &file);
     let recipient = text
         .lines()
         .find_map(|l| l.strip_prefix("# public key: "))
@@ -424,15 +424,18 @@ pub fn ssh_keygen(
         .env("HOME", env.path("home"))
         .stdin(Stdio::null())
         .output()
-        .expect("run ssh-keygen");
+        .at("run", "ssh-keygen");
     assert!(out.status.success(), "ssh-keygen failed: {out:?}");
     // A line from the middle of the private key: it must never be printed anywhere.
-    let private = fs::read_to_string(&file).unwrap();
+    let private = fs::read_to_string(&file).at("read", &file);
     if let Some(line) = private.lines().nth(2) {
         env.track_secret(line);
     }
     let mut public_file = file.clone().into_os_string();
     public_file.push(".pub");
-    let public = fs::read_to_string(public_file).unwrap().trim().to_owned();
+    let public = fs::read_to_string(&public_file)
+        .at("read", &public_file)
+        .trim()
+        .to_owned();
     (file, public)
 }

@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::At;
+
 /// The lock every test binary takes around `useradd`/`userdel`.
 const USERADD_LOCK: &str = "/tmp/lockbox-test-useradd.lock";
 
@@ -38,24 +40,24 @@ impl TestUser {
             .tempdir()
             .expect("a temporary directory for the user");
         fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755))
-            .expect("chmod the user's directory");
+            .at("chmod the user's directory", root.path());
         let name = format!("{prefix}{}{tag}", std::process::id());
         let home = root.path().join("home");
-        fs::create_dir(&home).expect("create the user's home");
+        fs::create_dir(&home).at("create the user's home", &home);
         let out = Command::new("flock")
             .args([USERADD_LOCK, "useradd", "-M", "-U", "-s", "/bin/sh", "-d"])
             .arg(&home)
             .arg(&name)
             .stdin(Stdio::null())
             .output()
-            .expect("run useradd");
+            .at("run", "flock … useradd");
         assert!(out.status.success(), "useradd: {}", text(&out.stderr));
         let id = |flag: &str| -> u32 {
             let o = Command::new("id")
                 .args([flag, &name])
                 .stdin(Stdio::null())
                 .output()
-                .expect("run id");
+                .at("run", "id");
             text(&o.stdout).trim().parse().expect("id prints a number")
         };
         let user = TestUser {
@@ -66,7 +68,7 @@ impl TestUser {
         };
         assert_ne!(user.uid, 0, "useradd made a root user");
         user.chown(&home);
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod home");
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).at("chmod home", &home);
         user
     }
 

@@ -3,7 +3,7 @@
 //! and peer checks; non-dumpability. Each test has its own HOME, DOCKER_CONFIG and
 //! XDG_RUNTIME_DIR and agent directory (a `common::World`), so its own agent, which a
 //! guard stops at the end.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

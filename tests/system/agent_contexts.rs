@@ -8,7 +8,7 @@
 //! `/tmp/lockbox-<uid>` of those users, never `LOCKBOX_AGENT_DIR`: that is the rule
 //! under test. They run serially (`.config/nextest.toml`, group `uid-rule`) and check
 //! that the directory of the uid running the tests was not touched.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;
@@ -47,6 +47,22 @@ fn require(tools: &[&str]) -> bool {
     );
     eprintln!("skipped: needs {what}");
     false
+}
+
+/// `program` run from a root login shell's environment, as an operator would type it,
+/// never the test runner's own (whose `DOCKER_CONFIG`, `LOCKBOX_*`, `HOME` or
+/// `XDG_RUNTIME_DIR` `su` would carry into the user): `PATH`, root's `HOME`, `USER`,
+/// `LOGNAME`, `SHELL`, and root's `XDG_RUNTIME_DIR` of a login session.
+fn root_shell(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .env("HOME", "/root")
+        .env("USER", "root")
+        .env("LOGNAME", "root")
+        .env("SHELL", "/bin/sh")
+        .env("XDG_RUNTIME_DIR", "/run/user/0");
+    c
 }
 
 fn bounded(child: Child, limit: Duration) -> Output {
@@ -195,12 +211,13 @@ fn uid_rule_unlock_and_get_meet_in_every_context_of_the_user() {
         "other XDG",
         &a.run(a.setpriv(&other, &["get"]), "reg.example"),
     );
-    // sudo -u (sudo resets the environment).
-    let mut sudo = Command::new("sudo");
+    // sudo -u (sudo resets the environment), from a root shell's environment.
+    let mut sudo = root_shell("sudo");
     sudo.args(["-u", &a.name, "-H", BIN, "get"]);
     assert_got_secret("sudo -u", &a.run(sudo, "reg.example"));
-    // su USER -c, with whatever the test runner's environment holds.
-    let mut su = Command::new("su");
+    // su USER -c, which keeps what a root shell's environment holds (its
+    // XDG_RUNTIME_DIR among it), but never the test runner's.
+    let mut su = root_shell("su");
     su.args(["-s", "/bin/sh", &a.name, "-c", &format!("{BIN} get")]);
     assert_got_secret("su -c", &a.run(su, "reg.example"));
     // The login ended: logind removed /run/user/<uid>.
@@ -322,7 +339,7 @@ fn uid_rule_the_template_units_command_serves_its_user() {
     }
     assert!(sock.exists(), "the unit's command did not bind {sock:?}");
     // The operator unlocks with sudo -u; the build (cron-like) gets.
-    let mut sudo = Command::new("sudo");
+    let mut sudo = root_shell("sudo");
     sudo.args([
         "-u",
         &u.name,

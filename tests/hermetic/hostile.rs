@@ -7,7 +7,7 @@
 //! it) and `LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME=FILE` (a complete new vault waits for
 //! FILE to disappear before it replaces the old one), so a kill or a `get` lands in
 //! the window that matters every time instead of by chance.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

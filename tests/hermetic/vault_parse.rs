@@ -4,7 +4,7 @@
 //! old behaviour cannot pass quietly: an allocation past the limit aborts the child,
 //! which fails the test (deterministic, no timing involved), and a regression can never
 //! run 1 GiB Argon2id passes on the shared machine.
-mod common;
+use crate::common;
 
 use common::{BIN, Out, RUN_LIMIT, TestEnv};
 use serde_json::Value;

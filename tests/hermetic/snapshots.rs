@@ -9,8 +9,8 @@
 //! `[PUBLIC_KEY]` / `[RECIPIENT]`, so the files do not flake.
 //!
 //! To update after a deliberate change: `SNAPSHOTS=overwrite cargo nextest run --test
-//! snapshots`, then read the diff.
-mod common;
+//! hermetic snapshots::`, then read the diff.
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

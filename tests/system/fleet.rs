@@ -9,7 +9,7 @@
 //! Tools: `ssh-keygen` (openssh-client), `kubectl` (this image's kubectl 1.32; on a
 //! clean Debian, `kubernetes-client`), `skopeo`, `script` (util-linux, for a terminal).
 //! A missing tool fails the test under `CI`, else the test says `skipped:` and passes.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

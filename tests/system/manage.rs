@@ -1,6 +1,6 @@
 //! `import`, `export`, `passwd` and `recipients` end to end, on the real binary, each
 //! test in its own temporary HOME / DOCKER_CONFIG / XDG_RUNTIME_DIR with a cleared
-//! environment (harness: `tests/manage_support/`).
+//! environment (harness: `tests/common/manage.rs`).
 //!
 //! Import runs on fixture configs as Docker writes them (tab indent, no final newline,
 //! `<` `>` `&` as `\u` escapes) and as people write them (other indents, unknown keys,
@@ -14,7 +14,7 @@
 //! `gpg`/`gpgconf` (gnupg); `scripts/test.sh` unpacks pass and docker-credential-pass
 //! into `target/test-tools/` (never system-wide), first on the tests' PATH. A test whose tool is missing prints `skipped: …` on stderr
 //! and passes, or fails naming the Debian package when `CI` is set.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

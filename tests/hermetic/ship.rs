@@ -2,7 +2,7 @@
 //! (a symlink, as the package ships it), shell completions for both names driven in a
 //! real bash, the generated man pages, and a closed stdout (EPIPE) as a quiet exit 141
 //! for the commands for people (protocol actions keep 0/1).
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -73,7 +73,11 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
         words[cword],
         if cword > 0 { words[cword - 1] } else { "" },
     );
+    // A clean environment: a BASH_ENV or COMP_* of the developer's would change what
+    // this bash runs.
     let out = Command::new("bash")
+        .env_clear()
+        .env("PATH", common::test_path())
         .args(["--norc", "--noprofile", "-c", &prog])
         .output()
         .unwrap();
@@ -213,6 +217,8 @@ fn generate_assets_writes_man_pages_for_every_visible_subcommand_and_completions
     }
     if require_tool("man", "man-db") {
         let out = Command::new("man")
+            .env_clear()
+            .env("PATH", common::test_path())
             .args(["-l", "-P", "cat"])
             .arg(dir.join("man1/docker-credential-lockbox-unlock.1"))
             .env("MANWIDTH", "80")

@@ -8,7 +8,7 @@
 //! `init` and `status`; malformed input and damaged vault files that must leave the
 //! file untouched; concurrent writers and readers; SIGKILL during writes; file modes.
 //! Every `TestEnv` checks when dropped that no secret reached stderr or the vault.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;
@@ -856,7 +856,7 @@ fn passphrase_protected_ssh_key_is_a_clear_error() {
         "sshp.example",
         &[("LOCKBOX_IDENTITY_FILE", private.to_str().unwrap())],
     );
-    // `get` never asks: it says to run unlock (which asks; tests/identities.rs).
+    // `get` never asks: it says to run unlock (which asks; tests/keys/identities.rs).
     let line = out.assert_error_line();
     assert!(
         line.contains("protected by a passphrase") && line.contains("unlock"),

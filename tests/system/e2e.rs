@@ -28,7 +28,7 @@
 //! `systemd-creds` (systemd), `setpriv` and `flock` (util-linux) and `useradd` (passwd).
 //! A missing tool, or no root, skips with a note (a missing docker-py or reboot tool
 //! skips only its phase) — or fails when `CI` is set. `scripts/test.sh` installs them.
-mod common;
+use crate::common;
 
 use common::clients;
 use common::users::TestUser;
@@ -75,7 +75,9 @@ fn python_has_docker(python: &str) -> bool {
         return false;
     }
     let mut c = Command::new(python);
-    c.args(["-c", "import docker"]);
+    c.args(["-c", "import docker"])
+        .env_clear()
+        .env("PATH", common::test_path());
     clients::run(c, Input::Closed).ok()
 }
 

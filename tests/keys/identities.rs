@@ -8,7 +8,7 @@
 //! process would race with the other test threads). Each such pair is an outer test
 //! that must pass and an `inner_…` test it runs; the inner test checks its own
 //! preconditions so it cannot pass vacuously.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,16 +37,28 @@ fn run_inner(inner: &str, wrapper: &str, stdin: &[u8]) {
     );
     let log = tempfile::NamedTempFile::new().unwrap();
     let exe = std::env::current_exe().unwrap();
+    // The test's full name in this binary: its module path without the crate.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
     let run = format!(
-        "'{}' --exact '{inner}' --include-ignored --test-threads 1 --nocapture",
+        "'{}' --exact '{module}::{inner}' --include-ignored --test-threads 1 --nocapture",
         exe.display()
     );
-    let mut child = Command::new("/bin/sh")
+    // Nothing of this process's environment but what the inner test needs: the
+    // developer's own DOCKER_*/LOCKBOX_*/HOME never reach it, nor the plugin it runs.
+    let mut child = Command::new("/bin/sh");
+    child.env_clear();
+    for keep in ["CI", "TMPDIR", "RUST_BACKTRACE", "LOCKBOX_TEST_TOOLS_BIN"] {
+        if let Some(v) = std::env::var_os(keep) {
+            child.env(keep, v);
+        }
+    }
+    let mut child = child
         .arg("-c")
         .arg(wrapper)
         .env("LB_RUN", &run)
         .env("SHELL", "/bin/sh")
         .env("PATH", path)
+        .env(common::plugin::BIN_VAR, common::plugin::binary())
         .env("LOCKBOX_TEST_PLUGIN_LOG", log.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -202,6 +214,8 @@ fn age_p(env: &TestEnv, plain: &Path, armor: bool) -> PathBuf {
         "(sleep 1; printf '%s\\n' '{PASS}'; sleep 1; printf '%s\\n' '{PASS}'; sleep 1) | script -qec \"$0\" /dev/null"
     );
     let out = Command::new("/bin/sh")
+        .env_clear()
+        .env("PATH", common::test_path())
         .arg("-c")
         .arg(&wrapper)
         .arg(&cmd)

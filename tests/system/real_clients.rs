@@ -1,14 +1,14 @@
 //! Real clients, run for real against the built helper: the Docker CLI logging in to
 //! and out of the CNCF distribution registry (127.0.0.1, htpasswd auth), and docker-py's
 //! credential store (`tests/common/dockerpy_store.py`). No daemon and no root needed;
-//! `tests/e2e.rs` adds a real `dockerd` (push, pull, build), docker-py's client and
+//! `tests/system/e2e.rs` adds a real `dockerd` (push, pull, build), docker-py's client and
 //! skopeo.
 //!
 //! Needs `docker` (the CLI; no daemon), `docker-registry`, `htpasswd` (apache2-utils),
 //! `age-keygen` (age) and a Python with the `docker` package (`LOCKBOX_TEST_PYTHON`,
 //! default `python3`). A missing tool skips the test with a note, or fails it when `CI`
 //! is set. `.ci/run` installs them all.
-mod common;
+use crate::common;
 
 use common::clients;
 
@@ -267,7 +267,9 @@ fn dockerpy_credential_store() {
 
 fn python_has_docker(python: &str) -> bool {
     let mut c = Command::new(python);
-    c.args(["-c", "import docker"]);
+    c.args(["-c", "import docker"])
+        .env_clear()
+        .env("PATH", common::test_path());
     // A missing interpreter is a spawn error, which `run` reports by panicking; check
     // for it first so that it follows the tool policy too.
     if clients::which(python).is_none() && !Path::new(python).is_file() {

@@ -3,7 +3,7 @@
 //! (exit 0); a missing helper on PATH is an error; sudo's `secure_path` is checked, or
 //! said to be uncheckable as a user who cannot read sudoers; no secret from config.json
 //! or `DOCKER_AUTH_CONFIG` is ever printed.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -24,7 +24,7 @@ use lockbox::openbao::{
 use lockbox::vault::crypto::VaultKey;
 use zeroize::Zeroizing;
 
-mod common;
+use crate::common;
 use common::{FAST_KDF, Group, Input, World, run_bounded, store_json};
 
 const ROOT: &str = "lockbox-test-root-token";
@@ -439,20 +439,21 @@ fn the_environment_proxy_is_ignored() {
     proxy.set_nonblocking(true).unwrap();
     let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
     let (port, server) = one_shot(key_info_answer());
+    // The child test's full name in this binary: its module path without the crate.
+    let probe = format!(
+        "{}::proxy_probe_child",
+        module_path!().split_once("::").map_or("", |(_, m)| m)
+    );
     let mut child = Command::new(std::env::current_exe().unwrap());
     child
-        .args([
-            "--exact",
-            "proxy_probe_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", probe.as_str(), "--nocapture", "--test-threads=1"])
+        // Only the proxies and the probe's address: nothing of this process's
+        // environment (no NO_PROXY, no LOCKBOX_* of the developer's).
+        .env_clear()
         .env(
             "LOCKBOX_TEST_PROXY_PROBE",
             format!("http://localhost:{port}"),
-        )
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy");
+        );
     for var in [
         "HTTPS_PROXY",
         "https_proxy",

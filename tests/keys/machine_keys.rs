@@ -18,7 +18,7 @@
 //! the user's `get` and a skopeo pull in another environment with nobody typing; it
 //! keeps answering across a rotation, fails clearly when the credential is removed or
 //! does not parse, and stops cleanly on SIGTERM.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -784,6 +784,8 @@ fn credential_agent_after_a_reboot(seal: Seal) {
     .unwrap();
     run_ok(
         Command::new("skopeo")
+            .env_clear()
+            .env("PATH", common::test_path())
             .arg("--policy")
             .arg(&policy)
             .args(["copy", "--dest-tls-verify=false"])

@@ -12,7 +12,7 @@
 //!
 //! Needs root (for `useradd`) and the tools; when they are missing the test fails
 //! under `CI=true` and elsewhere prints `skipped: …` with the reason.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -8,7 +8,7 @@
 //! The plugin is "in PATH" when it is copied into the world's `bin/` (first on the
 //! binary's PATH), and gone when it is removed from there: no test changes this
 //! process's environment. `LOCKBOX_TEST_PLUGIN_LOG` counts its runs.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
