@@ -311,7 +311,11 @@ impl Registry {
             let config = dir.path().join("config.yml");
             fs::write(&config, registry_config(dir.path(), port)).expect("write config.yml");
             let log = fs::File::create(dir.path().join("registry.log")).expect("log file");
-            let mut cmd = Command::new("docker-registry");
+            // By its path: env_clear leaves the lookup to this process's PATH, which
+            // does not have the tools scripts/test.sh unpacked.
+            let mut cmd = Command::new(
+                super::which("docker-registry").expect("docker-registry (checked by the caller)"),
+            );
             cmd.arg("serve")
                 .arg(&config)
                 .env_clear() // REGISTRY_* variables would override the config
@@ -698,9 +702,13 @@ impl Dockerd {
                 "--ip-masq=false",
             ])
             // Nothing from the test's environment: no proxies, no DOCKER_* settings.
-            // Debian's containerd, runc and docker-init are found on this PATH.
+            // Debian's containerd, runc and docker-init are found on this PATH (first
+            // where scripts/test.sh unpacked them).
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                super::path_with_test_tools("/usr/sbin:/usr/bin:/sbin:/bin".as_ref()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
@@ -775,7 +783,7 @@ impl Dockerd {
     /// The Docker CLI talking to this daemon, with an empty config of its own (no
     /// credentials) and nothing inherited from `DOCKER_*`.
     pub fn cli(&self) -> Command {
-        let mut c = Command::new("docker");
+        let mut c = Command::new(super::which("docker").expect("docker (checked by the caller)"));
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("DOCKER_") {
                 c.env_remove(k);
