@@ -6,19 +6,29 @@
 # answers), get, unlock, `lockbox status`, `lockbox doctor`, man -w, the bash
 # completion; then dpkg -P, and the file lists of /usr /etc /opt /var/lib before the
 # install and after the purge must be equal. Needs docker, docker-registry, htpasswd
-# (scripts/test.sh installs the last two) and setpriv.
+# and setpriv: scripts/test.sh installs htpasswd and unpacks the first two privately
+# into target/test-tools/root (or $LOCKBOX_TEST_TOOLS), which this script looks in too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 section() { printf '\n==== %s ====\n' "$*"; }
 fail() { echo "package smoke: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
+# The tools scripts/test.sh unpacked privately, after the system's own.
+tools="${LOCKBOX_TEST_TOOLS:-$PWD/target/test-tools/root}"
+tools_path="$tools/usr/bin:$tools/usr/sbin"
+export PATH="$PATH:$tools_path"
 for tool in docker docker-registry htpasswd setpriv; do
   command -v "$tool" >/dev/null || fail "$tool is missing"
 done
-debs=(target/debian/docker-credential-lockbox_*.deb)
-[ "${#debs[@]}" -eq 1 ] && [ -f "${debs[0]}" ] || fail "want exactly one .deb in target/debian/: ${debs[*]}"
+# Where scripts/package.sh put it: cargo's target directory (CARGO_TARGET_DIR when set).
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+debs=("$target_dir"/debian/docker-credential-lockbox_*.deb)
+[ "${#debs[@]}" -eq 1 ] && [ -f "${debs[0]}" ] || fail "want exactly one .deb in $target_dir/debian/: ${debs[*]}"
 deb="${debs[0]}"
+# bash runs the completions only with bash-completion; the package says so.
+[ "$(dpkg-deb -f "$deb" Recommends)" = bash-completion ] || fail "the package does not recommend bash-completion"
 dpkg-query -W docker-credential-lockbox >/dev/null 2>&1 && fail "the package is already installed"
 
 user=lockbox-smoke
@@ -30,7 +40,7 @@ rm -rf "$home/.docker" "$home/keys" # a previous run's vault and keys
 # The user's own clean environment: no DOCKER_*, LOCKBOX_* or CI variables of ours.
 as_user() {
   setpriv --reuid="$uid" --regid="$gid" --init-groups \
-    env -i HOME="$home" USER="$user" PATH=/usr/local/bin:/usr/bin:/bin \
+    env -i HOME="$home" USER="$user" PATH="/usr/local/bin:/usr/bin:/bin:$tools_path" \
     DOCKER_HOST="unix://$home/no-daemon.sock" "$@"
 }
 

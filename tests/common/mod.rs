@@ -77,41 +77,53 @@ pub fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// The PATH every test searches and gives its commands: the private test tools first
-/// ([`test_tools_bin`]), then the test process's own PATH.
-pub fn test_path() -> OsString {
-    let inherited =
-        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut dirs: Vec<PathBuf> = test_tools_bin().into_iter().collect();
-    dirs.extend(std::env::split_paths(&inherited));
+/// Where `scripts/test.sh` unpacks the Debian packages the tests need but that must not
+/// be installed system-wide (`pass`, `docker-credential-pass`, tangd, the registry,
+/// dockerd and its containerd and runc, the TPM2 libraries): `LOCKBOX_TEST_TOOLS`, else
+/// `target/test-tools/root` when a previous run of the script left it.
+pub fn test_tools_root() -> Option<PathBuf> {
+    std::env::var_os("LOCKBOX_TEST_TOOLS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/root");
+            d.is_dir().then_some(d)
+        })
+}
+
+/// `system_path` (say `/usr/libexec/tangd`) in [`test_tools_root`] when it is there,
+/// else the system's own.
+pub fn test_tool_file(system_path: &str) -> PathBuf {
+    test_tools_root()
+        .map(|root| root.join(system_path.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(system_path))
+}
+
+/// The private TPM2 libraries' directory, for `LD_LIBRARY_PATH` of `systemd-creds
+/// --tpm2-device` (installed as packages they would pull in udev), when unpacked.
+pub fn test_tools_lib() -> Option<PathBuf> {
+    test_tools_root()
+        .map(|root| root.join("usr/lib/x86_64-linux-gnu"))
+        .filter(|d| d.is_dir())
+}
+
+/// The private bin directories ([`test_tools_root`]'s `usr/bin` and `usr/sbin`) in front
+/// of `rest`, as a PATH.
+pub fn path_with_test_tools(rest: &OsStr) -> OsString {
+    let mut dirs: Vec<PathBuf> = test_tools_root()
+        .map(|root| vec![root.join("usr/bin"), root.join("usr/sbin")])
+        .unwrap_or_default();
+    dirs.extend(std::env::split_paths(rest));
     std::env::join_paths(dirs).expect("PATH entries without ':'")
 }
 
-/// Where `scripts/test.sh` unpacked `pass` and `docker-credential-pass` privately (so
-/// they are never installed system-wide): `LOCKBOX_TEST_TOOLS_BIN` when set (it must
-/// be a directory), else `test-tools/root/usr/bin` under `CARGO_TARGET_DIR` or under
-/// the checkout's `target/`, whichever a previous run of the script left.
-pub fn test_tools_bin() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("LOCKBOX_TEST_TOOLS_BIN").filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.is_dir(),
-            "LOCKBOX_TEST_TOOLS_BIN is {}, which is not a directory (unset it, or run scripts/test.sh)",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    let targets = [
-        std::env::var_os("CARGO_TARGET_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target")),
-    ];
-    targets
-        .into_iter()
-        .flatten()
-        .map(|t| t.join("test-tools/root/usr/bin"))
-        .find(|d| d.is_dir())
+/// The PATH every test searches and gives its commands: the private tools
+/// ([`path_with_test_tools`]) first, then the test process's own PATH.
+pub fn test_path() -> OsString {
+    let inherited =
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    path_with_test_tools(&inherited)
 }
 
 /// `tool` looked up on the tests' PATH ([`test_path`]), as a shell would.

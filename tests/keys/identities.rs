@@ -47,7 +47,7 @@ fn run_inner(inner: &str, wrapper: &str, stdin: &[u8]) {
     // developer's own DOCKER_*/LOCKBOX_*/HOME never reach it, nor the plugin it runs.
     let mut child = Command::new("/bin/sh");
     child.env_clear();
-    for keep in ["CI", "TMPDIR", "RUST_BACKTRACE", "LOCKBOX_TEST_TOOLS_BIN"] {
+    for keep in ["CI", "TMPDIR", "RUST_BACKTRACE", "LOCKBOX_TEST_TOOLS"] {
         if let Some(v) = std::env::var_os(keep) {
             child.env(keep, v);
         }

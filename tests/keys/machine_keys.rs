@@ -200,12 +200,13 @@ fn swtpm(dir: &Path) -> Server {
 fn tang(dir: &Path) -> Server {
     let db = dir.join("tang-db");
     fs::create_dir_all(&db).unwrap();
-    run_ok(Command::new("/usr/libexec/tangd-keygen").arg(&db));
+    run_ok(Command::new(common::test_tool_file("/usr/libexec/tangd-keygen")).arg(&db));
+    let tangd = common::test_tool_file("/usr/libexec/tangd");
     for _ in 0..10 {
         let port = free_port();
         let mut child = Command::new("socat")
             .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
-            .arg(format!("EXEC:/usr/libexec/tangd {}", db.display()))
+            .arg(format!("EXEC:{} {}", tangd.display(), db.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -218,6 +219,24 @@ fn tang(dir: &Path) -> Server {
         let _ = child.wait();
     }
     panic!("socat/tangd did not start on any port tried");
+}
+
+/// `systemd-creds`, with the TPM2 libraries scripts/test.sh unpacked privately (if it
+/// did) on `LD_LIBRARY_PATH`: it loads them only for `--tpm2-device`.
+fn systemd_creds() -> Command {
+    let mut c = Command::new("systemd-creds");
+    if let Some(lib) = common::test_tools_lib() {
+        c.env("LD_LIBRARY_PATH", lib);
+    }
+    c
+}
+
+/// [`systemd_creds`] for an identity command line.
+fn systemd_creds_line() -> String {
+    match common::test_tools_lib() {
+        Some(lib) => format!("env LD_LIBRARY_PATH={} systemd-creds", shell_quote(&lib)),
+        None => "systemd-creds".to_owned(),
+    }
 }
 
 fn shell_quote(p: &Path) -> String {
@@ -319,7 +338,7 @@ fn systemd_creds_tpm2_credential_opens_the_vault_with_swtpm() {
     let cred = f.path("lockbox-identity.cred");
     f.with_plain(|plain| {
         run_ok(
-            Command::new("systemd-creds")
+            systemd_creds()
                 .args([
                     "encrypt",
                     "--with-key=tpm2",
@@ -331,7 +350,8 @@ fn systemd_creds_tpm2_credential_opens_the_vault_with_swtpm() {
         )
     });
     f.open_with(&format!(
-        "systemd-creds decrypt {device} --name=lockbox-identity {} -",
+        "{} decrypt {device} --name=lockbox-identity {} -",
+        systemd_creds_line(),
         shell_quote(&cred)
     ))
     .unwrap();
@@ -341,7 +361,8 @@ fn systemd_creds_tpm2_credential_opens_the_vault_with_swtpm() {
     let other = swtpm(f.dir.path());
     let e = f
         .open_with(&format!(
-            "systemd-creds decrypt --tpm2-device=swtpm:host=127.0.0.1,port={} --name=lockbox-identity {} -",
+            "{} decrypt --tpm2-device=swtpm:host=127.0.0.1,port={} --name=lockbox-identity {} -",
+            systemd_creds_line(),
             other.port,
             shell_quote(&cred)
         ))
@@ -362,13 +383,13 @@ fn clevis_tang_sealed_identity_opens_the_vault_while_tang_answers() {
     {
         return;
     }
-    assert!(
-        Path::new("/usr/libexec/tangd").exists()
-            || std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-        "CI is set and tangd is missing: install the Debian package `tang`"
-    );
-    if !Path::new("/usr/libexec/tangd").exists() {
-        eprintln!("skipped: tangd not installed (Debian package `tang`)");
+    // scripts/test.sh unpacks tangd privately (Debian's `tang` would enable tangd.socket).
+    let tangd = common::test_tool_file("/usr/libexec/tangd");
+    if !common::require(
+        tangd.exists(),
+        "tangd",
+        "it with scripts/test.sh (it unpacks Debian's tang-common privately)",
+    ) {
         return;
     }
     let f = Fixture::new();
@@ -839,7 +860,7 @@ fn credential_agent_after_a_reboot(seal: Seal) {
     // Root seals it (`/etc/credstore.encrypted/lockbox-identity` on a real host); the
     // plaintext is removed.
     let sealed = secret_dir.path().join("lockbox-identity.cred");
-    let mut encrypt = Command::new("systemd-creds");
+    let mut encrypt = systemd_creds();
     encrypt
         .arg("encrypt")
         .args(seal.args(true))
@@ -871,7 +892,7 @@ fn credential_agent_after_a_reboot(seal: Seal) {
     fs::set_permissions(&creds, fs::Permissions::from_mode(0o700)).unwrap();
     u.chown(&creds);
     let cred_file = creds.join("lockbox-identity");
-    let mut decrypt = Command::new("systemd-creds");
+    let mut decrypt = systemd_creds();
     decrypt
         .arg("decrypt")
         .args(seal.args(false))

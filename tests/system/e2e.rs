@@ -696,8 +696,10 @@ impl BuildUser {
             .args(["env", "-i"])
             .arg(format!("HOME={}", self.home().display()))
             .arg(format!(
-                "PATH={}:{SYSTEM_PATH}",
-                self.root.path().join("bin").display()
+                "PATH={}:{}",
+                self.root.path().join("bin").display(),
+                // the docker CLI where scripts/test.sh unpacked it, if it did
+                common::path_with_test_tools(SYSTEM_PATH.as_ref()).to_string_lossy()
             ))
             .arg(format!("DOCKER_HOST={}", daemon.host()))
             .arg(format!("DOCKER_CONFIG={}", self.docker_config().display()))
