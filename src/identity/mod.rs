@@ -24,6 +24,7 @@
 //! encrypted age identity ([`MAX_SCRYPT_LOG_N`]) and the bcrypt rounds of an encrypted
 //! OpenSSH key ([`MAX_BCRYPT_ROUNDS`]).
 pub mod command;
+pub mod plugin_client;
 pub mod recipient;
 
 use std::io::{Cursor, Read};
@@ -42,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::vault::crypto::{PluginRecipient, Recipient, VaultKey};
 use crate::vault::slot::{SlotKind, slot_kind};
 use crate::vault::{Rewrap, Slot, Vault};
+use crate::identity::plugin_client::PluginFailure;
 
 /// Largest identity text read (a file, a variable, a command's output), bytes.
 pub const MAX_IDENTITY_BYTES: usize = 64 * 1024;
@@ -55,6 +57,11 @@ pub const MAX_BCRYPT_ROUNDS: u32 = 1024;
 /// How long a plugin may take on `get` (a protocol action, where nobody can answer a
 /// prompt) before lockbox gives up on it.
 pub const PLUGIN_GET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a plugin may take in a command for people (`unlock`, `exec`, `export`,
+/// `passwd`, `init`, `recipients`), not counting the time a person spends answering
+/// what it asked on the terminal (a PIN): the clock stops while lockbox's prompt is
+/// open.
+pub const PLUGIN_PERSON_TIMEOUT: Duration = Duration::from_secs(60);
 /// Tries a person gets at a passphrase on the terminal.
 pub const TERMINAL_TRIES: u32 = 3;
 
@@ -358,20 +365,33 @@ impl WrapWithPlugin for PluginRecipient {
             PluginRecipient::Tag(r) => key.wrap_to(r),
             PluginRecipient::TagPq(r) => key.wrap_to(r.as_ref()),
             PluginRecipient::Plugin(r) => {
-                let plugin = age::plugin::RecipientPluginV1::new(
-                    r.plugin(),
-                    std::slice::from_ref(r),
-                    &[],
+                let timeout = if callbacks.interactive {
+                    PLUGIN_PERSON_TIMEOUT
+                } else {
+                    PLUGIN_GET_TIMEOUT
+                };
+                let wrapper = PluginWrap {
+                    name: r.plugin(),
+                    recipient: r.to_string(),
                     callbacks,
-                )
-                .map_err(|_| missing_plugin(r.plugin()))?;
-                key.wrap_to(&plugin).map_err(|e| match e {
-                    Error::Encrypt(detail) => Error::Encrypt(format!(
-                        "age-plugin-{} could not wrap the key: {}",
-                        r.plugin(),
-                        first_line(&detail)
-                    )),
-                    other => other,
+                    timeout,
+                    failure: std::sync::Mutex::new(None),
+                };
+                key.wrap_to(&wrapper).map_err(|e| {
+                    let failure = wrapper.failure.lock().ok().and_then(|mut f| f.take());
+                    match failure {
+                        Some(PluginFailure::Missing) => missing_plugin(r.plugin()),
+                        Some(f) => Error::Encrypt(crate::messages::plugin_wrap_failed(
+                            r.plugin(),
+                            &plugin_reason(&f, timeout),
+                        )),
+                        None => match e {
+                            Error::Encrypt(detail) => Error::Encrypt(
+                                crate::messages::plugin_wrap_failed(r.plugin(), &first_line(&detail)),
+                            ),
+                            other => other,
+                        },
+                    }
                 })
             }
         }
@@ -391,6 +411,55 @@ impl WrapToRecipient for VaultKey {
         match recipient {
             Recipient::Plugin(r) => r.wrap(self, PluginCallbacks::terminal()),
             native => self.wrap_natively(native),
+        }
+    }
+}
+
+/// A plugin recipient as age's encryptor sees it: wrapping runs lockbox's own plugin
+/// client ([`crate::identity::plugin_client::wrap`]); a failure is kept for the error message.
+struct PluginWrap<'a> {
+    name: &'a str,
+    recipient: String,
+    callbacks: PluginCallbacks,
+    timeout: Duration,
+    failure: std::sync::Mutex<Option<PluginFailure>>,
+}
+
+impl age::Recipient for PluginWrap<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> std::result::Result<(Vec<Stanza>, std::collections::HashSet<String>), age::EncryptError>
+    {
+        crate::identity::plugin_client::wrap(
+            self.name,
+            &self.recipient,
+            file_key,
+            &self.callbacks,
+            self.timeout,
+        )
+        .map_err(|f| {
+            let text = plugin_reason(&f, self.timeout);
+            if let Ok(mut slot) = self.failure.lock() {
+                *slot = Some(f);
+            }
+            age::EncryptError::Io(std::io::Error::other(text))
+        })
+    }
+}
+
+/// The one-line reason of a plugin run that failed (after `age-plugin-NAME: `).
+fn plugin_reason(f: &PluginFailure, timeout: Duration) -> String {
+    use crate::child::Failure;
+    match f {
+        PluginFailure::Missing => "the plugin is not in PATH".to_owned(),
+        PluginFailure::Run(Failure::TimedOut { .. }) => {
+            crate::messages::plugin_timed_out(timeout.as_secs())
+        }
+        PluginFailure::Run(run) => run.reason(),
+        PluginFailure::Protocol(what) => crate::messages::plugin_protocol_error(what),
+        PluginFailure::Reported(errors) => {
+            crate::messages::plugin_failed(errors.first().map_or("", String::as_str))
         }
     }
 }
@@ -457,9 +526,9 @@ pub fn open_vault(
 /// Fails with the missing-plugin error unless `age-plugin-NAME` is found in `PATH`, as
 /// age looks it up; runs nothing. Callers check before they ask or write anything.
 pub fn require_plugin(name: &str) -> Result<()> {
-    age::plugin::RecipientPluginV1::new(name, &[], &[], PluginCallbacks::never())
+    crate::identity::plugin_client::find(name)
         .map(drop)
-        .map_err(|_| missing_plugin(name))
+        .ok_or_else(|| missing_plugin(name))
 }
 
 fn first_line(text: &str) -> String {
@@ -641,6 +710,7 @@ fn stanzas_of(wrapped: &[u8]) -> Vec<Stanza> {
 }
 
 /// Runs plugin `name` once over the stanzas of all `slots`; the file key it found.
+/// `deadline` bounds the run; `None` is a command for people: [`PLUGIN_PERSON_TIMEOUT`].
 fn unwrap_with_plugin(
     name: &str,
     identities: &[age::plugin::Identity],
@@ -648,37 +718,24 @@ fn unwrap_with_plugin(
     callbacks: &PluginCallbacks,
     deadline: Option<Duration>,
 ) -> Result<Option<FileKey>> {
-    let plugin = age::plugin::IdentityPluginV1::new(name, identities, callbacks.clone())
-        .map_err(|_| missing_plugin(name))?;
+    let timeout = deadline.unwrap_or(PLUGIN_PERSON_TIMEOUT);
+    let ids: Vec<Zeroizing<String>> = identities
+        .iter()
+        .filter(|i| i.plugin() == name)
+        .map(|i| Zeroizing::new(i.to_string()))
+        .collect();
     let stanzas: Vec<Stanza> = slots.iter().flat_map(|s| stanzas_of(s.wrapped)).collect();
-    let run = move || age::Identity::unwrap_stanzas(&plugin, &stanzas);
-    let result = match deadline {
-        None => run(),
-        Some(limit) => {
-            // The plugin protocol has no timeout of its own: run it on a thread and
-            // stop waiting at the deadline. The plugin then sees its stdin close when
-            // this process exits, as a protocol action does right after.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            std::thread::spawn(move || {
-                let _ = tx.send(run());
-            });
-            rx.recv_timeout(limit).map_err(|_| Error::BadIdentity {
-                source_name: format!("age-plugin-{name}"),
-                reason: format!("it did not answer within {} s", limit.as_secs()),
-            })?
-        }
-    };
-    match result {
-        None => Ok(None),
-        Some(Ok(key)) => Ok(Some(key)),
+    match crate::identity::plugin_client::unwrap(name, &ids, &stanzas, callbacks, timeout) {
+        Ok(key) => Ok(key),
+        Err(PluginFailure::Missing) => Err(missing_plugin(name)),
         // Refused for want of a person: "does not apply" (`keysource::does_not_apply`),
         // so `get` falls through to the agent, as for a passphrase-protected identity.
-        Some(Err(_)) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
+        Err(_) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
             plugin: name.to_owned(),
         }),
-        Some(Err(e)) => Err(Error::BadIdentity {
+        Err(f) => Err(Error::BadIdentity {
             source_name: format!("age-plugin-{name}"),
-            reason: format!("it failed: {}", first_line(&e.to_string())),
+            reason: plugin_reason(&f, timeout),
         }),
     }
 }
