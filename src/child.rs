@@ -319,7 +319,8 @@ impl Child {
             crate::sys::die_with_parent(&mut cmd, rustix::process::Signal::KILL);
         }
         let mut child = cmd.spawn().map_err(Failure::Spawn)?;
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
         Child::finish_spawn(child, options, stdin, stdout, stderr)
     }
 
@@ -382,13 +383,13 @@ impl Child {
         self.stdin = None;
     }
 
-    /// Reads what its pipes hold now: stdout into `pending` (against the total bound),
-    /// stderr into `kept`.
-    fn drain(&mut self) -> Result<(), Failure> {
+    /// Reads what its pipes hold now: stdout into `pending` (against the total bound;
+    /// it stops early once `pending` holds more than `stop_at` bytes, so a line's own
+    /// bound is met before the total's), stderr into `kept`.
+    fn drain_until(&mut self, stop_at: usize) -> Result<(), Failure> {
         let (pending, total, max) = (&mut self.pending, &mut self.total, self.max_stdout);
         let mut too_large = false;
-        let ok = self
-            .stdout
+        self.stdout
             .drain(&mut |data: &[u8]| {
                 if *total + data.len() > max {
                     too_large = true;
@@ -396,10 +397,10 @@ impl Child {
                 }
                 *total += data.len();
                 extend_wiped(pending, data);
-                true
+                pending.len() <= stop_at
             })
             .map_err(Failure::Io)?;
-        if !ok || too_large {
+        if too_large {
             return Err(Failure::TooLarge {
                 limit: max,
                 stderr: self.kept.clone(),
@@ -413,6 +414,11 @@ impl Child {
             })
             .map_err(Failure::Io)?;
         Ok(())
+    }
+
+    /// [`Child::drain_until`] with no early stop.
+    fn drain(&mut self) -> Result<(), Failure> {
+        self.drain_until(usize::MAX)
     }
 
     /// Waits until one of its pipes (and `stdin` for writing, when `write`) is ready,
@@ -536,7 +542,7 @@ impl Child {
                     stderr: self.kept.clone(),
                 });
             }
-            self.drain()?;
+            self.drain_until(max_line)?;
             if self.pending.contains(&b'\n') || self.stdout.fd.is_none() {
                 continue;
             }
@@ -546,7 +552,7 @@ impl Child {
             if self.exited()? {
                 // One last drain of what is already in the pipe, then stop: whatever
                 // it left running may hold the pipe open forever.
-                self.drain()?;
+                self.drain_until(max_line)?;
                 if !self.pending.contains(&b'\n') && self.pending.len() <= max_line {
                     return Err(Failure::Closed {
                         stderr: self.kept.clone(),

@@ -639,7 +639,9 @@ pub fn plugin_wrap_failed(plugin: &str, reason: &str) -> String {
 
 /// Another credential helper that did not answer within its deadline.
 pub fn helper_timed_out(seconds: u64) -> String {
-    format!("it did not answer within {seconds} s and was stopped (is it waiting for a prompt nobody can see, such as a pinentry without a terminal?)")
+    format!(
+        "it did not answer within {seconds} s and was stopped (is it waiting for a prompt nobody can see, such as a pinentry without a terminal?)"
+    )
 }
 
 /// A plugin recipient's slot asked of the vault core, which never runs a plugin (only

@@ -47,8 +47,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-pub use crate::child::{Failure, MAX_STDERR, Stderr};
 use crate::child::{Child, Isolation, Options, StderrTo};
+pub use crate::child::{Failure, MAX_STDERR, Stderr};
 use crate::error::Error;
 
 /// How long the command may run before its process group is killed.

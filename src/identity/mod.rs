@@ -386,9 +386,12 @@ impl WrapWithPlugin for PluginRecipient {
                             &plugin_reason(&f, timeout),
                         )),
                         None => match e {
-                            Error::Encrypt(detail) => Error::Encrypt(
-                                crate::messages::plugin_wrap_failed(r.plugin(), &first_line(&detail)),
-                            ),
+                            Error::Encrypt(detail) => {
+                                Error::Encrypt(crate::messages::plugin_wrap_failed(
+                                    r.plugin(),
+                                    &first_line(&detail),
+                                ))
+                            }
                             other => other,
                         },
                     }

@@ -116,7 +116,9 @@ impl Run {
             let short = line.len() - 1 < COLUMNS;
             crate::child::extend_wiped(&mut raw, &line);
             if line.len() - 1 > COLUMNS {
-                return Err(PluginFailure::Protocol("a stanza body line over 64 columns"));
+                return Err(PluginFailure::Protocol(
+                    "a stanza body line over 64 columns",
+                ));
             }
             if short {
                 break;
@@ -263,9 +265,7 @@ pub fn unwrap<C: age::Callbacks>(
                     && file_key.is_none()
                     && stanza.body.len() == 16
                 {
-                    file_key = Some(FileKey::init_with_mut(|k| {
-                        k.copy_from_slice(&stanza.body)
-                    }));
+                    file_key = Some(FileKey::init_with_mut(|k| k.copy_from_slice(&stanza.body)));
                     run.send("ok", &[], &[])?;
                 } else {
                     run.send("fail", &[], &[])?;
@@ -397,7 +397,10 @@ mod tests {
         // 48 bytes are exactly 64 columns: an empty line ends the body.
         let framed = encode_stanza("x", &[], &[0u8; 48]);
         assert!(framed.ends_with(b"AAAA\n\n"));
-        let parsed: Stanza = age_core::format::read::age_stanza(&framed).unwrap().1.into();
+        let parsed: Stanza = age_core::format::read::age_stanza(&framed)
+            .unwrap()
+            .1
+            .into();
         assert_eq!(parsed.body, vec![0u8; 48]);
     }
 
