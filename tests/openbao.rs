@@ -975,5 +975,8 @@ fn exec_openbao_does_not_pass_on_the_token_it_used() {
         SERVER,
         &[("VAULT_TOKEN", &token)],
     );
-    assert!(out.starts_with("BAO=unset VAULT=unset OTHER=unset\n"), "{out}");
+    assert!(
+        out.starts_with("BAO=unset VAULT=unset OTHER=unset\n"),
+        "{out}"
+    );
 }

@@ -776,7 +776,14 @@ fn dies(pid: &str) -> bool {
     (0..200).any(|_| {
         match fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return true,
-            Ok(stat) if stat.rsplit(')').next().unwrap().trim_start().starts_with('Z') => {
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
                 return true;
             }
             Ok(_) => {}
@@ -847,7 +854,8 @@ printf -- '-> done\\n\\n'",
         "{out}"
     );
     assert!(
-        out.stderr_str().contains("age plugin: hello from the plugin"),
+        out.stderr_str()
+            .contains("age plugin: hello from the plugin"),
         "{out}"
     );
     assert!(!out.stdout_str().contains("protocol"), "{out}");
