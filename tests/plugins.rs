@@ -748,7 +748,7 @@ fn hostile_plugin_endless_line_is_bounded_on_unlock() {
 
 /// Issue 20, finding 1: a plugin that reads its input and then says nothing kept
 /// `unlock` waiting for more than 60 s (forever). Now `unlock` gives up at its deadline
-/// (identities::PLUGIN_PERSON_TIMEOUT, 60 s of the plugin's time) in one line.
+/// (identity::PLUGIN_PERSON_TIMEOUT, 60 s of the plugin's time) in one line.
 #[test]
 fn hostile_plugin_silent_on_unlock_has_a_deadline() {
     let env = TestEnv::new();

@@ -18,7 +18,9 @@
 //! slot whose recipient that plugin could open (a plugin recipient of that name, or a
 //! tag recipient): never one run, nor one PIN prompt, per slot. Its stanzas from every
 //! such slot go to it in one request; the file key it returns is tried against those
-//! slots' header MACs. On `get` the plugin's time is bounded ([`PLUGIN_GET_TIMEOUT`]).
+//! slots' header MACs. A plugin runs through lockbox's own protocol client
+//! ([`plugin_client`]), its output and time bounded: [`PLUGIN_GET_TIMEOUT`] on `get`,
+//! [`PLUGIN_PERSON_TIMEOUT`] of its own time in a command for people.
 //!
 //! Work read from a file is bounded before it is done: the scrypt work factor of an
 //! encrypted age identity ([`MAX_SCRYPT_LOG_N`]) and the bcrypt rounds of an encrypted
@@ -40,10 +42,10 @@ use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::identity::plugin_client::PluginFailure;
 use crate::vault::crypto::{PluginRecipient, Recipient, VaultKey};
 use crate::vault::slot::{SlotKind, slot_kind};
 use crate::vault::{Rewrap, Slot, Vault};
-use crate::identity::plugin_client::PluginFailure;
 
 /// Largest identity text read (a file, a variable, a command's output), bytes.
 pub const MAX_IDENTITY_BYTES: usize = 64 * 1024;
@@ -506,7 +508,7 @@ impl Rewrap for PluginRewrap {
 /// Opens `vault`'s key with `ids` ([`open_age_slots`] over its age slots: native
 /// identities first, then each plugin once). `callbacks` is how a plugin may talk to
 /// a person; `deadline` bounds each plugin run (`Some` where nobody can answer, e.g.
-/// `get`). The key that opened a slot is checked against the slots MAC.
+/// `get`; `None` is [`PLUGIN_PERSON_TIMEOUT`] of plugin time). The key that opened a slot is checked against the slots MAC.
 pub fn open_vault(
     vault: &Vault,
     ids: &Identities,
@@ -632,7 +634,8 @@ pub struct AgeSlot<'a> {
 /// Opens the vault key from its age slots with `ids`: native identities first (cheap,
 /// no process), then each plugin once, with the stanzas of every slot it could open.
 /// `Ok(None)` means no identity opened any slot. `deadline` bounds each plugin run
-/// (`Some` on `get`; `None` where a person may be typing a PIN).
+/// (`Some` on `get`; `None` where a person may be typing a PIN:
+/// [`PLUGIN_PERSON_TIMEOUT`], the clock stopped while the terminal prompt is open).
 pub fn open_age_slots(
     slots: &[AgeSlot<'_>],
     ids: &Identities,
