@@ -17,7 +17,7 @@
 //!   `docker-credential-pass` and its pinentry) it stays in lockbox's process group and
 //!   only the program itself is killed.
 //! - SIGPIPE and SIGXFSZ are back to their defaults in the child and descriptors above
-//!   stderr are close-on-exec ([`crate::sys::isolate_child`]).
+//!   stderr are close-on-exec (`sys::isolate_child`).
 //!
 //! Stdout and stderr bytes go through wiped buffers: an identity command's stdout is
 //! key material, a plugin's may hold a file key.
