@@ -598,12 +598,12 @@ impl KeySource for IdentityCmd {
             Ok(out) => out,
             Err((e, stderr)) => {
                 if let Some(stderr) = stderr {
-                    stderr.relay(&mut std::io::stderr());
+                    crate::identity::command::relay(&stderr, &mut std::io::stderr());
                 }
                 return Err(e.into());
             }
         };
-        out.stderr.relay(&mut std::io::stderr());
+        crate::identity::command::relay(&out.stderr, &mut std::io::stderr());
         let ids = parse_identities(&out.stdout, &self.cmd.source_name(), &NeverPrompt, None)
             .map_err(identity_refusal)?;
         Ok(KeyOpened {

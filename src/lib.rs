@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | 0 | `exit`, `sanitize`, `sys`, `messages` | leaves: exit codes, terminal-safe text, the only `unsafe`, every user-facing string (plain values in) |
 //! | 1 | `error` | the failure types (`Error`, `OpenBaoError`, `CredentialFailure`), each mapped once to its message and exit code |
-//! | 2 | `secret_io`, `output`, `assets` | bounded wiped reads of secrets, stdout for people (EPIPE → 141), completions and man pages |
+//! | 2 | `secret_io`, `output`, `assets`, `child` | bounded wiped reads of secrets, stdout for people (EPIPE → 141), completions and man pages, running another program bounded (deadline, output, kill) |
 //! | 3 | `docker` | other tools' formats, pure and fuzzed: server URLs, Go JSON, config.json, export formats |
 //! | 4 | `vault` | the core: model, crypto, slots, format numbers, the parser; no file system, network, processes or prompts |
 //! | 4.5 | `file` | the vault on disk: paths, the sidecar lock, atomic durable writes |
@@ -35,6 +35,7 @@
 
 pub mod agent;
 pub mod assets;
+pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod config;

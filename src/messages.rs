@@ -569,6 +569,88 @@ pub const ERROR_PREFIX: &str = "docker-credential-lockbox: error: ";
 
 pub use crate::sanitize::sanitize;
 
+// ---------------------------------------------------------------------------------
+// Programs lockbox runs (src/child.rs): the identity command, another credential
+// helper, age plugins. Each is a reason, completed by the caller's "cannot use …".
+
+/// Its stderr was longer than what is kept.
+pub fn child_stderr_dropped(kept: usize) -> String {
+    format!("(more than {kept} bytes; the rest was dropped)")
+}
+
+/// It could not be started.
+pub fn child_spawn_failed(error: &str) -> String {
+    format!("it could not be started: {error}")
+}
+
+/// Reading from it, writing to it or waiting for it failed.
+pub fn child_io_failed(error: &str) -> String {
+    format!("reading its output failed: {error}")
+}
+
+/// It ran past its deadline.
+pub fn child_timed_out(seconds: f64) -> String {
+    format!("it did not finish within {seconds} s and was killed")
+}
+
+/// It exited with a failure status.
+pub fn child_exit_code(code: i32) -> String {
+    format!("it exited with status {code}")
+}
+
+/// It was killed by a signal.
+pub fn child_exit_signal(signal: i32) -> String {
+    format!("it was killed by signal {signal}")
+}
+
+/// It failed some other way.
+pub fn child_exit_other(status: &str) -> String {
+    format!("it failed ({status})")
+}
+
+/// It wrote more than its bound.
+pub fn child_too_large(limit: usize) -> String {
+    format!("it printed more than {limit} bytes")
+}
+
+/// It wrote a line longer than its bound.
+pub fn child_line_too_long(limit: usize) -> String {
+    format!("it wrote a line longer than {limit} bytes, which is not the age plugin protocol")
+}
+
+/// It succeeded but printed nothing.
+pub const CHILD_EMPTY: &str = "it printed nothing";
+
+/// It closed its output (or exited) while an answer was awaited.
+pub const CHILD_CLOSED: &str = "it exited (or closed its output) before it answered";
+
+/// An age plugin that did not answer within its deadline.
+pub fn plugin_timed_out(seconds: u64) -> String {
+    format!("it did not answer within {seconds} s and was stopped")
+}
+
+/// An age plugin that wrote something else than the protocol.
+pub fn plugin_protocol_error(what: &str) -> String {
+    format!("it does not speak the age plugin protocol ({what})")
+}
+
+/// An age plugin that reported a failure.
+pub fn plugin_failed(message: &str) -> String {
+    format!("it failed: {message}")
+}
+
+/// An age plugin that could not wrap the key.
+pub fn plugin_wrap_failed(plugin: &str, reason: &str) -> String {
+    format!("age-plugin-{plugin} could not wrap the key: {reason}")
+}
+
+/// Another credential helper that did not answer within its deadline.
+pub fn helper_timed_out(seconds: u64) -> String {
+    format!(
+        "it did not answer within {seconds} s and was stopped (is it waiting for a prompt nobody can see, such as a pinentry without a terminal?)"
+    )
+}
+
 /// A plugin recipient's slot asked of the vault core, which never runs a plugin (only
 /// a programming error reaches this: commands pass the identity backend's hook).
 pub fn plugin_needs_backend(plugin: &str) -> String {

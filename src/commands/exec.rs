@@ -4,8 +4,12 @@
 //! The key stays in this process, which serves it on a private socket
 //! (`<agent dir>/exec-<pid>-<n>/agent.sock`, the directory 0700) named to CMD in
 //! `LOCKBOX_AGENT_SOCKET`; CMD's `get` asks it as it would ask the agent. CMD's
-//! environment loses the identity and passphrase variables, so CMD and its children
-//! cannot bypass `exec` or keep the identity. Signals sent to `exec` are forwarded to
+//! environment loses the identity and passphrase variables, and the one of
+//! `BAO_TOKEN`/`VAULT_TOKEN` whose token `--openbao` used, so CMD and its children cannot
+//! bypass `exec` or keep the identity through the environment. Files are another
+//! matter: a file named with `--identity-file`, `--passphrase-file` or
+//! `--openbao-token-file` (or `~/.vault-token`) stays readable by CMD, which runs as the
+//! same user; `exec` does not hide files. Signals sent to `exec` are forwarded to
 //! CMD; CMD's exit status is returned (128+N when it dies of signal N). When CMD
 //! exits the key is wiped and the socket and its directory removed. When `exec` is
 //! SIGKILLed the key dies with its memory, the socket left behind refuses every
@@ -68,15 +72,38 @@ pub struct Opts {
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit> {
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    let key = open_key(&vault, settings, &o.key.flags())?.key;
+    let opened = open_key(&vault, settings, &o.key.flags())?;
+    let token_var = openbao_token_var(&opened.source, settings);
+    let key = opened.key;
 
     let dir = socket::agent_dir();
     socket::check_agent_dir(&dir, true)?;
     sweep_leftovers(&dir);
     let private = make_private_dir(&dir)?;
-    let result = serve_command(&o.command, key, &path.vault, &private);
+    let result = serve_command(&o.command, key, &path.vault, &private, token_var);
     let _ = fs::remove_dir_all(&private);
     result
+}
+
+/// The variable (`BAO_TOKEN` or `VAULT_TOKEN`) whose token `--openbao` opened the vault
+/// with, if it was one: CMD does not get it (it could open the vault itself with it,
+/// during and after `exec`). The other variables stay: CMD may need its own token.
+fn openbao_token_var(source: &str, settings: &Settings) -> Option<&'static str> {
+    // The name of the `--openbao` source without --openbao-token-file
+    // (`keysource::OpenBao::name`); with the flag, the token came from a file.
+    if source != "--openbao" {
+        return None;
+    }
+    let lookup = |name: &str| settings.keys.openbao_var(name);
+    let scope = crate::openbao::TokenScope::Person {
+        flag: None,
+        home: settings.keys.home.as_deref(),
+    };
+    // The same lookup that found the token a moment ago: no network, no prompt.
+    let token = crate::openbao::find_token(&lookup, scope).ok()??;
+    ["BAO_TOKEN", "VAULT_TOKEN"]
+        .into_iter()
+        .find(|v| token.source() == *v)
 }
 
 fn serve_command(
@@ -84,6 +111,7 @@ fn serve_command(
     key: crate::vault::crypto::VaultKey,
     vault: &Path,
     private: &Path,
+    token_var: Option<&str>,
 ) -> Result<Exit> {
     let socket = private.join(SOCKET_NAME);
     let mut server = Server::new(AgentMode::Exec, harden());
@@ -112,6 +140,9 @@ fn serve_command(
         if hidden {
             cmd.env_remove(&name);
         }
+    }
+    if let Some(var) = token_var {
+        cmd.env_remove(var);
     }
     // systemd's credentials directory is a key source too when it holds lockbox's
     // identity; then CMD does not get it (other credentials in it go with it: a unit

@@ -2,9 +2,8 @@
 //! helper's entries) into the vault, then scrub them from config.json and set
 //! `credsStore`. Which copy of a registry wins is decided by the pure [`plan`].
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use clap::Args;
@@ -23,6 +22,9 @@ use crate::vault::Vault;
 
 /// Largest output read from another helper (`import --from-helper`).
 const MAX_HELPER_OUTPUT: usize = 4 << 20;
+/// How long one action of another helper may take (`import --from-helper`): generous,
+/// as `pass` may be waiting for a person at a pinentry.
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `import`
 #[derive(Debug, Args)]
@@ -438,46 +440,60 @@ impl HelperExit {
     }
 }
 
-/// Runs one action of another helper. The outer error: it could not be run at all;
-/// the inner one: it ran and failed.
+/// Runs one action of another helper, bounded ([`crate::child`]): at most
+/// [`MAX_HELPER_OUTPUT`] bytes and [`HELPER_TIMEOUT`], after which it is killed. It
+/// keeps the terminal and stderr (a helper such as `pass` may ask for a passphrase
+/// through a pinentry). The outer error: it could not be run at all, or not within
+/// bounds; the inner one: it ran and failed.
 fn run_helper(
     program: &str,
     action: &'static str,
     input: &[u8],
 ) -> Result<Result<Zeroizing<Vec<u8>>, HelperExit>, Error> {
-    let failed = |e: std::io::Error| Error::HelperFailed {
+    use crate::child::{Child, Failure, Isolation, Options, StderrTo};
+    let failed = |detail: String| Error::HelperFailed {
         program: program.to_owned(),
         action,
-        detail: e.to_string(),
+        detail,
     };
-    let mut child = Command::new(program)
-        .arg(action)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                Error::HelperNotFound {
-                    program: program.to_owned(),
-                    action,
-                }
+    let mut cmd = Command::new(program);
+    cmd.arg(action);
+    let options = Options {
+        isolation: Isolation::Terminal,
+        stdin: true,
+        stderr: StderrTo::Inherit,
+        timeout: HELPER_TIMEOUT,
+        max_stdout: MAX_HELPER_OUTPUT,
+    };
+    let mut child = Child::spawn(cmd, &options).map_err(|f| match f {
+        Failure::Spawn(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Error::HelperNotFound {
+                program: program.to_owned(),
+                action,
             }
-            _ => failed(e),
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
+        }
+        f => failed(f.reason()),
+    })?;
+    let reason = |f: Failure| match f {
+        Failure::TimedOut { .. } => messages::helper_timed_out(HELPER_TIMEOUT.as_secs()),
+        Failure::TooLarge { .. } => {
+            format!("its output is larger than {MAX_HELPER_OUTPUT} bytes")
+        }
+        f => f.reason(),
+    };
+    match child.write_all(input) {
+        // A helper that exits without reading all of it: its status tells.
+        Ok(()) | Err(Failure::Closed { .. }) => {}
+        Err(f) => return Err(failed(reason(f))),
     }
-    let mut out = Zeroizing::new(Vec::new());
-    if let Some(stdout) = child.stdout.take() {
-        out = crate::secret_io::read_wiped(stdout, MAX_HELPER_OUTPUT).map_err(failed)?;
-    }
-    let status = child.wait().map_err(failed)?;
-    if out.len() > MAX_HELPER_OUTPUT {
-        return Err(failed(std::io::Error::other(format!(
-            "its output is larger than {MAX_HELPER_OUTPUT} bytes"
-        ))));
-    }
+    child.close_stdin();
+    // On an error, dropping `child` kills it and reaps it.
+    let (out, _, status) = child.finish().map_err(|f| failed(reason(f)))?;
     if !status.success() {
         return Ok(Err(HelperExit { status, out }));
     }

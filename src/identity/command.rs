@@ -42,21 +42,19 @@
 //! once, `unlock --identity-cmd CMD` and let the agent hold the key.
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
 use zeroize::Zeroizing;
 
+use crate::child::{Child, Isolation, Options, StderrTo};
+pub use crate::child::{Failure, MAX_STDERR, Stderr};
 use crate::error::Error;
 
 /// How long the command may run before its process group is killed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest output accepted, bytes (the bound on identity files too).
 pub const MAX_OUTPUT: usize = 64 * 1024;
-/// How much of the command's stderr is kept to relay, bytes.
-pub const MAX_STDERR: usize = 4096;
 /// The shell that runs the command.
 const SHELL: &str = "/bin/sh";
 
@@ -79,132 +77,24 @@ pub struct Output {
     pub stderr: Stderr,
 }
 
-/// The first [`MAX_STDERR`] bytes of the command's stderr.
-#[derive(Debug, Clone, Default)]
-pub struct Stderr {
-    bytes: Vec<u8>,
-    truncated: bool,
-}
-
-impl Stderr {
-    fn push(&mut self, data: &[u8]) {
-        let room = MAX_STDERR - self.bytes.len();
-        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
-        self.truncated |= data.len() > room;
-    }
-
-    /// Its non-empty lines, with control characters replaced, ready to print.
-    pub fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.bytes);
-        let mut lines: Vec<String> = text
-            .lines()
-            .map(|l| crate::messages::sanitize(l.trim_end()))
-            .filter(|l| !l.is_empty())
-            .collect();
-        if self.truncated {
-            lines.push(format!(
-                "(more than {MAX_STDERR} bytes; the rest was dropped)"
-            ));
-        }
-        lines
-    }
-
-    /// The last non-empty line, shortened: the part of a failure people read first.
-    pub fn last_line(&self) -> Option<String> {
-        let text = String::from_utf8_lossy(&self.bytes);
-        let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
-        let mut line = crate::messages::sanitize(line);
-        if line.chars().count() > 200 {
-            line = line.chars().take(200).collect::<String>() + "…";
-        }
-        Some(line)
-    }
-
-    /// Writes every line to `out`, each prefixed with `identity command: `.
-    pub fn relay(&self, out: &mut dyn io::Write) {
-        for line in self.lines() {
-            let _ = writeln!(out, "identity command: {line}");
-        }
+/// Writes every line of `stderr` to `out`, each prefixed with `identity command: `.
+pub fn relay(stderr: &Stderr, out: &mut dyn io::Write) {
+    for line in stderr.lines() {
+        let _ = writeln!(out, "identity command: {line}");
     }
 }
 
-/// Why the command gave no identity. [`Failure::reason`] is its one line.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Failure {
-    /// `/bin/sh` could not be started.
-    Spawn(io::Error),
-    /// Reading its output or waiting for it failed.
-    Io(io::Error),
-    /// It ran past the deadline and its process group was killed.
-    TimedOut {
-        /// The deadline.
-        after: Duration,
-        /// What it printed on stderr.
-        stderr: Stderr,
-    },
-    /// It exited with a failure status or was killed by a signal.
-    Exited {
-        /// Its exit status.
-        status: ExitStatus,
-        /// What it printed on stderr.
-        stderr: Stderr,
-    },
-    /// It printed more than [`MAX_OUTPUT`] bytes (it was killed).
-    TooLarge {
-        /// What it printed on stderr.
-        stderr: Stderr,
-    },
-    /// It succeeded but printed nothing.
-    Empty {
-        /// What it printed on stderr.
-        stderr: Stderr,
-    },
-}
-
-impl Failure {
-    /// What went wrong, in one line that never holds the command's stdout.
-    pub fn reason(&self) -> String {
-        use std::os::unix::process::ExitStatusExt as _;
-        let with = |base: String, stderr: &Stderr| match stderr.last_line() {
-            Some(line) => format!("{base}: {line}"),
-            None => base,
-        };
-        match self {
-            Failure::Spawn(e) => format!("it could not be started ({SHELL}): {e}"),
-            Failure::Io(e) => format!("reading its output failed: {e}"),
-            Failure::TimedOut { after, stderr } => with(
-                format!(
-                    "it did not finish within {} s and was killed",
-                    after.as_secs_f64()
-                ),
-                stderr,
-            ),
-            Failure::Exited { status, stderr } => {
-                let base = match (status.code(), status.signal()) {
-                    (Some(code), _) => format!("it exited with status {code}"),
-                    (None, Some(sig)) => format!("it was killed by signal {sig}"),
-                    (None, None) => format!("it failed ({status})"),
-                };
-                with(base, stderr)
-            }
-            Failure::TooLarge { stderr } => with(
-                format!("it printed more than {MAX_OUTPUT} bytes, which is no identity"),
-                stderr,
-            ),
-            Failure::Empty { stderr } => with("it printed nothing".to_owned(), stderr),
-        }
-    }
-
-    /// What it printed on stderr, if it got as far as running.
-    pub fn stderr(&self) -> Option<&Stderr> {
-        match self {
-            Failure::Spawn(_) | Failure::Io(_) => None,
-            Failure::TimedOut { stderr, .. }
-            | Failure::Exited { stderr, .. }
-            | Failure::TooLarge { stderr }
-            | Failure::Empty { stderr } => Some(stderr),
-        }
+/// What went wrong, in one line that never holds the command's stdout.
+pub fn reason(f: &Failure) -> String {
+    match f {
+        Failure::Spawn(e) => format!("it could not be started ({SHELL}): {e}"),
+        Failure::TooLarge { .. } => format!("{}, which is no identity", f.reason()),
+        Failure::Exited { .. }
+        | Failure::TimedOut { .. }
+        | Failure::Io(_)
+        | Failure::LineTooLong { .. }
+        | Failure::Closed { .. }
+        | Failure::Empty { .. } => f.reason(),
     }
 }
 
@@ -229,7 +119,7 @@ impl IdentityCommand {
         self.run().map_err(|f| {
             let err = Error::BadIdentity {
                 source_name: self.source_name(),
-                reason: f.reason(),
+                reason: reason(&f),
             };
             (err, f.stderr().cloned())
         })
@@ -245,23 +135,18 @@ impl IdentityCommand {
     fn run_from(&self, mut cmd: Command) -> Result<Output, Failure> {
         cmd.arg("-c")
             .arg(&self.command)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .env_remove("LOCKBOX_IDENTITY")
             .env_remove("LOCKBOX_IDENTITY_CMD");
-        crate::sys::isolate_child(&mut cmd);
-        // setsid keeps the terminal's signals from it, so if lockbox dies first (a
-        // Ctrl-C during `unlock`) nothing else would stop it: it dies with us.
-        crate::sys::die_with_parent(&mut cmd, rustix::process::Signal::KILL);
-        let mut child = cmd.spawn().map_err(Failure::Spawn)?;
-        let result = collect(&mut child, self.timeout);
-        if result.is_err() {
-            // Whatever went wrong, leave nothing of ours running or unreaped.
-            kill_group(&mut child);
-            let _ = child.wait();
-        }
-        let (stdout, stderr, status) = result?;
+        let options = Options {
+            isolation: Isolation::Session,
+            stdin: false,
+            stderr: StderrTo::Keep,
+            timeout: self.timeout,
+            max_stdout: MAX_OUTPUT,
+        };
+        let mut child = Child::spawn(cmd, &options)?;
+        // On an error, dropping `child` kills its group and reaps it.
+        let (stdout, stderr, status) = child.finish()?;
         if !status.success() {
             return Err(Failure::Exited { status, stderr });
         }
@@ -270,148 +155,6 @@ impl IdentityCommand {
         }
         Ok(Output { stdout, stderr })
     }
-}
-
-/// Kills the child's process group (its pid: it called `setsid`), and the child
-/// itself, so the wait that follows cannot hang even if the group is gone.
-fn kill_group(child: &mut Child) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    let _ = child.kill();
-}
-
-/// One of the child's output pipes, non-blocking, until EOF.
-struct Pipe {
-    fd: Option<OwnedFd>,
-}
-
-impl Pipe {
-    fn new(fd: Option<impl Into<OwnedFd>>) -> io::Result<Self> {
-        let fd = fd.map(Into::into);
-        if let Some(fd) = &fd {
-            let flags = rustix::fs::fcntl_getfl(fd)?;
-            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
-        }
-        Ok(Pipe { fd })
-    }
-
-    fn borrow(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(AsFd::as_fd)
-    }
-
-    /// Reads what is there now into `sink`, closing the pipe at EOF. `sink` may refuse
-    /// more (returns false), which ends the reading with `Ok(false)`. At most
-    /// [`DRAIN_CHUNKS`] reads per call, so a command that never stops writing (`yes
-    /// >&2`) cannot keep the caller from checking its deadline.
-    fn drain(&mut self, sink: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<bool> {
-        let mut chunk = Zeroizing::new([0u8; 4096]);
-        let mut reads = 0;
-        while let Some(fd) = &self.fd {
-            if reads == DRAIN_CHUNKS {
-                break;
-            }
-            reads += 1;
-            match rustix::io::read(fd, &mut chunk[..]) {
-                Ok(0) => self.fd = None,
-                Ok(n) => {
-                    if !sink(&chunk[..n]) {
-                        return Ok(false);
-                    }
-                }
-                Err(rustix::io::Errno::AGAIN) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// Reads of one pipe per [`Pipe::drain`] call (4 KiB each).
-const DRAIN_CHUNKS: usize = 16;
-
-type Collected = (Zeroizing<Vec<u8>>, Stderr, ExitStatus);
-
-/// Reads stdout and stderr until the child exits or the deadline passes.
-fn collect(child: &mut Child, timeout: Duration) -> Result<Collected, Failure> {
-    let deadline = Instant::now() + timeout;
-    let mut out = Pipe::new(child.stdout.take()).map_err(Failure::Io)?;
-    let mut err = Pipe::new(child.stderr.take()).map_err(Failure::Io)?;
-    // A pidfd wakes the poll when the child exits; without one (kernels before 5.3,
-    // or a seccomp filter that refuses it) the poll wakes every few milliseconds.
-    let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-    });
-    let mut stdout = Zeroizing::new(Vec::with_capacity(1024));
-    let mut stderr = Stderr::default();
-    let mut too_large = false;
-    loop {
-        let status = child.try_wait().map_err(Failure::Io)?;
-        // After exit, one last drain of what is already in the pipes, then stop:
-        // anything the command left running may hold them open forever.
-        let mut to_stdout = |data: &[u8]| {
-            if stdout.len() + data.len() > MAX_OUTPUT {
-                too_large = true;
-                return false;
-            }
-            extend_wiped(&mut stdout, data);
-            true
-        };
-        if !out.drain(&mut to_stdout).map_err(Failure::Io)? || too_large {
-            return Err(Failure::TooLarge { stderr });
-        }
-        err.drain(&mut |data| {
-            stderr.push(data);
-            true
-        })
-        .map_err(Failure::Io)?;
-        if let Some(status) = status {
-            return Ok((stdout, stderr, status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Failure::TimedOut {
-                after: timeout,
-                stderr,
-            });
-        }
-        let mut wait = deadline - now;
-        if pidfd.is_none() {
-            wait = wait.min(Duration::from_millis(5));
-        }
-        let mut fds: Vec<PollFd<'_>> =
-            [out.borrow(), err.borrow(), pidfd.as_ref().map(AsFd::as_fd)]
-                .into_iter()
-                .flatten()
-                .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
-                .collect();
-        if fds.is_empty() {
-            // Both pipes closed and no pidfd: the child is exiting; wait a little.
-            std::thread::sleep(wait);
-            continue;
-        }
-        let ts = Timespec {
-            tv_sec: wait.as_secs() as _,
-            tv_nsec: wait.subsec_nanos() as _,
-        };
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Failure::Io(e.into())),
-        }
-    }
-}
-
-/// Appends to a wiped buffer; when it must grow, the old allocation is wiped as it is
-/// dropped instead of being left to the allocator holding key bytes.
-fn extend_wiped(buf: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
-    if buf.capacity() - buf.len() < data.len() {
-        let want = (buf.len() + data.len()).max(buf.capacity() * 2);
-        let mut bigger = Zeroizing::new(Vec::with_capacity(want));
-        bigger.extend_from_slice(buf);
-        *buf = bigger;
-    }
-    buf.extend_from_slice(data);
 }
 
 /// The command text of `LOCKBOX_IDENTITY_CMD` as configured; empty counts as unset.
@@ -424,6 +167,7 @@ pub fn from_env_value(value: Option<&OsStr>) -> Option<IdentityCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Stdio;
 
     fn cmd(text: &str) -> IdentityCommand {
         IdentityCommand::new(text, "test")

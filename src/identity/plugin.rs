@@ -14,6 +14,7 @@ use age_core::format::{FileKey, Stanza};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::identity::plugin_client::PluginFailure;
 use crate::vault::crypto::{PluginRecipient, Recipient, VaultKey};
 use crate::vault::slot::{SlotKind, slot_kind};
 use crate::vault::{Rewrap, Slot, Vault};
@@ -21,6 +22,11 @@ use crate::vault::{Rewrap, Slot, Vault};
 /// How long a plugin may take on `get` (a protocol action, where nobody can answer a
 /// prompt) before lockbox gives up on it.
 pub const PLUGIN_GET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a plugin may take in a command for people (`unlock`, `exec`, `export`,
+/// `passwd`, `init`, `recipients`), not counting the time a person spends answering
+/// what it asked on the terminal (a PIN): the clock stops while lockbox's prompt is
+/// open.
+pub const PLUGIN_PERSON_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Identities read from one or more sources, not yet used.
 #[derive(Default)]
@@ -59,20 +65,36 @@ impl WrapWithPlugin for PluginRecipient {
             PluginRecipient::Tag(r) => key.wrap_to(r),
             PluginRecipient::TagPq(r) => key.wrap_to(r.as_ref()),
             PluginRecipient::Plugin(r) => {
-                let plugin = age::plugin::RecipientPluginV1::new(
-                    r.plugin(),
-                    std::slice::from_ref(r),
-                    &[],
+                let timeout = if callbacks.interactive {
+                    PLUGIN_PERSON_TIMEOUT
+                } else {
+                    PLUGIN_GET_TIMEOUT
+                };
+                let wrapper = PluginWrap {
+                    name: r.plugin(),
+                    recipient: r.to_string(),
                     callbacks,
-                )
-                .map_err(|_| missing_plugin(r.plugin()))?;
-                key.wrap_to(&plugin).map_err(|e| match e {
-                    Error::Encrypt(detail) => Error::Encrypt(format!(
-                        "age-plugin-{} could not wrap the key: {}",
-                        r.plugin(),
-                        first_line(&detail)
-                    )),
-                    other => other,
+                    timeout,
+                    failure: std::sync::Mutex::new(None),
+                };
+                key.wrap_to(&wrapper).map_err(|e| {
+                    let failure = wrapper.failure.lock().ok().and_then(|mut f| f.take());
+                    match failure {
+                        Some(PluginFailure::Missing) => missing_plugin(r.plugin()),
+                        Some(f) => Error::Encrypt(crate::messages::plugin_wrap_failed(
+                            r.plugin(),
+                            &plugin_reason(&f, timeout),
+                        )),
+                        None => match e {
+                            Error::Encrypt(detail) => {
+                                Error::Encrypt(crate::messages::plugin_wrap_failed(
+                                    r.plugin(),
+                                    &first_line(&detail),
+                                ))
+                            }
+                            other => other,
+                        },
+                    }
                 })
             }
         }
@@ -92,6 +114,55 @@ impl WrapToRecipient for VaultKey {
         match recipient {
             Recipient::Plugin(r) => r.wrap(self, PluginCallbacks::terminal()),
             native => self.wrap_natively(native),
+        }
+    }
+}
+
+/// A plugin recipient as age's encryptor sees it: wrapping runs lockbox's own plugin
+/// client ([`crate::identity::plugin_client::wrap`]); a failure is kept for the error message.
+struct PluginWrap<'a> {
+    name: &'a str,
+    recipient: String,
+    callbacks: PluginCallbacks,
+    timeout: Duration,
+    failure: std::sync::Mutex<Option<PluginFailure>>,
+}
+
+impl age::Recipient for PluginWrap<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> std::result::Result<(Vec<Stanza>, std::collections::HashSet<String>), age::EncryptError>
+    {
+        crate::identity::plugin_client::wrap(
+            self.name,
+            &self.recipient,
+            file_key,
+            &self.callbacks,
+            self.timeout,
+        )
+        .map_err(|f| {
+            let text = plugin_reason(&f, self.timeout);
+            if let Ok(mut slot) = self.failure.lock() {
+                *slot = Some(f);
+            }
+            age::EncryptError::Io(std::io::Error::other(text))
+        })
+    }
+}
+
+/// The one-line reason of a plugin run that failed (after `age-plugin-NAME: `).
+fn plugin_reason(f: &PluginFailure, timeout: Duration) -> String {
+    use crate::child::Failure;
+    match f {
+        PluginFailure::Missing => "the plugin is not in PATH".to_owned(),
+        PluginFailure::Run(Failure::TimedOut { .. }) => {
+            crate::messages::plugin_timed_out(timeout.as_secs())
+        }
+        PluginFailure::Run(run) => run.reason(),
+        PluginFailure::Protocol(what) => crate::messages::plugin_protocol_error(what),
+        PluginFailure::Reported(errors) => {
+            crate::messages::plugin_failed(errors.first().map_or("", String::as_str))
         }
     }
 }
@@ -135,7 +206,7 @@ impl Rewrap for PluginRewrap {
 /// Opens `vault`'s key with `ids` ([`open_age_slots`] over its age slots: native
 /// identities first, then each plugin once). `callbacks` is how a plugin may talk to
 /// a person; `deadline` bounds each plugin run (`Some` where nobody can answer, e.g.
-/// `get`). The key that opened a slot is checked against the slots MAC.
+/// `get`; `None` is [`PLUGIN_PERSON_TIMEOUT`] of plugin time). The key that opened a slot is checked against the slots MAC.
 pub fn open_vault(
     vault: &Vault,
     ids: &Identities,
@@ -158,9 +229,9 @@ pub fn open_vault(
 /// Fails with the missing-plugin error unless `age-plugin-NAME` is found in `PATH`, as
 /// age looks it up; runs nothing. Callers check before they ask or write anything.
 pub fn require_plugin(name: &str) -> Result<()> {
-    age::plugin::RecipientPluginV1::new(name, &[], &[], PluginCallbacks::never())
+    crate::identity::plugin_client::find(name)
         .map(drop)
-        .map_err(|_| missing_plugin(name))
+        .ok_or_else(|| missing_plugin(name))
 }
 
 fn first_line(text: &str) -> String {
@@ -261,7 +332,8 @@ pub struct AgeSlot<'a> {
 /// Opens the vault key from its age slots with `ids`: native identities first (cheap,
 /// no process), then each plugin once, with the stanzas of every slot it could open.
 /// `Ok(None)` means no identity opened any slot. `deadline` bounds each plugin run
-/// (`Some` on `get`; `None` where a person may be typing a PIN).
+/// (`Some` on `get`; `None` where a person may be typing a PIN:
+/// [`PLUGIN_PERSON_TIMEOUT`], the clock stopped while the terminal prompt is open).
 pub fn open_age_slots(
     slots: &[AgeSlot<'_>],
     ids: &Identities,
@@ -342,6 +414,7 @@ fn stanzas_of(wrapped: &[u8]) -> Vec<Stanza> {
 }
 
 /// Runs plugin `name` once over the stanzas of all `slots`; the file key it found.
+/// `deadline` bounds the run; `None` is a command for people: [`PLUGIN_PERSON_TIMEOUT`].
 fn unwrap_with_plugin(
     name: &str,
     identities: &[age::plugin::Identity],
@@ -349,37 +422,24 @@ fn unwrap_with_plugin(
     callbacks: &PluginCallbacks,
     deadline: Option<Duration>,
 ) -> Result<Option<FileKey>> {
-    let plugin = age::plugin::IdentityPluginV1::new(name, identities, callbacks.clone())
-        .map_err(|_| missing_plugin(name))?;
+    let timeout = deadline.unwrap_or(PLUGIN_PERSON_TIMEOUT);
+    let ids: Vec<Zeroizing<String>> = identities
+        .iter()
+        .filter(|i| i.plugin() == name)
+        .map(|i| Zeroizing::new(i.to_string()))
+        .collect();
     let stanzas: Vec<Stanza> = slots.iter().flat_map(|s| stanzas_of(s.wrapped)).collect();
-    let run = move || age::Identity::unwrap_stanzas(&plugin, &stanzas);
-    let result = match deadline {
-        None => run(),
-        Some(limit) => {
-            // The plugin protocol has no timeout of its own: run it on a thread and
-            // stop waiting at the deadline. The plugin then sees its stdin close when
-            // this process exits, as a protocol action does right after.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            std::thread::spawn(move || {
-                let _ = tx.send(run());
-            });
-            rx.recv_timeout(limit).map_err(|_| Error::BadIdentity {
-                source_name: format!("age-plugin-{name}"),
-                reason: format!("it did not answer within {} s", limit.as_secs()),
-            })?
-        }
-    };
-    match result {
-        None => Ok(None),
-        Some(Ok(key)) => Ok(Some(key)),
+    match crate::identity::plugin_client::unwrap(name, &ids, &stanzas, callbacks, timeout) {
+        Ok(key) => Ok(key),
+        Err(PluginFailure::Missing) => Err(missing_plugin(name)),
         // Refused for want of a person: "not mine" (`keysource::Refusal::NotMine`),
         // so `get` falls through to the agent, as for a passphrase-protected identity.
-        Some(Err(_)) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
+        Err(_) if callbacks.refused() => Err(Error::PluginNeedsAnswer {
             plugin: name.to_owned(),
         }),
-        Some(Err(e)) => Err(Error::BadIdentity {
+        Err(f) => Err(Error::BadIdentity {
             source_name: format!("age-plugin-{name}"),
-            reason: format!("it failed: {}", first_line(&e.to_string())),
+            reason: plugin_reason(&f, timeout),
         }),
     }
 }

@@ -904,3 +904,34 @@ fn rotation_hands_the_new_key_to_the_agent_before_the_rename() {
     }
     env.run(&["lock", "--all"], "").assert_code(0);
 }
+
+/// Issue 20, finding 5: `import --from-helper NAME` waited on the other helper forever
+/// (its output was bounded, not its time); the realistic trigger is
+/// `docker-credential-pass` waiting on a pinentry with no terminal. Now each action of
+/// the helper has a generous deadline (60 s), and the one error line names the helper.
+#[test]
+fn import_from_a_stuck_helper_waits_forever_no_more() {
+    let env = TestEnv::new();
+    env.init_passphrase();
+    let helper = env.world().bin_dir().join("docker-credential-stuck");
+    fs::write(&helper, "#!/bin/sh\nexec sleep 3600\n").unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = common::run_bounded(
+        env.command(
+            BIN,
+            &["import", "--from-helper", "stuck"],
+            &[("LOCKBOX_ARGON2_PARAMS", FAST_KDF)],
+        ),
+        common::Input::Closed,
+        common::Group::NewSession,
+        Duration::from_secs(150),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.contains("warning")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("docker-credential-stuck list") && lines[0].contains("60 s"),
+        "{err}"
+    );
+}

@@ -922,3 +922,62 @@ fn binary_end_to_end_over_tls() {
     let Some(bao) = Bao::start(true) else { return };
     binary_end_to_end(&bao);
 }
+
+/// Issue 20, finding 8: `exec --openbao` removed `LOCKBOX_OPENBAO_TOKEN[_FILE]` from
+/// CMD's environment but not `BAO_TOKEN`/`VAULT_TOKEN`, where the token it used usually
+/// came from, so CMD could open the vault with it during and after `exec`. Now the
+/// variable `exec` took its token from is not passed on; the others are.
+#[test]
+fn exec_openbao_does_not_pass_on_the_token_it_used() {
+    let Some(bao) = Bao::start(false) else { return };
+    bao.setup_transit();
+    let host = Host {
+        world: World::new(),
+        bao: &bao,
+    };
+    let pass = host.key_file("pass", "a passphrase");
+    let admin = host.key_file("admin", ROOT);
+    host.ok(&["init", "--passphrase-file", &pass], "", &[]);
+    host.ok(&["store"], &store_json(SERVER, "bob", SECRET), &[]);
+    host.ok(
+        &[
+            "recipients",
+            "add",
+            "--openbao-mount",
+            "transit",
+            "--openbao-key",
+            "hosts",
+            "--openbao-token-file",
+            &admin,
+            "--passphrase-file",
+            &pass,
+        ],
+        "",
+        &[],
+    );
+    let (token, _) = bao.host_token();
+    let cmd = "echo \"BAO=${BAO_TOKEN:-unset} VAULT=${VAULT_TOKEN:-unset} OTHER=${OTHER:-unset}\"; \
+               docker-credential-lockbox get";
+    // BAO_TOKEN is the one used (it comes first); VAULT_TOKEN was not used and stays.
+    let out = host.ok(
+        &["exec", "--openbao", "--", "/bin/sh", "-c", cmd],
+        SERVER,
+        &[
+            ("BAO_TOKEN", &token),
+            ("VAULT_TOKEN", "not-used"),
+            ("OTHER", "kept"),
+        ],
+    );
+    let (seen, got) = out.split_once('\n').unwrap();
+    assert_eq!(seen, "BAO=unset VAULT=not-used OTHER=kept", "{out}");
+    assert_eq!(secret_of(got), SECRET, "CMD's get goes through exec");
+    let out = host.ok(
+        &["exec", "--openbao", "--", "/bin/sh", "-c", cmd],
+        SERVER,
+        &[("VAULT_TOKEN", &token)],
+    );
+    assert!(
+        out.starts_with("BAO=unset VAULT=unset OTHER=unset\n"),
+        "{out}"
+    );
+}

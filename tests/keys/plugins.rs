@@ -14,6 +14,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use common::plugin::TAG_RECIPIENT;
@@ -648,4 +649,214 @@ fn is_root() -> bool {
         .output()
         .map(|o| o.stdout.trim_ascii() == b"0")
         .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------------
+// Hostile plugins (issue 20, finding 1): a program of the plugin's name that does not
+// speak the protocol. Its output is bounded (a line, and the whole run), every command
+// that runs it has a deadline, and what is left of it at the deadline is killed.
+
+/// A vault with one slot for a real test-plugin key and one entry; then the plugin in
+/// `bin/` is replaced by `script` (a hostile program of the same name). The identity
+/// and its file.
+fn hostile_plugin_vault(env: &TestEnv, script: &str) -> (String, String) {
+    install_plugin(env);
+    let (id, rcpt) = common::plugin::key(&[]);
+    env.track_secret(&id);
+    let id_file = identity_file(env, "hostile-identity.txt", &id);
+    env.run(&["init", "--recipient", &rcpt], "").assert_code(0);
+    env.store("hostile.example", "u", "plugin-secret-6631");
+    remove_plugin(env);
+    fs::write(plugin_in_bin(env), format!("#!/bin/sh\n{script}\n")).unwrap();
+    fs::set_permissions(plugin_in_bin(env), fs::Permissions::from_mode(0o755)).unwrap();
+    (id, id_file)
+}
+
+/// The binary with `args` under an address-space limit of 1 GiB (`ulimit -v`), in a
+/// new session, bounded by `limit`.
+fn under_memory_limit(
+    env: &TestEnv,
+    args: &[&str],
+    stdin: &[u8],
+    vars: &[(&str, &str)],
+    limit: Duration,
+) -> common::Finished {
+    let mut wrapped = vec!["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\"", common::BIN];
+    wrapped.extend_from_slice(args);
+    let mut cmd = env.command("/bin/sh", &wrapped, vars);
+    cmd.env("LOCKBOX_ARGON2_PARAMS", FAST_KDF);
+    common::run_bounded(
+        cmd,
+        common::Input::Bytes(stdin),
+        common::Group::NewSession,
+        limit,
+    )
+}
+
+/// One endless line on stdout. Not `exec`: the shell keeps the protocol pipes open, as a
+/// plugin that is still running does.
+const ENDLESS_LINE: &str = "tr '\\0' A < /dev/zero";
+
+/// Issue 20, finding 1, on `get`: a plugin writing one endless line grew `get` to 6 GB
+/// in its 10 s (under a 2 GB limit it aborted, exit 134, no protocol line). Now the line
+/// is refused past its bound: one protocol line, exit 1, within 1 GiB of address space.
+#[test]
+fn hostile_plugin_endless_line_is_bounded_on_get() {
+    let env = TestEnv::new();
+    let (id, _) = hostile_plugin_vault(&env, ENDLESS_LINE);
+    let out = under_memory_limit(
+        &env,
+        &["get"],
+        b"hostile.example",
+        &[("LOCKBOX_IDENTITY", &id)],
+        Duration::from_secs(60),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
+    assert!(
+        said.contains("age-plugin-lockboxtest") && said.contains("longer than"),
+        "{said}"
+    );
+}
+
+/// Issue 20, finding 1, on `unlock` (and so `exec`, `export`, `passwd`): the same
+/// plugin grew `unlock` to 8 GB in 20 s. Now one error line, exit 1.
+#[test]
+fn hostile_plugin_endless_line_is_bounded_on_unlock() {
+    let env = TestEnv::new();
+    let (_, id_file) = hostile_plugin_vault(&env, ENDLESS_LINE);
+    let out = under_memory_limit(
+        &env,
+        &["unlock", "--identity-file", &id_file],
+        b"",
+        &[],
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("age-plugin-lockboxtest") && err.contains("longer than"),
+        "{err}"
+    );
+}
+
+/// Issue 20, finding 1: a plugin that reads its input and then says nothing kept
+/// `unlock` waiting for more than 60 s (forever). Now `unlock` gives up at its deadline
+/// (identity::PLUGIN_PERSON_TIMEOUT, 60 s of the plugin's time) in one line.
+#[test]
+fn hostile_plugin_silent_on_unlock_has_a_deadline() {
+    let env = TestEnv::new();
+    let (_, id_file) = hostile_plugin_vault(&env, "cat > /dev/null");
+    let out = common::run_bounded(
+        env.command(
+            common::BIN,
+            &["unlock", "--identity-file", &id_file],
+            &[("LOCKBOX_ARGON2_PARAMS", FAST_KDF)],
+        ),
+        common::Input::Closed,
+        common::Group::NewSession,
+        Duration::from_secs(150),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("age-plugin-lockboxtest") && err.contains("did not answer within 60 s"),
+        "{err}"
+    );
+}
+
+/// Whether process `pid` is gone or a zombie, waiting up to 5 s for it.
+fn dies(pid: &str) -> bool {
+    (0..200).any(|_| {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                return true;
+            }
+            Ok(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(25));
+        false
+    })
+}
+
+/// Issue 20, finding 1: a plugin given up at `get`'s deadline was left running,
+/// reparented to init (4 left in the campaign). Now its process group is killed: a
+/// plugin that ignores its input and sleeps, and what it started, are gone when `get`
+/// returns.
+#[test]
+fn hostile_plugin_timed_out_is_not_left_running() {
+    let env = TestEnv::new();
+    let pids = env.path("plugin.pids");
+    let (id, _) = hostile_plugin_vault(
+        &env,
+        &format!(
+            "sleep 3600 & echo $! > '{0}.tmp'; echo $$ >> '{0}.tmp'; mv '{0}.tmp' '{0}'; exec sleep 3600",
+            pids.display()
+        ),
+    );
+    let out = env.run_env(&["get"], "hostile.example", &[("LOCKBOX_IDENTITY", &id)]);
+    out.assert_code(1);
+    assert!(
+        out.stdout_str().contains("did not answer within 10 s"),
+        "{out}"
+    );
+    let text = fs::read_to_string(&pids).expect("the plugin ran");
+    for pid in text.split_whitespace() {
+        let alive = !dies(pid);
+        if alive {
+            let _ = Command::new("kill").arg("-9").arg(pid).status();
+        }
+        assert!(!alive, "plugin process {pid} outlived get");
+    }
+}
+
+/// The spec's unknown-command rule (what grease relies on): a plugin that sends a
+/// command lockbox does not know gets `unsupported`, and the run goes on (a `msg`
+/// after it is answered `ok` and shown); lockbox's client is not thrown by it.
+#[test]
+fn plugin_client_answers_grease_unsupported_and_goes_on() {
+    let env = TestEnv::new();
+    let log = env.path("answers.log");
+    let (id, _) = hostile_plugin_vault(
+        &env,
+        &format!(
+            "while IFS= read -r line; do [ \"$line\" = '-> done' ] && break; done
+IFS= read -r body
+printf -- '-> grease-7Q~ x y\\n\\n'
+IFS= read -r answer; IFS= read -r body
+printf '%s\\n' \"$answer\" >> '{0}'
+printf -- '-> msg\\naGVsbG8gZnJvbSB0aGUgcGx1Z2lu\\n'
+IFS= read -r answer; IFS= read -r body
+printf '%s\\n' \"$answer\" >> '{0}'
+printf -- '-> done\\n\\n'",
+            log.display()
+        ),
+    );
+    let out = env.run_env(&["get"], "hostile.example", &[("LOCKBOX_IDENTITY", &id)]);
+    out.assert_code(1);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap_or_default(),
+        "-> unsupported\n-> ok\n",
+        "{out}"
+    );
+    assert!(
+        out.stderr_str()
+            .contains("age plugin: hello from the plugin"),
+        "{out}"
+    );
+    assert!(!out.stdout_str().contains("protocol"), "{out}");
 }
