@@ -110,31 +110,36 @@ impl Agent {
     }
 
     fn request_as(&self, v: u32, request: Request) -> Result<Option<Response>> {
-        let Some((stream, pid)) = self.connect()? else {
-            return Ok(None);
-        };
-        // An agent that went away while this request waited (its last key expired,
-        // `lock --all`, killed) reset the connection or closed it unanswered: that
-        // is no agent, so "locked", never a protocol error. One that stays silent is
-        // named, for `unlock` to replace.
-        let silent = Error::AgentNotAnswering {
-            pid,
-            secs: IO_TIMEOUT.as_secs(),
-        };
-        let mut io = Deadline::new(&stream, IO_TIMEOUT);
-        match send_frame(&mut io, &RequestFrame { v, request })? {
-            Ok(()) => {}
-            Err(PeerTrouble::Gone) => return Ok(None),
-            Err(PeerTrouble::Silent) => return Err(silent),
+        let frame = RequestFrame { v, request };
+        // A connection closed or reset without an answer means the agent went away
+        // while this request waited (`lock --all` or its last deadline ended it, it was
+        // killed): asked once more on a new connection, a live agent answers and a
+        // gone one is absent — no agent, so "locked", never a protocol error (issue 20
+        // finding 9). An agent that stays silent is named, for `unlock` to replace.
+        for _ in 0..2 {
+            let Some((stream, pid)) = self.connect()? else {
+                return Ok(None);
+            };
+            let silent = Error::AgentNotAnswering {
+                pid,
+                secs: IO_TIMEOUT.as_secs(),
+            };
+            let mut io = Deadline::new(&stream, IO_TIMEOUT);
+            let answer = match send_frame(&mut io, &frame)? {
+                Ok(()) => receive_frame(&mut io)?,
+                Err(t) => Err(t),
+            };
+            match answer {
+                Ok(bytes) => {
+                    return serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|_| Error::AgentProtocol("unreadable answer".into()));
+                }
+                Err(PeerTrouble::Silent) => return Err(silent),
+                Err(PeerTrouble::Gone) => {}
+            }
         }
-        let bytes = match receive_frame(&mut io)? {
-            Ok(b) => b,
-            Err(PeerTrouble::Gone) => return Ok(None),
-            Err(PeerTrouble::Silent) => return Err(silent),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|_| Error::AgentProtocol("unreadable answer".into()))
+        Ok(None)
     }
 
     /// Whether an agent of this protocol version answers; one of another version is
