@@ -383,10 +383,10 @@ impl Agent {
         match self.ensure_compatible() {
             Err(Error::AgentNotAnswering { pid, secs }) => {
                 let own = std::process::id();
-                if pid != 0 && pid != own {
-                    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                    }
+                if pid != own
+                    && let Some(p) = rustix::process::Pid::from_raw(pid as i32)
+                {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
                 }
                 let _ = std::fs::remove_file(&self.socket);
                 let _ = writeln!(
