@@ -84,9 +84,10 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
 // is refused at once with one line naming what it is — except a pipe where a pipe is a
 // documented input ([`Accept::FileOrPipe`]: key, passphrase and recipients files, which
 // people give as `<(pass show …)`, `/dev/fd/N`, `/dev/stdin` or a FIFO with a writer):
-// that is read with one deadline for the whole read, [`PIPE_WAIT`]. The vault, its lock
-// and its temporary file have their own opens in `file.rs` (O_NONBLOCK, fstat,
-// [`ensure_regular`]), since they also create and lock.
+// that is read with one deadline for the whole read, [`PIPE_WAIT`]. The vault file is
+// read through it too (`file.rs`); only its lock and temporary file, which are
+// created and written, have their own opens there (O_NONBLOCK, fstat,
+// [`ensure_regular`]).
 
 /// The longest a pipe named as a key, passphrase or recipients file may take to
 /// deliver all of its bytes: generous, since a person may be typing a PIN into the
@@ -107,9 +108,10 @@ pub enum Accept {
     FileOrPipe,
 }
 
-/// What [`open`] refused, as the reason a caller's one-line error gives.
+/// What [`open`] refused: the reason a caller's one-line error gives, and what the
+/// file is when it is not a regular file.
 #[derive(Debug)]
-struct Refused(String);
+struct Refused(String, Option<&'static str>);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,7 +122,15 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 fn refused(kind: io::ErrorKind, text: String) -> io::Error {
-    io::Error::new(kind, Refused(text))
+    io::Error::new(kind, Refused(text, None))
+}
+
+/// What the file [`open`] refused is ("a FIFO (named pipe)", "a directory", …), when
+/// it refused it for not being a regular file.
+pub fn refused_kind(e: &io::Error) -> Option<&'static str> {
+    e.get_ref()
+        .and_then(|r| r.downcast_ref::<Refused>())
+        .and_then(|r| r.1)
 }
 
 /// The reason to show for an error of [`open`] or of reading an [`Input`]: the
@@ -204,9 +214,10 @@ pub fn open(path: &Path, accept: Accept) -> io::Result<Input> {
             deadline: Some((Instant::now() + wait, wait)),
         });
     }
-    Err(refused(
+    let kind = kind_of(t);
+    Err(io::Error::new(
         io::ErrorKind::InvalidInput,
-        messages::not_a_regular_input(kind_of(t)),
+        Refused(messages::not_a_regular_input(kind), Some(kind)),
     ))
 }
 
