@@ -339,6 +339,30 @@ mod tests {
         }
     }
 
+    /// A pipe whose writer already wrote and exited (`<(cat file)` after `cat` is
+    /// done) is read to its end at once: Linux reports the hang-up of an anonymous
+    /// pipe, so the bounded wait never waits out its deadline on it.
+    #[test]
+    fn a_finished_pipe_is_read_to_its_end_without_waiting() {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd;
+        let (reader, mut writer) = io::pipe().unwrap();
+        writer.write_all(b"pipe-data\n").unwrap();
+        drop(writer);
+        let path = format!("/proc/self/fd/{}", reader.as_raw_fd());
+        // Were the hang-up not seen, this would fail after PIPE_WAIT with the
+        // deadline's error, not pass.
+        let input = open(Path::new(&path), Accept::FileOrPipe).unwrap();
+        let got = read_wiped(input, 1024).unwrap();
+        assert_eq!(&got[..], b"pipe-data\n");
+        // Refused where only a regular file will do, naming what it is.
+        let e = open(Path::new(&path), Accept::RegularFile).unwrap_err();
+        assert_eq!(refused_kind(&e), Some("a FIFO (named pipe)"));
+        assert!(
+            reason("cannot open it", &e).contains("is a FIFO (named pipe), not a regular file")
+        );
+    }
+
     proptest! {
         #[test]
         fn read_wiped_reads_everything_up_to_the_limit(len in 0usize..70_000, chunk in 1usize..9000) {
