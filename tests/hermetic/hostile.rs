@@ -1316,6 +1316,45 @@ fn hostile_root_import_and_export_keep_the_config_owner() {
     assert_eq!((import, export), ((uid, gid, 0o600), (uid, gid, 0o640)));
 }
 
+/// Issue 20 finding 6, the other side: a user who is not root and can write the
+/// directory of another user's config.json (here root's) used to replace it with a
+/// file of their own. The rewrite would hand the file to them, so it is refused, and
+/// the file stays as it was.
+#[test]
+fn hostile_config_of_another_user_is_refused_not_taken_over() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(user) = Runner::unprivileged() else {
+        return;
+    };
+    if user.ids.is_none() {
+        assert!(!common::ci(), "CI runs this suite as root");
+        eprintln!("skipped: needs root to make a file of another user");
+        return;
+    }
+    let env = TestEnv::new();
+    let pass = user.init(&env);
+    user.store(&env, "h.example", "another-user-secret-31", &[])
+        .assert_code(0);
+    let dir = env.keys_dir().join("shared");
+    fs::create_dir(&dir).unwrap();
+    user.own(&env);
+    let target = dir.join("config.json");
+    fs::write(&target, "{}\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    let p = pass.to_str().unwrap();
+    let out = user.run(
+        &env,
+        &["export", "--to-config", target.to_str().unwrap()],
+        "",
+        &[("LOCKBOX_PASSPHRASE_FILE", p)],
+    );
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr_str().contains("belongs to uid 0"), "{out}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), "{}\n");
+    assert_eq!(fs::metadata(&target).unwrap().uid(), 0);
+    assert_eq!(listing(&dir), names(&["config.json"]));
+}
+
 /// Issue 20 finding 7, the bound: `recipients add --file /dev/zero` read until memory
 /// ran out. A recipients file is bounded like every key file (64 KiB), and a device
 /// is not a file.
