@@ -7,6 +7,11 @@
 //! it) and `LOCKBOX_DEBUG_PAUSE_BEFORE_RENAME=FILE` (a complete new vault waits for
 //! FILE to disappear before it replaces the old one), so a kill or a `get` lands in
 //! the window that matters every time instead of by chance.
+//!
+//! Round three (issue 20, section 8 below) adds `LOCKBOX_DEBUG_PIPE_WAIT_MS`, the
+//! debug-build override of `secret_io::PIPE_WAIT` (60 s), so the FIFO table's rows for
+//! pipe-friendly inputs wait 1 s instead of a minute; strace's fault injection for the
+//! killed `export`; and `prlimit` for the unbounded read.
 use crate::common;
 
 use std::collections::BTreeSet;
