@@ -71,7 +71,8 @@ impl Token {
             reason,
         };
         use crate::secret_io::{Accept, open, reason};
-        let file = open(path, Accept::RegularFile).map_err(|e| bad(reason("cannot open it", &e)))?;
+        let file =
+            open(path, Accept::RegularFile).map_err(|e| bad(reason("cannot open it", &e)))?;
         let bytes = crate::secret_io::read_wiped(file, MAX_TOKEN + 2)
             .map_err(|e| bad(reason("cannot read it", &e)))?;
         if bytes.len() > MAX_TOKEN + 2 {
