@@ -117,6 +117,14 @@ pub enum Error {
     },
     /// The agent answered something unexpected, or the connection failed midway.
     AgentProtocol(String),
+    /// The agent accepted the connection and said nothing before the deadline (it is
+    /// stopped, frozen or hung).
+    AgentNotAnswering {
+        /// Its process id (the socket's peer), 0 when unknown.
+        pid: u32,
+        /// How long the client waited.
+        secs: u64,
+    },
     /// The agent could not be started.
     AgentStart(String),
     /// The agent serves this vault from its systemd credential, which did not open it.
@@ -295,6 +303,7 @@ impl Error {
                 messages::agent_unsafe_dir(&path.display().to_string(), reason)
             }
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
+            Error::AgentNotAnswering { pid, secs } => messages::agent_not_answering(*pid, *secs),
             Error::AgentStart(detail) => messages::agent_start(detail),
             Error::AgentCredential { reason } => messages::agent_credential(reason.name()),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),

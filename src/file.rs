@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::secret_io::ensure_regular;
+use crate::secret_io::{self, ensure_regular};
 use crate::vault::Vault;
 
 /// Largest vault file read, bytes. A hostile or runaway file is refused, not slurped.
@@ -99,23 +99,26 @@ impl VaultPath {
 
     /// The vault file's bytes, at most [`MAX_VAULT_BYTES`]; `None` if there is no file.
     pub fn read_bytes(&self) -> Result<Option<Vec<u8>>> {
-        // O_NONBLOCK: opening a FIFO planted at the vault path would otherwise wait
-        // for a writer forever (and Docker with it). It changes nothing for a regular
-        // file, and anything else is refused before a single read.
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(nonblock().bits() as i32)
-            .open(&self.vault)
-        {
+        // The one open for inputs (O_NONBLOCK, then fstat): opening a FIFO planted at
+        // the vault path would otherwise wait for a writer forever (and Docker with
+        // it); anything but a regular file is refused before a single read.
+        let file = match secret_io::open(&self.vault, secret_io::Accept::RegularFile) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &self.vault, e)),
+            Err(e) => {
+                return Err(match secret_io::refused_kind(&e) {
+                    Some(kind) => Error::NotRegularFile {
+                        path: self.vault.clone(),
+                        kind,
+                    },
+                    None => Error::io("read", &self.vault, e),
+                });
+            }
         };
-        ensure_regular(&file, &self.vault)?;
         // Sized from the file's length (one byte more to see the end): `take` hides
         // the length from `read_to_end`, which then grew the buffer from nothing in
         // 14–20 reads and copies.
-        let hint = file.metadata().map_or(0, |m| m.len()).min(MAX_VAULT_BYTES) as usize;
+        let hint = file.len_hint().min(MAX_VAULT_BYTES) as usize;
         let mut bytes = Vec::with_capacity(hint + 1);
         file.take(MAX_VAULT_BYTES + 1)
             .read_to_end(&mut bytes)

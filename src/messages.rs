@@ -110,6 +110,24 @@ pub fn not_regular_file(path: &str, kind: &str) -> String {
     )
 }
 
+/// A file named as an input (not the vault) is not a regular file: the reason in its
+/// one-line error.
+pub fn not_a_regular_input(kind: &str) -> String {
+    format!("it is {kind}, not a regular file")
+}
+
+/// A pipe named as a key, passphrase or recipients file did not finish in time.
+pub fn pipe_silent(secs: u64) -> String {
+    format!(
+        "it is a FIFO (named pipe) or pipe, and its writer did not finish within {secs} s (lockbox waits that long for a pipe)"
+    )
+}
+
+/// The systemd credential is a symbolic link.
+pub fn input_is_a_link() -> String {
+    "it is a symbolic link; systemd writes the credential as a file".to_owned()
+}
+
 /// The vault file could not be parsed or validated.
 pub fn corrupt(path: &str, reason: &str) -> String {
     format!(
@@ -192,19 +210,39 @@ pub fn is_private_key(text: &str) -> bool {
 pub const PRIVATE_KEY_NOT_RECIPIENT: &str = "that is a private key, not a recipient; give its public key instead (age-keygen -y FILE, or ssh-keygen -y -f FILE) and keep the private key out of command lines and recipient files";
 
 /// A recipient string could not be parsed. A private key is not quoted back.
+///
+/// The text is never repeated: what is not a recipient may be a line of a private key
+/// (line 5 of an OpenSSH ed25519 key holds its seed).
 pub fn bad_recipient(recipient: &str) -> String {
     if is_private_key(recipient) {
         return PRIVATE_KEY_NOT_RECIPIENT.to_owned();
     }
     format!(
-        "not a recipient lockbox can use: {recipient:?}; expected an age public key (age1…), an age plugin or tag recipient (age1NAME1…, age1tag1…), 'ssh-ed25519 …' or 'ssh-rsa …'"
+        "a recipient argument is not a recipient lockbox can use ({NOT_REPEATED}); {EXPECTED_RECIPIENT}"
     )
 }
 
-/// A line of a recipients file could not be parsed.
+/// A line of a recipients file could not be parsed; like [`bad_recipient`], the line
+/// is never repeated.
 pub fn bad_recipient_line(file: &str, line: usize, recipient: &str) -> String {
-    format!("line {line} of {file}: {}", bad_recipient(recipient))
+    if is_private_key(recipient) {
+        return format!("line {line} of {file}: {PRIVATE_KEY_NOT_RECIPIENT}");
+    }
+    format!(
+        "line {line} of {file} is not a recipient lockbox can use ({NOT_REPEATED}); {EXPECTED_RECIPIENT}"
+    )
 }
+
+const NOT_REPEATED: &str = "its text is not shown: it could be part of a private key";
+const EXPECTED_RECIPIENT: &str = "expected an age public key (age1…), an age plugin or tag recipient (age1NAME1…, age1tag1…), 'ssh-ed25519 …' or 'ssh-rsa …'";
+
+/// A file is over its size bound (the reason in an I/O error).
+pub fn larger_than(limit: usize) -> String {
+    format!("larger than {limit} bytes")
+}
+
+/// A text file is not UTF-8 (the reason in an I/O error).
+pub const NOT_UTF8: &str = "it is not UTF-8 text";
 
 /// Neither the home directory nor `DOCKER_CONFIG` nor `LOCKBOX_VAULT` is known.
 pub const NO_HOME: &str =
@@ -285,6 +323,20 @@ pub fn agent_unsafe_dir(path: &str, reason: &str) -> String {
 pub fn agent_protocol(detail: &str) -> String {
     format!(
         "the lockbox agent did not answer as expected ({detail}); run 'docker-credential-lockbox unlock' again (it replaces the agent)"
+    )
+}
+
+/// The agent accepted a request and did not answer in time.
+pub fn agent_not_answering(pid: u32, secs: u64) -> String {
+    format!(
+        "the lockbox agent (pid {pid}) did not answer within {secs} s (is it stopped, frozen or in a debugger?); run 'docker-credential-lockbox unlock' again: it ends an agent that does not answer and starts a new one"
+    )
+}
+
+/// `unlock` ended an agent that did not answer (stderr).
+pub fn agent_replaced(pid: u32, secs: u64) -> String {
+    format!(
+        "the lockbox agent (pid {pid}) did not answer within {secs} s; ended it and started a new one"
     )
 }
 
@@ -444,6 +496,14 @@ pub const ROTATE_NEEDS_PASSPHRASE: &str = "removing a recipient rotates the vaul
 /// config.json cannot be used as it is.
 pub fn config_problem(path: &str, reason: &str) -> String {
     format!("cannot use the Docker config {path}: {reason}; nothing was changed")
+}
+
+/// A config.json of another user, and not root: it is not rewritten (the new file
+/// would belong to this user).
+pub fn config_of_another_user(owner: u32, me: u32) -> String {
+    format!(
+        "it belongs to uid {owner}, and this command runs as uid {me}: rewriting it would hand it to uid {me}; run the command as its owner (or as root, which keeps the owner)"
+    )
 }
 
 /// `import` with another credsStore configured.

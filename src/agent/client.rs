@@ -21,7 +21,7 @@ use crate::agent::proto::{
     AgentError, AgentMode, CredentialStatus, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
     Response, SecretText,
 };
-use crate::agent::socket::{self, Deadline, read_frame, write_frame};
+use crate::agent::socket::{self, Deadline, PeerTrouble, receive_frame, send_frame};
 use crate::error::{Error, Result};
 use crate::vault::crypto::EntryOpener;
 use crate::vault::crypto::VaultKey;
@@ -72,8 +72,9 @@ impl Agent {
     }
 
     /// Connects, or `Ok(None)` when no agent listens (no directory, no socket, or a
-    /// stale socket). An unsafe directory is an error, not "no agent".
-    fn connect(&self) -> Result<Option<UnixStream>> {
+    /// stale socket). An unsafe directory is an error, not "no agent". With the
+    /// stream comes the pid of the process listening (0 when unknown).
+    fn connect(&self) -> Result<Option<(UnixStream, u32)>> {
         if !socket::check_agent_dir(self.dir(), false)? {
             return Ok(None);
         }
@@ -99,7 +100,8 @@ impl Agent {
                 reason: "the process listening there belongs to another user".into(),
             });
         }
-        Ok(Some(stream))
+        let pid = cred.pid.as_raw_nonzero().get() as u32;
+        Ok(Some((stream, pid)))
     }
 
     /// Sends one request; `Ok(None)` when no agent is running.
@@ -108,15 +110,36 @@ impl Agent {
     }
 
     fn request_as(&self, v: u32, request: Request) -> Result<Option<Response>> {
-        let Some(stream) = self.connect()? else {
-            return Ok(None);
-        };
-        let mut io = Deadline::new(&stream, IO_TIMEOUT);
-        write_frame(&mut io, &RequestFrame { v, request })?;
-        let bytes = read_frame(&mut io)?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|_| Error::AgentProtocol("unreadable answer".into()))
+        let frame = RequestFrame { v, request };
+        // A connection closed or reset without an answer means the agent went away
+        // while this request waited (`lock --all` or its last deadline ended it, it was
+        // killed): asked once more on a new connection, a live agent answers and a
+        // gone one is absent — no agent, so "locked", never a protocol error (issue 20
+        // finding 9). An agent that stays silent is named, for `unlock` to replace.
+        for _ in 0..2 {
+            let Some((stream, pid)) = self.connect()? else {
+                return Ok(None);
+            };
+            let silent = Error::AgentNotAnswering {
+                pid,
+                secs: IO_TIMEOUT.as_secs(),
+            };
+            let mut io = Deadline::new(&stream, IO_TIMEOUT);
+            let answer = match send_frame(&mut io, &frame)? {
+                Ok(()) => receive_frame(&mut io)?,
+                Err(t) => Err(t),
+            };
+            match answer {
+                Ok(bytes) => {
+                    return serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|_| Error::AgentProtocol("unreadable answer".into()));
+                }
+                Err(PeerTrouble::Silent) => return Err(silent),
+                Err(PeerTrouble::Gone) => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Whether an agent of this protocol version answers; one of another version is
@@ -352,6 +375,31 @@ impl Agent {
         }
     }
 
+    /// [`Self::ensure_compatible`], and an agent that accepts a connection but does
+    /// not answer (stopped, frozen, in a debugger) is ended (SIGKILL to the socket's
+    /// peer, a process of this user) and counts as absent: `unlock` replaces it, as it
+    /// replaces a stale socket or another version.
+    fn replace_silent(&self) -> Result<bool> {
+        match self.ensure_compatible() {
+            Err(Error::AgentNotAnswering { pid, secs }) => {
+                let own = std::process::id();
+                if pid != own
+                    && let Some(p) = rustix::process::Pid::from_raw(pid as i32)
+                {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+                let _ = std::fs::remove_file(&self.socket);
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{}",
+                    crate::messages::agent_replaced(pid, secs)
+                );
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
     /// `unlock`: starts an agent unless a compatible one answers (serialized with other
     /// `unlock`s), then hands it `key` with its label and deadlines.
     pub fn unlock(
@@ -368,7 +416,7 @@ impl Agent {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.ensure_compatible().and_then(|alive| {
+            let result = self.replace_silent().and_then(|alive| {
                 if !alive {
                     self.start()?;
                 }

@@ -263,6 +263,13 @@ impl Server {
         let response = match peer {
             Some(cred) if policy.admits(Some(cred.uid), own_uid) => match read_frame(&mut io) {
                 Err(_) => return,
+                // Its client gave up (it timed out while this agent was stopped or
+                // busy, and said so): a `lock` or `quit` it already reported as
+                // failed must not happen now.
+                Ok(_) if hung_up(&conn) => {
+                    self.log("dropped a request whose client had hung up");
+                    return;
+                }
                 Ok(bytes) => self.handle(&bytes, policy),
             },
             _ => {
@@ -470,6 +477,19 @@ impl Server {
         self.keys.clear();
         self.quit = true;
     }
+}
+
+/// Whether the peer of `conn` has closed its end (poll reports `POLLHUP` only once
+/// both directions are shut: a client still waiting for its answer never has).
+fn hung_up(conn: &UnixStream) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut fds = [PollFd::new(conn, PollFlags::empty())];
+    matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+        && fds[0].revents().contains(PollFlags::HUP)
 }
 
 #[cfg(test)]

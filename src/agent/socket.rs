@@ -85,8 +85,38 @@ impl Write for Counter {
     }
 }
 
+/// Why a frame could not be exchanged, when the peer is to blame rather than the
+/// frame: a client tells "the agent went away" (so it is locked) from "the agent does
+/// not answer" (stopped, frozen) from a real protocol error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTrouble {
+    /// The peer closed or reset the connection (it exited, or it was killed).
+    Gone,
+    /// The deadline passed with the peer still connected and silent.
+    Silent,
+}
+
+fn trouble(e: &io::Error) -> Option<PeerTrouble> {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => Some(PeerTrouble::Gone),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Some(PeerTrouble::Silent),
+        _ => None,
+    }
+}
+
 /// Writes one frame. The buffer is wiped after sending (frames carry secrets).
 pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<()> {
+    send_frame(w, value)?.map_err(|t| Error::AgentProtocol(format!("write: {t:?}")))
+}
+
+/// [`write_frame`], telling a peer that went away or stays silent from other errors.
+pub fn send_frame<T: Serialize>(
+    w: &mut impl Write,
+    value: &T,
+) -> Result<std::result::Result<(), PeerTrouble>> {
     // The frame's exact size, measured by serializing once into a counter: the buffer
     // is then reserved once, never reallocates, and so leaves no unwiped copy behind.
     // The owner of the buffer computes this, not each caller.
@@ -98,16 +128,32 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<()> {
     let len =
         u32::try_from(buf.len() - 4).map_err(|_| Error::AgentProtocol("frame too large".into()))?;
     buf[..4].copy_from_slice(&len.to_be_bytes());
-    w.write_all(&buf)
-        .and_then(|()| w.flush())
-        .map_err(|e| Error::AgentProtocol(format!("write: {e}")))
+    match w.write_all(&buf).and_then(|()| w.flush()) {
+        Ok(()) => Ok(Ok(())),
+        Err(e) => match trouble(&e) {
+            Some(t) => Ok(Err(t)),
+            None => Err(Error::AgentProtocol(format!("write: {e}"))),
+        },
+    }
 }
 
 /// Reads one frame (bounded by [`MAX_FRAME`]) into wiped memory.
 pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>> {
+    receive_frame(r)?.map_err(|t| Error::AgentProtocol(format!("read: {t:?}")))
+}
+
+/// [`read_frame`], telling a peer that went away or stays silent from other errors.
+pub fn receive_frame(
+    r: &mut impl Read,
+) -> Result<std::result::Result<Zeroizing<Vec<u8>>, PeerTrouble>> {
+    let failed = |e: io::Error| match trouble(&e) {
+        Some(t) => Ok(Err(t)),
+        None => Err(Error::AgentProtocol(format!("read: {e}"))),
+    };
     let mut len = [0u8; 4];
-    r.read_exact(&mut len)
-        .map_err(|e| Error::AgentProtocol(format!("read: {e}")))?;
+    if let Err(e) = r.read_exact(&mut len) {
+        return failed(e);
+    }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
         return Err(Error::AgentProtocol(format!(
@@ -115,9 +161,10 @@ pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>> {
         )));
     }
     let mut buf = Zeroizing::new(vec![0u8; len]);
-    r.read_exact(&mut buf)
-        .map_err(|e| Error::AgentProtocol(format!("read: {e}")))?;
-    Ok(buf)
+    if let Err(e) = r.read_exact(&mut buf) {
+        return failed(e);
+    }
+    Ok(Ok(buf))
 }
 
 /// The directory holding the agent socket: `/tmp/lockbox-<uid>` (the real uid), or

@@ -68,7 +68,7 @@ impl DockerConfig {
     pub fn read(path: &Path) -> Result<Self> {
         let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let mut bytes = Zeroizing::new(Vec::new());
-        let existed = match File::open(&path) {
+        let existed = match crate::secret_io::open(&path, crate::secret_io::Accept::RegularFile) {
             Ok(f) => {
                 // config.json holds base64 passwords: read into wiped memory that grows
                 // by copying, never by an unwiped reallocation.
@@ -83,6 +83,10 @@ impl DockerConfig {
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                let reason = crate::secret_io::reason("cannot open it", &e);
+                return Err(Error::Config { path, reason });
+            }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
         let root = if existed && !bytes.iter().all(u8::is_ascii_whitespace) {
@@ -288,40 +292,143 @@ impl DockerConfig {
         !self.existed || *self.to_bytes() != *self.original
     }
 
-    /// Writes the config atomically: a new file beside it (created exclusively, with
-    /// the old file's mode, else 0600), fsync, rename, fsync the directory. No backup
-    /// is kept: a backup would be a plaintext copy.
+    /// Writes the config atomically and durably, keeping the old file's mode, owner
+    /// and group (as Docker's own save does). The new bytes go into an anonymous
+    /// `O_TMPFILE` (mode 0600) in the same directory, which is fsynced, linked as
+    /// `.<name>.lockbox.tmp`, renamed over the config, and only then given the old
+    /// mode; the directory is fsynced last. A crash leaves no plaintext copy, except
+    /// in the instant between link and rename (or, where the file system has no
+    /// `O_TMPFILE`, at any point after the named 0600 file's creation): that fixed
+    /// name is removed by the next run. No backup is kept: it would be a plaintext
+    /// copy. Another user's file is rewritten only by root, which keeps its owner.
     pub fn write(&self) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        use std::os::unix::fs::MetadataExt;
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
-        let mode = fs::metadata(&self.path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0o600);
+        let old = fs::metadata(&self.path).ok();
+        let mode = old
+            .as_ref()
+            .map_or(0o600, |m| m.permissions().mode() & 0o7777);
+        let owner = old.as_ref().map(|m| (m.uid(), m.gid()));
+        let me = rustix::process::geteuid();
+        if let Some((uid, _)) = owner
+            && uid != me.as_raw()
+            && !me.is_root()
+        {
+            return Err(Error::Config {
+                path: self.path.clone(),
+                reason: crate::messages::config_of_another_user(uid, me.as_raw()),
+            });
+        }
         let name = self
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.lockbox-{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
+        let tmp = dir.join(format!(".{name}.lockbox.tmp"));
         let bytes = self.to_bytes();
-        let done = file
-            .write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .and_then(|()| fs::rename(&tmp, &self.path));
-        if let Err(e) = done {
+        let fill = |file: &mut File| -> io::Result<()> {
+            file.write_all(&bytes)?;
+            if let Some((uid, gid)) = owner {
+                // Root rewriting a user's config: the new file is the user's (still
+                // 0600). As the owner, this changes nothing.
+                rustix::fs::fchown(
+                    &*file,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )?;
+            }
+            file.sync_all()
+        };
+        let file = match anonymous_file(dir) {
+            Some(mut file) => {
+                fill(&mut file).map_err(|e| Error::io("write", &self.path, e))?;
+                match link_anonymous(&file, &tmp) {
+                    Ok(true) => Some(file),
+                    Ok(false) => None,
+                    Err(e) => return Err(Error::io("link the temporary file", &tmp, e)),
+                }
+            }
+            None => None,
+        };
+        let file = match file {
+            Some(f) => f,
+            None => {
+                // The fallback: a named 0600 file, created exclusively.
+                let create = || {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                        .open(&tmp)
+                };
+                let mut file = match create() {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        fs::remove_file(&tmp)
+                            .map_err(|e| Error::io("remove the stale", &tmp, e))?;
+                        create()
+                    }
+                    other => other,
+                }
+                .map_err(|e| Error::io("create", &tmp, e))?;
+                if let Err(e) = fill(&mut file) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(Error::io("write", &self.path, e));
+                }
+                file
+            }
+        };
+        if let Err(e) = fs::rename(&tmp, &self.path) {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io("write", &self.path, e));
         }
+        // The old mode only now, under the config's own name: the temporary file was
+        // never looser than 0600.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("set the mode of", &self.path, e))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io("sync the directory of", &self.path, e))
+    }
+}
+
+/// An anonymous 0600 file in `dir` (`O_TMPFILE`), or `None` where the kernel or file
+/// system has none.
+fn anonymous_file(dir: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        dir,
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .ok()
+    .map(File::from)
+}
+
+/// Gives the anonymous `file` the name `tmp` (replacing one a crash left); `Ok(false)`
+/// when it cannot be linked here (no /proc): nothing was named.
+fn link_anonymous(file: &File, tmp: &Path) -> io::Result<bool> {
+    use rustix::fs::{AtFlags, CWD};
+    use rustix::io::Errno;
+    use std::os::fd::AsRawFd;
+    // Through /proc with AT_SYMLINK_FOLLOW: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH.
+    let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let link = || rustix::fs::linkat(CWD, &fd_path, CWD, tmp, AtFlags::SYMLINK_FOLLOW);
+    let linked = match link() {
+        Err(Errno::EXIST) => {
+            fs::remove_file(tmp)?;
+            link()
+        }
+        other => other,
+    };
+    match linked {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::XDEV) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

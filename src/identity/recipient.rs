@@ -56,7 +56,18 @@ pub fn parse_recipient_line(line: &str) -> Result<Option<(Recipient, String)>, E
 /// stderr, as `ssh-keygen`-style files often mix them in; anything else unreadable is
 /// an error naming the line.
 pub fn read_recipients_file(file: &Path) -> Result<Vec<(Recipient, String)>, Error> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
+    // Bounded like every key file: public keys are short, and a device or an
+    // endless pipe must not fill memory (`--file /dev/zero`).
+    let limit = crate::secret_io::MAX_KEY_FILE as usize;
+    let bytes = crate::secret_io::open(file, crate::secret_io::Accept::FileOrPipe)
+        .and_then(|f| crate::secret_io::read_wiped(f, limit))
+        .map_err(|e| Error::io("read", file, e))?;
+    if bytes.len() > limit {
+        let why = messages::larger_than(limit);
+        return Err(Error::io("read", file, std::io::Error::other(why)));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::io("read", file, std::io::Error::other(messages::NOT_UTF8)))?;
     let mut parsed = Vec::new();
     for (number, line) in text.lines().map(str::trim).enumerate() {
         let parsed_line = parse_recipient_line(line).map_err(|e| match e {

@@ -94,12 +94,13 @@ fn load_ca(var: &'static str, path: &Path) -> Result<Vec<ureq::tls::Certificate<
         path: path.to_owned(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    use crate::secret_io::{Accept, open, reason};
+    let file = open(path, Accept::RegularFile).map_err(|e| bad(reason("cannot open it", &e)))?;
     // CA bundles are a few hundred KiB; 16 MiB is far above any real one.
     let mut pem = Vec::new();
     file.take(16 << 20)
         .read_to_end(&mut pem)
-        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+        .map_err(|e| bad(reason("cannot read it", &e)))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {

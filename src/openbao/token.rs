@@ -70,9 +70,11 @@ impl Token {
             source_name: source.clone(),
             reason,
         };
-        let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+        use crate::secret_io::{Accept, open, reason};
+        let file =
+            open(path, Accept::RegularFile).map_err(|e| bad(reason("cannot open it", &e)))?;
         let bytes = crate::secret_io::read_wiped(file, MAX_TOKEN + 2)
-            .map_err(|e| bad(format!("cannot read it: {e}")))?;
+            .map_err(|e| bad(reason("cannot read it", &e)))?;
         if bytes.len() > MAX_TOKEN + 2 {
             return Err(bad("it is longer than 4096 bytes".into()));
         }
