@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
-# Whole-process benchmarks of the helper against a floor (docs/PERFORMANCE.md). Every `docker build` runs `list` and then `get` per registry, each a new
-# process, so one process per call is what is timed:
+# Whole-process benchmarks of the helper against a floor (docs/PERFORMANCE.md). Every
+# `docker build` runs `list` and then `get` per registry, each a new process, so one
+# process per call is what is timed:
 #
 #   floor      scripts/baseline (its own Cargo project, built --release here): reads a
 #              JSON file of N entries, each an armored age ciphertext of a 40-character
 #              token, parses it into serde_json::Value, finds the entry, decrypts it with
 #              one X25519 identity and prints the answer — the least any helper must do
 #   get        lockbox `get` with LOCKBOX_IDENTITY set (the CI path: opens the age slot,
-#              then the entry), on a vault of the same N entries, at N = 1, 200, 10 000
+#              then the entry), on a vault of the same N entries, at N = 1, 200, 10 000,
+#              for both builds people run:
+#                dynamic  `cargo build --release` (what `cargo install --path .` builds)
+#                static   scripts/package.sh's build for the Debian package
+#                         (--target x86_64-unknown-linux-gnu, +crt-static)
 #   list+50    `list` and then 50 `get`s (a classic build) at 200 entries, against the
-#              floor's `list` and 50 floor `get`s
+#              floor's `list` and 50 floor `get`s (dynamic build)
 #   store      lockbox `store` (replacing an entry) on a 10 000-entry vault, against
-#              `docker-credential-pass store` with 10 000 entries in its store
+#              `docker-credential-pass store` with 10 000 entries in its store (dynamic)
 #
-# Each pair runs interleaved (floor, lockbox, floor, …), ROUNDS times (default 5); a ratio
-# is the median, over the rounds, of lockbox's median over the floor's median that round.
+# Timing: each group runs interleaved (floor, dynamic, static, floor, …), ROUNDS times
+# (default 5); a ratio is the median, over the rounds, of lockbox's median over the
+# floor's median that round. Beside each run's wall time, its CPU time and minor page
+# faults (the child's rusage) are kept.
+#
+# The second method: instruction counts of one run of each `get` under valgrind's
+# callgrind (user-space instructions, the dynamic loader included, the kernel not).
+# They repeat exactly on a loaded machine, where times do not; they do not see what
+# the kernel and the hypervisor do for the process (exec, page faults, CPUID traps),
+# which is much of a 1–2 ms process (docs/PERFORMANCE.md says how the two agree).
+# Skipped, and said so, when valgrind is missing.
 #
 # Everything lives in a temp directory (under target/ by default, so stores fsync a real
 # disk; BENCH_DIR=/somewhere to change), with its own DOCKER_CONFIG, GNUPGHOME,
-# PASSWORD_STORE_DIR, XDG_RUNTIME_DIR and LOCKBOX_AGENT_DIR — never the user's; the gpg-agent of the
-# throwaway GNUPGHOME is stopped at the end. Results: target/bench/<pair>.json (every
-# time, ms) and target/bench/results.md.
+# PASSWORD_STORE_DIR, XDG_RUNTIME_DIR and LOCKBOX_AGENT_DIR — never the user's; the
+# gpg-agent of the throwaway GNUPGHOME is stopped at the end. Results:
+# target/bench/<pair>.json (every run: wall ms, CPU ms, page faults) and
+# target/bench/results.md.
 #
-# Usage: bash scripts/bench.sh   (needs age-keygen and python3; for the store
-# comparison pass, gpg and docker-credential-pass — Debian: age pass
-# golang-docker-credential-helpers). Nothing here is a pass/fail check.
+# Usage: bash scripts/bench.sh   (needs age-keygen and python3, and valgrind for the
+# instruction counts; for the store comparison pass, gpg and docker-credential-pass —
+# Debian: age valgrind pass golang-docker-credential-helpers). Nothing here is a
+# pass/fail check. ROUNDS=N for more rounds; SKIP_BUILD=1 times the binaries already
+# built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -41,6 +58,8 @@ out="$root/target/bench"
 mkdir -p "$out" "${BENCH_DIR:-$root/target}"
 work=$(mktemp -d "${BENCH_DIR:-$root/target}/bench.XXXXXX")
 bin="$root/target/release/docker-credential-lockbox"
+static_target=x86_64-unknown-linux-gnu
+static_bin="$root/target/$static_target/release/docker-credential-lockbox"
 floor="$root/target/baseline/release/lockbox-floor"
 
 cleanup() {
@@ -54,9 +73,35 @@ trap cleanup EXIT
 section() { printf '\n==== %s ====\n' "$*"; }
 
 section "build"
-cargo build --release --quiet
-CARGO_TARGET_DIR="$root/target/baseline" \
-  cargo build --release --quiet --manifest-path scripts/baseline/Cargo.toml
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --release --quiet --locked --bin docker-credential-lockbox
+  # The static build as scripts/package.sh makes it.
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build --release --quiet --locked --target "$static_target" --bin docker-credential-lockbox
+  CARGO_TARGET_DIR="$root/target/baseline" \
+    cargo build --release --quiet --manifest-path scripts/baseline/Cargo.toml
+fi
+for b in "$bin" "$static_bin" "$floor"; do
+  [ -x "$b" ] || {
+    echo "missing $b (unset SKIP_BUILD)" >&2
+    exit 1
+  }
+done
+# Timed: copies in the work directory, as `cargo install` and dpkg leave a binary (a
+# file written by copying), for lockbox and the floor alike. The linker's own output
+# costs more page faults while its pages are cached as the linker wrote them (here
+# about 10 more per lockbox run, 3 more per floor run).
+mkdir -p "$work/bin"
+install -m 0755 "$bin" "$work/bin/docker-credential-lockbox"
+install -m 0755 "$static_bin" "$work/bin/docker-credential-lockbox-static"
+install -m 0755 "$floor" "$work/bin/lockbox-floor"
+bin="$work/bin/docker-credential-lockbox"
+static_bin="$work/bin/docker-credential-lockbox-static"
+floor="$work/bin/lockbox-floor"
+needs() { readelf -d "$1" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' '; }
+echo "dynamic: $(wc -c <"$bin") bytes; needs $(needs "$bin")"
+echo "static:  $(wc -c <"$static_bin") bytes; needs $(needs "$static_bin")(nothing: static)"
+echo "floor:   $(wc -c <"$floor") bytes; needs $(needs "$floor")"
 
 export XDG_RUNTIME_DIR="$work/run"
 mkdir -m 700 "$XDG_RUNTIME_DIR"
@@ -88,6 +133,7 @@ PY
   printf 'registry%s.example.com\n' "$middle" >"$dir/server"
   # Every measured call must really answer.
   DOCKER_CONFIG="$dir/docker" "$bin" get <"$dir/server" | grep -q "\"Secret\":\"ghp_0*$middle\"" &&
+    DOCKER_CONFIG="$dir/docker" "$static_bin" get <"$dir/server" | grep -q "\"Secret\":\"ghp_0*$middle\"" &&
     "$floor" get "$dir/floor.json" "$work/identity.txt" <"$dir/server" | grep -q "\"Secret\":\"ghp_0*$middle\"" || {
     echo "get does not answer at N=$1" >&2
     exit 1
@@ -95,15 +141,18 @@ PY
   echo "N=$1: vault $(wc -c <"$dir/docker/lockbox/vault.json") bytes, floor file $(wc -c <"$dir/floor.json") bytes"
 }
 
-# ROUNDS rounds of RUNS interleaved runs of two commands (floor, lockbox, floor, …), each
-# a process spawned with posix_spawn and waited for; prints the medians and the ratio.
-# Not hyperfine: hyperfine 1.15 (Debian 12) cannot feed stdin without a shell, and its
-# correction for the shell's start-up (about as long as the 1–3 ms being measured) left
-# medians near zero here. A command is `[VAR=value…] program args… [< file]`.
-paired() { # name, runs, floor-command, lockbox-command
-  python3 - "$1" "$2" "$rounds" "$3" "$4" <<'PY' | tee -a "$out/results.md"
+# ROUNDS rounds of RUNS interleaved runs of two or more commands (floor, lockbox, …),
+# each a process spawned with posix_spawn and waited for with wait4 (its CPU time and
+# minor page faults too); one row per lockbox command: the medians and the ratios to
+# the first command. Not hyperfine: hyperfine 1.15 (Debian 12) cannot feed stdin
+# without a shell, and its correction for the shell's start-up (about as long as the
+# 1–3 ms being measured) left medians near zero here. A command is
+# `[LABEL::][VAR=value…] program args… [< file]`; its row is NAME or NAME-LABEL.
+paired() { # name, runs, floor-command, command…
+  python3 - "$rounds" "$@" <<'PY' | tee -a "$out/results.md"
 import json, os, shlex, statistics, sys, time
-name, runs, rounds, cmds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:6]
+rounds, name, runs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+cmds = [tuple(a.split("::", 1)) if "::" in a else ("", a) for a in sys.argv[4:]]
 def parse(cmd):
     words, env, stdin = shlex.split(cmd), dict(os.environ), None
     while "=" in words[0] and not words[0].startswith("/"):
@@ -117,27 +166,29 @@ def once(words, env, stdin):
     t = time.perf_counter_ns()
     pid = os.posix_spawnp(words[0], words, env, file_actions=[
         (os.POSIX_SPAWN_DUP2, fd, 0), (os.POSIX_SPAWN_DUP2, null, 1)])
-    _, status = os.waitpid(pid, 0)
+    _, status, ru = os.wait4(pid, 0)
     dt = time.perf_counter_ns() - t
     os.close(fd); os.close(null)
     assert os.waitstatus_to_exitcode(status) == 0, (words, status)
-    return dt / 1e6
-parsed = [parse(c) for c in cmds]
+    return dt / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, ru.ru_minflt
+parsed = [parse(c) for _, c in cmds]
 for p in parsed:  # warm-up: page cache, dynamic loader
     for _ in range(3): once(*p)
-pairs, raw = [], []
+raw = [[[] for _ in range(rounds)] for _ in cmds]  # command → round → [(wall, cpu, faults)]
 for r in range(rounds):
-    times = ([], [])
     for _ in range(runs):
         for i, p in enumerate(parsed):
-            times[i].append(once(*p))
-    raw.append(times)
-    pairs.append((statistics.median(times[0]), statistics.median(times[1])))
-json.dump({"name": name, "commands": cmds, "rounds_ms": raw}, open(f"{os.environ['BENCH_OUT']}/{name}.json", "w"))
-ratios = sorted(b / a for a, b in pairs)
-fl = statistics.median(a for a, _ in pairs)
-lb = statistics.median(b for _, b in pairs)
-print(f"| {name} | {fl:.2f} | {lb:.2f} | **{statistics.median(ratios):.2f}×** | {ratios[0]:.2f}–{ratios[-1]:.2f} |")
+            raw[i][r].append(once(*p))
+json.dump({"name": name, "commands": [c for _, c in cmds], "fields": ["wall_ms", "cpu_ms", "minflt"],
+           "rounds": raw}, open(f"{os.environ['BENCH_OUT']}/{name}.json", "w"))
+med = lambda xs, k: statistics.median(x[k] for x in xs)
+across = lambda i, k: statistics.median(med(raw[i][r], k) for r in range(rounds))
+for i in range(1, len(cmds)):
+    label = name + (f"-{cmds[i][0]}" if cmds[i][0] else "")
+    ratios = sorted(med(raw[i][r], 0) / med(raw[0][r], 0) for r in range(rounds))
+    cpu = statistics.median(med(raw[i][r], 1) / med(raw[0][r], 1) for r in range(rounds))
+    print(f"| {label} | {across(0, 0):.2f} | {across(i, 0):.2f} | **{statistics.median(ratios):.2f}×** "
+          f"| {ratios[0]:.2f}–{ratios[-1]:.2f} | {cpu:.2f}× | {across(0, 2):.0f} / {across(i, 2):.0f} |")
 PY
 }
 export BENCH_OUT="$out"
@@ -149,18 +200,47 @@ for n in 1 200 10000; do make_vault "$n"; done
   echo
   echo "<!-- scripts/bench.sh, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -srm), ROUNDS=$rounds -->"
   echo
-  echo "| pair | floor / other [ms] | lockbox [ms] | ratio (median) | ratio range |"
-  echo "|:---|---:|---:|---:|---:|"
+  echo "| pair | floor / other [ms] | lockbox [ms] | ratio (median) | ratio range | CPU-time ratio | page faults, floor / lockbox |"
+  echo "|:---|---:|---:|---:|---:|---:|---:|"
 } >"$out/results.md"
 
-section "get: lockbox against the floor"
+section "get: both builds against the floor"
 for n in 1 200 10000; do
   d="$work/n$n"
   runs=60
   [ "$n" = 10000 ] && runs=30
   paired "get-$n" "$runs" "$floor get $d/floor.json $work/identity.txt < $d/server" \
-    "DOCKER_CONFIG=$d/docker $bin get < $d/server"
+    "dynamic::DOCKER_CONFIG=$d/docker $bin get < $d/server" \
+    "static::DOCKER_CONFIG=$d/docker $static_bin get < $d/server"
 done
+
+section "get: instructions (valgrind callgrind, one run each)"
+{
+  echo
+  echo "| get, instructions | floor | dynamic | static | dynamic ÷ floor | static ÷ floor |"
+  echo "|:---|---:|---:|---:|---:|---:|"
+} >>"$out/results.md"
+if command -v valgrind >/dev/null; then
+  instructions() { # command…, stdin from the caller: callgrind's total
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+      sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+  }
+  for n in 1 200 10000; do
+    d="$work/n$n"
+    f=$(instructions "$floor" get "$d/floor.json" "$work/identity.txt" <"$d/server")
+    dy=$(DOCKER_CONFIG="$d/docker" instructions "$bin" get <"$d/server")
+    st=$(DOCKER_CONFIG="$d/docker" instructions "$static_bin" get <"$d/server")
+    python3 -c 'import sys; n, f, d, s = sys.argv[1], *map(int, sys.argv[2:]); print(f"| get-{n} | {f:,} | {d:,} | {s:,} | {d/f:.2f}× | {s/f:.2f}× |")' \
+      "$n" "$f" "$dy" "$st" | tee -a "$out/results.md"
+  done
+else
+  echo "valgrind missing: instruction counts not measured" | tee -a "$out/results.md"
+fi
+{
+  echo
+  echo "| pair | floor / other [ms] | lockbox [ms] | ratio (median) | ratio range | CPU-time ratio | page faults, floor / lockbox |"
+  echo "|:---|---:|---:|---:|---:|---:|---:|"
+} >>"$out/results.md"
 
 section "list + 50 gets at 200 entries"
 d="$work/n200"
@@ -210,6 +290,7 @@ else
 fi
 
 section "summary"
+echo "<!-- load at the end: $(cut -d' ' -f1-3 /proc/loadavg) -->" >>"$out/results.md"
 echo "(in the store row, the \"floor / other\" column is docker-credential-pass)" >>"$out/results.md"
 cat "$out/results.md"
 echo

@@ -8,7 +8,6 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -143,8 +142,15 @@ struct AgentOpts {
     socket: Option<PathBuf>,
 }
 
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
+/// What the binary does first, in place of std's start-up (`src/main.rs` is
+/// `no_main`): standard descriptors and SIGPIPE as std sets them
+/// (`sys::start_process`).
+pub fn start_process() {
+    crate::sys::start_process();
+}
+
+/// Entry point of the binary (`src/main.rs`): the exit status.
+pub fn main() -> Exit {
     let args: Vec<OsString> = std::env::args_os().collect();
     // The one place the environment is read (`config`).
     let settings = Settings::from_env();
@@ -156,16 +162,16 @@ pub fn main() -> ExitCode {
     match args.get(1).map(|a| a.to_str()) {
         None => {
             let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
-            return Exit::Failure.into();
+            return Exit::Failure;
         }
         Some(Some(word)) => {
             if let Some(action) = Action::from_arg(word) {
                 if args.len() != 2 {
                     // As the Go helpers: exactly one argument, else usage on stdout.
                     let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
-                    return Exit::Failure.into();
+                    return Exit::Failure;
                 }
-                return protocol::main(action, &settings).into();
+                return protocol::main(action, &settings);
             }
             if !word.starts_with('-') && !is_command(word) {
                 let _ = writeln!(
@@ -174,7 +180,7 @@ pub fn main() -> ExitCode {
                     messages::sanitize(&messages::unknown_action(word))
                 );
                 eprintln!("{}", messages::UNKNOWN_ACTION_HINT);
-                return Exit::Failure.into();
+                return Exit::Failure;
             }
         }
         Some(None) => {}
@@ -190,23 +196,22 @@ pub fn main() -> ExitCode {
                     messages::PRIVATE_KEY_NOT_RECIPIENT
                 );
             } else if e.print().is_err_and(|e| crate::output::closed_io(&e)) {
-                return Exit::BrokenPipe.into();
+                return Exit::BrokenPipe;
             }
             return if e.use_stderr() {
                 Exit::Usage
             } else {
                 Exit::Ok
-            }
-            .into();
+            };
         }
     };
     match run(opts, &settings) {
-        Ok(code) => code.into(),
+        Ok(code) => code,
         // A reader that stopped reading (`| head`) is no error to report.
-        Err(e) if crate::output::closed(&e) => Exit::BrokenPipe.into(),
+        Err(e) if crate::output::closed(&e) => Exit::BrokenPipe,
         Err(e) => {
             eprintln!("{}{}", messages::ERROR_PREFIX, e.message());
-            e.exit().into()
+            e.exit()
         }
     }
 }

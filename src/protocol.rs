@@ -306,6 +306,10 @@ fn get(
 /// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or
 /// 1 with the error line on stdout.
 pub fn main(action: Action, settings: &Settings) -> Exit {
+    if action == Action::Get {
+        // The hot path: one short-lived process per call (docs/PERFORMANCE.md).
+        crate::sys::tune_allocator_for_one_request();
+    }
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     match run(action, stdin, settings) {
