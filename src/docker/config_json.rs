@@ -236,6 +236,41 @@ impl DockerConfig {
         false
     }
 
+    /// Sets `"credsStore": NAME` (for `unimport --to-helper NAME`). Returns whether it
+    /// changed anything.
+    pub fn set_store_to(&mut self, name: &str) -> bool {
+        if self.creds_store() == Some(name) {
+            return false;
+        }
+        self.root
+            .insert("credsStore".into(), Value::String(name.into()));
+        true
+    }
+
+    /// Removes the `credHelpers` entries that send a registry to lockbox (and the map
+    /// when it is left empty), for `unimport`. Returns the registries.
+    pub fn remove_lockbox_cred_helpers(&mut self) -> Vec<String> {
+        let Some(map) = self
+            .root
+            .get_mut("credHelpers")
+            .and_then(Value::as_object_mut)
+        else {
+            return Vec::new();
+        };
+        let ours: Vec<String> = map
+            .iter()
+            .filter(|(_, v)| v.as_str() == Some(STORE_NAME))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &ours {
+            map.shift_remove(k);
+        }
+        if map.is_empty() && !ours.is_empty() {
+            self.root.shift_remove("credHelpers");
+        }
+        ours
+    }
+
     /// Puts an entry (from [`plaintext_entry`]) into `auths` (for `export --to-config`).
     pub fn put_auth(&mut self, server: &str, entry: Value) {
         let auths = self
@@ -289,12 +324,15 @@ impl DockerConfig {
     }
 
     /// Writes the config atomically: a new file beside it (created exclusively, with
-    /// the old file's mode, else 0600), fsync, rename, fsync the directory. No backup
-    /// is kept: a backup would be a plaintext copy.
+    /// the old file's mode, else 0600, and, when root rewrites another user's file,
+    /// its owner), fsync, rename, fsync the directory. No backup is kept: a backup
+    /// would be a plaintext copy.
     pub fn write(&self) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
-        let mode = fs::metadata(&self.path)
+        let old = fs::metadata(&self.path).ok();
+        let mode = old
+            .as_ref()
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or(0o600);
         let name = self
@@ -311,8 +349,18 @@ impl DockerConfig {
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         let bytes = self.to_bytes();
-        let done = file
-            .write_all(&bytes)
+        // Only root can give a file away; for anyone else the new file is theirs, as
+        // the old one was (a user cannot rename over another's file in their own
+        // directory without owning the directory, and keeps what they wrote).
+        let owner = match &old {
+            Some(m) if rustix::process::geteuid().is_root() => {
+                use std::os::unix::fs::MetadataExt;
+                std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))
+            }
+            _ => Ok(()),
+        };
+        let done = owner
+            .and_then(|()| file.write_all(&bytes))
             .and_then(|()| file.sync_all())
             .and_then(|()| fs::rename(&tmp, &self.path));
         if let Err(e) = done {

@@ -29,8 +29,8 @@
 //! [`parse_identities`]); [`plugin`] runs plugins and opens age slots; [`recipient`]
 //! reads recipient arguments and files; [`command`] runs `LOCKBOX_IDENTITY_CMD`.
 pub mod command;
-pub mod plugin_client;
 pub mod plugin;
+pub mod plugin_client;
 pub mod recipient;
 
 pub use plugin::*;
