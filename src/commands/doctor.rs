@@ -300,10 +300,10 @@ fn copies_check(env: &Env, sudoers: &Path, out: &mut Vec<Finding>) {
             format!("copies of {BIN} of different versions: {}", list.join("; ")),
         )
         .why(
-            "docker runs the first one on PATH, sudo docker the first on secure_path, and              other users and services their own PATH's: an older copy may not open a newer              vault or talk to the agent",
+            "docker runs the first one on PATH, sudo docker the first on secure_path, and other users and services their own PATH's: an older copy may not open a newer vault or talk to the agent",
         )
         .fix(
-            "keep one: `cargo uninstall docker-credential-lockbox` removes the ~/.cargo/bin              copy, `dpkg -S PATH` tells whether the package owns a copy; then `hash -r`",
+            "keep one: `cargo uninstall docker-credential-lockbox` removes the ~/.cargo/bin copy, `dpkg -S PATH` tells whether the package owns a copy; then `hash -r`",
         ),
     );
 }
@@ -348,7 +348,7 @@ fn containers_check(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
             out.push(
                 finding("containers", Level::Warning, what)
                     .why(
-                        "they ignore credsStore: their login writes the password in plaintext                          into auth.json, and their pulls do not find what docker login stored                          (unless credHelpers in an auth file names lockbox per registry,                          docs/MIGRATION.md section 6)",
+                        "they ignore credsStore: their login writes the password in plaintext into auth.json, and their pulls do not find what docker login stored (unless credHelpers in an auth file names lockbox per registry, docs/MIGRATION.md section 6)",
                     )
                     .fix(match drop_in.filter(|p| p.exists()) {
                         Some(p) => format!(

@@ -130,7 +130,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         crate::outln!("{}", messages::UNIMPORT_NOTHING);
         return Ok(Exit::Ok);
     }
-    crate::outln!(
+    crate::out!(
         "{}",
         super::sanitize_lines(&messages::unimported(
             creds.len(),
