@@ -55,23 +55,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = location.resolve()?;
     let vault = path.read()?;
 
-    // The credentials, opened (the key flags, the environment, the agent, else the
-    // terminal, as `export`).
-    let mut creds: Vec<(String, String, age::secrecy::SecretString)> = Vec::new();
-    if let Some(vault) = vault.as_ref().filter(|v| !v.entries().is_empty()) {
-        let flags = o.key.flags();
-        super::check_identity_passphrase_file(settings, &flags)?;
-        let list = keysource::sources(
-            &settings.keys,
-            &flags,
-            Some((Agent::for_requests(settings), AgentUse::Verified)),
-        );
-        let (opener, _) = keysource::open_entries(vault, &list, &Terminal)?;
-        for (server, e) in vault.entries() {
-            let secret = opener.open_entry(server, &e.username, &e.secret)?;
-            creds.push((server.clone(), e.username.clone(), secret));
-        }
-    }
+    let creds = open_all(&o, settings, vault.as_ref())?;
 
     let to = match &o.to_helper {
         Some(name) => {
@@ -140,6 +124,31 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         ))
     );
     Ok(Exit::Ok)
+}
+
+/// The credentials, opened (the key flags, the environment, the agent, else the
+/// terminal, as `export`); none for a missing or empty vault.
+fn open_all(
+    o: &Opts,
+    settings: &Settings,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<Vec<(String, String, age::secrecy::SecretString)>, Error> {
+    let mut creds: Vec<(String, String, age::secrecy::SecretString)> = Vec::new();
+    if let Some(vault) = vault.filter(|v| !v.entries().is_empty()) {
+        let flags = o.key.flags();
+        super::check_identity_passphrase_file(settings, &flags)?;
+        let list = keysource::sources(
+            &settings.keys,
+            &flags,
+            Some((Agent::for_requests(settings), AgentUse::Verified)),
+        );
+        let (opener, _) = keysource::open_entries(vault, &list, &Terminal)?;
+        for (server, e) in vault.entries() {
+            let secret = opener.open_entry(server, &e.username, &e.secret)?;
+            creds.push((server.clone(), e.username.clone(), secret));
+        }
+    }
+    Ok(creds)
 }
 
 /// `docker-credential-NAME store` with one entry on stdin (never in argv or the
