@@ -86,7 +86,8 @@ fn text(cmd: &clap::Command, shell: Shell, name: &str) -> String {
 /// Writes what a package installs into `dir`, in the layout of the system directories:
 ///
 /// - `man1/`: `docker-credential-lockbox.1` and one page per visible subcommand
-///   (`docker-credential-lockbox-unlock.1`, …), from clap_mangen;
+///   (`docker-credential-lockbox-unlock.1`, …), from clap_mangen, and the subcommand
+///   pages again under the short name (`lockbox-unlock.1`, …);
 /// - `bash/docker-credential-lockbox`, `zsh/_docker-credential-lockbox`,
 ///   `fish/docker-credential-lockbox.fish`: the scripts of [`completion`].
 ///
@@ -103,6 +104,18 @@ pub fn generate(cmd: &clap::Command, dir: &Path) -> Result<(), Error> {
         std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
     }
     clap_mangen::generate_to(cmd.clone(), &man).map_err(io_err("write", &man))?;
+    // The pages people look for by the name they type: `man lockbox-unlock`. Only the
+    // subcommands' pages: `lockbox.1` is the package's link to the main page.
+    let mut short = cmd
+        .clone()
+        .name(SHORT)
+        .bin_name(SHORT)
+        .display_name(SHORT)
+        .disable_help_subcommand(true);
+    short.build();
+    for sub in short.get_subcommands().filter(|s| !s.is_hide_set()) {
+        clap_mangen::generate_to(sub.clone(), &man).map_err(io_err("write", &man))?;
+    }
     for (shell, file) in [
         (Shell::Bash, format!("bash/{BIN}")),
         (Shell::Zsh, format!("zsh/_{BIN}")),

@@ -95,6 +95,10 @@ enum Command {
     /// Move the plaintext auths of Docker's config.json (or another helper's entries)
     /// into the vault, remove them from config.json and set credsStore.
     Import(commands::import::Opts),
+    /// The way back before removing lockbox: move the credentials into config.json
+    /// (plaintext, as Docker keeps them without a helper) or another helper, and remove
+    /// credsStore and the podman/skopeo set-up of `import`. The vault is left as it is.
+    Unimport(commands::unimport::Opts),
     /// Print the entries in plaintext (the way out; explicit): Docker auths, a
     /// Kubernetes Secret, DOCKER_AUTH_CONFIG, a containers auth.json.
     Export(commands::export::Opts),
@@ -162,6 +166,7 @@ pub fn main() -> Exit {
     match args.get(1).map(|a| a.to_str()) {
         None => {
             let _ = writeln!(std::io::stdout(), "{}", messages::USAGE);
+            eprintln!("{}", messages::NO_ARGUMENTS_HINT);
             return Exit::Failure;
         }
         Some(Some(word)) => {
@@ -179,6 +184,9 @@ pub fn main() -> Exit {
                     "{}",
                     messages::sanitize(&messages::unknown_action(word))
                 );
+                if let Some(near) = closest_word(word) {
+                    eprintln!("{}", messages::did_you_mean(&near));
+                }
                 eprintln!("{}", messages::UNKNOWN_ACTION_HINT);
                 return Exit::Failure;
             }
@@ -220,6 +228,51 @@ fn is_command(word: &str) -> bool {
     word == "help" || Opts::command().find_subcommand(word).is_some()
 }
 
+/// The visible command or protocol action closest to a mistyped `word` (`unlok` →
+/// `unlock`, `stauts` → `status`, `recipient` → `recipients`), if one is close enough:
+/// at most one edit for short words, two from five letters on. Only the known word is
+/// ever printed, never what was typed (it may be a key pasted in the wrong place).
+fn closest_word(word: &str) -> Option<String> {
+    const ACTIONS: [&str; 5] = ["store", "get", "erase", "list", "version"];
+    let cmd = Opts::command();
+    let limit = if word.chars().count() >= 5 { 2 } else { 1 };
+    cmd.get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name())
+        .chain(ACTIONS)
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_owned())
+}
+
+/// The optimal-string-alignment distance: insertions, deletions, substitutions and
+/// swaps of two neighbours (`stauts`) each count one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
     match opts.command {
         Command::Init(o) => commands::init::run(o, settings),
@@ -228,6 +281,7 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Status(o) => commands::status::run(o, settings),
         Command::Doctor(o) => commands::doctor::run(o, settings),
         Command::Import(o) => commands::import::run(o, settings),
+        Command::Unimport(o) => commands::unimport::run(o, settings),
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
@@ -288,6 +342,57 @@ mod tests {
             let text = String::from_utf8(completion(&cmd(), Shell::Zsh).unwrap()).unwrap();
             assert!(text.starts_with(&format!("#compdef {BIN} {SHORT}\n")));
             assert!(text.contains(&format!("compdef _{BIN} {BIN} {SHORT}\n")));
+        }
+
+        /// Issue 24, item 9: `man lockbox-unlock`, the name people type.
+        #[test]
+        fn man_pages_exist_for_both_names() {
+            let dir = tempfile::tempdir().unwrap();
+            crate::assets::generate(&cmd(), dir.path()).unwrap();
+            let man = dir.path().join("man1");
+            for page in [
+                format!("{BIN}.1"),
+                format!("{BIN}-unlock.1"),
+                format!("{SHORT}-unlock.1"),
+                format!("{SHORT}-recipients-add.1"),
+            ] {
+                assert!(man.join(&page).is_file(), "no {page}");
+            }
+            // The short name's page names the command as people type it.
+            let text = std::fs::read_to_string(man.join(format!("{SHORT}-unlock.1"))).unwrap();
+            assert!(text.contains("lockbox\\-unlock"), "{text}");
+            assert!(!text.contains("docker\\-credential"), "{text}");
+            // lockbox.1 is the package's link, not a generated page.
+            assert!(!man.join(format!("{SHORT}.1")).exists());
+            // As for the long name, no pages for clap's `help` subcommands.
+            let names: Vec<String> = std::fs::read_dir(&man)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(!names.iter().any(|n| n.contains("-help")), "{names:?}");
+            assert_eq!(
+                names.iter().filter(|n| n.starts_with("lockbox-")).count() + 1,
+                names.iter().filter(|n| n.starts_with(BIN)).count(),
+                "{names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typos_get_the_nearest_command() {
+        for (typo, meant) in [
+            ("unlok", "unlock"),
+            ("stauts", "status"),
+            ("doctr", "doctor"),
+            ("recipient", "recipients"),
+            ("imprt", "import"),
+            ("gte", "get"),
+            ("lsit", "list"),
+        ] {
+            assert_eq!(closest_word(typo).as_deref(), Some(meant), "{typo}");
+        }
+        for far in ["frobnicate", "x", "AGE-SECRET-KEY-1QYQSZ", "hello"] {
+            assert_eq!(closest_word(far), None, "{far}");
         }
     }
 }

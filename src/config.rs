@@ -35,6 +35,9 @@ pub struct Settings {
     pub agent_socket: Option<PathBuf>,
     /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
     pub doctor: DoctorSettings,
+    /// `SUDO_USER`: who ran `sudo` (for root's `get` without a vault, which then
+    /// points to `docs/BUILD_SERVER.md` instead of `init`).
+    pub sudo_user: Option<String>,
 }
 
 /// The environment as `doctor` checks it: where Docker will look for the helper, and
@@ -164,6 +167,7 @@ impl Settings {
                 docker_auth_config: get("DOCKER_AUTH_CONFIG")
                     .map(|v| Zeroizing::new(v.to_string_lossy().into_owned())),
             },
+            sudo_user: get("SUDO_USER").map(|v| v.to_string_lossy().into_owned()),
         }
     }
 

@@ -100,6 +100,12 @@ pub trait Callbacks {
     fn interactive(&self) -> bool {
         true
     }
+
+    /// How many times a person may type the vault's passphrase before the command
+    /// gives up (sudo and ssh allow three).
+    fn passphrase_tries(&self) -> u32 {
+        1
+    }
 }
 
 /// For protocol actions and anything unattended: never prompts, so a vault nothing
@@ -125,6 +131,10 @@ impl Callbacks for Terminal {
         rpassword::prompt_password(prompt)
             .map(|p| Some(SecretString::from(p)))
             .map_err(|_| Error::NoTerminal)
+    }
+
+    fn passphrase_tries(&self) -> u32 {
+        crate::identity::TERMINAL_TRIES
     }
 }
 
@@ -892,16 +902,26 @@ impl KeySource for TerminalSource {
         if !has_passphrase_slot(vault) {
             return Err(Refusal::NotMine(Error::NoPassphraseSlot));
         }
-        let Some(passphrase) = callbacks.request_passphrase(messages::PROMPT_UNLOCK)? else {
-            return Err(Refusal::NotMine(Error::Locked));
-        };
-        Ok(KeyOpened {
-            key: vault
-                .open_with_passphrase(&passphrase)
-                .map_err(passphrase_refusal)?,
-            passphrase: Some(passphrase),
-            source: self.name(),
-        })
+        let tries = callbacks.passphrase_tries().max(1);
+        for attempt in 1..=tries {
+            let Some(passphrase) = callbacks.request_passphrase(messages::PROMPT_UNLOCK)? else {
+                return Err(Refusal::NotMine(Error::Locked));
+            };
+            match vault.open_with_passphrase(&passphrase) {
+                Ok(key) => {
+                    return Ok(KeyOpened {
+                        key,
+                        passphrase: Some(passphrase),
+                        source: self.name(),
+                    });
+                }
+                Err(Error::WrongPassphrase) if attempt < tries => {
+                    eprintln!("{}", messages::WRONG_PASSPHRASE_TRY_AGAIN);
+                }
+                Err(e) => return Err(passphrase_refusal(e)),
+            }
+        }
+        Err(Refusal::Failed(Error::WrongPassphrase))
     }
 }
 
@@ -1081,6 +1101,50 @@ mod tests {
             self.asked.set(self.asked.get() + 1);
             Ok(self.answer.map(|a| SecretString::from(a.to_owned())))
         }
+    }
+
+    /// A person at a terminal typing these answers in turn, allowed `tries`.
+    struct Typing {
+        answers: std::cell::RefCell<Vec<&'static str>>,
+        tries: u32,
+    }
+    impl Callbacks for Typing {
+        fn request_passphrase(&self, _: &str) -> Result<Option<SecretString>> {
+            let mut a = self.answers.borrow_mut();
+            Ok((!a.is_empty()).then(|| SecretString::from(a.remove(0).to_owned())))
+        }
+        fn passphrase_tries(&self) -> u32 {
+            self.tries
+        }
+    }
+
+    #[test]
+    fn the_terminal_allows_three_tries_of_the_passphrase() {
+        let f = fixture(Some("pw"));
+        let s = settings(None, None, None);
+        let typing = |answers: Vec<&'static str>, tries| Typing {
+            answers: std::cell::RefCell::new(answers),
+            tries,
+        };
+        // Third time right.
+        let t = typing(vec!["no", "nope", "pw", "unused"], 3);
+        let list = sources(&s, &KeyFlags::default(), None);
+        assert!(open_key(&f.vault, &list, &t).is_ok());
+        assert_eq!(t.answers.borrow().len(), 1, "asked three times, not four");
+        // Three wrong: the error, after exactly three questions.
+        let t = typing(vec!["a", "b", "c", "pw"], 3);
+        assert!(matches!(
+            open_key(&f.vault, &list, &t),
+            Err(Error::WrongPassphrase)
+        ));
+        assert_eq!(t.answers.borrow().len(), 1);
+        // A caller that allows one try (the default) asks once.
+        let t = typing(vec!["a", "pw"], 1);
+        assert!(matches!(
+            open_key(&f.vault, &list, &t),
+            Err(Error::WrongPassphrase)
+        ));
+        assert_eq!(t.answers.borrow().len(), 1);
     }
 
     fn opened_by(

@@ -40,6 +40,32 @@ pub fn unknown_action(action: &str) -> String {
 pub const UNKNOWN_ACTION_HINT: &str =
     "run 'docker-credential-lockbox --help' for the commands and protocol actions";
 
+/// The line on stderr after an unknown word that is close to a command or action
+/// (`unlok`, `stauts`, `recipient`); clap's own wording for flags.
+pub fn did_you_mean(word: &str) -> String {
+    format!("  tip: a similar command exists: '{word}'")
+}
+
+/// Bare `lockbox` (no argument): stdout keeps the protocol's usage line; this goes to
+/// stderr, for the person who typed it.
+pub const NO_ARGUMENTS_HINT: &str = "docker-credential-lockbox is run by Docker with one protocol action; the commands for people (init, unlock, status, doctor, import, …) are listed by 'docker-credential-lockbox --help'";
+
+/// `get` at the default path, and no vault there: stdout says not-found (there are no
+/// credentials); this one line goes to stderr, which Docker shows, so "no basic auth
+/// credentials" is not all a person sees.
+pub fn get_no_vault(path: &str, user: &str) -> String {
+    format!(
+        "lockbox: no vault at {path} for {user}, so no credentials: create one with 'docker-credential-lockbox init --passphrase' (then 'docker login'), or set LOCKBOX_VAULT to the vault you meant"
+    )
+}
+
+/// [`get_no_vault`] when root runs the helper on behalf of a `sudo` user.
+pub fn get_no_vault_sudo(path: &str, sudo_user: &str) -> String {
+    format!(
+        "lockbox: no vault at {path} for root: 'sudo docker' runs the helper as root, with root's config and vault, not {sudo_user}'s; run docker without sudo (the docker group), or see BUILD_SERVER.md, \"sudo docker\" (/usr/share/doc/docker-credential-lockbox/docs/ or docs/ of the source)"
+    )
+}
+
 /// `get` found an entry but no key source is available. Deliberately not the not-found
 /// text: a locked vault must never look like "no credentials" (a silent anonymous pull).
 pub const LOCKED: &str =
@@ -348,8 +374,12 @@ pub fn agent_start(detail: &str) -> String {
 /// Prompt for the passphrase at `unlock`.
 pub const PROMPT_UNLOCK: &str = "lockbox passphrase: ";
 
-/// No terminal for `unlock`.
-pub const UNLOCK_NO_TERMINAL: &str = "no terminal to ask for the passphrase; use --passphrase-file FILE, --identity-file FILE or LOCKBOX_IDENTITY";
+/// No terminal for `unlock`. `su USER -c CMD` gives CMD no terminal (util-linux su
+/// detaches it unless --pty), which is the usual way to meet this.
+pub const UNLOCK_NO_TERMINAL: &str = "no terminal to ask for the passphrase; use --passphrase-file FILE, --identity-file FILE or LOCKBOX_IDENTITY, or run it with a terminal ('su USER -c' gives the command none: 'su --pty - USER -c …' or 'sudo -iu USER …')";
+
+/// A wrong passphrase typed on the terminal, before the next try (as sudo says it).
+pub const WRONG_PASSPHRASE_TRY_AGAIN: &str = "wrong passphrase, try again";
 
 /// `--identity-passphrase-file` with nothing it could be the passphrase of.
 pub const IDENTITY_PASSPHRASE_WITHOUT_IDENTITY: &str = "--identity-passphrase-file is the passphrase of a passphrase-protected identity, and no identity is given: add --identity-file FILE (or set LOCKBOX_IDENTITY_FILE); the vault's own passphrase is --passphrase-file FILE";
@@ -878,3 +908,52 @@ pub fn kubelet_error_stdin(v0: &std::io::Error) -> String {
 
 /// The text of [`crate::kubelet::KubeletError::BadCacheDuration`].
 pub const KUBELET_ERROR_BAD_CACHE_DURATION: &str = "bad cache duration";
+/// `unimport`: the warning before plaintext is written into config.json.
+pub const UNIMPORT_PLAINTEXT_WARNING: &str = "warning: unimport writes your registry credentials into config.json in PLAINTEXT (base64 is not encryption), where Docker keeps them without a helper; to keep them encrypted, move them into another helper instead: unimport --to-helper NAME";
+
+/// `unimport`'s summary: where the credentials went and what was undone.
+pub fn unimported(n: usize, to: &str, undone: &[String], vault: &str) -> String {
+    let mut text = format!(
+        "Moved {n} credential{} {to}.\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for u in undone {
+        text.push_str(&format!("{u}\n"));
+    }
+    text.push_str(&format!(
+        "The vault {vault} is left as it was (remove it when you no longer need it). Docker no longer runs lockbox: the package can be removed."
+    ));
+    text
+}
+
+/// `unimport` on a config that never pointed at lockbox, with nothing to move.
+pub const UNIMPORT_NOTHING: &str =
+    "Nothing to do: config.json does not use lockbox and the vault holds no credentials.";
+
+/// `unimport --to-helper` naming lockbox itself, or no helper name.
+pub const UNIMPORT_TO_ITSELF: &str = "--to-helper NAME: give another credential helper's suffix, like pass or secretservice (not lockbox)";
+
+/// A helper refused `store` during `unimport --to-helper` (the detail of
+/// [`helper_failed`]).
+pub fn helper_store_failed(server: &str, detail: &str) -> String {
+    format!(
+        "{detail}, for {server}; config.json and the vault are unchanged (entries it stored before stay in it)"
+    )
+}
+
+/// `import --dry-run`: the containers drop-in it would write.
+pub fn containers_plan(path: &str) -> String {
+    format!("write {path} (podman, skopeo and buildah use lockbox too)")
+}
+
+/// `import` wrote the containers drop-in.
+pub fn containers_set_up(path: &str) -> String {
+    format!("Wrote {path}: podman, skopeo and buildah use lockbox too (they ignore credsStore).")
+}
+
+/// `import` found a drop-in of that name that says something else.
+pub fn containers_other(path: &str) -> String {
+    format!(
+        "Left {path} as it is: it does not say credential-helpers = [\"lockbox\"], so podman, skopeo and buildah may not use lockbox (docs/MIGRATION.md, section 6)."
+    )
+}

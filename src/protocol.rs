@@ -57,6 +57,9 @@ impl Action {
 pub enum ProtocolError {
     /// No entry for the server.
     NotFound,
+    /// No vault at the default path: no entry for any server. The same stdout line as
+    /// [`ProtocolError::NotFound`]; `get` also says on stderr where it looked.
+    NoVault(std::path::PathBuf),
     /// Empty server URL.
     MissingServerUrl,
     /// Empty username on `store`.
@@ -89,7 +92,7 @@ impl ProtocolError {
     /// The one line printed on stdout (without the newline).
     pub fn line(&self) -> String {
         match self {
-            ProtocolError::NotFound => messages::NOT_FOUND.to_owned(),
+            ProtocolError::NotFound | ProtocolError::NoVault(_) => messages::NOT_FOUND.to_owned(),
             ProtocolError::MissingServerUrl => messages::MISSING_SERVER_URL.to_owned(),
             ProtocolError::MissingUsername => messages::MISSING_USERNAME.to_owned(),
             ProtocolError::InputTooLarge => messages::input_too_large(MAX_INPUT),
@@ -285,7 +288,7 @@ fn get(
     let bytes = match path.read_bytes()? {
         Some(b) => b,
         None if named => return Err(named_missing(path)),
-        None => return Err(ProtocolError::NotFound),
+        None => return Err(ProtocolError::NoVault(path.vault.clone())),
     };
     // The whole file is checked; only the entry answered is decoded (FORMAT.md
     // "What a get validates").
@@ -330,11 +333,36 @@ pub fn main(action: Action, settings: &Settings) -> Exit {
             // and goes on anonymously, so the stdout line alone never reaches the
             // person. Clients pass the helper's stderr through: a `get` failure other
             // than not-found (above all "lockbox is locked") is said there too.
-            if action == Action::Get && !matches!(e, ProtocolError::NotFound) {
-                let _ = writeln!(std::io::stderr(), "{line}");
+            match &e {
+                _ if action != Action::Get => {}
+                ProtocolError::NotFound => {}
+                // Not-found is right (no vault, no credentials), but alone it reaches
+                // the person as Docker's "no basic auth credentials": say why.
+                ProtocolError::NoVault(path) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "{}",
+                        messages::sanitize(&no_vault_hint(path, settings))
+                    );
+                }
+                _ => {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
             }
             Exit::Failure
         }
+    }
+}
+
+/// The stderr line of a `get` that found no vault at the default path: `init`, or for
+/// root under `sudo` (`sudo docker pull` runs the helper as root), BUILD_SERVER.md.
+fn no_vault_hint(path: &std::path::Path, settings: &Settings) -> String {
+    let shown = path.display().to_string();
+    let uid = rustix::process::getuid();
+    match &settings.sudo_user {
+        Some(user) if uid.is_root() => messages::get_no_vault_sudo(&shown, user),
+        _ if uid.is_root() => messages::get_no_vault(&shown, "root"),
+        _ => messages::get_no_vault(&shown, &format!("this user (uid {})", uid.as_raw())),
     }
 }
 

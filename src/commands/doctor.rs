@@ -184,8 +184,182 @@ fn check_all(settings: &Settings, env: &Env, sudoers: &Path) -> Vec<Finding> {
     auth_config_check(env, &mut out);
     let on_path = path_check(env, &mut out);
     sudo_check(sudoers, on_path.as_deref(), &mut out);
+    copies_check(env, sudoers, &mut out);
+    containers_check(settings, env, &mut out);
     vault_checks(settings, env, &mut out);
     out
+}
+
+/// Every `docker-credential-lockbox` that `docker` (PATH) or `sudo docker` (sudo's
+/// secure_path) can run, in that order, one per file: a `cargo install` copy first on
+/// PATH can shadow the package's /usr/bin one, and `sudo` then runs the other.
+fn copies(env: &Env, sudoers: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut dirs: Vec<(PathBuf, &'static str)> = env
+        .path
+        .as_ref()
+        .map(|p| std::env::split_paths(p).map(|d| (d, "PATH")).collect())
+        .unwrap_or_default();
+    if let Some(secure) = fs::read_to_string(sudoers)
+        .ok()
+        .and_then(|t| secure_path(&t))
+    {
+        dirs.extend(secure.into_iter().map(|d| (d, "sudo's secure_path")));
+    }
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for (dir, via) in dirs {
+        let p = dir.join(BIN);
+        if !is_executable(&p) {
+            continue;
+        }
+        let real = fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real);
+        out.push((p, via));
+    }
+    out
+}
+
+/// The version line a copy prints (`docker-credential-lockbox version`), run with an
+/// empty environment and a few seconds at most; `None` when it gives none.
+fn version_of(program: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .arg("version")
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut text = String::new();
+    child
+        .stdout
+        .take()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    let line = text.lines().next()?.trim().to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+fn copies_check(env: &Env, sudoers: &Path, out: &mut Vec<Finding>) {
+    let found = copies(env, sudoers);
+    if found.len() < 2 {
+        return;
+    }
+    let described: Vec<(String, Option<String>)> = found
+        .iter()
+        .map(|(p, via)| {
+            let version = version_of(p);
+            (
+                format!(
+                    "{} ({}, on {via})",
+                    p.display(),
+                    version.as_deref().unwrap_or("no version line")
+                ),
+                version,
+            )
+        })
+        .collect();
+    let list: Vec<&str> = described.iter().map(|(d, _)| d.as_str()).collect();
+    let first = &described[0].1;
+    if first.is_some() && described.iter().all(|(_, v)| v == first) {
+        out.push(finding(
+            "helper-copies",
+            Level::Ok,
+            format!(
+                "{} copies of {BIN}, all the same version: {}",
+                list.len(),
+                list.join("; ")
+            ),
+        ));
+        return;
+    }
+    out.push(
+        finding(
+            "helper-copies",
+            Level::Warning,
+            format!("copies of {BIN} of different versions: {}", list.join("; ")),
+        )
+        .why(
+            "docker runs the first one on PATH, sudo docker the first on secure_path, and other users and services their own PATH's: an older copy may not open a newer vault or talk to the agent",
+        )
+        .fix(
+            "keep one: `cargo uninstall docker-credential-lockbox` removes the ~/.cargo/bin copy, `dpkg -S PATH` tells whether the package owns a copy; then `hash -r`",
+        ),
+    );
+}
+
+/// podman, skopeo and buildah ignore credsStore: they use lockbox when a registries.conf
+/// (drop-in) says `credential-helpers = ["lockbox"]`, which `import` writes.
+fn containers_check(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
+    let tools: Vec<&str> = ["podman", "skopeo", "buildah"]
+        .into_iter()
+        .filter(|t| {
+            env.path
+                .as_ref()
+                .is_some_and(|p| std::env::split_paths(p).any(|d| is_executable(&d.join(t))))
+        })
+        .collect();
+    let home = settings.location.home.as_deref();
+    let effective = crate::docker::containers::effective_helpers(home);
+    match &effective {
+        Some((file, helpers)) if helpers.iter().any(|h| h == "lockbox") => out.push(finding(
+            "containers",
+            Level::Ok,
+            format!(
+                "podman, skopeo and buildah use lockbox (credential-helpers in {})",
+                file.display()
+            ),
+        )),
+        _ if tools.is_empty() => {}
+        _ => {
+            let drop_in = home.map(crate::docker::containers::drop_in_path);
+            let what = match &effective {
+                Some((file, helpers)) => format!(
+                    "{} installed and not using lockbox: credential-helpers is [{}] in {}",
+                    tools.join(", "),
+                    helpers.join(", "),
+                    file.display()
+                ),
+                None => format!(
+                    "{} installed and not using lockbox: no registries.conf names it",
+                    tools.join(", ")
+                ),
+            };
+            out.push(
+                finding("containers", Level::Warning, what)
+                    .why(
+                        "they ignore credsStore: their login writes the password in plaintext into auth.json, and their pulls do not find what docker login stored (unless credHelpers in an auth file names lockbox per registry, docs/MIGRATION.md section 6)",
+                    )
+                    .fix(match drop_in.filter(|p| p.exists()) {
+                        Some(p) => format!(
+                            "edit {} to say credential-helpers = [\"lockbox\"]",
+                            p.display()
+                        ),
+                        None => format!("{BIN} import   (writes ~/{})", crate::docker::containers::DROP_IN),
+                    }),
+            );
+        }
+    }
 }
 
 fn config_checks(location: &Location, out: &mut Vec<Finding>) {

@@ -41,13 +41,22 @@ pub struct Opts {
     /// change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Leave `credsStore` as it is.
+    /// Leave `credsStore` as it is, and do not set up podman, skopeo and buildah.
     #[arg(long)]
     no_set_store: bool,
     /// Go on although the config names another credsStore or credHelpers, or has
     /// entries that cannot be read (those are left as they are).
     #[arg(long)]
     force: bool,
+}
+
+/// The home directory whose containers tools `import` sets up: not with
+/// `--no-set-store`, not for a `--config` other than the user's own, not without `HOME`.
+fn containers_home(o: &Opts, location: &Location) -> Option<PathBuf> {
+    if o.no_set_store || o.config.is_some() {
+        return None;
+    }
+    location.home.clone()
 }
 
 fn config_path(explicit: &Option<PathBuf>, location: &Location) -> Result<PathBuf, Error> {
@@ -97,13 +106,16 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         !o.no_set_store && config.creds_store() != Some(crate::docker::config_json::STORE_NAME);
 
     if o.dry_run {
+        let containers = containers_home(&o, location)
+            .map(|h| crate::docker::containers::drop_in_path(&h))
+            .filter(|p| !p.exists());
         let text = dry_run_text(
             &cfg_path,
             &path,
             &out,
             scrub.len(),
             set_store,
-            found.is_empty(),
+            containers.as_deref(),
         );
         crate::out!("{}", sanitize_lines(&text));
         return Ok(Exit::Ok);
@@ -128,14 +140,19 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     if changed {
         config.write()?;
     }
+    // After config.json: podman, skopeo and buildah ignore credsStore.
+    let containers = match containers_home(&o, location) {
+        Some(home) => Some(crate::docker::containers::set_up(&home)?),
+        None => None,
+    };
     let summary = summary(
         &cfg_path,
         &path,
         &out,
         to_store.len(),
-        found.is_empty(),
         changed,
         set_store,
+        containers,
     );
     crate::out!("{}", sanitize_lines(&summary));
     Ok(Exit::Ok)
@@ -195,7 +212,7 @@ fn dry_run_text(
     out: &str,
     scrub: usize,
     set_store: bool,
-    nothing_found: bool,
+    containers: Option<&std::path::Path>,
 ) -> String {
     let mut plan = format!("Plan for {cfg_path} → {}:\n", path.vault.display());
     plan.push_str(out);
@@ -209,7 +226,13 @@ fn dry_run_text(
     if set_store {
         plan.push_str("  set \"credsStore\": \"lockbox\"\n");
     }
-    if nothing_found && !set_store {
+    if let Some(p) = containers {
+        plan.push_str(&format!(
+            "  {}\n",
+            messages::containers_plan(&p.display().to_string())
+        ));
+    }
+    if out.is_empty() && !set_store && containers.is_none() {
         plan.push_str("  nothing to do\n");
     }
     plan
@@ -221,9 +244,9 @@ fn summary(
     path: &VaultPath,
     out: &str,
     stored: usize,
-    nothing_found: bool,
     changed: bool,
     set_store: bool,
+    containers: Option<crate::docker::containers::SetUp>,
 ) -> String {
     let mut summary = String::new();
     if stored > 0 {
@@ -233,7 +256,7 @@ fn summary(
             if stored == 1 { "" } else { "s" },
             path.vault.display()
         ));
-    } else if !nothing_found {
+    } else if !out.is_empty() {
         summary.push_str(out);
     }
     if changed {
@@ -245,7 +268,22 @@ fn summary(
                 ""
             }
         ));
-    } else if stored == 0 {
+    }
+    use crate::docker::containers::SetUp;
+    let wrote_drop_in = match containers {
+        Some(SetUp::Wrote(p)) => {
+            summary.push_str(&messages::containers_set_up(&p.display().to_string()));
+            summary.push('\n');
+            true
+        }
+        Some(SetUp::Other(p)) => {
+            summary.push_str(&messages::containers_other(&p.display().to_string()));
+            summary.push('\n');
+            false
+        }
+        _ => false,
+    };
+    if !changed && stored == 0 && !wrote_drop_in {
         summary.push_str("Nothing to do: no plaintext credentials and credsStore already set.\n");
     }
     summary

@@ -58,6 +58,11 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         recipients.extend(read_recipients_file(file)?);
     }
     require_plugins(&recipients)?;
+    // Before any question: a person must not type a new passphrase twice to learn
+    // that the vault exists (and, without a terminal, hear "no terminal" instead).
+    if !o.force && path.read()?.is_some() {
+        return Err(Error::AlreadyExists(path.vault.clone()));
+    }
     let passphrase = if o.passphrase {
         Some(ask_new_passphrase()?)
     } else if let Some(file) = &o.passphrase_file {
@@ -69,9 +74,6 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     };
     if passphrase.is_none() && recipients.is_empty() {
         return Err(Usage::InitNeedsSlot.into());
-    }
-    if !o.force && path.read()?.is_some() {
-        return Err(Error::AlreadyExists(path.vault.clone()));
     }
     let key = VaultKey::generate();
     let mut slots = Vec::new();

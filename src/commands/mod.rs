@@ -29,6 +29,7 @@ pub mod lock;
 pub mod passwd;
 pub mod recipients;
 pub mod status;
+pub mod unimport;
 pub mod unlock;
 
 /// How a command that needs the vault's private key gets it.

@@ -240,6 +240,41 @@ impl DockerConfig {
         false
     }
 
+    /// Sets `"credsStore": NAME` (for `unimport --to-helper NAME`). Returns whether it
+    /// changed anything.
+    pub fn set_store_to(&mut self, name: &str) -> bool {
+        if self.creds_store() == Some(name) {
+            return false;
+        }
+        self.root
+            .insert("credsStore".into(), Value::String(name.into()));
+        true
+    }
+
+    /// Removes the `credHelpers` entries that send a registry to lockbox (and the map
+    /// when it is left empty), for `unimport`. Returns the registries.
+    pub fn remove_lockbox_cred_helpers(&mut self) -> Vec<String> {
+        let Some(map) = self
+            .root
+            .get_mut("credHelpers")
+            .and_then(Value::as_object_mut)
+        else {
+            return Vec::new();
+        };
+        let ours: Vec<String> = map
+            .iter()
+            .filter(|(_, v)| v.as_str() == Some(STORE_NAME))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &ours {
+            map.shift_remove(k);
+        }
+        if map.is_empty() && !ours.is_empty() {
+            self.root.shift_remove("credHelpers");
+        }
+        ours
+    }
+
     /// Puts an entry (from [`plaintext_entry`]) into `auths` (for `export --to-config`).
     pub fn put_auth(&mut self, server: &str, entry: Value) {
         let auths = self

@@ -46,7 +46,6 @@ fn fresh_home_list_get_erase_version() {
     env.run(&["get"], "registry.example.com")
         .assert_code(1)
         .assert_stdout(NOT_FOUND);
-    assert!(env.run(&["get"], "registry.example.com").stderr.is_empty());
     env.run(&["erase"], "registry.example.com")
         .assert_quiet_ok()
         .assert_stdout("");
@@ -352,6 +351,56 @@ fn oversized_input_is_refused_with_one_line() {
     env.get("edge.example")
         .assert_quiet_ok()
         .assert_stdout(&get_answer("edge.example", "u", &secret));
+}
+
+/// Issue 24, item 5: with `credsStore: lockbox` and no vault, Docker shows only "no
+/// basic auth credentials". stdout stays the protocol's not-found line; one stderr line
+/// (which Docker passes on) says where no vault is and what to do: `init`, or for root
+/// under sudo, BUILD_SERVER.md. `list`, `erase` and `store` are as they were.
+#[test]
+fn get_without_a_vault_says_so_on_stderr_only() {
+    let env = TestEnv::new();
+    let vault = env.path("docker/lockbox/vault.json");
+    let root = rustix::process::getuid().is_root();
+    let out = env.run(&["get"], "registry.example.com");
+    out.assert_code(1).assert_stdout(NOT_FOUND);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{out}");
+    assert!(
+        err.contains(&format!("no vault at {}", vault.display())),
+        "{out}"
+    );
+    assert!(err.contains("docker-credential-lockbox init"), "{out}");
+    assert!(
+        err.contains(if root {
+            "for root"
+        } else {
+            "for this user (uid "
+        }),
+        "{out}"
+    );
+    // Root under sudo: the vault of root is not the one meant.
+    let out = env.run_env(&["get"], "registry.example.com", &[("SUDO_USER", "alice")]);
+    out.assert_code(1).assert_stdout(NOT_FOUND);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{out}");
+    if root {
+        assert!(err.contains("BUILD_SERVER.md"), "{out}");
+        assert!(err.contains("not alice's"), "{out}");
+    } else {
+        assert!(err.contains("init"), "{out}");
+    }
+    // The other actions are unchanged: quiet.
+    env.run(&["list"], "")
+        .assert_quiet_ok()
+        .assert_stdout("{}\n");
+    env.run(&["erase"], "registry.example.com")
+        .assert_quiet_ok();
+    // With a vault, a missing entry is the plain not-found, nothing on stderr.
+    env.init_passphrase();
+    let out = env.run(&["get"], "registry.example.com");
+    out.assert_code(1).assert_stdout(NOT_FOUND);
+    assert!(out.stderr.is_empty(), "{out}");
 }
 
 #[test]

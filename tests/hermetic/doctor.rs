@@ -65,13 +65,28 @@ fn a_healthy_setup_is_all_ok() {
         "{\n\t\"auths\": {\n\t\t\"reg.example\": {}\n\t},\n\t\"credsStore\": \"lockbox\"\n}",
     );
     let sudoers = sudoers_with(&env, &format!("/usr/sbin:{}", env.bin_dir().display()));
-    let (r, v) = doctor(&env, &sudoers, &[("LOCKBOX_IDENTITY_FILE", &owner.file)]);
+    // The containers tools set up as `import` does (a fake skopeo on PATH, so the
+    // check runs whatever the host has), and only this world's bin/ on PATH, so a
+    // copy of the helper installed on the host is not this test's business.
+    fake_tool(&env, "skopeo");
+    let drop_in = env.path("home/.config/containers/registries.conf.d/50-lockbox.conf");
+    fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    fs::write(&drop_in, "credential-helpers = [\"lockbox\"]\n").unwrap();
+    let (r, v) = doctor(
+        &env,
+        &sudoers,
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("PATH", &env.bin_dir()),
+        ],
+    );
     assert_eq!(r.code(), 0, "{r}");
     for check in [
         "creds-store",
         "plaintext-auths",
         "helper-on-path",
         "sudo-secure-path",
+        "containers",
         "vault",
         "unlocked",
     ] {
@@ -82,7 +97,10 @@ fn a_healthy_setup_is_all_ok() {
     // The human form says the same, with a summary line.
     let human = env.lockbox_with(
         &["doctor", "--sudoers", sudoers.to_str().unwrap()],
-        &[("LOCKBOX_IDENTITY_FILE", &owner.file)],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("PATH", &env.bin_dir()),
+        ],
         b"",
     );
     human.ok().prints(&[
@@ -199,6 +217,91 @@ fn locked_is_a_warning_and_unlocked_says_for_how_long() {
         unlocked[0].1.starts_with("unlocked by the agent (pid ") && unlocked[0].1.contains(" for "),
         "{unlocked:?}"
     );
+}
+
+/// An executable `name` in the world's bin/ (a stand-in for a tool doctor looks for).
+fn fake_tool(env: &Env, name: &str) {
+    let p = env.bin_dir().join(name);
+    fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Issue 24, item 6: skopeo ignores credsStore; with skopeo (or podman, buildah) on
+/// PATH and no registries.conf naming lockbox, doctor warns and names `import`, which
+/// writes the drop-in; then the check is ok.
+#[test]
+fn containers_tools_not_using_lockbox_are_a_warning_that_import_fixes() {
+    let (env, _owner) = Env::with_vault();
+    env.write_config("{\"credsStore\": \"lockbox\"}");
+    fake_tool(&env, "podman");
+    let only_bin: &[(&str, &Path)] = &[("PATH", &env.bin_dir())];
+    let (_, v) = doctor(&env, Path::new("/nonexistent"), only_bin);
+    let f = findings(&v, "containers");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0].0, "warning");
+    assert!(
+        f[0].1.contains("podman installed and not using lockbox"),
+        "{f:?}"
+    );
+    assert!(f[0].2.contains("docker-credential-lockbox import"), "{f:?}");
+    env.lockbox_with(&["import"], only_bin, b"").ok();
+    let (_, v) = doctor(&env, Path::new("/nonexistent"), only_bin);
+    assert_eq!(level(&v, "containers"), "ok", "{v:#}");
+    // Without any of the tools and without the drop-in there is nothing to say.
+    let env = Env::new();
+    let (_, v) = doctor(&env, Path::new("/nonexistent"), &[("PATH", &env.bin_dir())]);
+    assert!(findings(&v, "containers").is_empty(), "{v:#}");
+}
+
+/// Issue 24, item 8: a `cargo install` copy first on PATH and the package's on sudo's
+/// secure_path, of different versions, are flagged with both versions; copies of the
+/// same version are fine.
+#[test]
+fn copies_of_the_helper_of_different_versions_are_flagged() {
+    let env = Env::new();
+    env.write_config("{\"credsStore\": \"lockbox\"}");
+    let old = env.path("old-bin");
+    fs::create_dir_all(&old).unwrap();
+    let copy = old.join("docker-credential-lockbox");
+    fs::write(
+        &copy,
+        "#!/bin/sh\n[ \"$1\" = version ] && echo 'docker-credential-lockbox (docker-credential-lockbox) v0.0.1'\n",
+    )
+    .unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let new_version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    let path = std::env::join_paths([old.clone(), env.bin_dir()]).unwrap();
+    let check = |vars: &[(&str, &Path)], sudoers: &Path| {
+        let (_, v) = doctor(&env, sudoers, vars);
+        let f = findings(&v, "helper-copies");
+        assert_eq!(f.len(), 1, "{v:#}");
+        f[0].clone()
+    };
+    // Both on PATH, the old one first.
+    let (level, what, fix) = check(&[("PATH", Path::new(&path))], Path::new("/nonexistent"));
+    assert_eq!(level, "warning");
+    assert!(what.contains("different versions"), "{what}");
+    assert!(
+        what.contains(&format!(
+            "{} (docker-credential-lockbox (docker-credential-lockbox) v0.0.1, on PATH)",
+            copy.display()
+        )),
+        "{what}"
+    );
+    assert!(what.contains(&new_version), "{what}");
+    assert!(fix.contains("cargo uninstall"), "{fix}");
+    // One on PATH, the other only on sudo's secure_path.
+    let sudoers = sudoers_with(&env, old.to_str().unwrap());
+    let (level, what, _) = check(&[("PATH", &env.bin_dir())], &sudoers);
+    assert_eq!(level, "warning");
+    assert!(what.contains("on sudo's secure_path"), "{what}");
+    // A second copy of the same build is no problem.
+    fs::copy(env!("CARGO_BIN_EXE_docker-credential-lockbox"), &copy).unwrap();
+    let (level, what, _) = check(&[("PATH", Path::new(&path))], Path::new("/nonexistent"));
+    assert_eq!(level, "ok", "{what}");
+    // A single copy: no finding at all.
+    let (_, v) = doctor(&env, Path::new("/nonexistent"), &[("PATH", &env.bin_dir())]);
+    assert!(findings(&v, "helper-copies").is_empty(), "{v:#}");
 }
 
 #[test]

@@ -105,8 +105,9 @@ fn bash_completes_subcommand_options_for_both_names() {
     let script = env.path("lockbox.bash");
     fs::write(&script, &out.stdout).unwrap();
     for name in ["docker-credential-lockbox", "lockbox"] {
-        let first = bash_complete(&script, &[name, "un"]);
-        assert_eq!(first, ["unlock"], "{name} un<TAB>");
+        // `un` is also `unimport`; `unl` is one command.
+        let first = bash_complete(&script, &[name, "unl"]);
+        assert_eq!(first, ["unlock"], "{name} unl<TAB>");
         let opts = bash_complete(&script, &[name, "unlock", "--"]);
         for want in ["--timeout", "--passphrase-file", "--identity-file"] {
             assert!(

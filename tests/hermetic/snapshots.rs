@@ -186,6 +186,11 @@ fn command_line_mistakes() {
     c.snap("completions-unknown-shell", &["completions", "tcsh"], &[]);
     c.snap("init-needs-a-slot", &["init"], &[]);
     c.snap("unlock-bad-timeout", &["unlock", "--timeout", "0s"], &[]);
+    // Issue 24, item 9: a mistyped command gets the nearest one, as a flag does.
+    c.snap("typo-unlok", &["unlok"], &[]);
+    c.snap("typo-stauts", &["stauts"], &[]);
+    c.snap("typo-doctr", &["doctr"], &[]);
+    c.snap("typo-recipient-list", &["recipient", "list"], &[]);
 }
 
 #[test]
@@ -245,6 +250,12 @@ fn errors_with_a_passphrase_vault() {
     c.snap(
         "init-vault-exists",
         &["init", "--passphrase-file", &pass],
+        &[],
+    );
+    // Issue 24, item 9: said before any question, so also without a terminal.
+    c.snap(
+        "init-passphrase-vault-exists",
+        &["init", "--passphrase"],
         &[],
     );
     c.snap("status-locked", &["status"], &[]);
@@ -309,6 +320,11 @@ fn import_errors() {
     c.snap(
         "import-bad-helper-name",
         &["import", "--from-helper", "a/b"],
+        &[],
+    );
+    c.snap(
+        "unimport-to-itself",
+        &["unimport", "--to-helper", "lockbox"],
         &[],
     );
     c.snap(

@@ -1195,6 +1195,116 @@ fn skopeo_through_cred_helpers() {
     assert!(auth_refused(&out), "{}", out.describe());
 }
 
+/// Issue 24, items 6 and 7, with the real skopeo: after README's set-up (`import`)
+/// skopeo uses lockbox with no configuration of its own (the registries.conf drop-in
+/// `import` writes: skopeo ignores credsStore), for login, push and pull; after
+/// `unimport` it still works, from the plaintext auths in config.json, and lockbox is
+/// no longer run.
+#[test]
+fn skopeo_just_works_after_import_and_still_after_unimport() {
+    if !skopeo_tools() {
+        return;
+    }
+    let registry = Registry::start(USER, PASSWORD);
+    let env = ClientEnv::new();
+    env.trace_helper();
+    let server = registry.address();
+    let remote = format!("docker://{server}/e2e/setup:1");
+    let policy = env.path("policy.json");
+    fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .expect("policy");
+    // skopeo as README's user runs it: no REGISTRY_AUTH_FILE, no --authfile.
+    let skopeo = |args: &[&str], unlocked: bool, input: Input<'_>| {
+        let mut c = env.command("skopeo", unlocked);
+        c.arg("--policy").arg(&policy).args(args);
+        clients::run(c, input)
+    };
+
+    let out = env.lockbox(&["import"], false, Input::Closed);
+    assert!(out.ok(), "import: {}", out.describe());
+    assert!(
+        out.stdout
+            .contains("podman, skopeo and buildah use lockbox too"),
+        "{}",
+        out.describe()
+    );
+    env.helper_calls();
+
+    let out = skopeo(
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            USER,
+            "--password-stdin",
+            &server,
+        ],
+        true,
+        Input::Bytes(format!("{PASSWORD}\n").as_bytes()),
+    );
+    assert!(out.ok(), "skopeo login: {}", out.describe());
+    assert!(env.helper_calls().iter().any(|c| c == "store"));
+    assert_eq!(
+        env.get(&server),
+        Some((USER.to_owned(), PASSWORD.to_owned()))
+    );
+    // Nothing in plaintext where skopeo would otherwise have put it.
+    for file in [
+        env.path("run/containers/auth.json"),
+        env.path("home/.config/containers/auth.json"),
+    ] {
+        if file.exists() {
+            assert_config_has_no_secret(&file, USER, PASSWORD);
+        }
+    }
+    assert_config_has_no_secret(&env.config_json(), USER, PASSWORD);
+
+    let (archive, _) = clients::docker_archive("e2e/setup:1", IMAGE_FILE.0, IMAGE_FILE.1);
+    let archive_path = env.path("image.tar");
+    fs::write(&archive_path, archive).expect("write the archive");
+    let source = format!("docker-archive:{}", archive_path.display());
+    let out = skopeo(
+        &["copy", "--dest-tls-verify=false", &source, &remote],
+        true,
+        Input::Closed,
+    );
+    assert!(out.ok(), "skopeo copy (push): {}", out.describe());
+    assert!(env.helper_calls().contains(&format!("get {server}")));
+
+    // The way back: the credentials into config.json, the drop-in gone.
+    let out = env.lockbox(&["unimport"], true, Input::Closed);
+    assert!(out.ok(), "unimport: {}", out.describe());
+    assert!(out.stderr.contains("PLAINTEXT"), "{}", out.describe());
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.config_json()).expect("config.json")).expect("JSON");
+    assert!(config.get("credsStore").is_none(), "{config:#}");
+    assert!(config["auths"][&server]["auth"].is_string(), "{config:#}");
+    assert!(
+        !env.path("home/.config/containers/registries.conf.d/50-lockbox.conf")
+            .exists()
+    );
+    env.helper_calls();
+
+    // Locked or not, lockbox is no longer asked: skopeo reads config.json.
+    let out = skopeo(
+        &["inspect", "--tls-verify=false", &remote],
+        false,
+        Input::Closed,
+    );
+    assert!(
+        out.ok(),
+        "skopeo inspect after unimport: {}",
+        out.describe()
+    );
+    assert!(
+        env.helper_calls().is_empty(),
+        "lockbox was still run after unimport"
+    );
+}
+
 /// The diff IDs in the config of the one image in an OCI layout.
 fn oci_diff_ids(layout: &Path) -> Vec<String> {
     let blob = |digest: &str| -> serde_json::Value {

@@ -957,6 +957,133 @@ fn export_to_config_then_import_round_trips() {
     env.assert_no_secret(&[("frank", "frank-secret-1"), ("", "frank-token-2")]);
 }
 
+// --- the containers tools and the way back (issue 24, items 6 and 7) ------------------
+
+/// Where `import` sets up podman, skopeo and buildah: a registries.conf drop-in in the
+/// world's HOME.
+fn drop_in(env: &Env) -> std::path::PathBuf {
+    env.path("home/.config/containers/registries.conf.d/50-lockbox.conf")
+}
+
+/// `import` also writes the containers drop-in; `unimport` moves every credential back
+/// into config.json as Docker writes plaintext auths, removes credsStore, the
+/// credHelpers that name lockbox and the drop-in, keeps everything else, the file's
+/// mode and (as root) its owner, and leaves the vault as it was.
+#[test]
+fn import_sets_up_the_containers_tools_and_unimport_undoes_everything() {
+    let (env, owner) = Env::with_vault();
+    env.write_config(DOCKER_STYLE_BEFORE);
+    env.lockbox(&["import"])
+        .ok()
+        .prints(&["podman, skopeo and buildah use lockbox too"]);
+    let text = fs::read_to_string(drop_in(&env)).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "credential-helpers = [\"lockbox\"]"),
+        "{text}"
+    );
+    // Already there: a second import changes nothing.
+    env.lockbox(&["import"]).ok().prints(&["Nothing to do"]);
+
+    // A registry routed to lockbox and one to another helper, and a mode and owner
+    // that are not the defaults.
+    let mut config = env.config_json();
+    config["credHelpers"] = serde_json::json!({"ghcr.io": "lockbox", "gcr.io": "gcloud"});
+    env.write_config(&serde_json::to_string_pretty(&config).unwrap());
+    fs::set_permissions(env.config_path(), fs::Permissions::from_mode(0o640)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(env.config_path(), Some(65534), Some(65534)).unwrap();
+    }
+    let vault = env.vault_bytes();
+
+    let id = owner.file.to_str().unwrap();
+    let r = env.lockbox(&["unimport", "--identity-file", id]);
+    r.ok().prints(&[
+        "Moved 3 credentials into",
+        "Removed credHelpers → lockbox for ghcr.io.",
+        "Removed \"credsStore\": \"lockbox\"",
+        "50-lockbox.conf (podman, skopeo and buildah use their own auth.json again)",
+        "Docker no longer runs lockbox",
+    ]);
+    assert!(r.stderr.contains("PLAINTEXT"), "{r}");
+    let config = env.config_json();
+    assert!(config.get("credsStore").is_none(), "{config:#}");
+    assert_eq!(
+        config["credHelpers"],
+        serde_json::json!({"gcr.io": "gcloud"})
+    );
+    assert_eq!(config["HttpHeaders"]["User-Agent"], "ci <bot>");
+    for (server, user, secret) in [COLON, HUB] {
+        assert_eq!(
+            decode_auth(config["auths"][server]["auth"].as_str().unwrap()),
+            (user.to_owned(), secret.to_owned()),
+            "{server}"
+        );
+    }
+    assert_eq!(config["auths"][TOKEN.0]["identitytoken"], TOKEN.2);
+    assert_eq!(config["auths"]["marker.example"], serde_json::json!({}));
+    let meta = fs::metadata(env.config_path()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640, "mode kept");
+    if root {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "owner kept");
+    }
+    assert!(!drop_in(&env).exists());
+    assert_eq!(env.vault_bytes(), vault, "the vault is left as it was");
+    // No temporary file left beside config.json.
+    env.assert_docker_dir_is(&[]);
+
+    // Run again (as after a crash): the same file, nothing else to undo.
+    let before = env.config_text();
+    env.lockbox(&["unimport", "--identity-file", id])
+        .ok()
+        .prints(&["Moved 3 credentials into"]);
+    assert_eq!(env.config_text(), before);
+}
+
+/// `unimport --to-helper NAME` stores every entry in that helper (on its stdin) and
+/// points credsStore at it: no plaintext in config.json. A helper that fails leaves
+/// config.json as it was.
+#[test]
+fn unimport_to_another_helper() {
+    let (env, owner) = Env::with_vault();
+    env.store("reg.example", "frank", "frank-secret-1");
+    env.write_config("{\n\t\"credsStore\": \"lockbox\"\n}");
+    let id = owner.file.to_str().unwrap();
+    let stored = env.path("keys/stored.jsonl");
+    let script = |name: &str, body: &str| {
+        let p = env.bin_dir().join(format!("docker-credential-{name}"));
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script("broken", "cat >/dev/null; exit 3");
+    env.lockbox(&["unimport", "--to-helper", "broken", "--identity-file", id])
+        .fails()
+        .says(&[
+            "docker-credential-broken store",
+            "for reg.example",
+            "unchanged",
+        ]);
+    assert_eq!(env.config_json()["credsStore"], "lockbox");
+    env.lockbox(&["unimport", "--to-helper", "lockbox"])
+        .fails()
+        .says(&["--to-helper NAME"]);
+
+    script(
+        "recorder",
+        &format!("[ \"$1\" = store ] || exit 9\ncat >> {}", stored.display()),
+    );
+    env.lockbox(&["unimport", "--to-helper", "recorder", "--identity-file", id])
+        .ok()
+        .prints(&["Moved 1 credential into docker-credential-recorder, and credsStore is now \"recorder\""]);
+    assert_eq!(
+        fs::read_to_string(&stored).unwrap(),
+        "{\"ServerURL\":\"reg.example\",\"Username\":\"frank\",\"Secret\":\"frank-secret-1\"}\n"
+    );
+    assert_eq!(env.config_text(), "{\n\t\"credsStore\": \"recorder\"\n}");
+}
+
 // --- passwd -----------------------------------------------------------------------------
 
 /// Every stored entry opens with the key variable `var=value`.
