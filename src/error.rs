@@ -187,6 +187,10 @@ pub enum Error {
     /// Talking to OpenBao failed (`src/openbao/mod.rs`); its text is one line. Boxed: it is
     /// larger than every other variant.
     OpenBao(Box<OpenBaoError>),
+    /// A sealed source could not mint a registry credential (`src/sources/`): never
+    /// not-found, so a failed mint never turns into an anonymous pull. Boxed like
+    /// `OpenBao`.
+    Mint(Box<MintError>),
     /// The change would leave the vault with no slot.
     LastSlot,
     /// A slot index that the vault does not have (a caller's bug, never a person's).
@@ -327,6 +331,7 @@ impl Error {
             Error::RotatePlugin { plugin, label } => messages::rotate_plugin(plugin, label),
             Error::PluginNeedsAnswer { plugin } => messages::plugin_needs_answer(plugin),
             Error::OpenBao(e) => e.to_string(),
+            Error::Mint(e) => e.to_string(),
             Error::NoOpenBaoSlot => messages::NO_OPENBAO_SLOT.to_owned(),
             Error::NoSuchSlot(i) => messages::no_such_slot(*i),
             Error::NoSuchRecipient(which) => messages::no_such_recipient(which),
@@ -393,6 +398,30 @@ impl From<Usage> for Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<MintError> for Error {
+    fn from(e: MintError) -> Self {
+        Error::Mint(Box::new(e))
+    }
+}
+
+/// Why a sealed source minted no credential: one line naming the source's kind and
+/// registry, the endpoint asked (or the command run) and the HTTP status or error.
+/// Never holds a secret: `detail` is built from statuses and sanitized, shortened
+/// server text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", crate::messages::mint_failed(kind, registry, endpoint, detail))]
+pub struct MintError {
+    /// The source's kind (`aws-ecr`, `gcp`, `azure-acr`, `oauth2`, `exec`).
+    pub kind: String,
+    /// The registry the source answers for (the one asked).
+    pub registry: String,
+    /// The URL asked, or the command run (its program name).
+    pub endpoint: String,
+    /// What happened: an HTTP status and the server's error code, a timeout, a parse
+    /// failure.
+    pub detail: String,
+}
 
 /// What went wrong talking to OpenBao. Each text is one line that says what to do.
 #[derive(Debug, thiserror::Error)]

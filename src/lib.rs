@@ -21,7 +21,7 @@
 //! | 3 | `docker` | other tools' formats, pure and fuzzed: server URLs, Go JSON, config.json, export formats |
 //! | 4 | `vault` | the core: model, crypto, slots, format numbers, the parser; no file system, network, processes or prompts |
 //! | 4.5 | `file` | the vault on disk: paths, the sidecar lock, atomic durable writes |
-//! | 5 | `identity`, `openbao` | backends that reach outside the process: identities and plugins, the transit client |
+//! | 5 | `identity`, `openbao`, `sources` | backends that reach outside the process: identities and plugins, the transit client, the sealed sources that mint registry credentials |
 //! | 6 | `config` | the settings, read from the environment once |
 //! | 7 | `agent` | wire types, client, server, the credential vault, the hand-over |
 //! | 8 | `keysource` | the key pipeline: sources, their order and failure rule, the re-wrap hook |
@@ -52,6 +52,7 @@ pub mod output;
 pub mod protocol;
 pub mod sanitize;
 pub mod secret_io;
+pub mod sources;
 mod sys;
 pub mod vault;
 

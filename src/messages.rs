@@ -771,6 +771,16 @@ pub fn openbao_bad_token(source_name: &str, reason: &str) -> String {
     format!("OpenBao token from {source_name} is not usable: {reason}")
 }
 
+/// The text of [`crate::error::MintError`].
+pub fn mint_failed(kind: &str, registry: &str, endpoint: &str, detail: &str) -> String {
+    format!(
+        "the {kind} source for {} could not mint a credential from {}: {}",
+        sanitize(registry),
+        sanitize(endpoint),
+        sanitize(detail)
+    )
+}
+
 /// The text of [`crate::error::OpenBaoError::BadName`].
 pub fn openbao_bad_name(what: &str, name: &str, reason: &str) -> String {
     format!("bad OpenBao {what} {name:?}: {reason}")

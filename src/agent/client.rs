@@ -23,8 +23,8 @@ use crate::agent::proto::{
 };
 use crate::agent::socket::{self, Deadline, PeerTrouble, receive_frame, send_frame};
 use crate::error::{Error, Result};
-use crate::vault::crypto::EntryOpener;
 use crate::vault::crypto::VaultKey;
+use crate::vault::crypto::{EntryOpener, MacDomain};
 
 /// How long a client waits for the agent's answer, request and answer together.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -544,6 +544,35 @@ impl EntryOpener for AgentOpener {
             Some(Response::Error(AgentError::DecryptFailed)) => {
                 Err(Error::EntryTampered(server.to_owned()))
             }
+            Some(other) => Err(unexpected(&other)),
+        }
+    }
+
+    fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> Result<[u8; 32]> {
+        let Some(name) = domain.wire_name() else {
+            return Err(Error::AgentProtocol(
+                "the agent computes no slots MAC".to_owned(),
+            ));
+        };
+        let request = Request::KeyedMac {
+            public_key: self.public_key.clone(),
+            domain: name.to_owned(),
+            transcript: B64.encode(transcript),
+        };
+        match self.agent.request(request)? {
+            Some(Response::Mac { mac }) => B64
+                .decode(mac.as_bytes())
+                .ok()
+                .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
+                .ok_or_else(|| Error::AgentProtocol("a MAC that is not 32 bytes".to_owned())),
+            None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
+            Some(Response::Error(AgentError::CredentialFailed { reason })) => {
+                Err(Error::AgentCredential { reason })
+            }
+            // An agent of an older build of protocol 2 does not know the request.
+            Some(Response::Error(AgentError::BadRequest)) => Err(Error::AgentProtocol(
+                "the agent is from an older build that cannot do this; run 'docker-credential-lockbox unlock' again (it replaces the agent)".to_owned(),
+            )),
             Some(other) => Err(unexpected(&other)),
         }
     }

@@ -133,6 +133,18 @@ pub enum Request {
         /// The entry's age ciphertext, base64.
         ciphertext: String,
     },
+    /// The MAC of `transcript` in `domain` (`"source"` or `"rotation"`), keyed from
+    /// the vault key of `public_key` (`docs/FORMAT.md` "Keyed MACs"): how `source add`
+    /// and `rotate` bind a definition to the vault while the agent holds the key. A
+    /// compatible addition within protocol 2 (`docs/AGENT.md` "Versions").
+    KeyedMac {
+        /// The vault's public key (`age1…`), naming which held key to use.
+        public_key: String,
+        /// The MAC's domain, by its wire name.
+        domain: String,
+        /// The bytes to authenticate, base64.
+        transcript: String,
+    },
     /// Every held vault, with its deadlines, and the agent's protections.
     Status,
     /// Forget one vault's key, or every key when `public_key` is `None`.
@@ -205,6 +217,11 @@ pub enum Response {
         /// Whether that is the absolute deadline (unlock again to extend it) rather
         /// than the idle one (any use extends it).
         absolute: bool,
+    },
+    /// Answer to [`Request::KeyedMac`]: the 32-byte MAC, base64.
+    Mac {
+        /// The MAC, base64.
+        mac: String,
     },
     /// Answer to [`Request::Status`].
     Status {

@@ -21,7 +21,7 @@ use crate::agent::proto::{
 use crate::agent::proto::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::agent::socket::{Deadline, REQUEST_DEADLINE, read_frame, write_frame};
 use crate::error::Error;
-use crate::vault::crypto::VaultKey;
+use crate::vault::crypto::{MacDomain, VaultKey};
 
 /// Longest label kept (a vault path); anything longer is cut.
 const MAX_LABEL: usize = 4096;
@@ -312,6 +312,11 @@ impl Server {
                 username,
                 ciphertext,
             } => self.decrypt(&public_key, &server, &username, &ciphertext),
+            Request::KeyedMac {
+                public_key,
+                domain,
+                transcript,
+            } => self.keyed_mac(&public_key, &domain, &transcript),
             Request::Status => self.status(),
             Request::Lock { public_key } => self.lock(public_key),
             Request::Quit => {
@@ -416,6 +421,39 @@ impl Server {
                 }
             }
             Err(_) => Response::Error(AgentError::DecryptFailed),
+        }
+    }
+
+    /// `keyed_mac`: a MAC in the `source` or `rotation` domain with a held key (or
+    /// the credential's); a use like a decrypt, so it moves the idle deadline on.
+    fn keyed_mac(&mut self, public_key: &str, domain: &str, transcript: &str) -> Response {
+        let (Some(domain), Ok(transcript)) = (
+            MacDomain::from_wire_name(domain),
+            B64.decode(transcript.as_bytes()),
+        ) else {
+            return Response::Error(AgentError::BadRequest);
+        };
+        let answer = |mac: [u8; 32]| Response::Mac {
+            mac: B64.encode(mac),
+        };
+        if let Some(held) = self.keys.get_mut(public_key) {
+            let now = now();
+            held.idle_deadline = (now + held.idle).min(held.deadline);
+            return answer(held.key.keyed_mac(domain, &transcript));
+        }
+        let Some(c) = &self.credential else {
+            return Response::Error(AgentError::NotUnlocked);
+        };
+        match c.open_for(public_key) {
+            Reopen::NotThisVault => Response::Error(AgentError::NotUnlocked),
+            Reopen::Opened(key) => {
+                self.note_credential(None, None);
+                answer(key.keyed_mac(domain, &transcript))
+            }
+            Reopen::Failed(reason, e) => {
+                self.note_credential(Some(reason), Some(&e));
+                Response::Error(AgentError::CredentialFailed { reason })
+            }
         }
     }
 
@@ -547,6 +585,37 @@ mod tests {
             server: "reg.example".into(),
             username: "ci".into(),
             ciphertext: ciphertext.to_owned(),
+        }
+    }
+
+    #[test]
+    fn keyed_macs_come_from_the_served_key_in_the_source_and_rotation_domains_only() {
+        let (_dir, mut server, key, _) = served();
+        let public = key.public().to_string();
+        let mac = |server: &mut Server, domain: &str| {
+            ask(
+                server,
+                Request::KeyedMac {
+                    public_key: public.clone(),
+                    domain: domain.into(),
+                    transcript: B64.encode(b"definition"),
+                },
+            )
+        };
+        for domain in [MacDomain::Source, MacDomain::Rotation] {
+            let answer = mac(&mut server, domain.wire_name().unwrap());
+            let want = B64.encode(key.keyed_mac(domain, b"definition"));
+            assert_eq!(answer["mac"]["mac"], want.as_str(), "{answer}");
+        }
+        assert_ne!(
+            key.keyed_mac(MacDomain::Source, b"definition"),
+            key.keyed_mac(MacDomain::Rotation, b"definition")
+        );
+        for domain in ["slots", "Source", ""] {
+            assert_eq!(
+                mac(&mut server, domain),
+                serde_json::json!({"error": "bad_request"})
+            );
         }
     }
 

@@ -292,26 +292,74 @@ impl VaultKey {
     }
 }
 
-/// Domain separation for the slots MAC key.
-const SLOTS_MAC_KEY: &[u8] = b"lockbox-slots-mac-v1\0";
+/// What a MAC keyed from the vault key authenticates (`docs/FORMAT.md` "Keyed MACs").
+/// Each domain has its own key, so a MAC made for one can never pass for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacDomain {
+    /// The public key and the slots (`slots_mac`).
+    Slots,
+    /// A sealed source's whole definition: only a holder of the key may add one.
+    Source,
+    /// An entry's rotation settings: where its old secret may be sent.
+    Rotation,
+}
+
+impl MacDomain {
+    /// The domain tag hashed with the private key text into this domain's MAC key.
+    fn tag(self) -> &'static [u8] {
+        match self {
+            MacDomain::Slots => b"lockbox-slots-mac-v1\0",
+            MacDomain::Source => b"lockbox-source-mac-v1\0",
+            MacDomain::Rotation => b"lockbox-rotation-mac-v1\0",
+        }
+    }
+
+    /// The name of a domain the agent computes MACs for (`docs/AGENT.md` `keyed_mac`).
+    /// `Slots` is not one: the slots MAC is made only where the key itself is held.
+    pub fn wire_name(self) -> Option<&'static str> {
+        match self {
+            MacDomain::Slots => None,
+            MacDomain::Source => Some("source"),
+            MacDomain::Rotation => Some("rotation"),
+        }
+    }
+
+    /// The domain a wire name names; `None` for anything else (and for `Slots`).
+    pub fn from_wire_name(name: &str) -> Option<MacDomain> {
+        [MacDomain::Source, MacDomain::Rotation]
+            .into_iter()
+            .find(|d| d.wire_name() == Some(name))
+    }
+}
 
 impl VaultKey {
     /// HMAC-SHA256 over `transcript` (the public key and slots, `docs/FORMAT.md`
     /// "Slots MAC"), keyed with SHA-256 of a domain tag and the private key text.
     pub fn slots_mac(&self, transcript: &[u8]) -> [u8; 32] {
-        self.slots_hmac(transcript).finalize().into_bytes().into()
+        self.keyed_mac(MacDomain::Slots, transcript)
     }
 
     /// Checks a slots MAC in constant time.
     pub fn verify_slots_mac(&self, transcript: &[u8], mac: &[u8]) -> bool {
-        self.slots_hmac(transcript).verify_slice(mac).is_ok()
+        self.keyed_hmac(MacDomain::Slots, transcript)
+            .verify_slice(mac)
+            .is_ok()
     }
 
-    fn slots_hmac(&self, transcript: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    /// HMAC-SHA256 over `transcript` with the key of `domain`: SHA-256 of the domain's
+    /// tag and the private key text (`docs/FORMAT.md` "Keyed MACs").
+    pub fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> [u8; 32] {
+        self.keyed_hmac(domain, transcript)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    fn keyed_hmac(&self, domain: MacDomain, transcript: &[u8]) -> hmac::Hmac<sha2::Sha256> {
         use sha2::Digest;
         let secret = self.export_secret();
         let mut h = sha2::Sha256::new();
-        h.update(SLOTS_MAC_KEY);
+        h.update(domain.tag());
         h.update(secret.expose_secret().as_bytes());
         let key = Zeroizing::new(<[u8; 32]>::from(h.finalize()));
         // HMAC accepts keys of any length, so this cannot fail.
@@ -320,6 +368,16 @@ impl VaultKey {
         mac.update(transcript);
         mac
     }
+}
+
+/// Compares two MACs in constant time (in the length of the expected one).
+pub fn macs_equal(expected: &[u8; 32], got: &[u8]) -> bool {
+    got.len() == expected.len()
+        && expected
+            .iter()
+            .zip(got)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn passphrase_aad(public: &age::x25519::Recipient) -> Vec<u8> {
@@ -620,6 +678,15 @@ impl PluginRecipient {
 pub trait EntryOpener {
     /// Decrypts the entry for `server`/`username`, checking its binding.
     fn open_entry(&self, server: &str, username: &str, ciphertext: &[u8]) -> Result<SecretString>;
+
+    /// The MAC of `transcript` in `domain`, keyed from the vault key (`Source` and
+    /// `Rotation` only: the agent computes no slots MAC).
+    fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> Result<[u8; 32]>;
+
+    /// Whether `mac` is the MAC of `transcript` in `domain`, compared in constant time.
+    fn verify_keyed_mac(&self, domain: MacDomain, transcript: &[u8], mac: &[u8]) -> Result<bool> {
+        Ok(macs_equal(&self.keyed_mac(domain, transcript)?, mac))
+    }
 }
 
 impl EntryOpener for VaultKey {
@@ -628,6 +695,10 @@ impl EntryOpener for VaultKey {
         // `to_owned` allocates exactly the length, so the box conversion inside
         // `SecretString::from` does not reallocate; `plain` is wiped on drop.
         Ok(SecretString::from(plain.as_str().to_owned()))
+    }
+
+    fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> Result<[u8; 32]> {
+        Ok(VaultKey::keyed_mac(self, domain, transcript))
     }
 }
 
