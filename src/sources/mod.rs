@@ -3,9 +3,10 @@
 //! from which `get` mints the short-lived registry credential (`docs/FORMAT.md`
 //! "Sources", `docs/BUILD_SERVER.md`).
 //!
-//! One file per kind, each a pure request builder and a response parser over the
-//! shared HTTP client (`crate::http`), plus `check` for `source add`. Every kind has
-//! the same two functions:
+//! Not built yet (issue 21): so far the folder holds only the types its kinds will
+//! share. The plan: one file per kind, each a pure request builder and a response
+//! parser over one small HTTP client shared with `openbao/`, plus `check` for
+//! `source add`. Every kind will have the same two functions:
 //!
 //! ```text
 //! pub fn check(params: &Params) -> Result<(), String>;
