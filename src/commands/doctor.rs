@@ -199,10 +199,7 @@ fn copies(env: &Env, sudoers: &Path) -> Vec<(PathBuf, &'static str)> {
         .as_ref()
         .map(|p| std::env::split_paths(p).map(|d| (d, "PATH")).collect())
         .unwrap_or_default();
-    if let Some(secure) = fs::read_to_string(sudoers)
-        .ok()
-        .and_then(|t| secure_path(&t))
-    {
+    if let Some(secure) = read_sudoers(sudoers).ok().and_then(|t| secure_path(&t)) {
         dirs.extend(secure.into_iter().map(|d| (d, "sudo's secure_path")));
     }
     let mut seen: Vec<PathBuf> = Vec::new();
@@ -630,17 +627,18 @@ pub fn secure_path(sudoers: &str) -> Option<Vec<PathBuf>> {
     found
 }
 
+/// sudoers' text, through the one open for inputs (a FIFO there must not hang
+/// doctor), at most 1 MiB: far above any real sudoers.
+fn read_sudoers(sudoers: &Path) -> std::io::Result<String> {
+    let f = crate::secret_io::open(sudoers, crate::secret_io::Accept::RegularFile)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)?;
+    Ok(text)
+}
+
 fn sudo_check(sudoers: &Path, on_path: Option<&Path>, out: &mut Vec<Finding>) {
     let shown = sudoers.display();
-    // Through the one open for inputs: a FIFO there must not hang doctor. 1 MiB is
-    // far above any real sudoers.
-    let read =
-        crate::secret_io::open(sudoers, crate::secret_io::Accept::RegularFile).and_then(|f| {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)
-                .map(|_| text)
-        });
-    let text = match read {
+    let text = match read_sudoers(sudoers) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             out.push(finding(

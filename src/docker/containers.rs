@@ -99,11 +99,12 @@ pub fn effective_helpers(home: Option<&Path>) -> Option<(PathBuf, Vec<String>)> 
 /// Most bytes read of one registries.conf file.
 const MAX_CONF_BYTES: u64 = 1 << 20;
 
-/// A configuration file's text, at most [`MAX_CONF_BYTES`] of it.
+/// A configuration file's text, at most [`MAX_CONF_BYTES`] of it, through the one
+/// open for inputs (a FIFO or device there is refused, never waited on).
 fn read_small_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();
-    File::open(path)?
+    crate::secret_io::open(path, crate::secret_io::Accept::RegularFile)?
         .take(MAX_CONF_BYTES)
         .read_to_string(&mut text)?;
     Ok(text)

@@ -1108,6 +1108,26 @@ fn fifo_row(row: &str) -> Out {
     env.finish(&args, child, Some(stdin.as_bytes().to_vec()), HANG_LIMIT)
 }
 
+/// Issue 20 finding 2, found again after the fix: doctor read `--sudoers` twice, once
+/// through the one open for inputs (the secure_path check) and once with a plain read
+/// (the helper-copies check, added later), which waited on a FIFO forever. Both go
+/// through one bounded read now: the run ends and names the FIFO.
+#[test]
+fn hostile_fifo_at_doctors_sudoers_is_refused_not_waited_on() {
+    let env = TestEnv::new();
+    let fifo = env.path("sudoers.fifo");
+    mkfifo(&fifo);
+    let args = ["doctor", "--sudoers", fifo.to_str().unwrap()];
+    let child = env.spawn(&args, &[]);
+    let out = env.finish(&args, child, None, HANG_LIMIT);
+    let said = format!("{}{}", out.stdout_str(), out.stderr_str());
+    assert!(
+        said.lines()
+            .any(|l| l.contains("sudoers.fifo") && l.contains("is a FIFO (named pipe)")),
+        "{out}"
+    );
+}
+
 /// Issue 20 finding 2: a FIFO at any file input other than the vault, its lock and its
 /// temporary file used to hang the command forever (16 of 18 inputs). Each is opened
 /// by one function now: where only a regular file makes sense it is refused at once
