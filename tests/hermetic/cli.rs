@@ -1699,3 +1699,48 @@ fn a_private_key_given_as_a_recipient_is_refused_and_never_echoed() {
     assert!(out.stderr_str().contains("that is a private key"), "{out}");
     env.assert_no_secret_leaks();
 }
+
+/// `unlock` on a terminal, the lines fed to its pty by `script` a second apart
+/// (bounded: one sleep a line, then two seconds for the agent to start).
+fn unlock_on_a_pty(env: &TestEnv, lines: &[&str]) -> Out {
+    let mut feed = String::from("(");
+    for line in lines {
+        feed.push_str(&format!("sleep 1; printf '%s\\n' '{line}'; "));
+    }
+    feed.push_str("sleep 2) | script -qec \"$0 unlock\" /dev/null");
+    env.run_program("/bin/sh", &["-c", &feed, BIN], &[("SHELL", "/bin/sh")])
+}
+
+/// Issue 24 item 9: a person gets three tries at the vault's passphrase on a
+/// terminal. Two wrong ones and then the right one unlock; three wrong ones fail and
+/// start no agent.
+#[test]
+fn unlock_on_a_terminal_gives_three_tries() {
+    if !require_tool("script", "bsdutils") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.init_passphrase();
+    env.store("h.example", "u", "three-tries-secret-6021");
+
+    let out = unlock_on_a_pty(&env, &["wrong one", "wrong two", "wrong three"]);
+    assert!(!out.status.success(), "{out}");
+    assert_eq!(
+        out.stdout_str().matches("lockbox passphrase:").count(),
+        3,
+        "{out}"
+    );
+    assert_eq!(out.stdout_str().matches("try again").count(), 2, "{out}");
+    let get = env.run(&["get"], "h.example");
+    assert!(get.stdout_str().contains("lockbox is locked"), "{get}");
+
+    let out = unlock_on_a_pty(&env, &["wrong one", "wrong two", PASSPHRASE]);
+    assert!(out.status.success(), "{out}");
+    let get = env.run(&["get"], "h.example");
+    get.assert_quiet_ok();
+    assert!(
+        get.stdout_str().contains("three-tries-secret-6021"),
+        "{get}"
+    );
+    env.run(&["lock"], "").assert_code(0);
+}
