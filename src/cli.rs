@@ -123,6 +123,15 @@ enum Command {
         /// The directory (created if missing).
         dir: PathBuf,
     },
+    /// List the entries that have expired or expire soon; exits 4 when one expires
+    /// within the window, 5 when one has expired. Works while locked.
+    Check(commands::check::Opts),
+    /// Set an entry's expiry and rotation provider.
+    #[command(subcommand)]
+    Expiry(commands::expiry::Opts),
+    /// Renew a GitLab token or Harbor robot secret in place through the registry's
+    /// API (`rotate REGISTRY`, or `rotate --due` from a daily timer).
+    Rotate(commands::rotate::Opts),
     /// Run the agent for a service manager: `agent --foreground` (no fork, logs on
     /// stderr, stops on SIGTERM; `unlock` hands it keys).
     Agent(AgentOpts),
@@ -285,6 +294,9 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
+        Command::Check(o) => commands::check::run(o, settings),
+        Command::Expiry(o) => commands::expiry::run(o, settings),
+        Command::Rotate(o) => commands::rotate::run(o, settings),
         Command::KubeletCredentialProvider(o) => {
             Ok(crate::kubelet::main(o.cache_duration.as_deref(), settings))
         }

@@ -26,15 +26,18 @@ use crate::error::{Error, Result};
 
 pub mod crypto;
 pub mod format;
+pub mod meta;
 mod parse;
 pub mod slot;
 use crypto::{EntryOpener, KdfParams, Recipient, VaultKey};
 use format::fits_b64;
-use parse::{RawSlot, Sink, b64};
+use meta::{Metadata, Rotation};
+use parse::{RawMeta, RawSlot, Sink, b64};
 use slot::{SlotV1, check_slot, check_slot_set, check_versions, slot_from_raw};
 
 pub use format::{
-    FORMAT_VERSION, MAX_FORMAT_VERSION, OPENBAO_FORMAT_VERSION, PLUGIN_FORMAT_VERSION, bounds,
+    FORMAT_VERSION, MAX_FORMAT_VERSION, METADATA_FORMAT_VERSION, OPENBAO_FORMAT_VERSION,
+    PLUGIN_FORMAT_VERSION, bounds,
 };
 pub use slot::{NoBackend, Rewrap, Slot};
 
@@ -51,6 +54,8 @@ pub struct Entry {
     pub username: String,
     /// The age ciphertext of the bound secret (`docs/FORMAT.md` "Entry plaintext").
     pub secret: Vec<u8>,
+    /// Its expiry, rotation settings and pending secret (format version 3).
+    pub meta: Metadata,
 }
 
 impl Entry {
@@ -182,15 +187,101 @@ impl Vault {
 
     /// Stores (or replaces) the entry for `server`: one entry per exact server URL, the
     /// newest store wins. Needs no secret key.
+    ///
+    /// The expiry is the new secret's own: a JWT's `exp`, else none (a date set by hand
+    /// or learned for the old secret does not carry over). A pending rotation secret
+    /// is dropped (the store is newer). Rotation settings are kept when the username
+    /// is the same (they are about the account; their MAC binds the username).
     pub fn store(&mut self, server: &str, username: &str, secret: &SecretString) -> Result<()> {
+        use age::secrecy::ExposeSecret;
         let ciphertext = crypto::seal_entry(&self.public, server, username, secret)?;
+        let rotation = self
+            .entries
+            .remove(server)
+            .filter(|old| old.username == username)
+            .and_then(|old| old.meta.rotation);
+        let meta = Metadata {
+            expires_at: meta::jwt_expiry(secret.expose_secret()),
+            rotation,
+            pending: None,
+        };
         self.entries.insert(
             server.to_owned(),
             Entry {
                 username: username.to_owned(),
                 secret: ciphertext,
+                meta,
             },
         );
+        Ok(())
+    }
+
+    /// The exact key of the entry `request` refers to ([`Self::lookup`]).
+    fn key_of(&self, request: &str) -> Result<String> {
+        self.lookup(request)
+            .map(|(k, _)| k.to_owned())
+            .ok_or_else(|| Error::NoSuchEntry(request.to_owned()))
+    }
+
+    /// Sets (or with `None` clears) the expiry of the entry `request` refers to;
+    /// returns its exact server URL. Needs no key: the expiry is not authenticated.
+    pub fn set_expiry(&mut self, request: &str, expires_at: Option<u64>) -> Result<String> {
+        let key = self.key_of(request)?;
+        if expires_at.is_some_and(|t| t > meta::MAX_EXPIRES_AT) {
+            return Err(Error::LimitExceeded(
+                "the expiry is after the year 9999".into(),
+            ));
+        }
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.meta.expires_at = expires_at;
+        }
+        Ok(key)
+    }
+
+    /// Sets (or with `None` clears) the rotation settings of the entry `request`
+    /// refers to, made by `make` from its exact server URL and username (a MAC needs
+    /// the key); returns the exact server URL.
+    pub fn set_rotation(
+        &mut self,
+        request: &str,
+        make: impl FnOnce(&str, &str) -> Result<Option<Rotation>>,
+    ) -> Result<String> {
+        let key = self.key_of(request)?;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.meta.rotation = make(&key, &e.username)?;
+        }
+        Ok(key)
+    }
+
+    /// Seals `secret` as the pending rotation secret of the entry `server` (exact),
+    /// or clears it with `None`.
+    pub fn set_pending(&mut self, server: &str, secret: Option<&SecretString>) -> Result<()> {
+        let e = self
+            .entries
+            .get_mut(server)
+            .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        e.meta.pending = match secret {
+            Some(s) => Some(crypto::seal_entry(&self.public, server, &e.username, s)?),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Replaces the secret of the entry `server` (exact) with a rotation's new one and
+    /// its expiry, clearing the pending secret and keeping the rotation settings.
+    pub fn finish_rotation(
+        &mut self,
+        server: &str,
+        secret: &SecretString,
+        expires_at: Option<u64>,
+    ) -> Result<()> {
+        let e = self
+            .entries
+            .get_mut(server)
+            .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        e.secret = crypto::seal_entry(&self.public, server, &e.username, secret)?;
+        e.meta.pending = None;
+        e.meta.expires_at = expires_at.filter(|&t| t <= meta::MAX_EXPIRES_AT);
         Ok(())
     }
 
@@ -307,11 +398,38 @@ impl Vault {
         for (server, e) in &self.entries {
             let secret = old.open_entry(server, &e.username, &e.secret)?;
             let secret = SecretString::from(secret.as_str().to_owned());
+            let pending = match &e.meta.pending {
+                Some(p) => {
+                    let p = old.open_entry(server, &e.username, p)?;
+                    let p = SecretString::from(p.as_str().to_owned());
+                    Some(crypto::seal_entry(&new.public(), server, &e.username, &p)?)
+                }
+                None => None,
+            };
+            // Rotation MACs are keyed from the vault key: made again with the new one.
+            let rotation = match &e.meta.rotation {
+                Some(r) => {
+                    r.verify(old, server, &e.username)?;
+                    Some(Rotation::new(
+                        &new,
+                        server,
+                        &e.username,
+                        r.provider.clone(),
+                        r.api.clone(),
+                    )?)
+                }
+                None => None,
+            };
             entries.insert(
                 server.clone(),
                 Entry {
                     username: e.username.clone(),
                     secret: crypto::seal_entry(&new.public(), server, &e.username, &secret)?,
+                    meta: Metadata {
+                        expires_at: e.meta.expires_at,
+                        rotation,
+                        pending,
+                    },
                 },
             );
         }
@@ -493,6 +611,21 @@ impl Vault {
             if !fits_b64(e.secret.len(), bounds::MAX_ENTRY_CIPHERTEXT) {
                 return Err(limit("secret is too long".into()));
             }
+            if e.meta.expires_at.is_some_and(|t| t > meta::MAX_EXPIRES_AT) {
+                return Err(limit("an expiry is after the year 9999".into()));
+            }
+            if let Some(r) = &e.meta.rotation {
+                meta::check_api_url(&r.api).map_err(limit)?;
+                meta::Provider::from_parts(r.provider.kind(), r.provider.robot_id())
+                    .map_err(limit)?;
+            }
+            if e.meta
+                .pending
+                .as_ref()
+                .is_some_and(|p| !fits_b64(p.len(), bounds::MAX_ENTRY_CIPHERTEXT))
+            {
+                return Err(limit("pending secret is too long".into()));
+            }
         }
         Ok(())
     }
@@ -511,14 +644,21 @@ impl Vault {
         Ok(bytes)
     }
 
-    /// The version this vault is written as: 2 when it holds an OpenBao slot or an
-    /// age slot for a plugin or tag recipient, else 1, so a vault without one still
-    /// opens with older builds.
+    /// The version this vault is written as: 3 when an entry has metadata (an
+    /// expiry, rotation settings, a pending secret), else 2 when it holds an OpenBao
+    /// slot or an age slot for a plugin or tag recipient, else 1, so a vault without
+    /// them still opens with older builds.
     pub fn format_version(&self) -> u64 {
-        self.slots
+        let slots = self
+            .slots
             .iter()
             .map(Slot::min_version)
-            .fold(FORMAT_VERSION, u64::max)
+            .fold(FORMAT_VERSION, u64::max);
+        if self.entries.values().any(|e| !e.meta.is_empty()) {
+            slots.max(METADATA_FORMAT_VERSION)
+        } else {
+            slots
+        }
     }
 
     /// Adds an OpenBao slot holding `ciphertext` (from [`crate::openbao::seal_vault_key`]
@@ -588,10 +728,36 @@ impl Vault {
             out.resize(start + e.secret.len().div_ceil(3) * 4, 0);
             let n = B64.encode_slice(&e.secret, &mut out[start..]).unwrap_or(0);
             out.truncate(start + n);
-            out.extend_from_slice(b"\"}");
+            out.push(b'"');
+            write_meta(&mut out, &e.meta);
+            out.push(b'}');
         }
         out.extend_from_slice(b"\n}}\n");
         out
+    }
+}
+
+/// An entry's metadata members, in the canonical order `expires_at`, `rotate`,
+/// `pending`, each only when present (`docs/FORMAT.md` "Entry metadata").
+fn write_meta(out: &mut Vec<u8>, m: &Metadata) {
+    if let Some(t) = m.expires_at {
+        out.extend_from_slice(format!(",\"expires_at\":{t}").as_bytes());
+    }
+    if let Some(r) = &m.rotation {
+        out.extend_from_slice(b",\"rotate\":{\"kind\":");
+        json_str(out, r.provider.kind());
+        out.extend_from_slice(b",\"api\":");
+        json_str(out, &r.api);
+        if let Some(id) = r.provider.robot_id() {
+            out.extend_from_slice(format!(",\"robot_id\":{id}").as_bytes());
+        }
+        out.extend_from_slice(b",\"mac\":");
+        json_str(out, &B64.encode(r.mac));
+        out.push(b'}');
+    }
+    if let Some(p) = &m.pending {
+        out.extend_from_slice(b",\"pending\":");
+        json_str(out, &B64.encode(p));
     }
 }
 
@@ -614,18 +780,30 @@ impl<'de> Sink<'de> for Decoded {
         server: Cow<'de, str>,
         username: Cow<'de, str>,
         secret: Cow<'de, str>,
+        meta: RawMeta<'de>,
     ) -> std::result::Result<(), String> {
         if self.0.contains_key(server.as_ref()) {
             return Err(DUPLICATE_ENTRY.into());
         }
-        let secret = B64
-            .decode(secret.as_bytes())
-            .map_err(|_| "secret is not base64".to_owned())?;
+        let decode = |text: &str, what: &str| {
+            B64.decode(text.as_bytes())
+                .map_err(|_| format!("{what} is not base64"))
+        };
+        let secret = decode(&secret, "secret")?;
+        let pending = match &meta.pending {
+            Some(p) => Some(decode(p, "pending")?),
+            None => None,
+        };
         self.0.insert(
             server.into_owned(),
             Entry {
                 username: username.into_owned(),
                 secret,
+                meta: Metadata {
+                    expires_at: meta.expires_at,
+                    rotation: meta.rotation,
+                    pending,
+                },
             },
         );
         Ok(())
@@ -649,6 +827,7 @@ pub struct RawEntry<'a> {
     server: Cow<'a, str>,
     username: Cow<'a, str>,
     secret: Cow<'a, str>,
+    meta: RawMeta<'a>,
 }
 
 impl RawEntry<'_> {
@@ -660,6 +839,21 @@ impl RawEntry<'_> {
     /// The username.
     pub fn username(&self) -> &str {
         &self.username
+    }
+
+    /// When the secret expires, as Unix seconds (not authenticated: a hint).
+    pub fn expires_at(&self) -> Option<u64> {
+        self.meta.expires_at
+    }
+
+    /// The rotation provider's kind, if one is set (not verified here).
+    pub fn rotation_kind(&self) -> Option<&'static str> {
+        self.meta.rotation.as_ref().map(|r| r.provider.kind())
+    }
+
+    /// Whether a rotation left a pending secret (`lockbox rotate` finishes it).
+    pub fn has_pending(&self) -> bool {
+        self.meta.pending.is_some()
     }
 
     /// The age ciphertext, decoded now.
@@ -688,6 +882,7 @@ impl<'de> Sink<'de> for Kept<'de> {
         server: Cow<'de, str>,
         username: Cow<'de, str>,
         secret: Cow<'de, str>,
+        meta: RawMeta<'de>,
     ) -> std::result::Result<(), String> {
         if let Some(last) = self.entries.last() {
             match last.server.as_bytes().cmp(server.as_bytes()) {
@@ -700,6 +895,7 @@ impl<'de> Sink<'de> for Kept<'de> {
             server,
             username,
             secret,
+            meta,
         });
         Ok(())
     }
@@ -794,10 +990,10 @@ mod tests {
     fn newer_version_is_told_apart() {
         let (_, v) = sample();
         let text = String::from_utf8(v.to_bytes()).unwrap();
-        let newer = text.replace("\"lockbox\":1", "\"lockbox\":3");
+        let newer = text.replace("\"lockbox\":1", "\"lockbox\":4");
         assert!(matches!(
             Vault::parse(newer.as_bytes(), Path::new("v")),
-            Err(Error::UnsupportedVersion { version: 3, .. })
+            Err(Error::UnsupportedVersion { version: 4, .. })
         ));
         let newer_shape = r#"{"lockbox": 7, "something": "else"}"#;
         assert!(matches!(

@@ -1,0 +1,100 @@
+//! GitLab: an access token rotating itself, as GitLab's REST API documents it
+//! ("Personal access tokens API", "Rotate a personal access token", GitLab 16.10+):
+//!
+//! - `POST /api/v4/personal_access_tokens/self/rotate`, authenticated with the token
+//!   itself in the `PRIVATE-TOKEN` header (scope `api` or `self_rotate`), with an
+//!   optional `expires_at` (`YYYY-MM-DD`; GitLab refuses dates past its maximum
+//!   lifetime with 400);
+//! - `200 OK` with the new token's `token` and `expires_at` (`YYYY-MM-DD`, the token
+//!   stops working at 00:00 UTC that day); the old token is revoked at once;
+//! - `401` for a token that is expired, revoked or wrong, `403` for one without the
+//!   scope, `400` for a bad date.
+//!
+//! GitLab makes the new token: if the answer is lost in flight (the connection drops
+//! after GitLab rotated), no client can recover it; lockbox seals it into the vault
+//! the moment the answer has been read (`src/commands/rotate.rs`).
+use age::secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use super::{Http, Renewed};
+use crate::error::Error;
+use crate::vault::meta::parse_date;
+
+/// The endpoint, below the API's base URL.
+pub const ROTATE_PATH: &str = "/api/v4/personal_access_tokens/self/rotate";
+/// The header GitLab reads a token from.
+pub const TOKEN_HEADER: &str = "PRIVATE-TOKEN";
+
+/// The request body: the new token's expiry date.
+pub fn request_body(expires_on: &str) -> Vec<u8> {
+    serde_json::json!({ "expires_at": expires_on })
+        .to_string()
+        .into_bytes()
+}
+
+/// The new token and its expiry from a `200` answer.
+pub fn parse_answer(body: &[u8]) -> Result<Renewed, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        token: Option<Zeroizing<String>>,
+        expires_at: Option<String>,
+    }
+    let a: Answer = serde_json::from_slice(body)
+        .map_err(|_| "the answer is not the JSON GitLab documents".to_owned())?;
+    let token = a
+        .token
+        .filter(|t| !t.is_empty() && t.len() <= 4096)
+        .ok_or_else(|| "the answer holds no token".to_owned())?;
+    let expires_at = match a.expires_at {
+        None => None,
+        Some(d) => {
+            Some(parse_date(&d).ok_or_else(|| "the answer's expires_at is not a date".to_owned())?)
+        }
+    };
+    Ok(Renewed {
+        secret: SecretString::from(token.as_str().to_owned()),
+        expires_at,
+    })
+}
+
+/// Rotates `old` through `http`, asking for a token that expires on `expires_on`.
+pub fn rotate(http: &Http, old: &SecretString, expires_on: &str) -> Result<Renewed, Error> {
+    let answer = http.call(
+        "POST",
+        ROTATE_PATH,
+        &[(TOKEN_HEADER, old.expose_secret())],
+        Some(&request_body(expires_on)),
+    )?;
+    if answer.status != 200 && answer.status != 201 {
+        return Err(http.status_error(ROTATE_PATH, &answer));
+    }
+    parse_answer(&answer.body).map_err(|r| http.error(ROTATE_PATH, &r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_answer_parses() {
+        // The example answer of GitLab's "Rotate a personal access token".
+        let body = br#"{"id":42,"name":"Rotated Token","revoked":false,"created_at":"2023-08-01T15:00:00.000Z","description":"Test Token","scopes":["api"],"user_id":1337,"last_used_at":null,"active":true,"expires_at":"2023-08-15","token":"s3cr3t"}"#;
+        let r = parse_answer(body).unwrap();
+        assert_eq!(r.secret.expose_secret(), "s3cr3t");
+        assert_eq!(r.expires_at, Some(1_692_057_600));
+        let no_date = parse_answer(br#"{"token":"t","expires_at":null}"#).unwrap();
+        assert_eq!(no_date.expires_at, None);
+        for bad in [
+            &br#"{"expires_at":"2023-08-15"}"#[..],
+            br#"{"token":""}"#,
+            br#"{"token":"t","expires_at":"soon"}"#,
+            b"<html>",
+        ] {
+            assert!(parse_answer(bad).is_err());
+        }
+        assert_eq!(
+            request_body("2027-01-31"),
+            br#"{"expires_at":"2027-01-31"}"#
+        );
+    }
+}
