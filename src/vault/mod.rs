@@ -1512,6 +1512,205 @@ mod tests {
         refused(&v.to_string());
     }
 
+    /// A JWT whose payload carries `exp` (header and signature are not looked at).
+    fn jwt_with_exp(exp: u64) -> SecretString {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = URL_SAFE_NO_PAD.encode(format!("{{\"sub\":\"ci\",\"exp\":{exp}}}"));
+        SecretString::from(format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln"))
+    }
+
+    /// A vault whose entry `reg.example` has every metadata member.
+    fn with_metadata() -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        v.store("reg.example", "robot$ci", &jwt_with_exp(1_801_353_600))
+            .unwrap();
+        v.set_rotation("reg.example", |server, username| {
+            Rotation::new(
+                &key,
+                server,
+                username,
+                meta::Provider::HarborRobot { robot_id: 12 },
+                "https://reg.example".into(),
+            )
+            .map(Some)
+        })
+        .unwrap();
+        v.set_pending("reg.example", Some(&SecretString::from("next".to_owned())))
+            .unwrap();
+        (key, v)
+    }
+
+    #[test]
+    fn metadata_is_version_3_and_roundtrips() {
+        let (key, v) = with_metadata();
+        assert_eq!(v.format_version(), METADATA_FORMAT_VERSION);
+        let bytes = v.to_file_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("{\"lockbox\":3,"), "{text}");
+        assert!(
+            text.contains(r#","expires_at":1801353600,"rotate":{"kind":"harbor-robot","api":"https://reg.example","robot_id":12,"mac":""#),
+            "{text}"
+        );
+        let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let e = &back.entries()["reg.example"];
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        e.meta
+            .rotation
+            .as_ref()
+            .unwrap()
+            .verify(&key, "reg.example", "robot$ci")
+            .unwrap();
+        let pending = key
+            .open_entry("reg.example", "robot$ci", e.meta.pending.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(pending.as_str(), "next");
+        let view = View::parse(&bytes, Path::new("v")).unwrap();
+        let raw = view.lookup("reg.example").unwrap();
+        assert_eq!(raw.expires_at(), Some(1_801_353_600));
+        assert_eq!(raw.rotation_kind(), Some("harbor-robot"));
+        assert!(raw.has_pending());
+        // Without metadata, the vault is version 1 again.
+        let mut plain = back;
+        plain.set_expiry("reg.example", None).unwrap();
+        plain.set_rotation("reg.example", |_, _| Ok(None)).unwrap();
+        plain.set_pending("reg.example", None).unwrap();
+        assert!(plain.to_bytes().starts_with(b"{\"lockbox\":1,"));
+    }
+
+    #[test]
+    fn metadata_in_version_1_or_2_is_damaged() {
+        let (_, v) = with_metadata();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        for older in ["\"lockbox\":1", "\"lockbox\":2"] {
+            let t = text.replace("\"lockbox\":3", older);
+            assert!(matches!(
+                Vault::parse(t.as_bytes(), Path::new("v")),
+                Err(Error::Corrupt { .. })
+            ));
+            assert!(matches!(
+                View::parse(t.as_bytes(), Path::new("v")),
+                Err(Error::Corrupt { .. })
+            ));
+        }
+        // The version after the entries (a file written by hand) is checked the same.
+        let moved =
+            text.replacen("\"lockbox\":3,", "", 1)
+                .replacen("\n}}\n", "\n},\"lockbox\":2}\n", 1);
+        assert!(matches!(
+            Vault::parse(moved.as_bytes(), Path::new("v")),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn metadata_members_are_bounded_and_known() {
+        let (_, v) = with_metadata();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        for (from, to) in [
+            ("\"expires_at\":1801353600", "\"expires_at\":253402300800"),
+            ("\"expires_at\":1801353600", "\"expires_at\":-1"),
+            ("\"expires_at\":1801353600", "\"expires_at\":\"2027\""),
+            (
+                "\"expires_at\":1801353600",
+                "\"expires_at\":1,\"expires_at\":2",
+            ),
+            ("\"robot_id\":12", "\"robot_id\":0"),
+            ("\"robot_id\":12,", ""),
+            ("\"kind\":\"harbor-robot\"", "\"kind\":\"github\""),
+            (
+                "\"api\":\"https://reg.example\"",
+                "\"api\":\"http://reg.example\"",
+            ),
+            ("\"mac\":\"", "\"extra\":1,\"mac\":\""),
+            ("\"pending\":\"", "\"pending\":\"!"),
+            ("\"username\":", "\"expiry\":1,\"username\":"),
+        ] {
+            let t = text.replacen(from, to, 1);
+            assert_ne!(t, text, "{from}");
+            assert!(
+                matches!(
+                    Vault::parse(t.as_bytes(), Path::new("v")),
+                    Err(Error::Corrupt { .. })
+                ),
+                "{to}"
+            );
+            assert!(View::parse(t.as_bytes(), Path::new("v")).is_err(), "{to}");
+        }
+    }
+
+    #[test]
+    fn store_learns_a_jwt_expiry_and_keeps_the_rotation_for_the_same_username() {
+        let (key, mut v) = with_metadata();
+        // A new secret: its own expiry (none for an opaque token), no pending secret,
+        // the rotation settings kept (same account).
+        v.store(
+            "reg.example",
+            "robot$ci",
+            &SecretString::from("opaque".to_owned()),
+        )
+        .unwrap();
+        let e = &v.entries()["reg.example"];
+        assert_eq!(e.meta.expires_at, None);
+        assert_eq!(e.meta.pending, None);
+        assert!(e.meta.rotation.is_some());
+        v.store("reg.example", "robot$ci", &jwt_with_exp(1_900_000_000))
+            .unwrap();
+        assert_eq!(
+            v.entries()["reg.example"].meta.expires_at,
+            Some(1_900_000_000)
+        );
+        // Another username: another account, so no rotation settings.
+        v.store(
+            "reg.example",
+            "someone",
+            &SecretString::from("x".to_owned()),
+        )
+        .unwrap();
+        assert!(v.entries()["reg.example"].meta.rotation.is_none());
+        // An expiry set by hand on a normalized spelling.
+        assert_eq!(
+            v.set_expiry("https://REG.example/", Some(5)).unwrap(),
+            "reg.example"
+        );
+        assert!(matches!(
+            v.set_expiry("nope.example", Some(5)),
+            Err(Error::NoSuchEntry(_))
+        ));
+        drop(key);
+    }
+
+    #[test]
+    fn key_rotation_re_macs_rotation_settings_and_reseals_pending() {
+        let (key, mut v) = with_metadata();
+        let pw = SecretString::from("pw".to_owned());
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["reg.example"];
+        let r = e.meta.rotation.as_ref().unwrap();
+        r.verify(&new, "reg.example", "robot$ci").unwrap();
+        assert!(r.verify(&key, "reg.example", "robot$ci").is_err());
+        let p = new
+            .open_entry("reg.example", "robot$ci", e.meta.pending.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(p.as_str(), "next");
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        // Finishing a rotation: the new secret, its expiry, no pending, settings kept.
+        v.finish_rotation(
+            "reg.example",
+            &SecretString::from("next".to_owned()),
+            Some(7),
+        )
+        .unwrap();
+        let e = &v.entries()["reg.example"];
+        assert_eq!(e.meta.pending, None);
+        assert_eq!(e.meta.expires_at, Some(7));
+        assert!(e.meta.rotation.is_some());
+        assert_eq!(
+            age::secrecy::ExposeSecret::expose_secret(&e.open("reg.example", &new).unwrap()),
+            "next"
+        );
+    }
+
     #[test]
     fn view_agrees_with_the_full_vault() {
         let (key, mut v) = sample();
