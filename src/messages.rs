@@ -1103,8 +1103,3 @@ pub fn check_all_fine(days: u64) -> String {
 pub fn check_line(server: &str, state: &str, when: &str) -> String {
     format!("{state:<8} {server}  {when}")
 }
-
-/// `doctor`: the expiry section's line for an entry that needs attention.
-pub fn doctor_expiry(server: &str, state: &str, when: &str) -> String {
-    format!("{server}: {state} ({when}); 'lockbox rotate' or docker login renews it")
-}

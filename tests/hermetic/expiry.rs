@@ -1,0 +1,502 @@
+//! Expiry (`expiry set`, `check`, the `get` warning, `doctor`, kubelet's
+//! cacheDuration) and rotation (`rotate` against loopback fakes of the GitLab and
+//! Harbor APIs, `api_fakes.rs`), with a SIGKILL at every step of a rotation.
+//!
+//! Dates are relative to now with whole days of margin: no assertion depends on how
+//! long a command takes.
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::api_fakes::Fake;
+use crate::common::manage::{Env, Identity, Run};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `secs` as RFC 3339.
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// A JWT with a real `exp` claim (RFC 7519 NumericDate); the signature is not checked.
+fn jwt(exp: u64) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"iss":"https://ci.example","sub":"project_path:g/p","aud":"registry","iat":{},"exp":{exp}}}"#,
+        exp - 3600
+    ));
+    format!("{header}.{payload}.c2lnbmF0dXJlLW5vdC1jaGVja2Vk")
+}
+
+/// A vault with one entry, and the owner's identity.
+fn with_entry(server: &str, username: &str, secret: &str) -> (Env, Identity) {
+    let (env, owner) = Env::with_vault();
+    env.store(server, username, secret);
+    (env, owner)
+}
+
+/// `lockbox ARGS` with the owner's identity (the key).
+fn keyed(env: &Env, owner: &Identity, args: &[&str]) -> Run {
+    env.lockbox_with(args, &[("LOCKBOX_IDENTITY_FILE", &owner.file)], b"")
+}
+
+fn get(env: &Env, owner: &Identity, server: &str) -> Run {
+    env.lockbox_with(
+        &["get"],
+        &[("LOCKBOX_IDENTITY_FILE", &owner.file)],
+        server.as_bytes(),
+    )
+}
+
+fn secret_of(run: &Run) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    v["Secret"].as_str().unwrap().to_owned()
+}
+
+fn check_json(env: &Env) -> serde_json::Value {
+    let r = env.lockbox(&["check", "--json"]);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"))
+}
+
+#[test]
+fn get_warns_on_stderr_within_the_window_and_stdout_is_unchanged() {
+    let (env, owner) = with_entry("reg.example", "ci", "s3cret-value");
+    let before = get(&env, &owner, "reg.example");
+    before.ok();
+    assert_eq!(before.stderr, "", "{before}");
+    // Set by hand while locked (no key variable): the expiry is not authenticated.
+    let soon = rfc3339(now() + 3 * 86_400 + 7200);
+    env.lockbox(&["expiry", "set", "reg.example", &soon])
+        .ok()
+        .prints(&["reg.example expires at"]);
+    assert!(env.vault_bytes().starts_with(b"{\"lockbox\":3,"));
+    let warned = get(&env, &owner, "reg.example");
+    warned.ok();
+    assert_eq!(
+        warned.stdout, before.stdout,
+        "stdout must be byte-identical"
+    );
+    assert_eq!(warned.stderr.lines().count(), 1, "{warned}");
+    warned.says(&["the credential for reg.example expires in 3 days", &soon]);
+    // Outside a smaller window: no line.
+    let quiet = env.lockbox_with(
+        &["get"],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("LOCKBOX_EXPIRY_WARN_DAYS", Path::new("2")),
+        ],
+        b"reg.example",
+    );
+    quiet.ok();
+    assert_eq!(quiet.stderr, "", "{quiet}");
+    // Expired: still answered (the registry decides), with its own line.
+    env.lockbox(&["expiry", "set", "reg.example", "2020-01-01"])
+        .ok();
+    let expired = get(&env, &owner, "reg.example");
+    expired.ok().says(&["expired at 2020-01-01T00:00:00Z"]);
+    assert_eq!(expired.stdout, before.stdout);
+    // `none` clears it, and the vault is version 1 again.
+    env.lockbox(&["expiry", "set", "reg.example", "none"]).ok();
+    assert!(env.vault_bytes().starts_with(b"{\"lockbox\":1,"));
+    assert_eq!(get(&env, &owner, "reg.example").stderr, "");
+}
+
+#[test]
+fn check_reports_every_entry_while_locked_with_its_exit_code() {
+    let (env, _owner) = with_entry("fine.example", "u", "a");
+    env.store("nodate.example", "u", "b");
+    let far = now() + 90 * 86_400;
+    env.lockbox(&["expiry", "set", "fine.example", &rfc3339(far)])
+        .ok();
+    let r = env.lockbox(&["check"]);
+    assert_eq!(r.code(), 0, "{r}");
+    r.prints(&["No entry expires within 14 days."]);
+    // An entry learned from a JWT's exp at store, 5 days out: exit 4.
+    let exp = now() + 5 * 86_400;
+    env.store("jwt.example", "u", &jwt(exp));
+    let r = env.lockbox(&["check"]);
+    assert_eq!(r.code(), 4, "{r}");
+    r.prints(&["expiring jwt.example", &rfc3339(exp)]);
+    assert!(!r.stdout.contains("fine.example"), "{r}");
+    // A wider window takes in the far one too.
+    let r = env.lockbox(&["check", "--within", "100d"]);
+    assert_eq!(r.code(), 4, "{r}");
+    r.prints(&["fine.example"]);
+    // An expired one: exit 5.
+    env.lockbox(&["expiry", "set", "nodate.example", "2021-06-01"])
+        .ok();
+    assert_eq!(env.lockbox(&["check"]).code(), 5);
+    let j = check_json(&env);
+    let entries = j["entries"].as_array().unwrap();
+    let by = |s: &str| entries.iter().find(|e| e["server"] == s).unwrap().clone();
+    assert_eq!(by("jwt.example")["expires_at"], exp);
+    assert_eq!(by("jwt.example")["state"], "expiring");
+    assert_eq!(by("fine.example")["state"], "ok");
+    assert_eq!(by("fine.example")["expires"], rfc3339(far));
+    assert_eq!(by("nodate.example")["state"], "expired");
+    assert_eq!(j["within_seconds"], 14 * 86_400);
+    // A bad window is a usage error.
+    let r = env.lockbox(&["check", "--within", "soon"]);
+    assert_eq!(r.code(), 2, "{r}");
+    r.says(&["--within soon"]);
+}
+
+#[test]
+fn a_new_secret_brings_its_own_expiry() {
+    let (env, _owner) = with_entry("reg.example", "u", &jwt(now() + 3 * 86_400));
+    assert_eq!(check_json(&env)["entries"][0]["state"], "expiring");
+    // A token without a date replaces the old date with none.
+    env.store("reg.example", "u", "opaque-token");
+    let j = check_json(&env);
+    assert_eq!(j["entries"][0]["expires_at"], serde_json::Value::Null);
+    assert!(env.vault_bytes().starts_with(b"{\"lockbox\":1,"));
+}
+
+#[test]
+fn expiry_set_refuses_what_it_cannot_use() {
+    let (env, owner) = with_entry("reg.example", "u", "a");
+    let r = env.lockbox(&["expiry", "set", "reg.example", "31/01/2027"]);
+    assert_eq!(r.code(), 2, "{r}");
+    r.says(&["'31/01/2027' is not a date"]);
+    env.lockbox(&["expiry", "set", "other.example", "2027-01-31"])
+        .fails()
+        .says(&["no entry for other.example"]);
+    let r = env.lockbox(&["expiry", "set", "reg.example"]);
+    assert_eq!(r.code(), 2, "{r}");
+    let r = keyed(
+        &env,
+        &owner,
+        &["expiry", "set", "reg.example", "--rotate", "harbor-robot"],
+    );
+    assert_eq!(r.code(), 2, "{r}");
+    r.says(&["--robot-id"]);
+    keyed(
+        &env,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            "reg.example",
+            "--rotate",
+            "gitlab-pat",
+            "--api",
+            "http://gitlab.example",
+        ],
+    )
+    .fails()
+    .says(&["plain http:// is allowed only for 127.0.0.1"]);
+    // Setting a provider needs the key: without one it fails and says how to give it.
+    env.lockbox(&["expiry", "set", "reg.example", "--rotate", "gitlab-pat"])
+        .fails()
+        .says(&["open it with an age identity"]);
+    assert!(
+        env.vault_bytes().starts_with(b"{\"lockbox\":1,"),
+        "nothing written"
+    );
+}
+
+#[test]
+fn doctor_lists_expiring_and_expired_entries() {
+    let (env, owner) = with_entry("soon.example", "u", "a");
+    env.store("gone.example", "u", "b");
+    env.lockbox(&[
+        "expiry",
+        "set",
+        "soon.example",
+        &rfc3339(now() + 4 * 86_400),
+    ])
+    .ok();
+    env.lockbox(&["expiry", "set", "gone.example", "2022-02-02"])
+        .ok();
+    let r = keyed(&env, &owner, &["doctor", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+    let expiry: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "expiry")
+        .map(|f| f["what"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(expiry.len(), 2, "{r}");
+    assert!(
+        expiry
+            .iter()
+            .any(|w| w.starts_with("soon.example: the credential expires at")),
+        "{expiry:?}"
+    );
+    assert!(
+        expiry
+            .iter()
+            .any(|w| w == "gone.example: the credential expired at 2022-02-02T00:00:00Z"),
+        "{expiry:?}"
+    );
+}
+
+#[test]
+fn kubelet_cache_never_outlives_the_entry() {
+    let (env, owner) = with_entry("reg.example", "u", "a");
+    let request = br#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"reg.example/app:1"}"#;
+    let answer = |env: &Env| -> serde_json::Value {
+        let r = env.lockbox_with(
+            &["kubelet-credential-provider"],
+            &[("LOCKBOX_IDENTITY_FILE", &owner.file)],
+            request,
+        );
+        r.ok();
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    assert_eq!(answer(&env)["cacheDuration"], "5m0s");
+    // Two minutes left: at most that (a Go duration of under 2m1s).
+    env.lockbox(&["expiry", "set", "reg.example", &rfc3339(now() + 120)])
+        .ok();
+    let d = answer(&env)["cacheDuration"].as_str().unwrap().to_owned();
+    assert!(
+        d == "2m0s" || d.starts_with("1m") || d.ends_with('s') && !d.contains('m'),
+        "{d}"
+    );
+    env.lockbox(&["expiry", "set", "reg.example", "2020-01-01"])
+        .ok();
+    assert_eq!(answer(&env)["cacheDuration"], "0s");
+}
+
+// ---------------------------------------------------------------------------------
+// Rotation
+
+const GITLAB: &str = "gitlab.example";
+const HARBOR: &str = "harbor.example";
+const ROBOT: &str = "robot$ci";
+
+/// A vault holding a GitLab token, its provider set to `fake`.
+fn gitlab_vault(fake: &Fake) -> (Env, Identity) {
+    let (env, owner) = with_entry(GITLAB, "ci", "glpat-old");
+    keyed(
+        &env,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            GITLAB,
+            "--rotate",
+            "gitlab-pat",
+            "--api",
+            &fake.url(),
+        ],
+    )
+    .ok()
+    .prints(&["gitlab.example is rotated by gitlab-pat through http://127.0.0.1:"]);
+    (env, owner)
+}
+
+/// A vault holding a Harbor robot secret, its provider set to `fake`.
+fn harbor_vault(fake: &Fake) -> (Env, Identity) {
+    let (env, owner) = with_entry(HARBOR, ROBOT, "OldSecret1");
+    keyed(
+        &env,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            HARBOR,
+            "--rotate",
+            "harbor-robot",
+            "--robot-id",
+            "12",
+            "--api",
+            &fake.url(),
+        ],
+    )
+    .ok();
+    (env, owner)
+}
+
+#[test]
+fn rotate_renews_a_gitlab_token_in_place() {
+    let fake = Fake::gitlab("glpat-old");
+    let (env, owner) = gitlab_vault(&fake);
+    let r = keyed(&env, &owner, &["rotate", GITLAB, "--days", "30"]);
+    r.ok().prints(&["Rotated gitlab.example (gitlab-pat)"]);
+    let held = secret_of(&get(&env, &owner, GITLAB));
+    assert!(held.starts_with("glpat-rotated"), "{held}");
+    assert!(fake.accepts(&held));
+    assert!(!fake.accepts("glpat-old"), "the old token is revoked");
+    // The expiry is the answer's: 30 days out, at midnight UTC.
+    let j = check_json(&env);
+    let exp = j["entries"][0]["expires_at"].as_u64().unwrap();
+    assert!(
+        exp > now() + 28 * 86_400 && exp <= now() + 31 * 86_400,
+        "{j}"
+    );
+    assert_eq!(exp % 86_400, 0);
+    assert_eq!(
+        fake.requests(),
+        ["POST /api/v4/personal_access_tokens/self/rotate"]
+    );
+    // The secret never reaches stdout or stderr of rotate.
+    assert!(!r.stdout.contains(&held) && !r.stderr.contains(&held));
+}
+
+#[test]
+fn rotate_refreshes_a_harbor_robot_secret_and_reads_its_expiry() {
+    let exp = now() + 200 * 86_400;
+    let fake = Fake::harbor(ROBOT, 12, "OldSecret1", exp);
+    let (env, owner) = harbor_vault(&fake);
+    keyed(&env, &owner, &["rotate", HARBOR])
+        .ok()
+        .prints(&["Rotated harbor.example (harbor-robot)"]);
+    let held = secret_of(&get(&env, &owner, HARBOR));
+    assert_ne!(held, "OldSecret1");
+    assert!(fake.accepts(&held));
+    assert_eq!(check_json(&env)["entries"][0]["expires_at"], exp);
+    assert_eq!(
+        fake.requests(),
+        ["PATCH /api/v2.0/robots/12", "GET /api/v2.0/robots/12"]
+    );
+}
+
+#[test]
+fn rotate_due_renews_only_what_is_due() {
+    let fake = Fake::gitlab("glpat-old");
+    let (env, owner) = gitlab_vault(&fake);
+    // No expiry known: not due.
+    keyed(&env, &owner, &["rotate", "--due"])
+        .ok()
+        .prints(&["Nothing to rotate"]);
+    assert!(fake.requests().is_empty());
+    env.lockbox(&["expiry", "set", GITLAB, &rfc3339(now() + 2 * 86_400)])
+        .ok();
+    keyed(&env, &owner, &["rotate", "--due"])
+        .ok()
+        .prints(&["Rotated gitlab.example"]);
+    assert!(fake.accepts(&secret_of(&get(&env, &owner, GITLAB))));
+    // Renewed for 90 days: not due any more, and check is quiet.
+    keyed(&env, &owner, &["rotate", "--due"])
+        .ok()
+        .prints(&["Nothing to rotate"]);
+    assert_eq!(env.lockbox(&["check"]).code(), 0);
+}
+
+#[test]
+fn rotation_settings_written_without_the_key_send_nothing() {
+    let fake = Fake::gitlab("glpat-old");
+    let evil = Fake::gitlab("anything");
+    let (env, owner) = gitlab_vault(&fake);
+    // Someone who can write the vault file points the provider elsewhere.
+    let text = String::from_utf8(env.vault_bytes()).unwrap();
+    let changed = text.replace(&fake.url(), &evil.url());
+    assert_ne!(changed, text);
+    std::fs::write(env.vault_path(), changed).unwrap();
+    keyed(&env, &owner, &["rotate", GITLAB])
+        .fails()
+        .says(&["rotation settings of gitlab.example were not made with this vault's key"]);
+    assert!(evil.requests().is_empty(), "the old token went nowhere");
+    assert!(fake.requests().is_empty());
+    // A date edited the same way is only a (false) warning, as THREAT_MODEL.md says.
+}
+
+#[test]
+fn rotate_of_an_entry_without_a_provider_says_how_to_set_one() {
+    let (env, owner) = with_entry("reg.example", "u", "a");
+    keyed(&env, &owner, &["rotate", "reg.example"])
+        .fails()
+        .says(&[
+            "reg.example has no rotation provider",
+            "--rotate gitlab-pat",
+        ]);
+}
+
+#[test]
+fn a_refused_token_is_an_error_and_the_vault_keeps_it() {
+    let fake = Fake::gitlab("some-other-token");
+    let (env, owner) = gitlab_vault(&fake);
+    keyed(&env, &owner, &["rotate", GITLAB]).fails().says(&[
+        "gitlab-pat rotation of gitlab.example failed",
+        "HTTP 401",
+        "still holds",
+    ]);
+    assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
+}
+
+/// `rotate` killed by SIGKILL at `step`.
+fn killed_at(env: &Env, owner: &Identity, server: &str, step: &str) {
+    let r = env.lockbox_with(
+        &["rotate", server],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("LOCKBOX_DEBUG_KILL_AT", Path::new(step)),
+        ],
+        b"",
+    );
+    assert_eq!(r.status.signal(), Some(9), "not killed at {step}: {r}");
+}
+
+#[test]
+fn a_gitlab_rotation_killed_at_any_step_loses_nothing() {
+    for step in ["before-request", "after-store"] {
+        let fake = Fake::gitlab("glpat-old");
+        let (env, owner) = gitlab_vault(&fake);
+        killed_at(&env, &owner, GITLAB, step);
+        // What lockbox holds works right after the kill.
+        let held = secret_of(&get(&env, &owner, GITLAB));
+        assert!(
+            fake.accepts(&held),
+            "{step}: the registry refuses what lockbox holds"
+        );
+        // And the next run rotates from there.
+        keyed(&env, &owner, &["rotate", GITLAB]).ok();
+        let held = secret_of(&get(&env, &owner, GITLAB));
+        assert!(fake.accepts(&held), "{step}: after the next run");
+    }
+}
+
+#[test]
+fn a_harbor_rotation_killed_at_any_step_is_recovered_by_the_next_run() {
+    for step in [
+        "before-pending",
+        "before-request",
+        "after-request",
+        "after-store",
+    ] {
+        let fake = Fake::harbor(ROBOT, 12, "OldSecret1", now() + 100 * 86_400);
+        let (env, owner) = harbor_vault(&fake);
+        killed_at(&env, &owner, HARBOR, step);
+        let pending = check_json(&env)["entries"][0]["rotation_pending"] == true;
+        assert_eq!(
+            pending,
+            matches!(step, "before-request" | "after-request"),
+            "{step}: the pending secret is written before Harbor is asked, cleared after"
+        );
+        if step == "after-request" {
+            // Harbor switched, the vault still answers the old secret until the next
+            // run: check and doctor say so.
+            assert!(!fake.accepts(&secret_of(&get(&env, &owner, HARBOR))));
+            env.lockbox(&["check"]).prints(&["pending  harbor.example"]);
+        }
+        // `rotate --due` picks up an interrupted rotation.
+        let args: &[&str] = if pending {
+            &["rotate", "--due"]
+        } else {
+            &["rotate", HARBOR]
+        };
+        let r = keyed(&env, &owner, args);
+        r.ok();
+        if pending {
+            r.prints(&["Finished the interrupted rotation of harbor.example"]);
+        }
+        let held = secret_of(&get(&env, &owner, HARBOR));
+        assert!(
+            fake.accepts(&held),
+            "{step}: the registry refuses what lockbox holds"
+        );
+        assert_eq!(check_json(&env)["entries"][0]["rotation_pending"], false);
+    }
+}
