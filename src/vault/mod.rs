@@ -188,20 +188,28 @@ impl Vault {
     /// Stores (or replaces) the entry for `server`: one entry per exact server URL, the
     /// newest store wins. Needs no secret key.
     ///
-    /// The expiry is the new secret's own: a JWT's `exp`, else none (a date set by hand
-    /// or learned for the old secret does not carry over). A pending rotation secret
-    /// is dropped (the store is newer). Rotation settings are kept when the username
-    /// is the same (they are about the account; their MAC binds the username).
+    /// The expiry is the new secret's own when it carries one (a JWT's `exp`); else
+    /// the entry's date is kept: `docker login` stores the same secret again after
+    /// every login, and dropping a date there would silence the warning it exists for
+    /// (a stale date can at most warn early; `expiry set` corrects it). A pending
+    /// rotation secret is dropped (the store is newer). Rotation settings are kept when
+    /// the username is the same (they are about the account; their MAC binds the
+    /// username).
     pub fn store(&mut self, server: &str, username: &str, secret: &SecretString) -> Result<()> {
         use age::secrecy::ExposeSecret;
         let ciphertext = crypto::seal_entry(&self.public, server, username, secret)?;
-        let rotation = self
-            .entries
-            .remove(server)
-            .filter(|old| old.username == username)
-            .and_then(|old| old.meta.rotation);
+        let (kept_date, rotation) = match self.entries.remove(server) {
+            Some(old) => {
+                let same_account = old.username == username;
+                (
+                    old.meta.expires_at,
+                    old.meta.rotation.filter(|_| same_account),
+                )
+            }
+            None => (None, None),
+        };
         let meta = Metadata {
-            expires_at: meta::jwt_expiry(secret.expose_secret()),
+            expires_at: meta::jwt_expiry(secret.expose_secret()).or(kept_date),
             rotation,
             pending: None,
         };
@@ -1642,7 +1650,7 @@ mod tests {
     #[test]
     fn store_learns_a_jwt_expiry_and_keeps_the_rotation_for_the_same_username() {
         let (key, mut v) = with_metadata();
-        // A new secret: its own expiry (none for an opaque token), no pending secret,
+        // A new secret without a date of its own: the date kept, no pending secret,
         // the rotation settings kept (same account).
         v.store(
             "reg.example",
@@ -1651,7 +1659,7 @@ mod tests {
         )
         .unwrap();
         let e = &v.entries()["reg.example"];
-        assert_eq!(e.meta.expires_at, None);
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
         assert_eq!(e.meta.pending, None);
         assert!(e.meta.rotation.is_some());
         v.store("reg.example", "robot$ci", &jwt_with_exp(1_900_000_000))

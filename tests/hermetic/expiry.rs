@@ -151,13 +151,25 @@ fn check_reports_every_entry_while_locked_with_its_exit_code() {
 }
 
 #[test]
-fn a_new_secret_brings_its_own_expiry() {
-    let (env, _owner) = with_entry("reg.example", "u", &jwt(now() + 3 * 86_400));
+fn a_store_keeps_the_date_unless_the_secret_brings_its_own() {
+    let soon = now() + 3 * 86_400;
+    let (env, _owner) = with_entry("reg.example", "u", &jwt(soon));
     assert_eq!(check_json(&env)["entries"][0]["state"], "expiring");
-    // A token without a date replaces the old date with none.
+    // `docker login` stores again after every login, often the same secret: a token
+    // without a date of its own keeps the entry's date.
     env.store("reg.example", "u", "opaque-token");
-    let j = check_json(&env);
-    assert_eq!(j["entries"][0]["expires_at"], serde_json::Value::Null);
+    assert_eq!(check_json(&env)["entries"][0]["expires_at"], soon);
+    // A JWT brings its own.
+    let later = now() + 60 * 86_400;
+    env.store("reg.example", "u", &jwt(later));
+    assert_eq!(check_json(&env)["entries"][0]["expires_at"], later);
+    // Erased and stored anew: no date.
+    env.lockbox_with(&["erase"], &[], b"reg.example").ok();
+    env.store("reg.example", "u", "opaque-token");
+    assert_eq!(
+        check_json(&env)["entries"][0]["expires_at"],
+        serde_json::Value::Null
+    );
     assert!(env.vault_bytes().starts_with(b"{\"lockbox\":1,"));
 }
 

@@ -474,7 +474,11 @@ fn rotation_timer_and_service_pass_systemd_analyze_verify() {
             .arg(dir.path().join(unit))
             .output()
             .unwrap();
-        assert!(out.status.success(), "systemd-analyze verify {unit}: {}", text_of(&out));
+        assert!(
+            out.status.success(),
+            "systemd-analyze verify {unit}: {}",
+            text_of(&out)
+        );
         assert_eq!(text_of(&out).trim(), "", "{unit}: a complaint");
     }
     // The check reads the unit: a broken ExecStart is caught.
@@ -490,7 +494,11 @@ fn rotation_timer_and_service_pass_systemd_analyze_verify() {
         .arg(dir.path().join("lockbox-rotate.service"))
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a relative ExecStart passed: {}", text_of(&out));
+    assert!(
+        !out.status.success(),
+        "a relative ExecStart passed: {}",
+        text_of(&out)
+    );
 }
 
 fn text_of(out: &Output) -> String {
