@@ -134,10 +134,11 @@ impl Drop for Fake {
     }
 }
 
+/// A request: method, path, headers (names lower-cased) and body.
+type Request = (String, String, Vec<(String, String)>, Vec<u8>);
+
 /// One request: head and body, bounded to 64 KiB.
-fn read_request(
-    stream: &mut TcpStream,
-) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
