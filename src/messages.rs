@@ -1087,13 +1087,6 @@ pub fn rotate_failed(kind: &str, server: &str, endpoint: &str, detail: &str) -> 
     )
 }
 
-/// A provider accepted the old secret no longer and the pending one neither.
-pub fn rotate_lost(kind: &str, server: &str) -> String {
-    format!(
-        "{kind} rotation of {server}: neither the old nor the pending secret is accepted any more; make a new credential on the registry and store it with docker login"
-    )
-}
-
 /// `check`: nothing expires within the window.
 pub fn check_all_fine(days: u64) -> String {
     format!("No entry expires within {days} days.")

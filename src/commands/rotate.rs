@@ -11,13 +11,14 @@
 //!   what to do then.)
 //! - For Harbor lockbox makes the new secret: it is written as the entry's pending
 //!   secret *before* Harbor is asked to switch to it. The next `rotate` finds it and
-//!   sends it again, authenticated with the old secret, else with the pending one:
-//!   either way Harbor ends up holding the pending secret, which becomes the entry's.
+//!   asks whether Harbor already holds it (a refresh to itself, authenticated with
+//!   it): then it becomes the entry's secret; else Harbor still holds the old one, and
+//!   the rotation starts again with a fresh secret. A pending secret is never sent as a
+//!   new one, so one planted in the file cannot become the robot's.
 //!
 //! The vault's lock is held for the whole rotation (as `passwd` holds it), so a
 //! concurrent `store` waits and no update is lost; `get` reads the file and answers
 //! the secret in force until the new one is written.
-use age::secrecy::SecretString;
 use clap::Args;
 
 use super::{KeyOpts, entry_opener};
@@ -143,26 +144,46 @@ fn rotate_one(
             renewed.expires_at
         }
         Provider::HarborRobot { robot_id } => {
-            let new = match &entry.meta.pending {
+            let user = entry.username.as_str();
+            // An interrupted rotation: its pending secret is kept only if Harbor already
+            // holds it. Never sent as a *new* secret: a pending secret planted in the
+            // file (anyone can seal one to the public key) would become the robot's.
+            let recovered = match &entry.meta.pending {
                 Some(p) => {
+                    let candidate = opener.open_entry(&server, user, p)?;
+                    match harbor::refresh(&http, robot_id, user, &candidate, &candidate)? {
+                        harbor::Refreshed::Done => Some(candidate),
+                        harbor::Refreshed::Refused => None,
+                    }
+                }
+                None => None,
+            };
+            let new = match recovered {
+                Some(new) => {
                     lines.push(messages::rotation_recovered(&server));
-                    opener.open_entry(&server, &entry.username, p)?
+                    new
                 }
                 None => {
                     let new = harbor::new_secret();
                     debug_kill_at("before-pending");
+                    // Sealed and durable before Harbor hears of it.
                     vault.set_pending(&server, Some(&new))?;
                     path.write(&guard, &vault)?;
+                    debug_kill_at("before-request");
+                    if let harbor::Refreshed::Refused =
+                        harbor::refresh(&http, robot_id, user, &old, &new)?
+                    {
+                        let path = harbor::robot_path(robot_id);
+                        return Err(http.error(&path, "HTTP 401 (the stored secret was refused)"));
+                    }
                     new
                 }
             };
-            debug_kill_at("before-request");
-            harbor_switch(&http, robot_id, &server, &entry.username, &old, &new)?;
             debug_kill_at("after-request");
             // The robot's expiry does not change with its secret; read it when Harbor
             // lets this robot, else keep the one known.
-            let expires_at = harbor::expires_at(&http, robot_id, &entry.username, &new)
-                .unwrap_or(entry.meta.expires_at);
+            let expires_at =
+                harbor::expires_at(&http, robot_id, user, &new).unwrap_or(entry.meta.expires_at);
             vault.finish_rotation(&server, &new, expires_at)?;
             path.write(&guard, &vault)?;
             expires_at
@@ -175,27 +196,6 @@ fn rotate_one(
         expires_at.map(rfc3339).as_deref(),
     ));
     Ok(lines)
-}
-
-/// Makes Harbor hold `new`: authenticated with `old` (the usual case, and a crash
-/// before Harbor heard of `new`), else with `new` itself (a crash after it did).
-fn harbor_switch(
-    http: &Http,
-    robot_id: u64,
-    server: &str,
-    username: &str,
-    old: &SecretString,
-    new: &SecretString,
-) -> Result<(), Error> {
-    if let harbor::Refreshed::Done = harbor::refresh(http, robot_id, username, old, new)? {
-        return Ok(());
-    }
-    match harbor::refresh(http, robot_id, username, new, new)? {
-        harbor::Refreshed::Done => Ok(()),
-        harbor::Refreshed::Refused => {
-            Err(Error::Rotate(messages::rotate_lost("harbor-robot", server)))
-        }
-    }
 }
 
 /// A fault hook for the crash tests, in debug builds only: with

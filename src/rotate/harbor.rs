@@ -13,9 +13,9 @@
 //! (Harbor 2.2+ permission `robot: update`, or an admin-made system robot).
 //!
 //! lockbox makes the new secret, so it is sealed in the vault as pending before Harbor
-//! hears of it; after a crash the next `rotate` sends it again, authenticated first
-//! with the old secret and then with the pending one — whichever Harbor accepts, it
-//! ends holding the pending secret, which lockbox then keeps.
+//! hears of it; after a crash the next `rotate` asks Harbor to refresh the pending
+//! secret to itself, authenticated with it: accepted, Harbor holds it and lockbox keeps
+//! it; refused, Harbor still holds the old one and the rotation starts over.
 use age::secrecy::{ExposeSecret, SecretString};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -415,6 +415,55 @@ fn rotation_settings_written_without_the_key_send_nothing() {
     // A date edited the same way is only a (false) warning, as THREAT_MODEL.md says.
 }
 
+/// A pending secret planted in the file (anyone can seal one to the public key) is
+/// never sent to Harbor as the robot's new secret: only one Harbor already holds is
+/// kept, and the rotation starts over with a fresh secret of lockbox's own.
+#[test]
+fn a_planted_pending_secret_never_becomes_the_robots() {
+    let fake = Fake::harbor(ROBOT, 12, "OldSecret1", now() + 100 * 86_400);
+    let (env, owner) = harbor_vault(&fake);
+    // Plant: a pending secret sealed to this vault's public key, whose plaintext the
+    // attacker knows. Made here through a copy of the vault whose rotation against
+    // another fake is killed once that fake holds the new secret.
+    let copy = Env::new();
+    std::fs::create_dir_all(copy.vault_path().parent().unwrap()).unwrap();
+    std::fs::copy(env.vault_path(), copy.vault_path()).unwrap();
+    let other = Fake::harbor(ROBOT, 12, "OldSecret1", 0);
+    keyed(
+        &copy,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            HARBOR,
+            "--rotate",
+            "harbor-robot",
+            "--robot-id",
+            "12",
+            "--api",
+            &other.url(),
+        ],
+    )
+    .ok();
+    killed_at(&copy, &owner, HARBOR, "after-request");
+    let planted_secret = other.state.lock().unwrap().current.clone();
+    assert_ne!(planted_secret, "OldSecret1");
+    let planted: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.vault_path()).unwrap()).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&env.vault_bytes()).unwrap();
+    v["entries"][HARBOR]["pending"] = planted["entries"][HARBOR]["pending"].clone();
+    v["lockbox"] = 3.into();
+    std::fs::write(env.vault_path(), v.to_string()).unwrap();
+    keyed(&env, &owner, &["rotate", HARBOR]).ok();
+    let held = secret_of(&get(&env, &owner, HARBOR));
+    assert!(fake.accepts(&held));
+    assert_ne!(
+        held, planted_secret,
+        "the planted secret became the robot's"
+    );
+    assert!(!fake.accepts(&planted_secret));
+}
+
 #[test]
 fn rotate_of_an_entry_without_a_provider_says_how_to_set_one() {
     let (env, owner) = with_entry("reg.example", "u", "a");
@@ -501,9 +550,13 @@ fn a_harbor_rotation_killed_at_any_step_is_recovered_by_the_next_run() {
         };
         let r = keyed(&env, &owner, args);
         r.ok();
-        if pending {
-            r.prints(&["Finished the interrupted rotation of harbor.example"]);
-        }
+        // Only a pending secret Harbor already holds is kept.
+        assert_eq!(
+            r.stdout
+                .contains("Finished the interrupted rotation of harbor.example"),
+            step == "after-request",
+            "{step}: {r}"
+        );
         let held = secret_of(&get(&env, &owner, HARBOR));
         assert!(
             fake.accepts(&held),
