@@ -48,6 +48,8 @@ pub struct State {
     pub requests: Vec<String>,
     /// How many tokens it has made.
     pub made: u32,
+    /// How long to wait before answering (to let a concurrent client meet a rotation).
+    pub delay: Duration,
 }
 
 /// A running fake.
@@ -195,6 +197,8 @@ fn serve(api: Api, state: &Mutex<State>, mut stream: TcpStream) {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    let delay = state.lock().unwrap().delay;
+    std::thread::sleep(delay);
     let mut s = state.lock().unwrap();
     s.requests.push(format!("{method} {path}"));
     let (status, answer) = match api {

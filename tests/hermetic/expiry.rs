@@ -487,6 +487,35 @@ fn a_refused_token_is_an_error_and_the_vault_keeps_it() {
     assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
 }
 
+/// A `store` of another entry and `get`s while a rotation waits for the API: nothing
+/// is lost (the vault's lock is held for the whole rotation, as during `passwd`), and
+/// `get` answers a whole secret throughout.
+#[test]
+fn stores_and_gets_during_a_rotation_lose_nothing() {
+    let fake = Fake::gitlab("glpat-old");
+    fake.state.lock().unwrap().delay = Duration::from_millis(700);
+    let (env, owner) = gitlab_vault(&fake);
+    let mut rotate = env.command(crate::common::BIN);
+    rotate
+        .args(["rotate", GITLAB])
+        .env("LOCKBOX_IDENTITY_FILE", &owner.file);
+    let rotation = std::thread::spawn(move || crate::common::manage::run(rotate, b""));
+    // Whether these land before, during or after the rotation, the outcome is the same.
+    env.store("other.example", "u", "other-secret");
+    let during = secret_of(&get(&env, &owner, GITLAB));
+    assert!(
+        during == "glpat-old" || during.starts_with("glpat-rotated"),
+        "{during}"
+    );
+    rotation.join().unwrap().ok();
+    let held = secret_of(&get(&env, &owner, GITLAB));
+    assert!(fake.accepts(&held));
+    assert_eq!(
+        secret_of(&get(&env, &owner, "other.example")),
+        "other-secret"
+    );
+}
+
 /// `rotate` killed by SIGKILL at `step`.
 fn killed_at(env: &Env, owner: &Identity, server: &str, step: &str) {
     let r = env.lockbox_with(
