@@ -19,18 +19,19 @@
 //! The vault's lock is held for the whole rotation (as `passwd` holds it), so a
 //! concurrent `store` waits and no update is lost; `get` reads the file and answers
 //! the secret in force until the new one is written.
+use age::secrecy::SecretString;
 use clap::Args;
 
 use super::{KeyOpts, entry_opener};
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
-use crate::file::VaultPath;
+use crate::file::{LockGuard, VaultPath};
 use crate::messages;
 use crate::rotate::{Http, gitlab, harbor};
-use crate::vault::View;
 use crate::vault::crypto::EntryOpener;
 use crate::vault::meta::{Provider, Standing, rfc3339, standing, unix_now};
+use crate::vault::{Entry, Vault, View};
 
 /// `rotate`
 #[derive(Debug, Args)]
@@ -144,48 +145,12 @@ fn rotate_one(
             renewed.expires_at
         }
         Provider::HarborRobot { robot_id } => {
-            let user = entry.username.as_str();
-            // An interrupted rotation: its pending secret is kept only if Harbor already
-            // holds it. Never sent as a *new* secret: a pending secret planted in the
-            // file (anyone can seal one to the public key) would become the robot's.
-            let recovered = match &entry.meta.pending {
-                Some(p) => {
-                    let candidate = opener.open_entry(&server, user, p)?;
-                    match harbor::refresh(&http, robot_id, user, &candidate, &candidate)? {
-                        harbor::Refreshed::Done => Some(candidate),
-                        harbor::Refreshed::Refused => None,
-                    }
-                }
-                None => None,
-            };
-            let new = match recovered {
-                Some(new) => {
-                    lines.push(messages::rotation_recovered(&server));
-                    new
-                }
-                None => {
-                    let new = harbor::new_secret();
-                    debug_kill_at("before-pending");
-                    // Sealed and durable before Harbor hears of it.
-                    vault.set_pending(&server, Some(&new))?;
-                    path.write(&guard, &vault)?;
-                    debug_kill_at("before-request");
-                    if let harbor::Refreshed::Refused =
-                        harbor::refresh(&http, robot_id, user, &old, &new)?
-                    {
-                        let path = harbor::robot_path(robot_id);
-                        return Err(http.error(&path, "HTTP 401 (the stored secret was refused)"));
-                    }
-                    new
-                }
-            };
-            debug_kill_at("after-request");
-            // The robot's expiry does not change with its secret; read it when Harbor
-            // lets this robot, else keep the one known.
-            let expires_at =
-                harbor::expires_at(&http, robot_id, user, &new).unwrap_or(entry.meta.expires_at);
-            vault.finish_rotation(&server, &new, expires_at)?;
-            path.write(&guard, &vault)?;
+            let (expires_at, recovered) = harbor_rotation(
+                path, &guard, &mut vault, &server, &entry, opener, &http, robot_id, &old,
+            )?;
+            if recovered {
+                lines.push(messages::rotation_recovered(&server));
+            }
             expires_at
         }
     };
@@ -196,6 +161,61 @@ fn rotate_one(
         expires_at.map(rfc3339).as_deref(),
     ));
     Ok(lines)
+}
+
+/// The Harbor half of [`rotate_one`], under its lock: the new secret's expiry, and
+/// whether an interrupted rotation was finished.
+#[allow(clippy::too_many_arguments)]
+fn harbor_rotation(
+    path: &VaultPath,
+    guard: &LockGuard,
+    vault: &mut Vault,
+    server: &str,
+    entry: &Entry,
+    opener: &dyn EntryOpener,
+    http: &Http,
+    robot_id: u64,
+    old: &SecretString,
+) -> Result<(Option<u64>, bool), Error> {
+    let user = entry.username.as_str();
+    // An interrupted rotation: its pending secret is kept only if Harbor already holds
+    // it. Never sent as a *new* secret: a pending secret planted in the file (anyone
+    // can seal one to the public key) would become the robot's.
+    let recovered = match &entry.meta.pending {
+        Some(p) => {
+            let candidate = opener.open_entry(server, user, p)?;
+            match harbor::refresh(http, robot_id, user, &candidate, &candidate)? {
+                harbor::Refreshed::Done => Some(candidate),
+                harbor::Refreshed::Refused => None,
+            }
+        }
+        None => None,
+    };
+    let was_recovered = recovered.is_some();
+    let new = match recovered {
+        Some(new) => new,
+        None => {
+            let new = harbor::new_secret();
+            debug_kill_at("before-pending");
+            // Sealed and durable before Harbor hears of it.
+            vault.set_pending(server, Some(&new))?;
+            path.write(guard, vault)?;
+            debug_kill_at("before-request");
+            if let harbor::Refreshed::Refused = harbor::refresh(http, robot_id, user, old, &new)? {
+                let path = harbor::robot_path(robot_id);
+                return Err(http.error(&path, "HTTP 401 (the stored secret was refused)"));
+            }
+            new
+        }
+    };
+    debug_kill_at("after-request");
+    // The robot's expiry does not change with its secret; read it when Harbor lets this
+    // robot, else keep the one known.
+    let expires_at =
+        harbor::expires_at(http, robot_id, user, &new).unwrap_or(entry.meta.expires_at);
+    vault.finish_rotation(server, &new, expires_at)?;
+    path.write(guard, vault)?;
+    Ok((expires_at, was_recovered))
 }
 
 /// A fault hook for the crash tests, in debug builds only: with
