@@ -214,7 +214,7 @@ pub fn prometheus(rows: &[Row], now: u64) -> String {
 /// collector skips), flushed to disk and renamed over it: a scrape never sees half a
 /// file. Mode 0644: node_exporter runs as another user.
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let name = file
         .file_name()
         .ok_or_else(|| Error::io("write", file, std::io::ErrorKind::InvalidInput.into()))?;
@@ -229,6 +229,8 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), Error> {
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
+        // Explicitly, whatever the umask: node_exporter reads it as another user.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, file)

@@ -487,6 +487,62 @@ fn a_refused_token_is_an_error_and_the_vault_keeps_it() {
     assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
 }
 
+/// The daily timer's path: no identity in the environment, the agent that `unlock`
+/// gave the key makes the rotation MAC and opens the secret (it never gives the key
+/// out: `docs/AGENT.md`, `keyed_mac`).
+#[test]
+fn rotation_works_through_the_agent() {
+    let fake = Fake::gitlab("glpat-old");
+    let (env, owner) = with_entry(GITLAB, "ci", "glpat-old");
+    let file = owner.file.to_str().unwrap();
+    env.lockbox(&["unlock", "--identity-file", file]).ok();
+    struct Locked<'a>(&'a Env);
+    impl Drop for Locked<'_> {
+        fn drop(&mut self) {
+            self.0.lockbox(&["lock", "--all"]);
+        }
+    }
+    let _lock = Locked(&env);
+    env.lockbox(&[
+        "expiry",
+        "set",
+        GITLAB,
+        "--rotate",
+        "gitlab-pat",
+        "--api",
+        &fake.url(),
+    ])
+    .ok();
+    env.lockbox(&["rotate", "--due"])
+        .ok()
+        .prints(&["Nothing to rotate"]);
+    env.lockbox(&["expiry", "set", GITLAB, &rfc3339(now() + 86_400)])
+        .ok();
+    env.lockbox(&["rotate", "--due"])
+        .ok()
+        .prints(&["Rotated gitlab.example"]);
+    let held = secret_of(&env.lockbox_with(&["get"], &[], GITLAB.as_bytes()));
+    assert!(fake.accepts(&held));
+    // After a key rotation the settings are MACed with the new key and still work.
+    env.lockbox(&["lock", "--all"]).ok();
+    let other = env.identity("other");
+    keyed(&env, &owner, &["recipients", "add", &other.recipient]).ok();
+    keyed(
+        &env,
+        &owner,
+        &[
+            "recipients",
+            "remove",
+            &owner.recipient,
+            "--identity-file",
+            &other.file.to_string_lossy(),
+        ],
+    )
+    .ok();
+    keyed(&env, &other, &["rotate", GITLAB]).ok();
+    assert!(fake.accepts(&secret_of(&get(&env, &other, GITLAB))));
+}
+
 /// A `store` of another entry and `get`s while a rotation waits for the API: nothing
 /// is lost (the vault's lock is held for the whole rotation, as during `passwd`), and
 /// `get` answers a whole secret throughout.
