@@ -809,7 +809,7 @@ impl<'de> Sink<'de> for Decoded {
                 secret,
                 meta: Metadata {
                     expires_at: meta.expires_at,
-                    rotation: meta.rotation,
+                    rotation: meta.rotation.map(|r| *r),
                     pending,
                 },
             },

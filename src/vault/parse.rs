@@ -56,8 +56,9 @@ pub struct RawMeta<'de> {
     /// `expires_at`: Unix seconds, at most [`MAX_EXPIRES_AT`].
     pub expires_at: Option<u64>,
     /// `rotate`: the provider, its API URL and the MAC (not verified here: that
-    /// needs the key).
-    pub rotation: Option<Rotation>,
+    /// needs the key). Boxed: a [`super::View`] keeps one `RawMeta` per entry, and
+    /// most have no rotation.
+    pub rotation: Option<Box<Rotation>>,
     /// `pending`: a rotation's new secret, sealed.
     pub pending: Option<Cow<'de, str>>,
 }
@@ -549,7 +550,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
                 }
                 "rotate" => {
                     let r = map.next_value_seed(RotateSeed { ctx })?;
-                    once(ctx, &mut rotation, "rotate", r)?;
+                    once(ctx, &mut rotation, "rotate", Box::new(r))?;
                 }
                 other => {
                     return Err(ctx.damaged(format!("unknown entry member {}", quoted(other))));
