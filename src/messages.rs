@@ -1070,6 +1070,13 @@ pub fn rotated(server: &str, kind: &str, when: Option<&str>) -> String {
     }
 }
 
+/// `rotate`: the provider's answer named an expiry that is not a date.
+pub fn rotated_date_unread(server: &str) -> String {
+    format!(
+        "lockbox: warning: the new credential of {server} is stored, but the provider's expiry date was unreadable; set it with 'docker-credential-lockbox expiry set {server} YYYY-MM-DD'"
+    )
+}
+
 /// `rotate` found a pending secret and recovered it.
 pub fn rotation_recovered(server: &str) -> String {
     format!("Finished the interrupted rotation of {server}.")

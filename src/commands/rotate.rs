@@ -142,6 +142,12 @@ fn rotate_one(
             // The old token is revoked now: the new one is sealed before anything else.
             vault.finish_rotation(&server, &renewed.secret, renewed.expires_at)?;
             path.write(&guard, &vault)?;
+            if renewed.date_unread {
+                eprintln!(
+                    "{}",
+                    messages::sanitize(&messages::rotated_date_unread(&server))
+                );
+            }
             renewed.expires_at
         }
         Provider::HarborRobot { robot_id } => {

@@ -32,28 +32,36 @@ pub fn request_body(expires_on: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The new token and its expiry from a `200` answer.
+/// The new token and its expiry from a `200` answer. The token comes first: GitLab
+/// has revoked the old one already, so any token that arrived is kept (the answer is
+/// bounded by [`super::MAX_RESPONSE`], far below the vault's entry bound), and an
+/// expiry that is missing or not a date only makes [`Renewed::expires_at`] `None`
+/// with [`Renewed::date_unread`] set (the caller warns).
 pub fn parse_answer(body: &[u8]) -> Result<Renewed, String> {
     #[derive(serde::Deserialize)]
     struct Answer {
         token: Option<Zeroizing<String>>,
-        expires_at: Option<String>,
+        #[serde(default)]
+        expires_at: serde_json::Value,
     }
     let a: Answer = serde_json::from_slice(body)
         .map_err(|_| "the answer is not the JSON GitLab documents".to_owned())?;
     let token = a
         .token
-        .filter(|t| !t.is_empty() && t.len() <= 4096)
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| "the answer holds no token".to_owned())?;
-    let expires_at = match a.expires_at {
-        None => None,
-        Some(d) => {
-            Some(parse_date(&d).ok_or_else(|| "the answer's expires_at is not a date".to_owned())?)
-        }
+    let (expires_at, date_unread) = match &a.expires_at {
+        serde_json::Value::Null => (None, false),
+        serde_json::Value::String(d) => match parse_date(d) {
+            Some(t) => (Some(t), false),
+            None => (None, true),
+        },
+        _ => (None, true),
     };
     Ok(Renewed {
         secret: SecretString::from(token.as_str().to_owned()),
         expires_at,
+        date_unread,
     })
 }
 
@@ -82,12 +90,31 @@ mod tests {
         let r = parse_answer(body).unwrap();
         assert_eq!(r.secret.expose_secret(), "s3cr3t");
         assert_eq!(r.expires_at, Some(1_692_057_600));
+        assert!(!r.date_unread);
         let no_date = parse_answer(br#"{"token":"t","expires_at":null}"#).unwrap();
         assert_eq!(no_date.expires_at, None);
+        assert!(!no_date.date_unread);
+        // The old token is revoked: a bad date or a long token never drops the new one.
+        for odd in [
+            &br#"{"token":"t","expires_at":"soon"}"#[..],
+            br#"{"token":"t","expires_at":20230815}"#,
+        ] {
+            let r = parse_answer(odd).unwrap();
+            assert_eq!((r.secret.expose_secret(), r.expires_at), ("t", None));
+            assert!(r.date_unread);
+        }
+        let long = format!(r#"{{"token":"{}"}}"#, "a".repeat(10_000));
+        assert_eq!(
+            parse_answer(long.as_bytes())
+                .unwrap()
+                .secret
+                .expose_secret()
+                .len(),
+            10_000
+        );
         for bad in [
             &br#"{"expires_at":"2023-08-15"}"#[..],
             br#"{"token":""}"#,
-            br#"{"token":"t","expires_at":"soon"}"#,
             b"<html>",
         ] {
             assert!(parse_answer(bad).is_err());

@@ -53,6 +53,9 @@ pub struct Renewed {
     pub secret: age::secrecy::SecretString,
     /// When it expires, as the provider says (Unix seconds).
     pub expires_at: Option<u64>,
+    /// The provider's answer named an expiry that is not a date (the credential is
+    /// kept all the same; the caller warns).
+    pub date_unread: bool,
 }
 
 /// An answer: its status and bounded body.

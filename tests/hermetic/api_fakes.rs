@@ -50,6 +50,9 @@ pub struct State {
     pub made: u32,
     /// How long to wait before answering (to let a concurrent client meet a rotation).
     pub delay: Duration,
+    /// GitLab: the `expires_at` its rotate answer carries instead of the date asked
+    /// for (a date in another shape, to test the parser's fallback).
+    pub answer_expires_at: Option<serde_json::Value>,
 }
 
 /// A running fake.
@@ -234,6 +237,10 @@ fn gitlab(
             let old = std::mem::replace(&mut s.current, new.clone());
             s.revoked.push(old);
             s.expires_at = expires_at.clone();
+            let expires_at = match &s.answer_expires_at {
+                Some(v) => v.clone(),
+                None => serde_json::json!(expires_at),
+            };
             let answer = serde_json::json!({
                 "id": 42 + s.made, "name": "ci", "revoked": false, "active": true,
                 "scopes": ["api"], "user_id": 1337, "last_used_at": null,

@@ -357,6 +357,24 @@ fn rotate_renews_a_gitlab_token_in_place() {
     assert!(!r.stdout.contains(&held) && !r.stderr.contains(&held));
 }
 
+/// GitLab has revoked the old token when its answer arrives: an `expires_at` lockbox
+/// cannot read only costs the date (with a warning), never the new token.
+#[test]
+fn a_gitlab_answer_with_an_unreadable_date_keeps_the_new_token() {
+    let fake = Fake::gitlab("glpat-old");
+    fake.state.lock().unwrap().answer_expires_at = Some(serde_json::json!("15.08.2027"));
+    let (env, owner) = gitlab_vault(&fake);
+    keyed(&env, &owner, &["rotate", GITLAB])
+        .ok()
+        .says(&["expiry date was unreadable"]);
+    let held = secret_of(&get(&env, &owner, GITLAB));
+    assert!(held.starts_with("glpat-rotated"), "{held}");
+    assert!(
+        fake.accepts(&held),
+        "the registry refuses what lockbox holds"
+    );
+}
+
 #[test]
 fn rotate_refreshes_a_harbor_robot_secret_and_reads_its_expiry() {
     let exp = now() + 200 * 86_400;
