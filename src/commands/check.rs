@@ -187,7 +187,8 @@ fn label(value: &str) -> String {
 }
 
 /// node_exporter's textfile format: one gauge sample per entry with an expiry (its
-/// Unix time), and when this check ran. Names and usernames only, never a secret.
+/// Unix time), and when this check ran. The registry is the only label (it is unique):
+/// the file is world-readable (mode 0644), so no username and never a secret.
 pub fn prometheus(rows: &[Row], now: u64) -> String {
     let mut out = String::from(
         "# HELP lockbox_credential_expiry_timestamp_seconds When the stored registry credential expires (Unix time).\n\
@@ -196,9 +197,8 @@ pub fn prometheus(rows: &[Row], now: u64) -> String {
     for r in rows {
         if let Some(t) = r.expires_at {
             out.push_str(&format!(
-                "lockbox_credential_expiry_timestamp_seconds{{registry=\"{}\",username=\"{}\"}} {t}\n",
+                "lockbox_credential_expiry_timestamp_seconds{{registry=\"{}\"}} {t}\n",
                 label(&r.server),
-                label(&r.username)
             ));
         }
     }
@@ -280,8 +280,9 @@ mod tests {
             now,
         );
         assert!(text.contains(
-            "lockbox_credential_expiry_timestamp_seconds{registry=\"a\\\"b\\\\c\\nd\",username=\"u\"} 1000000005\n"
+            "lockbox_credential_expiry_timestamp_seconds{registry=\"a\\\"b\\\\c\\nd\"} 1000000005\n"
         ));
+        assert!(!text.contains("username"), "the file is world-readable");
         assert!(!text.contains("no-date"));
         assert!(text.ends_with("lockbox_check_timestamp_seconds 1000000000\n"));
     }
