@@ -576,6 +576,83 @@ fn stores_and_gets_during_a_rotation_lose_nothing() {
     );
 }
 
+/// A redirect is never followed (the token header would go along to wherever it
+/// points), and the environment's proxy variables are never used: only an
+/// authenticated API URL sees the secret.
+#[test]
+fn redirects_are_refused_and_proxies_from_the_environment_ignored() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    // A listener that counts connections: the redirect target and the "proxy".
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_url = format!("http://127.0.0.1:{}", trap.local_addr().unwrap().port());
+    // A one-shot server answering every request with a redirect to the trap.
+    let redirector = TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!(
+        "http://127.0.0.1:{}",
+        redirector.local_addr().unwrap().port()
+    );
+    let location = format!("{trap_url}/api/v4/personal_access_tokens/self/rotate");
+    redirector.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        // Bounded: a client that never comes (it went to a proxy) fails the test below.
+        let mut stream = None;
+        for _ in 0..1000 {
+            if let Ok((s, _)) = redirector.accept() {
+                stream = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let Some(mut stream) = stream else { return };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let (env, owner) = with_entry(GITLAB, "ci", "glpat-old");
+    keyed(
+        &env,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            GITLAB,
+            "--rotate",
+            "gitlab-pat",
+            "--api",
+            &api,
+        ],
+    )
+    .ok();
+    let proxy = Path::new(&trap_url);
+    let r = env.lockbox_with(
+        &["rotate", GITLAB],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("HTTP_PROXY", proxy),
+            ("http_proxy", proxy),
+            ("HTTPS_PROXY", proxy),
+            ("ALL_PROXY", proxy),
+        ],
+        b"",
+    );
+    server.join().unwrap();
+    r.fails().says(&["HTTP 302", "a redirect"]);
+    assert!(
+        trap.accept().is_err(),
+        "the redirect was followed or the proxy used"
+    );
+    assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
+}
+
 /// `rotate` killed by SIGKILL at `step`.
 fn killed_at(env: &Env, owner: &Identity, server: &str, step: &str) {
     let r = env.lockbox_with(
