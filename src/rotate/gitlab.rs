@@ -74,7 +74,7 @@ pub fn rotate(http: &Http, old: &SecretString, expires_on: &str) -> Result<Renew
         Some(&request_body(expires_on)),
     )?;
     if answer.status != 200 && answer.status != 201 {
-        return Err(http.status_error(ROTATE_PATH, &answer));
+        return Err(http.status_error(ROTATE_PATH, &answer, &[old]));
     }
     parse_answer(&answer.body).map_err(|r| http.error(ROTATE_PATH, &r))
 }

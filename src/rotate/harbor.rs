@@ -89,7 +89,7 @@ pub fn refresh(
     match answer.status {
         200 => Ok(Refreshed::Done),
         401 => Ok(Refreshed::Refused),
-        _ => Err(http.status_error(&path, &answer)),
+        _ => Err(http.status_error(&path, &answer, &[auth, new])),
     }
 }
 
@@ -117,7 +117,7 @@ pub fn expires_at(
     let header = basic(username, secret);
     let answer = http.call("GET", &path, &[("Authorization", header.as_str())], None)?;
     if answer.status != 200 {
-        return Err(http.status_error(&path, &answer));
+        return Err(http.status_error(&path, &answer, &[secret]));
     }
     parse_robot(&answer.body).map_err(|r| http.error(&path, &r))
 }

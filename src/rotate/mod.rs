@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -168,11 +169,17 @@ impl Http {
         Ok(Answer { status, body })
     }
 
-    /// The error for an answer that is not a success: its status and, when the
-    /// body is short text, the body (shortened, sanitized; a provider's error text
-    /// never holds the secret sent).
-    pub fn status_error(&self, path: &str, answer: &Answer) -> Error {
-        let text = String::from_utf8_lossy(&answer.body);
+    /// The error for an answer that is not a success: its status and its body,
+    /// shortened and sanitized, with every one of `sent` (the secrets the request
+    /// carried) cut out should the server have echoed one.
+    pub fn status_error(&self, path: &str, answer: &Answer, sent: &[&SecretString]) -> Error {
+        let mut text = Zeroizing::new(String::from_utf8_lossy(&answer.body).into_owned());
+        for secret in sent {
+            let s = secret.expose_secret();
+            if !s.is_empty() && text.contains(s) {
+                text = Zeroizing::new(text.replace(s, "[redacted]"));
+            }
+        }
         let hint = match answer.status {
             301..=308 => " (a redirect: give the final URL with --api)",
             401 => " (the credential was refused)",

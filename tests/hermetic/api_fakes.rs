@@ -219,9 +219,11 @@ fn gitlab(
     token: Option<String>,
     body: &[u8],
 ) -> (u16, String) {
-    let unauthorized = (401, r#"{"message":"401 Unauthorized"}"#.to_owned());
     if token.as_deref() != Some(s.current.as_str()) {
-        return unauthorized;
+        // Unlike GitLab, the 401 echoes the token it was sent, as a careless or hostile
+        // server might: lockbox must never print it.
+        let echoed = serde_json::json!({"message": "401 Unauthorized", "sent": token});
+        return (401, echoed.to_string());
     }
     match (method, path) {
         ("GET", "/api/v4/personal_access_tokens/self") => (200, r#"{"id":1,"active":true}"#.into()),

@@ -497,11 +497,15 @@ fn rotate_of_an_entry_without_a_provider_says_how_to_set_one() {
 fn a_refused_token_is_an_error_and_the_vault_keeps_it() {
     let fake = Fake::gitlab("some-other-token");
     let (env, owner) = gitlab_vault(&fake);
-    keyed(&env, &owner, &["rotate", GITLAB]).fails().says(&[
+    let r = keyed(&env, &owner, &["rotate", GITLAB]);
+    r.fails().says(&[
         "gitlab-pat rotation of gitlab.example failed",
         "HTTP 401",
+        "[redacted]",
         "still holds",
     ]);
+    // The fake echoes the token it was sent: lockbox cuts it out.
+    assert!(!r.stderr.contains("glpat-old"), "{r}");
     assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
 }
 
@@ -588,6 +592,83 @@ fn stores_and_gets_during_a_rotation_lose_nothing() {
         secret_of(&get(&env, &owner, "other.example")),
         "other-secret"
     );
+}
+
+/// A redirect is never followed (the token header would go along to wherever it
+/// points), and the environment's proxy variables are never used: only an
+/// authenticated API URL sees the secret.
+#[test]
+fn redirects_are_refused_and_proxies_from_the_environment_ignored() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    // A listener that counts connections: the redirect target and the "proxy".
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_url = format!("http://127.0.0.1:{}", trap.local_addr().unwrap().port());
+    // A one-shot server answering every request with a redirect to the trap.
+    let redirector = TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!(
+        "http://127.0.0.1:{}",
+        redirector.local_addr().unwrap().port()
+    );
+    let location = format!("{trap_url}/api/v4/personal_access_tokens/self/rotate");
+    redirector.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        // Bounded: a client that never comes (it went to a proxy) fails the test below.
+        let mut stream = None;
+        for _ in 0..1000 {
+            if let Ok((s, _)) = redirector.accept() {
+                stream = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let Some(mut stream) = stream else { return };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let (env, owner) = with_entry(GITLAB, "ci", "glpat-old");
+    keyed(
+        &env,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            GITLAB,
+            "--rotate",
+            "gitlab-pat",
+            "--api",
+            &api,
+        ],
+    )
+    .ok();
+    let proxy = Path::new(&trap_url);
+    let r = env.lockbox_with(
+        &["rotate", GITLAB],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("HTTP_PROXY", proxy),
+            ("http_proxy", proxy),
+            ("HTTPS_PROXY", proxy),
+            ("ALL_PROXY", proxy),
+        ],
+        b"",
+    );
+    server.join().unwrap();
+    r.fails().says(&["HTTP 302", "a redirect"]);
+    assert!(
+        trap.accept().is_err(),
+        "the redirect was followed or the proxy used"
+    );
+    assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
 }
 
 /// `rotate` killed by SIGKILL at `step`.
