@@ -1087,6 +1087,12 @@ pub fn nothing_due(days: u64) -> String {
     format!("Nothing to rotate: no entry with a rotation provider expires within {days} days.")
 }
 
+/// A provider answered with a success status lockbox does not expect (its body, which
+/// may hold a secret, is not quoted).
+pub fn unexpected_success(status: u16) -> String {
+    format!("HTTP {status}, a success this API does not document (its answer is not shown)")
+}
+
 /// A provider answered with an error status.
 pub fn rotate_failed(kind: &str, server: &str, endpoint: &str, detail: &str) -> String {
     format!(

@@ -191,7 +191,7 @@ fn harbor_rotation(
         Some(p) => {
             let candidate = opener.open_entry(server, user, p)?;
             match harbor::refresh(http, robot_id, user, &candidate, &candidate)? {
-                harbor::Refreshed::Done => Some(candidate),
+                harbor::Refreshed::Done(answered) => Some(answered.unwrap_or(candidate)),
                 harbor::Refreshed::Refused => None,
             }
         }
@@ -207,20 +207,28 @@ fn harbor_rotation(
             vault.set_pending(server, Some(&new))?;
             path.write(guard, vault)?;
             debug_kill_at("before-request");
-            if let harbor::Refreshed::Refused = harbor::refresh(http, robot_id, user, old, &new)? {
-                let path = harbor::robot_path(robot_id);
-                return Err(http.error(&path, "HTTP 401 (the stored secret was refused)"));
+            match harbor::refresh(http, robot_id, user, old, &new)? {
+                // Harbor named another secret than the one sent: that one it holds.
+                harbor::Refreshed::Done(answered) => answered.unwrap_or(new),
+                harbor::Refreshed::Refused => {
+                    let path = harbor::robot_path(robot_id);
+                    return Err(http.error(&path, "HTTP 401 (the stored secret was refused)"));
+                }
             }
-            new
         }
     };
     debug_kill_at("after-request");
+    // Harbor holds `new` now: it is sealed before anything else is asked.
+    vault.finish_rotation(server, &new, entry.meta.expires_at)?;
+    path.write(guard, vault)?;
     // The robot's expiry does not change with its secret; read it when Harbor lets this
     // robot, else keep the one known.
     let expires_at =
         harbor::expires_at(http, robot_id, user, &new).unwrap_or(entry.meta.expires_at);
-    vault.finish_rotation(server, &new, expires_at)?;
-    path.write(guard, vault)?;
+    if expires_at != entry.meta.expires_at {
+        vault.set_expiry(server, expires_at)?;
+        path.write(guard, vault)?;
+    }
     Ok((expires_at, was_recovered))
 }
 

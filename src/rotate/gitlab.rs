@@ -73,7 +73,8 @@ pub fn rotate(http: &Http, old: &SecretString, expires_on: &str) -> Result<Renew
         &[(TOKEN_HEADER, old.expose_secret())],
         Some(&request_body(expires_on)),
     )?;
-    if answer.status != 200 && answer.status != 201 {
+    // Any success: GitLab may have revoked the old token, so a token in it is kept.
+    if !(200..300).contains(&answer.status) {
         return Err(http.status_error(ROTATE_PATH, &answer, &[old]));
     }
     parse_answer(&answer.body).map_err(|r| http.error(ROTATE_PATH, &r))

@@ -63,8 +63,9 @@ pub fn request_body(secret: &SecretString) -> Zeroizing<Vec<u8>> {
 
 /// How a refresh went.
 pub enum Refreshed {
-    /// Harbor holds the new secret now.
-    Done,
+    /// Harbor holds the new secret now: the one sent, or (`Some`) the different one
+    /// its answer names.
+    Done(Option<SecretString>),
     /// Harbor refused the credential used to authenticate (401).
     Refused,
 }
@@ -87,10 +88,23 @@ pub fn refresh(
         Some(&request_body(new)),
     )?;
     match answer.status {
-        200 => Ok(Refreshed::Done),
+        200..=299 => Ok(Refreshed::Done(answered_secret(&answer.body, new))),
         401 => Ok(Refreshed::Refused),
         _ => Err(http.status_error(&path, &answer, &[auth, new])),
     }
+}
+
+/// The secret a refresh's answer names (`{"secret": …}`) when it is not empty and not
+/// `sent`: Harbor holds that one then, and it is the one to keep.
+pub fn answered_secret(body: &[u8], sent: &SecretString) -> Option<SecretString> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        secret: Option<Zeroizing<String>>,
+    }
+    let a: Answer = serde_json::from_slice(body).ok()?;
+    a.secret
+        .filter(|s| !s.is_empty() && s.as_str() != sent.expose_secret())
+        .map(|s| SecretString::from(s.as_str().to_owned()))
 }
 
 /// The robot's expiry from a `GET` answer: `None` for `-1` (never) or no member.
@@ -148,6 +162,21 @@ mod tests {
         assert_eq!(parse_robot(br#"{"id":3,"expires_at":-1}"#), Ok(None));
         assert_eq!(parse_robot(br#"{"id":3}"#), Ok(None));
         assert!(parse_robot(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_refresh_answer_naming_another_secret_is_kept() {
+        let sent = SecretString::from("Sent1secret".to_owned());
+        let other = answered_secret(br#"{"secret":"Other1secret"}"#, &sent).unwrap();
+        assert_eq!(other.expose_secret(), "Other1secret");
+        for same in [
+            &br#"{"secret":"Sent1secret"}"#[..],
+            br#"{"secret":""}"#,
+            br#"{}"#,
+            b"",
+        ] {
+            assert!(answered_secret(same, &sent).is_none());
+        }
     }
 
     #[test]

@@ -171,8 +171,12 @@ impl Http {
 
     /// The error for an answer that is not a success: its status and its body,
     /// shortened and sanitized, with every one of `sent` (the secrets the request
-    /// carried) cut out should the server have echoed one.
+    /// carried) cut out should the server have echoed one. A 2xx body is never
+    /// quoted: a success may carry a new secret.
     pub fn status_error(&self, path: &str, answer: &Answer, sent: &[&SecretString]) -> Error {
+        if (200..300).contains(&answer.status) {
+            return self.error(path, &messages::unexpected_success(answer.status));
+        }
         let mut text = Zeroizing::new(String::from_utf8_lossy(&answer.body).into_owned());
         for secret in sent {
             let s = secret.expose_secret();
@@ -226,4 +230,28 @@ fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_never_quote_a_success_and_cut_out_the_secrets_sent() {
+        let http = Http::new("http://127.0.0.1:9", "harbor-robot", "reg.example").unwrap();
+        let old = SecretString::from("OldSecret1".to_owned());
+        let answer = |status, body: &str| Answer {
+            status,
+            body: Zeroizing::new(body.as_bytes().to_vec()),
+        };
+        let success = http
+            .status_error("/x", &answer(202, r#"{"secret":"Fresh1secret"}"#), &[&old])
+            .message();
+        assert!(success.contains("HTTP 202"), "{success}");
+        assert!(!success.contains("Fresh1secret"), "{success}");
+        let refused = http
+            .status_error("/x", &answer(400, "bad: OldSecret1 is wrong"), &[&old])
+            .message();
+        assert!(refused.contains("bad: [redacted] is wrong"), "{refused}");
+    }
 }

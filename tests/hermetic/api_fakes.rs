@@ -53,6 +53,9 @@ pub struct State {
     /// GitLab: the `expires_at` its rotate answer carries instead of the date asked
     /// for (a date in another shape, to test the parser's fallback).
     pub answer_expires_at: Option<serde_json::Value>,
+    /// Harbor: a refresh sets a secret of the fake's own making, not the one sent
+    /// (and answers with it), as Harbor does for a refresh without a secret.
+    pub makes_its_own: bool,
 }
 
 /// A running fake.
@@ -307,6 +310,12 @@ fn harbor(
                     r#"{"errors":[{"code":"BAD_REQUEST","message":"secret rule"}]}"#.into(),
                 );
             }
+            let new = if s.makes_its_own {
+                s.made += 1;
+                format!("Harbor{}made{}", s.made, std::process::id())
+            } else {
+                new
+            };
             let old = std::mem::replace(&mut s.current, new.clone());
             if old != new {
                 s.revoked.push(old);

@@ -375,6 +375,22 @@ fn a_gitlab_answer_with_an_unreadable_date_keeps_the_new_token() {
     );
 }
 
+/// A refresh answered with another secret than the one sent: Harbor holds that one,
+/// so lockbox keeps it.
+#[test]
+fn a_harbor_answer_naming_its_own_secret_is_the_one_kept() {
+    let fake = Fake::harbor(ROBOT, 12, "OldSecret1", now() + 100 * 86_400);
+    fake.state.lock().unwrap().makes_its_own = true;
+    let (env, owner) = harbor_vault(&fake);
+    keyed(&env, &owner, &["rotate", HARBOR]).ok();
+    let held = secret_of(&get(&env, &owner, HARBOR));
+    assert!(held.starts_with("Harbor1made"), "{held}");
+    assert!(
+        fake.accepts(&held),
+        "the registry refuses what lockbox holds"
+    );
+}
+
 #[test]
 fn rotate_refreshes_a_harbor_robot_secret_and_reads_its_expiry() {
     let exp = now() + 200 * 86_400;
