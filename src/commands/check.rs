@@ -113,9 +113,13 @@ fn window(o: &Opts, settings: &Settings) -> Result<u64, Error> {
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let within = window(&o, settings)?;
     let path = settings.location.resolve()?;
-    let bytes = path
-        .read_bytes()?
-        .ok_or_else(|| Error::NotInitialized(path.vault.clone()))?;
+    let bytes = path.read_bytes()?.ok_or_else(|| {
+        if settings.location.vault.is_some() {
+            Error::NamedVaultMissing(path.vault.clone())
+        } else {
+            Error::NotInitialized(path.vault.clone())
+        }
+    })?;
     let view = View::parse(&bytes, &path.vault)?;
     let now = unix_now();
     let rows = rows(&view, now, within);
