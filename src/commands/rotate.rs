@@ -12,8 +12,10 @@
 //! - For Harbor lockbox makes the new secret: it is written as the entry's pending
 //!   secret *before* Harbor is asked to switch to it. The next `rotate` finds it and
 //!   asks whether Harbor already holds it (a refresh to itself, authenticated with
-//!   it): then it becomes the entry's secret; else Harbor still holds the old one, and
-//!   the rotation starts again with a fresh secret. A pending secret is never sent as a
+//!   it): then it becomes the entry's secret. Refused, it is given up only once Harbor
+//!   is seen to accept the old one (a disabled or expired robot refuses both: then
+//!   both are kept and `rotate` fails), and the rotation starts again with a fresh
+//!   secret. A pending secret is never sent as a
 //!   new one, so one planted in the file cannot become the robot's.
 //!
 //! The vault's lock is held for the whole rotation (as `passwd` holds it), so a
@@ -192,7 +194,16 @@ fn harbor_rotation(
             let candidate = opener.open_entry(server, user, p)?;
             match harbor::refresh(http, robot_id, user, &candidate, &candidate)? {
                 harbor::Refreshed::Done(answered) => Some(answered.unwrap_or(candidate)),
-                harbor::Refreshed::Refused => None,
+                // A 401 does not prove Harbor holds the old secret: a disabled or
+                // expired robot refuses every secret. The pending one (perhaps the
+                // only one Harbor accepts) is given up only once the old one works.
+                harbor::Refreshed::Refused => {
+                    if !harbor::accepts(http, robot_id, user, old)? {
+                        let path = harbor::robot_path(robot_id);
+                        return Err(http.error(&path, messages::HARBOR_BOTH_REFUSED));
+                    }
+                    None
+                }
             }
         }
         None => None,

@@ -15,7 +15,8 @@
 //! lockbox makes the new secret, so it is sealed in the vault as pending before Harbor
 //! hears of it; after a crash the next `rotate` asks Harbor to refresh the pending
 //! secret to itself, authenticated with it: accepted, Harbor holds it and lockbox keeps
-//! it; refused, Harbor still holds the old one and the rotation starts over.
+//! it; refused, and the old secret accepted (an authenticated `GET`), Harbor still
+//! holds the old one and the rotation starts over; both refused, both are kept.
 use age::secrecy::{ExposeSecret, SecretString};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -118,6 +119,25 @@ pub fn parse_robot(body: &[u8]) -> Result<Option<u64>, String> {
     Ok(r.expires_at
         .and_then(|t| u64::try_from(t).ok())
         .filter(|&t| t <= crate::vault::meta::MAX_EXPIRES_AT))
+}
+
+/// Whether Harbor accepts `secret` as the robot's: an authenticated `GET` of the robot
+/// answered with anything but 401 (a 403 is an authenticated robot without `robot:
+/// read`). Other statuses are errors.
+pub fn accepts(
+    http: &Http,
+    robot_id: u64,
+    username: &str,
+    secret: &SecretString,
+) -> Result<bool, Error> {
+    let path = robot_path(robot_id);
+    let header = basic(username, secret);
+    let answer = http.call("GET", &path, &[("Authorization", header.as_str())], None)?;
+    match answer.status {
+        200..=299 | 403 => Ok(true),
+        401 => Ok(false),
+        _ => Err(http.status_error(&path, &answer, &[secret])),
+    }
 }
 
 /// The robot's expiry, read with its (new) secret.

@@ -56,6 +56,8 @@ pub struct State {
     /// Harbor: a refresh sets a secret of the fake's own making, not the one sent
     /// (and answers with it), as Harbor does for a refresh without a secret.
     pub makes_its_own: bool,
+    /// Harbor: the robot is disabled (every request 401, whatever the secret).
+    pub disabled: bool,
 }
 
 /// A running fake.
@@ -266,7 +268,7 @@ fn harbor(
 ) -> (u16, String) {
     let (name, id) = s.robot.clone();
     let expected = format!("Basic {}", B64.encode(format!("{name}:{}", s.current)));
-    if auth.as_deref() != Some(expected.as_str()) {
+    if s.disabled || auth.as_deref() != Some(expected.as_str()) {
         return (
             401,
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized"}]}"#.into(),

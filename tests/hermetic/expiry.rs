@@ -498,6 +498,30 @@ fn a_planted_pending_secret_never_becomes_the_robots() {
     assert!(!fake.accepts(&planted_secret));
 }
 
+/// A pending secret refused with 401 is given up only once the old secret is proven
+/// to work: a disabled robot refuses both, and the pending one (here the only secret
+/// Harbor will accept again) is kept.
+#[test]
+fn a_pending_secret_refused_by_a_disabled_robot_is_kept() {
+    let fake = Fake::harbor(ROBOT, 12, "OldSecret1", now() + 100 * 86_400);
+    let (env, owner) = harbor_vault(&fake);
+    killed_at(&env, &owner, HARBOR, "after-request");
+    let harbors = fake.state.lock().unwrap().current.clone();
+    fake.state.lock().unwrap().disabled = true;
+    keyed(&env, &owner, &["rotate", HARBOR])
+        .fails()
+        .says(&["HTTP 401 for both the stored secret and the pending one"]);
+    assert_eq!(check_json(&env)["entries"][0]["rotation_pending"], true);
+    // Enabled again: the kept pending secret is the robot's, and the next run keeps it.
+    fake.state.lock().unwrap().disabled = false;
+    keyed(&env, &owner, &["rotate", HARBOR])
+        .ok()
+        .prints(&["Finished the interrupted rotation of harbor.example"]);
+    let held = secret_of(&get(&env, &owner, HARBOR));
+    assert_eq!(held, harbors);
+    assert!(fake.accepts(&held));
+}
+
 #[test]
 fn rotate_of_an_entry_without_a_provider_says_how_to_set_one() {
     let (env, owner) = with_entry("reg.example", "u", "a");
