@@ -1093,6 +1093,10 @@ pub fn unexpected_success(status: u16) -> String {
     format!("HTTP {status}, a success this API does not document (its answer is not shown)")
 }
 
+/// `rotate`: the vault's key changed under it (a concurrent `passwd` or `recipients`).
+pub const VAULT_CHANGED_WHILE_ROTATING: &str =
+    "the vault changed while rotating (its key was rotated meanwhile); run it again";
+
 /// `rotate`: Harbor refused both the entry's secret and an interrupted rotation's
 /// pending one (both kept).
 pub const HARBOR_BOTH_REFUSED: &str = "HTTP 401 for both the stored secret and the pending one of an interrupted rotation (a disabled or expired robot?); both are kept: make Harbor accept the robot again, then run rotate again";

@@ -72,9 +72,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         }
     };
     let opener = entry_opener(&vault, settings, &o.key)?;
+    let opened_for = vault.public().to_string();
     let mut failed = None;
     for server in &servers {
-        match rotate_one(&path, server, opener.as_ref(), o.days) {
+        match rotate_one(&path, server, opener.as_ref(), &opened_for, o.days) {
             Ok(lines) => {
                 for l in lines {
                     crate::outln!("{}", messages::sanitize(&l));
@@ -112,15 +113,22 @@ fn due(path: &VaultPath, settings: &Settings) -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// Rotates one entry under the vault's lock; the lines to print.
+/// Rotates one entry under the vault's lock; the lines to print. `opened_for` is the
+/// public key of the vault `opener` was opened for.
 fn rotate_one(
     path: &VaultPath,
     request: &str,
     opener: &dyn EntryOpener,
+    opened_for: &str,
     days: u32,
 ) -> Result<Vec<String>, Error> {
     let guard = path.lock()?;
     let mut vault = path.read_existing()?;
+    // A `passwd` between opening the key and the lock: the settings' MAC would fail
+    // with the old key, a false alarm of tampering.
+    if vault.public().to_string() != opened_for {
+        return Err(Error::VaultChangedWhileRotating);
+    }
     let (server, entry) = vault
         .lookup(request)
         .map(|(k, e)| (k.to_owned(), e.clone()))
