@@ -224,8 +224,9 @@ pub enum Error {
     NoRotation(String),
     /// A rotation provider failed (its text is one line, never a secret).
     Rotate(String),
-    /// `rotate`: the vault's key changed (a `passwd` or `recipients`) between opening
-    /// the key and taking the lock, or the entry changed during the network calls.
+    /// `rotate`: the vault's key changed (a `passwd` or `recipients`) since the key was
+    /// opened, or the entry changed before a Harbor rotation's pending secret was
+    /// written (nothing was sent yet).
     VaultChangedWhileRotating,
     /// A command-line mistake the parser cannot see (exit 2).
     Usage(Usage),

@@ -1093,9 +1093,26 @@ pub fn unexpected_success(status: u16) -> String {
     format!("HTTP {status}, a success this API does not document (its answer is not shown)")
 }
 
-/// `rotate`: the vault's key changed under it (a concurrent `passwd` or `recipients`).
-pub const VAULT_CHANGED_WHILE_ROTATING: &str =
-    "the vault changed while rotating (its key was rotated meanwhile); run it again";
+/// `rotate`: Harbor refused the entry's secret for the refresh.
+pub const HARBOR_OLD_REFUSED: &str = "HTTP 401 (the stored secret was refused)";
+
+/// `rotate`: the entry was stored again or erased while its provider was asked;
+/// `kept_pending`: the new secret stays beside it as pending (Harbor).
+pub fn rotation_overtaken(server: &str, kept_pending: bool) -> String {
+    if kept_pending {
+        format!(
+            "{server} was stored again while it was being rotated: the stored secret is kept, and the new one Harbor holds is kept beside it as pending; run 'docker-credential-lockbox rotate {server}' to keep whichever Harbor accepts"
+        )
+    } else {
+        format!(
+            "{server} was stored again or erased while it was being rotated: what was stored is kept and the provider's new credential was dropped (revoke it in the registry if it is not used)"
+        )
+    }
+}
+
+/// `rotate`: the vault's key or the entry changed under it (a concurrent `passwd`,
+/// `recipients`, `store` or `rotate`); nothing was sent.
+pub const VAULT_CHANGED_WHILE_ROTATING: &str = "the vault changed while rotating (a passwd, recipients, store or another rotate meanwhile); run it again";
 
 /// `rotate`: Harbor refused both the entry's secret and an interrupted rotation's
 /// pending one (both kept).

@@ -18,17 +18,29 @@
 //!   secret. A pending secret is never sent as a
 //!   new one, so one planted in the file cannot become the robot's.
 //!
-//! The vault's lock is held for the whole rotation (as `passwd` holds it), so a
-//! concurrent `store` waits and no update is lost; `get` reads the file and answers
-//! the secret in force until the new one is written.
-use age::secrecy::SecretString;
+//! **No lock across the network.** The vault's lock is not held while a provider is
+//! asked (up to three calls of up to 20 s for Harbor), so a concurrent `store` (which
+//! waits 10 s for the lock) never fails for a rotation. Before each write `rotate` takes
+//! the lock again (waiting up to 120 s once a provider has switched) and checks the
+//! entry: the same username, the same rotation settings and still the old secret (a
+//! `docker login` storing the same secret again counts as unchanged). Then the new
+//! secret is written. Otherwise a concurrent store is newer and wins: GitLab's new
+//! token is dropped (the store replaced the old one anyway), Harbor's new secret is
+//! kept beside the stored one as pending for the same username (the next `rotate`
+//! keeps whichever Harbor accepts), and `rotate` fails saying so. A key rotated
+//! meanwhile (`passwd`) cannot open the entry to compare: same username and settings
+//! suffice then. `get` reads the file and answers the secret in force until the new
+//! one is written.
+use std::time::Duration;
+
+use age::secrecy::{ExposeSecret, SecretString};
 use clap::Args;
 
 use super::{KeyOpts, entry_opener};
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
-use crate::file::{LockGuard, VaultPath};
+use crate::file::{LOCK_TIMEOUT, LockGuard, VaultPath};
 use crate::messages;
 use crate::rotate::{Http, gitlab, harbor};
 use crate::vault::crypto::EntryOpener;
@@ -113,8 +125,36 @@ fn due(path: &VaultPath, settings: &Settings) -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// Rotates one entry under the vault's lock; the lines to print. `opened_for` is the
-/// public key of the vault `opener` was opened for.
+/// How long `rotate` waits for the vault's lock to write what a provider answered: far
+/// longer than a writer's usual wait, since giving up could lose a new secret the
+/// provider already switched to.
+const COMMIT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The entry as `rotate` found it before any network call.
+struct Seen {
+    /// Its exact server URL.
+    server: String,
+    /// The entry.
+    entry: Entry,
+    /// Its secret, opened.
+    old: SecretString,
+    /// The public key `opener` was opened for.
+    opened_for: String,
+}
+
+/// How the entry stands when `rotate` comes back, under the lock, to write.
+enum Now {
+    /// Same account, same rotation settings, and the secret expected.
+    Same,
+    /// Stored again meanwhile with another secret, username or settings.
+    Replaced,
+    /// Erased meanwhile.
+    Gone,
+}
+
+/// Rotates one entry; the lines to print. `opened_for` is the public key of the vault
+/// `opener` was opened for. The network calls are made without the vault's lock
+/// (module docs): it is taken again, and the entry checked, before each write.
 fn rotate_one(
     path: &VaultPath,
     request: &str,
@@ -122,10 +162,10 @@ fn rotate_one(
     opened_for: &str,
     days: u32,
 ) -> Result<Vec<String>, Error> {
-    let guard = path.lock()?;
-    let mut vault = path.read_existing()?;
-    // A `passwd` between opening the key and the lock: the settings' MAC would fail
-    // with the old key, a false alarm of tampering.
+    // The file is replaced atomically: a read needs no lock.
+    let vault = path.read_existing()?;
+    // A `passwd` since the key was opened: the settings' MAC would fail with the old
+    // key, a false alarm of tampering.
     if vault.public().to_string() != opened_for {
         return Err(Error::VaultChangedWhileRotating);
     }
@@ -143,112 +183,206 @@ fn rotate_one(
     let old = entry.open(&server, opener)?;
     let kind = rotation.provider.kind();
     let http = Http::new(&rotation.api, kind, &server)?;
+    let seen = Seen {
+        server,
+        entry,
+        old,
+        opened_for: opened_for.to_owned(),
+    };
     let mut lines = Vec::new();
     let expires_at = match rotation.provider {
-        Provider::GitlabPat => {
-            let expires_on = rfc3339(unix_now() + u64::from(days) * 86_400)[..10].to_owned();
-            debug_kill_at("before-request");
-            let renewed = gitlab::rotate(&http, &old, &expires_on)?;
-            // The old token is revoked now: the new one is sealed before anything else.
-            vault.finish_rotation(&server, &renewed.secret, renewed.expires_at)?;
-            path.write(&guard, &vault)?;
-            if renewed.date_unread {
-                eprintln!(
-                    "{}",
-                    messages::sanitize(&messages::rotated_date_unread(&server))
-                );
-            }
-            renewed.expires_at
-        }
+        Provider::GitlabPat => gitlab_rotation(path, &seen, opener, &http, days)?,
         Provider::HarborRobot { robot_id } => {
-            let (expires_at, recovered) = harbor_rotation(
-                path, &guard, &mut vault, &server, &entry, opener, &http, robot_id, &old,
-            )?;
+            let (expires_at, recovered) = harbor_rotation(path, &seen, opener, &http, robot_id)?;
             if recovered {
-                lines.push(messages::rotation_recovered(&server));
+                lines.push(messages::rotation_recovered(&seen.server));
             }
             expires_at
         }
     };
     debug_kill_at("after-store");
     lines.push(messages::rotated(
-        &server,
+        &seen.server,
         kind,
         expires_at.map(rfc3339).as_deref(),
     ));
     Ok(lines)
 }
 
-/// The Harbor half of [`rotate_one`], under its lock: the new secret's expiry, and
-/// whether an interrupted rotation was finished.
-#[allow(clippy::too_many_arguments)]
+/// Takes the vault's lock (waiting at most `wait`) and reads the vault: how the entry
+/// stands against `seen`, holding `expect` as its secret.
+fn relock(
+    path: &VaultPath,
+    seen: &Seen,
+    expect: &SecretString,
+    opener: &dyn EntryOpener,
+    wait: Duration,
+) -> Result<(LockGuard, Vault, Now), Error> {
+    let guard = path.lock_with_timeout(wait)?;
+    let vault = path.read_existing()?;
+    let settings = |e: &Entry| {
+        e.meta
+            .rotation
+            .as_ref()
+            .map(|r| (r.provider.clone(), r.api.clone()))
+    };
+    let now = match vault.entries().get(&seen.server) {
+        None => Now::Gone,
+        Some(e) if e.username != seen.entry.username || settings(e) != settings(&seen.entry) => {
+            Now::Replaced
+        }
+        Some(e) if vault.public().to_string() == seen.opened_for => {
+            match e.open(&seen.server, opener) {
+                Ok(s) if s.expose_secret() == expect.expose_secret() => Now::Same,
+                _ => Now::Replaced,
+            }
+        }
+        // The key was rotated meanwhile (`passwd`, `recipients`), so the secret cannot
+        // be opened to compare: same account, same settings, and the rotation's secret
+        // is the account's newest.
+        Some(_) => Now::Same,
+    };
+    Ok((guard, vault, now))
+}
+
+/// The GitLab half of [`rotate_one`]: the new token's expiry.
+fn gitlab_rotation(
+    path: &VaultPath,
+    seen: &Seen,
+    opener: &dyn EntryOpener,
+    http: &Http,
+    days: u32,
+) -> Result<Option<u64>, Error> {
+    let server = seen.server.as_str();
+    let expires_on = rfc3339(unix_now() + u64::from(days) * 86_400)[..10].to_owned();
+    debug_kill_at("before-request");
+    let renewed = gitlab::rotate(http, &seen.old, &expires_on)?;
+    // The old token is revoked now: the new one is sealed before anything else.
+    let (guard, mut vault, now) = relock(path, seen, &seen.old, opener, COMMIT_LOCK_TIMEOUT)?;
+    match now {
+        Now::Same => {
+            vault.finish_rotation(server, &renewed.secret, renewed.expires_at)?;
+            path.write(&guard, &vault)?;
+        }
+        // A store meanwhile is newer than this rotation: it wins.
+        Now::Replaced | Now::Gone => {
+            return Err(Error::Rotate(messages::rotation_overtaken(server, false)));
+        }
+    }
+    drop(guard);
+    if renewed.date_unread {
+        eprintln!(
+            "{}",
+            messages::sanitize(&messages::rotated_date_unread(server))
+        );
+    }
+    Ok(renewed.expires_at)
+}
+
+/// The Harbor half of [`rotate_one`]: the new secret's expiry, and whether an
+/// interrupted rotation was finished.
 fn harbor_rotation(
     path: &VaultPath,
-    guard: &LockGuard,
-    vault: &mut Vault,
-    server: &str,
-    entry: &Entry,
+    seen: &Seen,
     opener: &dyn EntryOpener,
     http: &Http,
     robot_id: u64,
-    old: &SecretString,
 ) -> Result<(Option<u64>, bool), Error> {
-    let user = entry.username.as_str();
-    // An interrupted rotation: its pending secret is kept only if Harbor already holds
-    // it. Never sent as a *new* secret: a pending secret planted in the file (anyone
-    // can seal one to the public key) would become the robot's.
-    let recovered = match &entry.meta.pending {
-        Some(p) => {
-            let candidate = opener.open_entry(server, user, p)?;
-            match harbor::refresh(http, robot_id, user, &candidate, &candidate)? {
-                harbor::Refreshed::Done(answered) => Some(answered.unwrap_or(candidate)),
-                // A 401 does not prove Harbor holds the old secret: a disabled or
-                // expired robot refuses every secret. The pending one (perhaps the
-                // only one Harbor accepts) is given up only once the old one works.
-                harbor::Refreshed::Refused => {
-                    if !harbor::accepts(http, robot_id, user, old)? {
-                        let path = harbor::robot_path(robot_id);
-                        return Err(http.error(&path, messages::HARBOR_BOTH_REFUSED));
-                    }
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let (server, user) = (seen.server.as_str(), seen.entry.username.as_str());
+    let recovered = harbor_recover(seen, opener, http, robot_id)?;
     let was_recovered = recovered.is_some();
     let new = match recovered {
         Some(new) => new,
         None => {
             let new = harbor::new_secret();
             debug_kill_at("before-pending");
-            // Sealed and durable before Harbor hears of it.
+            // Sealed and durable before Harbor hears of it, if nobody (another
+            // `rotate`, a `store`) changed the entry since it was read.
+            let (guard, mut vault, now) = relock(path, seen, &seen.old, opener, LOCK_TIMEOUT)?;
+            let pending = vault.entries().get(server).map(|e| &e.meta.pending);
+            if !matches!(now, Now::Same) || pending != Some(&seen.entry.meta.pending) {
+                return Err(Error::VaultChangedWhileRotating);
+            }
             vault.set_pending(server, Some(&new))?;
-            path.write(guard, vault)?;
+            path.write(&guard, &vault)?;
+            drop(guard);
             debug_kill_at("before-request");
-            match harbor::refresh(http, robot_id, user, old, &new)? {
+            match harbor::refresh(http, robot_id, user, &seen.old, &new)? {
                 // Harbor named another secret than the one sent: that one it holds.
                 harbor::Refreshed::Done(answered) => answered.unwrap_or(new),
                 harbor::Refreshed::Refused => {
                     let path = harbor::robot_path(robot_id);
-                    return Err(http.error(&path, "HTTP 401 (the stored secret was refused)"));
+                    return Err(http.error(&path, messages::HARBOR_OLD_REFUSED));
                 }
             }
         }
     };
     debug_kill_at("after-request");
     // Harbor holds `new` now: it is sealed before anything else is asked.
-    vault.finish_rotation(server, &new, entry.meta.expires_at)?;
-    path.write(guard, vault)?;
+    let (guard, mut vault, now) = relock(path, seen, &seen.old, opener, COMMIT_LOCK_TIMEOUT)?;
+    match now {
+        Now::Same => vault.finish_rotation(server, &new, seen.entry.meta.expires_at)?,
+        // Stored again meanwhile: that secret stays, and `new` (which Harbor holds)
+        // stays beside it as pending, so the next `rotate` keeps whichever Harbor
+        // accepts.
+        Now::Replaced
+            if vault
+                .entries()
+                .get(server)
+                .is_some_and(|e| e.username == user) =>
+        {
+            vault.set_pending(server, Some(&new))?;
+            path.write(&guard, &vault)?;
+            return Err(Error::Rotate(messages::rotation_overtaken(server, true)));
+        }
+        Now::Replaced | Now::Gone => {
+            return Err(Error::Rotate(messages::rotation_overtaken(server, false)));
+        }
+    }
+    path.write(&guard, &vault)?;
+    drop(guard);
     // The robot's expiry does not change with its secret; read it when Harbor lets this
     // robot, else keep the one known.
-    let expires_at =
-        harbor::expires_at(http, robot_id, user, &new).unwrap_or(entry.meta.expires_at);
-    if expires_at != entry.meta.expires_at {
-        vault.set_expiry(server, expires_at)?;
-        path.write(guard, vault)?;
+    let known = seen.entry.meta.expires_at;
+    let expires_at = harbor::expires_at(http, robot_id, user, &new).unwrap_or(known);
+    if expires_at != known {
+        let (guard, mut vault, now) = relock(path, seen, &new, opener, LOCK_TIMEOUT)?;
+        if let Now::Same = now {
+            vault.set_expiry(server, expires_at)?;
+            path.write(&guard, &vault)?;
+        }
     }
     Ok((expires_at, was_recovered))
+}
+
+/// An interrupted Harbor rotation: its pending secret if Harbor already holds it (a
+/// refresh to itself, authenticated with it). Never sent as a *new* secret: a
+/// pending secret planted in the file (anyone can seal one to the public key) would
+/// become the robot's.
+fn harbor_recover(
+    seen: &Seen,
+    opener: &dyn EntryOpener,
+    http: &Http,
+    robot_id: u64,
+) -> Result<Option<SecretString>, Error> {
+    let (server, user) = (seen.server.as_str(), seen.entry.username.as_str());
+    let Some(p) = &seen.entry.meta.pending else {
+        return Ok(None);
+    };
+    let candidate = opener.open_entry(server, user, p)?;
+    match harbor::refresh(http, robot_id, user, &candidate, &candidate)? {
+        harbor::Refreshed::Done(answered) => Ok(Some(answered.unwrap_or(candidate))),
+        // A 401 does not prove Harbor holds the old secret: a disabled or expired
+        // robot refuses every secret. The pending one (perhaps the only one Harbor
+        // accepts) is given up only once the old one works.
+        harbor::Refreshed::Refused => {
+            if !harbor::accepts(http, robot_id, user, &seen.old)? {
+                let path = harbor::robot_path(robot_id);
+                return Err(http.error(&path, messages::HARBOR_BOTH_REFUSED));
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// A fault hook for the crash tests, in debug builds only: with

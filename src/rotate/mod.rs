@@ -34,8 +34,8 @@ use crate::sanitize::{sanitize, shorten};
 pub mod gitlab;
 pub mod harbor;
 
-/// Most time for one call, connection included. The vault's lock is held during a
-/// rotation (as during `passwd`), so this stays short.
+/// Most time for one call, connection included (the vault's lock is not held during
+/// a call: `src/commands/rotate.rs`).
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 /// Most time to open the connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -191,27 +191,29 @@ impl Vault {
     /// The expiry is the new secret's own when it carries one (a JWT's `exp`); else
     /// the entry's date is kept: `docker login` stores the same secret again after
     /// every login, and dropping a date there would silence the warning it exists for
-    /// (a stale date can at most warn early; `expiry set` corrects it). A pending
-    /// rotation secret is dropped (the store is newer). Rotation settings are kept when
-    /// the username is the same (they are about the account; their MAC binds the
-    /// username).
+    /// (a stale date can at most warn early; `expiry set` corrects it). Rotation
+    /// settings and a pending rotation secret are kept when the username is the same
+    /// (they are about the account; their MAC and seal bind the username): a Harbor
+    /// robot may already hold the pending secret, and `rotate` keeps it only if Harbor
+    /// accepts it.
     pub fn store(&mut self, server: &str, username: &str, secret: &SecretString) -> Result<()> {
         use age::secrecy::ExposeSecret;
         let ciphertext = crypto::seal_entry(&self.public, server, username, secret)?;
-        let (kept_date, rotation) = match self.entries.remove(server) {
+        let (kept_date, rotation, pending) = match self.entries.remove(server) {
             Some(old) => {
                 let same_account = old.username == username;
                 (
                     old.meta.expires_at,
                     old.meta.rotation.filter(|_| same_account),
+                    old.meta.pending.filter(|_| same_account),
                 )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let meta = Metadata {
             expires_at: meta::jwt_expiry(secret.expose_secret()).or(kept_date),
             rotation,
-            pending: None,
+            pending,
         };
         self.entries.insert(
             server.to_owned(),
@@ -1650,8 +1652,8 @@ mod tests {
     #[test]
     fn store_learns_a_jwt_expiry_and_keeps_the_rotation_for_the_same_username() {
         let (key, mut v) = with_metadata();
-        // A new secret without a date of its own: the date kept, no pending secret,
-        // the rotation settings kept (same account).
+        // A new secret without a date of its own: the date kept, the rotation settings
+        // and the pending secret kept (same account).
         v.store(
             "reg.example",
             "robot$ci",
@@ -1660,7 +1662,7 @@ mod tests {
         .unwrap();
         let e = &v.entries()["reg.example"];
         assert_eq!(e.meta.expires_at, Some(1_801_353_600));
-        assert_eq!(e.meta.pending, None);
+        assert!(e.meta.pending.is_some());
         assert!(e.meta.rotation.is_some());
         v.store("reg.example", "robot$ci", &jwt_with_exp(1_900_000_000))
             .unwrap();
@@ -1676,6 +1678,7 @@ mod tests {
         )
         .unwrap();
         assert!(v.entries()["reg.example"].meta.rotation.is_none());
+        assert!(v.entries()["reg.example"].meta.pending.is_none());
         // An expiry set by hand on a normalized spelling.
         assert_eq!(
             v.set_expiry("https://REG.example/", Some(5)).unwrap(),

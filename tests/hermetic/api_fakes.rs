@@ -58,6 +58,11 @@ pub struct State {
     pub makes_its_own: bool,
     /// Harbor: the robot is disabled (every request 401, whatever the secret).
     pub disabled: bool,
+    /// Requests received (counted before `hold` and `delay`).
+    pub received: u32,
+    /// While set, a request waits before it is handled (at most 30 s), so a test can
+    /// act while `rotate` waits for the answer.
+    pub hold: bool,
 }
 
 /// A running fake.
@@ -128,6 +133,22 @@ impl Fake {
         self.state.lock().unwrap().current == credential
     }
 
+    /// Waits (at most 30 s) until the fake has received `n` requests.
+    pub fn wait_for_requests(&self, n: u32) {
+        for _ in 0..600 {
+            if self.state.lock().unwrap().received >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the fake received fewer than {n} requests within 30 s");
+    }
+
+    /// Lets held requests go on (see [`State::hold`]).
+    pub fn release(&self) {
+        self.state.lock().unwrap().hold = false;
+    }
+
     /// The requests so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -136,6 +157,9 @@ impl Fake {
 
 impl Drop for Fake {
     fn drop(&mut self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.hold = false;
+        }
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(t) = self.thread.take() {
@@ -205,7 +229,17 @@ fn serve(api: Api, state: &Mutex<State>, mut stream: TcpStream) {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let delay = state.lock().unwrap().delay;
+    let delay = {
+        let mut s = state.lock().unwrap();
+        s.received += 1;
+        s.delay
+    };
+    for _ in 0..600 {
+        if !state.lock().unwrap().hold {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(delay);
     let mut s = state.lock().unwrap();
     s.requests.push(format!("{method} {path}"));

@@ -605,33 +605,127 @@ fn rotation_works_through_the_agent() {
     assert!(fake.accepts(&secret_of(&get(&env, &other, GITLAB))));
 }
 
-/// A `store` of another entry and `get`s while a rotation waits for the API: nothing
-/// is lost (the vault's lock is held for the whole rotation, as during `passwd`), and
-/// `get` answers a whole secret throughout.
+/// `rotate` in the background, with the owner's key.
+fn rotate_in_background(
+    env: &Env,
+    owner: &Identity,
+    args: &[&str],
+) -> std::thread::JoinHandle<Run> {
+    let mut rotate = env.command(crate::common::BIN);
+    rotate.args(args).env("LOCKBOX_IDENTITY_FILE", &owner.file);
+    std::thread::spawn(move || crate::common::manage::run(rotate, b""))
+}
+
+/// A `store` of another entry and `get`s while a rotation waits for the API (held
+/// until they are done, far past a writer's 10 s wait for the lock were it held):
+/// the vault's lock is not held across the network, so the store succeeds, nothing is
+/// lost, and `get` answers the old secret until the new one is written.
 #[test]
 fn stores_and_gets_during_a_rotation_lose_nothing() {
     let fake = Fake::gitlab("glpat-old");
-    fake.state.lock().unwrap().delay = Duration::from_millis(700);
     let (env, owner) = gitlab_vault(&fake);
-    let mut rotate = env.command(crate::common::BIN);
-    rotate
-        .args(["rotate", GITLAB])
-        .env("LOCKBOX_IDENTITY_FILE", &owner.file);
-    let rotation = std::thread::spawn(move || crate::common::manage::run(rotate, b""));
-    // Whether these land before, during or after the rotation, the outcome is the same.
+    fake.state.lock().unwrap().hold = true;
+    let rotation = rotate_in_background(&env, &owner, &["rotate", GITLAB]);
+    fake.wait_for_requests(1);
     env.store("other.example", "u", "other-secret");
-    let during = secret_of(&get(&env, &owner, GITLAB));
-    assert!(
-        during == "glpat-old" || during.starts_with("glpat-rotated"),
-        "{during}"
-    );
+    assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
+    // `docker login` storing the same secret again is no change to the rotation.
+    env.store(GITLAB, "ci", "glpat-old");
+    fake.release();
     rotation.join().unwrap().ok();
     let held = secret_of(&get(&env, &owner, GITLAB));
+    assert!(held.starts_with("glpat-rotated"), "{held}");
     assert!(fake.accepts(&held));
     assert_eq!(
         secret_of(&get(&env, &owner, "other.example")),
         "other-secret"
     );
+}
+
+/// A store of another secret while the entry is being rotated is newer and wins; the
+/// rotation says so and fails.
+#[test]
+fn a_store_during_a_gitlab_rotation_wins_and_is_said() {
+    let fake = Fake::gitlab("glpat-old");
+    let (env, owner) = gitlab_vault(&fake);
+    fake.state.lock().unwrap().hold = true;
+    let rotation = rotate_in_background(&env, &owner, &["rotate", GITLAB]);
+    fake.wait_for_requests(1);
+    env.store(GITLAB, "ci", "glpat-by-hand");
+    fake.release();
+    rotation
+        .join()
+        .unwrap()
+        .fails()
+        .says(&["gitlab.example was stored again or erased while it was being rotated"]);
+    assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-by-hand");
+}
+
+/// A store of another secret while Harbor is asked to switch: the stored secret stays
+/// and the new one Harbor holds is kept beside it as pending; the next `rotate` keeps
+/// the one Harbor accepts.
+#[test]
+fn a_store_during_a_harbor_rotation_keeps_both_secrets() {
+    let fake = Fake::harbor(ROBOT, 12, "OldSecret1", now() + 100 * 86_400);
+    let (env, owner) = harbor_vault(&fake);
+    fake.state.lock().unwrap().hold = true;
+    let rotation = rotate_in_background(&env, &owner, &["rotate", HARBOR]);
+    fake.wait_for_requests(1);
+    env.store(HARBOR, ROBOT, "ByHand1secret");
+    fake.release();
+    rotation
+        .join()
+        .unwrap()
+        .fails()
+        .says(&["the new one Harbor holds is kept beside it as pending"]);
+    assert_eq!(secret_of(&get(&env, &owner, HARBOR)), "ByHand1secret");
+    assert_eq!(check_json(&env)["entries"][0]["rotation_pending"], true);
+    keyed(&env, &owner, &["rotate", HARBOR])
+        .ok()
+        .prints(&["Finished the interrupted rotation of harbor.example"]);
+    let held = secret_of(&get(&env, &owner, HARBOR));
+    assert!(
+        fake.accepts(&held),
+        "the registry refuses what lockbox holds"
+    );
+}
+
+/// A key rotation (`recipients remove`) while `rotate --due` waits for the first entry's
+/// API: the first entry's new token is written all the same (sealed to the new key),
+/// and the second is not sent anywhere, with "run it again", never the tampering alarm.
+#[test]
+fn a_key_rotated_during_rotate_is_said_and_loses_nothing() {
+    let fake = Fake::gitlab("glpat-old");
+    let second = Fake::gitlab("glpat-second");
+    let (env, owner) = gitlab_vault(&fake);
+    let b = "gitlab.example2";
+    env.store(b, "ci", "glpat-second");
+    let soon = rfc3339(now() + 86_400);
+    for server in [GITLAB, b] {
+        keyed(&env, &owner, &["expiry", "set", server, &soon]).ok();
+    }
+    let url = second.url();
+    keyed(
+        &env,
+        &owner,
+        &["expiry", "set", b, "--rotate", "gitlab-pat", "--api", &url],
+    )
+    .ok();
+    let other = env.identity("other");
+    keyed(&env, &owner, &["recipients", "add", &other.recipient]).ok();
+    fake.state.lock().unwrap().hold = true;
+    let rotation = rotate_in_background(&env, &owner, &["rotate", "--due"]);
+    fake.wait_for_requests(1);
+    keyed(&env, &owner, &["recipients", "remove", &other.recipient]).ok();
+    fake.release();
+    let r = rotation.join().unwrap();
+    r.fails()
+        .says(&["the vault changed while rotating"])
+        .prints(&["Rotated gitlab.example (gitlab-pat)"]);
+    assert!(!r.stderr.contains("not made with this vault's key"), "{r}");
+    assert!(fake.accepts(&secret_of(&get(&env, &owner, GITLAB))));
+    assert_eq!(secret_of(&get(&env, &owner, b)), "glpat-second");
+    assert!(second.requests().is_empty());
 }
 
 /// A redirect is never followed (the token header would go along to wherever it
