@@ -168,7 +168,13 @@ fn learn_expiry(
     rotation.verify(opener, server, &entry.username)?;
     let secret = entry.open(server, opener)?;
     let http = crate::rotate::Http::new(&rotation.api, rotation.provider.kind(), server)?;
-    match crate::rotate::current_expiry(&rotation.provider, &http, &entry.username, &secret) {
+    let asked = match rotation.provider {
+        Provider::GitlabPat => crate::rotate::gitlab::expires_at(&http, &secret),
+        Provider::HarborRobot { robot_id } => {
+            crate::rotate::harbor::expires_at(&http, robot_id, &entry.username, &secret)
+        }
+    };
+    match asked {
         Ok(when) => {
             let server = server.to_owned();
             path.update(|v| v.set_expiry(&server, when).map(|_| ((), true)))?;

@@ -56,22 +56,6 @@ pub struct Renewed {
     pub expires_at: Option<u64>,
 }
 
-/// When the secret in force expires, as the provider's API says: what `expiry set
-/// --rotate` learns when the provider is set.
-pub fn current_expiry(
-    provider: &crate::vault::meta::Provider,
-    http: &Http,
-    username: &str,
-    secret: &age::secrecy::SecretString,
-) -> Result<Option<u64>, Error> {
-    match provider {
-        crate::vault::meta::Provider::GitlabPat => gitlab::expires_at(http, secret),
-        crate::vault::meta::Provider::HarborRobot { robot_id } => {
-            harbor::expires_at(http, *robot_id, username, secret)
-        }
-    }
-}
-
 /// An answer: its status and bounded body.
 pub struct Answer {
     /// The HTTP status.
