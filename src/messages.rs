@@ -1043,6 +1043,21 @@ pub fn rotation_set(server: &str, kind: &str, api: &str) -> String {
     format!("{server} is rotated by {kind} through {api}.")
 }
 
+/// `expiry set --rotate` read the expiry from the provider's API.
+pub fn expiry_learned(server: &str, when: Option<&str>) -> String {
+    match when {
+        Some(w) => format!("{server} expires at {w} (from the registry's API)."),
+        None => format!("{server} does not expire, says the registry's API."),
+    }
+}
+
+/// `expiry set --rotate` could not read the expiry (the provider is set all the same).
+pub fn expiry_not_learned(error: &str) -> String {
+    format!(
+        "warning: the expiry could not be read from the registry's API ({error}); the provider is set: fix --api or the credential, or set the date with 'lockbox expiry set REGISTRY DATE'"
+    )
+}
+
 /// `expiry set --no-rotate` done.
 pub fn rotation_cleared(server: &str) -> String {
     format!("{server} has no rotation provider now.")

@@ -36,7 +36,8 @@ pub struct SetOpts {
     /// or none.
     date: Option<String>,
     /// Renew this credential in place with `lockbox rotate`: gitlab-pat or
-    /// harbor-robot (with --robot-id).
+    /// harbor-robot (with --robot-id). Without a DATE, the expiry is then read from
+    /// the registry's API.
     #[arg(long, value_enum, value_name = "KIND")]
     rotate: Option<Kind>,
     /// The Harbor robot account's id (harbor-robot).
@@ -141,7 +142,53 @@ fn set(o: SetOpts, settings: &Settings) -> Result<Exit, Error> {
     for line in lines {
         crate::outln!("{}", messages::sanitize(&line));
     }
+    // A provider just set, no date given: ask its API when the secret in force
+    // expires, so `check` and `rotate --due` know at once (and a wrong --api or
+    // --robot-id shows now, not at the first rotation).
+    if let (Some(opener), None) = (&opener, date) {
+        learn_expiry(&path, &o.registry, opener.as_ref())?;
+    }
     Ok(Exit::Ok)
+}
+
+/// Reads the entry's expiry from its provider's API and stores it; a failure is a
+/// warning (the provider stays set).
+fn learn_expiry(
+    path: &crate::file::VaultPath,
+    registry: &str,
+    opener: &dyn crate::vault::crypto::EntryOpener,
+) -> Result<(), Error> {
+    let vault = path.read_existing()?;
+    let Some((server, entry)) = vault.lookup(registry) else {
+        return Ok(());
+    };
+    let Some(rotation) = &entry.meta.rotation else {
+        return Ok(());
+    };
+    rotation.verify(opener, server, &entry.username)?;
+    let secret = entry.open(server, opener)?;
+    let http = crate::rotate::Http::new(&rotation.api, rotation.provider.kind(), server)?;
+    let asked = match rotation.provider {
+        Provider::GitlabPat => crate::rotate::gitlab::expires_at(&http, &secret),
+        Provider::HarborRobot { robot_id } => {
+            crate::rotate::harbor::expires_at(&http, robot_id, &entry.username, &secret)
+        }
+    };
+    match asked {
+        Ok(when) => {
+            let server = server.to_owned();
+            path.update(|v| v.set_expiry(&server, when).map(|_| ((), true)))?;
+            crate::outln!(
+                "{}",
+                messages::sanitize(&messages::expiry_learned(
+                    &server,
+                    when.map(meta::rfc3339).as_deref()
+                ))
+            );
+        }
+        Err(e) => eprintln!("{}", messages::expiry_not_learned(&e.message())),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

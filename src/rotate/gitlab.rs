@@ -65,6 +65,39 @@ pub fn parse_answer(body: &[u8]) -> Result<Renewed, String> {
     })
 }
 
+/// The endpoint that describes the token it is called with.
+pub const SELF_PATH: &str = "/api/v4/personal_access_tokens/self";
+
+/// The token's `expires_at` from a `GET /personal_access_tokens/self` answer.
+pub fn parse_self(body: &[u8]) -> Result<Option<u64>, String> {
+    #[derive(serde::Deserialize)]
+    struct Info {
+        expires_at: Option<String>,
+    }
+    let info: Info = serde_json::from_slice(body)
+        .map_err(|_| "the answer is not the JSON GitLab documents".to_owned())?;
+    match info.expires_at {
+        None => Ok(None),
+        Some(d) => parse_date(&d)
+            .map(Some)
+            .ok_or_else(|| "the answer's expires_at is not a date".to_owned()),
+    }
+}
+
+/// When `token` expires, as GitLab says (`GET /api/v4/personal_access_tokens/self`).
+pub fn expires_at(http: &Http, token: &SecretString) -> Result<Option<u64>, Error> {
+    let answer = http.call(
+        "GET",
+        SELF_PATH,
+        &[(TOKEN_HEADER, token.expose_secret())],
+        None,
+    )?;
+    if answer.status != 200 {
+        return Err(http.status_error(SELF_PATH, &answer, &[token]));
+    }
+    parse_self(&answer.body).map_err(|r| http.error(SELF_PATH, &r))
+}
+
 /// Rotates `old` through `http`, asking for a token that expires on `expires_on`.
 pub fn rotate(http: &Http, old: &SecretString, expires_on: &str) -> Result<Renewed, Error> {
     let answer = http.call(

@@ -265,7 +265,13 @@ fn gitlab(
         return (401, echoed.to_string());
     }
     match (method, path) {
-        ("GET", "/api/v4/personal_access_tokens/self") => (200, r#"{"id":1,"active":true}"#.into()),
+        ("GET", "/api/v4/personal_access_tokens/self") => {
+            let answer = serde_json::json!({
+                "id": 42 + s.made, "name": "ci", "revoked": false, "active": true,
+                "scopes": ["api"], "expires_at": s.expires_at,
+            });
+            (200, answer.to_string())
+        }
         ("POST", "/api/v4/personal_access_tokens/self/rotate") => {
             let req: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
             let expires_at = match req.get("expires_at").and_then(|v| v.as_str()) {

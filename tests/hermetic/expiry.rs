@@ -349,9 +349,13 @@ fn rotate_renews_a_gitlab_token_in_place() {
         "{j}"
     );
     assert_eq!(exp % 86_400, 0);
+    // Setting the provider asked when the token expires; the rotation is one call.
     assert_eq!(
         fake.requests(),
-        ["POST /api/v4/personal_access_tokens/self/rotate"]
+        [
+            "GET /api/v4/personal_access_tokens/self",
+            "POST /api/v4/personal_access_tokens/self/rotate"
+        ]
     );
     // The secret never reaches stdout or stderr of rotate.
     assert!(!r.stdout.contains(&held) && !r.stderr.contains(&held));
@@ -396,6 +400,8 @@ fn rotate_refreshes_a_harbor_robot_secret_and_reads_its_expiry() {
     let exp = now() + 200 * 86_400;
     let fake = Fake::harbor(ROBOT, 12, "OldSecret1", exp);
     let (env, owner) = harbor_vault(&fake);
+    // Setting the provider read the robot's expiry from Harbor.
+    assert_eq!(check_json(&env)["entries"][0]["expires_at"], exp);
     keyed(&env, &owner, &["rotate", HARBOR])
         .ok()
         .prints(&["Rotated harbor.example (harbor-robot)"]);
@@ -405,7 +411,11 @@ fn rotate_refreshes_a_harbor_robot_secret_and_reads_its_expiry() {
     assert_eq!(check_json(&env)["entries"][0]["expires_at"], exp);
     assert_eq!(
         fake.requests(),
-        ["PATCH /api/v2.0/robots/12", "GET /api/v2.0/robots/12"]
+        [
+            "GET /api/v2.0/robots/12",
+            "PATCH /api/v2.0/robots/12",
+            "GET /api/v2.0/robots/12"
+        ]
     );
 }
 
@@ -413,11 +423,11 @@ fn rotate_refreshes_a_harbor_robot_secret_and_reads_its_expiry() {
 fn rotate_due_renews_only_what_is_due() {
     let fake = Fake::gitlab("glpat-old");
     let (env, owner) = gitlab_vault(&fake);
-    // No expiry known: not due.
+    // GitLab says the token does not expire: not due.
     keyed(&env, &owner, &["rotate", "--due"])
         .ok()
         .prints(&["Nothing to rotate"]);
-    assert!(fake.requests().is_empty());
+    assert_eq!(fake.requests(), ["GET /api/v4/personal_access_tokens/self"]);
     env.lockbox(&["expiry", "set", GITLAB, &rfc3339(now() + 2 * 86_400)])
         .ok();
     keyed(&env, &owner, &["rotate", "--due"])
@@ -436,6 +446,7 @@ fn rotation_settings_written_without_the_key_send_nothing() {
     let fake = Fake::gitlab("glpat-old");
     let evil = Fake::gitlab("anything");
     let (env, owner) = gitlab_vault(&fake);
+    let before = fake.requests();
     // Someone who can write the vault file points the provider elsewhere.
     let text = String::from_utf8(env.vault_bytes()).unwrap();
     let changed = text.replace(&fake.url(), &evil.url());
@@ -445,7 +456,7 @@ fn rotation_settings_written_without_the_key_send_nothing() {
         .fails()
         .says(&["rotation settings of gitlab.example were not made with this vault's key"]);
     assert!(evil.requests().is_empty(), "the old token went nowhere");
-    assert!(fake.requests().is_empty());
+    assert_eq!(fake.requests(), before);
     // A date edited the same way is only a (false) warning, as THREAT_MODEL.md says.
 }
 
@@ -537,6 +548,25 @@ fn rotate_of_an_entry_without_a_provider_says_how_to_set_one() {
 fn a_refused_token_is_an_error_and_the_vault_keeps_it() {
     let fake = Fake::gitlab("some-other-token");
     let (env, owner) = gitlab_vault(&fake);
+    // Setting the provider already said so (a warning: the provider is set).
+    let r = keyed(
+        &env,
+        &owner,
+        &[
+            "expiry",
+            "set",
+            GITLAB,
+            "--rotate",
+            "gitlab-pat",
+            "--api",
+            &fake.url(),
+        ],
+    );
+    r.ok().says(&[
+        "the expiry could not be read from the registry's API",
+        "HTTP 401",
+    ]);
+    assert!(!r.stderr.contains("glpat-old"), "{r}");
     let r = keyed(&env, &owner, &["rotate", GITLAB]);
     r.fails().says(&[
         "gitlab-pat rotation of gitlab.example failed",
@@ -770,6 +800,7 @@ fn redirects_are_refused_and_proxies_from_the_environment_ignored() {
         );
     });
     let (env, owner) = with_entry(GITLAB, "ci", "glpat-old");
+    // A date given: nothing is asked of the API when the provider is set.
     keyed(
         &env,
         &owner,
@@ -777,6 +808,7 @@ fn redirects_are_refused_and_proxies_from_the_environment_ignored() {
             "expiry",
             "set",
             GITLAB,
+            "2030-01-01",
             "--rotate",
             "gitlab-pat",
             "--api",
