@@ -224,10 +224,6 @@ pub enum Error {
     NoRotation(String),
     /// A rotation provider failed (its text is one line, never a secret).
     Rotate(String),
-    /// `rotate`: the vault's key changed (a `passwd` or `recipients`) since the key was
-    /// opened, or the entry changed before a Harbor rotation's pending secret was
-    /// written (nothing was sent yet).
-    VaultChangedWhileRotating,
     /// A command-line mistake the parser cannot see (exit 2).
     Usage(Usage),
 }
@@ -364,7 +360,6 @@ impl Error {
             Error::RotationTampered(server) => messages::rotation_tampered(server),
             Error::NoRotation(server) => messages::no_rotation(server),
             Error::Rotate(detail) => detail.clone(),
-            Error::VaultChangedWhileRotating => messages::VAULT_CHANGED_WHILE_ROTATING.to_owned(),
             Error::Usage(u) => match u {
                 Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
                 Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),

@@ -167,7 +167,7 @@ fn rotate_one(
     // A `passwd` since the key was opened: the settings' MAC would fail with the old
     // key, a false alarm of tampering.
     if vault.public().to_string() != opened_for {
-        return Err(Error::VaultChangedWhileRotating);
+        return Err(changed());
     }
     let (server, entry) = vault
         .lookup(request)
@@ -301,7 +301,7 @@ fn harbor_rotation(
             let (guard, mut vault, now) = relock(path, seen, &seen.old, opener, LOCK_TIMEOUT)?;
             let pending = vault.entries().get(server).map(|e| &e.meta.pending);
             if !matches!(now, Now::Same) || pending != Some(&seen.entry.meta.pending) {
-                return Err(Error::VaultChangedWhileRotating);
+                return Err(changed());
             }
             vault.set_pending(server, Some(&new))?;
             path.write(&guard, &vault)?;
@@ -383,6 +383,11 @@ fn harbor_recover(
             Ok(None)
         }
     }
+}
+
+/// The vault's key or the entry changed since `rotate` read it; nothing was sent.
+fn changed() -> Error {
+    Error::Rotate(messages::VAULT_CHANGED_WHILE_ROTATING.to_owned())
 }
 
 /// A fault hook for the crash tests, in debug builds only: with

@@ -144,6 +144,14 @@ impl Fake {
         panic!("the fake received fewer than {n} requests within 30 s");
     }
 
+    /// Holds the requests from now on (see [`State::hold`]); the count
+    /// [`Self::wait_for_requests`] waits for to see the next one.
+    pub fn hold(&self) -> u32 {
+        let mut s = self.state.lock().unwrap();
+        s.hold = true;
+        s.received + 1
+    }
+
     /// Lets held requests go on (see [`State::hold`]).
     pub fn release(&self) {
         self.state.lock().unwrap().hold = false;
