@@ -1108,6 +1108,19 @@ pub fn unexpected_success(status: u16) -> String {
     format!("HTTP {status}, a success this API does not document (its answer is not shown)")
 }
 
+/// `passwd`/`recipients remove`: rotation settings that fail their MAC or a pending
+/// secret that does not open were dropped before the key rotation.
+pub fn rotation_dropped(server: &str, settings: bool, pending: bool) -> String {
+    let what = match (settings, pending) {
+        (true, true) => "rotation settings and pending secret",
+        (true, false) => "rotation settings",
+        _ => "pending rotation secret",
+    };
+    format!(
+        "lockbox: warning: dropped the {what} of {server}: not made with this vault's key (someone edited the vault file); set them again with 'docker-credential-lockbox expiry set {server} --rotate …' if they were yours"
+    )
+}
+
 /// `rotate`: Harbor refused the entry's secret for the refresh.
 pub const HARBOR_OLD_REFUSED: &str = "HTTP 401 (the stored secret was refused)";
 

@@ -450,6 +450,41 @@ impl Vault {
         Ok(new)
     }
 
+    /// Drops, before a key rotation ([`Self::rotate`]), every entry's rotation settings
+    /// that fail their MAC under `key` and every pending secret `key` cannot open:
+    /// anyone who can write the file can plant one, and it must neither block the key
+    /// rotation nor be MACed or sealed again with the new key. Returns one warning line
+    /// per entry touched.
+    pub fn drop_unverified_rotation(&mut self, key: &VaultKey) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (server, e) in &mut self.entries {
+            let user = e.username.as_str();
+            let bad_settings = e
+                .meta
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.verify(key, server, user).is_err());
+            let bad_pending =
+                e.meta.pending.as_ref().is_some_and(|p| {
+                    crypto::EntryOpener::open_entry(key, server, user, p).is_err()
+                });
+            if bad_settings {
+                e.meta.rotation = None;
+            }
+            if bad_pending {
+                e.meta.pending = None;
+            }
+            if bad_settings || bad_pending {
+                warnings.push(crate::messages::rotation_dropped(
+                    server,
+                    bad_settings,
+                    bad_pending,
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Fails unless `key` is this vault's key (the vault may have been rotated by
     /// another process since the key was opened) and the slots MAC still verifies:
     /// the file is read again under the lock before a change, and a slot slipped in
@@ -1548,6 +1583,44 @@ mod tests {
         v.set_pending("reg.example", Some(&SecretString::from("next".to_owned())))
             .unwrap();
         (key, v)
+    }
+
+    /// Rotation settings and a pending secret planted by a file writer (a MAC not the
+    /// key's, a pending ciphertext sealed to another key) never block a key rotation,
+    /// and are never MACed or sealed again with the new key.
+    #[test]
+    fn a_key_rotation_drops_planted_rotation_settings_and_pending_secrets() {
+        let (key, mut v) = with_metadata();
+        let stranger = VaultKey::generate();
+        let planted = crypto::seal_entry(
+            &stranger.public(),
+            "reg.example",
+            "robot$ci",
+            &SecretString::from("attacker".to_owned()),
+        )
+        .unwrap();
+        let e = v.entries.get_mut("reg.example").unwrap();
+        e.meta.rotation.as_mut().unwrap().mac[0] ^= 1;
+        e.meta.pending = Some(planted);
+        // Without the drop the rotation refuses (the check this guards against).
+        let pw = SecretString::from("pw".to_owned());
+        assert!(
+            v.clone()
+                .rotate(&key, &[], Some(&pw), None, &NoBackend)
+                .is_err()
+        );
+        let warnings = v.drop_unverified_rotation(&key);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("rotation settings and pending secret of reg.example"));
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["reg.example"];
+        assert_eq!((&e.meta.rotation, &e.meta.pending), (&None, &None));
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        // Good ones are kept.
+        let (key, mut v) = with_metadata();
+        assert!(v.drop_unverified_rotation(&key).is_empty());
+        assert!(v.entries()["reg.example"].meta.rotation.is_some());
+        drop(new);
     }
 
     #[test]

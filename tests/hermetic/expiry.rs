@@ -460,6 +460,27 @@ fn rotation_settings_written_without_the_key_send_nothing() {
     // A date edited the same way is only a (false) warning, as THREAT_MODEL.md says.
 }
 
+/// Rotation settings a vault writer edited never block a key rotation: dropped with
+/// a warning, never MACed again with the new key.
+#[test]
+fn a_key_rotation_drops_edited_rotation_settings_with_a_warning() {
+    let fake = Fake::gitlab("glpat-old");
+    let evil = Fake::gitlab("anything");
+    let (env, owner) = gitlab_vault(&fake);
+    let other = env.identity("other");
+    keyed(&env, &owner, &["recipients", "add", &other.recipient]).ok();
+    let text = String::from_utf8(env.vault_bytes()).unwrap();
+    std::fs::write(env.vault_path(), text.replace(&fake.url(), &evil.url())).unwrap();
+    keyed(&env, &owner, &["recipients", "remove", &other.recipient])
+        .ok()
+        .says(&["dropped the rotation settings of gitlab.example"]);
+    keyed(&env, &owner, &["rotate", GITLAB])
+        .fails()
+        .says(&["gitlab.example has no rotation provider"]);
+    assert_eq!(secret_of(&get(&env, &owner, GITLAB)), "glpat-old");
+    assert!(evil.requests().is_empty());
+}
+
 /// A pending secret planted in the file (anyone can seal one to the public key) is
 /// never sent to Harbor as the robot's new secret: only one Harbor already holds is
 /// kept, and the rotation starts over with a fresh secret of lockbox's own.
