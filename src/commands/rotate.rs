@@ -232,9 +232,16 @@ fn relock(
             Now::Replaced
         }
         Some(e) if vault.public().to_string() == seen.opened_for => {
-            match e.open(&seen.server, opener) {
-                Ok(s) if s.expose_secret() == expect.expose_secret() => Now::Same,
-                _ => Now::Replaced,
+            // The ciphertext seen holds `seen.old`; another one is opened to compare. One
+            // that does not open (a locked agent, a planted ciphertext) is no newer
+            // secret: the rotation's wins.
+            if e.secret == seen.entry.secret && expect.expose_secret() == seen.old.expose_secret() {
+                Now::Same
+            } else {
+                match e.open(&seen.server, opener) {
+                    Ok(s) if s.expose_secret() != expect.expose_secret() => Now::Replaced,
+                    _ => Now::Same,
+                }
             }
         }
         // The key was rotated meanwhile (`passwd`, `recipients`), so the secret cannot
