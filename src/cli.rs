@@ -38,6 +38,9 @@ Environment:
   LOCKBOX_PASSPHRASE_FILE  a file holding the passphrase (slow: Argon2id every call)
   LOCKBOX_ARGON2_PARAMS    m_cost_kib,t_cost,p_cost for new passphrase slots (tests)
   LOCKBOX_KUBELET_CACHE_DURATION  kubelet-credential-provider's cacheDuration (5m)
+  LOCKBOX_EXPIRY_WARN_DAYS  how many days before an entry's expiry `get` warns on
+                           stderr, `check` and `doctor` report it and `rotate --due`
+                           renews it (14)
   LOCKBOX_OPENBAO_ADDR     the OpenBao/Vault server for an OpenBao slot (else BAO_ADDR,
                            VAULT_ADDR); LOCKBOX_OPENBAO_CACERT its CA file
   LOCKBOX_OPENBAO_TOKEN_FILE  this host's OpenBao token, in a file: lets `get` open
@@ -107,6 +110,15 @@ enum Command {
     /// Manage the age slots (people, CI keys, SSH host keys).
     #[command(subcommand)]
     Recipients(commands::recipients::Opts),
+    /// List the entries that have expired or expire soon; exits 4 when one expires
+    /// within the window, 5 when one has expired. Works while locked.
+    Check(commands::check::Opts),
+    /// Set an entry's expiry and rotation provider.
+    #[command(subcommand)]
+    Expiry(commands::expiry::Opts),
+    /// Renew a GitLab token or Harbor robot secret in place through the registry's
+    /// API (`rotate REGISTRY`, or `rotate --due` from a daily timer).
+    Rotate(commands::rotate::Opts),
     /// The kubelet image credential provider plugin: read a CredentialProviderRequest
     /// on stdin, answer with the vault's credentials for the image's registry
     /// (docs/FLEET.md). Never prompts.
@@ -285,6 +297,9 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Export(o) => commands::export::run(o, settings),
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
+        Command::Check(o) => commands::check::run(o, settings),
+        Command::Expiry(o) => commands::expiry::run(o, settings),
+        Command::Rotate(o) => commands::rotate::run(o, settings),
         Command::KubeletCredentialProvider(o) => {
             Ok(crate::kubelet::main(o.cache_duration.as_deref(), settings))
         }

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::file::Location;
 use crate::vault::crypto::KdfParams;
 
+/// The warning window when `LOCKBOX_EXPIRY_WARN_DAYS` is not set: two weeks, so a
+/// weekly job still sees a warning before the date.
+pub const DEFAULT_EXPIRY_WARN_DAYS: u64 = 14;
+
 /// Every setting that comes from the environment.
 #[derive(Default)]
 pub struct Settings {
@@ -33,6 +37,8 @@ pub struct Settings {
     pub kubelet_cache_duration: Option<String>,
     /// `LOCKBOX_AGENT_SOCKET`: `exec`'s private agent, set for its command only.
     pub agent_socket: Option<PathBuf>,
+    /// `LOCKBOX_EXPIRY_WARN_DAYS`, as given (read by [`Settings::expiry_warn_days`]).
+    pub expiry_warn_days: Option<String>,
     /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
     pub doctor: DoctorSettings,
     /// `SUDO_USER`: who ran `sudo` (for root's `get` without a vault, which then
@@ -125,6 +131,9 @@ pub mod var {
     pub const KUBELET_CACHE_DURATION: &str = "LOCKBOX_KUBELET_CACHE_DURATION";
     /// `exec`'s private agent socket.
     pub const AGENT_SOCKET: &str = "LOCKBOX_AGENT_SOCKET";
+    /// How many days before an entry expires `get`, `doctor`, `check` and `rotate
+    /// --due` start to act.
+    pub const EXPIRY_WARN_DAYS: &str = "LOCKBOX_EXPIRY_WARN_DAYS";
 }
 
 impl Settings {
@@ -162,12 +171,29 @@ impl Settings {
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)
                 .map(|v| v.to_string_lossy().into_owned()),
             agent_socket: path(var::AGENT_SOCKET),
+            expiry_warn_days: get(var::EXPIRY_WARN_DAYS).map(|v| v.to_string_lossy().into_owned()),
             doctor: DoctorSettings {
                 path: get("PATH"),
                 docker_auth_config: get("DOCKER_AUTH_CONFIG")
                     .map(|v| Zeroizing::new(v.to_string_lossy().into_owned())),
             },
             sudo_user: get("SUDO_USER").map(|v| v.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The warning window in days: `LOCKBOX_EXPIRY_WARN_DAYS` (0 to 3650), else
+    /// [`DEFAULT_EXPIRY_WARN_DAYS`]. A value that does not parse gives the default and
+    /// the text to say so (never an error: a typo must not break `get`).
+    pub fn expiry_warn_days(&self) -> (u64, Option<String>) {
+        match &self.expiry_warn_days {
+            None => (DEFAULT_EXPIRY_WARN_DAYS, None),
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(n) if n <= 3650 => (n, None),
+                _ => (
+                    DEFAULT_EXPIRY_WARN_DAYS,
+                    Some(crate::messages::bad_warn_days(text)),
+                ),
+            },
         }
     }
 
@@ -222,6 +248,24 @@ mod tests {
         assert!(s.keys.identity.is_none());
         assert_eq!(s.keys.passphrase_file, Some(PathBuf::from("/p")));
         assert!(s.location.home.is_none());
+    }
+
+    #[test]
+    fn expiry_warn_days() {
+        assert_eq!(vars(&[]).expiry_warn_days(), (14, None));
+        assert_eq!(
+            vars(&[("LOCKBOX_EXPIRY_WARN_DAYS", " 30 ")]).expiry_warn_days(),
+            (30, None)
+        );
+        assert_eq!(
+            vars(&[("LOCKBOX_EXPIRY_WARN_DAYS", "0")]).expiry_warn_days(),
+            (0, None)
+        );
+        for bad in ["2w", "-1", "3651", "x"] {
+            let (days, warning) = vars(&[("LOCKBOX_EXPIRY_WARN_DAYS", bad)]).expiry_warn_days();
+            assert_eq!(days, 14);
+            assert!(warning.unwrap().contains(bad));
+        }
     }
 
     #[test]

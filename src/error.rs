@@ -215,6 +215,15 @@ pub enum Error {
         /// What went wrong, already shortened and never holding credentials.
         detail: String,
     },
+    /// No entry for the registry a command for people named (`expiry`, `rotate`).
+    NoSuchEntry(String),
+    /// An entry's rotation settings fail their MAC: written by someone without the
+    /// vault key; nothing is sent anywhere.
+    RotationTampered(String),
+    /// `rotate` of an entry without rotation settings.
+    NoRotation(String),
+    /// A rotation provider failed (its text is one line, never a secret).
+    Rotate(String),
     /// A command-line mistake the parser cannot see (exit 2).
     Usage(Usage),
 }
@@ -239,6 +248,9 @@ pub enum Usage {
     TooManyLabels,
     /// `--identity-passphrase-file` with no identity source (flag or variable).
     IdentityPassphraseWithoutIdentity,
+    /// `expiry`, `check` or `rotate` options or values they refuse (the text says
+    /// which and what to do).
+    Expiry(String),
 }
 
 impl Error {
@@ -344,12 +356,16 @@ impl Error {
                 action,
                 detail,
             } => messages::helper_failed(program, action, detail),
+            Error::NoSuchEntry(server) => messages::no_such_entry(server),
+            Error::RotationTampered(server) => messages::rotation_tampered(server),
+            Error::NoRotation(server) => messages::no_rotation(server),
+            Error::Rotate(detail) => detail.clone(),
             Error::Usage(u) => match u {
                 Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
                 Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
-                Usage::Export(text) => text.clone(),
+                Usage::Export(text) | Usage::Expiry(text) => text.clone(),
                 Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
                 Usage::IdentityPassphraseWithoutIdentity => {
                     messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()

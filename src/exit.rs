@@ -17,6 +17,10 @@ pub enum Exit {
     Usage,
     /// The vault exists but no key to open it is available.
     Locked,
+    /// `check`: an entry expires within the window (none has expired).
+    Expiring,
+    /// `check`: an entry has expired.
+    Expired,
     /// `exec`: its command's own status (128+N when it died of signal N).
     Command(u8),
     /// stdout's reader went away (EPIPE) while a command for people was writing: a
@@ -33,6 +37,8 @@ impl Exit {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Locked => 3,
+            Exit::Expiring => 4,
+            Exit::Expired => 5,
             Exit::Command(code) => code,
             Exit::BrokenPipe => 141,
         }

@@ -377,6 +377,15 @@ pub fn cache_duration(flag: Option<&str>, settings: &Settings) -> Result<Duratio
     }
 }
 
+/// `cache`, shortened so that kubelet's cache never outlives an entry it answers with:
+/// at most the seconds left until `expires_at` (0, "do not cache", once expired).
+pub fn cache_within_expiry(cache: Duration, expires_at: Option<u64>, now: u64) -> Duration {
+    match expires_at {
+        Some(t) => cache.min(Duration::from_secs(t.saturating_sub(now))),
+        None => cache,
+    }
+}
+
 /// Writes the response: `kind`, `apiVersion`, `cacheKeyType`, `cacheDuration` and,
 /// when there is any, `auth`. Compact JSON and a newline, in a wiped buffer reserved
 /// once at its worst-case size so no unwiped copy is left by a reallocation.
@@ -438,14 +447,17 @@ pub fn run(
             .map(|(k, e)| (k.as_str(), e.username.as_str())),
     );
     let mut auth = Vec::with_capacity(chosen.len());
+    let mut cache = cache;
     if !chosen.is_empty() {
         // Only now is a key needed: an image of a registry the vault does not know is
         // answered (with no auth) even while the vault is locked.
         // The environment's key sources, then an agent already unlocked; never a
         // prompt, never an agent started.
         let opener = keysource::for_get(&vault, settings)?;
+        let now = crate::vault::meta::unix_now();
         for (auth_key, vault_key) in chosen {
             let entry = &vault.entries()[vault_key];
+            cache = cache_within_expiry(cache, entry.meta.expires_at, now);
             let secret = entry.open(vault_key, opener.as_ref())?;
             auth.push((auth_key, entry.username.clone(), secret));
         }
@@ -1170,6 +1182,19 @@ mod tests {
             assert_eq!(got.as_deref(), want, "{text:?}");
         }
         assert_eq!(go_duration(DEFAULT_CACHE_DURATION), "5m0s");
+    }
+
+    #[test]
+    fn cache_never_outlives_the_entry() {
+        let five = Duration::from_secs(300);
+        assert_eq!(cache_within_expiry(five, None, 1000), five);
+        assert_eq!(cache_within_expiry(five, Some(2000), 1000), five);
+        assert_eq!(
+            cache_within_expiry(five, Some(1060), 1000),
+            Duration::from_secs(60)
+        );
+        assert_eq!(cache_within_expiry(five, Some(1000), 1000), Duration::ZERO);
+        assert_eq!(cache_within_expiry(five, Some(10), 1000), Duration::ZERO);
     }
 
     #[test]

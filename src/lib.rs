@@ -19,9 +19,9 @@
 //! | 1 | `error` | the failure types (`Error`, `OpenBaoError`, `CredentialFailure`), each mapped once to its message and exit code |
 //! | 2 | `secret_io`, `output`, `assets`, `child` | bounded wiped reads of secrets, stdout for people (EPIPE → 141), completions and man pages, running another program bounded (deadline, output, kill) |
 //! | 3 | `docker` | other tools' formats, pure and fuzzed: server URLs, Go JSON, config.json, export formats |
-//! | 4 | `vault` | the core: model, crypto, slots, format numbers, the parser; no file system, network, processes or prompts |
+//! | 4 | `vault` | the core: model, crypto, slots, entry metadata, format numbers, the parser; no file system, network, processes or prompts |
 //! | 4.5 | `file` | the vault on disk: paths, the sidecar lock, atomic durable writes |
-//! | 5 | `identity`, `openbao`, `sources` | backends that reach outside the process: identities and plugins, the transit client, the sealed sources that mint registry credentials |
+//! | 5 | `identity`, `openbao`, `sources`, `rotate` | backends that reach outside the process: identities and plugins, the transit client, the sealed sources that mint registry credentials, the registry APIs that rotate a stored secret |
 //! | 6 | `config` | the settings, read from the environment once |
 //! | 7 | `agent` | wire types, client, server, the credential vault, the hand-over |
 //! | 8 | `keysource` | the key pipeline: sources, their order and failure rule, the re-wrap hook |
@@ -50,6 +50,7 @@ pub mod messages;
 pub mod openbao;
 pub mod output;
 pub mod protocol;
+pub mod rotate;
 pub mod sanitize;
 pub mod secret_io;
 pub mod sources;

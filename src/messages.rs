@@ -967,3 +967,198 @@ pub fn containers_other(path: &str) -> String {
         "Left {path} as it is: it does not say credential-helpers = [\"lockbox\"], so podman, skopeo and buildah may not use lockbox (docs/MIGRATION.md, section 6)."
     )
 }
+
+// ---------------------------------------------------------------------------------
+// Expiry and rotation (`expiry`, `check`, `rotate`, the `get` warning)
+
+/// A command for people named a registry the vault has no entry for.
+pub fn no_such_entry(server: &str) -> String {
+    format!(
+        "no entry for {server} in the vault: 'docker-credential-lockbox list' shows what it holds"
+    )
+}
+
+/// An entry's rotation settings fail their MAC.
+pub fn rotation_tampered(server: &str) -> String {
+    format!(
+        "the rotation settings of {server} were not made with this vault's key (someone edited the vault file); nothing was sent: set them again with 'lockbox expiry set {server} --rotate …'"
+    )
+}
+
+/// `rotate` of an entry without rotation settings.
+pub fn no_rotation(server: &str) -> String {
+    format!(
+        "{server} has no rotation provider: set one with 'lockbox expiry set {server} --rotate gitlab-pat' (or harbor-robot --robot-id N)"
+    )
+}
+
+/// `get`'s stderr line for an entry within the warning window.
+pub fn get_expiring(server: &str, when: &str, days: u64) -> String {
+    let left = match days {
+        0 => "today".to_owned(),
+        1 => "in 1 day".to_owned(),
+        n => format!("in {n} days"),
+    };
+    format!(
+        "lockbox: the credential for {server} expires {left} ({when}): renew it ('lockbox rotate {server}', or store a new one with docker login)"
+    )
+}
+
+/// `get`'s stderr line for an expired entry (the secret is still answered).
+pub fn get_expired(server: &str, when: &str) -> String {
+    format!(
+        "lockbox: the credential for {server} expired at {when}; the registry will likely refuse it: store a new one with docker login (or 'lockbox rotate {server}')"
+    )
+}
+
+/// `LOCKBOX_EXPIRY_WARN_DAYS` that is not a whole number of days.
+pub fn bad_warn_days(text: &str) -> String {
+    format!(
+        "LOCKBOX_EXPIRY_WARN_DAYS={text} is not a number of days (0 to 3650); using the default of 14"
+    )
+}
+
+/// `expiry set` with a date that does not parse.
+pub fn bad_expiry_date(text: &str) -> String {
+    format!(
+        "'{text}' is not a date: give YYYY-MM-DD, an RFC 3339 time (2027-01-31T12:00:00Z) or 'none'"
+    )
+}
+
+/// `check --within` that does not parse.
+pub fn bad_within(text: &str) -> String {
+    format!("--within {text}: give a duration such as 14d, 36h or 2w")
+}
+
+/// `expiry set` done.
+pub fn expiry_set(server: &str, when: Option<&str>) -> String {
+    match when {
+        Some(w) => format!("{server} expires at {w}."),
+        None => format!("{server} has no expiry now."),
+    }
+}
+
+/// `expiry set --rotate` done.
+pub fn rotation_set(server: &str, kind: &str, api: &str) -> String {
+    format!("{server} is rotated by {kind} through {api}.")
+}
+
+/// `expiry set --rotate` read the expiry from the provider's API.
+pub fn expiry_learned(server: &str, when: Option<&str>) -> String {
+    match when {
+        Some(w) => format!("{server} expires at {w} (from the registry's API)."),
+        None => format!("{server} does not expire, says the registry's API."),
+    }
+}
+
+/// `expiry set --rotate` could not read the expiry (the provider is set all the same).
+pub fn expiry_not_learned(error: &str) -> String {
+    format!(
+        "warning: the expiry could not be read from the registry's API ({error}); the provider is set: fix --api or the credential, or set the date with 'lockbox expiry set REGISTRY DATE'"
+    )
+}
+
+/// `expiry set --no-rotate` done.
+pub fn rotation_cleared(server: &str) -> String {
+    format!("{server} has no rotation provider now.")
+}
+
+/// `expiry set` with nothing to set.
+pub const EXPIRY_SET_NOTHING: &str =
+    "nothing to set: give a date (YYYY-MM-DD or 'none'), --rotate KIND or --no-rotate";
+
+/// `expiry set --rotate` with no API URL and a server URL that names no host.
+pub fn no_default_api(server: &str) -> String {
+    format!("{server} names no host to reach its API at: give --api https://HOST")
+}
+
+/// A rotation's API URL refused.
+pub fn bad_api_url(reason: &str) -> String {
+    format!("--api: {reason}")
+}
+
+/// `rotate` finished one entry.
+pub fn rotated(server: &str, kind: &str, when: Option<&str>) -> String {
+    match when {
+        Some(w) => format!("Rotated {server} ({kind}); the new credential expires at {w}."),
+        None => format!("Rotated {server} ({kind})."),
+    }
+}
+
+/// `rotate`: the provider's answer named an expiry that is not a date.
+pub fn rotated_date_unread(server: &str) -> String {
+    format!(
+        "lockbox: warning: the new credential of {server} is stored, but the provider's expiry date was unreadable; set it with 'docker-credential-lockbox expiry set {server} YYYY-MM-DD'"
+    )
+}
+
+/// `rotate` found a pending secret and recovered it.
+pub fn rotation_recovered(server: &str) -> String {
+    format!("Finished the interrupted rotation of {server}.")
+}
+
+/// `rotate --due` with nothing due.
+pub fn nothing_due(days: u64) -> String {
+    format!("Nothing to rotate: no entry with a rotation provider expires within {days} days.")
+}
+
+/// A provider answered with a success status lockbox does not expect (its body, which
+/// may hold a secret, is not quoted).
+pub fn unexpected_success(status: u16) -> String {
+    format!("HTTP {status}, a success this API does not document (its answer is not shown)")
+}
+
+/// `passwd`/`recipients remove`: rotation settings that fail their MAC or a pending
+/// secret that does not open were dropped before the key rotation.
+pub fn rotation_dropped(server: &str, settings: bool, pending: bool) -> String {
+    let what = match (settings, pending) {
+        (true, true) => "rotation settings and pending secret",
+        (true, false) => "rotation settings",
+        _ => "pending rotation secret",
+    };
+    format!(
+        "lockbox: warning: dropped the {what} of {server}: not made with this vault's key (someone edited the vault file); set them again with 'docker-credential-lockbox expiry set {server} --rotate …' if they were yours"
+    )
+}
+
+/// `rotate`: Harbor refused the entry's secret for the refresh.
+pub const HARBOR_OLD_REFUSED: &str = "HTTP 401 (the stored secret was refused)";
+
+/// `rotate`: the entry was stored again or erased while its provider was asked;
+/// `kept_pending`: the new secret stays beside it as pending (Harbor).
+pub fn rotation_overtaken(server: &str, kept_pending: bool) -> String {
+    if kept_pending {
+        format!(
+            "{server} was stored again while it was being rotated: the stored secret is kept, and the new one Harbor holds is kept beside it as pending; run 'docker-credential-lockbox rotate {server}' to keep whichever Harbor accepts"
+        )
+    } else {
+        format!(
+            "{server} was stored again or erased while it was being rotated: what was stored is kept and the provider's new credential was dropped (revoke it in the registry if it is not used)"
+        )
+    }
+}
+
+/// `rotate`: the vault's key or the entry changed under it (a concurrent `passwd`,
+/// `recipients`, `store` or `rotate`); nothing was sent.
+pub const VAULT_CHANGED_WHILE_ROTATING: &str = "the vault changed while rotating (a passwd, recipients, store or another rotate meanwhile); run it again";
+
+/// `rotate`: Harbor refused both the entry's secret and an interrupted rotation's
+/// pending one (both kept).
+pub const HARBOR_BOTH_REFUSED: &str = "HTTP 401 for both the stored secret and the pending one of an interrupted rotation (a disabled or expired robot?); both are kept: make Harbor accept the robot again, then run rotate again";
+
+/// A provider answered with an error status.
+pub fn rotate_failed(kind: &str, server: &str, endpoint: &str, detail: &str) -> String {
+    format!(
+        "{kind} rotation of {server} failed at {endpoint}: {detail}; the vault still holds the credential that was in use"
+    )
+}
+
+/// `check`: nothing expires within the window.
+pub fn check_all_fine(days: u64) -> String {
+    format!("No entry expires within {days} days.")
+}
+
+/// `check`: one line per entry that needs attention.
+pub fn check_line(server: &str, state: &str, when: &str) -> String {
+    format!("{state:<8} {server}  {when}")
+}

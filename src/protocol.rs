@@ -298,12 +298,32 @@ fn get(
     // not-found, a locked vault with one is the locked error — never not-found.
     let opener = keysource::for_get(view.vault(), settings)?;
     let secret = entry.open(opener.as_ref())?;
+    warn_if_expiring(server, entry.expires_at(), settings);
     // The one place `get` reads the secret: into the answer's wiped buffer.
     Ok(go_json::credentials(
         server,
         entry.username(),
         secret.expose_secret(),
     ))
+}
+
+/// One stderr line when the entry answered expires within the warning window or has
+/// expired (its secret is answered all the same: the registry decides). stdout is
+/// untouched; Docker passes a helper's stderr through to the person.
+fn warn_if_expiring(server: &str, expires_at: Option<u64>, settings: &Settings) {
+    use crate::vault::meta::{Standing, rfc3339, standing, unix_now};
+    let Some(t) = expires_at else { return };
+    let (days, bad_setting) = settings.expiry_warn_days();
+    let line = match standing(Some(t), unix_now(), days * 86_400) {
+        Standing::Fine => return,
+        Standing::Expiring(left) => messages::get_expiring(server, &rfc3339(t), left / 86_400),
+        Standing::Expired(_) => messages::get_expired(server, &rfc3339(t)),
+    };
+    let mut err = std::io::stderr().lock();
+    if let Some(b) = bad_setting {
+        let _ = writeln!(err, "{}", messages::sanitize(&b));
+    }
+    let _ = writeln!(err, "{}", messages::sanitize(&line));
 }
 
 /// Runs `action` against the process's stdin/stdout and returns the exit status: 0, or

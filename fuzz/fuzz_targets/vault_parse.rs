@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
     for (e, (k, full)) in view.entries().iter().zip(vault.entries()) {
         assert_eq!((e.server(), e.username()), (k.as_str(), full.username.as_str()));
         assert_eq!(e.secret(), full.secret);
+        assert_eq!(e.expires_at(), full.meta.expires_at);
+        assert_eq!(e.has_pending(), full.meta.pending.is_some());
         let found = view.lookup(k).map(|e| e.server());
         assert_eq!(found, vault.lookup(k).map(|(k, _)| k));
     }

@@ -804,7 +804,49 @@ fn vault_checks(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
             if modes_ok { ", modes ok" } else { "" }
         ),
     ));
+    expiry_check(&vault, settings, out);
     key_check(&vault, settings, out);
+}
+
+/// Entries that have expired, expire within the warning window, or whose rotation
+/// was interrupted: warnings (the credential still works until its date, or the next
+/// `rotate` finishes the rotation).
+fn expiry_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Finding>) {
+    use crate::vault::meta::{Standing, rfc3339, standing, unix_now};
+    let (days, _) = settings.expiry_warn_days();
+    let now = unix_now();
+    for (server, e) in vault.entries() {
+        let when = e.meta.expires_at.map(rfc3339).unwrap_or_default();
+        let fix = if e.meta.rotation.is_some() {
+            format!("{BIN} rotate {server}")
+        } else {
+            format!("docker login {server}   (then {BIN} expiry set {server} DATE)")
+        };
+        match standing(e.meta.expires_at, now, days * 86_400) {
+            Standing::Fine => {}
+            Standing::Expiring(left) => out.push(
+                finding(
+                    "expiry",
+                    Level::Warning,
+                    format!("{server}: the credential expires at {when} (in {} days)", left / 86_400),
+                )
+                .why(format!("the registry refuses it from then on; warned {days} days before (LOCKBOX_EXPIRY_WARN_DAYS)"))
+                .fix(fix.clone()),
+            ),
+            Standing::Expired(_) => out.push(
+                finding("expiry", Level::Warning, format!("{server}: the credential expired at {when}"))
+                    .why("the registry will likely refuse it: pulls and pushes fail as unauthorized")
+                    .fix(fix.clone()),
+            ),
+        }
+        if e.meta.pending.is_some() {
+            out.push(
+                finding("rotation-pending", Level::Warning, format!("{server}: a rotation was interrupted"))
+                    .why("the registry may already hold the new secret, which get does not answer until the rotation is finished")
+                    .fix(format!("{BIN} rotate {server}")),
+            );
+        }
+    }
 }
 
 fn key_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Finding>) {

@@ -19,15 +19,18 @@ use crate::messages;
 use crate::vault::Vault;
 use crate::vault::crypto::KdfParams;
 
+pub mod check;
 pub mod completions;
 pub mod doctor;
 pub mod exec;
+pub mod expiry;
 pub mod export;
 pub mod import;
 pub mod init;
 pub mod lock;
 pub mod passwd;
 pub mod recipients;
+pub mod rotate;
 pub mod status;
 pub mod unimport;
 pub mod unlock;
@@ -87,6 +90,27 @@ pub fn open_key(
     check_identity_passphrase_file(settings, flags)?;
     let list = keysource::sources(&settings.keys, flags, None);
     keysource::open_key(vault, &list, &Terminal)
+}
+
+/// An opener of entries (and maker of keyed MACs) for a command for people: the key
+/// flags, the environment, an agent that holds this vault's key (it never gives the
+/// key out, but opens entries and makes MACs), then the terminal.
+pub fn entry_opener(
+    vault: &Vault,
+    settings: &Settings,
+    k: &KeyOpts,
+) -> Result<Box<dyn crate::vault::crypto::EntryOpener>, Error> {
+    let flags = k.flags();
+    check_identity_passphrase_file(settings, &flags)?;
+    let list = keysource::sources(
+        &settings.keys,
+        &flags,
+        Some((
+            crate::agent::client::Agent::for_requests(settings),
+            keysource::AgentUse::Verified,
+        )),
+    );
+    keysource::open_entries(vault, &list, &Terminal).map(|(o, _)| o)
 }
 
 /// `--identity-passphrase-file` with no identity source it could be for is a usage

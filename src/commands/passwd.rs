@@ -71,6 +71,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     // passphrase open nothing stored from now on.
     // An agent holding the old key gets the new one before the rename (docs/AGENT.md).
     let mut handover = Handover::new(&old_public);
+    let mut dropped = Vec::new();
     let rotated = path.update_with(
         |v| {
             let passphrase_slots: Vec<usize> = v
@@ -80,6 +81,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
                 .filter(|(_, s)| s.is_passphrase())
                 .map(|(i, _)| i)
                 .collect();
+            dropped = v.drop_unverified_rotation(&key);
             v.rotate(&key, &passphrase_slots, None, Some((&new, params)), &rewrap)
                 .map(|k| (k, true))
         },
@@ -91,6 +93,9 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
             handover.undo();
             return Err(e);
         }
+    }
+    for w in dropped {
+        eprintln!("{}", messages::sanitize(&w));
     }
     crate::outln!("{}", messages::passwd_done(has_passphrase));
     Ok(Exit::Ok)

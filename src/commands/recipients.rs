@@ -169,12 +169,14 @@ fn remove(
         keysource::rewrap_passphrase(vault, opened.passphrase, &settings.keys, &Terminal)?;
     let old_public = old.public().to_string();
     let mut handover = Handover::new(&old_public);
+    let mut dropped = Vec::new();
     let rotated = path.update_with(
         |v| {
             let slots = v.find_recipient(&which);
             if slots.is_empty() {
                 return Err(Error::NoSuchRecipient(which.clone()));
             }
+            dropped = v.drop_unverified_rotation(&old);
             let new = v.rotate(&old, &slots, passphrase.as_ref(), None, &rewrap)?;
             Ok(((slots.len(), new), true))
         },
@@ -190,6 +192,9 @@ fn remove(
             return Err(e);
         }
     };
+    for w in dropped {
+        eprintln!("{}", messages::sanitize(&w));
+    }
     crate::outln!(
         "{}",
         messages::sanitize(&messages::recipients_removed(&which, removed))

@@ -186,14 +186,37 @@ fn json(o: &Opts, path: &VaultPath, vault: &Vault, r: &Report) -> serde_json::Va
     })
 }
 
+/// After the entry count, when some entry needs attention: how many expire within the
+/// window and how many have expired (`check` lists them).
+fn expiry_note(settings: &Settings, vault: &Vault) -> String {
+    use crate::vault::meta::{Standing, standing, unix_now};
+    let (days, _) = settings.expiry_warn_days();
+    let now = unix_now();
+    let (mut soon, mut gone) = (0, 0);
+    for e in vault.entries().values() {
+        match standing(e.meta.expires_at, now, days * 86_400) {
+            Standing::Fine => {}
+            Standing::Expiring(_) => soon += 1,
+            Standing::Expired(_) => gone += 1,
+        }
+    }
+    match (soon, gone) {
+        (0, 0) => String::new(),
+        _ => format!(
+            " ({soon} expiring within {days} days, {gone} expired: 'lockbox check' lists them)"
+        ),
+    }
+}
+
 /// `status` for people (not yet sanitized).
 fn text(o: &Opts, settings: &Settings, path: &VaultPath, vault: &Vault, r: &Report) -> String {
     let mut text = format!(
-        "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}\nslots:      {}\n",
+        "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}{}\nslots:      {}\n",
         path.vault.display(),
         vault.format_version(),
         vault.public(),
         vault.entries().len(),
+        expiry_note(settings, vault),
         vault.slots().len(),
     );
     for (i, slot) in vault.slots().iter().enumerate() {

@@ -26,15 +26,18 @@ use crate::error::{Error, Result};
 
 pub mod crypto;
 pub mod format;
+pub mod meta;
 mod parse;
 pub mod slot;
 use crypto::{EntryOpener, KdfParams, Recipient, VaultKey};
 use format::fits_b64;
-use parse::{RawSlot, Sink, b64};
+use meta::{Metadata, Rotation};
+use parse::{RawMeta, RawSlot, Sink, b64};
 use slot::{SlotV1, check_slot, check_slot_set, check_versions, slot_from_raw};
 
 pub use format::{
-    FORMAT_VERSION, MAX_FORMAT_VERSION, OPENBAO_FORMAT_VERSION, PLUGIN_FORMAT_VERSION, bounds,
+    FORMAT_VERSION, MAX_FORMAT_VERSION, METADATA_FORMAT_VERSION, OPENBAO_FORMAT_VERSION,
+    PLUGIN_FORMAT_VERSION, bounds,
 };
 pub use slot::{NoBackend, Rewrap, Slot};
 
@@ -51,6 +54,8 @@ pub struct Entry {
     pub username: String,
     /// The age ciphertext of the bound secret (`docs/FORMAT.md` "Entry plaintext").
     pub secret: Vec<u8>,
+    /// Its expiry, rotation settings and pending secret (format version 3).
+    pub meta: Metadata,
 }
 
 impl Entry {
@@ -182,15 +187,111 @@ impl Vault {
 
     /// Stores (or replaces) the entry for `server`: one entry per exact server URL, the
     /// newest store wins. Needs no secret key.
+    ///
+    /// The expiry is the new secret's own when it carries one (a JWT's `exp`); else
+    /// the entry's date is kept: `docker login` stores the same secret again after
+    /// every login, and dropping a date there would silence the warning it exists for
+    /// (a stale date can at most warn early; `expiry set` corrects it). Rotation
+    /// settings and a pending rotation secret are kept when the username is the same
+    /// (they are about the account; their MAC and seal bind the username): a Harbor
+    /// robot may already hold the pending secret, and `rotate` keeps it only if Harbor
+    /// accepts it.
     pub fn store(&mut self, server: &str, username: &str, secret: &SecretString) -> Result<()> {
+        use age::secrecy::ExposeSecret;
         let ciphertext = crypto::seal_entry(&self.public, server, username, secret)?;
+        let (kept_date, rotation, pending) = match self.entries.remove(server) {
+            Some(old) => {
+                let same_account = old.username == username;
+                (
+                    old.meta.expires_at,
+                    old.meta.rotation.filter(|_| same_account),
+                    old.meta.pending.filter(|_| same_account),
+                )
+            }
+            None => (None, None, None),
+        };
+        let meta = Metadata {
+            expires_at: meta::jwt_expiry(secret.expose_secret()).or(kept_date),
+            rotation,
+            pending,
+        };
         self.entries.insert(
             server.to_owned(),
             Entry {
                 username: username.to_owned(),
                 secret: ciphertext,
+                meta,
             },
         );
+        Ok(())
+    }
+
+    /// The exact key of the entry `request` refers to ([`Self::lookup`]).
+    fn key_of(&self, request: &str) -> Result<String> {
+        self.lookup(request)
+            .map(|(k, _)| k.to_owned())
+            .ok_or_else(|| Error::NoSuchEntry(request.to_owned()))
+    }
+
+    /// Sets (or with `None` clears) the expiry of the entry `request` refers to;
+    /// returns its exact server URL. Needs no key: the expiry is not authenticated.
+    pub fn set_expiry(&mut self, request: &str, expires_at: Option<u64>) -> Result<String> {
+        let key = self.key_of(request)?;
+        if expires_at.is_some_and(|t| t > meta::MAX_EXPIRES_AT) {
+            return Err(Error::LimitExceeded(
+                "the expiry is after the year 9999".into(),
+            ));
+        }
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.meta.expires_at = expires_at;
+        }
+        Ok(key)
+    }
+
+    /// Sets (or with `None` clears) the rotation settings of the entry `request`
+    /// refers to, made by `make` from its exact server URL and username (a MAC needs
+    /// the key); returns the exact server URL.
+    pub fn set_rotation(
+        &mut self,
+        request: &str,
+        make: impl FnOnce(&str, &str) -> Result<Option<Rotation>>,
+    ) -> Result<String> {
+        let key = self.key_of(request)?;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.meta.rotation = make(&key, &e.username)?;
+        }
+        Ok(key)
+    }
+
+    /// Seals `secret` as the pending rotation secret of the entry `server` (exact),
+    /// or clears it with `None`.
+    pub fn set_pending(&mut self, server: &str, secret: Option<&SecretString>) -> Result<()> {
+        let e = self
+            .entries
+            .get_mut(server)
+            .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        e.meta.pending = match secret {
+            Some(s) => Some(crypto::seal_entry(&self.public, server, &e.username, s)?),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Replaces the secret of the entry `server` (exact) with a rotation's new one and
+    /// its expiry, clearing the pending secret and keeping the rotation settings.
+    pub fn finish_rotation(
+        &mut self,
+        server: &str,
+        secret: &SecretString,
+        expires_at: Option<u64>,
+    ) -> Result<()> {
+        let e = self
+            .entries
+            .get_mut(server)
+            .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        e.secret = crypto::seal_entry(&self.public, server, &e.username, secret)?;
+        e.meta.pending = None;
+        e.meta.expires_at = expires_at.filter(|&t| t <= meta::MAX_EXPIRES_AT);
         Ok(())
     }
 
@@ -307,11 +408,38 @@ impl Vault {
         for (server, e) in &self.entries {
             let secret = old.open_entry(server, &e.username, &e.secret)?;
             let secret = SecretString::from(secret.as_str().to_owned());
+            let pending = match &e.meta.pending {
+                Some(p) => {
+                    let p = old.open_entry(server, &e.username, p)?;
+                    let p = SecretString::from(p.as_str().to_owned());
+                    Some(crypto::seal_entry(&new.public(), server, &e.username, &p)?)
+                }
+                None => None,
+            };
+            // Rotation MACs are keyed from the vault key: made again with the new one.
+            let rotation = match &e.meta.rotation {
+                Some(r) => {
+                    r.verify(old, server, &e.username)?;
+                    Some(Rotation::new(
+                        &new,
+                        server,
+                        &e.username,
+                        r.provider.clone(),
+                        r.api.clone(),
+                    )?)
+                }
+                None => None,
+            };
             entries.insert(
                 server.clone(),
                 Entry {
                     username: e.username.clone(),
                     secret: crypto::seal_entry(&new.public(), server, &e.username, &secret)?,
+                    meta: Metadata {
+                        expires_at: e.meta.expires_at,
+                        rotation,
+                        pending,
+                    },
                 },
             );
         }
@@ -320,6 +448,41 @@ impl Vault {
         self.entries = entries;
         self.seal_slots(&new);
         Ok(new)
+    }
+
+    /// Drops, before a key rotation ([`Self::rotate`]), every entry's rotation settings
+    /// that fail their MAC under `key` and every pending secret `key` cannot open:
+    /// anyone who can write the file can plant one, and it must neither block the key
+    /// rotation nor be MACed or sealed again with the new key. Returns one warning line
+    /// per entry touched.
+    pub fn drop_unverified_rotation(&mut self, key: &VaultKey) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (server, e) in &mut self.entries {
+            let user = e.username.as_str();
+            let bad_settings = e
+                .meta
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.verify(key, server, user).is_err());
+            let bad_pending =
+                e.meta.pending.as_ref().is_some_and(|p| {
+                    crypto::EntryOpener::open_entry(key, server, user, p).is_err()
+                });
+            if bad_settings {
+                e.meta.rotation = None;
+            }
+            if bad_pending {
+                e.meta.pending = None;
+            }
+            if bad_settings || bad_pending {
+                warnings.push(crate::messages::rotation_dropped(
+                    server,
+                    bad_settings,
+                    bad_pending,
+                ));
+            }
+        }
+        warnings
     }
 
     /// Fails unless `key` is this vault's key (the vault may have been rotated by
@@ -493,6 +656,21 @@ impl Vault {
             if !fits_b64(e.secret.len(), bounds::MAX_ENTRY_CIPHERTEXT) {
                 return Err(limit("secret is too long".into()));
             }
+            if e.meta.expires_at.is_some_and(|t| t > meta::MAX_EXPIRES_AT) {
+                return Err(limit("an expiry is after the year 9999".into()));
+            }
+            if let Some(r) = &e.meta.rotation {
+                meta::check_api_url(&r.api).map_err(limit)?;
+                meta::Provider::from_parts(r.provider.kind(), r.provider.robot_id())
+                    .map_err(limit)?;
+            }
+            if e.meta
+                .pending
+                .as_ref()
+                .is_some_and(|p| !fits_b64(p.len(), bounds::MAX_ENTRY_CIPHERTEXT))
+            {
+                return Err(limit("pending secret is too long".into()));
+            }
         }
         Ok(())
     }
@@ -511,14 +689,21 @@ impl Vault {
         Ok(bytes)
     }
 
-    /// The version this vault is written as: 2 when it holds an OpenBao slot or an
-    /// age slot for a plugin or tag recipient, else 1, so a vault without one still
-    /// opens with older builds.
+    /// The version this vault is written as: 3 when an entry has metadata (an
+    /// expiry, rotation settings, a pending secret), else 2 when it holds an OpenBao
+    /// slot or an age slot for a plugin or tag recipient, else 1, so a vault without
+    /// them still opens with older builds.
     pub fn format_version(&self) -> u64 {
-        self.slots
+        let slots = self
+            .slots
             .iter()
             .map(Slot::min_version)
-            .fold(FORMAT_VERSION, u64::max)
+            .fold(FORMAT_VERSION, u64::max);
+        if self.entries.values().any(|e| !e.meta.is_empty()) {
+            slots.max(METADATA_FORMAT_VERSION)
+        } else {
+            slots
+        }
     }
 
     /// Adds an OpenBao slot holding `ciphertext` (from [`crate::openbao::seal_vault_key`]
@@ -588,10 +773,36 @@ impl Vault {
             out.resize(start + e.secret.len().div_ceil(3) * 4, 0);
             let n = B64.encode_slice(&e.secret, &mut out[start..]).unwrap_or(0);
             out.truncate(start + n);
-            out.extend_from_slice(b"\"}");
+            out.push(b'"');
+            write_meta(&mut out, &e.meta);
+            out.push(b'}');
         }
         out.extend_from_slice(b"\n}}\n");
         out
+    }
+}
+
+/// An entry's metadata members, in the canonical order `expires_at`, `rotate`,
+/// `pending`, each only when present (`docs/FORMAT.md` "Entry metadata").
+fn write_meta(out: &mut Vec<u8>, m: &Metadata) {
+    if let Some(t) = m.expires_at {
+        out.extend_from_slice(format!(",\"expires_at\":{t}").as_bytes());
+    }
+    if let Some(r) = &m.rotation {
+        out.extend_from_slice(b",\"rotate\":{\"kind\":");
+        json_str(out, r.provider.kind());
+        out.extend_from_slice(b",\"api\":");
+        json_str(out, &r.api);
+        if let Some(id) = r.provider.robot_id() {
+            out.extend_from_slice(format!(",\"robot_id\":{id}").as_bytes());
+        }
+        out.extend_from_slice(b",\"mac\":");
+        json_str(out, &B64.encode(r.mac));
+        out.push(b'}');
+    }
+    if let Some(p) = &m.pending {
+        out.extend_from_slice(b",\"pending\":");
+        json_str(out, &B64.encode(p));
     }
 }
 
@@ -614,18 +825,30 @@ impl<'de> Sink<'de> for Decoded {
         server: Cow<'de, str>,
         username: Cow<'de, str>,
         secret: Cow<'de, str>,
+        meta: RawMeta<'de>,
     ) -> std::result::Result<(), String> {
         if self.0.contains_key(server.as_ref()) {
             return Err(DUPLICATE_ENTRY.into());
         }
-        let secret = B64
-            .decode(secret.as_bytes())
-            .map_err(|_| "secret is not base64".to_owned())?;
+        let decode = |text: &str, what: &str| {
+            B64.decode(text.as_bytes())
+                .map_err(|_| format!("{what} is not base64"))
+        };
+        let secret = decode(&secret, "secret")?;
+        let pending = match &meta.pending {
+            Some(p) => Some(decode(p, "pending")?),
+            None => None,
+        };
         self.0.insert(
             server.into_owned(),
             Entry {
                 username: username.into_owned(),
                 secret,
+                meta: Metadata {
+                    expires_at: meta.expires_at,
+                    rotation: meta.rotation.map(|r| *r),
+                    pending,
+                },
             },
         );
         Ok(())
@@ -649,6 +872,7 @@ pub struct RawEntry<'a> {
     server: Cow<'a, str>,
     username: Cow<'a, str>,
     secret: Cow<'a, str>,
+    meta: RawMeta<'a>,
 }
 
 impl RawEntry<'_> {
@@ -660,6 +884,21 @@ impl RawEntry<'_> {
     /// The username.
     pub fn username(&self) -> &str {
         &self.username
+    }
+
+    /// When the secret expires, as Unix seconds (not authenticated: a hint).
+    pub fn expires_at(&self) -> Option<u64> {
+        self.meta.expires_at
+    }
+
+    /// The rotation provider's kind, if one is set (not verified here).
+    pub fn rotation_kind(&self) -> Option<&'static str> {
+        self.meta.rotation.as_ref().map(|r| r.provider.kind())
+    }
+
+    /// Whether a rotation left a pending secret (`lockbox rotate` finishes it).
+    pub fn has_pending(&self) -> bool {
+        self.meta.pending.is_some()
     }
 
     /// The age ciphertext, decoded now.
@@ -688,6 +927,7 @@ impl<'de> Sink<'de> for Kept<'de> {
         server: Cow<'de, str>,
         username: Cow<'de, str>,
         secret: Cow<'de, str>,
+        meta: RawMeta<'de>,
     ) -> std::result::Result<(), String> {
         if let Some(last) = self.entries.last() {
             match last.server.as_bytes().cmp(server.as_bytes()) {
@@ -700,6 +940,7 @@ impl<'de> Sink<'de> for Kept<'de> {
             server,
             username,
             secret,
+            meta,
         });
         Ok(())
     }
@@ -794,10 +1035,10 @@ mod tests {
     fn newer_version_is_told_apart() {
         let (_, v) = sample();
         let text = String::from_utf8(v.to_bytes()).unwrap();
-        let newer = text.replace("\"lockbox\":1", "\"lockbox\":3");
+        let newer = text.replace("\"lockbox\":1", "\"lockbox\":4");
         assert!(matches!(
             Vault::parse(newer.as_bytes(), Path::new("v")),
-            Err(Error::UnsupportedVersion { version: 3, .. })
+            Err(Error::UnsupportedVersion { version: 4, .. })
         ));
         let newer_shape = r#"{"lockbox": 7, "something": "else"}"#;
         assert!(matches!(
@@ -1314,6 +1555,244 @@ mod tests {
         assert!(refused(&v.to_string()).contains("must be an integer"));
         v["slots"][0]["t_cost"] = serde_json::json!(1.0);
         refused(&v.to_string());
+    }
+
+    /// A JWT whose payload carries `exp` (header and signature are not looked at).
+    fn jwt_with_exp(exp: u64) -> SecretString {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = URL_SAFE_NO_PAD.encode(format!("{{\"sub\":\"ci\",\"exp\":{exp}}}"));
+        SecretString::from(format!("eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln"))
+    }
+
+    /// A vault whose entry `reg.example` has every metadata member.
+    fn with_metadata() -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        v.store("reg.example", "robot$ci", &jwt_with_exp(1_801_353_600))
+            .unwrap();
+        v.set_rotation("reg.example", |server, username| {
+            Rotation::new(
+                &key,
+                server,
+                username,
+                meta::Provider::HarborRobot { robot_id: 12 },
+                "https://reg.example".into(),
+            )
+            .map(Some)
+        })
+        .unwrap();
+        v.set_pending("reg.example", Some(&SecretString::from("next".to_owned())))
+            .unwrap();
+        (key, v)
+    }
+
+    /// Rotation settings and a pending secret planted by a file writer (a MAC not the
+    /// key's, a pending ciphertext sealed to another key) never block a key rotation,
+    /// and are never MACed or sealed again with the new key.
+    #[test]
+    fn a_key_rotation_drops_planted_rotation_settings_and_pending_secrets() {
+        let (key, mut v) = with_metadata();
+        let stranger = VaultKey::generate();
+        let planted = crypto::seal_entry(
+            &stranger.public(),
+            "reg.example",
+            "robot$ci",
+            &SecretString::from("attacker".to_owned()),
+        )
+        .unwrap();
+        let e = v.entries.get_mut("reg.example").unwrap();
+        e.meta.rotation.as_mut().unwrap().mac[0] ^= 1;
+        e.meta.pending = Some(planted);
+        // Without the drop the rotation refuses (the check this guards against).
+        let pw = SecretString::from("pw".to_owned());
+        assert!(
+            v.clone()
+                .rotate(&key, &[], Some(&pw), None, &NoBackend)
+                .is_err()
+        );
+        let warnings = v.drop_unverified_rotation(&key);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("rotation settings and pending secret of reg.example"));
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["reg.example"];
+        assert_eq!((&e.meta.rotation, &e.meta.pending), (&None, &None));
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        // Good ones are kept.
+        let (key, mut v) = with_metadata();
+        assert!(v.drop_unverified_rotation(&key).is_empty());
+        assert!(v.entries()["reg.example"].meta.rotation.is_some());
+        drop(new);
+    }
+
+    #[test]
+    fn metadata_is_version_3_and_roundtrips() {
+        let (key, v) = with_metadata();
+        assert_eq!(v.format_version(), METADATA_FORMAT_VERSION);
+        let bytes = v.to_file_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("{\"lockbox\":3,"), "{text}");
+        assert!(
+            text.contains(r#","expires_at":1801353600,"rotate":{"kind":"harbor-robot","api":"https://reg.example","robot_id":12,"mac":""#),
+            "{text}"
+        );
+        let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let e = &back.entries()["reg.example"];
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        e.meta
+            .rotation
+            .as_ref()
+            .unwrap()
+            .verify(&key, "reg.example", "robot$ci")
+            .unwrap();
+        let pending = key
+            .open_entry("reg.example", "robot$ci", e.meta.pending.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(pending.as_str(), "next");
+        let view = View::parse(&bytes, Path::new("v")).unwrap();
+        let raw = view.lookup("reg.example").unwrap();
+        assert_eq!(raw.expires_at(), Some(1_801_353_600));
+        assert_eq!(raw.rotation_kind(), Some("harbor-robot"));
+        assert!(raw.has_pending());
+        // Without metadata, the vault is version 1 again.
+        let mut plain = back;
+        plain.set_expiry("reg.example", None).unwrap();
+        plain.set_rotation("reg.example", |_, _| Ok(None)).unwrap();
+        plain.set_pending("reg.example", None).unwrap();
+        assert!(plain.to_bytes().starts_with(b"{\"lockbox\":1,"));
+    }
+
+    #[test]
+    fn metadata_in_version_1_or_2_is_damaged() {
+        let (_, v) = with_metadata();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        for older in ["\"lockbox\":1", "\"lockbox\":2"] {
+            let t = text.replace("\"lockbox\":3", older);
+            assert!(matches!(
+                Vault::parse(t.as_bytes(), Path::new("v")),
+                Err(Error::Corrupt { .. })
+            ));
+            assert!(matches!(
+                View::parse(t.as_bytes(), Path::new("v")),
+                Err(Error::Corrupt { .. })
+            ));
+        }
+        // The version after the entries (a file written by hand) is checked the same.
+        let moved =
+            text.replacen("\"lockbox\":3,", "", 1)
+                .replacen("\n}}\n", "\n},\"lockbox\":2}\n", 1);
+        assert!(matches!(
+            Vault::parse(moved.as_bytes(), Path::new("v")),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn metadata_members_are_bounded_and_known() {
+        let (_, v) = with_metadata();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        for (from, to) in [
+            ("\"expires_at\":1801353600", "\"expires_at\":253402300800"),
+            ("\"expires_at\":1801353600", "\"expires_at\":-1"),
+            ("\"expires_at\":1801353600", "\"expires_at\":\"2027\""),
+            (
+                "\"expires_at\":1801353600",
+                "\"expires_at\":1,\"expires_at\":2",
+            ),
+            ("\"robot_id\":12", "\"robot_id\":0"),
+            ("\"robot_id\":12,", ""),
+            ("\"kind\":\"harbor-robot\"", "\"kind\":\"github\""),
+            (
+                "\"api\":\"https://reg.example\"",
+                "\"api\":\"http://reg.example\"",
+            ),
+            ("\"mac\":\"", "\"extra\":1,\"mac\":\""),
+            ("\"pending\":\"", "\"pending\":\"!"),
+            ("\"username\":", "\"expiry\":1,\"username\":"),
+        ] {
+            let t = text.replacen(from, to, 1);
+            assert_ne!(t, text, "{from}");
+            assert!(
+                matches!(
+                    Vault::parse(t.as_bytes(), Path::new("v")),
+                    Err(Error::Corrupt { .. })
+                ),
+                "{to}"
+            );
+            assert!(View::parse(t.as_bytes(), Path::new("v")).is_err(), "{to}");
+        }
+    }
+
+    #[test]
+    fn store_learns_a_jwt_expiry_and_keeps_the_rotation_for_the_same_username() {
+        let (key, mut v) = with_metadata();
+        // A new secret without a date of its own: the date kept, the rotation settings
+        // and the pending secret kept (same account).
+        v.store(
+            "reg.example",
+            "robot$ci",
+            &SecretString::from("opaque".to_owned()),
+        )
+        .unwrap();
+        let e = &v.entries()["reg.example"];
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        assert!(e.meta.pending.is_some());
+        assert!(e.meta.rotation.is_some());
+        v.store("reg.example", "robot$ci", &jwt_with_exp(1_900_000_000))
+            .unwrap();
+        assert_eq!(
+            v.entries()["reg.example"].meta.expires_at,
+            Some(1_900_000_000)
+        );
+        // Another username: another account, so no rotation settings.
+        v.store(
+            "reg.example",
+            "someone",
+            &SecretString::from("x".to_owned()),
+        )
+        .unwrap();
+        assert!(v.entries()["reg.example"].meta.rotation.is_none());
+        assert!(v.entries()["reg.example"].meta.pending.is_none());
+        // An expiry set by hand on a normalized spelling.
+        assert_eq!(
+            v.set_expiry("https://REG.example/", Some(5)).unwrap(),
+            "reg.example"
+        );
+        assert!(matches!(
+            v.set_expiry("nope.example", Some(5)),
+            Err(Error::NoSuchEntry(_))
+        ));
+        drop(key);
+    }
+
+    #[test]
+    fn key_rotation_re_macs_rotation_settings_and_reseals_pending() {
+        let (key, mut v) = with_metadata();
+        let pw = SecretString::from("pw".to_owned());
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["reg.example"];
+        let r = e.meta.rotation.as_ref().unwrap();
+        r.verify(&new, "reg.example", "robot$ci").unwrap();
+        assert!(r.verify(&key, "reg.example", "robot$ci").is_err());
+        let p = new
+            .open_entry("reg.example", "robot$ci", e.meta.pending.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(p.as_str(), "next");
+        assert_eq!(e.meta.expires_at, Some(1_801_353_600));
+        // Finishing a rotation: the new secret, its expiry, no pending, settings kept.
+        v.finish_rotation(
+            "reg.example",
+            &SecretString::from("next".to_owned()),
+            Some(7),
+        )
+        .unwrap();
+        let e = &v.entries()["reg.example"];
+        assert_eq!(e.meta.pending, None);
+        assert_eq!(e.meta.expires_at, Some(7));
+        assert!(e.meta.rotation.is_some());
+        assert_eq!(
+            age::secrecy::ExposeSecret::expose_secret(&e.open("reg.example", &new).unwrap()),
+            "next"
+        );
     }
 
     #[test]

@@ -28,22 +28,46 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::format::{FORMAT_VERSION, MAX_FORMAT_VERSION, bounds};
+use super::format::{FORMAT_VERSION, MAX_FORMAT_VERSION, METADATA_FORMAT_VERSION, bounds};
+use super::meta::{MAX_EXPIRES_AT, Provider, Rotation, check_api_url};
 use crate::error::{Error, Result};
 
 /// Most members one slot may have (the largest slot type has 8).
 pub(super) const MAX_SLOT_MEMBERS: usize = 16;
 
 /// Receives each entry, already checked: server URL and username of 1 to
-/// [`bounds::MAX_KEY`] bytes, secret canonical base64 within
-/// [`bounds::MAX_ENTRY_CIPHERTEXT`]. An `Err` is the reason the file is refused.
+/// [`bounds::MAX_KEY`] bytes, secret (and pending secret) canonical base64 within
+/// [`bounds::MAX_ENTRY_CIPHERTEXT`], metadata within its bounds. An `Err` is the
+/// reason the file is refused.
 pub(super) trait Sink<'de> {
     fn entry(
         &mut self,
         server: Cow<'de, str>,
         username: Cow<'de, str>,
         secret: Cow<'de, str>,
+        meta: RawMeta<'de>,
     ) -> Result<(), String>;
+}
+
+/// An entry's metadata as read (format version 3, `docs/FORMAT.md` "Entry
+/// metadata"): every member checked, the pending secret still base64.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawMeta<'de> {
+    /// `expires_at`: Unix seconds, at most [`MAX_EXPIRES_AT`].
+    pub expires_at: Option<u64>,
+    /// `rotate`: the provider, its API URL and the MAC (not verified here: that
+    /// needs the key). Boxed: a [`super::View`] keeps one `RawMeta` per entry, and
+    /// most have no rotation.
+    pub rotation: Option<Box<Rotation>>,
+    /// `pending`: a rotation's new secret, sealed.
+    pub pending: Option<Cow<'de, str>>,
+}
+
+impl RawMeta<'_> {
+    /// Whether the entry has no metadata member.
+    pub fn is_empty(&self) -> bool {
+        self.expires_at.is_none() && self.rotation.is_none() && self.pending.is_none()
+    }
 }
 
 /// The file as read, before its slots and top-level members are interpreted.
@@ -127,6 +151,7 @@ pub(super) fn file<'de, S: Sink<'de>>(
     let ctx = Ctx {
         path,
         why: RefCell::new(None),
+        metadata: Cell::new(false),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let read = de
@@ -193,6 +218,9 @@ fn probe_version(bytes: &[u8]) -> Option<u64> {
 struct Ctx<'p> {
     path: &'p Path,
     why: RefCell<Option<Error>>,
+    /// Whether an entry had metadata, which only version 3 allows (the version may
+    /// come after the entries in a file written by hand).
+    metadata: Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -319,6 +347,11 @@ impl<'de, S: Sink<'de>> Visitor<'de> for FileVisitor<'_, '_, S> {
         }
         let missing = |name: &str| ctx.damaged(format!("missing member `{name}`"));
         let version = lockbox.ok_or_else(|| missing("lockbox"))?;
+        if ctx.metadata.get() && version < METADATA_FORMAT_VERSION {
+            return Err(ctx.damaged(format!(
+                "entry metadata in a version {version} file (it needs version {METADATA_FORMAT_VERSION})"
+            )));
+        }
         Ok(RawFile {
             version,
             public_key: public_key.ok_or_else(|| missing("public_key"))?,
@@ -442,10 +475,13 @@ impl<'de, S: Sink<'de>> Visitor<'de> for EntriesSeed<'_, '_, S> {
             if count > bounds::MAX_ENTRIES {
                 return Err(ctx.damaged(format!("more than {} entries", bounds::MAX_ENTRIES)));
             }
-            let (username, secret) = map.next_value_seed(EntrySeed { ctx })?;
+            let (username, secret, meta) = map.next_value_seed(EntrySeed { ctx })?;
             check_names(&server, &username).map_err(|r| ctx.damaged(r))?;
+            if !meta.is_empty() {
+                ctx.metadata.set(true);
+            }
             self.sink
-                .entry(server, username, secret)
+                .entry(server, username, secret, meta)
                 .map_err(|r| ctx.damaged(r))?;
         }
         Ok(self.sink)
@@ -467,15 +503,18 @@ struct EntrySeed<'c, 'p> {
     ctx: &'c Ctx<'p>,
 }
 
+/// An entry as read: username, secret (base64) and metadata.
+type EntryParts<'de> = (Cow<'de, str>, Cow<'de, str>, RawMeta<'de>);
+
 impl<'de> DeserializeSeed<'de> for EntrySeed<'_, '_> {
-    type Value = (Cow<'de, str>, Cow<'de, str>);
+    type Value = EntryParts<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
-    type Value = (Cow<'de, str>, Cow<'de, str>);
+    type Value = EntryParts<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an entry object")
@@ -484,17 +523,34 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
         let (mut username, mut secret) = (None, None);
+        let (mut expires_at, mut rotation, mut pending) = (None, None, None);
         while let Some(Text(name)) = map.next_key()? {
             match name.as_ref() {
                 "username" => {
                     let Text(t) = map.next_value()?;
                     once(ctx, &mut username, "username", t)?;
                 }
-                "secret" => {
+                "secret" | "pending" => {
                     let Text(t) = map.next_value()?;
-                    check_b64_text("secret", t.as_bytes(), bounds::MAX_ENTRY_CIPHERTEXT)
+                    check_b64_text(&name, t.as_bytes(), bounds::MAX_ENTRY_CIPHERTEXT)
                         .map_err(|r| ctx.damaged(r))?;
-                    once(ctx, &mut secret, "secret", t)?;
+                    let slot = if name == "secret" {
+                        &mut secret
+                    } else {
+                        &mut pending
+                    };
+                    once(ctx, slot, &name, t)?;
+                }
+                "expires_at" => {
+                    let t: u64 = map.next_value()?;
+                    if t > MAX_EXPIRES_AT {
+                        return Err(ctx.damaged("an entry's expires_at is out of range".into()));
+                    }
+                    once(ctx, &mut expires_at, "expires_at", t)?;
+                }
+                "rotate" => {
+                    let r = map.next_value_seed(RotateSeed { ctx })?;
+                    once(ctx, &mut rotation, "rotate", Box::new(r))?;
                 }
                 other => {
                     return Err(ctx.damaged(format!("unknown entry member {}", quoted(other))));
@@ -502,10 +558,80 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
             }
         }
         let missing = |name: &str| ctx.damaged(format!("an entry has no `{name}`"));
+        let meta = RawMeta {
+            expires_at,
+            rotation,
+            pending,
+        };
         Ok((
             username.ok_or_else(|| missing("username"))?,
             secret.ok_or_else(|| missing("secret"))?,
+            meta,
         ))
+    }
+}
+
+/// An entry's `rotate` object: `kind`, `api`, `robot_id` (Harbor only) and `mac`.
+struct RotateSeed<'c, 'p> {
+    ctx: &'c Ctx<'p>,
+}
+
+impl<'de> DeserializeSeed<'de> for RotateSeed<'_, '_> {
+    type Value = Rotation;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RotateSeed<'_, '_> {
+    type Value = Rotation;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a rotate object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Rotation, A::Error> {
+        let ctx = self.ctx;
+        let (mut kind, mut api, mut robot_id, mut mac) = (None, None, None, None);
+        while let Some(Text(name)) = map.next_key()? {
+            match name.as_ref() {
+                "kind" => {
+                    let Text(t) = map.next_value()?;
+                    once(ctx, &mut kind, "kind", t)?;
+                }
+                "api" => {
+                    let Text(t) = map.next_value()?;
+                    check_api_url(&t).map_err(|r| ctx.damaged(format!("rotate: {r}")))?;
+                    once(ctx, &mut api, "api", t)?;
+                }
+                "robot_id" => {
+                    let n: u64 = map.next_value()?;
+                    once(ctx, &mut robot_id, "robot_id", n)?;
+                }
+                "mac" => {
+                    let Text(t) = map.next_value()?;
+                    once(ctx, &mut mac, "mac", t)?;
+                }
+                other => {
+                    return Err(ctx.damaged(format!("unknown rotate member {}", quoted(other))));
+                }
+            }
+        }
+        let missing = |name: &str| ctx.damaged(format!("a rotate object has no `{name}`"));
+        let kind = kind.ok_or_else(|| missing("kind"))?;
+        let provider = Provider::from_parts(&kind, robot_id)
+            .map_err(|r| ctx.damaged(format!("rotate: {r}")))?;
+        let bad = |reason: String| Error::corrupt(ctx.path, reason);
+        let mac = mac.ok_or_else(|| missing("mac"))?;
+        let mac: [u8; 32] = b64(&bad, "rotate mac", &mac, 32)
+            .map_err(|e| ctx.refuse(e))?
+            .try_into()
+            .map_err(|_| ctx.damaged("rotate mac is not 32 bytes".into()))?;
+        Ok(Rotation {
+            provider,
+            api: api.ok_or_else(|| missing("api"))?.into_owned(),
+            mac,
+        })
     }
 }
 

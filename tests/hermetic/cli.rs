@@ -1343,8 +1343,9 @@ fn hostile_argon2_params_are_refused() {
 #[test]
 fn newer_format_version_says_upgrade() {
     let env = two_entry_vault();
-    // This build reads 1 and 2 (2: a vault with an OpenBao slot); 3 is newer.
-    rewrite_vault(&env, |v| v["lockbox"] = Value::from(3));
+    // This build reads 1 to 3 (2: an OpenBao or plugin slot, 3: entry metadata); 4
+    // is newer.
+    rewrite_vault(&env, |v| v["lockbox"] = Value::from(4));
     assert_refused_and_kept(&env, "upgrade");
     // A newer format may have another shape altogether.
     let env = two_entry_vault();

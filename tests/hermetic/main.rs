@@ -10,8 +10,10 @@
 mod common;
 
 mod agent;
+mod api_fakes;
 mod cli;
 mod doctor;
+mod expiry;
 mod fuzz_seeds;
 mod hostile;
 mod ship;

@@ -396,3 +396,52 @@ fn damaged_and_newer_vaults() {
     fs::write(c.world.vault_path(), r#"{"lockbox": 99}"#).unwrap();
     c.snap("status-newer-vault", &["status"], &[]);
 }
+
+#[test]
+fn expiry_check_and_rotate_mistakes() {
+    let mut c = Case::new();
+    let (id, _) = c.with_identity(false);
+    let mut store = c.world.command(BIN);
+    store.arg("store");
+    let input = br#"{"ServerURL":"reg.example","Username":"ci","Secret":"snapshot-secret"}"#;
+    let stored = run_bounded(store, Input::Bytes(input), Group::NewSession, RUN_LIMIT);
+    assert!(stored.status.success());
+    c.snap(
+        "expiry-set-bad-date",
+        &["expiry", "set", "reg.example", "31/01/2027"],
+        &[],
+    );
+    c.snap(
+        "expiry-set-no-entry",
+        &["expiry", "set", "other.example", "2027-01-31"],
+        &[],
+    );
+    c.snap("expiry-set-nothing", &["expiry", "set", "reg.example"], &[]);
+    c.snap("check-bad-within", &["check", "--within", "soon"], &[]);
+    c.snap(
+        "expiry-set-date",
+        &["expiry", "set", "reg.example", "2020-01-31"],
+        &[],
+    );
+    c.snap("check-expired", &["check"], &[]);
+    c.snap(
+        "rotate-no-provider",
+        &["rotate", "reg.example", "--identity-file", &id],
+        &[],
+    );
+    c.snap(
+        "expiry-set-plain-http",
+        &[
+            "expiry",
+            "set",
+            "reg.example",
+            "--rotate",
+            "gitlab-pat",
+            "--api",
+            "http://gitlab.example",
+            "--identity-file",
+            &id,
+        ],
+        &[],
+    );
+}

@@ -442,6 +442,65 @@ fn shipped_units_pass_systemd_analyze_verify() {
     assert!(ok && !complaint.contains("credential.conf"), "{complaint}");
 }
 
+/// The daily rotation units (docs/BUILD_SERVER.md, "Expiry and rotation"): the timer
+/// starts the service, the service runs `rotate --due`, both verify as user units.
+#[test]
+fn rotation_timer_and_service_pass_systemd_analyze_verify() {
+    if !require(&["systemd-analyze"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let service = unit_text("lockbox-rotate.service");
+    assert!(
+        service.contains("ExecStart=/usr/bin/docker-credential-lockbox rotate --due"),
+        "{service}"
+    );
+    let timer = unit_text("lockbox-rotate.timer");
+    assert!(timer.contains("OnCalendar=daily"), "{timer}");
+    fs::write(
+        dir.path().join("lockbox-rotate.service"),
+        service.replace("/usr/bin/docker-credential-lockbox", BIN),
+    )
+    .unwrap();
+    fs::write(dir.path().join("lockbox-rotate.timer"), &timer).unwrap();
+    let run = dir.path().join("run");
+    fs::create_dir(&run).unwrap();
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+    for unit in ["lockbox-rotate.timer", "lockbox-rotate.service"] {
+        let out = Command::new("systemd-analyze")
+            .arg("--user")
+            .env("XDG_RUNTIME_DIR", &run)
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join(unit))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "systemd-analyze verify {unit}: {}",
+            text_of(&out)
+        );
+        assert_eq!(text_of(&out).trim(), "", "{unit}: a complaint");
+    }
+    // The check reads the unit: a broken ExecStart is caught.
+    fs::write(
+        dir.path().join("lockbox-rotate.service"),
+        service.replace("/usr/bin/docker-credential-lockbox", "relative/lockbox"),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("--user")
+        .env("XDG_RUNTIME_DIR", &run)
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("lockbox-rotate.service"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a relative ExecStart passed: {}",
+        text_of(&out)
+    );
+}
+
 fn text_of(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }

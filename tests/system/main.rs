@@ -11,6 +11,7 @@ mod common;
 
 mod agent_contexts;
 mod e2e;
+mod expiry;
 mod fleet;
 mod manage;
 mod real_clients;
