@@ -33,6 +33,9 @@ pub struct Settings {
     pub kubelet_cache_duration: Option<String>,
     /// `LOCKBOX_AGENT_SOCKET`: `exec`'s private agent, set for its command only.
     pub agent_socket: Option<PathBuf>,
+    /// `LOCKBOX_FORWARD_SOCKET`: inside a container, the host agent's forward socket;
+    /// the protocol actions then ask it and read no vault and no key.
+    pub forward_socket: Option<PathBuf>,
     /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
     pub doctor: DoctorSettings,
     /// `SUDO_USER`: who ran `sudo` (for root's `get` without a vault, which then
@@ -125,6 +128,8 @@ pub mod var {
     pub const KUBELET_CACHE_DURATION: &str = "LOCKBOX_KUBELET_CACHE_DURATION";
     /// `exec`'s private agent socket.
     pub const AGENT_SOCKET: &str = "LOCKBOX_AGENT_SOCKET";
+    /// A forward socket of the host's agent, inside a container.
+    pub const FORWARD_SOCKET: &str = "LOCKBOX_FORWARD_SOCKET";
 }
 
 impl Settings {
@@ -162,6 +167,7 @@ impl Settings {
             kubelet_cache_duration: get(var::KUBELET_CACHE_DURATION)
                 .map(|v| v.to_string_lossy().into_owned()),
             agent_socket: path(var::AGENT_SOCKET),
+            forward_socket: path(var::FORWARD_SOCKET),
             doctor: DoctorSettings {
                 path: get("PATH"),
                 docker_auth_config: get("DOCKER_AUTH_CONFIG")

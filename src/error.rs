@@ -127,6 +127,21 @@ pub enum Error {
     },
     /// The agent could not be started.
     AgentStart(String),
+    /// Inside a container: no forward answers at the socket (revoked, past its TTL,
+    /// ended by `lock`, or the host's agent stopped). Never not-found.
+    ForwardGone(PathBuf),
+    /// Inside a container: the vault on the host is locked.
+    ForwardHostLocked,
+    /// Inside a container: the forward does not let this uid in.
+    ForwardRefused(u32),
+    /// Inside a container: `store` through a forward, which is read-only.
+    ForwardStore,
+    /// The forward's vault on the host cannot be read, or is now another vault.
+    ForwardVaultUnreadable,
+    /// `forward revoke` of a name no forward has.
+    NoSuchForward(String),
+    /// `forward create` of a name already open.
+    ForwardExists(String),
     /// The agent serves this vault from its systemd credential, which did not open it.
     AgentCredential {
         /// Why (the agent's log has the details).
@@ -237,6 +252,8 @@ pub enum Usage {
     Export(String),
     /// `init` with more `--label`s than `--recipient`s.
     TooManyLabels,
+    /// `forward` options it refuses (the text says which and what to do).
+    Forward(String),
     /// `--identity-passphrase-file` with no identity source (flag or variable).
     IdentityPassphraseWithoutIdentity,
 }
@@ -309,6 +326,13 @@ impl Error {
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentNotAnswering { pid, secs } => messages::agent_not_answering(*pid, *secs),
             Error::AgentStart(detail) => messages::agent_start(detail),
+            Error::ForwardGone(socket) => messages::forward_gone(&socket.display().to_string()),
+            Error::ForwardHostLocked => messages::FORWARD_HOST_LOCKED.to_owned(),
+            Error::ForwardRefused(uid) => messages::forward_refused(*uid),
+            Error::ForwardStore => messages::FORWARD_STORE.to_owned(),
+            Error::ForwardVaultUnreadable => messages::FORWARD_VAULT_UNREADABLE.to_owned(),
+            Error::NoSuchForward(name) => messages::no_such_forward(name),
+            Error::ForwardExists(name) => messages::forward_exists(name),
             Error::AgentCredential { reason } => messages::agent_credential(reason.name()),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {
@@ -350,6 +374,7 @@ impl Error {
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
                 Usage::Export(text) => text.clone(),
+                Usage::Forward(text) => text.clone(),
                 Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
                 Usage::IdentityPassphraseWithoutIdentity => {
                     messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()

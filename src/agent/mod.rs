@@ -25,8 +25,11 @@
 //! forward socket is one more variant, served with [`Server::accept_all_under`]);
 //! each request is one method of [`Server`], so a cache of minted tokens is a field
 //! beside the held keys that `decrypt` consults, and an access log is one call there.
+pub mod access_log;
 pub mod client;
 pub mod credential;
+pub mod forward;
+pub mod forward_client;
 pub mod handover;
 pub mod policy;
 pub mod proto;
@@ -44,8 +47,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags, poll};
-
 use crate::agent::credential::{CredentialVault, credential_name};
 use crate::agent::proto::{AgentMode, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
@@ -54,7 +55,7 @@ use crate::error::{Error, Result};
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
 /// The agent wakes at least this often, so a deadline passed while the machine was
 /// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+pub(super) const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// With RLIMIT_MEMLOCK below this, locking all future memory could make a large
 /// request fail to allocate and kill the agent; then nothing is locked (and `status`
 /// says so).
@@ -136,24 +137,6 @@ impl Drop for BoundSocket {
     }
 }
 
-/// Sleeps until a connection, a signal or `wait` passes; `Ok(true)` when a signal came.
-pub fn wait_for(listener: &UnixListener, signals: &UnixStream, wait: Duration) -> Result<bool> {
-    let timeout =
-        rustix::event::Timespec::try_from(wait.min(MAX_SLEEP)).unwrap_or(rustix::event::Timespec {
-            tv_sec: MAX_SLEEP.as_secs() as i64,
-            tv_nsec: 0,
-        });
-    let mut fds = [
-        PollFd::new(listener, PollFlags::IN),
-        PollFd::new(signals, PollFlags::IN),
-    ];
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-        Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
-    }
-    Ok(!fds[1].revents().is_empty())
-}
-
 /// Runs the background agent on `socket` (the hidden `agent --socket` that `unlock`
 /// starts). Returns when it exits.
 pub fn run(socket: &Path) -> Result<()> {
@@ -180,6 +163,9 @@ pub fn run(socket: &Path) -> Result<()> {
     }
 
     let mut server = Server::new(AgentMode::Background, memory_locked);
+    if let Some(dir) = socket.parent() {
+        server.open_forwards_in(dir);
+    }
     let started = now();
     let mut had_keys = false;
     loop {
@@ -190,8 +176,11 @@ pub fn run(socket: &Path) -> Result<()> {
             break;
         }
         let next = server.next_deadline().unwrap_or(started + STARTUP_GRACE);
-        match wait_for(&bound.listener, &signals, next.saturating_sub(now)) {
-            Ok(false) => server.accept_all(&bound.listener),
+        match server.wait(&bound.listener, &signals, next.saturating_sub(now)) {
+            Ok(false) => {
+                server.accept_all(&bound.listener);
+                server.serve_forwards();
+            }
             Ok(true) | Err(_) => break,
         }
     }
@@ -221,6 +210,10 @@ pub fn run_foreground<G>(
         let _claimed = claim()?;
         BoundSocket::bind(socket)?
     };
+    // Only once the socket is ours: what is left under forwards/ is a dead agent's.
+    if let Some(dir) = socket.parent() {
+        server.open_forwards_in(dir);
+    }
     server.log(&format!(
         "started on {} (pid {}, protocol {PROTOCOL_VERSION}, memory locked: {})",
         crate::messages::sanitize(&socket.display().to_string()),
@@ -244,8 +237,11 @@ pub fn run_foreground<G>(
         let wait = server
             .next_deadline()
             .map_or(MAX_SLEEP, |d| d.saturating_sub(now()));
-        match wait_for(&bound.listener, &signals, wait) {
-            Ok(false) => server.accept_all(&bound.listener),
+        match server.wait(&bound.listener, &signals, wait) {
+            Ok(false) => {
+                server.accept_all(&bound.listener);
+                server.serve_forwards();
+            }
             Ok(true) => {
                 server.log("stopping on a signal; wiping every key");
                 break;
