@@ -127,21 +127,8 @@ pub enum Error {
     },
     /// The agent could not be started.
     AgentStart(String),
-    /// Inside a container: no forward answers at the socket (revoked, past its TTL,
-    /// ended by `lock`, or the host's agent stopped). Never not-found.
-    ForwardGone(PathBuf),
-    /// Inside a container: the vault on the host is locked.
-    ForwardHostLocked,
-    /// Inside a container: the forward does not let this uid in.
-    ForwardRefused(u32),
-    /// Inside a container: `store` through a forward, which is read-only.
-    ForwardStore,
-    /// The forward's vault on the host cannot be read, or is now another vault.
-    ForwardVaultUnreadable,
-    /// `forward revoke` of a name no forward has.
-    NoSuchForward(String),
-    /// `forward create` of a name already open.
-    ForwardExists(String),
+    /// A forward failed (inside a container, or `forward` on the host).
+    Forward(ForwardError),
     /// The agent serves this vault from its systemd credential, which did not open it.
     AgentCredential {
         /// Why (the agent's log has the details).
@@ -258,6 +245,42 @@ pub enum Usage {
     IdentityPassphraseWithoutIdentity,
 }
 
+/// How a forward failed (`docs/BUILD_SERVER.md` "Forwards").
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// Inside a container: no forward answers at the socket (revoked, past its TTL,
+    /// ended by `lock`, or the host's agent stopped). Never not-found.
+    Gone(PathBuf),
+    /// Inside a container: the vault on the host is locked.
+    HostLocked,
+    /// Inside a container: the forward does not let this uid in.
+    Refused(u32),
+    /// Inside a container: `store` through a forward, which is read-only.
+    Store,
+    /// The forward's vault on the host cannot be read, or is now another vault.
+    VaultUnreadable,
+    /// `forward revoke` of a name no forward has.
+    NoSuch(String),
+    /// `forward create` of a name already open.
+    Exists(String),
+}
+
+impl ForwardError {
+    /// The one line shown (and, inside a container, printed as the protocol error).
+    pub fn message(&self) -> String {
+        match self {
+            ForwardError::Gone(socket) => messages::forward_gone(&socket.display().to_string()),
+            ForwardError::HostLocked => messages::FORWARD_HOST_LOCKED.to_owned(),
+            ForwardError::Refused(uid) => messages::forward_refused(*uid),
+            ForwardError::Store => messages::FORWARD_STORE.to_owned(),
+            ForwardError::VaultUnreadable => messages::FORWARD_VAULT_UNREADABLE.to_owned(),
+            ForwardError::NoSuch(name) => messages::no_such_forward(name),
+            ForwardError::Exists(name) => messages::forward_exists(name),
+        }
+    }
+}
+
 impl Error {
     /// Builds an [`Error::Io`].
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -326,13 +349,7 @@ impl Error {
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentNotAnswering { pid, secs } => messages::agent_not_answering(*pid, *secs),
             Error::AgentStart(detail) => messages::agent_start(detail),
-            Error::ForwardGone(socket) => messages::forward_gone(&socket.display().to_string()),
-            Error::ForwardHostLocked => messages::FORWARD_HOST_LOCKED.to_owned(),
-            Error::ForwardRefused(uid) => messages::forward_refused(*uid),
-            Error::ForwardStore => messages::FORWARD_STORE.to_owned(),
-            Error::ForwardVaultUnreadable => messages::FORWARD_VAULT_UNREADABLE.to_owned(),
-            Error::NoSuchForward(name) => messages::no_such_forward(name),
-            Error::ForwardExists(name) => messages::forward_exists(name),
+            Error::Forward(e) => e.message(),
             Error::AgentCredential { reason } => messages::agent_credential(reason.name()),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {

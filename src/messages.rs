@@ -1030,7 +1030,9 @@ pub fn bad_forward_name(max: usize) -> String {
 
 /// `forward` with a registry that has no host.
 pub fn bad_forward_registry(registry: &str) -> String {
-    format!("--registry {registry}: not a registry (give a host such as ghcr.io or registry.example.com:5000)")
+    format!(
+        "--registry {registry}: not a registry (give a host such as ghcr.io or registry.example.com:5000)"
+    )
 }
 
 /// `forward` with a `--ttl` that does not parse or is out of range.

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
 use crate::config::Settings;
-use crate::error::Error;
+use crate::error::{Error, ForwardError};
 use crate::exit::Exit;
 use crate::file::VaultPath;
 use crate::keysource;
@@ -311,7 +311,7 @@ pub fn run_forwarded(
         Action::Store => {
             // Read (and wipe) what the client sends, so it never sees a broken pipe.
             drop(read_input(stdin)?);
-            Err(ProtocolError::Vault(Error::ForwardStore))
+            Err(ProtocolError::Vault(Error::Forward(ForwardError::Store)))
         }
     }
 }

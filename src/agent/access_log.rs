@@ -138,7 +138,10 @@ mod tests {
             .unwrap();
         f.set_len(MAX_LOG).unwrap();
         log.append(&record(3)).unwrap();
-        assert_eq!(fs::metadata(dir.path().join(OLD_LOG_NAME)).unwrap().len(), MAX_LOG);
+        assert_eq!(
+            fs::metadata(dir.path().join(OLD_LOG_NAME)).unwrap().len(),
+            MAX_LOG
+        );
         let (records, bad) = read_all(dir.path()).unwrap();
         assert_eq!(records.first(), Some(&record(1)));
         assert_eq!(records.last(), Some(&record(3)));

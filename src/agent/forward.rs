@@ -15,9 +15,9 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Uid};
 
-use super::BoundSocket;
 use super::policy::Policy;
 use super::proto::{AgentError, ForwardInfo, MAX_TIMEOUT, MIN_TIMEOUT};
+use super::socket::BoundSocket;
 
 /// The directory of every forward, inside the agent directory.
 pub const FORWARDS_DIR: &str = "forwards";
@@ -126,7 +126,8 @@ impl Forwards {
             None => None,
         };
         let dir = root.join(&spec.name);
-        let bound = open_socket(root, &dir, spec.uid.is_some()).map_err(|_| AgentError::BadRequest)?;
+        let bound =
+            open_socket(root, &dir, spec.uid.is_some()).map_err(|_| AgentError::BadRequest)?;
         let ttl = spec.ttl.clamp(MIN_TIMEOUT, MAX_TIMEOUT);
         let forward = Forward {
             policy: Policy::Forward {
@@ -336,7 +337,16 @@ mod tests {
         for ok in ["ci-42", "a", "run.7_x", &"x".repeat(MAX_NAME)] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "é", &"x".repeat(MAX_NAME + 1)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(MAX_NAME + 1),
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
     }
@@ -366,8 +376,14 @@ mod tests {
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        assert_eq!(f.create(spec("ci", None), now), Err(AgentError::ForwardExists));
-        assert_eq!(f.create(spec("../x", None), now), Err(AgentError::BadRequest));
+        assert_eq!(
+            f.create(spec("ci", None), now),
+            Err(AgentError::ForwardExists)
+        );
+        assert_eq!(
+            f.create(spec("../x", None), now),
+            Err(AgentError::BadRequest)
+        );
         assert!(f.expire(now + Duration::from_secs(59)).is_empty());
         assert_eq!(
             f.expire(now + Duration::from_secs(60)),
@@ -380,8 +396,12 @@ mod tests {
     fn a_tied_forward_ends_with_its_creator() {
         let agent = tempfile::tempdir().unwrap();
         let mut f = Forwards::in_agent_dir(agent.path());
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        f.create(spec("tied", Some(child.id())), Duration::ZERO).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        f.create(spec("tied", Some(child.id())), Duration::ZERO)
+            .unwrap();
         assert!(f.expire(Duration::ZERO).is_empty());
         child.kill().unwrap();
         child.wait().unwrap();

@@ -16,7 +16,7 @@ use age::secrecy::SecretString;
 use super::client::Agent;
 use super::proto::{AgentError, ForwardInfo, PROTOCOL_VERSION, Request, RequestFrame, Response};
 use super::socket::{Deadline, receive_frame, send_frame};
-use crate::error::{Error, Result};
+use crate::error::{Error, ForwardError, Result};
 
 /// How long the helper in a container waits for the forward's answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,7 +66,9 @@ impl Agent {
         match self.request(request)? {
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
             Some(Response::Forward(info)) => Ok(info),
-            Some(Response::Error(AgentError::ForwardExists)) => Err(Error::ForwardExists(f.name)),
+            Some(Response::Error(AgentError::ForwardExists)) => {
+                Err(Error::Forward(ForwardError::Exists(f.name)))
+            }
             Some(other) => Err(unexpected(&other)),
         }
     }
@@ -88,7 +90,7 @@ impl Agent {
         match self.request(request)? {
             Some(Response::Ok) => Ok(()),
             None | Some(Response::Error(AgentError::NoSuchForward)) => {
-                Err(Error::NoSuchForward(name.to_owned()))
+                Err(Error::Forward(ForwardError::NoSuch(name.to_owned())))
             }
             Some(other) => Err(unexpected(&other)),
         }
@@ -110,7 +112,7 @@ impl ForwardClient {
     }
 
     fn ask(&self, request: Request) -> Result<Response> {
-        let gone = || Error::ForwardGone(self.socket.clone());
+        let gone = || Error::Forward(ForwardError::Gone(self.socket.clone()));
         // Any failure to connect is "gone": a missing socket (revoked, expired: the
         // host removed it), one nobody listens on (the agent was killed), or one the
         // container may not open. Never not-found.
@@ -128,11 +130,15 @@ impl ForwardClient {
             .map_err(|_| Error::AgentProtocol("unreadable answer".into()))?;
         match answer {
             Response::Error(AgentError::ForwardEnded) => Err(gone()),
-            Response::Error(AgentError::NotUnlocked) => Err(Error::ForwardHostLocked),
-            Response::Error(AgentError::Forbidden) => {
-                Err(Error::ForwardRefused(rustix::process::getuid().as_raw()))
+            Response::Error(AgentError::NotUnlocked) => {
+                Err(Error::Forward(ForwardError::HostLocked))
             }
-            Response::Error(AgentError::VaultUnreadable) => Err(Error::ForwardVaultUnreadable),
+            Response::Error(AgentError::Forbidden) => Err(Error::Forward(ForwardError::Refused(
+                rustix::process::getuid().as_raw(),
+            ))),
+            Response::Error(AgentError::VaultUnreadable) => {
+                Err(Error::Forward(ForwardError::VaultUnreadable))
+            }
             other => Ok(other),
         }
     }

@@ -39,23 +39,21 @@ pub mod socket;
 pub use proto::{DEFAULT_IDLE, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 pub use server::Server;
 use server::now;
+pub use socket::BoundSocket;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::agent::credential::{CredentialVault, credential_name};
 use crate::agent::proto::{AgentMode, PROTOCOL_VERSION};
+use crate::agent::socket::MAX_SLEEP;
 use crate::error::{Error, Result};
 
 /// An agent that received no key this long after starting exits (background only).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
-/// The agent wakes at least this often, so a deadline passed while the machine was
-/// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
-pub(super) const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// With RLIMIT_MEMLOCK below this, locking all future memory could make a large
 /// request fail to allocate and kill the agent; then nothing is locked (and `status`
 /// says so).
@@ -97,45 +95,6 @@ const STOP_SIGNALS: [i32; 3] = [
     signal_hook::consts::SIGINT,
     signal_hook::consts::SIGHUP,
 ];
-
-/// A bound socket that removes itself on drop, but only while the file at its path is
-/// still the one it bound (an agent that was replaced never deletes its successor's).
-pub struct BoundSocket {
-    /// The listener, non-blocking.
-    pub listener: UnixListener,
-    path: std::path::PathBuf,
-    ino: Option<u64>,
-}
-
-impl BoundSocket {
-    /// Removes whatever is at `path` (the caller checked no live agent answers there),
-    /// binds, and makes the socket 0600.
-    pub fn bind(path: &Path) -> Result<Self> {
-        let _ = fs::remove_file(path);
-        let listener =
-            UnixListener::bind(path).map_err(|e| Error::io("bind the agent socket", path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io("restrict", path, e))?;
-        let ino = fs::symlink_metadata(path).map(|m| m.ino()).ok();
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("configure", path, e))?;
-        Ok(BoundSocket {
-            listener,
-            path: path.to_owned(),
-            ino,
-        })
-    }
-}
-
-impl Drop for BoundSocket {
-    fn drop(&mut self) {
-        if self.ino.is_some() && fs::symlink_metadata(&self.path).map(|m| m.ino()).ok() == self.ino
-        {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
 
 /// Runs the background agent on `socket` (the hidden `agent --socket` that `unlock`
 /// starts). Returns when it exits.

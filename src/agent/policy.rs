@@ -126,7 +126,11 @@ mod tests {
     #[test]
     fn grants_follow_the_lookup_normalization() {
         let p = forward(None);
-        for s in ["ghcr.io", "https://GHCR.io:443/", "https://index.docker.io/v1/"] {
+        for s in [
+            "ghcr.io",
+            "https://GHCR.io:443/",
+            "https://index.docker.io/v1/",
+        ] {
             assert!(p.grants(s), "{s}");
         }
         for s in ["ghcr.io/org", "evil.example", "ghcr.io.evil.example", ""] {

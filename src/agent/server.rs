@@ -273,9 +273,9 @@ impl Server {
         wait: Duration,
     ) -> crate::error::Result<bool> {
         use rustix::event::{PollFd, PollFlags, poll};
-        let wait = wait.min(super::MAX_SLEEP);
+        let wait = wait.min(crate::agent::socket::MAX_SLEEP);
         let timeout = rustix::event::Timespec::try_from(wait).unwrap_or(rustix::event::Timespec {
-            tv_sec: super::MAX_SLEEP.as_secs() as i64,
+            tv_sec: crate::agent::socket::MAX_SLEEP.as_secs() as i64,
             tv_nsec: 0,
         });
         let mut fds = vec![
@@ -459,7 +459,10 @@ impl Server {
     /// Records a secret handed out in the access log (and, foreground, on stderr):
     /// only when `answer` carries one, and never the secret.
     fn record(&self, answer: &Response, public_key: &str, server: &str, socket: &str, peer: Peer) {
-        if !matches!(answer, Response::Secret { .. } | Response::Credentials { .. }) {
+        if !matches!(
+            answer,
+            Response::Secret { .. } | Response::Credentials { .. }
+        ) {
             return;
         }
         let time = std::time::SystemTime::now()
@@ -561,7 +564,13 @@ impl Server {
             },
             other => other,
         };
-        self.record(&answer, &public_key, entry.server(), &format!("forward:{name}"), peer);
+        self.record(
+            &answer,
+            &public_key,
+            entry.server(),
+            &format!("forward:{name}"),
+            peer,
+        );
         if matches!(answer, Response::Credentials { .. }) {
             self.forwards.count_get(name);
         }

@@ -23,7 +23,7 @@ use crate::agent::proto::{ForwardInfo, MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::config::Settings;
 use crate::config::var::FORWARD_SOCKET as FORWARD_VAR;
 use crate::docker::server_url;
-use crate::error::{Error, Result, Usage};
+use crate::error::{Error, ForwardError, Result, Usage};
 use crate::exit::Exit;
 use crate::messages;
 
@@ -106,7 +106,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit> {
         Opts::Create(c) => {
             let info = open(settings, &c.name, &c.grant, false)?;
             if c.json {
-                crate::outln!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
+                crate::outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
+                );
             } else {
                 crate::outln!("{}", created_text(&info));
             }
@@ -330,8 +333,8 @@ impl Drop for ConfigDir {
 
 /// `forward run`: open, run, revoke; returns the command's exit status.
 fn run_command(r: RunOpts, settings: &Settings) -> Result<Exit> {
-    let at = run_position(&r.command)
-        .ok_or_else(|| usage(messages::FORWARD_RUN_NOT_RUN.to_owned()))?;
+    let at =
+        run_position(&r.command).ok_or_else(|| usage(messages::FORWARD_RUN_NOT_RUN.to_owned()))?;
     let binary = static_binary(r.binary.as_deref())?;
     let name = r
         .name
@@ -359,7 +362,7 @@ fn run_command(r: RunOpts, settings: &Settings) -> Result<Exit> {
     })();
     // Ended by the agent already if its TTL passed: nothing left to revoke then.
     match Agent::for_user().forward_revoke(&name) {
-        Ok(()) | Err(Error::NoSuchForward(_)) => {}
+        Ok(()) | Err(Error::Forward(ForwardError::NoSuch(_))) => {}
         Err(e) => eprintln!("{}{}", messages::ERROR_PREFIX, e.message()),
     }
     result
@@ -420,7 +423,11 @@ mod tests {
         elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         elf[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
         elf[64..68].copy_from_slice(&1u32.to_le_bytes());
-        assert_eq!(needs_loader(&elf), Some(false), "LOAD only, while INTERP is 0");
+        assert_eq!(
+            needs_loader(&elf),
+            Some(false),
+            "LOAD only, while INTERP is 0"
+        );
         elf[120..124].copy_from_slice(&3u32.to_le_bytes());
         assert_eq!(needs_loader(&elf), Some(true));
         assert_eq!(needs_loader(b"#!/bin/sh\n"), None);
@@ -446,7 +453,11 @@ mod tests {
     #[test]
     fn grants_are_normalized_and_ttls_bounded() {
         let g = Grant {
-            registries: vec!["https://GHCR.io/".into(), "ghcr.io".into(), "docker.io".into()],
+            registries: vec![
+                "https://GHCR.io/".into(),
+                "ghcr.io".into(),
+                "docker.io".into(),
+            ],
             ttl: "90m".into(),
             uid: None,
         };

@@ -97,7 +97,10 @@ mod tests {
             exe: Some("/usr/bin/docker".into()),
         };
         let l = line(&r);
-        assert!(l.starts_with("1970-01-01T00:00:00Z  forward:ci  ghcr.io  /v"), "{l}");
+        assert!(
+            l.starts_with("1970-01-01T00:00:00Z  forward:ci  ghcr.io  /v"),
+            "{l}"
+        );
         assert!(l.ends_with("pid 7 uid ? /usr/bin/docker"), "{l}");
         assert!(!l.contains('\x1b'), "{l}");
     }
