@@ -187,16 +187,18 @@ fn socket_dir(info: &ForwardInfo) -> String {
 }
 
 fn created_text(info: &ForwardInfo) -> String {
+    use messages::sanitize as clean;
     let ttl = humantime::format_duration(Duration::from_secs(info.expires_in_secs)).to_string();
-    messages::sanitize(&messages::forward_created(
-        &info.name,
-        &info.registries.join(", "),
+    // Each value is made terminal-safe; the text's own line breaks stay.
+    messages::forward_created(
+        &clean(&info.name),
+        &clean(&info.registries.join(", ")),
         &ttl,
-        &socket_dir(info),
+        &clean(&socket_dir(info)),
         &format!("{MOUNT_DIR}:ro"),
         FORWARD_VAR,
         &format!("{MOUNT_DIR}/{FORWARD_SOCKET}"),
-    ))
+    )
 }
 
 fn list_line(f: &ForwardInfo) -> String {
@@ -208,13 +210,13 @@ fn list_line(f: &ForwardInfo) -> String {
         extra.push_str("\ttied to its creator");
     }
     let left = humantime::format_duration(Duration::from_secs(f.expires_in_secs)).to_string();
-    messages::sanitize(&messages::forward_line(
-        &f.name,
-        &f.registries.join(","),
+    messages::forward_line(
+        &messages::sanitize(&f.name),
+        &messages::sanitize(&f.registries.join(",")),
         &left,
         f.gets,
         &extra,
-    ))
+    )
 }
 
 /// Whether the ELF image `bytes` (its start: header and program headers) needs a

@@ -72,13 +72,14 @@ pub fn line(r: &Record) -> String {
         num(r.uid),
         r.exe.as_deref().unwrap_or("-")
     );
-    messages::sanitize(&messages::log_line(
+    let clean = messages::sanitize;
+    messages::log_line(
         &time.to_string(),
-        &r.socket,
-        &r.registry,
-        &r.vault,
-        &peer,
-    ))
+        &clean(&r.socket),
+        &clean(&r.registry),
+        &clean(&r.vault),
+        &clean(&peer),
+    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod common;
 mod agent;
 mod cli;
 mod doctor;
+mod forward;
 mod fuzz_seeds;
 mod hostile;
 mod ship;
