@@ -122,10 +122,10 @@ impl ForwardClient {
             request,
         };
         let mut io = Deadline::new(&stream, IO_TIMEOUT);
-        let bytes = match send_frame(&mut io, &frame)? {
-            Ok(()) => receive_frame(&mut io)?.map_err(|_| gone())?,
-            Err(_) => return Err(gone()),
-        };
+        // A refused peer is answered before its request is read, and the agent may
+        // have closed by the time the request is written: the answer is read anyway.
+        let _sent = send_frame(&mut io, &frame)?;
+        let bytes = receive_frame(&mut io)?.map_err(|_| gone())?;
         let answer: Response = serde_json::from_slice(&bytes)
             .map_err(|_| Error::AgentProtocol("unreadable answer".into()))?;
         match answer {
