@@ -1006,7 +1006,7 @@ pub fn forward_refused(uid: u32) -> String {
 /// Inside a container: `store` (a `docker login`) through a read-only forward.
 pub const FORWARD_STORE: &str = "credentials are managed on the host: run 'docker login' there (this container's lockbox forward is read-only)";
 
-/// The text of [`crate::error::Error::ForwardVaultUnreadable`].
+/// The text of [`crate::error::ForwardError::VaultUnreadable`].
 pub const FORWARD_VAULT_UNREADABLE: &str = "lockbox forward: the vault on the host cannot be read or was replaced by another vault; open a new forward on the host";
 
 /// `forward revoke` of an unknown name.

@@ -65,7 +65,7 @@ impl Agent {
         };
         match self.request(request)? {
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
-            Some(Response::Forward(info)) => Ok(info),
+            Some(Response::Forward(info)) => Ok(*info),
             Some(Response::Error(AgentError::ForwardExists)) => {
                 Err(Error::Forward(ForwardError::Exists(f.name)))
             }

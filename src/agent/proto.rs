@@ -320,7 +320,7 @@ pub enum Response {
         credential: Option<String>,
     },
     /// Answer to [`Request::ForwardCreate`].
-    Forward(ForwardInfo),
+    Forward(Box<ForwardInfo>),
     /// Answer to [`Request::Forwards`].
     Forwards {
         /// Every open forward, sorted by name.

@@ -487,10 +487,8 @@ impl Server {
             record.exe.as_deref().unwrap_or("executable unknown"),
             record.socket
         )));
-        if let Some(log) = &self.access {
-            if let Err(e) = log.append(&record) {
-                self.log(&format!("could not write the access log: {e}"));
-            }
+        if let Some(Err(e)) = self.access.as_ref().map(|log| log.append(&record)) {
+            self.log(&format!("could not write the access log: {e}"));
         }
     }
 
@@ -512,7 +510,7 @@ impl Server {
                     info.registries.join(", "),
                     info.expires_in_secs
                 )));
-                Response::Forward(info)
+                Response::Forward(Box::new(info))
             }
             Err(e) => Response::Error(e),
         }

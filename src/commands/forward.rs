@@ -89,7 +89,7 @@ pub struct CreateOpts {
 pub struct RunOpts {
     #[command(flatten)]
     grant: Grant,
-    /// The forward's name (default: run-<pid>).
+    /// The forward's name (default: run-PID).
     #[arg(long)]
     name: Option<String>,
     /// The static docker-credential-lockbox to mount (default: this one, if static).
