@@ -216,13 +216,25 @@ impl Forwards {
         }
     }
 
-    /// Each forward's listener (a duplicate, so the server may end the forward while
-    /// serving it) and policy.
-    pub fn listeners(&self) -> Vec<(UnixListener, Policy)> {
-        self.open
-            .values()
-            .filter_map(|f| Some((f.bound.listener.try_clone().ok()?, f.policy.clone())))
-            .collect()
+    /// Each forward's name, listener (a duplicate, so the server may end the forward
+    /// while serving it) and policy, in name order starting after `last` (round-robin).
+    pub fn listeners_after(&self, last: Option<&str>) -> Vec<(String, UnixListener, Policy)> {
+        let mut all: Vec<(String, UnixListener, Policy)> = self
+            .open
+            .iter()
+            .filter_map(|(n, f)| {
+                Some((
+                    n.clone(),
+                    f.bound.listener.try_clone().ok()?,
+                    f.policy.clone(),
+                ))
+            })
+            .collect();
+        if let Some(last) = last {
+            let start = all.partition_point(|(n, _, _)| n.as_str() <= last);
+            all.rotate_left(start);
+        }
+        all
     }
 
     /// What the agent's poll waits on besides its own socket: every forward's

@@ -22,7 +22,7 @@
 //! ([`crate::agent::credential`]).
 //!
 //! Where what comes next goes: each socket's rules are its [`policy::Policy`] (a
-//! forward socket is one more variant, served with [`Server::accept_all_under`]);
+//! forward socket is one more variant, served with [`Server::serve_ready`]);
 //! each request is one method of [`Server`], so a cache of minted tokens is a field
 //! beside the held keys that `decrypt` consults, and an access log is one call there.
 pub mod access_log;
@@ -137,8 +137,7 @@ pub fn run(socket: &Path) -> Result<()> {
         let next = server.next_deadline().unwrap_or(started + STARTUP_GRACE);
         match server.wait(&bound.listener, &signals, next.saturating_sub(now)) {
             Ok(false) => {
-                server.accept_all(&bound.listener);
-                server.serve_forwards();
+                server.serve_ready(&bound.listener);
             }
             Ok(true) | Err(_) => break,
         }
@@ -198,8 +197,7 @@ pub fn run_foreground<G>(
             .map_or(MAX_SLEEP, |d| d.saturating_sub(now()));
         match server.wait(&bound.listener, &signals, wait) {
             Ok(false) => {
-                server.accept_all(&bound.listener);
-                server.serve_forwards();
+                server.serve_ready(&bound.listener);
             }
             Ok(true) => {
                 server.log("stopping on a signal; wiping every key");

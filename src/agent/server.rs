@@ -29,6 +29,9 @@ use crate::vault::crypto::{MacDomain, VaultKey};
 const MAX_LABEL: usize = 4096;
 /// `exec`'s key has no deadline: it lives as long as the command.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// How long a forward's peer has to send its request: its client writes it at once,
+/// so this only bounds what an idle connection costs the agent's one loop.
+pub const FORWARD_DEADLINE: Duration = Duration::from_millis(250);
 
 /// Time since boot, suspend included (CLOCK_BOOTTIME): a key's timeout counts the
 /// hours a laptop spent asleep.
@@ -70,6 +73,8 @@ pub struct Server {
     forwards: Forwards,
     /// Where every secret handed out is recorded.
     access: Option<AccessLog>,
+    /// The forward whose connection was served last ([`Server::serve_ready`]).
+    last_forward: Option<String>,
 }
 
 /// Who is at the other end of a connection (`SO_PEERCRED`).
@@ -91,6 +96,7 @@ impl Server {
             credential_state: None,
             forwards: Forwards::default(),
             access: None,
+            last_forward: None,
         }
     }
 
@@ -290,10 +296,42 @@ impl Server {
         Ok(!fds[0].revents().is_empty())
     }
 
-    /// Accepts and serves every queued connection of every forward socket.
-    pub(super) fn serve_forwards(&mut self) {
-        for (listener, policy) in self.forwards.listeners() {
-            self.accept_all_under(&listener, &policy);
+    /// Serves what one wake-up found queued: at most one connection per listener —
+    /// the owner's first, then each forward's in turn, starting after the one served
+    /// last — with the owner's socket checked again and the deadlines applied between
+    /// two forward connections. A peer that floods a forward socket with connections
+    /// (idle ones cost [`FORWARD_DEADLINE`] each) so never holds the loop: the owner's
+    /// `get`, `forward revoke` and `lock` get through between any two of them.
+    pub(super) fn serve_ready(&mut self, owner: &UnixListener) {
+        self.serve_next(owner, &Policy::Owner);
+        let listeners = self.forwards.listeners_after(self.last_forward.as_deref());
+        for (name, listener, policy) in listeners {
+            if self.quit {
+                return;
+            }
+            self.expire();
+            // Revoked or ended by a request served in this round.
+            if !self.forwards.is_open(&name) {
+                continue;
+            }
+            if self.serve_next(&listener, &policy) {
+                self.last_forward = Some(name);
+                if !self.quit {
+                    self.serve_next(owner, &Policy::Owner);
+                }
+            }
+        }
+    }
+
+    /// Accepts and serves one queued connection of `listener` (non-blocking);
+    /// whether there was one.
+    fn serve_next(&mut self, listener: &UnixListener, policy: &Policy) -> bool {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                self.serve_one(conn, policy);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -306,16 +344,10 @@ impl Server {
     }
 
     /// Accepts and serves every queued connection of the owner's socket (the listener
-    /// is non-blocking).
+    /// is non-blocking): `exec`'s agent, which has no forwards.
     pub fn accept_all(&mut self, listener: &UnixListener) {
-        self.accept_all_under(listener, &Policy::Owner);
-    }
-
-    /// Accepts and serves every queued connection of a socket under `policy`.
-    pub fn accept_all_under(&mut self, listener: &UnixListener, policy: &Policy) {
         // Bounded by what is queued: accept fails with EAGAIN once it is drained.
-        while let Ok((conn, _)) = listener.accept() {
-            self.serve_one(conn, policy);
+        while self.serve_next(listener, &Policy::Owner) {
             if self.quit {
                 break;
             }
@@ -324,8 +356,13 @@ impl Server {
 
     fn serve_one(&mut self, conn: UnixStream, policy: &Policy) {
         let _ = conn.set_nonblocking(false);
-        // One deadline for the whole request and its answer (issue 15 item 8).
-        let mut io = Deadline::new(&conn, REQUEST_DEADLINE);
+        // One deadline for the whole request and its answer (issue 15 item 8); a
+        // forward's peer (a container) gets a short one: its client sends at once.
+        let limit = match policy {
+            Policy::Forward { .. } => FORWARD_DEADLINE,
+            _ => REQUEST_DEADLINE,
+        };
+        let mut io = Deadline::new(&conn, limit);
         let own_uid = rustix::process::getuid();
         let peer = rustix::net::sockopt::socket_peercred(conn.as_fd()).ok();
         let who = Peer {

@@ -681,3 +681,42 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
     );
     assert!(!log.contains("forward:closed"), "{log}");
 }
+
+/// A peer on a forward socket that opens 200 connections and sends nothing on any
+/// (each one an idle request the agent has to wait out), holding them until `stop`
+/// (polled every 50 ms, at most 60 s); how many it opened.
+fn flood(socket: &Path, stop: &std::sync::atomic::AtomicBool) -> usize {
+    let idle: Vec<UnixStream> = (0..200)
+        .map_while(|_| UnixStream::connect(socket).ok())
+        .collect();
+    for _ in 0..1200 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    idle.len()
+}
+
+#[test]
+fn a_peer_flooding_a_forward_socket_does_not_starve_the_owner() {
+    let env = Env::unlocked();
+    env.ok(&["forward", "create", "flood", "--registry", "ghcr.io"], "");
+    let socket = env.socket("flood");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let (socket, stop) = (socket.clone(), stop.clone());
+        std::thread::spawn(move || flood(&socket, &stop))
+    };
+    // Let the queue fill, so the agent is busy with idle connections.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = env.run(&["get"], "ghcr.io");
+    let revoked = env.run(&["forward", "revoke", "flood"], "");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = flooder.join().unwrap();
+    assert!(got.status.success(), "{}", text(&got));
+    assert!(stdout(&got).contains(SECRET));
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    assert_eq!(made, 200, "the peer flooded");
+    assert_eq!(env.forwards(), serde_json::json!([]));
+}
