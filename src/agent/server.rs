@@ -3,6 +3,7 @@
 //! `decrypt`, `status`, `lock`, `quit`), each asked of the socket's
 //! [`Policy`] first. The process around it (start, signals, the poll loop) is
 //! `src/agent/mod.rs`.
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -23,7 +24,8 @@ use crate::agent::proto::{
 use crate::agent::proto::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::agent::socket::{Deadline, REQUEST_DEADLINE, read_frame, write_frame};
 use crate::error::Error;
-use crate::vault::crypto::{MacDomain, VaultKey};
+use crate::vault::crypto::{EntryOpener, MacDomain, VaultKey};
+use age::secrecy::{ExposeSecret, SecretString};
 
 /// Longest label kept (a vault path); anything longer is cut.
 const MAX_LABEL: usize = 4096;
@@ -82,6 +84,49 @@ pub struct Server {
 pub(super) struct Peer {
     pid: Option<u32>,
     uid: Option<u32>,
+}
+
+/// The keys this agent serves (held or from the credential) as an [`EntryOpener`],
+/// for a forward's `get`; the agent's refusal of a failed open is kept.
+struct ServedOpener<'a> {
+    server: RefCell<&'a mut Server>,
+    public_key: &'a str,
+    refusal: RefCell<Option<AgentError>>,
+}
+
+impl ServedOpener<'_> {
+    fn refused(&self, e: AgentError) -> Error {
+        let err = Error::AgentProtocol(e.to_string());
+        *self.refusal.borrow_mut() = Some(e);
+        err
+    }
+}
+
+impl EntryOpener for ServedOpener<'_> {
+    fn open_entry(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> crate::error::Result<SecretString> {
+        let answer =
+            self.server
+                .borrow_mut()
+                .decrypt_bytes(self.public_key, server, username, ciphertext);
+        match answer {
+            Response::Secret { secret, .. } => Ok(secret.into_secret()),
+            Response::Error(e) => Err(self.refused(e)),
+            _ => Err(self.refused(AgentError::DecryptFailed)),
+        }
+    }
+
+    fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> crate::error::Result<[u8; 32]> {
+        let mac = self
+            .server
+            .borrow_mut()
+            .keyed_mac_bytes(self.public_key, domain, transcript);
+        mac.map_err(|e| self.refused(e))
+    }
 }
 
 impl Server {
@@ -587,17 +632,24 @@ impl Server {
         let Some(entry) = view.lookup(server).filter(|e| policy.grants(e.server())) else {
             return Response::Error(AgentError::NotFound);
         };
-        let answer = match self.decrypt_bytes(
-            &public_key,
-            entry.server(),
-            entry.username(),
-            &entry.secret(),
-        ) {
-            Response::Secret { secret, .. } => Response::Credentials {
+        // Through `RawEntry::open`, as every reader opens an entry: an entry of
+        // another kind is a branch there, never a ciphertext handed out raw here.
+        let opener = ServedOpener {
+            server: RefCell::new(self),
+            public_key: &public_key,
+            refusal: RefCell::new(None),
+        };
+        let answer = match entry.open(&opener) {
+            Ok(secret) => Response::Credentials {
                 username: entry.username().to_owned(),
-                secret,
+                secret: SecretText::new(secret.expose_secret()),
             },
-            other => other,
+            Err(_) => Response::Error(
+                opener
+                    .refusal
+                    .into_inner()
+                    .unwrap_or(AgentError::DecryptFailed),
+            ),
         };
         self.record(
             &answer,
@@ -755,26 +807,38 @@ impl Server {
         ) else {
             return Response::Error(AgentError::BadRequest);
         };
-        let answer = |mac: [u8; 32]| Response::Mac {
-            mac: B64.encode(mac),
-        };
+        match self.keyed_mac_bytes(public_key, domain, &transcript) {
+            Ok(mac) => Response::Mac {
+                mac: B64.encode(mac),
+            },
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    /// [`Server::keyed_mac`] of a decoded transcript.
+    fn keyed_mac_bytes(
+        &mut self,
+        public_key: &str,
+        domain: MacDomain,
+        transcript: &[u8],
+    ) -> Result<[u8; 32], AgentError> {
         if let Some(held) = self.keys.get_mut(public_key) {
             let now = now();
             held.idle_deadline = (now + held.idle).min(held.deadline);
-            return answer(held.key.keyed_mac(domain, &transcript));
+            return Ok(held.key.keyed_mac(domain, transcript));
         }
         let Some(c) = &self.credential else {
-            return Response::Error(AgentError::NotUnlocked);
+            return Err(AgentError::NotUnlocked);
         };
         match c.open_for(public_key) {
-            Reopen::NotThisVault => Response::Error(AgentError::NotUnlocked),
+            Reopen::NotThisVault => Err(AgentError::NotUnlocked),
             Reopen::Opened(key) => {
                 self.note_credential(None, None);
-                answer(key.keyed_mac(domain, &transcript))
+                Ok(key.keyed_mac(domain, transcript))
             }
             Reopen::Failed(reason, e) => {
                 self.note_credential(Some(reason), Some(&e));
-                Response::Error(AgentError::CredentialFailed { reason })
+                Err(AgentError::CredentialFailed { reason })
             }
         }
     }
@@ -912,6 +976,32 @@ mod tests {
             username: "ci".into(),
             ciphertext: ciphertext.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_forward_get_opens_the_entry_through_the_served_opener_and_keeps_its_refusal() {
+        let (dir, mut server, key, _) = served();
+        let policy = Policy::Forward {
+            name: "ci".into(),
+            registries: vec!["reg.example".into()],
+            expires: FOREVER,
+            uid: None,
+            vault: dir.path().join("vault.json"),
+            public_key: key.public().to_string(),
+        };
+        let got = serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
+            .unwrap();
+        assert_eq!(got["credentials"]["username"], "ci", "{got}");
+        assert_eq!(got["credentials"]["secret"], "s3cret", "{got}");
+        // The credential gone: the opener's own refusal comes back, not a decrypt failure.
+        fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
+        let refused =
+            serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
+                .unwrap();
+        assert!(
+            refused["error"]["credential_failed"].is_object(),
+            "{refused}"
+        );
     }
 
     #[test]
