@@ -256,6 +256,9 @@ pub enum ForwardError {
     HostLocked,
     /// Inside a container: the forward does not let this uid in.
     Refused(u32),
+    /// Inside a container: the socket could not be opened (EACCES), with the uid
+    /// this process has in here.
+    Denied(PathBuf, u32),
     /// Inside a container: `store` through a forward, which is read-only.
     Store,
     /// The forward's vault on the host cannot be read, or is now another vault.
@@ -273,6 +276,9 @@ impl ForwardError {
             ForwardError::Gone(socket) => messages::forward_gone(&socket.display().to_string()),
             ForwardError::HostLocked => messages::FORWARD_HOST_LOCKED.to_owned(),
             ForwardError::Refused(uid) => messages::forward_refused(*uid),
+            ForwardError::Denied(socket, uid) => {
+                messages::forward_denied(&socket.display().to_string(), *uid)
+            }
             ForwardError::Store => messages::FORWARD_STORE.to_owned(),
             ForwardError::VaultUnreadable => messages::FORWARD_VAULT_UNREADABLE.to_owned(),
             ForwardError::NoSuch(name) => messages::no_such_forward(name),

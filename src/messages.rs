@@ -888,6 +888,11 @@ pub const AGENT_ERROR_BAD_KEY: &str = "bad key";
 /// The text of [`crate::agent::proto::AgentError::Forbidden`].
 pub const AGENT_ERROR_FORBIDDEN: &str = "forbidden";
 
+/// The text of [`crate::agent::proto::AgentError::PeerRefused`].
+pub fn agent_error_peer_refused(uid: u32) -> String {
+    format!("uid {uid} is not admitted")
+}
+
 /// The text of [`crate::agent::proto::AgentError::BadRequest`].
 pub const AGENT_ERROR_BAD_REQUEST: &str = "bad request";
 
@@ -999,7 +1004,16 @@ pub const FORWARD_HOST_LOCKED: &str =
 /// Inside a container: the forward does not let this uid in.
 pub fn forward_refused(uid: u32) -> String {
     format!(
-        "lockbox forward: the forward does not admit uid {uid}; on the host, create it with '--uid {uid}' (it admits the owner's uid and root otherwise)"
+        "lockbox forward: the forward does not admit uid {uid} (this process's uid as the host sees it); on the host, create it with '--uid {uid}' (it admits the owner's uid and root otherwise)"
+    )
+}
+
+/// Inside a container: the forward socket could not be opened for lack of permission
+/// (the file system in between refuses this uid: an older agent's 0700 directory, or
+/// a mount the container's user cannot enter). Never the not-found or gone text.
+pub fn forward_denied(socket: &str, uid: u32) -> String {
+    format!(
+        "lockbox forward: permission denied opening {socket}: the forward does not admit this uid (uid {uid} in here); on the host, create it with '--uid' and this process's uid as the host sees it, and mount its directory into the container"
     )
 }
 

@@ -126,8 +126,7 @@ impl Forwards {
             None => None,
         };
         let dir = root.join(&spec.name);
-        let bound =
-            open_socket(root, &dir, spec.uid.is_some()).map_err(|_| AgentError::BadRequest)?;
+        let bound = open_socket(root, &dir).map_err(|_| AgentError::BadRequest)?;
         let ttl = spec.ttl.clamp(MIN_TIMEOUT, MAX_TIMEOUT);
         let forward = Forward {
             policy: Policy::Forward {
@@ -307,11 +306,12 @@ fn exited(pidfd: &OwnedFd) -> bool {
     matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
-/// Makes `root` (0700) and the forward's `dir`, and binds its socket. With another
-/// uid to let in, the directory is 0711 and the socket 0666: the peer check
-/// (`SO_PEERCRED`) is what keeps other uids out, and `root` (0700) keeps every other
-/// host user from reaching the directory except through a container's mount.
-fn open_socket(root: &Path, dir: &Path, other_uid: bool) -> std::io::Result<BoundSocket> {
+/// Makes `root` (0700) and the forward's `dir` (0711), and binds its socket (0666).
+/// The peer check (`SO_PEERCRED`) is what keeps other uids out, so a container's
+/// process of a uid not admitted reaches it through its mount and is told which uid
+/// the agent saw; `root` (0700) and the agent directory keep every other host user
+/// from reaching the directory except through a container's mount.
+fn open_socket(root: &Path, dir: &Path) -> std::io::Result<BoundSocket> {
     match fs::DirBuilder::new().mode(0o700).create(root) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -333,10 +333,8 @@ fn open_socket(root: &Path, dir: &Path, other_uid: bool) -> std::io::Result<Boun
     fs::DirBuilder::new().mode(0o700).create(dir)?;
     let bound = BoundSocket::bind(&dir.join(FORWARD_SOCKET))
         .map_err(|e| std::io::Error::other(e.message()))?;
-    if other_uid {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
-        fs::set_permissions(dir.join(FORWARD_SOCKET), fs::Permissions::from_mode(0o666))?;
-    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
+    fs::set_permissions(dir.join(FORWARD_SOCKET), fs::Permissions::from_mode(0o666))?;
     Ok(bound)
 }
 
@@ -384,10 +382,12 @@ mod tests {
         let dir = agent.path().join(FORWARDS_DIR).join("ci");
         assert_eq!(info.socket, dir.join(FORWARD_SOCKET).display().to_string());
         assert_eq!(info.expires_in_secs, 60);
-        assert_eq!(
-            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        // The directory and socket let any uid reach the peer check (a container's
+        // user reaches them through its mount); `forwards/` above stays 0700.
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o711);
+        assert_eq!(mode(&dir.join(FORWARD_SOCKET)), 0o666);
+        assert_eq!(mode(&agent.path().join(FORWARDS_DIR)), 0o700);
         assert_eq!(
             f.create(spec("ci", None), now),
             Err(AgentError::ForwardExists)

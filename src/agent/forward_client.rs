@@ -113,10 +113,17 @@ impl ForwardClient {
 
     fn ask(&self, request: Request) -> Result<Response> {
         let gone = || Error::Forward(ForwardError::Gone(self.socket.clone()));
-        // Any failure to connect is "gone": a missing socket (revoked, expired: the
-        // host removed it), one nobody listens on (the agent was killed), or one the
-        // container may not open. Never not-found.
-        let stream = UnixStream::connect(&self.socket).map_err(|_| gone())?;
+        let own_uid = rustix::process::getuid().as_raw();
+        // A failure to connect is "gone" (a missing socket: revoked, expired, the
+        // host removed it; or one nobody listens on: the agent was killed), or
+        // "denied" when the file system refuses this uid. Never not-found.
+        let stream = UnixStream::connect(&self.socket).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                Error::Forward(ForwardError::Denied(self.socket.clone(), own_uid))
+            } else {
+                gone()
+            }
+        })?;
         let frame = RequestFrame {
             v: PROTOCOL_VERSION,
             request,
@@ -133,9 +140,13 @@ impl ForwardClient {
             Response::Error(AgentError::NotUnlocked) => {
                 Err(Error::Forward(ForwardError::HostLocked))
             }
-            Response::Error(AgentError::Forbidden) => Err(Error::Forward(ForwardError::Refused(
-                rustix::process::getuid().as_raw(),
-            ))),
+            Response::Error(AgentError::PeerRefused { uid }) => {
+                Err(Error::Forward(ForwardError::Refused(uid)))
+            }
+            // An agent of an older build names no uid: ours is the best guess.
+            Response::Error(AgentError::Forbidden) => {
+                Err(Error::Forward(ForwardError::Refused(own_uid)))
+            }
             Response::Error(AgentError::VaultUnreadable) => {
                 Err(Error::Forward(ForwardError::VaultUnreadable))
             }

@@ -371,6 +371,14 @@ pub enum AgentError {
     /// This agent does not do that (`exec`'s server takes no `add_key`).
     #[error("{}", crate::messages::AGENT_ERROR_UNSUPPORTED)]
     Unsupported,
+    /// The peer's uid is not one the forward admits; `uid` is the uid the agent saw
+    /// (the host's, whatever the container calls it). Sent on forward sockets only: a
+    /// compatible addition within protocol 2 (an older agent sends `forbidden`).
+    #[error("{}", crate::messages::agent_error_peer_refused(*uid))]
+    PeerRefused {
+        /// The peer's uid as the agent saw it (`SO_PEERCRED`).
+        uid: u32,
+    },
     /// A forward grants no entry for that server (a compatible addition within
     /// protocol 2, sent on forward sockets only).
     #[error("{}", crate::messages::NOT_FOUND)]

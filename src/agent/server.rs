@@ -431,7 +431,14 @@ impl Server {
                     "refused a peer of uid {}",
                     peer.map_or_else(|| "unknown".to_owned(), |c| c.uid.as_raw().to_string())
                 ));
-                Response::Error(AgentError::Forbidden)
+                match (policy, peer) {
+                    // A container's process is told the uid the host sees it as,
+                    // the one `--uid` takes.
+                    (Policy::Forward { .. }, Some(c)) => Response::Error(AgentError::PeerRefused {
+                        uid: c.uid.as_raw(),
+                    }),
+                    _ => Response::Error(AgentError::Forbidden),
+                }
             }
         };
         let _ = write_frame(&mut io, &response);

@@ -67,7 +67,9 @@ pub struct Grant {
     /// How long the forward lives at most (1s to 7d).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     ttl: String,
-    /// A uid admitted besides yours and root (the user a container runs as).
+    /// A uid admitted besides yours and root: the container's user as the host (the
+    /// agent) sees it — the same number for a rootful container, the mapped one for
+    /// a user namespace; a refused process is told it.
     #[arg(long, value_name = "UID")]
     uid: Option<u32>,
 }

@@ -180,8 +180,9 @@ fn a_forward_serves_get_and_list_of_its_registries_only_and_logs_each_get() {
         text(&out)
     );
     assert!(stdout(&out).contains("-e LOCKBOX_FORWARD_SOCKET=/run/lockbox-forward/forward.sock"));
+    // Traversable, not listable: the peer check is what refuses other uids.
     let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700);
+    assert_eq!(mode, 0o711);
     let socket = env.socket("ci");
 
     // get: the owner's lookup rules (another spelling of the same registry).
@@ -633,8 +634,9 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
         ],
         "",
     );
-    // Open the way through the file system, as a container's mount does, so only
-    // the peer check stands in between.
+    // A container's bind mount of the forward's directory skips the directories
+    // above it (0700, the owner's): open those here as the mount would. The forward's
+    // own directory (0711) and socket (0666) are the agent's doing, not the test's.
     let agent = env.world.agent_dir();
     for p in [
         env.world.root().to_path_buf(),
@@ -645,13 +647,12 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o711)).unwrap();
     }
     let closed = env.socket("closed");
-    fs::set_permissions(closed.parent().unwrap(), fs::Permissions::from_mode(0o711)).unwrap();
-    fs::set_permissions(&closed, fs::Permissions::from_mode(0o666)).unwrap();
     let open = env.socket("open");
-    assert_eq!(
-        fs::metadata(&open).unwrap().permissions().mode() & 0o777,
-        0o666
-    );
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for socket in [&closed, &open] {
+        assert_eq!(mode(socket.parent().unwrap()), 0o711);
+        assert_eq!(mode(socket), 0o666);
+    }
     let as_nobody = |socket: &Path| {
         let mut c = Command::new("setpriv");
         c.args([
@@ -669,7 +670,22 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(
         stdout(&refused),
-        "lockbox forward: the forward does not admit uid 65534; on the host, create it with '--uid 65534' (it admits the owner's uid and root otherwise)\n"
+        "lockbox forward: the forward does not admit uid 65534 (this process's uid as the host sees it); on the host, create it with '--uid 65534' (it admits the owner's uid and root otherwise)\n"
+    );
+    // A socket the file system keeps this uid from (an older agent's 0700
+    // directory): its own line, never the gone one.
+    let private = env.world.path("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(private.join("forward.sock")).unwrap();
+    let denied = as_nobody(&private.join("forward.sock"));
+    assert_eq!(denied.status.code(), Some(1));
+    assert_eq!(
+        stdout(&denied),
+        format!(
+            "lockbox forward: permission denied opening {}: the forward does not admit this uid (uid 65534 in here); on the host, create it with '--uid' and this process's uid as the host sees it, and mount its directory into the container\n",
+            private.join("forward.sock").display()
+        )
     );
     let admitted = as_nobody(&open);
     assert!(admitted.status.success(), "{}", text(&admitted));
