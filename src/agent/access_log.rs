@@ -77,17 +77,26 @@ impl AccessLog {
     }
 }
 
-/// Every record of the log in `dir`, oldest first (the rotated file, then the
-/// current one); lines that do not parse are skipped and counted.
-pub fn read_all(dir: &Path) -> io::Result<(Vec<Record>, usize)> {
+/// The most read of one log file: the agent rotates past [`MAX_LOG`], so anything
+/// longer was not written by it; what is past this is not read.
+const MAX_READ: u64 = 2 * MAX_LOG;
+
+/// Every record of the log in `dir` (an agent directory the caller checked), oldest
+/// first (the rotated file, then the current one); lines that do not parse are
+/// skipped and counted. Each file is opened as the agent writes it: not through a
+/// symbolic link, a regular file only (a FIFO is refused, never waited on), owned by
+/// this user, and read up to [`MAX_READ`] bytes.
+pub fn read_all(dir: &Path) -> crate::error::Result<(Vec<Record>, usize)> {
     let mut records = Vec::new();
     let mut bad = 0;
     for name in [OLD_LOG_NAME, LOG_NAME] {
-        let text = match fs::read_to_string(dir.join(name)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+        let path = dir.join(name);
+        let text = match read_log(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => return Err(crate::error::Error::io("read", path, e)),
         };
+        let text = String::from_utf8_lossy(&text);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match serde_json::from_str(line) {
                 Ok(r) => records.push(r),
@@ -96,6 +105,22 @@ pub fn read_all(dir: &Path) -> io::Result<(Vec<Record>, usize)> {
         }
     }
     Ok((records, bad))
+}
+
+/// One log file's bytes, at most [`MAX_READ`]; `None` when there is none.
+fn read_log(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let input = match crate::secret_io::open(path, crate::secret_io::Accept::RegularFileNoLink) {
+        Ok(i) => i,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if input.metadata()?.uid() != rustix::process::getuid().as_raw() {
+        return Err(io::Error::other("the access log belongs to another user"));
+    }
+    let mut bytes = Vec::new();
+    input.take(MAX_READ).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 /// The executable of process `pid`, if this process may read it.
@@ -155,5 +180,59 @@ mod tests {
         std::os::unix::fs::symlink(&target, dir.path().join(LOG_NAME)).unwrap();
         assert!(AccessLog::in_dir(dir.path()).append(&record(1)).is_err());
         assert!(!target.exists());
+    }
+
+    /// `read_all` on another thread, bounded: a FIFO opened for reading would block.
+    fn read_bounded(dir: &Path) -> crate::error::Result<(Vec<Record>, usize)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = dir.to_owned();
+        std::thread::spawn(move || tx.send(read_all(&dir)));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("read_all returned (a FIFO is refused, never waited on)")
+    }
+
+    #[test]
+    fn a_fifo_at_the_log_path_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            dir.path().join(LOG_NAME),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let e = read_bounded(dir.path()).unwrap_err();
+        assert!(e.message().contains("FIFO"), "{}", e.message());
+    }
+
+    #[test]
+    fn a_symlink_at_the_log_path_is_not_read_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("log");
+        fs::write(
+            &target,
+            format!("{}\n", serde_json::to_string(&record(1)).unwrap()),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(OLD_LOG_NAME)).unwrap();
+        assert!(read_bounded(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_log_is_read_up_to_twice_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::in_dir(dir.path());
+        log.append(&record(1)).unwrap();
+        let f = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOG_NAME))
+            .unwrap();
+        f.set_len(MAX_READ).unwrap();
+        // Past what the agent ever writes: not read.
+        (&f).write_all(b"\n").unwrap();
+        (&f).write_all(serde_json::to_string(&record(2)).unwrap().as_bytes())
+            .unwrap();
+        let (records, _) = read_bounded(dir.path()).unwrap();
+        assert_eq!(records, vec![record(1)]);
     }
 }

@@ -736,3 +736,26 @@ fn a_peer_flooding_a_forward_socket_does_not_starve_the_owner() {
     assert_eq!(made, 200, "the peer flooded");
     assert_eq!(env.forwards(), serde_json::json!([]));
 }
+
+#[test]
+fn log_refuses_a_fifo_or_a_symlink_at_the_log_path() {
+    let env = Env::unlocked();
+    let log = env.world.agent_dir().join("access.log");
+    let _ = fs::remove_file(&log);
+    let fifo = Command::new("mkfifo").arg(&log).status().unwrap();
+    assert!(fifo.success());
+    // Bounded by the harness: a FIFO opened for reading would hang the command.
+    let out = env.run(&["log"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FIFO"),
+        "{}",
+        text(&out)
+    );
+    fs::remove_file(&log).unwrap();
+    let elsewhere = env.world.path("elsewhere.log");
+    fs::write(&elsewhere, "").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &log).unwrap();
+    let out = env.run(&["log"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
