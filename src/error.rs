@@ -267,6 +267,8 @@ pub enum ForwardError {
     NoSuch(String),
     /// `forward create` of a name already open.
     Exists(String),
+    /// `forward create` the agent could not do (too many open, its socket): the line.
+    NotOpened(String),
 }
 
 impl ForwardError {
@@ -283,6 +285,7 @@ impl ForwardError {
             ForwardError::VaultUnreadable => messages::FORWARD_VAULT_UNREADABLE.to_owned(),
             ForwardError::NoSuch(name) => messages::no_such_forward(name),
             ForwardError::Exists(name) => messages::forward_exists(name),
+            ForwardError::NotOpened(line) => line.clone(),
         }
     }
 }

@@ -893,6 +893,25 @@ pub fn agent_error_peer_refused(uid: u32) -> String {
     format!("uid {uid} is not admitted")
 }
 
+/// The text of [`crate::agent::proto::AgentError::TooManyForwards`].
+pub fn agent_error_too_many_forwards(max: u32) -> String {
+    format!(
+        "the agent has {max} forwards open, the most it keeps; revoke one first ('lockbox forward list', 'lockbox forward revoke NAME')"
+    )
+}
+
+/// The text of [`crate::agent::proto::AgentError::ForwardSocket`].
+pub fn agent_error_forward_socket(reason: &str) -> String {
+    format!("the agent could not open the forward's socket: {reason}")
+}
+
+/// `forward create` whose socket path would be longer than a Unix socket's path may be.
+pub fn forward_socket_too_long(path: &str, max: usize) -> String {
+    format!(
+        "the forward's socket would be {path}, longer than the {max} bytes a socket's path may have; use a shorter forward name or a shorter XDG_RUNTIME_DIR"
+    )
+}
+
 /// The text of [`crate::agent::proto::AgentError::BadRequest`].
 pub const AGENT_ERROR_BAD_REQUEST: &str = "bad request";
 

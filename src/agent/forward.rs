@@ -27,6 +27,8 @@ pub const FORWARD_SOCKET: &str = "forward.sock";
 pub const MAX_NAME: usize = 64;
 /// Most forwards open at once (each is a socket the agent polls).
 pub const MAX_FORWARDS: usize = 64;
+/// Longest path a Unix socket may be bound at (`sun_path` less its final NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 /// Most registries in one forward.
 pub const MAX_REGISTRIES: usize = 64;
 
@@ -111,22 +113,40 @@ impl Forwards {
         if !valid_name(&spec.name)
             || spec.registries.is_empty()
             || spec.registries.len() > MAX_REGISTRIES
-            || self.open.len() >= MAX_FORWARDS
         {
             return Err(AgentError::BadRequest);
+        }
+        if self.open.len() >= MAX_FORWARDS {
+            return Err(AgentError::TooManyForwards {
+                max: MAX_FORWARDS as u32,
+            });
         }
         if self.open.contains_key(&spec.name) {
             return Err(AgentError::ForwardExists);
         }
         let creator = match spec.tie_to.and_then(|p| Pid::from_raw(p as i32)) {
             Some(pid) => Some(
-                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-                    .map_err(|_| AgentError::BadRequest)?,
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(
+                    |e| AgentError::ForwardSocket {
+                        reason: format!("cannot watch the creating process {pid:?}: {e}"),
+                    },
+                )?,
             ),
             None => None,
         };
         let dir = root.join(&spec.name);
-        let bound = open_socket(root, &dir).map_err(|_| AgentError::BadRequest)?;
+        let socket = dir.join(FORWARD_SOCKET);
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(AgentError::ForwardSocket {
+                reason: crate::messages::forward_socket_too_long(
+                    &socket.display().to_string(),
+                    MAX_SOCKET_PATH,
+                ),
+            });
+        }
+        let bound = open_socket(root, &dir).map_err(|e| AgentError::ForwardSocket {
+            reason: format!("{}: {e}", dir.display()),
+        })?;
         let ttl = spec.ttl.clamp(MIN_TIMEOUT, MAX_TIMEOUT);
         let forward = Forward {
             policy: Policy::Forward {
@@ -402,6 +422,41 @@ mod tests {
             vec![("ci".to_owned(), "its TTL")]
         );
         assert!(!dir.exists(), "the directory is removed with the forward");
+    }
+
+    #[test]
+    fn each_failure_to_open_a_forward_has_its_own_error_never_bad_request() {
+        let agent = tempfile::tempdir().unwrap();
+        let mut f = Forwards::in_agent_dir(agent.path());
+        for i in 0..MAX_FORWARDS {
+            f.create(spec(&format!("f{i}"), None), Duration::ZERO)
+                .unwrap();
+        }
+        assert_eq!(
+            f.create(spec("one-more", None), Duration::ZERO),
+            Err(AgentError::TooManyForwards {
+                max: MAX_FORWARDS as u32
+            })
+        );
+        f.clear();
+        // A creator that is gone cannot be watched.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(matches!(
+            f.create(spec("tied", Some(pid)), Duration::ZERO),
+            Err(AgentError::ForwardSocket { .. })
+        ));
+        // A socket path past 107 bytes.
+        let deep = agent.path().join("d".repeat(MAX_SOCKET_PATH));
+        fs::create_dir(&deep).unwrap();
+        let mut f = Forwards::in_agent_dir(&deep);
+        match f.create(spec("long", None), Duration::ZERO) {
+            Err(AgentError::ForwardSocket { reason }) => {
+                assert!(reason.contains("107 bytes"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -69,6 +69,14 @@ impl Agent {
             Some(Response::Error(AgentError::ForwardExists)) => {
                 Err(Error::Forward(ForwardError::Exists(f.name)))
             }
+            Some(Response::Error(e @ AgentError::TooManyForwards { .. })) => {
+                Err(Error::Forward(ForwardError::NotOpened(e.to_string())))
+            }
+            Some(Response::Error(AgentError::ForwardSocket { reason })) => Err(Error::Forward(
+                ForwardError::NotOpened(crate::messages::agent_error_forward_socket(
+                    &crate::messages::sanitize(&reason),
+                )),
+            )),
             Some(other) => Err(unexpected(&other)),
         }
     }

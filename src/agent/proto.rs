@@ -383,6 +383,21 @@ pub enum AgentError {
     /// protocol 2, sent on forward sockets only).
     #[error("{}", crate::messages::NOT_FOUND)]
     NotFound,
+    /// The agent has [`crate::agent::forward::MAX_FORWARDS`] forwards open already (a
+    /// compatible addition within protocol 2; older agents send `bad_request`).
+    #[error("{}", crate::messages::agent_error_too_many_forwards(*max))]
+    TooManyForwards {
+        /// The most forwards the agent keeps open.
+        max: u32,
+    },
+    /// The agent could not open the forward's socket (its directory, the bind, a path
+    /// too long for a socket, watching its creator); a compatible addition within
+    /// protocol 2.
+    #[error("{}", crate::messages::agent_error_forward_socket(reason))]
+    ForwardSocket {
+        /// What failed, for the person (no secret: paths and system errors).
+        reason: String,
+    },
     /// No forward of that name.
     #[error("{}", crate::messages::AGENT_ERROR_NO_SUCH_FORWARD)]
     NoSuchForward,

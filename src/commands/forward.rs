@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::agent::client::Agent;
-use crate::agent::forward::{FORWARD_SOCKET, MAX_NAME, valid_name};
+use crate::agent::forward::{FORWARD_SOCKET, FORWARDS_DIR, MAX_NAME, MAX_SOCKET_PATH, valid_name};
 use crate::agent::forward_client::ForwardRequest;
 use crate::agent::proto::{ForwardInfo, MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::config::Settings;
@@ -169,9 +169,21 @@ fn open(settings: &Settings, name: &str, g: &Grant, tie_to_me: bool) -> Result<F
         return Err(usage(messages::bad_forward_name(MAX_NAME)));
     }
     let (registries, ttl) = grant_values(g)?;
+    let agent = Agent::for_user();
+    let socket = agent
+        .dir()
+        .join(FORWARDS_DIR)
+        .join(name)
+        .join(FORWARD_SOCKET);
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(usage(messages::forward_socket_too_long(
+            &messages::sanitize(&socket.display().to_string()),
+            MAX_SOCKET_PATH,
+        )));
+    }
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
-    Agent::for_user().forward_create(ForwardRequest {
+    agent.forward_create(ForwardRequest {
         name: name.to_owned(),
         registries,
         ttl,

@@ -690,6 +690,8 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
     let admitted = as_nobody(&open);
     assert!(admitted.status.success(), "{}", text(&admitted));
     assert!(stdout(&admitted).contains(SECRET));
+    // Closed again as the agent made it: `log` checks the directory as the agent does.
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o700)).unwrap();
     let log = stdout(&env.ok(&["log", "--json"], ""));
     assert!(
         log.contains(r#""socket":"forward:open""#) && log.contains(r#""uid":65534"#),
@@ -758,4 +760,24 @@ fn log_refuses_a_fifo_or_a_symlink_at_the_log_path() {
     std::os::unix::fs::symlink(&elsewhere, &log).unwrap();
     let out = env.run(&["log"], "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[test]
+fn a_socket_path_too_long_is_refused_on_the_host_with_its_own_line() {
+    let env = Env::unlocked();
+    let name = "n".repeat(64);
+    let socket = env.socket(&name);
+    assert!(socket.as_os_str().len() > 107, "{}", socket.display());
+    let out = env.run(&["forward", "create", &name, "--registry", "ghcr.io"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "the forward's socket would be {}, longer than the 107 bytes a socket's path may have; use a shorter forward name or a shorter XDG_RUNTIME_DIR",
+            socket.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("older build"));
+    assert_eq!(env.forwards(), serde_json::json!([]));
 }
