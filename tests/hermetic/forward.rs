@@ -681,3 +681,39 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
     );
     assert!(!log.contains("forward:closed"), "{log}");
 }
+
+#[test]
+fn the_owners_gets_through_the_agent_and_exec_are_logged_too() {
+    let env = Env::unlocked();
+    let got = env.ok(&["get"], "ghcr.io");
+    assert!(stdout(&got).contains(SECRET));
+    // Not found: nothing handed out, nothing logged.
+    assert_eq!(
+        stdout(&env.run(&["get"], "nothing.example")),
+        NOT_FOUND_LINE
+    );
+    let pass = env.world.path("keys/pass");
+    env.ok(
+        &[
+            "exec",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!("echo other.example | {BIN} get >/dev/null"),
+        ],
+        "",
+    );
+    let log = stdout(&env.ok(&["log", "--json"], ""));
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{log}");
+    assert_eq!(records[0]["socket"], "owner");
+    assert_eq!(records[0]["registry"], "ghcr.io");
+    assert_eq!(records[1]["socket"], "exec");
+    assert_eq!(records[1]["registry"], "other.example");
+    env.no_secret_in_world();
+}
