@@ -162,11 +162,12 @@ cargo build --quiet --manifest-path tests/plugin/Cargo.toml
 
 section "static lockbox for the container test (tests/system/forward_container.rs)"
 # As scripts/package.sh builds it (glibc linked in, an explicit --target so the flag
-# reaches only the binary), in the debug profile: about 4 minutes on 2 cores the first time.
+# reaches only the binary, the release profile): 3 min 14 s on 2 shared cores from
+# nothing built for that target (2026-12-06), nothing when it is up to date.
 static_start=$SECONDS
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --quiet --locked --target x86_64-unknown-linux-gnu --bin docker-credential-lockbox
-export LOCKBOX_TEST_STATIC_BIN="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/debug/docker-credential-lockbox"
+  cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu --bin docker-credential-lockbox
+export LOCKBOX_TEST_STATIC_BIN="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/release/docker-credential-lockbox"
 ldd "$LOCKBOX_TEST_STATIC_BIN" 2>&1 | grep -q 'statically linked\|not a dynamic' \
   || { echo "$LOCKBOX_TEST_STATIC_BIN is not static" >&2; exit 1; }
 echo "static lockbox built in $((SECONDS - static_start)) s"

@@ -233,6 +233,7 @@ fn a_container_pulls_through_a_forward_and_loses_it_on_revoke_and_ttl() {
         &format!("docker pull {image} && docker image inspect --format ok {image}"),
     );
     assert!(out.ok(), "pull through the forward: {}", out.describe());
+    eprintln!("forward: the granted pull from inside: {}", out.describe());
     assert!(out.stdout.contains("ok"), "{}", out.describe());
     let out = scene.docker(&["rmi", "--force", &image]);
     assert!(out.ok(), "{}", out.describe());
@@ -250,6 +251,13 @@ fn a_container_pulls_through_a_forward_and_loses_it_on_revoke_and_ttl() {
             || out.stderr.contains("credentials are managed on the host"),
         "{}",
         out.describe()
+    );
+    // No vault in its files: the vault's public key is in no file and no variable.
+    let vault: serde_json::Value = serde_json::from_slice(&scene.env.vault_bytes()).unwrap();
+    let public = vault["public_key"].as_str().unwrap();
+    assert!(
+        !out.stdout.contains(public),
+        "the vault's public key in the container"
     );
     let needles = common::secret_needles(Some(USER), PASSWORD);
     for (needle, what) in &needles {
@@ -269,6 +277,7 @@ fn a_container_pulls_through_a_forward_and_loses_it_on_revoke_and_ttl() {
         ),
     );
     assert!(!out.ok(), "{}", out.describe());
+    eprintln!("forward: a registry not granted: {}", out.describe());
     assert!(
         out.stdout
             .contains("credentials not found in native keychain"),
@@ -291,6 +300,7 @@ fn a_container_pulls_through_a_forward_and_loses_it_on_revoke_and_ttl() {
     fs::write(sync.join("go"), "").unwrap();
     let out = common::output_within(child, Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("forward: get after revoke: {text}");
     assert!(text.starts_with(&gone(sock)), "{text}");
 
     // The TTL.
