@@ -143,17 +143,21 @@ impl Scene<'_> {
     fn get_after_go(&self, name: &str) -> (std::process::Child, PathBuf) {
         let sync = self.env.path(&format!("sync-{name}"));
         fs::create_dir_all(&sync).unwrap();
+        fs::write(sync.join("config.json"), "{\"credsStore\":\"lockbox\"}\n").unwrap();
         let dir = self.env.world().agent_dir().join("forwards").join(name);
         let mut c = self.env.command("docker", false);
         c.env("DOCKER_HOST", self.daemon.host()).args([
             "run", "--rm", "--network", "none",
+            "-v", &format!("{}:/var/run/docker.sock", self.daemon.socket().display()),
             "-v", &format!("{}:/run/lockbox-forward:ro", dir.display()),
             "-v", &format!("{}:/sync", sync.display()),
             "-e", "LOCKBOX_FORWARD_SOCKET=/run/lockbox-forward/forward.sock",
+            "-e", "DOCKER_CONFIG=/sync", "-e", "HOME=/root",
             "-e", "PATH=/usr/local/bin:/bin", CLIENT_IMAGE, "/bin/sh", "-c",
             &format!(
-                "touch /sync/ready; i=0; while [ ! -e /sync/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo {} | docker-credential-lockbox get",
-                self.server
+                "touch /sync/ready; i=0; while [ ! -e /sync/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo {} | docker-credential-lockbox get; docker pull {}",
+                self.server,
+                self.image()
             ),
         ]);
         c.stdout(std::process::Stdio::piped())
@@ -172,6 +176,21 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// The container's `get` printed the forward's line (stdout and stderr), and its
+/// `docker pull` failed with the same line on stderr (the CLI passes the helper's
+/// stderr through) before going on anonymously and being refused.
+fn pull_failed_with_the_forwards_line(out: &std::process::Output, sock: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.starts_with(&gone(sock)), "{stdout}");
+    assert!(!out.status.success(), "the pull succeeded: {stderr}");
+    assert!(stderr.matches(&gone(sock)).count() >= 2, "{stderr}");
+    assert!(stderr.contains("no basic auth credentials"), "{stderr}");
+    assert!(!stdout.contains(NOT_FOUND) && !stderr.contains(NOT_FOUND));
+}
+
+const NOT_FOUND: &str = "credentials not found in native keychain";
 
 fn gone(sock: &str) -> String {
     format!("lockbox forward: no forward answers at {sock} (revoked")
@@ -300,8 +319,11 @@ fn a_container_pulls_through_a_forward_and_loses_it_on_revoke_and_ttl() {
     fs::write(sync.join("go"), "").unwrap();
     let out = common::output_within(child, Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("forward: get after revoke: {text}");
-    assert!(text.starts_with(&gone(sock)), "{text}");
+    eprintln!(
+        "forward: get and pull after revoke: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pull_failed_with_the_forwards_line(&out, sock);
 
     // The TTL.
     assert!(
@@ -326,8 +348,7 @@ fn a_container_pulls_through_a_forward_and_loses_it_on_revoke_and_ttl() {
     assert!(eventually(Duration::from_secs(30), || !host_socket.exists()));
     fs::write(sync.join("go"), "").unwrap();
     let out = common::output_within(child, Duration::from_secs(120));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with(&gone(sock)), "{text}");
+    pull_failed_with_the_forwards_line(&out, sock);
 
     let _ = scene.lockbox(&["lock", "--all"]);
     drop(scene);
