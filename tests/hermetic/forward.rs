@@ -591,10 +591,31 @@ fn forward_run_killed_by_sigkill_is_revoked_by_the_agent() {
     assert_eq!(env.forwards()[0]["tied"], true);
     child.kill().unwrap();
     child.wait().unwrap();
+    // Its generated config is left behind, until the next `forward run` sweeps it.
+    let leftover = env
+        .world
+        .agent_dir()
+        .join(format!("forward-run-{}", child.id()));
+    assert!(leftover.join("config.json").exists());
     // The agent saw its creator die: the forward ends long before its hour.
     assert!(eventually(Duration::from_secs(20), || env.forwards()
         == serde_json::json!([])));
     assert!(!env.socket("job").exists());
+    let mut again = env.cmd(&[
+        "forward",
+        "run",
+        "--registry",
+        "ghcr.io",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--",
+        "docker",
+        "run",
+        "img",
+    ]);
+    again.env("FAKE_DOCKER_THEN", "true");
+    assert!(env.run_with(again, "").status.success());
+    assert!(!leftover.exists(), "the next forward run sweeps it");
     // The fake docker (same process group) is stopped too.
     let _ = rustix_kill_group(child.id());
     fs::remove_file(env.world.path("get")).unwrap();

@@ -8,8 +8,8 @@
 //! Checked: `forward run` pulls a private image of the granted registry from inside; a
 //! forward that does not grant the registry answers not-found (the pull is refused as
 //! anonymous); `docker login` inside fails with the "managed on the host" line; after a
-//! revoke and after the TTL the helper fails with the forward's own line; no secret in
-//! the container's files or environment.
+//! revoke and after the TTL the helper and the pull fail with the forward's own line
+//! (never not-found); no secret and no vault in the container's files or environment.
 //!
 //! Needs root, `dockerd`, `docker-registry`, `htpasswd`, the static CLI, busybox-static
 //! (`$LOCKBOX_TEST_TOOLS/bin/busybox`, unpacked by scripts/test.sh) and a static lockbox
