@@ -36,6 +36,9 @@ pub fn run(o: Opts, _settings: &Settings) -> Result<Exit> {
         }
     };
     let dir = socket::agent_dir();
+    // A directory someone else made (or left loose) is refused, not read: its log
+    // could be anyone's story.
+    socket::check_agent_dir(&dir, false)?;
     let (records, bad) = read_all(&dir)
         .map_err(|e| Error::io("read", dir.join(crate::agent::access_log::LOG_NAME), e))?;
     if bad > 0 {

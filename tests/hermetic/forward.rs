@@ -695,6 +695,9 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
     let admitted = as_nobody(&open);
     assert!(admitted.status.success(), "{}", text(&admitted));
     assert!(stdout(&admitted).contains(SECRET));
+    // `log` refuses a loose agent directory (its log could be anyone's): close it.
+    assert_eq!(env.run(&["log"], "").status.code(), Some(1));
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o700)).unwrap();
     let log = stdout(&env.ok(&["log", "--json"], ""));
     assert!(
         log.contains(r#""socket":"forward:open""#) && log.contains(r#""uid":65534"#),
