@@ -21,10 +21,12 @@
 //! key held at all: it reopens that vault from the credential at each decrypt
 //! ([`crate::agent::credential`]).
 //!
-//! Where what comes next goes: each socket's rules are its [`policy::Policy`] (a
-//! forward socket is one more variant, served with [`Server::serve_ready`]);
-//! each request is one method of [`Server`], so a cache of minted tokens is a field
-//! beside the held keys that `decrypt` consults, and an access log is one call there.
+//! Each socket's rules are its [`policy::Policy`]: the owner's socket, and the forward
+//! sockets of [`forward`] (`forward create`), which admit root and a named uid too and
+//! serve only `forward_get`/`forward_list`; [`Server::serve_ready`] serves one
+//! connection per socket per wake-up, the owner's first. Every secret handed out is
+//! one line of the access log ([`access_log`]). A cache of minted tokens would be a
+//! field beside the held keys that `decrypt` consults.
 pub mod access_log;
 pub mod client;
 pub mod credential;

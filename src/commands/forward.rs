@@ -323,7 +323,25 @@ pub fn injected(forward_dir: &Path, binary: &Path, config_dir: &Path) -> Vec<OsS
 struct ConfigDir(PathBuf);
 
 impl ConfigDir {
+    /// Removes what a `forward run` that was killed left behind (nothing secret: a
+    /// config.json naming lockbox), once its process is gone.
+    fn sweep(agent_dir: &Path) {
+        let Ok(entries) = fs::read_dir(agent_dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("forward-run-")) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     fn create(agent_dir: &Path) -> Result<Self> {
+        Self::sweep(agent_dir);
         let dir = agent_dir.join(format!("forward-run-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::DirBuilder::new()

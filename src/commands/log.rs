@@ -36,8 +36,8 @@ pub fn run(o: Opts, _settings: &Settings) -> Result<Exit> {
         }
     };
     let dir = socket::agent_dir();
-    // Checked as the agent checks it: a directory planted or opened to others is
-    // refused, not read. None yet: nothing was logged.
+    // A directory someone else made (or left loose) is refused, not read: its log
+    // could be anyone's story. None yet: nothing was logged.
     let (records, bad) = if socket::check_agent_dir(&dir, false)? {
         read_all(&dir)?
     } else {

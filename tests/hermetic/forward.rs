@@ -592,10 +592,31 @@ fn forward_run_killed_by_sigkill_is_revoked_by_the_agent() {
     assert_eq!(env.forwards()[0]["tied"], true);
     child.kill().unwrap();
     child.wait().unwrap();
+    // Its generated config is left behind, until the next `forward run` sweeps it.
+    let leftover = env
+        .world
+        .agent_dir()
+        .join(format!("forward-run-{}", child.id()));
+    assert!(leftover.join("config.json").exists());
     // The agent saw its creator die: the forward ends long before its hour.
     assert!(eventually(Duration::from_secs(20), || env.forwards()
         == serde_json::json!([])));
     assert!(!env.socket("job").exists());
+    let mut again = env.cmd(&[
+        "forward",
+        "run",
+        "--registry",
+        "ghcr.io",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--",
+        "docker",
+        "run",
+        "img",
+    ]);
+    again.env("FAKE_DOCKER_THEN", "true");
+    assert!(env.run_with(again, "").status.success());
+    assert!(!leftover.exists(), "the next forward run sweeps it");
     // The fake docker (same process group) is stopped too.
     let _ = rustix_kill_group(child.id());
     fs::remove_file(env.world.path("get")).unwrap();
@@ -690,7 +711,8 @@ fn another_uid_is_refused_unless_the_forward_names_it() {
     let admitted = as_nobody(&open);
     assert!(admitted.status.success(), "{}", text(&admitted));
     assert!(stdout(&admitted).contains(SECRET));
-    // Closed again as the agent made it: `log` checks the directory as the agent does.
+    // `log` refuses a loose agent directory (its log could be anyone's): close it.
+    assert_eq!(env.run(&["log"], "").status.code(), Some(1));
     fs::set_permissions(&agent, fs::Permissions::from_mode(0o700)).unwrap();
     let log = stdout(&env.ok(&["log", "--json"], ""));
     assert!(
@@ -780,4 +802,40 @@ fn a_socket_path_too_long_is_refused_on_the_host_with_its_own_line() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("older build"));
     assert_eq!(env.forwards(), serde_json::json!([]));
+}
+
+#[test]
+fn the_owners_gets_through_the_agent_and_exec_are_logged_too() {
+    let env = Env::unlocked();
+    let got = env.ok(&["get"], "ghcr.io");
+    assert!(stdout(&got).contains(SECRET));
+    // Not found: nothing handed out, nothing logged.
+    assert_eq!(
+        stdout(&env.run(&["get"], "nothing.example")),
+        NOT_FOUND_LINE
+    );
+    let pass = env.world.path("keys/pass");
+    env.ok(
+        &[
+            "exec",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!("echo other.example | {BIN} get >/dev/null"),
+        ],
+        "",
+    );
+    let log = stdout(&env.ok(&["log", "--json"], ""));
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{log}");
+    assert_eq!(records[0]["socket"], "owner");
+    assert_eq!(records[0]["registry"], "ghcr.io");
+    assert_eq!(records[1]["socket"], "exec");
+    assert_eq!(records[1]["registry"], "other.example");
+    env.no_secret_in_world();
 }

@@ -12,5 +12,6 @@ mod common;
 mod agent_contexts;
 mod e2e;
 mod fleet;
+mod forward_container;
 mod manage;
 mod real_clients;
