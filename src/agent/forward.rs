@@ -110,7 +110,10 @@ impl Forwards {
         let Some(root) = &self.dir else {
             return Err(AgentError::Unsupported);
         };
+        // The agent's working directory is not the client's: a relative path would
+        // name another file.
         if !valid_name(&spec.name)
+            || !spec.vault.is_absolute()
             || spec.registries.is_empty()
             || spec.registries.len() > MAX_REGISTRIES
         {
@@ -416,6 +419,11 @@ mod tests {
             f.create(spec("../x", None), now),
             Err(AgentError::BadRequest)
         );
+        let relative = Spec {
+            vault: "docker/lockbox/vault.json".into(),
+            ..spec("rel", None)
+        };
+        assert_eq!(f.create(relative, now), Err(AgentError::BadRequest));
         assert!(f.expire(now + Duration::from_secs(59)).is_empty());
         assert_eq!(
             f.expire(now + Duration::from_secs(60)),

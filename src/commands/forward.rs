@@ -183,12 +183,15 @@ fn open(settings: &Settings, name: &str, g: &Grant, tie_to_me: bool) -> Result<F
     }
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
+    // The agent reads the vault from its own working directory: never a relative path.
+    let vault_file = std::path::absolute(&path.vault)
+        .map_err(|e| Error::io("resolve", path.vault.clone(), e))?;
     agent.forward_create(ForwardRequest {
         name: name.to_owned(),
         registries,
         ttl,
         uid: g.uid,
-        vault: path.vault.clone(),
+        vault: vault_file,
         public_key: vault.public().to_string(),
         tie_to_me,
     })

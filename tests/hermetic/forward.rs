@@ -839,3 +839,39 @@ fn the_owners_gets_through_the_agent_and_exec_are_logged_too() {
     assert_eq!(records[1]["registry"], "other.example");
     env.no_secret_in_world();
 }
+
+#[test]
+fn a_relative_lockbox_vault_is_sent_absolute_and_the_agent_refuses_a_relative_one() {
+    let env = Env::unlocked();
+    let mut c = env.cmd(&[
+        "forward",
+        "create",
+        "rel",
+        "--registry",
+        "ghcr.io",
+        "--json",
+    ]);
+    c.current_dir(env.world.root())
+        .env("LOCKBOX_VAULT", "docker/lockbox/vault.json");
+    let out = env.run_with(c, "");
+    assert!(out.status.success(), "{}", text(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        info["vault"],
+        env.world.vault_path().display().to_string(),
+        "{info}"
+    );
+    let got = env.inside(&env.socket("rel"), "get", "ghcr.io");
+    assert!(stdout(&got).contains(SECRET), "{}", text(&got));
+    // On the wire, a relative vault is refused.
+    let vault: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.world.vault_path()).unwrap()).unwrap();
+    let answer = wire(
+        &env.world.agent_dir().join("agent.sock"),
+        &format!(
+            r#"{{"v":2,"request":{{"forward_create":{{"name":"x","registries":["ghcr.io"],"ttl_secs":60,"vault":"docker/lockbox/vault.json","public_key":{}}}}}}}"#,
+            vault["public_key"]
+        ),
+    );
+    assert_eq!(answer, r#"{"error":"bad_request"}"#);
+}
