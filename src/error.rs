@@ -252,6 +252,9 @@ pub enum ForwardError {
     /// Inside a container: no forward answers at the socket (revoked, past its TTL,
     /// ended by `lock`, or the host's agent stopped). Never not-found.
     Gone(PathBuf),
+    /// Inside a container: the socket took the connection, but no answer came within
+    /// the seconds given (the host's agent is busy or stopped). Never "gone".
+    Silent(PathBuf, u64),
     /// Inside a container: the vault on the host is locked.
     HostLocked,
     /// Inside a container: the forward does not let this uid in.
@@ -276,6 +279,9 @@ impl ForwardError {
     pub fn message(&self) -> String {
         match self {
             ForwardError::Gone(socket) => messages::forward_gone(&socket.display().to_string()),
+            ForwardError::Silent(socket, secs) => {
+                messages::forward_silent(&socket.display().to_string(), *secs)
+            }
             ForwardError::HostLocked => messages::FORWARD_HOST_LOCKED.to_owned(),
             ForwardError::Refused(uid) => messages::forward_refused(*uid),
             ForwardError::Denied(socket, uid) => {

@@ -1027,6 +1027,13 @@ pub fn forward_refused(uid: u32) -> String {
     )
 }
 
+/// Inside a container: the forward socket took the connection but did not answer.
+pub fn forward_silent(socket: &str, secs: u64) -> String {
+    format!(
+        "lockbox forward: the host's lockbox agent did not answer within {secs} s at {socket} (it is busy or stopped); try again, and if it persists, check the agent on the host ('lockbox status')"
+    )
+}
+
 /// Inside a container: the forward socket could not be opened for lack of permission
 /// (the file system in between refuses this uid: an older agent's 0700 directory, or
 /// a mount the container's user cannot enter). Never the not-found or gone text.

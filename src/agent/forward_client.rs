@@ -15,7 +15,7 @@ use age::secrecy::SecretString;
 
 use super::client::Agent;
 use super::proto::{AgentError, ForwardInfo, PROTOCOL_VERSION, Request, RequestFrame, Response};
-use super::socket::{Deadline, receive_frame, send_frame};
+use super::socket::{Deadline, PeerTrouble, receive_frame, send_frame};
 use crate::error::{Error, ForwardError, Result};
 
 /// How long the helper in a container waits for the forward's answer.
@@ -140,7 +140,17 @@ impl ForwardClient {
         // A refused peer is answered before its request is read, and the agent may
         // have closed by the time the request is written: the answer is read anyway.
         let _sent = send_frame(&mut io, &frame)?;
-        let bytes = receive_frame(&mut io)?.map_err(|_| gone())?;
+        let bytes = match receive_frame(&mut io)? {
+            Ok(bytes) => bytes,
+            // Connected, then nothing: the agent is there but busy or stopped.
+            Err(PeerTrouble::Silent) => {
+                return Err(Error::Forward(ForwardError::Silent(
+                    self.socket.clone(),
+                    IO_TIMEOUT.as_secs(),
+                )));
+            }
+            Err(PeerTrouble::Gone) => return Err(gone()),
+        };
         let answer: Response = serde_json::from_slice(&bytes)
             .map_err(|_| Error::AgentProtocol("unreadable answer".into()))?;
         match answer {

@@ -875,3 +875,24 @@ fn a_relative_lockbox_vault_is_sent_absolute_and_the_agent_refuses_a_relative_on
     );
     assert_eq!(answer, r#"{"error":"bad_request"}"#);
 }
+
+#[test]
+fn a_forward_that_does_not_answer_is_reported_as_such_never_as_gone() {
+    let env = Env::unlocked();
+    // A socket that takes connections (the kernel queues them) and never answers,
+    // as an agent that is stopped does.
+    let dir = env.world.path("silent");
+    fs::create_dir(&dir).unwrap();
+    let socket = dir.join("forward.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let out = env.inside(&socket, "get", "ghcr.io");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "lockbox forward: the host's lockbox agent did not answer within 5 s at {} (it is busy or stopped); try again, and if it persists, check the agent on the host ('lockbox status')\n",
+            socket.display()
+        )
+    );
+    assert_ne!(stdout(&out), gone_line(&socket));
+}
