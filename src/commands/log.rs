@@ -52,7 +52,10 @@ pub fn run(o: Opts, _settings: &Settings) -> Result<Exit> {
     }
     for r in shown {
         if o.json {
-            crate::outln!("{}", serde_json::to_string(r).unwrap_or_default());
+            // The exe path and registry come from the peer: C1 and bidi characters
+            // are escaped (the same value to a JSON reader, nothing to a terminal).
+            let json = serde_json::to_string(r).unwrap_or_default();
+            crate::outln!("{}", crate::sanitize::escape_json_controls(&json));
         } else {
             crate::outln!("{}", line(r));
         }

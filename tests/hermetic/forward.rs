@@ -896,3 +896,29 @@ fn a_forward_that_does_not_answer_is_reported_as_such_never_as_gone() {
     );
     assert_ne!(stdout(&out), gone_line(&socket));
 }
+
+#[test]
+fn log_escapes_c1_and_bidi_characters_of_a_peers_executable() {
+    let env = Env::unlocked();
+    // A peer whose executable's path holds a CSI (C1) and a right-to-left override.
+    let dir = env.world.path("tools\u{9b}31m\u{202e}exe");
+    fs::create_dir(&dir).unwrap();
+    let copy = dir.join("helper");
+    fs::copy(BIN, &copy).unwrap();
+    let mut c = env.world.command(&copy);
+    c.arg("get");
+    let got = env.run_with(c, "ghcr.io");
+    assert!(got.status.success(), "{}", text(&got));
+    let raw = stdout(&env.ok(&["log", "--json"], ""));
+    assert!(
+        !raw.contains('\u{9b}') && !raw.contains('\u{202e}'),
+        "{raw:?}"
+    );
+    let record: serde_json::Value = serde_json::from_str(raw.lines().last().unwrap()).unwrap();
+    assert_eq!(record["exe"], copy.display().to_string(), "{raw}");
+    let human = stdout(&env.ok(&["log"], ""));
+    assert!(
+        !human.contains('\u{9b}') && !human.contains('\u{202e}'),
+        "{human:?}"
+    );
+}
