@@ -1083,6 +1083,13 @@ pub fn bad_forward_ttl(text: &str) -> String {
 /// `forward run` whose command is not a `docker run` or `podman run`.
 pub const FORWARD_RUN_NOT_RUN: &str = "forward run wraps one 'docker run …' or 'podman run …' command (after --); for other runners, use 'lockbox forward create' and the recipes in docs/BUILD_SERVER.md";
 
+/// `forward run` with a path `--mount`'s comma-separated syntax would misread.
+pub fn forward_mount_path(path: &str) -> String {
+    format!(
+        "{path} cannot be mounted with 'docker run --mount': it holds a ',', '\"' or a line break; move it (or use --binary, LOCKBOX_AGENT_DIR) to a path without"
+    )
+}
+
 /// `forward run` from a binary that is not statically linked.
 pub fn forward_not_static(path: &str) -> String {
     format!(

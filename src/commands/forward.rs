@@ -303,23 +303,40 @@ pub fn run_position(command: &[OsString]) -> Option<usize> {
 }
 
 /// The options `forward run` adds after `run`: the forward's directory, the binary
-/// and a Docker config naming it, read-only, and the two variables.
-pub fn injected(forward_dir: &Path, binary: &Path, config_dir: &Path) -> Vec<OsString> {
-    let volume = |host: &Path, inside: &str, ro: bool| {
-        let mut v = OsString::from(host.as_os_str());
-        v.push(format!(":{inside}{}", if ro { ":ro" } else { "" }));
-        ["-v".into(), v]
+/// and a Docker config naming it (`--mount type=bind,…`: a `:` in a path cannot
+/// split it as it would `-v`'s), and the two variables. A path holding a character
+/// that `--mount`'s comma-separated syntax reads (`,`, `"`, a line break) is refused.
+pub fn injected(forward_dir: &Path, binary: &Path, config_dir: &Path) -> Result<Vec<OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mount = |host: &Path, inside: &str, ro: bool| -> Result<[OsString; 2]> {
+        if host
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        {
+            return Err(usage(messages::forward_mount_path(&messages::sanitize(
+                &host.display().to_string(),
+            ))));
+        }
+        let mut v = OsString::from("type=bind,src=");
+        v.push(host.as_os_str());
+        v.push(format!(
+            ",dst={inside}{}",
+            if ro { ",readonly" } else { "" }
+        ));
+        Ok(["--mount".into(), v])
     };
     let mut args = Vec::new();
-    args.extend(volume(forward_dir, MOUNT_DIR, true));
-    args.extend(volume(binary, BIN_MOUNT, true));
+    args.extend(mount(forward_dir, MOUNT_DIR, true)?);
+    args.extend(mount(binary, BIN_MOUNT, true)?);
     // Writable: `docker logout` in the container rewrites config.json.
-    args.extend(volume(config_dir, CONFIG_MOUNT, false));
+    args.extend(mount(config_dir, CONFIG_MOUNT, false)?);
     args.push("-e".into());
     args.push(format!("{FORWARD_VAR}={MOUNT_DIR}/{FORWARD_SOCKET}").into());
     args.push("-e".into());
     args.push(format!("DOCKER_CONFIG={CONFIG_MOUNT}").into());
-    args
+    Ok(args)
 }
 
 /// The generated Docker config directory of one `forward run`, removed on drop.
@@ -368,6 +385,60 @@ impl Drop for ConfigDir {
     }
 }
 
+/// Signals `forward run` passes on to its command rather than die of: the command
+/// decides, and `forward run` revokes and cleans up once it has exited.
+const PASSED_ON: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+/// Runs `cmd` to its end, passing on [`PASSED_ON`] signals to it.
+fn run_passing_signals(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut pipes = Vec::new();
+    for sig in PASSED_ON {
+        let pipe =
+            crate::agent::signal_pipe(&[sig]).map_err(|e| std::io::Error::other(e.message()))?;
+        pipe.set_nonblocking(true)?;
+        pipes.push((sig, pipe));
+    }
+    let mut child = cmd.spawn()?;
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
+    // Polled at most every 100 ms, so a child's exit is seen without a SIGCHLD pipe.
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let mut fds: Vec<PollFd<'_>> = pipes
+            .iter()
+            .map(|(_, p)| PollFd::new(p, PollFlags::IN))
+            .collect();
+        let _ = poll(&mut fds, Some(&tick));
+        drop(fds);
+        for (sig, pipe) in &pipes {
+            let mut buf = [0u8; 64];
+            let mut got = false;
+            // Bounded: a non-blocking pipe holds a few bytes per signal.
+            for _ in 0..64 {
+                match (&*pipe).read(&mut buf) {
+                    Ok(n) if n > 0 => got = true,
+                    _ => break,
+                }
+            }
+            if got
+                && let (Some(pid), Some(sig)) = (pid, rustix::process::Signal::from_named_raw(*sig))
+            {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+    }
+}
+
 /// `forward run`: open, run, revoke; returns the command's exit status.
 fn run_command(r: RunOpts, settings: &Settings) -> Result<Exit> {
     let at =
@@ -383,11 +454,9 @@ fn run_command(r: RunOpts, settings: &Settings) -> Result<Exit> {
         let config = ConfigDir::create(&agent_dir)?;
         let forward_dir = PathBuf::from(socket_dir(&info));
         let mut args: Vec<OsString> = r.command[1..=at].to_vec();
-        args.extend(injected(&forward_dir, &binary, &config.0));
+        args.extend(injected(&forward_dir, &binary, &config.0)?);
         args.extend_from_slice(&r.command[at + 1..]);
-        let status = Command::new(&r.command[0])
-            .args(&args)
-            .status()
+        let status = run_passing_signals(Command::new(&r.command[0]).args(&args))
             .map_err(|e| Error::io("run", PathBuf::from(&r.command[0]), e))?;
         drop(config);
         use std::os::unix::process::ExitStatusExt;
@@ -432,23 +501,31 @@ mod tests {
 
     #[test]
     fn injected_options_mount_read_only_and_name_the_socket() {
-        let args = injected(Path::new("/f"), Path::new("/b"), Path::new("/c"));
+        let args = injected(Path::new("/f:x"), Path::new("/b"), Path::new("/c")).unwrap();
         let text: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
         assert_eq!(
             text,
             [
-                "-v",
-                "/f:/run/lockbox-forward:ro",
-                "-v",
-                "/b:/usr/local/bin/docker-credential-lockbox:ro",
-                "-v",
-                "/c:/run/lockbox-docker",
+                "--mount",
+                "type=bind,src=/f:x,dst=/run/lockbox-forward,readonly",
+                "--mount",
+                "type=bind,src=/b,dst=/usr/local/bin/docker-credential-lockbox,readonly",
+                "--mount",
+                "type=bind,src=/c,dst=/run/lockbox-docker",
                 "-e",
                 "LOCKBOX_FORWARD_SOCKET=/run/lockbox-forward/forward.sock",
                 "-e",
                 "DOCKER_CONFIG=/run/lockbox-docker",
             ]
         );
+    }
+
+    #[test]
+    fn a_path_mount_would_misread_is_refused() {
+        for bad in ["/a,b", "/a\"b", "/a\nb"] {
+            let e = injected(Path::new("/f"), Path::new(bad), Path::new("/c")).unwrap_err();
+            assert!(e.message().contains("cannot be mounted"), "{}", e.message());
+        }
     }
 
     #[test]

@@ -445,13 +445,14 @@ fn fake_static_binary(env: &Env) -> PathBuf {
 }
 
 /// A `docker` on the world's PATH that records its arguments, then asks the forward
-/// (found from its own `-v DIR:/run/lockbox-forward:ro`) for ghcr.io, then runs
+/// (found from its own `--mount type=bind,src=DIR,dst=/run/lockbox-forward,readonly`)
+/// for ghcr.io, then runs
 /// `$FAKE_DOCKER_THEN`.
 fn fake_docker(env: &Env) {
     let script = format!(
         r#"#!/bin/sh
 printf '%s\n' "$@" > "{out}/args"
-dir=$(printf '%s\n' "$@" | sed -n 's#:/run/lockbox-forward:ro$##p')
+dir=$(printf '%s\n' "$@" | sed -n 's#^type=bind,src=\(.*\),dst=/run/lockbox-forward,readonly$#\1#p')
 echo ghcr.io | LOCKBOX_FORWARD_SOCKET="$dir/forward.sock" "{bin}" get > "{out}/get" 2>&1
 eval "$FAKE_DOCKER_THEN"
 "#,
@@ -510,23 +511,29 @@ fn forward_run_mounts_the_forward_runs_the_command_and_revokes_on_exit() {
     assert_eq!(lines[0], "run");
     assert_eq!(
         lines[1..3],
-        ["-v", &format!("{}:/run/lockbox-forward:ro", dir.display())]
+        [
+            "--mount",
+            &format!(
+                "type=bind,src={},dst=/run/lockbox-forward,readonly",
+                dir.display()
+            )
+        ]
     );
     assert_eq!(
         lines[3..5],
         [
-            "-v",
+            "--mount",
             &format!(
-                "{}:/usr/local/bin/docker-credential-lockbox:ro",
+                "type=bind,src={},dst=/usr/local/bin/docker-credential-lockbox,readonly",
                 binary.display()
             )
         ]
     );
     let config = env.world.agent_dir().join("forward-run-");
-    assert_eq!(lines[5], "-v");
+    assert_eq!(lines[5], "--mount");
     assert!(
-        lines[6].starts_with(config.to_str().unwrap())
-            && lines[6].ends_with(":/run/lockbox-docker"),
+        lines[6].starts_with(&format!("type=bind,src={}", config.display()))
+            && lines[6].ends_with(",dst=/run/lockbox-docker"),
         "{args}"
     );
     assert_eq!(
@@ -921,4 +928,55 @@ fn log_escapes_c1_and_bidi_characters_of_a_peers_executable() {
         !human.contains('\u{9b}') && !human.contains('\u{202e}'),
         "{human:?}"
     );
+}
+
+#[test]
+fn forward_run_passes_sigterm_and_sigint_on_and_still_revokes_and_cleans_up() {
+    let env = Env::unlocked();
+    fake_docker(&env);
+    let binary = fake_static_binary(&env);
+    use rustix::process::Signal;
+    for (sig, name) in [(Signal::TERM, "term"), (Signal::INT, "int")] {
+        let marker = env.world.path(&format!("started-{name}"));
+        let passed = env.world.path(&format!("passed-{name}"));
+        let mut c = env.cmd(&[
+            "forward",
+            "run",
+            "--registry",
+            "ghcr.io",
+            "--name",
+            name,
+            "--binary",
+            binary.to_str().unwrap(),
+            "--",
+            "docker",
+            "run",
+            "img",
+        ]);
+        // The fake docker records the signal it gets, then exits 3 (bounded wait).
+        c.env(
+            "FAKE_DOCKER_THEN",
+            format!(
+                "trap 'touch {p}; exit 3' TERM INT; touch {m}; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+                p = passed.display(),
+                m = marker.display()
+            ),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+        let child = c.spawn().unwrap();
+        let id = child.id();
+        assert!(eventually(Duration::from_secs(20), || marker.exists()));
+        // To `forward run` alone, not its process group.
+        let pid = rustix::process::Pid::from_raw(id as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+        let out = common::output_within(child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out));
+        assert!(passed.exists(), "{name}: the command got the signal");
+        assert_eq!(env.forwards(), serde_json::json!([]), "{name}: revoked");
+        let config = env.world.agent_dir().join(format!("forward-run-{id}"));
+        assert!(!config.exists(), "{name}: its config directory is removed");
+    }
 }
