@@ -85,7 +85,7 @@ const MAX_READ: u64 = 2 * MAX_LOG;
 /// first (the rotated file, then the current one); lines that do not parse are
 /// skipped and counted. Each file is opened as the agent writes it: not through a
 /// symbolic link, a regular file only (a FIFO is refused, never waited on), owned by
-/// this user, and read up to [`MAX_READ`] bytes.
+/// this user, and read up to twice [`MAX_LOG`] bytes.
 pub fn read_all(dir: &Path) -> crate::error::Result<(Vec<Record>, usize)> {
     let mut records = Vec::new();
     let mut bad = 0;

@@ -23,7 +23,7 @@
 //!
 //! Each socket's rules are its [`policy::Policy`]: the owner's socket, and the forward
 //! sockets of [`forward`] (`forward create`), which admit root and a named uid too and
-//! serve only `forward_get`/`forward_list`; [`Server::serve_ready`] serves one
+//! serve only `forward_get`/`forward_list`; `Server::serve_ready` serves one
 //! connection per socket per wake-up, the owner's first. Every secret handed out is
 //! one line of the access log ([`access_log`]). A cache of minted tokens would be a
 //! field beside the held keys that `decrypt` consults.
