@@ -441,7 +441,16 @@ impl Server {
                 }
             }
         };
-        let _ = write_frame(&mut io, &response);
+        match policy {
+            // The answer gets its own short deadline: the request's may have gone on
+            // reading the vault. It is small, so the socket's buffer takes it at once.
+            Policy::Forward { .. } => {
+                let _ = write_frame(&mut Deadline::new(&conn, FORWARD_DEADLINE), &response);
+            }
+            _ => {
+                let _ = write_frame(&mut io, &response);
+            }
+        }
     }
 
     /// One request frame in, its answer out: the frame checked, then one method per
