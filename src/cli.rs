@@ -50,6 +50,9 @@ Environment:
   LOCKBOX_AGENT_DIR        the agent's socket directory (default /tmp/lockbox-<uid>;
                            for tests and isolated setups)
   LOCKBOX_AGENT_SOCKET     set by `exec` for its command: its private agent
+  LOCKBOX_FORWARD_SOCKET   inside a container: the host agent's forward socket
+                           (`forward create`); get and list ask it, store fails,
+                           erase does nothing, and no vault or key is read
 
 Where the key comes from (every command, in this order; docs/KEYS.md):
   1. the command's flags: --identity-file, --passphrase-file, --identity-cmd,
@@ -135,6 +138,14 @@ enum Command {
         /// The directory (created if missing).
         dir: PathBuf,
     },
+    /// Registry logins inside containers: a socket of the agent that may only get
+    /// (and list) some registries, for one container or job, until its TTL or revoke
+    /// (`forward create|list|revoke|run`).
+    #[command(subcommand)]
+    Forward(commands::forward::Opts),
+    /// Show the access log: every secret the agent handed out (time, socket, registry,
+    /// vault, peer), never the secret.
+    Log(commands::log::Opts),
     /// Run the agent for a service manager: `agent --foreground` (no fork, logs on
     /// stderr, stops on SIGTERM; `unlock` hands it keys).
     Agent(AgentOpts),
@@ -308,6 +319,8 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
             crate::assets::generate(&Opts::command(), &dir).map(|()| Exit::Ok)
         }
         Command::Exec(o) => commands::exec::run(o, settings),
+        Command::Forward(o) => commands::forward::run(o, settings),
+        Command::Log(o) => commands::log::run(o, settings),
         Command::Agent(o) => match &o.socket {
             Some(socket) => crate::agent::run(socket),
             None => {

@@ -39,6 +39,9 @@ pub struct Settings {
     pub agent_socket: Option<PathBuf>,
     /// `LOCKBOX_EXPIRY_WARN_DAYS`, as given (read by [`Settings::expiry_warn_days`]).
     pub expiry_warn_days: Option<String>,
+    /// `LOCKBOX_FORWARD_SOCKET`: inside a container, the host agent's forward socket;
+    /// the protocol actions then ask it and read no vault and no key.
+    pub forward_socket: Option<PathBuf>,
     /// What `doctor` looks at (`PATH`, `DOCKER_AUTH_CONFIG`); nothing else reads it.
     pub doctor: DoctorSettings,
     /// `SUDO_USER`: who ran `sudo` (for root's `get` without a vault, which then
@@ -134,6 +137,8 @@ pub mod var {
     /// How many days before an entry expires `get`, `doctor`, `check` and `rotate
     /// --due` start to act.
     pub const EXPIRY_WARN_DAYS: &str = "LOCKBOX_EXPIRY_WARN_DAYS";
+    /// A forward socket of the host's agent, inside a container.
+    pub const FORWARD_SOCKET: &str = "LOCKBOX_FORWARD_SOCKET";
 }
 
 impl Settings {
@@ -172,6 +177,7 @@ impl Settings {
                 .map(|v| v.to_string_lossy().into_owned()),
             agent_socket: path(var::AGENT_SOCKET),
             expiry_warn_days: get(var::EXPIRY_WARN_DAYS).map(|v| v.to_string_lossy().into_owned()),
+            forward_socket: path(var::FORWARD_SOCKET),
             doctor: DoctorSettings {
                 path: get("PATH"),
                 docker_auth_config: get("DOCKER_AUTH_CONFIG")

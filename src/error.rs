@@ -127,6 +127,8 @@ pub enum Error {
     },
     /// The agent could not be started.
     AgentStart(String),
+    /// A forward failed (inside a container, or `forward` on the host).
+    Forward(ForwardError),
     /// The agent serves this vault from its systemd credential, which did not open it.
     AgentCredential {
         /// Why (the agent's log has the details).
@@ -246,11 +248,64 @@ pub enum Usage {
     Export(String),
     /// `init` with more `--label`s than `--recipient`s.
     TooManyLabels,
+    /// `forward` options it refuses (the text says which and what to do).
+    Forward(String),
     /// `--identity-passphrase-file` with no identity source (flag or variable).
     IdentityPassphraseWithoutIdentity,
     /// `expiry`, `check` or `rotate` options or values they refuse (the text says
     /// which and what to do).
     Expiry(String),
+}
+
+/// How a forward failed (`docs/BUILD_SERVER.md` "Forwards").
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// Inside a container: no forward answers at the socket (revoked, past its TTL,
+    /// ended by `lock`, or the host's agent stopped). Never not-found.
+    Gone(PathBuf),
+    /// Inside a container: the socket took the connection, but no answer came within
+    /// the seconds given (the host's agent is busy or stopped). Never "gone".
+    Silent(PathBuf, u64),
+    /// Inside a container: the vault on the host is locked.
+    HostLocked,
+    /// Inside a container: the forward does not let this uid in.
+    Refused(u32),
+    /// Inside a container: the socket could not be opened (EACCES), with the uid
+    /// this process has in here.
+    Denied(PathBuf, u32),
+    /// Inside a container: `store` through a forward, which is read-only.
+    Store,
+    /// The forward's vault on the host cannot be read, or is now another vault.
+    VaultUnreadable,
+    /// `forward revoke` of a name no forward has.
+    NoSuch(String),
+    /// `forward create` of a name already open.
+    Exists(String),
+    /// `forward create` the agent could not do (too many open, its socket): the line.
+    NotOpened(String),
+}
+
+impl ForwardError {
+    /// The one line shown (and, inside a container, printed as the protocol error).
+    pub fn message(&self) -> String {
+        match self {
+            ForwardError::Gone(socket) => messages::forward_gone(&socket.display().to_string()),
+            ForwardError::Silent(socket, secs) => {
+                messages::forward_silent(&socket.display().to_string(), *secs)
+            }
+            ForwardError::HostLocked => messages::FORWARD_HOST_LOCKED.to_owned(),
+            ForwardError::Refused(uid) => messages::forward_refused(*uid),
+            ForwardError::Denied(socket, uid) => {
+                messages::forward_denied(&socket.display().to_string(), *uid)
+            }
+            ForwardError::Store => messages::FORWARD_STORE.to_owned(),
+            ForwardError::VaultUnreadable => messages::FORWARD_VAULT_UNREADABLE.to_owned(),
+            ForwardError::NoSuch(name) => messages::no_such_forward(name),
+            ForwardError::Exists(name) => messages::forward_exists(name),
+            ForwardError::NotOpened(line) => line.clone(),
+        }
+    }
 }
 
 impl Error {
@@ -321,6 +376,7 @@ impl Error {
             Error::AgentProtocol(detail) => messages::agent_protocol(detail),
             Error::AgentNotAnswering { pid, secs } => messages::agent_not_answering(*pid, *secs),
             Error::AgentStart(detail) => messages::agent_start(detail),
+            Error::Forward(e) => e.message(),
             Error::AgentCredential { reason } => messages::agent_credential(reason.name()),
             Error::LimitExceeded(reason) => messages::limit_exceeded(reason),
             Error::Config { path, reason } => {
@@ -365,7 +421,7 @@ impl Error {
                 Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
                 Usage::BadHelperName(name) => messages::bad_helper_name(name),
                 Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
-                Usage::Export(text) | Usage::Expiry(text) => text.clone(),
+                Usage::Export(text) | Usage::Expiry(text) | Usage::Forward(text) => text.clone(),
                 Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
                 Usage::IdentityPassphraseWithoutIdentity => {
                     messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()

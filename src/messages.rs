@@ -888,6 +888,30 @@ pub const AGENT_ERROR_BAD_KEY: &str = "bad key";
 /// The text of [`crate::agent::proto::AgentError::Forbidden`].
 pub const AGENT_ERROR_FORBIDDEN: &str = "forbidden";
 
+/// The text of [`crate::agent::proto::AgentError::PeerRefused`].
+pub fn agent_error_peer_refused(uid: u32) -> String {
+    format!("uid {uid} is not admitted")
+}
+
+/// The text of [`crate::agent::proto::AgentError::TooManyForwards`].
+pub fn agent_error_too_many_forwards(max: u32) -> String {
+    format!(
+        "the agent has {max} forwards open, the most it keeps; revoke one first ('lockbox forward list', 'lockbox forward revoke NAME')"
+    )
+}
+
+/// The text of [`crate::agent::proto::AgentError::ForwardSocket`].
+pub fn agent_error_forward_socket(reason: &str) -> String {
+    format!("the agent could not open the forward's socket: {reason}")
+}
+
+/// `forward create` whose socket path would be longer than a Unix socket's path may be.
+pub fn forward_socket_too_long(path: &str, max: usize) -> String {
+    format!(
+        "the forward's socket would be {path}, longer than the {max} bytes a socket's path may have; use a shorter forward name or a shorter XDG_RUNTIME_DIR"
+    )
+}
+
 /// The text of [`crate::agent::proto::AgentError::BadRequest`].
 pub const AGENT_ERROR_BAD_REQUEST: &str = "bad request";
 
@@ -1161,4 +1185,163 @@ pub fn check_all_fine(days: u64) -> String {
 /// `check`: one line per entry that needs attention.
 pub fn check_line(server: &str, state: &str, when: &str) -> String {
     format!("{state:<8} {server}  {when}")
+}
+
+// ---------------------------------------------------------------------------------
+// forwards (`forward`, `log`, and the helper inside a container; docs/BUILD_SERVER.md)
+
+/// The text of [`crate::agent::proto::AgentError::NoSuchForward`].
+pub const AGENT_ERROR_NO_SUCH_FORWARD: &str = "no forward of that name";
+
+/// The text of [`crate::agent::proto::AgentError::ForwardExists`].
+pub const AGENT_ERROR_FORWARD_EXISTS: &str = "a forward of that name is already open";
+
+/// The text of [`crate::agent::proto::AgentError::ForwardEnded`].
+pub const AGENT_ERROR_FORWARD_ENDED: &str = "the forward has ended";
+
+/// The text of [`crate::agent::proto::AgentError::VaultUnreadable`].
+pub const AGENT_ERROR_VAULT_UNREADABLE: &str =
+    "the forward's vault cannot be read, or is no longer the vault it was made for";
+
+/// Inside a container: the forward socket is gone or refuses connections. Never the
+/// not-found line, which would turn a private pull into a silent anonymous one.
+pub fn forward_gone(socket: &str) -> String {
+    format!(
+        "lockbox forward: no forward answers at {socket} (revoked, past its TTL, ended by 'lockbox lock', or the host's agent stopped); open a new one on the host with 'lockbox forward create' or 'lockbox forward run'"
+    )
+}
+
+/// Inside a container: the vault on the host is locked.
+pub const FORWARD_HOST_LOCKED: &str =
+    "lockbox forward: the vault on the host is locked; run 'lockbox unlock' on the host";
+
+/// Inside a container: the forward does not let this uid in.
+pub fn forward_refused(uid: u32) -> String {
+    format!(
+        "lockbox forward: the forward does not admit uid {uid} (this process's uid as the host sees it); on the host, create it with '--uid {uid}' (it admits the owner's uid and root otherwise)"
+    )
+}
+
+/// Inside a container: the forward socket took the connection but did not answer.
+pub fn forward_silent(socket: &str, secs: u64) -> String {
+    format!(
+        "lockbox forward: the host's lockbox agent did not answer within {secs} s at {socket} (it is busy or stopped); try again, and if it persists, check the agent on the host ('lockbox status')"
+    )
+}
+
+/// Inside a container: the forward socket could not be opened for lack of permission
+/// (the file system in between refuses this uid: an older agent's 0700 directory, or
+/// a mount the container's user cannot enter). Never the not-found or gone text.
+pub fn forward_denied(socket: &str, uid: u32) -> String {
+    format!(
+        "lockbox forward: permission denied opening {socket}: the forward does not admit this uid (uid {uid} in here); on the host, create it with '--uid' and this process's uid as the host sees it, and mount its directory into the container"
+    )
+}
+
+/// Inside a container: `store` (a `docker login`) through a read-only forward.
+pub const FORWARD_STORE: &str = "credentials are managed on the host: run 'docker login' there (this container's lockbox forward is read-only)";
+
+/// The text of [`crate::error::ForwardError::VaultUnreadable`].
+pub const FORWARD_VAULT_UNREADABLE: &str = "lockbox forward: the vault on the host cannot be read or was replaced by another vault; open a new forward on the host";
+
+/// `forward revoke` of an unknown name.
+pub fn no_such_forward(name: &str) -> String {
+    format!("no forward named {name} is open; 'lockbox forward list' shows the open ones")
+}
+
+/// `forward create` of a name already open.
+pub fn forward_exists(name: &str) -> String {
+    format!(
+        "a forward named {name} is already open: revoke it first ('lockbox forward revoke {name}') or pick another name"
+    )
+}
+
+/// `forward create` with a name that cannot be a directory name.
+pub fn bad_forward_name(max: usize) -> String {
+    format!(
+        "a forward's name is 1 to {max} letters, digits, '_', '.' or '-', not starting with '.'"
+    )
+}
+
+/// `forward` with a registry that has no host.
+pub fn bad_forward_registry(registry: &str) -> String {
+    format!(
+        "--registry {registry}: not a registry (give a host such as ghcr.io or registry.example.com:5000)"
+    )
+}
+
+/// `forward` with a `--ttl` that does not parse or is out of range.
+pub fn bad_forward_ttl(text: &str) -> String {
+    format!("--ttl {text}: give a duration from 1s to 7d, such as 30m or 1h")
+}
+
+/// `forward run` whose command is not a `docker run` or `podman run`.
+pub const FORWARD_RUN_NOT_RUN: &str = "forward run wraps one 'docker run …' or 'podman run …' command (after --); for other runners, use 'lockbox forward create' and the recipes in docs/BUILD_SERVER.md";
+
+/// `forward run` with a path `--mount`'s comma-separated syntax would misread.
+pub fn forward_mount_path(path: &str) -> String {
+    format!(
+        "{path} cannot be mounted with 'docker run --mount': it holds a ',', '\"' or a line break; move it (or use --binary, LOCKBOX_AGENT_DIR) to a path without"
+    )
+}
+
+/// `forward run` from a binary that is not statically linked.
+pub fn forward_not_static(path: &str) -> String {
+    format!(
+        "{path} is dynamically linked (a 'cargo install' build?) and may not run in a minimal image: pass a static one with --binary PATH — the .deb's /usr/bin/docker-credential-lockbox, or one built with +crt-static as README \"Installing without a Rust toolchain\" shows"
+    )
+}
+
+/// `forward create`: what to mount and set in the container.
+pub fn forward_created(
+    name: &str,
+    registries: &str,
+    ttl: &str,
+    dir: &str,
+    mount: &str,
+    var: &str,
+    socket: &str,
+) -> String {
+    format!(
+        "Forward {name} is open for {ttl}: get and list of {registries}.\n\
+         In the container, mount its directory and name its socket:\n  \
+         -v {dir}:{mount}\n  \
+         -e {var}={socket}\n\
+         and put the static docker-credential-lockbox on PATH with {{\"credsStore\":\"lockbox\"}} in the container's Docker config (docs/BUILD_SERVER.md, \"Forwards\").\n\
+         End it sooner with 'lockbox forward revoke {name}'."
+    )
+}
+
+/// `forward list` with nothing open.
+pub const NO_FORWARDS: &str = "No forward is open.";
+
+/// One line of `forward list`.
+pub fn forward_line(name: &str, registries: &str, expires: &str, gets: u64, extra: &str) -> String {
+    format!("{name}\t{registries}\tends in {expires}\t{gets} get(s){extra}")
+}
+
+/// `forward revoke` done.
+pub fn forward_revoked(name: &str) -> String {
+    format!("Revoked the forward {name}.")
+}
+
+/// `log` with no record.
+pub const LOG_EMPTY: &str = "The access log has no entry (yet).";
+
+/// One line of `log`.
+pub fn log_line(time: &str, socket: &str, registry: &str, vault: &str, peer: &str) -> String {
+    format!("{time}  {socket}  {registry}  {vault}  {peer}")
+}
+
+/// `log` found lines it could not read.
+pub fn log_unreadable_lines(n: usize) -> String {
+    format!("warning: {n} line(s) of the access log could not be read and were skipped")
+}
+
+/// An agent built before forwards answers `bad_request` to their requests.
+pub const FORWARD_AGENT_TOO_OLD: &str = "the running agent is from an older build without forwards; run 'docker-credential-lockbox lock --all', then 'unlock' (a new agent starts)";
+
+/// `log --since` that does not parse.
+pub fn bad_since(text: &str) -> String {
+    format!("--since {text}: give a duration such as 30m, 1h or 2d")
 }

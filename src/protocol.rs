@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
 use crate::config::Settings;
-use crate::error::Error;
+use crate::error::{Error, ForwardError};
 use crate::exit::Exit;
 use crate::file::VaultPath;
 use crate::keysource;
@@ -212,6 +212,9 @@ pub fn run(
     stdin: impl Read,
     settings: &Settings,
 ) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    if let Some(socket) = &settings.forward_socket {
+        return run_forwarded(action, stdin, socket);
+    }
     let location = &settings.location;
     match action {
         Action::Version => Ok(Zeroizing::new(
@@ -265,6 +268,50 @@ pub fn run(
                 e => e.into(),
             })?;
             Ok(Zeroizing::new(Vec::new()))
+        }
+    }
+}
+
+/// One action inside a container, through the host agent's forward socket
+/// (`LOCKBOX_FORWARD_SOCKET`, docs/BUILD_SERVER.md "Forwards"): `get` and `list` ask
+/// it; `store` fails (credentials are managed on the host); `erase` succeeds and
+/// changes nothing, so a `docker logout` in a job does not fail it. No vault, key or
+/// agent is read or started here.
+pub fn run_forwarded(
+    action: Action,
+    stdin: impl Read,
+    socket: &std::path::Path,
+) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let forward = crate::agent::forward_client::ForwardClient::at(socket);
+    match action {
+        Action::Version => Ok(Zeroizing::new(
+            format!("{}\n", messages::version_line()).into_bytes(),
+        )),
+        Action::List => {
+            let entries = forward.list()?;
+            Ok(Zeroizing::new(go_json::string_map(
+                entries.iter().map(|(s, u)| (s.as_str(), u.as_str())),
+            )))
+        }
+        Action::Get => {
+            let input = read_input(stdin)?;
+            let server = server_from_input(&input)?;
+            let (username, secret) = forward.get(&server)?.ok_or(ProtocolError::NotFound)?;
+            Ok(go_json::credentials(
+                &server,
+                &username,
+                secret.expose_secret(),
+            ))
+        }
+        Action::Erase => {
+            let input = read_input(stdin)?;
+            server_from_input(&input)?;
+            Ok(Zeroizing::new(Vec::new()))
+        }
+        Action::Store => {
+            // Read (and wipe) what the client sends, so it never sees a broken pipe.
+            drop(read_input(stdin)?);
+            Err(ProtocolError::Vault(Error::Forward(ForwardError::Store)))
         }
     }
 }

@@ -151,6 +151,11 @@ pub struct Input {
 }
 
 impl Input {
+    /// The opened file's metadata (its owner, for callers that check it).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// The file's length when it is a regular file (a hint for the reader).
     pub fn len_hint(&self) -> u64 {
         match self.deadline {

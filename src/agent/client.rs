@@ -67,7 +67,8 @@ impl Agent {
         &self.socket
     }
 
-    fn dir(&self) -> &Path {
+    /// The agent directory (the socket's).
+    pub fn dir(&self) -> &Path {
         self.socket.parent().unwrap_or(Path::new("/"))
     }
 

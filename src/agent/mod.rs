@@ -21,12 +21,17 @@
 //! key held at all: it reopens that vault from the credential at each decrypt
 //! ([`crate::agent::credential`]).
 //!
-//! Where what comes next goes: each socket's rules are its [`policy::Policy`] (a
-//! forward socket is one more variant, served with [`Server::accept_all_under`]);
-//! each request is one method of [`Server`], so a cache of minted tokens is a field
-//! beside the held keys that `decrypt` consults, and an access log is one call there.
+//! Each socket's rules are its [`policy::Policy`]: the owner's socket, and the forward
+//! sockets of [`forward`] (`forward create`), which admit root and a named uid too and
+//! serve only `forward_get`/`forward_list`; `Server::serve_ready` serves one
+//! connection per socket per wake-up, the owner's first. Every secret handed out is
+//! one line of the access log ([`access_log`]). A cache of minted tokens would be a
+//! field beside the held keys that `decrypt` consults.
+pub mod access_log;
 pub mod client;
 pub mod credential;
+pub mod forward;
+pub mod forward_client;
 pub mod handover;
 pub mod policy;
 pub mod proto;
@@ -36,25 +41,21 @@ pub mod socket;
 pub use proto::{DEFAULT_IDLE, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 pub use server::Server;
 use server::now;
+pub use socket::BoundSocket;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags, poll};
-
 use crate::agent::credential::{CredentialVault, credential_name};
 use crate::agent::proto::{AgentMode, PROTOCOL_VERSION};
+use crate::agent::socket::MAX_SLEEP;
 use crate::error::{Error, Result};
 
 /// An agent that received no key this long after starting exits (background only).
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
-/// The agent wakes at least this often, so a deadline passed while the machine was
-/// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
-const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// With RLIMIT_MEMLOCK below this, locking all future memory could make a large
 /// request fail to allocate and kill the agent; then nothing is locked (and `status`
 /// says so).
@@ -97,63 +98,6 @@ const STOP_SIGNALS: [i32; 3] = [
     signal_hook::consts::SIGHUP,
 ];
 
-/// A bound socket that removes itself on drop, but only while the file at its path is
-/// still the one it bound (an agent that was replaced never deletes its successor's).
-pub struct BoundSocket {
-    /// The listener, non-blocking.
-    pub listener: UnixListener,
-    path: std::path::PathBuf,
-    ino: Option<u64>,
-}
-
-impl BoundSocket {
-    /// Removes whatever is at `path` (the caller checked no live agent answers there),
-    /// binds, and makes the socket 0600.
-    pub fn bind(path: &Path) -> Result<Self> {
-        let _ = fs::remove_file(path);
-        let listener =
-            UnixListener::bind(path).map_err(|e| Error::io("bind the agent socket", path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io("restrict", path, e))?;
-        let ino = fs::symlink_metadata(path).map(|m| m.ino()).ok();
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("configure", path, e))?;
-        Ok(BoundSocket {
-            listener,
-            path: path.to_owned(),
-            ino,
-        })
-    }
-}
-
-impl Drop for BoundSocket {
-    fn drop(&mut self) {
-        if self.ino.is_some() && fs::symlink_metadata(&self.path).map(|m| m.ino()).ok() == self.ino
-        {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Sleeps until a connection, a signal or `wait` passes; `Ok(true)` when a signal came.
-pub fn wait_for(listener: &UnixListener, signals: &UnixStream, wait: Duration) -> Result<bool> {
-    let timeout =
-        rustix::event::Timespec::try_from(wait.min(MAX_SLEEP)).unwrap_or(rustix::event::Timespec {
-            tv_sec: MAX_SLEEP.as_secs() as i64,
-            tv_nsec: 0,
-        });
-    let mut fds = [
-        PollFd::new(listener, PollFlags::IN),
-        PollFd::new(signals, PollFlags::IN),
-    ];
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-        Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
-    }
-    Ok(!fds[1].revents().is_empty())
-}
-
 /// Runs the background agent on `socket` (the hidden `agent --socket` that `unlock`
 /// starts). Returns when it exits.
 pub fn run(socket: &Path) -> Result<()> {
@@ -180,6 +124,9 @@ pub fn run(socket: &Path) -> Result<()> {
     }
 
     let mut server = Server::new(AgentMode::Background, memory_locked);
+    if let Some(dir) = socket.parent() {
+        server.open_forwards_in(dir);
+    }
     let started = now();
     let mut had_keys = false;
     loop {
@@ -190,8 +137,10 @@ pub fn run(socket: &Path) -> Result<()> {
             break;
         }
         let next = server.next_deadline().unwrap_or(started + STARTUP_GRACE);
-        match wait_for(&bound.listener, &signals, next.saturating_sub(now)) {
-            Ok(false) => server.accept_all(&bound.listener),
+        match server.wait(&bound.listener, &signals, next.saturating_sub(now)) {
+            Ok(false) => {
+                server.serve_ready(&bound.listener);
+            }
             Ok(true) | Err(_) => break,
         }
     }
@@ -221,6 +170,10 @@ pub fn run_foreground<G>(
         let _claimed = claim()?;
         BoundSocket::bind(socket)?
     };
+    // Only once the socket is ours: what is left under forwards/ is a dead agent's.
+    if let Some(dir) = socket.parent() {
+        server.open_forwards_in(dir);
+    }
     server.log(&format!(
         "started on {} (pid {}, protocol {PROTOCOL_VERSION}, memory locked: {})",
         crate::messages::sanitize(&socket.display().to_string()),
@@ -244,8 +197,10 @@ pub fn run_foreground<G>(
         let wait = server
             .next_deadline()
             .map_or(MAX_SLEEP, |d| d.saturating_sub(now()));
-        match wait_for(&bound.listener, &signals, wait) {
-            Ok(false) => server.accept_all(&bound.listener),
+        match server.wait(&bound.listener, &signals, wait) {
+            Ok(false) => {
+                server.serve_ready(&bound.listener);
+            }
             Ok(true) => {
                 server.log("stopping on a signal; wiping every key");
                 break;

@@ -155,6 +155,74 @@ pub enum Request {
     },
     /// Wipe every key and exit.
     Quit,
+    /// Open a forward socket (`docs/AGENT.md` "Forwards"; a compatible addition
+    /// within protocol 2): `get` and `list` of `registries` of one vault for peers of
+    /// the owner's uid, root and `uid`, until `ttl_secs` from now at most. Owner's
+    /// socket only.
+    ForwardCreate {
+        /// The forward's name: `[A-Za-z0-9_.-]`, 1 to 64 characters, not starting
+        /// with a dot; also its directory's name.
+        name: String,
+        /// The registries it serves, normalized (`docker::server_url::normalize`).
+        registries: Vec<String>,
+        /// Seconds until it ends by itself (clamped like a key's timeout).
+        ttl_secs: u64,
+        /// A uid admitted besides the owner's and root.
+        #[serde(default)]
+        uid: Option<u32>,
+        /// The vault file the forward reads its entries from.
+        vault: String,
+        /// That vault's public key, which the agent must hold (or serve).
+        public_key: String,
+        /// End the forward when the process that asked for it exits.
+        #[serde(default)]
+        tie_to_peer: bool,
+    },
+    /// Every open forward (owner's socket only).
+    Forwards,
+    /// End a forward now (owner's socket only).
+    ForwardRevoke {
+        /// Its name.
+        name: String,
+    },
+    /// On a forward socket: the credentials of `server`, if the forward grants its
+    /// registry (answered `credentials`, else `not_found`).
+    ForwardGet {
+        /// The server URL, as the client asked for it.
+        server: String,
+    },
+    /// On a forward socket: server URL → username of the entries it grants.
+    ForwardList,
+}
+
+impl Request {
+    /// Whether this request is for a forward socket (`forward_get`, `forward_list`).
+    pub fn is_forward_side(&self) -> bool {
+        matches!(self, Request::ForwardGet { .. } | Request::ForwardList)
+    }
+}
+
+/// One open forward, as `forward_create` and `forwards` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardInfo {
+    /// Its name.
+    pub name: String,
+    /// The registries it serves (normalized).
+    pub registries: Vec<String>,
+    /// Its socket's path (on the host).
+    pub socket: String,
+    /// Seconds until it ends.
+    pub expires_in_secs: u64,
+    /// The extra uid it admits, if any.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// The vault it serves (the path given at creation).
+    pub vault: String,
+    /// How many secrets it has handed out.
+    pub gets: u64,
+    /// Whether it ends with the process that created it.
+    #[serde(default)]
+    pub tied: bool,
 }
 
 /// One vault key the agent holds, as `status` reports it.
@@ -251,6 +319,25 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<String>,
     },
+    /// Answer to [`Request::ForwardCreate`].
+    Forward(Box<ForwardInfo>),
+    /// Answer to [`Request::Forwards`].
+    Forwards {
+        /// Every open forward, sorted by name.
+        forwards: Vec<ForwardInfo>,
+    },
+    /// Answer to [`Request::ForwardGet`].
+    Credentials {
+        /// The entry's username.
+        username: String,
+        /// The entry's secret.
+        secret: SecretText,
+    },
+    /// Answer to [`Request::ForwardList`]: server URL → username.
+    Entries {
+        /// The entries the forward grants.
+        entries: std::collections::BTreeMap<String, String>,
+    },
     /// A typed failure.
     Error(AgentError),
 }
@@ -284,6 +371,45 @@ pub enum AgentError {
     /// This agent does not do that (`exec`'s server takes no `add_key`).
     #[error("{}", crate::messages::AGENT_ERROR_UNSUPPORTED)]
     Unsupported,
+    /// The peer's uid is not one the forward admits; `uid` is the uid the agent saw
+    /// (the host's, whatever the container calls it). Sent on forward sockets only: a
+    /// compatible addition within protocol 2 (an older agent sends `forbidden`).
+    #[error("{}", crate::messages::agent_error_peer_refused(*uid))]
+    PeerRefused {
+        /// The peer's uid as the agent saw it (`SO_PEERCRED`).
+        uid: u32,
+    },
+    /// A forward grants no entry for that server (a compatible addition within
+    /// protocol 2, sent on forward sockets only).
+    #[error("{}", crate::messages::NOT_FOUND)]
+    NotFound,
+    /// The agent has [`crate::agent::forward::MAX_FORWARDS`] forwards open already (a
+    /// compatible addition within protocol 2; older agents send `bad_request`).
+    #[error("{}", crate::messages::agent_error_too_many_forwards(*max))]
+    TooManyForwards {
+        /// The most forwards the agent keeps open.
+        max: u32,
+    },
+    /// The agent could not open the forward's socket (its directory, the bind, a path
+    /// too long for a socket, watching its creator); a compatible addition within
+    /// protocol 2.
+    #[error("{}", crate::messages::agent_error_forward_socket(reason))]
+    ForwardSocket {
+        /// What failed, for the person (no secret: paths and system errors).
+        reason: String,
+    },
+    /// No forward of that name.
+    #[error("{}", crate::messages::AGENT_ERROR_NO_SUCH_FORWARD)]
+    NoSuchForward,
+    /// A forward of that name is already open.
+    #[error("{}", crate::messages::AGENT_ERROR_FORWARD_EXISTS)]
+    ForwardExists,
+    /// The forward ended (revoked, locked, past its TTL) while the request waited.
+    #[error("{}", crate::messages::AGENT_ERROR_FORWARD_ENDED)]
+    ForwardEnded,
+    /// The forward's vault file could not be read, or is now another vault.
+    #[error("{}", crate::messages::AGENT_ERROR_VAULT_UNREADABLE)]
+    VaultUnreadable,
     /// The request is for the vault this agent serves from its systemd credential, and
     /// the credential did not open it now (a compatible addition within protocol 2).
     #[error("{}", crate::messages::agent_error_credential_failed(&format!("{reason:?}")))]

@@ -3,6 +3,7 @@
 //! `decrypt`, `status`, `lock`, `quit`), each asked of the socket's
 //! [`Policy`] first. The process around it (start, signals, the poll loop) is
 //! `src/agent/mod.rs`.
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -12,7 +13,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use crate::agent::access_log::{AccessLog, Record, exe_of};
 use crate::agent::credential::{CredentialVault, Reopen, credential_name};
+use crate::agent::forward::{Forwards, Spec};
 use crate::agent::policy::Policy;
 use crate::agent::proto::{
     AgentError, AgentMode, CredentialFailure, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
@@ -21,12 +24,16 @@ use crate::agent::proto::{
 use crate::agent::proto::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::agent::socket::{Deadline, REQUEST_DEADLINE, read_frame, write_frame};
 use crate::error::Error;
-use crate::vault::crypto::{MacDomain, VaultKey};
+use crate::vault::crypto::{EntryOpener, MacDomain, VaultKey};
+use age::secrecy::{ExposeSecret, SecretString};
 
 /// Longest label kept (a vault path); anything longer is cut.
 const MAX_LABEL: usize = 4096;
 /// `exec`'s key has no deadline: it lives as long as the command.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// How long a forward's peer has to send its request: its client writes it at once,
+/// so this only bounds what an idle connection costs the agent's one loop.
+pub const FORWARD_DEADLINE: Duration = Duration::from_millis(250);
 
 /// Time since boot, suspend included (CLOCK_BOOTTIME): a key's timeout counts the
 /// hours a laptop spent asleep.
@@ -64,6 +71,62 @@ pub struct Server {
     credential: Option<CredentialVault>,
     /// The last outcome of a reopen, so the log says each change once, not every `get`.
     credential_state: Option<Option<CredentialFailure>>,
+    /// The forward sockets (none for `exec`).
+    forwards: Forwards,
+    /// Where every secret handed out is recorded.
+    access: Option<AccessLog>,
+    /// The forward whose connection was served last ([`Server::serve_ready`]).
+    last_forward: Option<String>,
+}
+
+/// Who is at the other end of a connection (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Peer {
+    pid: Option<u32>,
+    uid: Option<u32>,
+}
+
+/// The keys this agent serves (held or from the credential) as an [`EntryOpener`],
+/// for a forward's `get`; the agent's refusal of a failed open is kept.
+struct ServedOpener<'a> {
+    server: RefCell<&'a mut Server>,
+    public_key: &'a str,
+    refusal: RefCell<Option<AgentError>>,
+}
+
+impl ServedOpener<'_> {
+    fn refused(&self, e: AgentError) -> Error {
+        let err = Error::AgentProtocol(e.to_string());
+        *self.refusal.borrow_mut() = Some(e);
+        err
+    }
+}
+
+impl EntryOpener for ServedOpener<'_> {
+    fn open_entry(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> crate::error::Result<SecretString> {
+        let answer =
+            self.server
+                .borrow_mut()
+                .decrypt_bytes(self.public_key, server, username, ciphertext);
+        match answer {
+            Response::Secret { secret, .. } => Ok(secret.into_secret()),
+            Response::Error(e) => Err(self.refused(e)),
+            _ => Err(self.refused(AgentError::DecryptFailed)),
+        }
+    }
+
+    fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> crate::error::Result<[u8; 32]> {
+        let mac = self
+            .server
+            .borrow_mut()
+            .keyed_mac_bytes(self.public_key, domain, transcript);
+        mac.map_err(|e| self.refused(e))
+    }
 }
 
 impl Server {
@@ -76,7 +139,22 @@ impl Server {
             mode,
             credential: None,
             credential_state: None,
+            forwards: Forwards::default(),
+            access: None,
+            last_forward: None,
         }
+    }
+
+    /// Records every secret handed out in `<agent_dir>/access.log` from now on.
+    pub fn log_access_in(&mut self, agent_dir: &std::path::Path) {
+        self.access = Some(AccessLog::in_dir(agent_dir));
+    }
+
+    /// Lets this agent open forwards under `<agent_dir>/forwards` (removing what a
+    /// killed agent left there), and records accesses there too.
+    pub fn open_forwards_in(&mut self, agent_dir: &std::path::Path) {
+        self.forwards = Forwards::in_agent_dir(agent_dir);
+        self.log_access_in(agent_dir);
     }
 
     /// Serves `vault` from its credential from now on: tries it once and logs the
@@ -191,9 +269,10 @@ impl Server {
         self.quit
     }
 
-    /// Forgets every key (they are wiped as they drop).
+    /// Forgets every key (they are wiped as they drop) and ends every forward.
     pub fn clear(&mut self) {
         self.keys.clear();
+        self.forwards.clear();
     }
 
     /// Drops every key whose deadline has passed.
@@ -223,10 +302,82 @@ impl Server {
                 ));
             }
         }
+        for (name, why) in self.forwards.expire(now) {
+            self.log(&format!("forward {name} ended ({why})"));
+        }
     }
 
     pub(super) fn next_deadline(&self) -> Option<Duration> {
-        self.keys.values().map(Held::until).min()
+        let keys = self.keys.values().map(Held::until).min();
+        match (keys, self.forwards.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sleeps until a connection on the owner's socket or a forward's, a forward's
+    /// creator exits, a signal, or `wait` passes; `Ok(true)` when a signal came.
+    pub(super) fn wait(
+        &self,
+        owner: &UnixListener,
+        signals: &UnixStream,
+        wait: Duration,
+    ) -> crate::error::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let wait = wait.min(crate::agent::socket::MAX_SLEEP);
+        let timeout = rustix::event::Timespec::try_from(wait).unwrap_or(rustix::event::Timespec {
+            tv_sec: crate::agent::socket::MAX_SLEEP.as_secs() as i64,
+            tv_nsec: 0,
+        });
+        let mut fds = vec![
+            PollFd::new(signals, PollFlags::IN),
+            PollFd::new(owner, PollFlags::IN),
+        ];
+        fds.extend(self.forwards.poll_fds());
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
+        }
+        Ok(!fds[0].revents().is_empty())
+    }
+
+    /// Serves what one wake-up found queued: at most one connection per listener —
+    /// the owner's first, then each forward's in turn, starting after the one served
+    /// last — with the owner's socket checked again and the deadlines applied between
+    /// two forward connections. A peer that floods a forward socket with connections
+    /// (idle ones cost [`FORWARD_DEADLINE`] each) so never holds the loop: the owner's
+    /// `get`, `forward revoke` and `lock` get through between any two of them.
+    pub(super) fn serve_ready(&mut self, owner: &UnixListener) {
+        self.serve_next(owner, &Policy::Owner);
+        let listeners = self.forwards.listeners_after(self.last_forward.as_deref());
+        for (name, listener, policy) in listeners {
+            if self.quit {
+                return;
+            }
+            self.expire();
+            // Revoked or ended by a request served in this round.
+            if !self.forwards.is_open(&name) {
+                continue;
+            }
+            if self.serve_next(&listener, &policy) {
+                self.last_forward = Some(name);
+                if !self.quit {
+                    self.serve_next(owner, &Policy::Owner);
+                }
+            }
+        }
+    }
+
+    /// Accepts and serves one queued connection of `listener` (non-blocking);
+    /// whether there was one.
+    fn serve_next(&mut self, listener: &UnixListener, policy: &Policy) -> bool {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                self.serve_one(conn, policy);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// One log line on stderr, in the foreground mode only (elsewhere stderr is
@@ -238,16 +389,10 @@ impl Server {
     }
 
     /// Accepts and serves every queued connection of the owner's socket (the listener
-    /// is non-blocking).
+    /// is non-blocking): `exec`'s agent, which has no forwards.
     pub fn accept_all(&mut self, listener: &UnixListener) {
-        self.accept_all_under(listener, &Policy::Owner);
-    }
-
-    /// Accepts and serves every queued connection of a socket under `policy`.
-    pub fn accept_all_under(&mut self, listener: &UnixListener, policy: &Policy) {
         // Bounded by what is queued: accept fails with EAGAIN once it is drained.
-        while let Ok((conn, _)) = listener.accept() {
-            self.serve_one(conn, policy);
+        while self.serve_next(listener, &Policy::Owner) {
             if self.quit {
                 break;
             }
@@ -256,10 +401,19 @@ impl Server {
 
     fn serve_one(&mut self, conn: UnixStream, policy: &Policy) {
         let _ = conn.set_nonblocking(false);
-        // One deadline for the whole request and its answer (issue 15 item 8).
-        let mut io = Deadline::new(&conn, REQUEST_DEADLINE);
+        // One deadline for the whole request and its answer (issue 15 item 8); a
+        // forward's peer (a container) gets a short one: its client sends at once.
+        let limit = match policy {
+            Policy::Forward { .. } => FORWARD_DEADLINE,
+            _ => REQUEST_DEADLINE,
+        };
+        let mut io = Deadline::new(&conn, limit);
         let own_uid = rustix::process::getuid();
         let peer = rustix::net::sockopt::socket_peercred(conn.as_fd()).ok();
+        let who = Peer {
+            pid: peer.map(|c| c.pid.as_raw_nonzero().get() as u32),
+            uid: peer.map(|c| c.uid.as_raw()),
+        };
         let response = match peer {
             Some(cred) if policy.admits(Some(cred.uid), own_uid) => match read_frame(&mut io) {
                 Err(_) => return,
@@ -270,22 +424,38 @@ impl Server {
                     self.log("dropped a request whose client had hung up");
                     return;
                 }
-                Ok(bytes) => self.handle(&bytes, policy),
+                Ok(bytes) => self.handle(&bytes, policy, who),
             },
             _ => {
                 self.log(&format!(
                     "refused a peer of uid {}",
                     peer.map_or_else(|| "unknown".to_owned(), |c| c.uid.as_raw().to_string())
                 ));
-                Response::Error(AgentError::Forbidden)
+                match (policy, peer) {
+                    // A container's process is told the uid the host sees it as,
+                    // the one `--uid` takes.
+                    (Policy::Forward { .. }, Some(c)) => Response::Error(AgentError::PeerRefused {
+                        uid: c.uid.as_raw(),
+                    }),
+                    _ => Response::Error(AgentError::Forbidden),
+                }
             }
         };
-        let _ = write_frame(&mut io, &response);
+        match policy {
+            // The answer gets its own short deadline: the request's may have gone on
+            // reading the vault. It is small, so the socket's buffer takes it at once.
+            Policy::Forward { .. } => {
+                let _ = write_frame(&mut Deadline::new(&conn, FORWARD_DEADLINE), &response);
+            }
+            _ => {
+                let _ = write_frame(&mut io, &response);
+            }
+        }
     }
 
     /// One request frame in, its answer out: the frame checked, then one method per
     /// request.
-    fn handle(&mut self, bytes: &[u8], policy: &Policy) -> Response {
+    fn handle(&mut self, bytes: &[u8], policy: &Policy, peer: Peer) -> Response {
         let request = match self.frame(bytes, policy) {
             Ok(request) => request,
             Err(answer) => return answer,
@@ -295,6 +465,12 @@ impl Server {
         }
         // A deadline may have passed while the machine slept: check it on use too.
         self.expire();
+        if let Policy::Forward { name, .. } = policy {
+            // Ended (revoked, locked, its TTL) since this connection was queued.
+            if !self.forwards.is_open(name) {
+                return Response::Error(AgentError::ForwardEnded);
+            }
+        }
         match request {
             Request::Hello => self.hello(),
             Request::AddKey { .. } if self.mode == AgentMode::Exec => {
@@ -311,7 +487,11 @@ impl Server {
                 server,
                 username,
                 ciphertext,
-            } => self.decrypt(&public_key, &server, &username, &ciphertext),
+            } => {
+                let answer = self.decrypt(&public_key, &server, &username, &ciphertext);
+                self.record(&answer, &public_key, &server, &self.socket_name(), peer);
+                answer
+            }
             Request::KeyedMac {
                 public_key,
                 domain,
@@ -323,6 +503,205 @@ impl Server {
                 self.quit_now();
                 Response::Ok
             }
+            Request::ForwardCreate {
+                name,
+                registries,
+                ttl_secs,
+                uid,
+                vault,
+                public_key,
+                tie_to_peer,
+            } => self.forward_create(Spec {
+                name,
+                registries,
+                ttl: Duration::from_secs(ttl_secs),
+                uid,
+                vault: vault.into(),
+                public_key,
+                tie_to: if tie_to_peer { peer.pid } else { None },
+            }),
+            Request::Forwards => Response::Forwards {
+                forwards: self.forwards.infos(now()),
+            },
+            Request::ForwardRevoke { name } => {
+                if self.forwards.revoke(&name) {
+                    self.log(&format!("forward {name} revoked"));
+                    Response::Ok
+                } else {
+                    Response::Error(AgentError::NoSuchForward)
+                }
+            }
+            Request::ForwardGet { server } => self.forward_get(policy, &server, peer),
+            Request::ForwardList => self.forward_list(policy),
+        }
+    }
+
+    /// What the access log calls the owner's socket in this mode.
+    fn socket_name(&self) -> String {
+        match self.mode {
+            AgentMode::Exec => "exec".to_owned(),
+            _ => "owner".to_owned(),
+        }
+    }
+
+    /// The label of the vault of `public_key`: the one `unlock` gave, or the
+    /// credential's.
+    fn label_of(&self, public_key: &str) -> String {
+        match (self.keys.get(public_key), &self.credential) {
+            (Some(h), _) => h.label.clone(),
+            (None, Some(c)) => c.label(),
+            (None, None) => public_key.to_owned(),
+        }
+    }
+
+    /// Records a secret handed out in the access log (and, foreground, on stderr):
+    /// only when `answer` carries one, and never the secret.
+    fn record(&self, answer: &Response, public_key: &str, server: &str, socket: &str, peer: Peer) {
+        if !matches!(
+            answer,
+            Response::Secret { .. } | Response::Credentials { .. }
+        ) {
+            return;
+        }
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let record = Record {
+            time,
+            vault: self.label_of(public_key),
+            registry: server.to_owned(),
+            socket: socket.to_owned(),
+            pid: peer.pid,
+            uid: peer.uid,
+            exe: peer.pid.and_then(exe_of),
+        };
+        let shown = |v: Option<u32>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+        self.log(&crate::messages::sanitize(&format!(
+            "gave {} of {} to pid {} uid {} ({}) through {}",
+            record.registry,
+            record.vault,
+            shown(record.pid),
+            shown(record.uid),
+            record.exe.as_deref().unwrap_or("executable unknown"),
+            record.socket
+        )));
+        if let Some(Err(e)) = self.access.as_ref().map(|log| log.append(&record)) {
+            self.log(&format!("could not write the access log: {e}"));
+        }
+    }
+
+    /// `forward_create`: the vault's key must be held (or served from the credential).
+    fn forward_create(&mut self, spec: Spec) -> Response {
+        let served = self.keys.contains_key(&spec.public_key)
+            || self
+                .credential
+                .as_ref()
+                .is_some_and(|c| !matches!(c.open_for(&spec.public_key), Reopen::NotThisVault));
+        if !served {
+            return Response::Error(AgentError::NotUnlocked);
+        }
+        match self.forwards.create(spec, now()) {
+            Ok(info) => {
+                self.log(&crate::messages::sanitize(&format!(
+                    "forward {} opened for {} ({} s)",
+                    info.name,
+                    info.registries.join(", "),
+                    info.expires_in_secs
+                )));
+                Response::Forward(Box::new(info))
+            }
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    /// The forward's vault, read and parsed now (so a `store` on the host is seen at
+    /// once), if it is still the vault the forward was made for.
+    fn forward_vault(policy: &Policy) -> Result<(Vec<u8>, String), AgentError> {
+        let Policy::Forward {
+            vault, public_key, ..
+        } = policy
+        else {
+            return Err(AgentError::Forbidden);
+        };
+        let bytes = match crate::file::VaultPath::new(vault.clone()).read_bytes() {
+            Ok(Some(b)) => b,
+            _ => return Err(AgentError::VaultUnreadable),
+        };
+        Ok((bytes, public_key.clone()))
+    }
+
+    /// `forward_get`: the owner's lookup, then the forward's registries.
+    fn forward_get(&mut self, policy: &Policy, server: &str, peer: Peer) -> Response {
+        let (bytes, public_key) = match Self::forward_vault(policy) {
+            Ok(v) => v,
+            Err(e) => return Response::Error(e),
+        };
+        let Policy::Forward { name, vault, .. } = policy else {
+            return Response::Error(AgentError::Forbidden);
+        };
+        let Ok(view) = crate::vault::View::parse(&bytes, vault) else {
+            return Response::Error(AgentError::VaultUnreadable);
+        };
+        if view.vault().public().to_string() != public_key {
+            return Response::Error(AgentError::VaultUnreadable);
+        }
+        let Some(entry) = view.lookup(server).filter(|e| policy.grants(e.server())) else {
+            return Response::Error(AgentError::NotFound);
+        };
+        // Through `RawEntry::open`, as every reader opens an entry: an entry of
+        // another kind is a branch there, never a ciphertext handed out raw here.
+        let opener = ServedOpener {
+            server: RefCell::new(self),
+            public_key: &public_key,
+            refusal: RefCell::new(None),
+        };
+        let answer = match entry.open(&opener) {
+            Ok(secret) => Response::Credentials {
+                username: entry.username().to_owned(),
+                secret: SecretText::new(secret.expose_secret()),
+            },
+            Err(_) => Response::Error(
+                opener
+                    .refusal
+                    .into_inner()
+                    .unwrap_or(AgentError::DecryptFailed),
+            ),
+        };
+        self.record(
+            &answer,
+            &public_key,
+            entry.server(),
+            &format!("forward:{name}"),
+            peer,
+        );
+        if matches!(answer, Response::Credentials { .. }) {
+            self.forwards.count_get(name);
+        }
+        answer
+    }
+
+    /// `forward_list`: the entries the forward grants; no key needed.
+    fn forward_list(&mut self, policy: &Policy) -> Response {
+        let (bytes, public_key) = match Self::forward_vault(policy) {
+            Ok(v) => v,
+            Err(e) => return Response::Error(e),
+        };
+        let Policy::Forward { vault, .. } = policy else {
+            return Response::Error(AgentError::Forbidden);
+        };
+        let Ok(view) = crate::vault::View::parse(&bytes, vault) else {
+            return Response::Error(AgentError::VaultUnreadable);
+        };
+        if view.vault().public().to_string() != public_key {
+            return Response::Error(AgentError::VaultUnreadable);
+        }
+        Response::Entries {
+            entries: view
+                .entries()
+                .iter()
+                .filter(|e| policy.grants(e.server()))
+                .map(|e| (e.server().to_owned(), e.username().to_owned()))
+                .collect(),
         }
     }
 
@@ -401,15 +780,26 @@ impl Server {
         username: &str,
         ciphertext: &str,
     ) -> Response {
-        let exec = self.mode == AgentMode::Exec;
         let Ok(ciphertext) = B64.decode(ciphertext.as_bytes()) else {
             return Response::Error(AgentError::BadRequest);
         };
+        self.decrypt_bytes(public_key, server, username, &ciphertext)
+    }
+
+    /// [`Server::decrypt`] of a decoded ciphertext.
+    fn decrypt_bytes(
+        &mut self,
+        public_key: &str,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Response {
+        let exec = self.mode == AgentMode::Exec;
         // A key `unlock` handed over first; else the credential's vault.
         let Some(held) = self.keys.get_mut(public_key) else {
-            return self.decrypt_from_credential(public_key, server, username, &ciphertext);
+            return self.decrypt_from_credential(public_key, server, username, ciphertext);
         };
-        match held.key.open_entry(server, username, &ciphertext) {
+        match held.key.open_entry(server, username, ciphertext) {
             Ok(secret) => {
                 // Use moves the idle deadline on, never past the absolute one.
                 let now = now();
@@ -433,26 +823,38 @@ impl Server {
         ) else {
             return Response::Error(AgentError::BadRequest);
         };
-        let answer = |mac: [u8; 32]| Response::Mac {
-            mac: B64.encode(mac),
-        };
+        match self.keyed_mac_bytes(public_key, domain, &transcript) {
+            Ok(mac) => Response::Mac {
+                mac: B64.encode(mac),
+            },
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    /// [`Server::keyed_mac`] of a decoded transcript.
+    fn keyed_mac_bytes(
+        &mut self,
+        public_key: &str,
+        domain: MacDomain,
+        transcript: &[u8],
+    ) -> Result<[u8; 32], AgentError> {
         if let Some(held) = self.keys.get_mut(public_key) {
             let now = now();
             held.idle_deadline = (now + held.idle).min(held.deadline);
-            return answer(held.key.keyed_mac(domain, &transcript));
+            return Ok(held.key.keyed_mac(domain, transcript));
         }
         let Some(c) = &self.credential else {
-            return Response::Error(AgentError::NotUnlocked);
+            return Err(AgentError::NotUnlocked);
         };
         match c.open_for(public_key) {
-            Reopen::NotThisVault => Response::Error(AgentError::NotUnlocked),
+            Reopen::NotThisVault => Err(AgentError::NotUnlocked),
             Reopen::Opened(key) => {
                 self.note_credential(None, None);
-                answer(key.keyed_mac(domain, &transcript))
+                Ok(key.keyed_mac(domain, transcript))
             }
             Reopen::Failed(reason, e) => {
                 self.note_credential(Some(reason), Some(&e));
-                Response::Error(AgentError::CredentialFailed { reason })
+                Err(AgentError::CredentialFailed { reason })
             }
         }
     }
@@ -491,6 +893,9 @@ impl Server {
     /// `lock`: forget one vault's key, or every key.
     fn lock(&mut self, public_key: Option<String>) -> Response {
         let credential = self.credential_label_for(public_key.as_deref());
+        for name in self.forwards.revoke_vault(public_key.as_deref()) {
+            self.log(&format!("forward {name} ended (lock)"));
+        }
         match public_key {
             Some(p) => {
                 if let Some(h) = self.keys.remove(&p) {
@@ -513,6 +918,7 @@ impl Server {
     fn quit_now(&mut self) {
         self.log("quit requested; wiping every key");
         self.keys.clear();
+        self.forwards.clear();
         self.quit = true;
     }
 }
@@ -546,7 +952,7 @@ mod tests {
             request,
         })
         .unwrap();
-        serde_json::to_value(server.handle(&frame, &Policy::Owner)).unwrap()
+        serde_json::to_value(server.handle(&frame, &Policy::Owner, Peer::default())).unwrap()
     }
 
     /// A vault on disk with one entry and one age slot, and a foreground server serving
@@ -586,6 +992,32 @@ mod tests {
             username: "ci".into(),
             ciphertext: ciphertext.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_forward_get_opens_the_entry_through_the_served_opener_and_keeps_its_refusal() {
+        let (dir, mut server, key, _) = served();
+        let policy = Policy::Forward {
+            name: "ci".into(),
+            registries: vec!["reg.example".into()],
+            expires: FOREVER,
+            uid: None,
+            vault: dir.path().join("vault.json"),
+            public_key: key.public().to_string(),
+        };
+        let got = serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
+            .unwrap();
+        assert_eq!(got["credentials"]["username"], "ci", "{got}");
+        assert_eq!(got["credentials"]["secret"], "s3cret", "{got}");
+        // The credential gone: the opener's own refusal comes back, not a decrypt failure.
+        fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
+        let refused =
+            serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
+                .unwrap();
+        assert!(
+            refused["error"]["credential_failed"].is_object(),
+            "{refused}"
+        );
     }
 
     #[test]

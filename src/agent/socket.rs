@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,49 @@ pub fn check_agent_dir(dir: &Path, create: bool) -> Result<bool> {
         ));
     }
     Ok(true)
+}
+
+/// The agent wakes at least this often, so a deadline passed while the machine was
+/// suspended is noticed soon after it resumes (poll's timeout does not count suspend).
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// A bound socket that removes itself on drop, but only while the file at its path is
+/// still the one it bound (an agent that was replaced never deletes its successor's).
+pub struct BoundSocket {
+    /// The listener, non-blocking.
+    pub listener: UnixListener,
+    path: std::path::PathBuf,
+    ino: Option<u64>,
+}
+
+impl BoundSocket {
+    /// Removes whatever is at `path` (the caller checked no live agent answers there),
+    /// binds, and makes the socket 0600.
+    pub fn bind(path: &Path) -> Result<Self> {
+        let _ = fs::remove_file(path);
+        let listener =
+            UnixListener::bind(path).map_err(|e| Error::io("bind the agent socket", path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("restrict", path, e))?;
+        let ino = fs::symlink_metadata(path).map(|m| m.ino()).ok();
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("configure", path, e))?;
+        Ok(BoundSocket {
+            listener,
+            path: path.to_owned(),
+            ino,
+        })
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if self.ino.is_some() && fs::symlink_metadata(&self.path).map(|m| m.ino()).ok() == self.ino
+        {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,10 @@ fn serve_command(
 ) -> Result<Exit> {
     let socket = private.join(SOCKET_NAME);
     let mut server = Server::new(AgentMode::Exec, harden());
+    // Its gets go into the user's access log, beside the agent's (`socket` "exec").
+    if let Some(agent_dir) = private.parent() {
+        server.log_access_in(agent_dir);
+    }
     server.hold_forever(key, &vault.display().to_string());
     let forwards: Vec<(i32, UnixStream)> = FORWARDED
         .iter()

@@ -1050,6 +1050,24 @@ fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
         "exited when its last key went"
     );
     assert!(env.unlock(&[]).status.success());
+    // A forward of the foreground agent: its gets are logged on stderr too, and it
+    // ends with the agent (its socket and directory removed).
+    assert!(
+        env.run(&["forward", "create", "fg", "--registry", "h"], "")
+            .status
+            .success()
+    );
+    let forward = env.agent_dir().join("forwards/fg/forward.sock");
+    let inside = Command::new(common::BIN)
+        .env_clear()
+        .env("LOCKBOX_FORWARD_SOCKET", &forward)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    inside.stdin.as_ref().unwrap().write_all(b"h").unwrap();
+    assert!(stdout(&bounded_output(inside)).contains("\"p\""));
     Command::new("kill")
         .args(["-TERM", &agent.id().to_string()])
         .status()
@@ -1067,6 +1085,10 @@ fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
     };
     assert_eq!(out.0.code(), Some(0), "{}", out.1);
     assert!(!sock.exists(), "the socket is removed");
+    assert!(
+        !forward.parent().unwrap().exists(),
+        "the forward is removed"
+    );
     let log = out.1;
     for event in [
         "started on",
@@ -1074,6 +1096,10 @@ fn foreground_agent_serves_unlock_never_exits_alone_and_stops_on_sigterm() {
         "locked ",
         "stopping on a signal",
         "stopped",
+        "gave h of ",
+        "through owner",
+        "forward fg opened for h",
+        "through forward:fg",
     ] {
         assert!(log.contains(event), "no {event:?} line in {log}");
     }

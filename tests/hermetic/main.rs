@@ -14,6 +14,7 @@ mod api_fakes;
 mod cli;
 mod doctor;
 mod expiry;
+mod forward;
 mod fuzz_seeds;
 mod hostile;
 mod ship;

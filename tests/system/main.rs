@@ -13,5 +13,6 @@ mod agent_contexts;
 mod e2e;
 mod expiry;
 mod fleet;
+mod forward_container;
 mod manage;
 mod real_clients;
