@@ -257,6 +257,23 @@ pub enum Usage {
     Expiry(String),
 }
 
+impl Usage {
+    /// The one line shown for a refused invocation (exit 2).
+    pub fn message(&self) -> String {
+        match self {
+            Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
+            Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
+            Usage::BadHelperName(name) => messages::bad_helper_name(name),
+            Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
+            Usage::Export(text) | Usage::Expiry(text) | Usage::Forward(text) => text.clone(),
+            Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
+            Usage::IdentityPassphraseWithoutIdentity => {
+                messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()
+            }
+        }
+    }
+}
+
 /// How a forward failed (`docs/BUILD_SERVER.md` "Forwards").
 #[derive(Debug)]
 #[non_exhaustive]
@@ -416,17 +433,7 @@ impl Error {
             Error::RotationTampered(server) => messages::rotation_tampered(server),
             Error::NoRotation(server) => messages::no_rotation(server),
             Error::Rotate(detail) => detail.clone(),
-            Error::Usage(u) => match u {
-                Usage::InitNeedsSlot => messages::INIT_NEEDS_SLOT.to_owned(),
-                Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
-                Usage::BadHelperName(name) => messages::bad_helper_name(name),
-                Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
-                Usage::Export(text) | Usage::Expiry(text) | Usage::Forward(text) => text.clone(),
-                Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
-                Usage::IdentityPassphraseWithoutIdentity => {
-                    messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()
-                }
-            },
+            Error::Usage(u) => u.message(),
         };
         messages::sanitize(&text)
     }
