@@ -441,6 +441,34 @@ fn rotate_due_renews_only_what_is_due() {
     assert_eq!(env.lockbox(&["check"]).code(), 0);
 }
 
+/// `rotate --due` renews a Harbor robot whose expiry falls within the window, and
+/// leaves one that does not alone.
+#[test]
+fn rotate_due_refreshes_a_harbor_robot_only_when_due() {
+    // The robot expires in 200 days: not due.
+    let fake = Fake::harbor(ROBOT, 12, "OldSecret1", now() + 200 * 86_400);
+    let (env, owner) = harbor_vault(&fake);
+    keyed(&env, &owner, &["rotate", "--due"])
+        .ok()
+        .prints(&["Nothing to rotate"]);
+    assert_eq!(fake.requests(), ["GET /api/v2.0/robots/12"]);
+    assert_eq!(secret_of(&get(&env, &owner, HARBOR)), "OldSecret1");
+    // Within the window: refreshed, and the registry accepts what lockbox holds.
+    env.lockbox(&["expiry", "set", HARBOR, &rfc3339(now() + 2 * 86_400)])
+        .ok();
+    keyed(&env, &owner, &["rotate", "--due"])
+        .ok()
+        .prints(&["Rotated harbor.example (harbor-robot)"]);
+    let held = secret_of(&get(&env, &owner, HARBOR));
+    assert_ne!(held, "OldSecret1");
+    assert!(fake.accepts(&held));
+    assert!(!fake.accepts("OldSecret1"));
+    // The robot's own expiry was read back: not due any more.
+    keyed(&env, &owner, &["rotate", "--due"])
+        .ok()
+        .prints(&["Nothing to rotate"]);
+}
+
 #[test]
 fn rotation_settings_written_without_the_key_send_nothing() {
     let fake = Fake::gitlab("glpat-old");
