@@ -545,3 +545,17 @@ fn wait_until(child: &mut Child, limit: Duration, kill: impl Fn(&mut Child)) -> 
 pub fn store_json(server: &str, username: &str, secret: &str) -> String {
     serde_json::json!({"ServerURL": server, "Username": username, "Secret": secret}).to_string()
 }
+
+/// Seconds since the Unix epoch, now (the tests' own clock, independent of the crate's).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+/// `secs` since the epoch as RFC 3339 in UTC, whole seconds (as `expiry set` takes and
+/// `get`'s warning prints them).
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}

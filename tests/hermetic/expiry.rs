@@ -6,25 +6,14 @@
 //! long a command takes.
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::api_fakes::Fake;
 use crate::common::manage::{Env, Identity, Run};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `secs` as RFC 3339.
-fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+use crate::common::{rfc3339, unix_now as now};
 
 /// A JWT with a real `exp` claim (RFC 7519 NumericDate); the signature is not checked.
 fn jwt(exp: u64) -> String {

@@ -5,22 +5,11 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::clients::{self, ClientEnv};
 use crate::common::manage::Env;
 use crate::common::{self, Input};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+use crate::common::{rfc3339, unix_now as now};
 
 /// `docker pull` asks the helper for the registry's credentials before it needs the
 /// daemon (there is none here): the warning `get` writes on stderr reaches the person
