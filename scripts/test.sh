@@ -169,7 +169,11 @@ section "static lockbox for the container test (tests/system/forward_container.r
 static_start=$SECONDS
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu --bin docker-credential-lockbox
-export LOCKBOX_TEST_STATIC_BIN="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/release/docker-credential-lockbox"
+# Where cargo put it, as cargo says: CARGO_TARGET_DIR, or build.target-dir of a cargo
+# config file, or target/ (as scripts/package.sh finds its build).
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+export LOCKBOX_TEST_STATIC_BIN="$target_dir/x86_64-unknown-linux-gnu/release/docker-credential-lockbox"
 ldd "$LOCKBOX_TEST_STATIC_BIN" 2>&1 | grep -q 'statically linked\|not a dynamic' \
   || { echo "$LOCKBOX_TEST_STATIC_BIN is not static" >&2; exit 1; }
 echo "static lockbox built in $((SECONDS - static_start)) s"
