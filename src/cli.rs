@@ -116,6 +116,12 @@ enum Command {
     /// List the entries that have expired or expire soon; exits 4 when one expires
     /// within the window, 5 when one has expired. Works while locked.
     Check(commands::check::Opts),
+    /// Sealed sources: a long-lived cloud credential (AWS keys, a Google service-account
+    /// key, an Azure client secret, an OAuth2 refresh token, or a command) kept in the
+    /// vault, from which `get` mints the registry's short-lived token
+    /// (`source add|list|remove`).
+    #[command(subcommand)]
+    Source(commands::source::Opts),
     /// Set an entry's expiry and rotation provider.
     #[command(subcommand)]
     Expiry(commands::expiry::Opts),
@@ -309,6 +315,7 @@ fn run(opts: Opts, settings: &Settings) -> Result<Exit, Error> {
         Command::Passwd(o) => commands::passwd::run(o, settings),
         Command::Recipients(c) => commands::recipients::run(c, settings),
         Command::Check(o) => commands::check::run(o, settings),
+        Command::Source(o) => commands::source::run(o, settings),
         Command::Expiry(o) => commands::expiry::run(o, settings),
         Command::Rotate(o) => commands::rotate::run(o, settings),
         Command::KubeletCredentialProvider(o) => {

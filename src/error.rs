@@ -234,6 +234,14 @@ pub enum Error {
     StaticEntryExists(String),
     /// `source remove` of a server URL with no source.
     NoSuchSource(String),
+    /// A source's secret file (`source add --…-file`) cannot be read or holds no
+    /// usable secret.
+    BadSecretFile {
+        /// The file as given (`-` for stdin).
+        path: PathBuf,
+        /// Why (never the file's content).
+        reason: String,
+    },
     /// A rotation provider failed (its text is one line, never a secret).
     Rotate(String),
     /// A command-line mistake the parser cannot see (exit 2).
@@ -265,6 +273,9 @@ pub enum Usage {
     /// `expiry`, `check` or `rotate` options or values they refuse (the text says
     /// which and what to do).
     Expiry(String),
+    /// `source add` options or values it refuses (the text says which and what to
+    /// do).
+    Source(String),
 }
 
 impl Usage {
@@ -275,7 +286,10 @@ impl Usage {
             Usage::BadTimeout(flag, text) => messages::bad_timeout(flag, text),
             Usage::BadHelperName(name) => messages::bad_helper_name(name),
             Usage::NoRecipients => messages::NO_RECIPIENTS.to_owned(),
-            Usage::Export(text) | Usage::Expiry(text) | Usage::Forward(text) => text.clone(),
+            Usage::Export(text)
+            | Usage::Expiry(text)
+            | Usage::Forward(text)
+            | Usage::Source(text) => text.clone(),
             Usage::TooManyLabels => messages::TOO_MANY_LABELS.to_owned(),
             Usage::IdentityPassphraseWithoutIdentity => {
                 messages::IDENTITY_PASSPHRASE_WITHOUT_IDENTITY.to_owned()
@@ -446,6 +460,9 @@ impl Error {
             Error::SourceNotStatic(server) => messages::source_not_static(server),
             Error::StaticEntryExists(server) => messages::static_entry_exists(server),
             Error::NoSuchSource(server) => messages::no_such_source(server),
+            Error::BadSecretFile { path, reason } => {
+                messages::bad_secret_file(&path.display().to_string(), reason)
+            }
             Error::Rotate(detail) => detail.clone(),
             Error::Usage(u) => u.message(),
         };

@@ -1073,6 +1073,60 @@ pub fn source_dropped(server: &str) -> String {
     )
 }
 
+/// A source's secret file that cannot be used (`source add --…-file`).
+pub fn bad_secret_file(path: &str, reason: &str) -> String {
+    format!("cannot use {path} as the source's secret: {reason}")
+}
+
+/// `--…-file -` while stdin is a terminal.
+pub const SECRET_STDIN_IS_TERMINAL: &str = "stdin is a terminal, where a typed or pasted secret is echoed and kept in the scrollback: pipe it in (… | lockbox source add … --…-file -) or name a file";
+
+/// `source add` with a `--registry` that is empty or holds a control character.
+pub const SOURCE_BAD_REGISTRY: &str =
+    "--registry needs a registry host (myreg.example.com, or a URL), without control characters";
+
+/// `source add exec` whose program is not found or not executable.
+pub fn source_program_not_found(program: &str) -> String {
+    format!(
+        "{}: no executable file of that name (an exec source runs an absolute path, resolved from PATH now: give the full path)",
+        sanitize(program)
+    )
+}
+
+/// `source add exec` whose program's path is not UTF-8 (it is stored as JSON text).
+pub fn source_program_not_utf8(program: &str) -> String {
+    format!("{}: its path is not UTF-8 text", sanitize(program))
+}
+
+/// `source add`: one line per registry.
+pub fn source_added(server: &str, kind: &str, username: &str, replaced: bool) -> String {
+    let verb = if replaced { "replaced" } else { "added" };
+    format!("{verb} the {kind} source for {server} (username {username})")
+}
+
+/// `source add exec`: what runs, once.
+pub fn source_runs(program: &str, resolved: bool) -> String {
+    if resolved {
+        format!("it runs {program} (resolved from PATH now: the definition names that file)")
+    } else {
+        format!("it runs {program}")
+    }
+}
+
+/// `source remove`.
+pub fn source_removed(server: &str) -> String {
+    format!("removed the source for {server}")
+}
+
+/// `source list` with no source.
+pub const NO_SOURCES: &str =
+    "no sources in the vault ('lockbox source add KIND --registry R …' adds one)";
+
+/// `source list`: why definitions were not verified, when the key source failed.
+pub fn sources_not_verified(reason: &str) -> String {
+    format!("warning: the sources' definitions were not verified: {reason}")
+}
+
 /// `rotate` of an entry without rotation settings.
 pub fn no_rotation(server: &str) -> String {
     format!(

@@ -77,6 +77,45 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
     Ok(SecretString::from(text.to_owned()))
 }
 
+/// Reads a source's secret (`source add --secret-access-key-file` and the like): a
+/// file or a pipe as a key file is read ([`read_key_file`]), or stdin for `-` — never
+/// a terminal, where what is typed is echoed and a paste stays in the scrollback. At
+/// most [`MAX_KEY_FILE`] bytes, into wiped memory; one trailing newline (LF or CRLF)
+/// is dropped (`echo secret > file`); the rest must be UTF-8 and not empty.
+pub fn read_secret_input(path: &Path) -> Result<SecretString> {
+    use std::io::IsTerminal as _;
+    let bad = |reason: String| Error::BadSecretFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = if path.as_os_str() == "-" {
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
+            return Err(bad(messages::SECRET_STDIN_IS_TERMINAL.into()));
+        }
+        let buf = read_wiped(stdin.lock(), MAX_KEY_FILE as usize)
+            .map_err(|e| bad(reason("cannot read stdin", &e)))?;
+        if buf.len() as u64 > MAX_KEY_FILE {
+            return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));
+        }
+        buf
+    } else {
+        read_key_file(path).map_err(|e| match e {
+            Error::BadIdentity { reason, .. } => bad(reason),
+            other => other,
+        })?
+    };
+    let mut text: &[u8] = &bytes;
+    if let Some(t) = text.strip_suffix(b"\n") {
+        text = t.strip_suffix(b"\r").unwrap_or(t);
+    }
+    let text = std::str::from_utf8(text).map_err(|_| bad("it is not UTF-8 text".into()))?;
+    if text.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
 // --- The one open for file inputs (issue 20 finding 2) -------------------------------
 //
 // [`open`] opens with `O_NONBLOCK` (so opening a FIFO never waits for its writer) and

@@ -33,6 +33,7 @@ pub mod log;
 pub mod passwd;
 pub mod recipients;
 pub mod rotate;
+pub mod source;
 pub mod status;
 pub mod unimport;
 pub mod unlock;
