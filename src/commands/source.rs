@@ -34,7 +34,7 @@ pub enum Opts {
     /// authenticated with the vault's key (so it needs the key: the agent, a key flag
     /// or variable, else the terminal).
     #[command(subcommand)]
-    Add(Kind),
+    Add(Box<Kind>),
     /// List the sources: registry, kind, username, parameters, and whether each
     /// definition verifies (with a key from the environment or the agent; never a
     /// prompt).
@@ -172,13 +172,13 @@ pub struct Exec {
     #[arg(long, value_name = "USER")]
     username: Option<String>,
     /// A secret sealed with the source and given to the command on its stdin at each
-    /// mint (- for stdin now).
+    /// mint (- to read it from stdin).
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
     #[command(flatten)]
     key: KeyOpts,
     /// The command and its arguments, after `--`. A program without a slash is
-    /// resolved from PATH now.
+    /// looked up in PATH once, here: the source keeps the absolute path found.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
@@ -202,7 +202,7 @@ pub struct RemoveOpts {
 /// Runs `source`.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     match o {
-        Opts::Add(kind) => add(plan(kind, settings)?, settings),
+        Opts::Add(kind) => add(plan(*kind, settings)?, settings),
         Opts::List(o) => list(&o, settings),
         Opts::Remove(o) => remove(&o, settings),
     }
@@ -388,10 +388,7 @@ fn remove(o: &RemoveOpts, settings: &Settings) -> Result<Exit, Error> {
             Error::NoSuchEntry(_) => Error::NoSuchSource(o.registry.clone()),
             other => other,
         })?;
-    crate::outln!(
-        "{}",
-        messages::sanitize(&messages::source_removed(&server))
-    );
+    crate::outln!("{}", messages::sanitize(&messages::source_removed(&server)));
     Ok(Exit::Ok)
 }
 

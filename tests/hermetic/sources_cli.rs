@@ -1,0 +1,456 @@
+//! Sealed sources from the command line (`source add|list|remove`, issue 21): the
+//! definitions, their secrets (from files or stdin, never argv, never printed), the
+//! key they need, and what happens to a source someone planted or altered in the
+//! vault file (refused, its command never run). The `exec` kind stands for all: its
+//! command is a shell line that leaves a marker file when it runs.
+use std::fs;
+use std::path::Path;
+
+use crate::common::manage::{Env, Identity, Run};
+
+/// `lockbox ARGS` with the owner's identity (the key) in the environment.
+fn keyed(env: &Env, owner: &Identity, args: &[&str]) -> Run {
+    keyed_in(env, owner, args, b"")
+}
+
+/// [`keyed`] with `stdin`.
+fn keyed_in(env: &Env, owner: &Identity, args: &[&str], stdin: &[u8]) -> Run {
+    env.lockbox_with(args, &[("LOCKBOX_IDENTITY_FILE", &owner.file)], stdin)
+}
+
+/// A shell line that leaves `marker` and prints a credential (what an `exec` source
+/// runs): `marker` exists only if it ran.
+fn minting_line(marker: &Path, secret: &str) -> String {
+    format!(
+        "touch '{}'; printf '%s' '{{\"Username\":\"minted-user\",\"Secret\":\"{secret}\"}}'",
+        marker.display()
+    )
+}
+
+/// Adds an exec source for `registries` that runs [`minting_line`].
+fn add_exec(env: &Env, owner: &Identity, registries: &[&str], marker: &Path) -> Run {
+    let line = minting_line(marker, "minted-secret");
+    let mut args = vec!["source", "add", "exec"];
+    for r in registries {
+        args.extend(["--registry", r]);
+    }
+    args.extend(["--", "sh", "-c", &line]);
+    keyed(env, owner, &args)
+}
+
+fn list_json(env: &Env, owner: Option<&Identity>) -> serde_json::Value {
+    let args = ["source", "list", "--json"];
+    let r = match owner {
+        Some(o) => keyed(env, o, &args),
+        None => env.lockbox(&args),
+    };
+    r.ok();
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"))
+}
+
+/// The `definition` of each source `source list --json` shows, by registry.
+fn standings(env: &Env, owner: Option<&Identity>) -> Vec<(String, String)> {
+    list_json(env, owner)["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["registry"].as_str().unwrap().to_owned(),
+                s["definition"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn exec_sources_are_added_for_each_registry_listed_and_removed() {
+    let (env, owner) = Env::with_vault();
+    let marker = env.path("ran");
+    let r = add_exec(&env, &owner, &["a.example", "b.example:5000"], &marker);
+    r.ok().prints(&[
+        "added the exec source for a.example (username <minted>)",
+        "added the exec source for b.example:5000 (username <minted>)",
+        "it runs /",
+        "/sh (resolved from PATH now",
+    ]);
+    assert!(!marker.exists(), "add ran the command: {r}");
+    let v = env.vault_json();
+    assert_eq!(v["lockbox"], 4, "a vault with a source is version 4");
+    let command: Vec<String> = serde_json::from_str(
+        v["entries"]["a.example"]["source"]["params"]["command"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        command[0].starts_with('/') && command[0].ends_with("/sh"),
+        "{command:?}"
+    );
+    assert_eq!(command[1], "-c");
+
+    // Without a key: listed, not verified. With it: verified.
+    assert_eq!(
+        standings(&env, None),
+        pairs(&[("a.example", "locked"), ("b.example:5000", "locked")])
+    );
+    assert_eq!(
+        standings(&env, Some(&owner)),
+        pairs(&[("a.example", "verified"), ("b.example:5000", "verified")])
+    );
+    let json = list_json(&env, None);
+    assert_eq!(json["sources"][0]["kind"], "exec");
+    assert_eq!(json["sources"][0]["username"], "<minted>");
+    env.lockbox(&["source", "list"]).ok().prints(&[
+        "a.example  exec  username <minted>  unverified (locked)",
+        "    command: [\"/",
+    ]);
+    // The protocol's list shows sources with their stored username.
+    let listed = env.list();
+    assert_eq!(
+        listed.get("a.example").map(String::as_str),
+        Some("<minted>")
+    );
+    assert_eq!(
+        listed.get("b.example:5000").map(String::as_str),
+        Some("<minted>")
+    );
+
+    // Remove needs no key; a second remove says there is none.
+    env.lockbox(&["source", "remove", "https://b.example:5000"])
+        .ok()
+        .prints(&["removed the source for b.example:5000"]);
+    env.lockbox(&["source", "remove", "b.example:5000"])
+        .fails()
+        .says(&["no source for b.example:5000 in the vault"]);
+    assert_eq!(standings(&env, None), pairs(&[("a.example", "locked")]));
+    env.lockbox(&["source", "remove", "a.example"]).ok();
+    env.lockbox(&["source", "list"])
+        .ok()
+        .prints(&["no sources in the vault"]);
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_source_never_replaces_a_stored_credential_but_replaces_a_source() {
+    let (env, owner) = Env::with_vault();
+    env.store("static.example", "robot", "static-secret");
+    let before = env.vault_bytes();
+    let marker = env.path("ran");
+    // Even among other registries: nothing is added.
+    add_exec(&env, &owner, &["new.example", "static.example"], &marker)
+        .fails()
+        .says(&["static.example already has a stored credential"]);
+    assert_eq!(env.vault_bytes(), before, "the vault changed");
+    // `source remove` leaves a stored credential alone.
+    env.lockbox(&["source", "remove", "static.example"])
+        .fails()
+        .says(&["no source for static.example"]);
+    assert_eq!(env.vault_bytes(), before, "the vault changed");
+
+    add_exec(&env, &owner, &["src.example"], &marker).ok();
+    let r = keyed(
+        &env,
+        &owner,
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "https://src.example",
+            "--username",
+            "ci",
+            "--",
+            "/bin/true",
+        ],
+    );
+    r.ok()
+        .prints(&["replaced the exec source for https://src.example (username ci)"]);
+    // One source, under the new spelling, with the new definition.
+    let v = env.vault_json();
+    let entries = v["entries"].as_object().unwrap();
+    assert!(!entries.contains_key("src.example"), "{v}");
+    assert_eq!(entries["https://src.example"]["username"], "ci");
+    assert_eq!(
+        standings(&env, Some(&owner)),
+        pairs(&[("https://src.example", "verified")])
+    );
+}
+
+#[test]
+fn adding_a_source_needs_the_key_and_changes_nothing_without_it() {
+    let (env, _owner) = Env::with_vault();
+    let before = env.vault_bytes();
+    // No key variable, no agent, no terminal (a new session).
+    env.lockbox(&[
+        "source",
+        "add",
+        "exec",
+        "--registry",
+        "r.example",
+        "--",
+        "/bin/true",
+    ])
+    .fails();
+    assert_eq!(env.vault_bytes(), before);
+    // A key that is not this vault's.
+    let stranger = env.identity("stranger");
+    keyed(
+        &env,
+        &stranger,
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "r.example",
+            "--",
+            "/bin/true",
+        ],
+    )
+    .fails();
+    assert_eq!(env.vault_bytes(), before);
+}
+
+#[test]
+fn secrets_come_from_a_file_or_stdin_and_are_never_shown_or_kept_in_plaintext() {
+    let (env, owner) = Env::with_vault();
+    let secret = "exec-source-secret-7f3a9c";
+    let add = |file: &str, stdin: &[u8]| {
+        keyed_in(
+            &env,
+            &owner,
+            &[
+                "source",
+                "add",
+                "exec",
+                "--registry",
+                "r.example",
+                "--secret-file",
+                file,
+                "--",
+                "/bin/cat",
+            ],
+            stdin,
+        )
+    };
+    let from_stdin = add("-", format!("{secret}\n").as_bytes());
+    from_stdin.ok();
+    let file = env.key_file("secret", &format!("{secret}\r\n"));
+    let from_file = add(file.to_str().unwrap(), b"");
+    from_file.ok();
+    for r in [&from_stdin, &from_file] {
+        assert!(
+            !r.stdout.contains(secret) && !r.stderr.contains(secret),
+            "{r}"
+        );
+    }
+    let listed = keyed(&env, &owner, &["source", "list", "--json"]);
+    assert!(!listed.stdout.contains(secret), "{listed}");
+    let status = env.lockbox(&["status"]);
+    assert!(!status.stdout.contains(secret), "{status}");
+    env.assert_no_secret(&[("<minted>", secret)]);
+
+    // Files that hold no usable secret.
+    let empty = env.key_file("empty", "\n");
+    add(empty.to_str().unwrap(), b"")
+        .fails()
+        .says(&["as the source's secret: it is empty"]);
+    add("-", b"")
+        .fails()
+        .says(&["cannot use - as the source's secret: it is empty"]);
+    add(env.path("keys/absent").to_str().unwrap(), b"")
+        .fails()
+        .says(&["keys/absent as the source's secret: cannot open it"]);
+    let dir = env.path("keys");
+    add(dir.to_str().unwrap(), b"")
+        .fails()
+        .says(&["is a directory, not a regular file"]);
+}
+
+/// The path of the exec program as stored in the source of `registry`.
+fn stored_program(env: &Env, registry: &str) -> String {
+    let v = env.vault_json();
+    let command: Vec<String> = serde_json::from_str(
+        v["entries"][registry]["source"]["params"]["command"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    command[0].clone()
+}
+
+#[test]
+fn an_exec_program_is_stored_as_the_absolute_path_that_was_found() {
+    let (env, owner) = Env::with_vault();
+    let tool = env.bin_dir().join("mint-token");
+    fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    let add = |program: &str| {
+        keyed(
+            &env,
+            &owner,
+            &[
+                "source",
+                "add",
+                "exec",
+                "--registry",
+                "r.example",
+                "--",
+                program,
+                "--flag",
+            ],
+        )
+    };
+    add("mint-token")
+        .ok()
+        .prints(&[&format!("it runs {}", tool.display())]);
+    assert_eq!(stored_program(&env, "r.example"), tool.to_str().unwrap());
+    // Relative to the working directory (HOME): made absolute.
+    fs::copy(&tool, env.path("home/local-tool")).unwrap();
+    add("./local-tool").ok();
+    assert_eq!(
+        stored_program(&env, "r.example"),
+        env.path("home/local-tool").to_str().unwrap()
+    );
+    // Not found, or not executable: refused.
+    add("no-such-tool")
+        .fails()
+        .says(&["no-such-tool: no executable file of that name"]);
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o644)).unwrap();
+    add("mint-token")
+        .fails()
+        .says(&["mint-token: no executable"]);
+}
+
+/// Rewrites the vault file through its JSON (as a person or attacker with write
+/// access could).
+fn edit_vault(env: &Env, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v = env.vault_json();
+    edit(&mut v);
+    fs::write(env.vault_path(), serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// `get REGISTRY` with the key: refused, and the source's command did not run.
+fn get_is_refused_without_running(env: &Env, owner: &Identity, registry: &str, marker: &Path) {
+    let r = keyed_in(env, owner, &["get"], registry.as_bytes());
+    r.fails();
+    assert!(!r.stdout.contains("minted-secret"), "{r}");
+    assert!(!marker.exists(), "the command ran: {r}");
+}
+
+#[test]
+fn planted_and_altered_sources_are_refused_and_their_commands_never_run() {
+    let (env, owner) = Env::with_vault();
+    let good = env.path("good-ran");
+    add_exec(&env, &owner, &["good.example", "altered.example"], &good).ok();
+    let altered_marker = env.path("altered-ran");
+    let planted_marker = env.path("planted-ran");
+    edit_vault(&env, |v| {
+        let entries = v["entries"].as_object_mut().unwrap();
+        // Altered: the command of a real source changed.
+        let line = minting_line(&altered_marker, "minted-secret");
+        let cmd = serde_json::to_string(&["/bin/sh", "-c", &line]).unwrap();
+        entries["altered.example"]["source"]["params"]["command"] = cmd.into();
+        // Planted: a whole entry by hand, its MAC made up.
+        let line = minting_line(&planted_marker, "minted-secret");
+        let cmd = serde_json::to_string(&["/bin/sh", "-c", &line]).unwrap();
+        let mut planted = entries["good.example"].clone();
+        planted["source"]["params"]["command"] = cmd.into();
+        planted["source"]["mac"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+        entries.insert("planted.example".into(), planted);
+    });
+    assert_eq!(
+        standings(&env, Some(&owner)),
+        pairs(&[
+            ("altered.example", "tampered"),
+            ("good.example", "verified"),
+            ("planted.example", "tampered"),
+        ])
+    );
+    keyed(&env, &owner, &["source", "list"])
+        .ok()
+        .prints(&["planted.example  exec  username <minted>  TAMPERED (get refuses it)"]);
+    get_is_refused_without_running(&env, &owner, "altered.example", &altered_marker);
+    get_is_refused_without_running(&env, &owner, "planted.example", &planted_marker);
+    // Removing them needs no key.
+    env.lockbox(&["source", "remove", "planted.example"]).ok();
+    env.lockbox(&["source", "remove", "altered.example"]).ok();
+    assert_eq!(
+        standings(&env, Some(&owner)),
+        pairs(&[("good.example", "verified")])
+    );
+}
+
+#[test]
+fn a_source_in_a_file_older_than_version_4_is_refused_as_damaged() {
+    let (env, owner) = Env::with_vault();
+    add_exec(&env, &owner, &["r.example"], &env.path("ran")).ok();
+    edit_vault(&env, |v| v["lockbox"] = 3.into());
+    env.lockbox(&["source", "list"])
+        .fails()
+        .says(&["is damaged (a source in a version 3 file (it needs version 4))"]);
+    env.lockbox(&["list"]).fails();
+}
+
+#[test]
+fn a_key_rotation_keeps_sources_verified_and_drops_planted_ones() {
+    let (env, owner) = Env::with_vault();
+    add_exec(&env, &owner, &["r.example"], &env.path("ran")).ok();
+    edit_vault(&env, |v| {
+        let entries = v["entries"].as_object_mut().unwrap();
+        let mut planted = entries["r.example"].clone();
+        planted["source"]["mac"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+        entries.insert("planted.example".into(), planted);
+    });
+    let second = env.identity("second");
+    keyed(&env, &owner, &["recipients", "add", &second.recipient]).ok();
+    // Removing the owner's slot rotates the vault key.
+    let before = env.public_key();
+    keyed(&env, &second, &["recipients", "remove", &owner.recipient])
+        .ok()
+        .says(&["dropped the source for planted.example"]);
+    assert_ne!(env.public_key(), before, "the key was not rotated");
+    assert_eq!(
+        standings(&env, Some(&second)),
+        pairs(&[("r.example", "verified")])
+    );
+    assert_eq!(
+        standings(&env, Some(&owner)),
+        pairs(&[("r.example", "locked")]),
+        "the removed key still verifies"
+    );
+}
+
+/// Where `source add`'s other kinds find their flags: each parameter stored under its
+/// flag's name, the secret never in argv.
+#[test]
+fn each_kind_takes_its_flags() {
+    let env = Env::new();
+    for (kind, needs) in [
+        (
+            "aws-ecr",
+            &["--region", "--access-key-id", "--secret-access-key-file"][..],
+        ),
+        ("gcp", &["--key-file"][..]),
+        (
+            "azure-acr",
+            &["--tenant", "--client-id", "--client-secret-file"][..],
+        ),
+        (
+            "oauth2",
+            &["--token-url", "--client-id", "--refresh-token-file"][..],
+        ),
+    ] {
+        let r = env.lockbox(&["source", "add", kind, "--registry", "r.example"]);
+        assert_eq!(r.code(), 2, "{r}");
+        r.says(needs);
+    }
+}
