@@ -806,6 +806,7 @@ fn vault_checks(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
     ));
     expiry_check(&vault, settings, out);
     key_check(&vault, settings, out);
+    sources_check(&vault, settings, out);
 }
 
 /// Entries that have expired, expire within the warning window, or whose rotation
@@ -905,6 +906,107 @@ fn key_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Fin
             .why("get tries it and fails, so Docker pulls anonymously or refuses")
             .fix(format!("fix or unset it; {BIN} status --check shows every source")),
         ),
+    }
+}
+
+/// Each sealed source: its definition verifies (with a key at hand without a prompt,
+/// as `get` finds one), its parameters and secret pass its kind's checks, an `exec`
+/// program exists and is executable, and a plain-http endpoint override (loopback
+/// only, a test or a local proxy) is pointed out.
+fn sources_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Finding>) {
+    use crate::sources;
+    let found: Vec<_> = vault
+        .entries()
+        .iter()
+        .filter_map(|(k, e)| e.meta.source.as_ref().map(|d| (k, e, d)))
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    // Never a prompt, never an agent started; a failing key source was reported by
+    // the key check above.
+    let opener = keysource::for_get(vault, settings).ok();
+    for (server, e, def) in found {
+        let kind = def.kind.as_str();
+        let main = match super::source_standing(opener.as_deref(), server, e) {
+            super::SourceStanding::Tampered => finding("source", Level::Error, crate::messages::source_tampered(server))
+                .why("a source's definition says what runs or where its secret goes; get refuses one that does not verify")
+                .fix(format!("{BIN} source remove {server}   (then add it again)")),
+            super::SourceStanding::Locked => {
+                let params = match kind {
+                    "exec" => sources::exec::check(&def.params),
+                    _ => Ok(()),
+                };
+                match params {
+                    Ok(()) => finding("source", Level::Unchecked, format!("{server}: {kind} source, its definition not verified (the vault is locked)"))
+                        .fix(format!("{BIN} unlock, then {BIN} doctor")),
+                    Err(t) => finding("source", Level::Error, format!("{server}: {t}"))
+                        .fix(format!("{BIN} source add {kind} --registry {server} …   (again)")),
+                }
+            }
+            super::SourceStanding::Verified => {
+                let checked = opener
+                    .as_deref()
+                    .map(|o| e.open_source(server, o))
+                    .transpose()
+                    .map_err(|e| e.message())
+                    .and_then(|opened| match opened.flatten() {
+                        Some((d, secret)) => sources::check(&d.kind, &d.params, &secret),
+                        None => Ok(()),
+                    });
+                match checked {
+                    Ok(()) => finding("source", Level::Ok, format!("{server}: {kind} source verified")),
+                    Err(t) => finding("source", Level::Error, format!("{server}: {t}"))
+                        .why("get cannot mint from it")
+                        .fix(format!("{BIN} source add {kind} --registry {server} …   (again)")),
+                }
+            }
+        };
+        out.push(main);
+        source_extras(server, def, out);
+    }
+}
+
+/// The parameters of a source that hold a URL.
+const URL_PARAMS: &[&str] = &["endpoint", "token-uri", "authority", "token-url"];
+
+/// What else a source's definition asks for: a plain-http URL, an `exec` program.
+fn source_extras(server: &str, def: &crate::vault::source::SourceDef, out: &mut Vec<Finding>) {
+    for name in URL_PARAMS {
+        if let Some(url) = def.params.get(*name).filter(|u| u.starts_with("http://")) {
+            out.push(
+                finding("source-endpoint", Level::Warning, format!("{server}: the source's {name} is plain HTTP: {url}"))
+                    .why("allowed only to a loopback address (a test server or a local proxy); anything on the path between sees the token"),
+            );
+        }
+    }
+    if def.kind != "exec" {
+        return;
+    }
+    if let Ok(argv) = crate::sources::exec::command_of(&def.params) {
+        let program = Path::new(&argv[0]);
+        if is_executable(program) {
+            out.push(finding(
+                "source-program",
+                Level::Ok,
+                format!("{server}: runs {}", program.display()),
+            ));
+        } else {
+            out.push(
+                finding(
+                    "source-program",
+                    Level::Error,
+                    format!(
+                        "{server}: the source's program {} is missing or not executable",
+                        program.display()
+                    ),
+                )
+                .why("get runs it to mint the credential and fails until it is back")
+                .fix(format!(
+                    "reinstall it, or {BIN} source add exec --registry {server} -- COMMAND …"
+                )),
+            );
+        }
     }
 }
 

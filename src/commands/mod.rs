@@ -266,6 +266,44 @@ fn calibrate() -> KdfParams {
     params(m)
 }
 
+/// Whether a source's definition verifies with the vault's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStanding {
+    /// Made with this vault's key.
+    Verified,
+    /// Planted or altered: `get` refuses it.
+    Tampered,
+    /// Not checked: no key without a prompt.
+    Locked,
+}
+
+impl SourceStanding {
+    /// The name `list --json` gives.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceStanding::Verified => "verified",
+            SourceStanding::Tampered => "tampered",
+            SourceStanding::Locked => "locked",
+        }
+    }
+}
+
+/// One source's standing under `opener` (`None`: no key).
+pub fn source_standing(
+    opener: Option<&dyn crate::vault::crypto::EntryOpener>,
+    server: &str,
+    entry: &crate::vault::Entry,
+) -> SourceStanding {
+    let (Some(opener), Some(def)) = (opener, &entry.meta.source) else {
+        return SourceStanding::Locked;
+    };
+    match def.verify(opener, server, &entry.username, &entry.secret) {
+        Ok(()) => SourceStanding::Verified,
+        Err(Error::SourceTampered(_)) => SourceStanding::Tampered,
+        Err(_) => SourceStanding::Locked,
+    }
+}
+
 /// Prints `text` line by line, each sanitized (a hostile server URL or path cannot
 /// drive the terminal).
 pub fn sanitize_lines(text: &str) -> String {

@@ -18,14 +18,13 @@ use std::path::{Path, PathBuf};
 use age::secrecy::SecretString;
 use clap::{Args, Subcommand};
 
-use super::{KeyOpts, entry_opener};
+use super::{KeyOpts, SourceStanding, entry_opener, source_standing};
 use crate::config::Settings;
 use crate::error::{Error, Usage};
 use crate::exit::Exit;
 use crate::messages;
 use crate::sources::{self, Params};
 use crate::vault::Vault;
-use crate::vault::crypto::EntryOpener;
 
 /// `source`
 #[derive(Debug, Subcommand)]
@@ -392,53 +391,6 @@ fn remove(o: &RemoveOpts, settings: &Settings) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
-/// Whether a source's definition verifies with the vault's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    /// Made with this vault's key.
-    Verified,
-    /// Planted or altered: `get` refuses it.
-    Tampered,
-    /// Not checked: no key without a prompt.
-    Locked,
-}
-
-impl Standing {
-    /// The name `list --json` gives.
-    pub fn name(self) -> &'static str {
-        match self {
-            Standing::Verified => "verified",
-            Standing::Tampered => "tampered",
-            Standing::Locked => "locked",
-        }
-    }
-
-    /// What `list` shows.
-    fn shown(self) -> &'static str {
-        match self {
-            Standing::Verified => "verified",
-            Standing::Tampered => "TAMPERED (get refuses it)",
-            Standing::Locked => "unverified (locked)",
-        }
-    }
-}
-
-/// One source's standing under `opener` (`None`: no key).
-pub fn standing(
-    opener: Option<&dyn EntryOpener>,
-    server: &str,
-    entry: &crate::vault::Entry,
-) -> Standing {
-    let (Some(opener), Some(def)) = (opener, &entry.meta.source) else {
-        return Standing::Locked;
-    };
-    match def.verify(opener, server, &entry.username, &entry.secret) {
-        Ok(()) => Standing::Verified,
-        Err(Error::SourceTampered(_)) => Standing::Tampered,
-        Err(_) => Standing::Locked,
-    }
-}
-
 /// The parameters that point a source somewhere other than its official endpoint.
 pub const OVERRIDES: &[&str] = &["endpoint", "token-uri", "authority"];
 
@@ -468,7 +420,7 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
     };
     let rows: Vec<_> = found
         .iter()
-        .map(|(server, e)| (*server, *e, standing(opener.as_deref(), server, e)))
+        .map(|(server, e)| (*server, *e, source_standing(opener.as_deref(), server, e)))
         .collect();
     if o.json {
         let list: Vec<serde_json::Value> = rows
@@ -496,12 +448,21 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
             "{server}  {}  username {}  {}\n",
             def.kind,
             e.username,
-            s.shown()
+            shown(*s)
         ));
         text.push_str(&params_lines(&def.params));
     }
     crate::output::write(super::sanitize_lines(&text).as_bytes())?;
     Ok(Exit::Ok)
+}
+
+/// What `list` shows of a definition's standing.
+fn shown(s: SourceStanding) -> &'static str {
+    match s {
+        SourceStanding::Verified => "verified",
+        SourceStanding::Tampered => "TAMPERED (get refuses it)",
+        SourceStanding::Locked => "unverified (locked)",
+    }
 }
 
 /// A source's parameters for people, one indented line each; an endpoint override

@@ -454,3 +454,108 @@ fn each_kind_takes_its_flags() {
         r.says(needs);
     }
 }
+
+/// `doctor --json`'s findings of `check`, as (level, what).
+fn doctor_findings(env: &Env, owner: Option<&Identity>, check: &str) -> Vec<(String, String)> {
+    let args = ["doctor", "--json"];
+    let r = match owner {
+        Some(o) => keyed(env, o, &args),
+        None => env.lockbox(&args),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .map(|f| {
+            (
+                f["level"].as_str().unwrap().to_owned(),
+                f["what"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_checks_each_source_its_definition_and_its_program() {
+    let (env, owner) = Env::with_vault();
+    let tool = env.bin_dir().join("mint-token");
+    fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    let add = |registry: &str| {
+        keyed(
+            &env,
+            &owner,
+            &[
+                "source",
+                "add",
+                "exec",
+                "--registry",
+                registry,
+                "--",
+                "mint-token",
+            ],
+        )
+        .ok();
+    };
+    add("a.example");
+    add("b.example");
+    assert_eq!(
+        doctor_findings(&env, Some(&owner), "source"),
+        pairs(&[
+            ("ok", "a.example: exec source verified"),
+            ("ok", "b.example: exec source verified"),
+        ])
+    );
+    let runs = format!("a.example: runs {}", tool.display());
+    assert!(
+        doctor_findings(&env, None, "source-program").contains(&("ok".into(), runs)),
+        "{:?}",
+        doctor_findings(&env, None, "source-program")
+    );
+    // Without a key: listed as unchecked, never an error.
+    assert_eq!(
+        doctor_findings(&env, None, "source"),
+        pairs(&[
+            (
+                "unchecked",
+                "a.example: exec source, its definition not verified (the vault is locked)"
+            ),
+            (
+                "unchecked",
+                "b.example: exec source, its definition not verified (the vault is locked)"
+            ),
+        ])
+    );
+    // Altered: an error naming it; the program gone: an error.
+    edit_vault(&env, |v| {
+        v["entries"]["b.example"]["source"]["params"]["command"] = "[\"/bin/true\"]".into();
+    });
+    fs::remove_file(&tool).unwrap();
+    let found = doctor_findings(&env, Some(&owner), "source");
+    assert_eq!(
+        found[0],
+        ("ok".into(), "a.example: exec source verified".into())
+    );
+    assert_eq!(found[1].0, "error");
+    assert!(
+        found[1]
+            .1
+            .contains("the source for b.example was not made with this vault's key"),
+        "{found:?}"
+    );
+    let missing = format!(
+        "a.example: the source's program {} is missing or not executable",
+        tool.display()
+    );
+    assert!(
+        doctor_findings(&env, None, "source-program").contains(&("error".into(), missing)),
+        "{:?}",
+        doctor_findings(&env, None, "source-program")
+    );
+    let r = keyed(&env, &owner, &["doctor"]);
+    assert_eq!(r.code(), 1, "{r}");
+}
