@@ -337,6 +337,9 @@ impl Vault {
     ) -> Result<String> {
         let key = self.key_of(request)?;
         if let Some(e) = self.entries.get_mut(&key) {
+            if e.meta.source.is_some() {
+                return Err(Error::SourceNotStatic(key));
+            }
             e.meta.rotation = make(&key, &e.username)?;
         }
         Ok(key)
@@ -349,6 +352,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.meta.pending = match secret {
             Some(s) => Some(crypto::seal_entry(&self.public, server, &e.username, s)?),
             None => None,
@@ -368,6 +374,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.secret = crypto::seal_entry(&self.public, server, &e.username, secret)?;
         e.meta.pending = None;
         e.meta.expires_at = expires_at.filter(|&t| t <= meta::MAX_EXPIRES_AT);

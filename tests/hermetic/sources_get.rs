@@ -168,3 +168,31 @@ fn store_and_erase_leave_a_source_alone() {
     erase.fails().prints(&["minted.example is a sealed source"]);
     assert!(get(&env, &owner, REG).stdout.contains("tok-1"));
 }
+
+#[test]
+fn unimport_never_writes_a_source_secret_out_as_a_password() {
+    let (env, owner, _) = with_exec(3600, "");
+    let (program, _) = script(&env, "other", "echo '{}'");
+    add_source(
+        &env,
+        &owner,
+        "second.example",
+        "<minted>",
+        "exec",
+        &exec_params(&program, &[]),
+        "sealed-cloud-key",
+    );
+    env.store("static.example", "u", "static-secret");
+    let r = env.lockbox_with(
+        &["unimport"],
+        &[("LOCKBOX_IDENTITY_FILE", &owner.file)],
+        b"",
+    );
+    r.ok()
+        .says(&["not moved: minted.example is a sealed source"]);
+    let config = env.config_text();
+    assert!(config.contains("static.example"), "{config}");
+    assert!(!config.contains("minted.example"), "{config}");
+    assert!(!config.contains("second.example"), "{config}");
+    env.assert_no_secret(&[("<minted>", "sealed-cloud-key")]);
+}
