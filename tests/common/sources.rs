@@ -22,10 +22,22 @@ pub fn add_source(
     params: &[(String, String)],
     secret: &str,
 ) {
-    let path = env.vault_path();
-    let bytes = std::fs::read(&path).unwrap();
-    let mut vault = Vault::parse(&bytes, &path).unwrap();
-    let ids = parse_identities(owner.secret.as_bytes(), "the test identity").unwrap();
+    let source = (server, username, kind);
+    add_source_to(&env.vault_path(), &owner.secret, source, params, secret);
+}
+
+/// [`add_source`] for the vault file `path` opened by the age identity text
+/// `identity`; `source` is the server URL, stored username and kind.
+pub fn add_source_to(
+    path: &Path,
+    identity: &str,
+    (server, username, kind): (&str, &str, &str),
+    params: &[(String, String)],
+    secret: &str,
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut vault = Vault::parse(&bytes, path).unwrap();
+    let ids = parse_identities(identity.as_bytes(), "the test identity").unwrap();
     let key = vault.open_with_identities(&ids).unwrap();
     vault
         .add_source(
@@ -37,14 +49,19 @@ pub fn add_source(
             &SecretString::from(secret.to_owned()),
         )
         .unwrap();
-    std::fs::write(&path, vault.to_file_bytes().unwrap()).unwrap();
+    std::fs::write(path, vault.to_file_bytes().unwrap()).unwrap();
 }
 
 /// An executable `/bin/sh` script `name` in the test's world running `body`, and the
 /// file each of its runs appends a line to.
 pub fn script(env: &Env, name: &str, body: &str) -> (PathBuf, PathBuf) {
-    let file = env.path(&format!("{name}.sh"));
-    let runs = env.path(&format!("{name}.runs"));
+    script_in(&env.path(""), name, body)
+}
+
+/// [`script`] in the directory `dir`.
+pub fn script_in(dir: &Path, name: &str, body: &str) -> (PathBuf, PathBuf) {
+    let file = dir.join(format!("{name}.sh"));
+    let runs = dir.join(format!("{name}.runs"));
     std::fs::write(
         &file,
         format!("#!/bin/sh\necho run >> '{}'\n{body}\n", runs.display()),
