@@ -1066,6 +1066,13 @@ pub fn no_such_source(server: &str) -> String {
     format!("no source for {server} in the vault ('lockbox source list' shows them)")
 }
 
+/// `unimport` leaves a source in the vault.
+pub fn unimport_source_kept(server: &str) -> String {
+    format!(
+        "not moved: {server} is a sealed source (its secret is the cloud credential tokens are minted from, not a registry password); it stays in the vault — set up that registry's own credential helper for it"
+    )
+}
+
 /// A rotation (`passwd`, `recipients remove`) dropped a source that failed its MAC.
 pub fn source_dropped(server: &str) -> String {
     format!(

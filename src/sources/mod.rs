@@ -23,11 +23,18 @@
 //! imports the vault core and the plumbing below it, never `identity`, `openbao`,
 //! `config` or `agent`.
 
+use std::path::Path;
+
 use age::secrecy::SecretString;
 
 pub use crate::error::MintError;
+use crate::error::Result;
+use crate::vault::RawEntry;
+use crate::vault::crypto::{EntryOpener, MintedCredential, SourceRequest};
+use crate::vault::meta::unix_now;
 use crate::vault::source::SourceDef;
 
+pub mod cache;
 pub mod exec;
 mod types;
 pub use types::{ACR_REFRESH_USERNAME, KINDS, MINT_DEADLINE, Minted, Params};
@@ -68,6 +75,69 @@ pub fn mint(registry: &str, def: &SourceDef, secret: &SecretString) -> Result<Mi
             detail: crate::messages::unknown_source_kind(other, KINDS),
         }),
     }
+}
+
+/// The credential `entry` answers with: a static entry's secret, opened; a source's
+/// token, from the holder of the key when it mints ([`EntryOpener::mint_source`]:
+/// the agent and its token cache), else minted here after the definition verified,
+/// kept in the cache file beside the vault file `vault` (`<vault>.tokens`,
+/// [`cache`]) when one is given.
+/// Every front end (`get`, the kubelet plugin, `export`) answers through here.
+pub fn credential_for(
+    entry: &RawEntry,
+    opener: &dyn EntryOpener,
+    vault: Option<&Path>,
+) -> Result<MintedCredential> {
+    let Some(def) = entry.source() else {
+        return Ok(MintedCredential {
+            username: entry.username().to_owned(),
+            secret: entry.open(opener)?,
+            expires_at: entry.expires_at(),
+        });
+    };
+    let (server, username, sealed) = (entry.server(), entry.username(), entry.secret());
+    let request = SourceRequest {
+        server,
+        username,
+        sealed: &sealed,
+        kind: &def.kind,
+        params: &def.params,
+        mac: &def.mac,
+    };
+    if let Some(answer) = opener.mint_source(&request) {
+        return answer;
+    }
+    // Before the secret is opened, anything sent or any command run.
+    def.verify(opener, server, username, &sealed)?;
+    let file = vault.and_then(|v| cache::Cache::new(v, opener));
+    if let Some(hit) = file
+        .as_ref()
+        .and_then(|c| c.get(server, &def.mac, unix_now()))
+    {
+        return Ok(hit);
+    }
+    // A miss: one mint at a time across processes; whoever waited reads again.
+    let _lock = file
+        .as_ref()
+        .and_then(|c| c.lock(MINT_DEADLINE + std::time::Duration::from_secs(5)));
+    if let Some(hit) = file
+        .as_ref()
+        .and_then(|c| c.get(server, &def.mac, unix_now()))
+    {
+        return Ok(hit);
+    }
+    let secret = opener.open_entry(server, username, &sealed)?;
+    let now = unix_now();
+    let minted = mint(server, def, &secret)?;
+    let answer = MintedCredential {
+        expires_at: minted.expires_at_secs(),
+        username: minted.username,
+        secret: minted.secret,
+    };
+    if let Some(c) = &file {
+        c.put(server, &def.mac, &answer, now);
+    }
+    Ok(answer)
 }
 
 /// Whether a cached token is served, served while a new one is minted, or minted

@@ -337,6 +337,9 @@ impl Vault {
     ) -> Result<String> {
         let key = self.key_of(request)?;
         if let Some(e) = self.entries.get_mut(&key) {
+            if e.meta.source.is_some() {
+                return Err(Error::SourceNotStatic(key));
+            }
             e.meta.rotation = make(&key, &e.username)?;
         }
         Ok(key)
@@ -349,6 +352,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.meta.pending = match secret {
             Some(s) => Some(crypto::seal_entry(&self.public, server, &e.username, s)?),
             None => None,
@@ -368,6 +374,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.secret = crypto::seal_entry(&self.public, server, &e.username, secret)?;
         e.meta.pending = None;
         e.meta.expires_at = expires_at.filter(|&t| t <= meta::MAX_EXPIRES_AT);
@@ -1175,6 +1184,101 @@ mod tests {
         )
         .unwrap();
         (key, v)
+    }
+
+    /// [`sample`] plus an `exec` source for `ecr.example`.
+    fn with_source() -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/true"]"#.to_owned())]);
+        let secret = SecretString::from("cloud-secret".to_owned());
+        v.add_source(&key, "ecr.example", "AWS", "exec", params, &secret)
+            .unwrap();
+        (key, v)
+    }
+
+    #[test]
+    fn a_source_is_written_as_version_4_and_read_back_exactly() {
+        use age::secrecy::ExposeSecret as _;
+        let (key, v) = with_source();
+        let bytes = v.to_bytes();
+        assert!(bytes.starts_with(b"{\"lockbox\":4,"));
+        let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let e = &back.entries()["ecr.example"];
+        let (def, secret) = e.open_source("ecr.example", &key).unwrap().unwrap();
+        assert_eq!(def.kind, "exec");
+        assert_eq!(secret.expose_secret(), "cloud-secret");
+        // Its sealed secret is never handed out as a credential.
+        assert!(matches!(
+            e.open("ecr.example", &key),
+            Err(Error::SourceNotStatic(_))
+        ));
+        let view = View::parse(&bytes, Path::new("v")).unwrap();
+        let raw = view.lookup("ecr.example").unwrap();
+        assert!(matches!(raw.open(&key), Err(Error::SourceNotStatic(_))));
+        assert!(raw.open_source(&key).unwrap().is_some());
+        // Removing it is back to version 1.
+        let mut v = back;
+        v.remove_source("ecr.example").unwrap();
+        assert!(matches!(
+            v.remove_source("https://index.docker.io/v1/"),
+            Err(Error::NoSuchSource(_))
+        ));
+        assert_eq!(v.format_version(), FORMAT_VERSION);
+    }
+
+    #[test]
+    fn a_rotation_seals_and_macs_a_source_again_and_drops_a_planted_one() {
+        use age::secrecy::ExposeSecret as _;
+        let (key, mut v) = with_source();
+        let pw = SecretString::from("pw".to_owned());
+        // A source planted with a MAC of another key: dropped before the rotation.
+        let planter = VaultKey::generate();
+        let mut planted = v.clone();
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/evil"]"#.to_owned())]);
+        let secret = SecretString::from("x".to_owned());
+        planted.public = planter.public();
+        planted
+            .add_source(&planter, "planted.example", "u", "exec", params, &secret)
+            .unwrap();
+        v.entries.insert(
+            "planted.example".into(),
+            planted.entries["planted.example"].clone(),
+        );
+        let warnings = v.drop_unverified_rotation(&key);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(!v.entries.contains_key("planted.example"));
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["ecr.example"];
+        assert!(matches!(
+            e.open_source("ecr.example", &key),
+            Err(Error::SourceTampered(_))
+        ));
+        let (_, secret) = e.open_source("ecr.example", &new).unwrap().unwrap();
+        assert_eq!(secret.expose_secret(), "cloud-secret");
+    }
+
+    #[test]
+    fn store_rotation_and_add_never_overwrite_the_other_kind() {
+        let (key, mut v) = with_source();
+        let s = SecretString::from("s".to_owned());
+        assert!(matches!(
+            v.store("ecr.example", "u", &s),
+            Err(Error::SourceNotStatic(_))
+        ));
+        assert!(matches!(
+            v.set_pending("ecr.example", Some(&s)),
+            Err(Error::SourceNotStatic(_))
+        ));
+        assert!(matches!(
+            v.set_rotation("ecr.example", |_, _| Ok(None)),
+            Err(Error::SourceNotStatic(_))
+        ));
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/true"]"#.to_owned())]);
+        assert!(matches!(
+            v.add_source(&key, "https://index.docker.io/v1/", "u", "exec", params, &s),
+            Err(Error::StaticEntryExists(_))
+        ));
     }
 
     #[test]
