@@ -53,7 +53,8 @@ use crate::config::Settings;
 use crate::docker::config_json::TOKEN_USERNAME;
 use crate::error::Error;
 use crate::exit::Exit;
-use crate::{docker::go_json, docker::server_url, keysource, messages};
+use crate::vault::View;
+use crate::{docker::go_json, docker::server_url, keysource, messages, sources};
 
 /// The v1 API group/version (Kubernetes 1.26+).
 pub const API_V1: &str = "credentialprovider.kubelet.k8s.io/v1";
@@ -438,13 +439,13 @@ pub fn run(
     let path = settings.location.resolve()?;
     // A node whose vault is missing is misconfigured: say so in kubelet's log rather
     // than answer "no credentials" and let every private pull fail as anonymous.
-    let vault = path.read_existing()?;
+    let bytes = path
+        .read_bytes()?
+        .ok_or_else(|| Error::NotInitialized(path.vault.clone()))?;
+    let view = View::parse(&bytes, &path.vault)?;
     let chosen = select(
         &request.image,
-        vault
-            .entries()
-            .iter()
-            .map(|(k, e)| (k.as_str(), e.username.as_str())),
+        view.entries().iter().map(|e| (e.server(), e.username())),
     );
     let mut auth = Vec::with_capacity(chosen.len());
     let mut cache = cache;
@@ -453,16 +454,36 @@ pub fn run(
         // answered (with no auth) even while the vault is locked.
         // The environment's key sources, then an agent already unlocked; never a
         // prompt, never an agent started.
-        let opener = keysource::for_get(&vault, settings)?;
+        let opener = keysource::for_get(view.vault(), settings)?;
         let now = crate::vault::meta::unix_now();
         for (auth_key, vault_key) in chosen {
-            let entry = &vault.entries()[vault_key];
-            cache = cache_within_expiry(cache, entry.meta.expires_at, now);
-            let secret = entry.open(vault_key, opener.as_ref())?;
-            auth.push((auth_key, entry.username.clone(), secret));
+            // The exact key `select` chose.
+            let Some(entry) = view.lookup(vault_key) else {
+                continue;
+            };
+            // A static entry's secret, or a token minted from a source (and cached
+            // as `get` caches it): kubelet never caches it past its expiry.
+            let answer = sources::credential_for(entry, opener.as_ref(), Some(&path.vault))?;
+            cache = match entry.source() {
+                Some(_) => cache_within_token(cache, answer.expires_at, now),
+                None => cache_within_expiry(cache, answer.expires_at, now),
+            };
+            auth.push((auth_key, answer.username, answer.secret));
         }
     }
     Ok(render_response(request.api_version, cache, &auth))
+}
+
+/// `cache`, shortened for a token minted from a source: at most its remaining life
+/// less the margin within which no cache serves it ([`sources::stale_margin`] of that
+/// remaining life), so kubelet stops using it when `get` would; 0 for a token without
+/// an expiry (it is minted anew for every request, and so is kubelet's).
+pub fn cache_within_token(cache: Duration, expires_at: Option<u64>, now: u64) -> Duration {
+    let Some(t) = expires_at else {
+        return Duration::ZERO;
+    };
+    let left = t.saturating_sub(now);
+    cache.min(Duration::from_secs(left - sources::stale_margin(left)))
 }
 
 /// The subcommand: stdin → stdout, errors as one line on stderr. Returns the exit
@@ -1182,6 +1203,25 @@ mod tests {
             assert_eq!(got.as_deref(), want, "{text:?}");
         }
         assert_eq!(go_duration(DEFAULT_CACHE_DURATION), "5m0s");
+    }
+
+    #[test]
+    fn cache_never_outlives_a_minted_token_nor_its_stale_margin() {
+        let five = Duration::from_secs(300);
+        // A 12-hour token: the whole five minutes.
+        assert_eq!(cache_within_token(five, Some(1000 + 43_200), 1000), five);
+        // 400 s left: no cache serves its last 100 s.
+        assert_eq!(
+            cache_within_token(five, Some(1400), 1000),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            cache_within_token(five, Some(1200), 1000),
+            Duration::from_secs(150)
+        );
+        // Expired, or no expiry at all: not cached.
+        assert_eq!(cache_within_token(five, Some(900), 1000), Duration::ZERO);
+        assert_eq!(cache_within_token(five, None, 1000), Duration::ZERO);
     }
 
     #[test]

@@ -1125,6 +1125,18 @@ pub fn source_removed(server: &str) -> String {
     format!("removed the source for {server}")
 }
 
+/// `export` of a source's registry: what was exported is a minted token.
+pub fn exported_token(server: &str, expires_at: Option<&str>) -> String {
+    match expires_at {
+        Some(t) => format!(
+            "note: {server} is a sealed source: exported a token minted now, which expires at {t} (export again then)"
+        ),
+        None => format!(
+            "note: {server} is a sealed source: exported a token minted now; its issuer gave no expiry"
+        ),
+    }
+}
+
 /// `source list` with no source.
 pub const NO_SOURCES: &str =
     "no sources in the vault ('lockbox source add KIND --registry R …' adds one)";

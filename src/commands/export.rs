@@ -17,8 +17,9 @@ use crate::error::{Error, Usage};
 use crate::exit::Exit;
 use crate::keysource::{self, AgentUse, Terminal};
 use crate::messages;
-use crate::vault::Vault;
+use crate::sources;
 use crate::vault::crypto::EntryOpener;
+use crate::vault::{Vault, View};
 
 /// `export`
 #[derive(Debug, Args)]
@@ -110,19 +111,49 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         ));
     }
     let path = settings.location.resolve()?;
-    let vault = path.read_existing()?;
-    let keys = formats::select_registries(&o.registry, vault.entries().keys().map(String::as_str))
+    let bytes = path
+        .read_bytes()?
+        .ok_or_else(|| Error::NotInitialized(path.vault.clone()))?;
+    let view = View::parse(&bytes, &path.vault)?;
+    let keys = formats::select_registries(&o.registry, view.entries().iter().map(|e| e.server()))
         .map_err(|r| usage(format!("no entry in the vault matches --registry {r}")))?;
-    let opener = export_opener(&vault, settings, &o.key)?;
-    let mut creds = Vec::with_capacity(keys.len());
+    let opener = export_opener(view.vault(), settings, &o.key)?;
+    // A static entry's secret, or the token minted now from a source (as `get`
+    // answers it, through the same caches): never a source's own secret.
+    let mut answers = Vec::with_capacity(keys.len());
     for server in keys {
-        let e = &vault.entries()[server];
-        creds.push(formats::Cred {
-            server,
-            username: &e.username,
-            secret: e.open(server, opener.as_ref())?,
-        });
+        let Some(entry) = view.lookup(server) else {
+            continue;
+        };
+        let answer = sources::credential_for(entry, opener.as_ref(), Some(&path.vault))?;
+        if entry.source().is_some() {
+            eprintln!(
+                "{}",
+                messages::sanitize(&messages::exported_token(
+                    server,
+                    answer
+                        .expires_at
+                        .map(crate::vault::meta::rfc3339)
+                        .as_deref()
+                ))
+            );
+        }
+        answers.push((server, answer));
     }
+    // The secrets move into the credentials; the usernames are lent.
+    let (names, secrets): (Vec<(&str, String)>, Vec<_>) = answers
+        .into_iter()
+        .map(|(server, a)| ((server, a.username), a.secret))
+        .unzip();
+    let creds: Vec<formats::Cred> = names
+        .iter()
+        .zip(secrets)
+        .map(|((server, username), secret)| formats::Cred {
+            server,
+            username,
+            secret,
+        })
+        .collect();
     match &o.to_config {
         None => {
             let rendered = formats::render(o.format, &creds, meta.as_ref());

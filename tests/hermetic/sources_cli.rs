@@ -338,10 +338,18 @@ fn edit_vault(env: &Env, edit: impl FnOnce(&mut serde_json::Value)) {
     fs::write(env.vault_path(), serde_json::to_vec(&v).unwrap()).unwrap();
 }
 
-/// `get REGISTRY` with the key: refused, and the source's command did not run.
+/// `get REGISTRY` with the key: refused with the one tampered line, and the
+/// source's command did not run.
 fn get_is_refused_without_running(env: &Env, owner: &Identity, registry: &str, marker: &Path) {
     let r = keyed_in(env, owner, &["get"], registry.as_bytes());
     r.fails();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "the source for {registry} was not made with this vault's key (someone planted or edited it in the vault file); nothing was sent and no command run: remove it with 'lockbox source remove {registry}' and add it again\n"
+        ),
+        "{r}"
+    );
     assert!(!r.stdout.contains("minted-secret"), "{r}");
     assert!(!marker.exists(), "the command ran: {r}");
 }
@@ -422,6 +430,10 @@ fn a_key_rotation_keeps_sources_verified_and_drops_planted_ones() {
         standings(&env, Some(&second)),
         pairs(&[("r.example", "verified")])
     );
+    // And it still mints, with the new key.
+    let got = keyed_in(&env, &second, &["get"], b"r.example");
+    got.ok();
+    assert!(got.stdout.contains("\"Secret\":\"minted-secret\""), "{got}");
     assert_eq!(
         standings(&env, Some(&owner)),
         pairs(&[("r.example", "locked")]),
@@ -558,4 +570,111 @@ fn doctor_checks_each_source_its_definition_and_its_program() {
     );
     let r = keyed(&env, &owner, &["doctor"]);
     assert_eq!(r.code(), 1, "{r}");
+}
+
+/// Adds, through `source add exec … --secret-file -`, a source for `registry` whose
+/// script answers with the secret it got on stdin (prefixed `got-`), expiring
+/// `expires_in` seconds from now; the secret is `sealed`.
+fn add_echoing(env: &Env, owner: &Identity, registry: &str, expires_in: u64, sealed: &str) {
+    let expires = crate::common::rfc3339(crate::common::unix_now() + expires_in);
+    let script = env.bin_dir().join("echo-token");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nread -r s\nprintf '{{\"Username\":\"robot\",\"Secret\":\"got-%s\",\"ExpiresAt\":\"{expires}\"}}' \"$s\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let args = [
+        "source",
+        "add",
+        "exec",
+        "--registry",
+        registry,
+        "--secret-file",
+        "-",
+        "--",
+        "echo-token",
+    ];
+    keyed_in(env, owner, &args, format!("{sealed}\n").as_bytes()).ok();
+}
+
+#[test]
+fn a_source_added_from_the_command_line_answers_get_with_its_sealed_secret_on_stdin() {
+    let (env, owner) = Env::with_vault();
+    add_echoing(&env, &owner, "r.example", 3600, "sealed-7c1e");
+    let r = keyed_in(&env, &owner, &["get"], b"r.example");
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "{\"ServerURL\":\"r.example\",\"Username\":\"robot\",\"Secret\":\"got-sealed-7c1e\"}\n",
+        "{r}"
+    );
+    env.assert_no_secret(&[("robot", "got-sealed-7c1e"), ("<minted>", "sealed-7c1e")]);
+}
+
+/// A kubelet CredentialProviderRequest for `image`, answered with the owner's key.
+fn kubelet(env: &Env, owner: &Identity, image: &str) -> serde_json::Value {
+    let request = serde_json::json!({
+        "kind": "CredentialProviderRequest",
+        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        "image": image,
+    });
+    let r = keyed_in(
+        env,
+        owner,
+        &["kubelet-credential-provider"],
+        request.to_string().as_bytes(),
+    );
+    r.ok();
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"))
+}
+
+/// A Go duration of whole minutes and seconds (`2m30s`, `45s`, `0s`) in seconds.
+fn go_secs(d: &str) -> u64 {
+    let (m, s) = match d.split_once('m') {
+        Some((m, s)) => (m.parse::<u64>().unwrap(), s),
+        None => (0, d),
+    };
+    m * 60 + s.trim_end_matches('s').parse::<u64>().unwrap_or(0)
+}
+
+#[test]
+fn kubelet_answers_a_source_with_a_minted_token_cached_no_longer_than_it_is_served() {
+    let (env, owner) = Env::with_vault();
+    add_echoing(&env, &owner, "long.example", 12 * 3600, "s1");
+    let v = kubelet(&env, &owner, "long.example/app:1");
+    assert_eq!(v["auth"]["long.example"]["username"], "robot");
+    assert_eq!(v["auth"]["long.example"]["password"], "got-s1");
+    assert_eq!(v["cacheDuration"], "5m0s", "{v}");
+
+    // 200 s left when minted: no cache serves its last quarter (50 s), nor kubelet's.
+    add_echoing(&env, &owner, "short.example", 200, "s2");
+    let v = kubelet(&env, &owner, "short.example/app:1");
+    assert_eq!(v["auth"]["short.example"]["password"], "got-s2");
+    let d = go_secs(v["cacheDuration"].as_str().unwrap());
+    assert!(d > 0 && d <= 150, "{v}");
+}
+
+#[test]
+fn export_of_a_source_exports_the_current_token_and_says_when_it_expires() {
+    let (env, owner) = Env::with_vault();
+    add_echoing(&env, &owner, "r.example", 3600, "sealed-e");
+    env.store("static.example", "alice", "static-pw");
+    let r = keyed(&env, &owner, &["export"]);
+    r.ok().says(&[
+        "note: r.example is a sealed source: exported a token minted now, which expires at 20",
+    ]);
+    assert_eq!(r.stderr.matches("sealed source").count(), 1, "{r}");
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+    let auth = |server: &str| {
+        use base64::Engine as _;
+        let b = v["auths"][server]["auth"].as_str().unwrap();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+    };
+    assert_eq!(auth("r.example"), "robot:got-sealed-e");
+    assert_eq!(auth("static.example"), "alice:static-pw");
 }
