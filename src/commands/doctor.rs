@@ -804,9 +804,14 @@ fn vault_checks(settings: &Settings, env: &Env, out: &mut Vec<Finding>) {
             if modes_ok { ", modes ok" } else { "" }
         ),
     ));
-    expiry_check(&vault, settings, out);
-    key_check(&vault, settings, out);
-    sources_check(&vault, settings, out);
+    contents_checks(&vault, settings, out);
+}
+
+/// What the vault holds and whether it opens: expiries, the key, the sources.
+fn contents_checks(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec<Finding>) {
+    expiry_check(vault, settings, out);
+    key_check(vault, settings, out);
+    sources_check(vault, settings, out);
 }
 
 /// Entries that have expired, expire within the warning window, or whose rotation

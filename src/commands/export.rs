@@ -18,7 +18,7 @@ use crate::exit::Exit;
 use crate::keysource::{self, AgentUse, Terminal};
 use crate::messages;
 use crate::sources;
-use crate::vault::crypto::EntryOpener;
+use crate::vault::crypto::{EntryOpener, MintedCredential};
 use crate::vault::{Vault, View};
 
 /// `export`
@@ -93,6 +93,33 @@ fn secret_meta(o: &Opts) -> Result<Option<formats::SecretMeta>, Error> {
     }
 }
 
+/// The credentials of `keys`: a static entry's secret, or the token minted now from
+/// a source (as `get` answers it, through the same caches; one stderr line says when
+/// it expires): never a source's own secret.
+fn credentials<'k>(
+    view: &View,
+    keys: &[&'k str],
+    opener: &dyn EntryOpener,
+    vault: &std::path::Path,
+) -> Result<Vec<(&'k str, MintedCredential)>, Error> {
+    let mut answers = Vec::with_capacity(keys.len());
+    for &server in keys {
+        let Some(entry) = view.lookup(server) else {
+            continue;
+        };
+        let answer = sources::credential_for(entry, opener, Some(vault))?;
+        if entry.source().is_some() {
+            let when = answer.expires_at.map(crate::vault::meta::rfc3339);
+            eprintln!(
+                "{}",
+                messages::sanitize(&messages::exported_token(server, when.as_deref()))
+            );
+        }
+        answers.push((server, answer));
+    }
+    Ok(answers)
+}
+
 /// `export`: the entries in plaintext, explicitly.
 pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let meta = secret_meta(&o)?;
@@ -118,28 +145,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let keys = formats::select_registries(&o.registry, view.entries().iter().map(|e| e.server()))
         .map_err(|r| usage(format!("no entry in the vault matches --registry {r}")))?;
     let opener = export_opener(view.vault(), settings, &o.key)?;
-    // A static entry's secret, or the token minted now from a source (as `get`
-    // answers it, through the same caches): never a source's own secret.
-    let mut answers = Vec::with_capacity(keys.len());
-    for server in keys {
-        let Some(entry) = view.lookup(server) else {
-            continue;
-        };
-        let answer = sources::credential_for(entry, opener.as_ref(), Some(&path.vault))?;
-        if entry.source().is_some() {
-            eprintln!(
-                "{}",
-                messages::sanitize(&messages::exported_token(
-                    server,
-                    answer
-                        .expires_at
-                        .map(crate::vault::meta::rfc3339)
-                        .as_deref()
-                ))
-            );
-        }
-        answers.push((server, answer));
-    }
+    let answers = credentials(&view, &keys, opener.as_ref(), &path.vault)?;
     // The secrets move into the credentials; the usernames are lent.
     let (names, secrets): (Vec<(&str, String)>, Vec<_>) = answers
         .into_iter()
