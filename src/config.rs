@@ -127,7 +127,7 @@ pub mod var {
     /// systemd's credentials directory (set for a unit with credentials).
     pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
     /// The credential's name in it.
-    pub const CREDENTIAL_NAME: &str = "lockbox-identity";
+    pub const CREDENTIAL_NAME: &str = crate::child::IDENTITY_CREDENTIAL;
     /// Argon2id cost override.
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
     /// kubelet-credential-provider's cacheDuration.

@@ -1038,7 +1038,7 @@ pub const SOURCE_EXEC_BAD_ANSWER: &str = "the command did not print {\"Username\
 pub const SOURCE_EXEC_EMPTY_ANSWER: &str = "the command answered an empty Username or Secret";
 /// An `exec` command's `ExpiresAt` that is not an RFC 3339 time.
 pub const SOURCE_EXEC_BAD_EXPIRY: &str =
-    "the command's ExpiresAt is not an RFC 3339 time such as 2030-01-31T12:00:00Z";
+    "the command's ExpiresAt is not an RFC 3339 time in UTC such as 2030-01-31T12:00:00Z";
 
 /// A source whose definition fails its MAC (`get`, `source list`, `doctor`).
 pub fn source_tampered(server: &str) -> String {

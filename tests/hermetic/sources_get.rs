@@ -196,3 +196,47 @@ fn unimport_never_writes_a_source_secret_out_as_a_password() {
     assert!(!config.contains("second.example"), "{config}");
     env.assert_no_secret(&[("<minted>", "sealed-cloud-key")]);
 }
+
+#[test]
+fn a_source_stripped_of_its_definition_never_answers_its_cloud_secret() {
+    // Deleting the `source` member leaves an entry that looks static; its sealed
+    // secret is a source's and never opens as a registry credential.
+    let (env, owner) = Env::with_vault();
+    let (program, runs_file) = script(&env, "mint", "echo '{}'");
+    let params = exec_params(&program, &[]);
+    add_source(
+        &env,
+        &owner,
+        REG,
+        "AWS",
+        "exec",
+        &params,
+        "cloud-secret-key",
+    );
+    let mut v = env.vault_json();
+    v["entries"][REG].as_object_mut().unwrap().remove("source");
+    v["lockbox"] = 1.into();
+    std::fs::write(env.vault_path(), serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = get(&env, &owner, REG);
+    assert_eq!(r.code(), 1, "{r}");
+    assert!(!r.stdout.contains("cloud-secret-key"), "{r}");
+    r.says(&["does not decrypt"]);
+    let export = env.lockbox_with(&["export"], &[("LOCKBOX_IDENTITY_FILE", &owner.file)], b"");
+    assert!(!export.stdout.contains("cloud-secret-key"), "{export}");
+    assert_eq!(runs(&runs_file), 0);
+}
+
+#[test]
+fn an_entry_planted_under_another_spelling_does_not_answer_for_a_source() {
+    let (env, owner, _) = with_exec(3600, "");
+    // Written while the source exists: `store` takes another spelling as its own key.
+    env.store("https://minted.example", "planted", "attacker-password");
+    for asked in [
+        "https://minted.example",
+        "minted.example",
+        "http://minted.example",
+    ] {
+        let r = get(&env, &owner, asked);
+        assert!(r.stdout.contains(r#""Secret":"tok-1""#), "{asked}: {r}");
+    }
+}
