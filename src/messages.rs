@@ -1061,6 +1061,23 @@ pub fn static_entry_exists(server: &str) -> String {
     )
 }
 
+/// A source in a vault whose key is not trusted here.
+pub fn source_untrusted(server: &str, public_key: &str) -> String {
+    format!(
+        "the source for {server} is in a vault whose key ({public_key}) is not trusted to run sources on this machine, so nothing was run or sent: if that is your vault's key (a vault file someone replaced has another one), run 'lockbox source trust', or set LOCKBOX_TRUSTED_VAULT_KEYS={public_key} where the job is configured"
+    )
+}
+
+/// The trust file could not be written (`init`, a rotation).
+pub fn trust_not_recorded(reason: &str) -> String {
+    format!(
+        "note: this vault's key is not recorded as trusted to run sources ({reason}); 'lockbox source trust' does it later"
+    )
+}
+
+/// `source trust` (or `init`) with nowhere to keep the trust file.
+pub const NO_TRUST_FILE: &str = "neither XDG_CONFIG_HOME nor HOME is set, so there is no trust file: set LOCKBOX_TRUSTED_VAULT_KEYS to the vault's public key instead";
+
 /// `source remove` of a registry without a source.
 pub fn no_such_source(server: &str) -> String {
     format!("no source for {server} in the vault ('lockbox source list' shows them)")

@@ -37,6 +37,7 @@ use crate::vault::source::SourceDef;
 pub mod cache;
 pub mod exec;
 mod policy;
+pub mod trust;
 mod types;
 pub use policy::{Freshness, freshness, refresh_margin, stale_margin};
 pub use types::{ACR_REFRESH_USERNAME, KINDS, MINT_DEADLINE, Minted, Params};
@@ -79,16 +80,27 @@ pub fn mint(registry: &str, def: &SourceDef, secret: &SecretString) -> Result<Mi
     }
 }
 
+/// Where a source's entry is: its vault file (the token cache file sits beside it) and
+/// public key, and the keys trusted to run sources here.
+pub struct Place<'a> {
+    /// The vault file, for the token cache beside it; `None`: no cache file.
+    pub vault: Option<&'a Path>,
+    /// The vault's public key.
+    pub public_key: &'a str,
+    /// The vault keys trusted to run sources ([`trust`]).
+    pub trust: &'a trust::Trust,
+}
+
 /// The credential `entry` answers with: a static entry's secret, opened; a source's
-/// token, from the holder of the key when it mints ([`EntryOpener::mint_source`]:
-/// the agent and its token cache), else minted here after the definition verified,
-/// kept in the cache file beside the vault file `vault` (`<vault>.tokens`,
-/// [`cache`]) when one is given.
-/// Every front end (`get`, the kubelet plugin, `export`) answers through here.
+/// token — once its vault's key is trusted here ([`trust`]) — from the holder of the
+/// key when it mints ([`EntryOpener::mint_source`]: the agent and its token cache),
+/// else minted here after the definition verified, kept in the cache file beside the
+/// vault file (`<vault>.tokens`, [`cache`]). Every front end (`get`, the kubelet
+/// plugin, `export`) answers through here.
 pub fn credential_for(
     entry: &RawEntry,
     opener: &dyn EntryOpener,
-    vault: Option<&Path>,
+    place: &Place,
 ) -> Result<MintedCredential> {
     let Some(def) = entry.source() else {
         return Ok(MintedCredential {
@@ -97,6 +109,7 @@ pub fn credential_for(
             expires_at: entry.expires_at(),
         });
     };
+    place.trust.check(entry.server(), place.public_key)?;
     let (server, username, sealed) = (entry.server(), entry.username(), entry.secret());
     let request = SourceRequest {
         server,
@@ -111,7 +124,7 @@ pub fn credential_for(
     }
     // Before the secret is opened, anything sent or any command run.
     def.verify(opener, server, username, &sealed)?;
-    let file = vault.and_then(|v| cache::Cache::new(v, opener));
+    let file = place.vault.and_then(|v| cache::Cache::new(v, opener));
     if let Some(hit) = file
         .as_ref()
         .and_then(|c| c.get(server, &def.mac, unix_now()))

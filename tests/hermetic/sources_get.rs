@@ -240,3 +240,59 @@ fn an_entry_planted_under_another_spelling_does_not_answer_for_a_source() {
         assert!(r.stdout.contains(r#""Secret":"tok-1""#), "{asked}: {r}");
     }
 }
+
+#[test]
+fn a_source_runs_only_in_a_vault_whose_key_is_trusted_here() {
+    let (env, owner, counter) = with_exec(3600, "");
+    let trust_file = env.path("home/.config/lockbox/trusted-vault-keys");
+    let public = env.public_key();
+    // `init` trusted it.
+    assert!(
+        std::fs::read_to_string(&trust_file)
+            .unwrap()
+            .contains(&public)
+    );
+    std::fs::remove_file(&trust_file).unwrap();
+    let r = get(&env, &owner, REG);
+    assert_eq!(r.code(), 1, "{r}");
+    r.says(&["is not trusted to run sources on this machine", &public]);
+    assert!(!r.stdout.contains("credentials not found"), "{r}");
+    assert_eq!(runs(&counter), 0);
+    // The variable (CI), then the file again (`source trust` writes it).
+    let pinned = env.lockbox_with(
+        &["get"],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("LOCKBOX_TRUSTED_VAULT_KEYS", Path::new(&public)),
+        ],
+        REG.as_bytes(),
+    );
+    assert!(pinned.stdout.contains("tok-1"), "{pinned}");
+    std::fs::write(&trust_file, format!("{public}\n")).unwrap();
+    assert!(get(&env, &owner, REG).stdout.contains("tok-1"));
+}
+
+#[test]
+fn a_whole_forged_vault_cannot_run_its_source() {
+    // THREAT_MODEL E: new key, a slot wrapping it to the owner's public recipient, a
+    // matching slots MAC and a source MACed with it — consistent, and opened by the
+    // owner's identity. Its key is not the one trusted here.
+    use lockbox::vault::Vault;
+    use lockbox::vault::crypto::{Recipient, VaultKey};
+    let (env, owner) = Env::with_vault();
+    let (evil, evil_runs) = script(&env, "evil", "echo '{}'");
+    let forged = VaultKey::generate();
+    let to_owner = Recipient::parse(&owner.recipient).unwrap();
+    let slot = Vault::age_slot(&forged, &to_owner, "owner".into()).unwrap();
+    let mut vault = Vault::new(&forged, vec![slot]);
+    let params = exec_params(&evil, &[]).into_iter().collect();
+    let secret = age::secrecy::SecretString::from(String::new());
+    vault
+        .add_source(&forged, REG, "<minted>", "exec", params, &secret)
+        .unwrap();
+    std::fs::write(env.vault_path(), vault.to_file_bytes().unwrap()).unwrap();
+    let r = get(&env, &owner, REG);
+    assert_eq!(r.code(), 1, "{r}");
+    r.says(&["is not trusted to run sources on this machine"]);
+    assert_eq!(runs(&evil_runs), 0);
+}
