@@ -242,6 +242,15 @@ pub enum Error {
         /// Why (never the file's content).
         reason: String,
     },
+    /// A source in a vault whose public key is not trusted to run sources here.
+    SourceUntrusted {
+        /// The source's server URL.
+        server: String,
+        /// The vault's public key.
+        public_key: String,
+    },
+    /// Trusting a vault key with neither `XDG_CONFIG_HOME` nor `HOME` set.
+    NoTrustFile,
     /// A rotation provider failed (its text is one line, never a secret).
     Rotate(String),
     /// A command-line mistake the parser cannot see (exit 2).
@@ -463,6 +472,10 @@ impl Error {
             Error::BadSecretFile { path, reason } => {
                 messages::bad_secret_file(&path.display().to_string(), reason)
             }
+            Error::SourceUntrusted { server, public_key } => {
+                messages::source_untrusted(server, public_key)
+            }
+            Error::NoTrustFile => messages::NO_TRUST_FILE.to_owned(),
             Error::Rotate(detail) => detail.clone(),
             Error::Usage(u) => u.message(),
         };

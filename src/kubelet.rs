@@ -455,6 +455,12 @@ pub fn run(
         // The environment's key sources, then an agent already unlocked; never a
         // prompt, never an agent started.
         let opener = keysource::for_get(view.vault(), settings)?;
+        let public_key = view.vault().public().to_string();
+        let place = sources::Place {
+            vault: Some(&path.vault),
+            public_key: &public_key,
+            trust: &settings.trust(),
+        };
         let now = crate::vault::meta::unix_now();
         for (auth_key, vault_key) in chosen {
             // The exact key `select` chose.
@@ -463,7 +469,7 @@ pub fn run(
             };
             // A static entry's secret, or a token minted from a source (and cached
             // as `get` caches it): kubelet never caches it past its expiry.
-            let answer = sources::credential_for(entry, opener.as_ref(), Some(&path.vault))?;
+            let answer = sources::credential_for(entry, opener.as_ref(), &place)?;
             cache = match entry.source() {
                 Some(_) => cache_within_token(cache, answer.expires_at, now),
                 None => cache_within_expiry(cache, answer.expires_at, now),

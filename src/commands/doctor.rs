@@ -928,6 +928,14 @@ fn sources_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec
     if found.is_empty() {
         return;
     }
+    let public_key = vault.public().to_string();
+    if !settings.trust().allows(&public_key) {
+        out.push(
+            finding("source-trust", Level::Error, format!("this vault's key {public_key} is not trusted to run sources here"))
+                .why("get refuses every source of a vault whose key is not pinned on this machine (a whole vault file can be forged)")
+                .fix(format!("compare the key with the one you expect ({BIN} status), then {BIN} source trust   (or set LOCKBOX_TRUSTED_VAULT_KEYS)")),
+        );
+    }
     // Never a prompt, never an agent started; a failing key source was reported by
     // the key check above.
     let opener = keysource::for_get(vault, settings).ok();

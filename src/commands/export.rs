@@ -101,13 +101,20 @@ fn credentials<'k>(
     keys: &[&'k str],
     opener: &dyn EntryOpener,
     vault: &std::path::Path,
+    settings: &Settings,
 ) -> Result<Vec<(&'k str, MintedCredential)>, Error> {
+    let public_key = view.vault().public().to_string();
+    let place = sources::Place {
+        vault: Some(vault),
+        public_key: &public_key,
+        trust: &settings.trust(),
+    };
     let mut answers = Vec::with_capacity(keys.len());
     for &server in keys {
         let Some(entry) = view.lookup(server) else {
             continue;
         };
-        let answer = sources::credential_for(entry, opener, Some(vault))?;
+        let answer = sources::credential_for(entry, opener, &place)?;
         if entry.source().is_some() {
             let when = answer.expires_at.map(crate::vault::meta::rfc3339);
             eprintln!(
@@ -145,7 +152,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let keys = formats::select_registries(&o.registry, view.entries().iter().map(|e| e.server()))
         .map_err(|r| usage(format!("no entry in the vault matches --registry {r}")))?;
     let opener = export_opener(view.vault(), settings, &o.key)?;
-    let answers = credentials(&view, &keys, opener.as_ref(), &path.vault)?;
+    let answers = credentials(&view, &keys, opener.as_ref(), &path.vault, settings)?;
     // The secrets move into the credentials; the usernames are lent.
     let (names, secrets): (Vec<(&str, String)>, Vec<_>) = answers
         .into_iter()

@@ -11,6 +11,8 @@
 //!   the agent, as `get`) it says whether each definition verifies.
 //! - `remove` needs no key: removing is always safe (as `erase`). A static entry is
 //!   not a source and stays.
+//! - `trust` pins this vault's public key as one that may run sources here
+//!   (`src/sources/trust.rs`); `add` does it too.
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,10 @@ pub enum Opts {
     List(ListOpts),
     /// Remove a registry's source (needs no key; a stored credential stays).
     Remove(RemoveOpts),
+    /// Trust this vault's public key to run sources on this machine (the trust file;
+    /// `init` and `source add` do it too). Compare the key with the one you expect
+    /// first: a vault file someone replaced has another.
+    Trust(TrustOpts),
 }
 
 /// The kinds `source add` makes.
@@ -191,6 +197,14 @@ pub struct ListOpts {
     json: bool,
 }
 
+/// `source trust`
+#[derive(Debug, Args)]
+pub struct TrustOpts {
+    /// Trust the vault only if its public key is this one (age1…), for scripts.
+    #[arg(long, value_name = "KEY")]
+    public_key: Option<String>,
+}
+
 /// `source remove`
 #[derive(Debug, Args)]
 pub struct RemoveOpts {
@@ -204,6 +218,7 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         Opts::Add(kind) => add(plan(*kind, settings)?, settings),
         Opts::List(o) => list(&o, settings),
         Opts::Remove(o) => remove(&o, settings),
+        Opts::Trust(o) => trust(&o, settings),
     }
 }
 
@@ -358,6 +373,8 @@ fn add(p: Plan, settings: &Settings) -> Result<Exit, Error> {
         }
         Ok((lines, true))
     })?;
+    // Whoever adds a source with the key trusts this vault to run it here.
+    super::trust_vault_key(settings, &vault.public().to_string());
     for line in lines {
         crate::outln!("{}", messages::sanitize(&line));
     }
@@ -376,6 +393,23 @@ fn refuse_static(vault: &Vault, registry: &str) -> Result<(), Error> {
         Some((k, e)) if e.meta.source.is_none() => Err(Error::StaticEntryExists(k.to_owned())),
         _ => Ok(()),
     }
+}
+
+fn trust(o: &TrustOpts, settings: &Settings) -> Result<Exit, Error> {
+    let path = settings.location.resolve()?;
+    let key = path.read_existing()?.public().to_string();
+    if let Some(expected) = &o.public_key
+        && expected.trim() != key
+    {
+        return Err(usage(messages::trust_key_differs(expected, &key)));
+    }
+    let new = settings.trust().record(&key)?;
+    let shown = path.vault.display().to_string();
+    crate::outln!(
+        "{}",
+        messages::sanitize(&messages::vault_key_trusted(&key, &shown, new))
+    );
+    Ok(Exit::Ok)
 }
 
 fn remove(o: &RemoveOpts, settings: &Settings) -> Result<Exit, Error> {
@@ -418,6 +452,8 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
             }
         }
     };
+    let public_key = vault.public().to_string();
+    let trusted = settings.trust().allows(&public_key);
     let rows: Vec<_> = found
         .iter()
         .map(|(server, e)| (*server, *e, source_standing(opener.as_deref(), server, e)))
@@ -434,7 +470,10 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
                 })
             })
             .collect();
-        crate::outln!("{}", serde_json::json!({ "sources": list }));
+        let v = serde_json::json!({
+            "public_key": public_key, "trusted": trusted, "sources": list,
+        });
+        crate::outln!("{v}");
         return Ok(Exit::Ok);
     }
     if rows.is_empty() {
@@ -452,6 +491,8 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
         ));
         text.push_str(&params_lines(&def.params));
     }
+    text.push_str(&messages::vault_key_standing(&public_key, trusted));
+    text.push('\n');
     crate::output::write(super::sanitize_lines(&text).as_bytes())?;
     Ok(Exit::Ok)
 }

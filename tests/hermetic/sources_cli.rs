@@ -678,3 +678,61 @@ fn export_of_a_source_exports_the_current_token_and_says_when_it_expires() {
     assert_eq!(auth("r.example"), "robot:got-sealed-e");
     assert_eq!(auth("static.example"), "alice:static-pw");
 }
+
+/// The trust file of the world's user (`HOME/.config/lockbox/trusted-vault-keys`).
+fn trust_file(env: &Env) -> std::path::PathBuf {
+    env.path("home/.config/lockbox/trusted-vault-keys")
+}
+
+#[test]
+fn source_trust_pins_the_vault_key_that_add_and_list_and_doctor_speak_of() {
+    let (env, owner) = Env::with_vault();
+    let key = env.public_key();
+    // `init` trusted it; a vault made elsewhere is not.
+    assert!(fs::read_to_string(trust_file(&env)).unwrap().contains(&key));
+    fs::remove_file(trust_file(&env)).unwrap();
+    // `source add` trusts the vault it adds to.
+    add_exec(&env, &owner, &["r.example"], &env.path("ran")).ok();
+    assert!(fs::read_to_string(trust_file(&env)).unwrap().contains(&key));
+    assert_eq!(list_json(&env, None)["trusted"], true);
+    env.lockbox(&["source", "list"])
+        .ok()
+        .prints(&[&format!("vault key {key}: trusted to run sources here")]);
+
+    fs::remove_file(trust_file(&env)).unwrap();
+    assert_eq!(list_json(&env, None)["trusted"], false);
+    assert_eq!(list_json(&env, None)["public_key"], key.as_str());
+    env.lockbox(&["source", "list"])
+        .ok()
+        .prints(&[&format!("vault key {key}: NOT trusted to run sources here")]);
+    let untrusted = doctor_findings(&env, None, "source-trust");
+    assert_eq!(untrusted.len(), 1, "{untrusted:?}");
+    assert_eq!(untrusted[0].0, "error");
+    let r = keyed_in(&env, &owner, &["get"], b"r.example");
+    r.fails();
+    assert!(
+        !env.path("ran").exists(),
+        "an untrusted vault's source ran: {r}"
+    );
+
+    // A key that is not the vault's: refused, nothing written.
+    let stranger = env.identity("stranger");
+    env.lockbox(&["source", "trust", "--public-key", &stranger.recipient])
+        .fails()
+        .says(&[&format!(
+            "the vault's public key is {key}, not {}",
+            stranger.recipient
+        )]);
+    assert!(!trust_file(&env).exists());
+    env.lockbox(&["source", "trust", "--public-key", &key])
+        .ok()
+        .prints(&[&format!(
+            "{key}, is now trusted to run sources on this machine"
+        )]);
+    env.lockbox(&["source", "trust"])
+        .ok()
+        .prints(&["is already trusted"]);
+    assert!(doctor_findings(&env, None, "source-trust").is_empty());
+    keyed_in(&env, &owner, &["get"], b"r.example").ok();
+    assert!(env.path("ran").exists());
+}
