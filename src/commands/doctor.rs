@@ -958,15 +958,16 @@ fn sources_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec
                 }
             }
             super::SourceStanding::Verified => {
-                let checked = opener
-                    .as_deref()
-                    .map(|o| e.open_source(server, o))
-                    .transpose()
-                    .map_err(|e| e.message())
-                    .and_then(|opened| match opened.flatten() {
-                        Some((d, secret)) => sources::check(&d.kind, &d.params, &secret),
-                        None => Ok(()),
-                    });
+                let checked = match opener.as_deref().map(|o| e.open_source(server, o)) {
+                    Some(Ok(Some((d, secret)))) => sources::check(&d.kind, &d.params, &secret),
+                    // The agent verifies but never hands a source's secret out: the
+                    // parameters alone are checked.
+                    Some(Err(Error::SourceNotStatic(_))) if kind == "exec" => {
+                        sources::exec::check(&def.params)
+                    }
+                    Some(Err(Error::SourceNotStatic(_)) | Ok(None)) | None => Ok(()),
+                    Some(Err(e)) => Err(e.message()),
+                };
                 match checked {
                     Ok(()) => finding("source", Level::Ok, format!("{server}: {kind} source verified")),
                     Err(t) => finding("source", Level::Error, format!("{server}: {t}"))

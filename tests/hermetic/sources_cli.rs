@@ -736,3 +736,46 @@ fn source_trust_pins_the_vault_key_that_add_and_list_and_doctor_speak_of() {
     keyed_in(&env, &owner, &["get"], b"r.example").ok();
     assert!(env.path("ran").exists());
 }
+
+/// This world's agent, stopped (`lock --all`) when dropped, whatever happened.
+struct Unlocked<'a>(&'a Env);
+
+impl Drop for Unlocked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.lockbox(&["lock", "--all"]);
+    }
+}
+
+#[test]
+fn with_the_agent_holding_the_key_add_list_and_doctor_need_no_key_flag() {
+    let (env, owner) = Env::with_vault();
+    let file = owner.file.to_str().unwrap().to_owned();
+    let agent = Unlocked(&env);
+    env.lockbox(&["unlock", "--identity-file", &file]).ok();
+    let marker = env.path("ran");
+    // No key variable, no flag: the agent makes the MAC.
+    let line = minting_line(&marker, "agent-minted");
+    env.lockbox(&[
+        "source",
+        "add",
+        "exec",
+        "--registry",
+        "r.example",
+        "--",
+        "sh",
+        "-c",
+        &line,
+    ])
+    .ok();
+    assert_eq!(standings(&env, None), pairs(&[("r.example", "verified")]));
+    assert_eq!(
+        doctor_findings(&env, None, "source"),
+        pairs(&[("ok", "r.example: exec source verified")])
+    );
+    // (`get` through the agent mints once the agent's token cache is in: its own
+    // suite, branch agent-cache.)
+    assert!(!marker.exists());
+    drop(agent);
+    // Locked again: listed, not verified.
+    assert_eq!(standings(&env, None), pairs(&[("r.example", "locked")]));
+}
