@@ -119,7 +119,7 @@ enum Command {
     /// Sealed sources: a long-lived cloud credential (AWS keys, a Google service-account
     /// key, an Azure client secret, an OAuth2 refresh token, or a command) kept in the
     /// vault, from which `get` mints the registry's short-lived token
-    /// (`source add|list|remove`).
+    /// (`source add|list|remove|trust`).
     #[command(subcommand)]
     Source(commands::source::Opts),
     /// Set an entry's expiry and rotation provider.

@@ -982,7 +982,13 @@ fn sources_check(vault: &crate::vault::Vault, settings: &Settings, out: &mut Vec
 }
 
 /// The parameters of a source that hold a URL.
-const URL_PARAMS: &[&str] = &["endpoint", "token-uri", "authority", "token-url"];
+const URL_PARAMS: &[&str] = &[
+    "endpoint",
+    "sts-endpoint",
+    "token-uri",
+    "authority",
+    "token-url",
+];
 
 /// What else a source's definition asks for: a plain-http URL, an `exec` program.
 fn source_extras(server: &str, def: &crate::vault::source::SourceDef, out: &mut Vec<Finding>) {
@@ -1027,6 +1033,49 @@ fn source_extras(server: &str, def: &crate::vault::source::SourceDef, out: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_endpoints_and_missing_programs_are_pointed_out() {
+        use crate::vault::source::SourceDef;
+        let def = |kind: &str, params: &[(&str, &str)]| SourceDef {
+            kind: kind.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            mac: [0; 32],
+        };
+        let mut out = Vec::new();
+        let aws = def(
+            "aws-ecr",
+            &[
+                ("region", "eu-west-1"),
+                ("endpoint", "http://127.0.0.1:5000"),
+                ("sts-endpoint", "https://sts.example"),
+            ],
+        );
+        source_extras("r.example", &aws, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            (out[0].check, out[0].level),
+            ("source-endpoint", Level::Warning)
+        );
+        assert_eq!(
+            out[0].what,
+            "r.example: the source's endpoint is plain HTTP: http://127.0.0.1:5000"
+        );
+        let mut out = Vec::new();
+        let oauth = def("oauth2", &[("token-url", "http://[::1]:8080/token")]);
+        source_extras("o.example", &oauth, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let mut out = Vec::new();
+        let exec = def("exec", &[("command", r#"["/nonexistent/mint"]"#)]);
+        source_extras("e.example", &exec, &mut out);
+        assert_eq!(
+            (out[0].check, out[0].level),
+            ("source-program", Level::Error)
+        );
+    }
 
     #[test]
     fn secure_path_last_plain_defaults_line_wins() {

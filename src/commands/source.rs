@@ -99,6 +99,11 @@ pub struct AwsEcr {
     /// loopback address). Part of the authenticated definition.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
+    /// Ask this STS URL for --role-arn instead of https://sts.REGION.amazonaws.com
+    /// (else --endpoint's; plain http:// only to a loopback address). Part of the
+    /// authenticated definition.
+    #[arg(long, value_name = "URL", requires = "role_arn")]
+    sts_endpoint: Option<String>,
     #[command(flatten)]
     key: KeyOpts,
 }
@@ -260,6 +265,7 @@ fn plan(kind: Kind, settings: &Settings) -> Result<Plan, Error> {
             put(&mut params, "access-key-id", Some(o.access_key_id));
             put(&mut params, "role-arn", o.role_arn);
             put(&mut params, "endpoint", o.endpoint);
+            put(&mut params, "sts-endpoint", o.sts_endpoint);
             let f = Some(o.secret_access_key_file);
             make("aws-ecr", o.registries, params, f, o.key)
         }
@@ -426,7 +432,7 @@ fn remove(o: &RemoveOpts, settings: &Settings) -> Result<Exit, Error> {
 }
 
 /// The parameters that point a source somewhere other than its official endpoint.
-pub const OVERRIDES: &[&str] = &["endpoint", "token-uri", "authority"];
+pub const OVERRIDES: &[&str] = &["endpoint", "sts-endpoint", "token-uri", "authority"];
 
 fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
