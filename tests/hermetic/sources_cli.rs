@@ -155,6 +155,18 @@ fn a_source_never_replaces_a_stored_credential_but_replaces_a_source() {
     assert_eq!(env.vault_bytes(), before, "the vault changed");
 
     add_exec(&env, &owner, &["src.example"], &marker).ok();
+    // Nor does a `docker login` or `docker logout` touch a source.
+    let with_source = env.vault_bytes();
+    let store = env.lockbox_with(
+        &["store"],
+        &[],
+        br#"{"ServerURL":"src.example","Username":"u","Secret":"s"}"#,
+    );
+    store.fails().prints(&["src.example is a sealed source"]);
+    env.lockbox_with(&["erase"], &[], b"https://src.example")
+        .fails()
+        .prints(&["src.example is a sealed source"]);
+    assert_eq!(env.vault_bytes(), with_source, "the vault changed");
     let r = keyed(
         &env,
         &owner,
