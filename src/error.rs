@@ -469,9 +469,7 @@ impl Error {
             Error::SourceNotStatic(server) => messages::source_not_static(server),
             Error::StaticEntryExists(server) => messages::static_entry_exists(server),
             Error::NoSuchSource(server) => messages::no_such_source(server),
-            Error::BadSecretFile { path, reason } => {
-                messages::bad_secret_file(&path.display().to_string(), reason)
-            }
+            Error::BadSecretFile { path, reason } => messages::bad_secret_file(path, reason),
             Error::SourceUntrusted { server, public_key } => {
                 messages::source_untrusted(server, public_key)
             }

@@ -1098,8 +1098,11 @@ pub fn source_dropped(server: &str) -> String {
 }
 
 /// A source's secret file that cannot be used (`source add --…-file`).
-pub fn bad_secret_file(path: &str, reason: &str) -> String {
-    format!("cannot use {path} as the source's secret: {reason}")
+pub fn bad_secret_file(path: &std::path::Path, reason: &str) -> String {
+    format!(
+        "cannot use {} as the source's secret: {reason}",
+        path.display()
+    )
 }
 
 /// `--…-file -` while stdin is a terminal.
