@@ -99,7 +99,7 @@ pub struct AwsEcr {
     /// loopback address). Part of the authenticated definition.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
-    /// Ask this STS URL for --role-arn instead of https://sts.REGION.amazonaws.com
+    /// Ask this STS URL for --role-arn instead of the region's official STS endpoint
     /// (else --endpoint's; plain http:// only to a loopback address). Part of the
     /// authenticated definition.
     #[arg(long, value_name = "URL", requires = "role_arn")]
@@ -138,7 +138,7 @@ pub struct AzureAcr {
     /// The file holding the client secret (- for stdin).
     #[arg(long, value_name = "FILE")]
     client_secret_file: PathBuf,
-    /// The identity authority instead of https://login.microsoftonline.com (plain
+    /// The identity authority instead of Microsoft Entra's login.microsoftonline.com (plain
     /// http:// only to a loopback address). Part of the authenticated definition.
     #[arg(long, value_name = "URL")]
     authority: Option<String>,
