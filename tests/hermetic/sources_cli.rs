@@ -284,6 +284,33 @@ fn secrets_come_from_a_file_or_stdin_and_are_never_shown_or_kept_in_plaintext() 
     add(dir.to_str().unwrap(), b"")
         .fails()
         .says(&["is a directory, not a regular file"]);
+    add("/dev/zero", b"")
+        .fails()
+        .says(&["/dev/zero as the source's secret: it is a character device"]);
+    // A FIFO is read as a pipe (`<(pass show …)`), within its deadline: one whose
+    // writer never comes is given up, not waited on forever.
+    let fifo = env.path("keys/fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let r = env.lockbox_with(
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "r.example",
+            "--secret-file",
+            fifo.to_str().unwrap(),
+            "--",
+            "/bin/cat",
+        ],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("LOCKBOX_DEBUG_PIPE_WAIT_MS", Path::new("200")),
+        ],
+        b"",
+    );
+    r.fails().says(&["its writer did not finish within 1 s"]);
 }
 
 /// The path of the exec program as stored in the source of `registry`.
