@@ -1131,13 +1131,11 @@ pub fn source_added(server: &str, kind: &str, username: &str, replaced: bool) ->
     format!("{verb} the {kind} source for {server} (username {username})")
 }
 
-/// `source add exec`: what runs, once.
-pub fn source_runs(program: &str, resolved: bool) -> String {
-    if resolved {
-        format!("it runs {program} (resolved from PATH now: the definition names that file)")
-    } else {
-        format!("it runs {program}")
-    }
+/// `source add exec` of a program named without its full path: what runs, once.
+pub fn source_runs(program: &str) -> String {
+    format!(
+        "it runs {program}: the definition names that file, found now and never looked up again"
+    )
 }
 
 /// `source remove`.

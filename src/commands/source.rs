@@ -238,7 +238,7 @@ struct Plan {
     params: Params,
     secret_file: Option<PathBuf>,
     key: KeyOpts,
-    /// An `exec` program found on PATH: shown once.
+    /// An `exec` program named without its full path, as found: shown once.
     resolved: Option<String>,
 }
 
@@ -290,6 +290,7 @@ fn plan(kind: Kind, settings: &Settings) -> Result<Plan, Error> {
         }
         Kind::Exec(o) => {
             let mut argv = o.command;
+            // `PATH` as the process was started with (read once, in `config`).
             let program = resolve_program(&argv[0], settings.doctor.path.as_deref())?;
             let resolved = (program != argv[0]).then(|| program.clone());
             argv[0] = program;
@@ -385,10 +386,7 @@ fn add(p: Plan, settings: &Settings) -> Result<Exit, Error> {
         crate::outln!("{}", messages::sanitize(&line));
     }
     if let Some(program) = &p.resolved {
-        crate::outln!(
-            "{}",
-            messages::sanitize(&messages::source_runs(program, true))
-        );
+        crate::outln!("{}", messages::sanitize(&messages::source_runs(program)));
     }
     Ok(Exit::Ok)
 }

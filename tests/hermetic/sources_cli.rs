@@ -78,7 +78,7 @@ fn exec_sources_are_added_for_each_registry_listed_and_removed() {
         "added the exec source for a.example (username <minted>)",
         "added the exec source for b.example:5000 (username <minted>)",
         "it runs /",
-        "/sh (resolved from PATH now",
+        "/sh: the definition names that file, found now and never looked up again",
     ]);
     assert!(!marker.exists(), "add ran the command: {r}");
     let v = env.vault_json();
