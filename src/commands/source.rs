@@ -367,6 +367,11 @@ fn add(p: Plan, settings: &Settings) -> Result<Exit, Error> {
     // The key is opened before the lock is taken (it may ask on the terminal).
     let opener = entry_opener(&vault, settings, &p.key)?;
     let lines = path.update(|v| {
+        // The key was opened for the file read above: a `public_key` replaced since
+        // would have the secret sealed to someone else's key.
+        if v.public() != vault.public() {
+            return Err(Error::KeyMismatch);
+        }
         let mut lines = Vec::with_capacity(registries.len());
         for r in &registries {
             refuse_static(v, r)?;
