@@ -1115,9 +1115,14 @@ pub const SOURCE_BAD_REGISTRY: &str =
 /// `source add exec` whose program is not found or not executable.
 pub fn source_program_not_found(program: &str) -> String {
     format!(
-        "{}: no executable file of that name (an exec source runs an absolute path, resolved from PATH now: give the full path)",
+        "{}: no executable file of that name (a name without a slash is looked up in PATH; the source keeps the absolute path found)",
         sanitize(program)
     )
+}
+
+/// `source remove` of a registry that holds a stored credential, not a source.
+pub fn source_remove_static(server: &str) -> String {
+    format!("{server} holds a stored credential, not a source: 'docker logout {server}' removes it")
 }
 
 /// `source add exec` whose program's path is not UTF-8 (it is stored as JSON text).

@@ -428,6 +428,8 @@ fn remove(o: &RemoveOpts, settings: &Settings) -> Result<Exit, Error> {
         .map_err(|e| match e {
             // Nothing of that name at all: say "no source", not "no entry".
             Error::NoSuchEntry(_) => Error::NoSuchSource(o.registry.clone()),
+            // A stored credential: say how that one goes.
+            Error::NoSuchSource(_) => usage(messages::source_remove_static(&o.registry)),
             other => other,
         })?;
     crate::outln!("{}", messages::sanitize(&messages::source_removed(&server)));

@@ -445,3 +445,87 @@ fn expiry_check_and_rotate_mistakes() {
         &[],
     );
 }
+
+#[test]
+fn source_mistakes() {
+    let mut c = Case::new();
+    let (id, _) = c.with_identity(false);
+    let mut store = c.world.command(BIN);
+    store.arg("store");
+    let input = br#"{"ServerURL":"reg.example","Username":"ci","Secret":"snapshot-secret"}"#;
+    let stored = run_bounded(store, Input::Bytes(input), Group::NewSession, RUN_LIMIT);
+    assert!(stored.status.success());
+    c.snap("source-list-none", &["source", "list"], &[]);
+    c.snap(
+        "source-add-program-not-found",
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "r.example",
+            "--",
+            "no-such-tool",
+        ],
+        &[],
+    );
+    c.snap(
+        "source-add-over-a-stored-credential",
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "https://reg.example",
+            "--identity-file",
+            &id,
+            "--",
+            "/bin/true",
+        ],
+        &[],
+    );
+    let absent = c.path("keys/absent");
+    c.snap(
+        "source-add-missing-secret-file",
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "r.example",
+            "--secret-file",
+            &absent,
+            "--",
+            "/bin/true",
+        ],
+        &[],
+    );
+    c.snap(
+        "source-add-no-terminal",
+        &[
+            "source",
+            "add",
+            "exec",
+            "--registry",
+            "r.example",
+            "--",
+            "/bin/true",
+        ],
+        &[],
+    );
+    c.snap(
+        "source-remove-a-stored-credential",
+        &["source", "remove", "reg.example"],
+        &[],
+    );
+    c.snap(
+        "source-trust-another-key",
+        &[
+            "source",
+            "trust",
+            "--public-key",
+            "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+        ],
+        &[],
+    );
+}

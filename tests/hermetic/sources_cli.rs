@@ -151,7 +151,7 @@ fn a_source_never_replaces_a_stored_credential_but_replaces_a_source() {
     // `source remove` leaves a stored credential alone.
     env.lockbox(&["source", "remove", "static.example"])
         .fails()
-        .says(&["no source for static.example"]);
+        .says(&["static.example holds a stored credential, not a source: 'docker logout static.example' removes it"]);
     assert_eq!(env.vault_bytes(), before, "the vault changed");
 
     add_exec(&env, &owner, &["src.example"], &marker).ok();
