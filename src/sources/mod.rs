@@ -24,6 +24,14 @@ use age::secrecy::SecretString;
 
 pub use crate::error::MintError;
 
+mod answer;
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+pub mod network;
+pub mod oauth2;
+pub mod sigv4;
+
 /// A source's parameters as stored in its authenticated definition: names as the
 /// `source add` flags without their dashes (`region`, `access-key-id`, `role-arn`,
 /// `endpoint`, `token-uri`, `tenant`, `client-id`, `authority`, `token-url`,
