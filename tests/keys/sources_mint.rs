@@ -106,11 +106,11 @@ fn aws_ecr_against_moto_with_iam_checks() {
     let line = one_line(&e, &moto.url(), &[wrong]);
     assert!(line.contains("SignatureDoesNotMatch"), "{line}");
     // The dispatcher reaches the same code.
-    let m = sources::mint_http("aws-ecr", registry, &base, &good, &http(), now)
+    let m = sources::network::mint_http("aws-ecr", registry, &base, &good, &http(), now)
         .unwrap()
         .unwrap();
     assert_eq!(m.secret.expose_secret(), "123456789012-auth-token");
-    assert!(sources::mint_http("exec", registry, &base, &good, &http(), now).is_none());
+    assert!(sources::network::mint_http("exec", registry, &base, &good, &http(), now).is_none());
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn gcp_jwt_bearer_against_a_token_server_that_verifies_the_assertion() {
     let url = format!("{}/token", server.url());
     let p = params(&[("token-uri", &url)]);
     let key = secret(&service_account_json(email, "k1", &private));
-    assert_eq!(sources::check_http("gcp", &p, &key), Some(Ok(())));
+    assert_eq!(sources::network::check_http("gcp", &p, &key), Some(Ok(())));
     let now = SystemTime::now();
     let m = minted(gcp::mint("europe-docker.pkg.dev", &p, &key, &http(), now));
     assert_eq!(m.username, "oauth2accesstoken");
