@@ -1234,6 +1234,9 @@ pub fn token_answer_bad(status: u16, field: &str) -> String {
     format!("HTTP {status}, but the answer's {field} is not a usable token")
 }
 
+/// The endpoint named when a source's settings fail their check at mint time.
+pub const SOURCE_SETTINGS: &str = "its settings (nothing was sent)";
+
 /// `ring` could not sign a JWT (it fails only on a broken random source).
 pub const JWT_SIGN_FAILED: &str = "the JWT could not be signed (the system's random source failed)";
 

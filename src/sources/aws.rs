@@ -96,6 +96,9 @@ pub fn mint(
     http: &Http,
     now: SystemTime,
 ) -> Result<Minted, MintError> {
+    // The definition was checked at `source add` and verified since; checked again
+    // so a value that slipped through is one line, never a panic.
+    check(params).map_err(|d| fail(KIND, registry, messages::SOURCE_SETTINGS, d))?;
     let deadline = http.deadline();
     let region = params["region"].as_str();
     let long = Credentials {
@@ -434,13 +437,19 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert_eq!(e.endpoint, "http://192.0.2.1/");
-        assert_eq!(e.detail, messages::URL_PLAIN_HTTP);
+        assert_eq!(e.endpoint, messages::SOURCE_SETTINGS);
+        assert!(e.detail.ends_with(messages::URL_PLAIN_HTTP), "{e}");
         p.insert("role-arn".into(), "arn:aws:iam::1:role/r".into());
         let e = mint("r", &p, &secret, &http, SystemTime::now())
             .err()
             .unwrap();
-        assert_eq!(e.detail, messages::URL_PLAIN_HTTP);
+        assert!(e.detail.ends_with(messages::URL_PLAIN_HTTP), "{e}");
+        // Settings without a required value: one line, not a panic.
+        p.remove("region");
+        let e = mint("r", &p, &secret, &http, SystemTime::now())
+            .err()
+            .unwrap();
+        assert!(e.detail.contains("--region"), "{e}");
         assert!(!e.to_string().contains("s3cr3t"));
     }
 }

@@ -74,6 +74,9 @@ pub fn mint(
     http: &Http,
     now: SystemTime,
 ) -> Result<Minted, MintError> {
+    // The definition was checked at `source add` and verified since; checked again
+    // so a value that slipped through is one line, never a panic.
+    check(params).map_err(|d| fail(KIND, registry, messages::SOURCE_SETTINGS, d))?;
     let deadline = http.deadline();
     let tenant = params["tenant"].as_str();
     let authority = params
@@ -193,7 +196,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert_eq!(e.endpoint, "http://login.example/t/oauth2/v2.0/token");
-        assert_eq!(e.detail, messages::URL_PLAIN_HTTP);
+        assert_eq!(e.endpoint, messages::SOURCE_SETTINGS);
+        assert!(e.detail.ends_with(messages::URL_PLAIN_HTTP), "{e}");
     }
 }

@@ -62,6 +62,9 @@ pub fn mint(
     http: &Http,
     now: SystemTime,
 ) -> Result<Minted, MintError> {
+    // The definition was checked at `source add` and verified since; checked again
+    // so a value that slipped through is one line, never a panic.
+    check(params).map_err(|d| fail(KIND, registry, messages::SOURCE_SETTINGS, d))?;
     let deadline = http.deadline();
     let url = params
         .get("token-uri")

@@ -80,6 +80,9 @@ pub fn mint_rotating(
     http: &Http,
     now: SystemTime,
 ) -> Result<(Minted, Option<SecretString>), MintError> {
+    // The definition was checked at `source add` and verified since; checked again
+    // so a value that slipped through is one line, never a panic.
+    check(params).map_err(|d| fail(KIND, registry, messages::SOURCE_SETTINGS, d))?;
     let deadline = http.deadline();
     let url = params["token-url"].as_str();
     let form = [

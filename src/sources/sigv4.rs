@@ -250,7 +250,15 @@ mod tests {
         ];
         let sts_headers = [("Content-Type", "application/x-www-form-urlencoded")];
         let sts_body = b"Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fci&RoleSessionName=lockbox-1";
-        let cases: [(&str, &[(&str, &str)], &[u8], &str, &str); 5] = [
+        /// Host, headers, body, region, service.
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            &'a [u8],
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 5] = [
             (
                 "api.ecr.eu-west-1.amazonaws.com",
                 &ecr_headers,
