@@ -194,7 +194,14 @@ impl Http {
         match e {
             ureq::Error::Timeout(_) => messages::http_timeout(self.timeout.as_secs()),
             ureq::Error::HostNotFound => messages::HTTP_HOST_NOT_FOUND.into(),
-            other => sanitize(&shorten(&other.to_string())),
+            other => {
+                let text = sanitize(&shorten(&other.to_string()));
+                if text.contains("invalid peer certificate") {
+                    messages::http_untrusted(&text)
+                } else {
+                    text
+                }
+            }
         }
     }
 }

@@ -1154,6 +1154,13 @@ pub fn http_timeout(secs: u64) -> String {
     format!("no answer within {secs} s")
 }
 
+/// A TLS handshake that refused the server's certificate (`detail`: rustls's reason).
+pub fn http_untrusted(detail: &str) -> String {
+    format!(
+        "the server's TLS certificate is not trusted ({detail}): check the URL, and that its CA is in the system's CA bundle"
+    )
+}
+
 /// An HTTP answer over the size bound (not read further).
 pub fn http_too_large(status: u16, max: usize) -> String {
     format!(

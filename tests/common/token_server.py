@@ -20,8 +20,10 @@ listens), reads its secrets from files in DIR (never argv):
   newest is accepted (written back to DIR/refresh_token).
 
 GET /count answers {"requests": N, "issued": M, "tokens": [...]}: every POST counted,
-the tokens issued in order (the tests compare them with what was minted). --delay S
-sleeps before each POST's answer (a hanging endpoint). Stopped by its PID (SIGTERM).
+the tokens issued in order (the tests compare them with what was minted); the same is
+in DIR/count.json, rewritten before each answer (readable with --tls too). --delay S
+sleeps before each POST's answer (a hanging endpoint). --tls serves HTTPS with
+DIR/cert.pem and DIR/key.pem. Stopped by its PID (SIGTERM).
 """
 
 import argparse
@@ -30,6 +32,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -63,6 +66,19 @@ class State:
     def issue(self, token):
         with self.lock:
             self.tokens.append(token)
+            self.save()
+
+    def counted(self):
+        with self.lock:
+            self.requests += 1
+            self.save()
+
+    def snapshot(self):
+        return {"requests": self.requests, "issued": len(self.tokens), "tokens": self.tokens}
+
+    def save(self):
+        """DIR/count.json, rewritten (atomically) before any answer: called under the lock."""
+        write_atomic(os.path.join(self.args.dir, "count.json"), json.dumps(self.snapshot()))
 
 
 def read(d, name):
@@ -101,12 +117,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/count":
             return self.error(404, "not_found", "no such path")
         with s.lock:
-            self.answer(200, {"requests": s.requests, "issued": len(s.tokens), "tokens": s.tokens})
+            self.answer(200, s.snapshot())
 
     def do_POST(self):
         s = self.state
-        with s.lock:
-            s.requests += 1
+        s.counted()
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             return self.error(413, "invalid_request", "body too large")
@@ -116,7 +131,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Type", "").split(";")[0] != "application/x-www-form-urlencoded":
             return self.error(400, "invalid_request", "not a form")
         form = {}
-        for k, v in urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw)):
+        try:
+            pairs = urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw))
+        except (ValueError, UnicodeDecodeError):
+            return self.error(400, "invalid_request", "not a form")
+        for k, v in pairs:
             if k in form:
                 return self.error(400, "invalid_request", f"{k} given twice")
             form[k] = v
@@ -237,11 +256,18 @@ def main():
     p.add_argument("--tenant", default="lockbox-test-tenant")
     p.add_argument("--registry", default="lockboxtest.azurecr.io")
     p.add_argument("--rotate", action="store_true")
+    p.add_argument("--tls", action="store_true", help="HTTPS with DIR/cert.pem and DIR/key.pem")
     args = p.parse_args()
     Handler.state = State(args)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.path.join(args.dir, "cert.pem"), os.path.join(args.dir, "key.pem"))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with Handler.state.lock:
+        Handler.state.save()
     write_atomic(os.path.join(args.dir, "port"), str(server.server_address[1]))
     server.serve_forever()
 

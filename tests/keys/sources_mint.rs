@@ -205,6 +205,12 @@ fn azure_client_credentials_then_the_acr_exchange() {
     assert_eq!(m.username, "00000000-0000-0000-0000-000000000000");
     let count = server.count();
     assert_eq!((count.requests, count.issued), (2, 1));
+    let by_get: serde_json::Value = serde_json::from_str(&crate::common::token_servers::http_get(
+        server.port,
+        "/count",
+    ))
+    .unwrap();
+    assert_eq!(by_get["tokens"][0], count.tokens[0].as_str());
     assert_eq!(m.secret.expose_secret(), count.tokens[0]);
     let exp = lockbox::vault::meta::jwt_expiry(&count.tokens[0]).unwrap();
     assert_eq!(m.expires_at, Some(UNIX_EPOCH + Duration::from_secs(exp)));
@@ -356,4 +362,52 @@ fn redirects_are_not_followed_and_huge_answers_not_read() {
         .unwrap();
     let line = one_line(&e, &url, &["rt-x2"]);
     assert!(line.contains("over 1024 KiB"), "{line}");
+}
+
+#[test]
+fn https_to_a_server_whose_certificate_no_system_ca_signed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl)");
+    assert!(status.success(), "openssl req -x509");
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("refresh_token", b"rt-tls-1".to_vec()),
+        ("cert.pem", std::fs::read(&cert).unwrap()),
+        ("key.pem", std::fs::read(&key).unwrap()),
+    ];
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (*n, c.as_slice())).collect();
+    let Some(server) = TokenServer::start("oauth2", &files, &["--client-id", "docker", "--tls"])
+    else {
+        return;
+    };
+    let url = format!("https://127.0.0.1:{}/token", server.port);
+    let p = params(&[("token-url", &url), ("client-id", "docker")]);
+    let e = oauth2::mint("r", &p, &secret("rt-tls-1"), &http(), SystemTime::now())
+        .err()
+        .unwrap();
+    let line = one_line(&e, &url, &["rt-tls-1"]);
+    assert!(
+        line.contains("the server's TLS certificate is not trusted"),
+        "{line}"
+    );
+    assert!(line.contains("UnknownIssuer"), "{line}");
+    // Nothing reached the server's handler: the TLS handshake failed first.
+    assert_eq!(server.count().requests, 0);
 }
