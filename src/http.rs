@@ -121,12 +121,7 @@ impl Http {
         headers: &[(&str, &str)],
         deadline: Instant,
     ) -> Result<Answer, String> {
-        let left = self.left(url, deadline)?;
-        let mut r = self.agent.get(url).header("Host", host_header(url));
-        for (k, v) in headers {
-            r = r.header(*k, *v);
-        }
-        self.finish(r.config().timeout_global(Some(left)).build().call())
+        self.send("GET", url, headers, None, deadline)
     }
 
     /// `POST url` with `headers` (the content type among them) and `body`, ending by
@@ -138,12 +133,42 @@ impl Http {
         body: &[u8],
         deadline: Instant,
     ) -> Result<Answer, String> {
+        self.send("POST", url, headers, Some(body), deadline)
+    }
+
+    /// `method` (`GET`, `POST`, `PUT` or `PATCH`; anything else is a `POST`) to `url`
+    /// with `headers` and, but for `GET`, `body` (empty when `None`), ending by
+    /// `deadline`. A transport failure is an error; any status is an [`Answer`].
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        deadline: Instant,
+    ) -> Result<Answer, String> {
         let left = self.left(url, deadline)?;
-        let mut r = self.agent.post(url).header("Host", host_header(url));
-        for (k, v) in headers {
-            r = r.header(*k, *v);
-        }
-        self.finish(r.config().timeout_global(Some(left)).build().send(body))
+        let host = host_header(url);
+        let result = if method == "GET" {
+            let mut r = self.agent.get(url).header("Host", &host);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.config().timeout_global(Some(left)).build().call()
+        } else {
+            let mut r = match method {
+                "PATCH" => self.agent.patch(url),
+                "PUT" => self.agent.put(url),
+                _ => self.agent.post(url),
+            }
+            .header("Host", &host);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            let r = r.config().timeout_global(Some(left)).build();
+            r.send(body.unwrap_or_default())
+        };
+        self.finish(result)
     }
 
     /// `POST url` of an `application/x-www-form-urlencoded` body of `fields`, ending
