@@ -96,6 +96,9 @@ def write_atomic(path, text):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body are two writes: without TCP_NODELAY the body waits for
+    # the client's delayed ACK (40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
     state: State = None
 
     def log_message(self, *_):
