@@ -8,6 +8,7 @@
 //! - With `role-arn`: STS `AssumeRole` (query API, `POST` form to
 //!   `https://sts.{region}.amazonaws.com/`), whose session credentials then sign the
 //!   ECR call (`X-Amz-Security-Token`). The session lives an hour and is not kept.
+//!   (In the China regions the hosts end in `amazonaws.com.cn`.)
 //! - ECR: `POST https://api.ecr.{region}.amazonaws.com/` with
 //!   `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken` and
 //!   body `{}`, signed with SigV4 (`sigv4.rs`). The answer's
@@ -112,7 +113,7 @@ pub fn mint(
                 .get("sts-endpoint")
                 .or_else(|| params.get("endpoint"))
                 .cloned()
-                .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
+                .unwrap_or_else(|| format!("https://sts.{region}.{}/", domain(region)));
             let s = assume_role(http, &url, role, &long, region, now, deadline)
                 .map_err(|d| fail(KIND, registry, &url, d))?;
             Some(s)
@@ -130,7 +131,7 @@ pub fn mint(
     let url = params
         .get("endpoint")
         .cloned()
-        .unwrap_or_else(|| format!("https://api.ecr.{region}.amazonaws.com/"));
+        .unwrap_or_else(|| format!("https://api.ecr.{region}.{}/", domain(region)));
     let headers = [
         ("X-Amz-Target", ECR_TARGET),
         ("Content-Type", "application/x-amz-json-1.1"),
@@ -158,6 +159,15 @@ pub fn mint(
         ));
     }
     ecr_token(&answer).map_err(|d| fail(KIND, registry, &url, d))
+}
+
+/// The DNS suffix of the AWS partition `region` is in: the China regions have their own.
+fn domain(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
 }
 
 /// A POST signed with SigV4 for (`credentials`, region, service).
@@ -417,6 +427,13 @@ mod tests {
         ] {
             assert!(session_of(&answer(200, bad)).is_err());
         }
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(domain("eu-west-1"), "amazonaws.com");
+        assert_eq!(domain("us-gov-west-1"), "amazonaws.com");
+        assert_eq!(domain("cn-north-1"), "amazonaws.com.cn");
     }
 
     #[test]
