@@ -15,6 +15,8 @@ listens), reads its secrets from files in DIR (never argv):
   grant_type=access_token, service = --registry, tenant, and an access_token this
   server issued (HS256 under its own key, aud management, tid = tenant). The refresh
   token is a JWT whose exp is now + --expires-in.
+- gcp and oauth2: DIR/access_token, if it exists, is the access token handed out
+  every time (a registry's htpasswd password in an end-to-end test); else a random one.
 - oauth2: DIR/refresh_token. POST /token: grant_type=refresh_token, client_id, and the
   refresh token; with --rotate each answer carries a new refresh token and only the
   newest is accepted (written back to DIR/refresh_token).
@@ -67,6 +69,12 @@ class State:
         with self.lock:
             self.tokens.append(token)
             self.save()
+
+    def fixed_token(self):
+        """DIR/access_token when it exists: the access token to hand out every time (so
+        an end-to-end test can give a registry's htpasswd that password)."""
+        path = os.path.join(self.args.dir, "access_token")
+        return read(self.args.dir, "access_token") if os.path.exists(path) else None
 
     def counted(self):
         with self.lock:
@@ -183,7 +191,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(400, "invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
         if claims["scope"] != GCP_SCOPE:
             return self.error(400, "invalid_scope", "Invalid OAuth scope.")
-        token = "ya29.test-" + secrets.token_urlsafe(24)
+        token = s.fixed_token() or "ya29.test-" + secrets.token_urlsafe(24)
         s.issue(token)
         self.answer(200, {"access_token": token, "expires_in": a.expires_in, "token_type": "Bearer"})
 
@@ -237,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         with s.lock:
             if not secrets.compare_digest(form.get("refresh_token", ""), s.refresh_token):
                 return self.error(400, "invalid_grant", "The refresh token is invalid or expired.")
-            token = "at-" + secrets.token_urlsafe(24)
+            token = s.fixed_token() or "at-" + secrets.token_urlsafe(24)
             answer = {"access_token": token, "token_type": "Bearer", "expires_in": a.expires_in}
             if a.rotate:
                 s.refresh_token = "rt-" + secrets.token_urlsafe(24)

@@ -78,7 +78,9 @@ pub struct TokenServer {
 
 impl TokenServer {
     /// Starts `--kind kind` with `files` written into its directory first (gcp:
-    /// `public.pem`; azure: `client_secret`; oauth2: `refresh_token`) and `args` (say
+    /// `public.pem`; azure: `client_secret`; oauth2: `refresh_token`; gcp and oauth2,
+    /// optional: `access_token`, the token to hand out every time; `--tls`: `cert.pem`
+    /// and `key.pem`) and `args` (say
     /// `--expires-in 60`, `--delay 5`, `--rotate`, `--client-email E`, `--key-id K`,
     /// `--client-id C`, `--tenant T`, `--registry R`). `None` when Python lacks pyjwt
     /// (outside CI).

@@ -276,6 +276,20 @@ fn oauth2_refresh_grant_and_a_rotating_server() {
     assert_eq!(m.username, "ci-bot");
     assert_eq!(m.expires_at, Some(now + Duration::from_secs(300)));
     assert_eq!(m.secret.expose_secret(), server.count().tokens[0]);
+    // A fixed access token (an end-to-end test's htpasswd password) is handed out as is.
+    std::fs::write(
+        server.dir.path().join("access_token"),
+        "at-fixed-for-htpasswd",
+    )
+    .unwrap();
+    let m = minted(oauth2::mint(
+        "registry.example",
+        &p,
+        &secret(refresh),
+        &http(),
+        now,
+    ));
+    assert_eq!(m.secret.expose_secret(), "at-fixed-for-htpasswd");
     let wrong = "rt-not-the-refresh-token";
     let e = oauth2::mint("registry.example", &p, &secret(wrong), &http(), now)
         .err()
