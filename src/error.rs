@@ -224,6 +224,16 @@ pub enum Error {
     RotationTampered(String),
     /// `rotate` of an entry without rotation settings.
     NoRotation(String),
+    /// A source's definition fails its MAC: planted or altered by someone without the
+    /// vault key; its secret was not opened, nothing was sent and no command run.
+    SourceTampered(String),
+    /// A credential asked of (or a store or erase aimed at) a source entry, whose
+    /// sealed secret is not a registry credential.
+    SourceNotStatic(String),
+    /// `source add` over a static entry of the same server URL.
+    StaticEntryExists(String),
+    /// `source remove` of a server URL with no source.
+    NoSuchSource(String),
     /// A rotation provider failed (its text is one line, never a secret).
     Rotate(String),
     /// A command-line mistake the parser cannot see (exit 2).
@@ -432,6 +442,10 @@ impl Error {
             Error::NoSuchEntry(server) => messages::no_such_entry(server),
             Error::RotationTampered(server) => messages::rotation_tampered(server),
             Error::NoRotation(server) => messages::no_rotation(server),
+            Error::SourceTampered(server) => messages::source_tampered(server),
+            Error::SourceNotStatic(server) => messages::source_not_static(server),
+            Error::StaticEntryExists(server) => messages::static_entry_exists(server),
+            Error::NoSuchSource(server) => messages::no_such_source(server),
             Error::Rotate(detail) => detail.clone(),
             Error::Usage(u) => u.message(),
         };

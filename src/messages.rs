@@ -1009,6 +1009,77 @@ pub fn rotation_tampered(server: &str) -> String {
     )
 }
 
+/// `source add` of a kind this build does not mint from.
+pub fn unknown_source_kind(kind: &str, kinds: &[&str]) -> String {
+    format!(
+        "unknown source kind {}: this build knows {}",
+        sanitize(kind),
+        kinds.join(", ")
+    )
+}
+
+/// A parameter a source kind does not take.
+pub fn unknown_source_param(kind: &str, name: &str) -> String {
+    format!("the {kind} source takes no parameter {}", sanitize(name))
+}
+
+/// An `exec` source without its command.
+pub const SOURCE_EXEC_NO_COMMAND: &str =
+    "an exec source needs its command: lockbox source add exec --registry R -- COMMAND [ARGS…]";
+/// An `exec` source's command that is not a JSON array of strings.
+pub const SOURCE_EXEC_BAD_COMMAND: &str =
+    "an exec source's command must be a program and its arguments (at most 256, no NUL bytes)";
+/// An `exec` source's program that is not an absolute path.
+pub const SOURCE_EXEC_NOT_ABSOLUTE: &str =
+    "an exec source's program must be an absolute path ('source add' resolves it from PATH)";
+/// An `exec` command's stdout that is not the expected JSON.
+pub const SOURCE_EXEC_BAD_ANSWER: &str = "the command did not print {\"Username\": …, \"Secret\": …, \"ExpiresAt\": …} as JSON (its output is not shown: it may hold a secret)";
+/// An `exec` command's answer with an empty username or secret.
+pub const SOURCE_EXEC_EMPTY_ANSWER: &str = "the command answered an empty Username or Secret";
+/// An `exec` command's `ExpiresAt` that is not an RFC 3339 time.
+pub const SOURCE_EXEC_BAD_EXPIRY: &str =
+    "the command's ExpiresAt is not an RFC 3339 time such as 2030-01-31T12:00:00Z";
+
+/// A source whose definition fails its MAC (`get`, `source list`, `doctor`).
+pub fn source_tampered(server: &str) -> String {
+    format!(
+        "the source for {server} was not made with this vault's key (someone planted or edited it in the vault file); nothing was sent and no command run: remove it with 'lockbox source remove {server}' and add it again"
+    )
+}
+
+/// A store, erase or plain open aimed at a source entry.
+pub fn source_not_static(server: &str) -> String {
+    format!(
+        "{server} is a sealed source: its credential is minted on 'get', never stored, erased or shown as is; 'lockbox source remove {server}' removes it"
+    )
+}
+
+/// `source add` over a static entry.
+pub fn static_entry_exists(server: &str) -> String {
+    format!(
+        "{server} already has a stored credential: erase it first ('docker logout {server}') to put a source in its place"
+    )
+}
+
+/// `source remove` of a registry without a source.
+pub fn no_such_source(server: &str) -> String {
+    format!("no source for {server} in the vault ('lockbox source list' shows them)")
+}
+
+/// `unimport` leaves a source in the vault.
+pub fn unimport_source_kept(server: &str) -> String {
+    format!(
+        "not moved: {server} is a sealed source (its secret is the cloud credential tokens are minted from, not a registry password); it stays in the vault — set up that registry's own credential helper for it"
+    )
+}
+
+/// A rotation (`passwd`, `recipients remove`) dropped a source that failed its MAC.
+pub fn source_dropped(server: &str) -> String {
+    format!(
+        "dropped the source for {server}: it was not made with this vault's key (someone planted or edited it in the vault file)"
+    )
+}
+
 /// `rotate` of an entry without rotation settings.
 pub fn no_rotation(server: &str) -> String {
     format!(

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::Params;
+use super::types::Params;
 use crate::error::MintError;
 use crate::http::{self, Answer};
 use crate::messages;

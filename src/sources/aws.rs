@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use super::answer::{self, check_names, check_url_param, fail, plain_value, xml_text};
 use super::sigv4::{self, Credentials};
-use super::{Minted, Params};
+use super::types::{Minted, Params};
 use crate::error::MintError;
 use crate::http::{self, Answer, Http};
 use crate::messages;

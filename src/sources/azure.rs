@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use age::secrecy::{ExposeSecret, SecretString};
 
 use super::answer::{self, check_names, check_url_param, fail, plain_value};
-use super::{Minted, Params};
+use super::types::{Minted, Params};
 use crate::error::MintError;
 use crate::http::Http;
 use crate::messages;
@@ -29,7 +29,7 @@ pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// The scope the ACR exchange accepts an Entra token of.
 pub const SCOPE: &str = "https://management.azure.com/.default";
 /// The username ACR expects with a refresh token.
-pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
+pub const USERNAME: &str = super::types::ACR_REFRESH_USERNAME;
 const REQUIRED: &[&str] = &["tenant", "client-id"];
 const OPTIONAL: &[&str] = &["authority", "endpoint"];
 /// Longest client secret accepted (Entra's are 40 characters).

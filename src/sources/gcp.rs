@@ -21,7 +21,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use zeroize::Zeroizing;
 
 use super::answer::{self, check_names, check_url_param, fail};
-use super::{Minted, Params};
+use super::types::{Minted, Params};
 use crate::error::MintError;
 use crate::http::Http;
 use crate::messages;

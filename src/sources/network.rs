@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use age::secrecy::SecretString;
 
-use super::{Minted, Params, aws, azure, gcp, oauth2};
+use super::types::{Minted, Params};
+use super::{aws, azure, gcp, oauth2};
 use crate::error::MintError;
 use crate::http::Http;
 

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use age::secrecy::{ExposeSecret, SecretString};
 
 use super::answer::{self, check_names, check_url_param, fail};
-use super::{Minted, Params};
+use super::types::{Minted, Params};
 use crate::error::MintError;
 use crate::http::Http;
 use crate::messages;

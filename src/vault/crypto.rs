@@ -302,6 +302,10 @@ pub enum MacDomain {
     Source,
     /// An entry's rotation settings: where its old secret may be sent.
     Rotation,
+    /// The key of the token cache file a process without an agent keeps
+    /// (`docs/SOURCES.md` "The caches"): a MAC of a fixed text in this domain is the
+    /// cache's encryption key, so only the vault key opens it.
+    TokenCache,
 }
 
 impl MacDomain {
@@ -311,14 +315,16 @@ impl MacDomain {
             MacDomain::Slots => b"lockbox-slots-mac-v1\0",
             MacDomain::Source => b"lockbox-source-mac-v1\0",
             MacDomain::Rotation => b"lockbox-rotation-mac-v1\0",
+            MacDomain::TokenCache => b"lockbox-token-cache-v1\0",
         }
     }
 
     /// The name of a domain the agent computes MACs for (`docs/AGENT.md` `keyed_mac`).
-    /// `Slots` is not one: the slots MAC is made only where the key itself is held.
+    /// `Slots` is not one: the slots MAC is made only where the key itself is held;
+    /// nor is `TokenCache`, whose MAC is a key that never leaves the agent.
     pub fn wire_name(self) -> Option<&'static str> {
         match self {
-            MacDomain::Slots => None,
+            MacDomain::Slots | MacDomain::TokenCache => None,
             MacDomain::Source => Some("source"),
             MacDomain::Rotation => Some("rotation"),
         }
@@ -687,6 +693,42 @@ pub trait EntryOpener {
     fn verify_keyed_mac(&self, domain: MacDomain, transcript: &[u8], mac: &[u8]) -> Result<bool> {
         Ok(macs_equal(&self.keyed_mac(domain, transcript)?, mac))
     }
+
+    /// Asks the holder of the key to mint from the source `request` (the agent: it
+    /// verifies the definition, mints or answers from its token cache). `None` when
+    /// this opener is the key itself and the caller mints (`src/protocol.rs`).
+    fn mint_source(&self, request: &SourceRequest<'_>) -> Option<Result<MintedCredential>> {
+        let _ = request;
+        None
+    }
+}
+
+/// A source entry as the agent is asked to mint from it: everything the file holds.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRequest<'a> {
+    /// The entry's server URL, exactly as stored.
+    pub server: &'a str,
+    /// The entry's username.
+    pub username: &'a str,
+    /// The sealed secret (age ciphertext).
+    pub sealed: &'a [u8],
+    /// The definition's kind, parameters and MAC (`vault::source::SourceDef`), not
+    /// yet verified.
+    pub kind: &'a str,
+    /// Its parameters.
+    pub params: &'a std::collections::BTreeMap<String, String>,
+    /// Its MAC.
+    pub mac: &'a [u8; 32],
+}
+
+/// A credential minted from a source, as the holder of the key answers.
+pub struct MintedCredential {
+    /// The username the registry expects.
+    pub username: String,
+    /// The short-lived secret.
+    pub secret: SecretString,
+    /// When it stops working (Unix seconds), when the issuer says.
+    pub expires_at: Option<u64>,
 }
 
 impl EntryOpener for VaultKey {

@@ -11,14 +11,13 @@ pub const OPENBAO_FORMAT_VERSION: u64 = 2;
 /// The same version 2, named for what plugin and tag recipients need.
 pub const PLUGIN_FORMAT_VERSION: u64 = OPENBAO_FORMAT_VERSION;
 /// Version 3: version 2 plus entry metadata (an entry's expiry, rotation settings and
-/// pending rotation secret), written only for a vault with an entry that has some;
-/// sealed sources (a top-level `sources` member, not built yet) are reserved for it
-/// too.
-pub const SOURCES_FORMAT_VERSION: u64 = 3;
-/// The same version 3, named for what entry metadata needs.
-pub const METADATA_FORMAT_VERSION: u64 = SOURCES_FORMAT_VERSION;
+/// pending rotation secret), written only for a vault with an entry that has some.
+pub const METADATA_FORMAT_VERSION: u64 = 3;
+/// Version 4: version 3 plus sealed sources (an entry's `source` member), written only
+/// for a vault that holds a source, so a version-3 reader refuses it by its number.
+pub const SOURCES_FORMAT_VERSION: u64 = 4;
 /// The newest format version this build reads (`docs/FORMAT.md` "Versions").
-pub const MAX_FORMAT_VERSION: u64 = METADATA_FORMAT_VERSION;
+pub const MAX_FORMAT_VERSION: u64 = SOURCES_FORMAT_VERSION;
 
 /// Bounds checked on every field read from a file (`docs/FORMAT.md` "Bounds").
 pub mod bounds {

@@ -20,6 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
 use super::crypto::{EntryOpener, MacDomain};
+use super::source::SourceDef;
 use crate::error::{Error, Result};
 
 /// The latest expiry the format holds: 9999-12-31T23:59:59Z, as Unix seconds.
@@ -41,12 +42,18 @@ pub struct Metadata {
     /// A rotation's new secret, sealed like the entry's, until the provider has
     /// switched to it (`lockbox rotate`).
     pub pending: Option<Vec<u8>>,
+    /// The source this entry's sealed secret mints registry credentials from
+    /// (format version 4), authenticated by the vault key.
+    pub source: Option<SourceDef>,
 }
 
 impl Metadata {
     /// Whether there is nothing to write (the entry fits versions 1 and 2).
     pub fn is_empty(&self) -> bool {
-        self.expires_at.is_none() && self.rotation.is_none() && self.pending.is_none()
+        self.expires_at.is_none()
+            && self.rotation.is_none()
+            && self.pending.is_none()
+            && self.source.is_none()
     }
 }
 

@@ -29,15 +29,17 @@ pub mod format;
 pub mod meta;
 mod parse;
 pub mod slot;
+pub mod source;
 use crypto::{EntryOpener, KdfParams, Recipient, VaultKey};
 use format::fits_b64;
 use meta::{Metadata, Rotation};
 use parse::{RawMeta, RawSlot, Sink, b64};
 use slot::{SlotV1, check_slot, check_slot_set, check_versions, slot_from_raw};
+use source::SourceDef;
 
 pub use format::{
     FORMAT_VERSION, MAX_FORMAT_VERSION, METADATA_FORMAT_VERSION, OPENBAO_FORMAT_VERSION,
-    PLUGIN_FORMAT_VERSION, bounds,
+    PLUGIN_FORMAT_VERSION, SOURCES_FORMAT_VERSION, bounds,
 };
 pub use slot::{NoBackend, Rewrap, Slot};
 
@@ -59,9 +61,29 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The credential of this entry, stored under `server`, opened by `opener`.
+    /// The credential of this entry, stored under `server`, opened by `opener`. A
+    /// source's sealed secret is never a registry credential: it is refused here with
+    /// [`Error::SourceNotStatic`] and opened only by [`Entry::open_source`].
     pub fn open(&self, server: &str, opener: &dyn EntryOpener) -> Result<SecretString> {
+        if self.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         opener.open_entry(server, &self.username, &self.secret)
+    }
+
+    /// A source's definition and sealed secret, its MAC checked by `opener` first
+    /// ([`SourceDef::verify`]); `None` for a static entry.
+    pub fn open_source(
+        &self,
+        server: &str,
+        opener: &dyn EntryOpener,
+    ) -> Result<Option<(&SourceDef, SecretString)>> {
+        let Some(def) = &self.meta.source else {
+            return Ok(None);
+        };
+        def.verify(opener, server, &self.username, &self.secret)?;
+        let secret = opener.open_entry(server, &self.username, &self.secret)?;
+        Ok(Some((def, secret)))
     }
 }
 
@@ -198,6 +220,13 @@ impl Vault {
     /// accepts it.
     pub fn store(&mut self, server: &str, username: &str, secret: &SecretString) -> Result<()> {
         use age::secrecy::ExposeSecret;
+        if self
+            .entries
+            .get(server)
+            .is_some_and(|e| e.meta.source.is_some())
+        {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         let ciphertext = crypto::seal_entry(&self.public, server, username, secret)?;
         let (kept_date, rotation, pending) = match self.entries.remove(server) {
             Some(old) => {
@@ -214,6 +243,7 @@ impl Vault {
             expires_at: meta::jwt_expiry(secret.expose_secret()).or(kept_date),
             rotation,
             pending,
+            source: None,
         };
         self.entries.insert(
             server.to_owned(),
@@ -224,6 +254,55 @@ impl Vault {
             },
         );
         Ok(())
+    }
+
+    /// Adds (or replaces) the source `server`: `secret` sealed like an entry's, the
+    /// definition authenticated by `opener` (the vault key, or the agent holding it;
+    /// [`SourceDef::new`]). The key is checked against this vault first. A static
+    /// entry of the same server URL is refused: removing a credential is `erase`'s.
+    pub fn add_source(
+        &mut self,
+        opener: &dyn EntryOpener,
+        server: &str,
+        username: &str,
+        kind: &str,
+        params: BTreeMap<String, String>,
+        secret: &SecretString,
+    ) -> Result<()> {
+        if self
+            .entries
+            .get(server)
+            .is_some_and(|e| e.meta.source.is_none())
+        {
+            return Err(Error::StaticEntryExists(server.to_owned()));
+        }
+        let sealed = crypto::seal_entry(&self.public, server, username, secret)?;
+        let def = SourceDef::new(opener, server, username, kind, params, &sealed)?;
+        // A definition the opener MACed for another vault would not verify here.
+        def.verify(opener, server, username, &sealed)?;
+        self.entries.insert(
+            server.to_owned(),
+            Entry {
+                username: username.to_owned(),
+                secret: sealed,
+                meta: Metadata {
+                    source: Some(def),
+                    ..Metadata::default()
+                },
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes the source `request` refers to; returns its exact server URL. A static
+    /// entry is not a source and stays.
+    pub fn remove_source(&mut self, request: &str) -> Result<String> {
+        let key = self.key_of(request)?;
+        if self.entries[&key].meta.source.is_none() {
+            return Err(Error::NoSuchSource(request.to_owned()));
+        }
+        self.entries.remove(&key);
+        Ok(key)
     }
 
     /// The exact key of the entry `request` refers to ([`Self::lookup`]).
@@ -258,6 +337,9 @@ impl Vault {
     ) -> Result<String> {
         let key = self.key_of(request)?;
         if let Some(e) = self.entries.get_mut(&key) {
+            if e.meta.source.is_some() {
+                return Err(Error::SourceNotStatic(key));
+            }
             e.meta.rotation = make(&key, &e.username)?;
         }
         Ok(key)
@@ -270,6 +352,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.meta.pending = match secret {
             Some(s) => Some(crypto::seal_entry(&self.public, server, &e.username, s)?),
             None => None,
@@ -289,6 +374,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.secret = crypto::seal_entry(&self.public, server, &e.username, secret)?;
         e.meta.pending = None;
         e.meta.expires_at = expires_at.filter(|&t| t <= meta::MAX_EXPIRES_AT);
@@ -430,15 +518,32 @@ impl Vault {
                 }
                 None => None,
             };
+            let sealed = crypto::seal_entry(&new.public(), server, &e.username, &secret)?;
+            // Source MACs too, over the secret sealed again.
+            let source = match &e.meta.source {
+                Some(d) => {
+                    d.verify(old, server, &e.username, &e.secret)?;
+                    Some(SourceDef::new(
+                        &new,
+                        server,
+                        &e.username,
+                        &d.kind,
+                        d.params.clone(),
+                        &sealed,
+                    )?)
+                }
+                None => None,
+            };
             entries.insert(
                 server.clone(),
                 Entry {
                     username: e.username.clone(),
-                    secret: crypto::seal_entry(&new.public(), server, &e.username, &secret)?,
+                    secret: sealed,
                     meta: Metadata {
                         expires_at: e.meta.expires_at,
                         rotation,
                         pending,
+                        source,
                     },
                 },
             );
@@ -450,13 +555,27 @@ impl Vault {
         Ok(new)
     }
 
-    /// Drops, before a key rotation ([`Self::rotate`]), every entry's rotation settings
-    /// that fail their MAC under `key` and every pending secret `key` cannot open:
+    /// Drops, before a key rotation ([`Self::rotate`]), every source entry and every
+    /// entry's rotation settings that fail their MAC under `key` and every pending
+    /// secret `key` cannot open:
     /// anyone who can write the file can plant one, and it must neither block the key
     /// rotation nor be MACed or sealed again with the new key. Returns one warning line
     /// per entry touched.
     pub fn drop_unverified_rotation(&mut self, key: &VaultKey) -> Vec<String> {
         let mut warnings = Vec::new();
+        // A source that fails its MAC was planted or altered: its sealed secret is not
+        // the owner's, so the whole entry goes, never MACed again with the new key.
+        self.entries.retain(|server, e| {
+            let planted = e
+                .meta
+                .source
+                .as_ref()
+                .is_some_and(|d| d.verify(key, server, &e.username, &e.secret).is_err());
+            if planted {
+                warnings.push(crate::messages::source_dropped(server));
+            }
+            !planted
+        });
         for (server, e) in &mut self.entries {
             let user = e.username.as_str();
             let bad_settings = e
@@ -689,8 +808,8 @@ impl Vault {
         Ok(bytes)
     }
 
-    /// The version this vault is written as: 3 when an entry has metadata (an
-    /// expiry, rotation settings, a pending secret), else 2 when it holds an OpenBao
+    /// The version this vault is written as: 4 when it holds a source, else 3 when an
+    /// entry has metadata (an expiry, rotation settings, a pending secret), else 2 when it holds an OpenBao
     /// slot or an age slot for a plugin or tag recipient, else 1, so a vault without
     /// them still opens with older builds.
     pub fn format_version(&self) -> u64 {
@@ -699,7 +818,9 @@ impl Vault {
             .iter()
             .map(Slot::min_version)
             .fold(FORMAT_VERSION, u64::max);
-        if self.entries.values().any(|e| !e.meta.is_empty()) {
+        if self.entries.values().any(|e| e.meta.source.is_some()) {
+            slots.max(SOURCES_FORMAT_VERSION)
+        } else if self.entries.values().any(|e| !e.meta.is_empty()) {
             slots.max(METADATA_FORMAT_VERSION)
         } else {
             slots
@@ -783,7 +904,7 @@ impl Vault {
 }
 
 /// An entry's metadata members, in the canonical order `expires_at`, `rotate`,
-/// `pending`, each only when present (`docs/FORMAT.md` "Entry metadata").
+/// `pending`, `source`, each only when present (`docs/FORMAT.md` "Entry metadata").
 fn write_meta(out: &mut Vec<u8>, m: &Metadata) {
     if let Some(t) = m.expires_at {
         out.extend_from_slice(format!(",\"expires_at\":{t}").as_bytes());
@@ -803,6 +924,22 @@ fn write_meta(out: &mut Vec<u8>, m: &Metadata) {
     if let Some(p) = &m.pending {
         out.extend_from_slice(b",\"pending\":");
         json_str(out, &B64.encode(p));
+    }
+    if let Some(src) = &m.source {
+        out.extend_from_slice(b",\"source\":{\"kind\":");
+        json_str(out, &src.kind);
+        out.extend_from_slice(b",\"params\":{");
+        for (i, (name, value)) in src.params.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, name);
+            out.push(b':');
+            json_str(out, value);
+        }
+        out.extend_from_slice(b"},\"mac\":");
+        json_str(out, &B64.encode(src.mac));
+        out.push(b'}');
     }
 }
 
@@ -848,6 +985,7 @@ impl<'de> Sink<'de> for Decoded {
                     expires_at: meta.expires_at,
                     rotation: meta.rotation.map(|r| *r),
                     pending,
+                    source: meta.source.map(|s| *s),
                 },
             },
         );
@@ -908,9 +1046,34 @@ impl RawEntry<'_> {
         B64.decode(self.secret.as_bytes()).unwrap_or_default()
     }
 
-    /// The credential of this entry, opened by `opener` (as [`Entry::open`]).
+    /// The source this entry mints from, if it is one (not verified here: see
+    /// [`RawEntry::open_source`]).
+    pub fn source(&self) -> Option<&SourceDef> {
+        self.meta.source.as_deref()
+    }
+
+    /// The credential of this entry, opened by `opener` (as [`Entry::open`]: a
+    /// source is refused).
     pub fn open(&self, opener: &dyn EntryOpener) -> Result<SecretString> {
+        if self.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(self.server().to_owned()));
+        }
         opener.open_entry(self.server(), self.username(), &self.secret())
+    }
+
+    /// A source's definition and sealed secret, its MAC checked by `opener` first
+    /// (as [`Entry::open_source`]); `None` for a static entry.
+    pub fn open_source(
+        &self,
+        opener: &dyn EntryOpener,
+    ) -> Result<Option<(&SourceDef, SecretString)>> {
+        let Some(def) = self.meta.source.as_deref() else {
+            return Ok(None);
+        };
+        let sealed = self.secret();
+        def.verify(opener, self.server(), self.username(), &sealed)?;
+        let secret = opener.open_entry(self.server(), self.username(), &sealed)?;
+        Ok(Some((def, secret)))
     }
 }
 
@@ -1023,6 +1186,101 @@ mod tests {
         (key, v)
     }
 
+    /// [`sample`] plus an `exec` source for `ecr.example`.
+    fn with_source() -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/true"]"#.to_owned())]);
+        let secret = SecretString::from("cloud-secret".to_owned());
+        v.add_source(&key, "ecr.example", "AWS", "exec", params, &secret)
+            .unwrap();
+        (key, v)
+    }
+
+    #[test]
+    fn a_source_is_written_as_version_4_and_read_back_exactly() {
+        use age::secrecy::ExposeSecret as _;
+        let (key, v) = with_source();
+        let bytes = v.to_bytes();
+        assert!(bytes.starts_with(b"{\"lockbox\":4,"));
+        let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let e = &back.entries()["ecr.example"];
+        let (def, secret) = e.open_source("ecr.example", &key).unwrap().unwrap();
+        assert_eq!(def.kind, "exec");
+        assert_eq!(secret.expose_secret(), "cloud-secret");
+        // Its sealed secret is never handed out as a credential.
+        assert!(matches!(
+            e.open("ecr.example", &key),
+            Err(Error::SourceNotStatic(_))
+        ));
+        let view = View::parse(&bytes, Path::new("v")).unwrap();
+        let raw = view.lookup("ecr.example").unwrap();
+        assert!(matches!(raw.open(&key), Err(Error::SourceNotStatic(_))));
+        assert!(raw.open_source(&key).unwrap().is_some());
+        // Removing it is back to version 1.
+        let mut v = back;
+        v.remove_source("ecr.example").unwrap();
+        assert!(matches!(
+            v.remove_source("https://index.docker.io/v1/"),
+            Err(Error::NoSuchSource(_))
+        ));
+        assert_eq!(v.format_version(), FORMAT_VERSION);
+    }
+
+    #[test]
+    fn a_rotation_seals_and_macs_a_source_again_and_drops_a_planted_one() {
+        use age::secrecy::ExposeSecret as _;
+        let (key, mut v) = with_source();
+        let pw = SecretString::from("pw".to_owned());
+        // A source planted with a MAC of another key: dropped before the rotation.
+        let planter = VaultKey::generate();
+        let mut planted = v.clone();
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/evil"]"#.to_owned())]);
+        let secret = SecretString::from("x".to_owned());
+        planted.public = planter.public();
+        planted
+            .add_source(&planter, "planted.example", "u", "exec", params, &secret)
+            .unwrap();
+        v.entries.insert(
+            "planted.example".into(),
+            planted.entries["planted.example"].clone(),
+        );
+        let warnings = v.drop_unverified_rotation(&key);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(!v.entries.contains_key("planted.example"));
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["ecr.example"];
+        assert!(matches!(
+            e.open_source("ecr.example", &key),
+            Err(Error::SourceTampered(_))
+        ));
+        let (_, secret) = e.open_source("ecr.example", &new).unwrap().unwrap();
+        assert_eq!(secret.expose_secret(), "cloud-secret");
+    }
+
+    #[test]
+    fn store_rotation_and_add_never_overwrite_the_other_kind() {
+        let (key, mut v) = with_source();
+        let s = SecretString::from("s".to_owned());
+        assert!(matches!(
+            v.store("ecr.example", "u", &s),
+            Err(Error::SourceNotStatic(_))
+        ));
+        assert!(matches!(
+            v.set_pending("ecr.example", Some(&s)),
+            Err(Error::SourceNotStatic(_))
+        ));
+        assert!(matches!(
+            v.set_rotation("ecr.example", |_, _| Ok(None)),
+            Err(Error::SourceNotStatic(_))
+        ));
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/true"]"#.to_owned())]);
+        assert!(matches!(
+            v.add_source(&key, "https://index.docker.io/v1/", "u", "exec", params, &s),
+            Err(Error::StaticEntryExists(_))
+        ));
+    }
+
     #[test]
     fn bytes_roundtrip_exactly() {
         let (_, v) = sample();
@@ -1035,10 +1293,10 @@ mod tests {
     fn newer_version_is_told_apart() {
         let (_, v) = sample();
         let text = String::from_utf8(v.to_bytes()).unwrap();
-        let newer = text.replace("\"lockbox\":1", "\"lockbox\":4");
+        let newer = text.replace("\"lockbox\":1", "\"lockbox\":5");
         assert!(matches!(
             Vault::parse(newer.as_bytes(), Path::new("v")),
-            Err(Error::UnsupportedVersion { version: 4, .. })
+            Err(Error::UnsupportedVersion { version: 5, .. })
         ));
         let newer_shape = r#"{"lockbox": 7, "something": "else"}"#;
         assert!(matches!(

@@ -28,8 +28,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::format::{FORMAT_VERSION, MAX_FORMAT_VERSION, METADATA_FORMAT_VERSION, bounds};
+use super::format::{
+    FORMAT_VERSION, MAX_FORMAT_VERSION, METADATA_FORMAT_VERSION, SOURCES_FORMAT_VERSION, bounds,
+};
 use super::meta::{MAX_EXPIRES_AT, Provider, Rotation, check_api_url};
+use super::source::{MAX_PARAMS, SourceDef, check_shape};
 use crate::error::{Error, Result};
 
 /// Most members one slot may have (the largest slot type has 8).
@@ -61,12 +64,18 @@ pub struct RawMeta<'de> {
     pub rotation: Option<Box<Rotation>>,
     /// `pending`: a rotation's new secret, sealed.
     pub pending: Option<Cow<'de, str>>,
+    /// `source`: the kind, parameters and MAC of a sealed source (format version 4;
+    /// not verified here). Boxed, as `rotation`.
+    pub source: Option<Box<SourceDef>>,
 }
 
 impl RawMeta<'_> {
     /// Whether the entry has no metadata member.
     pub fn is_empty(&self) -> bool {
-        self.expires_at.is_none() && self.rotation.is_none() && self.pending.is_none()
+        self.expires_at.is_none()
+            && self.rotation.is_none()
+            && self.pending.is_none()
+            && self.source.is_none()
     }
 }
 
@@ -152,6 +161,7 @@ pub(super) fn file<'de, S: Sink<'de>>(
         path,
         why: RefCell::new(None),
         metadata: Cell::new(false),
+        sources: Cell::new(false),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let read = de
@@ -221,6 +231,8 @@ struct Ctx<'p> {
     /// Whether an entry had metadata, which only version 3 allows (the version may
     /// come after the entries in a file written by hand).
     metadata: Cell<bool>,
+    /// Whether an entry was a source, which only version 4 allows.
+    sources: Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -352,6 +364,11 @@ impl<'de, S: Sink<'de>> Visitor<'de> for FileVisitor<'_, '_, S> {
                 "entry metadata in a version {version} file (it needs version {METADATA_FORMAT_VERSION})"
             )));
         }
+        if ctx.sources.get() && version < SOURCES_FORMAT_VERSION {
+            return Err(ctx.damaged(format!(
+                "a source in a version {version} file (it needs version {SOURCES_FORMAT_VERSION})"
+            )));
+        }
         Ok(RawFile {
             version,
             public_key: public_key.ok_or_else(|| missing("public_key"))?,
@@ -480,6 +497,9 @@ impl<'de, S: Sink<'de>> Visitor<'de> for EntriesSeed<'_, '_, S> {
             if !meta.is_empty() {
                 ctx.metadata.set(true);
             }
+            if meta.source.is_some() {
+                ctx.sources.set(true);
+            }
             self.sink
                 .entry(server, username, secret, meta)
                 .map_err(|r| ctx.damaged(r))?;
@@ -523,7 +543,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
         let (mut username, mut secret) = (None, None);
-        let (mut expires_at, mut rotation, mut pending) = (None, None, None);
+        let (mut expires_at, mut rotation, mut pending, mut source) = (None, None, None, None);
         while let Some(Text(name)) = map.next_key()? {
             match name.as_ref() {
                 "username" => {
@@ -552,16 +572,24 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
                     let r = map.next_value_seed(RotateSeed { ctx })?;
                     once(ctx, &mut rotation, "rotate", Box::new(r))?;
                 }
+                "source" => {
+                    let r = map.next_value_seed(SourceSeed { ctx })?;
+                    once(ctx, &mut source, "source", Box::new(r))?;
+                }
                 other => {
                     return Err(ctx.damaged(format!("unknown entry member {}", quoted(other))));
                 }
             }
         }
         let missing = |name: &str| ctx.damaged(format!("an entry has no `{name}`"));
+        if source.is_some() && (rotation.is_some() || pending.is_some()) {
+            return Err(ctx.damaged("a source entry has rotation settings".into()));
+        }
         let meta = RawMeta {
             expires_at,
             rotation,
             pending,
+            source,
         };
         Ok((
             username.ok_or_else(|| missing("username"))?,
@@ -632,6 +660,99 @@ impl<'de> Visitor<'de> for RotateSeed<'_, '_> {
             api: api.ok_or_else(|| missing("api"))?.into_owned(),
             mac,
         })
+    }
+}
+
+/// An entry's `source` object: `kind`, `params` (an object of strings) and `mac`.
+struct SourceSeed<'c, 'p> {
+    ctx: &'c Ctx<'p>,
+}
+
+impl<'de> DeserializeSeed<'de> for SourceSeed<'_, '_> {
+    type Value = SourceDef;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SourceSeed<'_, '_> {
+    type Value = SourceDef;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a source object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SourceDef, A::Error> {
+        let ctx = self.ctx;
+        let (mut kind, mut params, mut mac) = (None, None, None);
+        while let Some(Text(name)) = map.next_key()? {
+            match name.as_ref() {
+                "kind" => {
+                    let Text(t) = map.next_value()?;
+                    once(ctx, &mut kind, "kind", t.into_owned())?;
+                }
+                "params" => {
+                    let p = map.next_value_seed(ParamsSeed { ctx })?;
+                    once(ctx, &mut params, "params", p)?;
+                }
+                "mac" => {
+                    let Text(t) = map.next_value()?;
+                    once(ctx, &mut mac, "mac", t)?;
+                }
+                other => {
+                    return Err(ctx.damaged(format!("unknown source member {}", quoted(other))));
+                }
+            }
+        }
+        let missing = |name: &str| ctx.damaged(format!("a source object has no `{name}`"));
+        let kind = kind.ok_or_else(|| missing("kind"))?;
+        let params = params.ok_or_else(|| missing("params"))?;
+        check_shape(&kind, &params).map_err(|r| ctx.damaged(format!("source: {r}")))?;
+        let bad = |reason: String| Error::corrupt(ctx.path, reason);
+        let mac = mac.ok_or_else(|| missing("mac"))?;
+        let mac: [u8; 32] = b64(&bad, "source mac", &mac, 32)
+            .map_err(|e| ctx.refuse(e))?
+            .try_into()
+            .map_err(|_| ctx.damaged("source mac is not 32 bytes".into()))?;
+        Ok(SourceDef { kind, params, mac })
+    }
+}
+
+/// A source's `params`: at most [`MAX_PARAMS`] string members, none twice.
+struct ParamsSeed<'c, 'p> {
+    ctx: &'c Ctx<'p>,
+}
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed<'_, '_> {
+    type Value = std::collections::BTreeMap<String, String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsSeed<'_, '_> {
+    type Value = std::collections::BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of source parameters")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let ctx = self.ctx;
+        let mut params = std::collections::BTreeMap::new();
+        while let Some(Text(name)) = map.next_key()? {
+            if params.len() >= MAX_PARAMS {
+                return Err(ctx.damaged(format!("a source has more than {MAX_PARAMS} parameters")));
+            }
+            let Text(value) = map.next_value()?;
+            if params
+                .insert(name.into_owned(), value.into_owned())
+                .is_some()
+            {
+                return Err(ctx.damaged("a source parameter appears twice".into()));
+            }
+        }
+        Ok(params)
     }
 }
 
