@@ -335,8 +335,10 @@ fn a_hanging_token_endpoint_is_given_up_within_the_deadline() {
     assert!(line.ends_with("no answer within 1 s"), "{line}");
 }
 
-/// A one-shot server on 127.0.0.1 that answers every connection with `response`
-/// (at most `n` connections), in a thread.
+/// A server on 127.0.0.1 that answers each of at most `n` connections with
+/// `response`, in a thread: it reads the whole request first (headers and
+/// `Content-Length` body) and drains the socket before closing, so the client never
+/// meets a reset instead of the answer.
 fn canned(response: Vec<u8>, n: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -344,12 +346,36 @@ fn canned(response: Vec<u8>, n: usize) -> String {
         for stream in listener.incoming().take(n) {
             let Ok(mut s) = stream else { continue };
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 8192];
-            let _ = s.read(&mut buf);
+            read_request(&mut s);
             let _ = s.write_all(&response);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let _ = s.read_to_end(&mut Vec::new());
         }
     });
     format!("http://127.0.0.1:{port}/token")
+}
+
+/// Reads one HTTP request (at most 64 KiB) from `s`.
+fn read_request(s: &mut std::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while buf.len() < 64 * 1024 {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
 }
 
 #[test]
