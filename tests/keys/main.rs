@@ -14,4 +14,5 @@ mod machine_keys;
 mod nonroot_keys;
 mod openbao;
 mod plugins;
+mod sources_get_http;
 mod sources_mint;
