@@ -421,4 +421,41 @@ mod tests {
         let e = http.get("http://127.0.0.1:9/", &[], past).err().unwrap();
         assert_eq!(e, messages::http_timeout(3));
     }
+
+    proptest::proptest! {
+        // encode → decode: any fields survive a form body (as a server decodes it).
+        #[test]
+        fn forms_round_trip(fields in proptest::collection::vec((".*", ".*"), 0..5)) {
+            let refs: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let body = form_encode(&refs);
+            proptest::prop_assert!(body.bytes().all(|b| b.is_ascii_graphic()));
+            let decode = |t: &str| {
+                percent_encoding::percent_decode_str(t).decode_utf8().unwrap().into_owned()
+            };
+            let back: Vec<(String, String)> = if body.is_empty() {
+                Vec::new()
+            } else {
+                body.split('&')
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap();
+                        (decode(k), decode(v))
+                    })
+                    .collect()
+            };
+            proptest::prop_assert_eq!(back, fields);
+        }
+
+        // No URL that passes the check is plain http:// to a host that is not loopback.
+        #[test]
+        fn plain_http_passes_only_for_loopback(host in "[a-z0-9.:\\[\\]-]{1,20}", rest in "[a-z/]{0,8}") {
+            let url = format!("http://{host}/{rest}");
+            if check_url(&url).is_ok() {
+                let authority = host.to_ascii_lowercase();
+                let h = authority.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok())
+                    .map_or(authority.as_str(), |(h, _)| h);
+                proptest::prop_assert!(matches!(h, "127.0.0.1" | "[::1]" | "localhost"), "{}", url);
+            }
+        }
+    }
 }

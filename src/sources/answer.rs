@@ -398,4 +398,27 @@ mod tests {
         assert!(check_url_param(&p(&[("u", "http://127.0.0.1:1")]), "u").is_ok());
         assert!(check_url_param(&p(&[]), "u").is_ok());
     }
+
+    proptest::proptest! {
+        // Any answer: no panic, and a failure is one short line without a secret sent.
+        #[test]
+        fn any_answer_is_a_token_or_one_clean_line(
+            status in 100u16..600,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            echo in proptest::bool::ANY,
+        ) {
+            let sent = "S3cret-Sent-Value";
+            let body = if echo {
+                format!(r#"{{"error":"{sent}","error_description":"no {sent} here"}}"#).into_bytes()
+            } else {
+                body
+            };
+            let a = answer(status, &body);
+            if let Err(e) = token(&a, "access_token", NOW, &[sent]) {
+                proptest::prop_assert!(!e.contains(sent), "{}", e);
+                proptest::prop_assert!(!e.contains('\n') && !e.contains('\x1b'), "{}", e);
+                proptest::prop_assert!(e.chars().count() < 300, "{}", e);
+            }
+        }
+    }
 }
