@@ -1282,6 +1282,54 @@ pub fn source_secret_bad(what: &str, reason: &str) -> String {
     format!("the {what} is not usable: {reason}")
 }
 
+/// `--region`"s form.
+pub const FORM_AWS_REGION: &str = "an AWS region name such as eu-west-1";
+/// `--access-key-id`"s form.
+pub const FORM_AWS_KEY_ID: &str = "an AWS access key ID (letters and digits, such as AKIA…)";
+/// `--role-arn`"s form.
+pub const FORM_AWS_ROLE_ARN: &str = "a role ARN such as arn:aws:iam::123456789012:role/NAME";
+/// `--endpoint`/`--sts-endpoint`'s form for `aws-ecr`.
+pub const FORM_AWS_ENDPOINT: &str = "a URL whose path is / (an AWS API's base URL)";
+/// Why a secret access key is refused.
+pub const SECRET_AWS: &str = "it must be one line of printable ASCII (AWS's are 40 characters)";
+/// `--tenant`"s form.
+pub const FORM_AZURE_TENANT: &str = "a tenant ID (a GUID) or a tenant domain name";
+/// `--client-id`"s form for `azure-acr`.
+pub const FORM_AZURE_CLIENT_ID: &str = "an application (client) ID, a GUID";
+/// Why a client secret is refused.
+pub const SECRET_ONE_LINE: &str = "it must be one line of printable ASCII";
+/// `--username`"s form for `oauth2`.
+pub const FORM_REGISTRY_USERNAME: &str = "a registry username (without a colon)";
+/// Why a refresh token is refused.
+pub const SECRET_REFRESH_TOKEN: &str = "it must be one line of printable ASCII, at most 16 KiB";
+/// A service-account key file over the bound.
+pub const KEY_FILE_TOO_LARGE: &str = "it is over 64 KiB";
+/// A service-account key file that is not JSON of the shape.
+pub const KEY_FILE_NOT_JSON: &str = "it is not the JSON of a service-account key";
+/// A key file of another type (an `authorized_user`"s).
+pub const KEY_FILE_NOT_SERVICE_ACCOUNT: &str = "its type is not service_account";
+/// A key file without a usable `client_email`.
+pub const KEY_FILE_NO_EMAIL: &str = "it has no usable client_email";
+/// A key file without `private_key`.
+pub const KEY_FILE_NO_KEY: &str = "it has no private_key";
+/// A `private_key` that is not PEM PKCS#8.
+pub const KEY_FILE_NOT_PKCS8: &str = "its private_key is not a PEM PKCS#8 key";
+/// A `private_key` ring does not take as RSA.
+pub const KEY_FILE_NOT_RSA: &str =
+    "its private_key is not an RSA key ring accepts (2048 to 8192 bits)";
+/// The `aws-ecr` secret, as errors name it.
+pub const SECRET_NAME_AWS: &str = "secret access key";
+/// The `gcp` secret, as errors name it.
+pub const SECRET_NAME_GCP: &str = "service-account key file";
+/// The `azure-acr` secret, as errors name it.
+pub const SECRET_NAME_AZURE: &str = "client secret";
+/// The `oauth2` secret, as errors name it.
+pub const SECRET_NAME_OAUTH2: &str = "refresh token";
+/// What an unusable STS answer lacks.
+pub const AWS_WHAT_ASSUME_ROLE: &str = "AssumeRole credentials";
+/// What an unusable ECR answer lacks.
+pub const AWS_WHAT_ECR: &str = "authorizationData";
+
 /// A non-2xx answer of a token or API endpoint, with the service's error code and a
 /// short description when it gave them.
 pub fn http_status_detail(status: u16, code: Option<&str>, description: Option<&str>) -> String {

@@ -45,13 +45,13 @@ pub fn check(params: &Params) -> Result<(), String> {
     if !plain_value(region, "-", 32) || region.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(messages::source_param_form(
             "region",
-            "an AWS region name such as eu-west-1",
+            messages::FORM_AWS_REGION,
         ));
     }
     if !plain_value(&params["access-key-id"], "", 128) {
         return Err(messages::source_param_form(
             "access-key-id",
-            "an AWS access key ID (letters and digits, such as AKIA…)",
+            messages::FORM_AWS_KEY_ID,
         ));
     }
     if let Some(arn) = params.get("role-arn")
@@ -59,7 +59,7 @@ pub fn check(params: &Params) -> Result<(), String> {
     {
         return Err(messages::source_param_form(
             "role-arn",
-            "a role ARN such as arn:aws:iam::123456789012:role/NAME",
+            messages::FORM_AWS_ROLE_ARN,
         ));
     }
     for name in ["endpoint", "sts-endpoint"] {
@@ -69,7 +69,7 @@ pub fn check(params: &Params) -> Result<(), String> {
         {
             return Err(messages::source_param_form(
                 name,
-                "a URL whose path is / (an AWS API's base URL)",
+                messages::FORM_AWS_ENDPOINT,
             ));
         }
     }
@@ -82,8 +82,8 @@ pub fn check_secret(secret: &SecretString) -> Result<(), String> {
     let s = secret.expose_secret();
     if s.is_empty() || s.len() > MAX_SECRET_KEY || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(messages::source_secret_bad(
-            "secret access key",
-            "it must be one line of printable ASCII (AWS's are 40 characters)",
+            messages::SECRET_NAME_AWS,
+            messages::SECRET_AWS,
         ));
     }
     Ok(())
@@ -241,7 +241,7 @@ fn assume_role(
 
 /// The `<Credentials>` of an `AssumeRoleResponse`.
 fn session_of(answer: &Answer) -> Result<Session, String> {
-    let bad = || messages::aws_answer_bad(answer.status, "AssumeRole credentials");
+    let bad = || messages::aws_answer_bad(answer.status, messages::AWS_WHAT_ASSUME_ROLE);
     let text = std::str::from_utf8(&answer.body).map_err(|_| bad())?;
     let start = text.find("<Credentials>").ok_or_else(bad)?;
     let end = text[start..].find("</Credentials>").ok_or_else(bad)? + start;
@@ -279,7 +279,7 @@ struct EcrData {
 
 /// The registry credential in an ECR answer.
 fn ecr_token(answer: &Answer) -> Result<Minted, String> {
-    let bad = || messages::aws_answer_bad(answer.status, "authorizationData");
+    let bad = || messages::aws_answer_bad(answer.status, messages::AWS_WHAT_ECR);
     let parsed: EcrAnswer = serde_json::from_slice(&answer.body).map_err(|_| bad())?;
     let data = parsed.authorization_data.first().ok_or_else(bad)?;
     if data.authorization_token.len() > answer::MAX_TOKEN {

@@ -41,13 +41,13 @@ pub fn check(params: &Params) -> Result<(), String> {
     if !plain_value(&params["tenant"], "-.", 256) {
         return Err(messages::source_param_form(
             "tenant",
-            "a tenant ID (a GUID) or a tenant domain name",
+            messages::FORM_AZURE_TENANT,
         ));
     }
     if !plain_value(&params["client-id"], "-", 256) {
         return Err(messages::source_param_form(
             "client-id",
-            "an application (client) ID, a GUID",
+            messages::FORM_AZURE_CLIENT_ID,
         ));
     }
     check_url_param(params, "authority")?;
@@ -59,8 +59,8 @@ pub fn check_secret(secret: &SecretString) -> Result<(), String> {
     let s = secret.expose_secret();
     if s.is_empty() || s.len() > MAX_SECRET || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(messages::source_secret_bad(
-            "client secret",
-            "it must be one line of printable ASCII",
+            messages::SECRET_NAME_AZURE,
+            messages::SECRET_ONE_LINE,
         ));
     }
     Ok(())

@@ -104,30 +104,29 @@ struct Key {
 
 impl Key {
     fn parse(secret: &SecretString) -> Result<Key, String> {
-        let bad = |reason: &str| messages::source_secret_bad("service-account key file", reason);
+        let bad = |reason: &str| messages::source_secret_bad(messages::SECRET_NAME_GCP, reason);
         let text = secret.expose_secret();
         if text.len() > MAX_KEY_FILE {
-            return Err(bad("it is over 64 KiB"));
+            return Err(bad(messages::KEY_FILE_TOO_LARGE));
         }
-        let file: KeyFile = serde_json::from_str(text)
-            .map_err(|_| bad("it is not the JSON of a service-account key"))?;
+        let file: KeyFile =
+            serde_json::from_str(text).map_err(|_| bad(messages::KEY_FILE_NOT_JSON))?;
         if file.kind.as_deref().is_some_and(|k| k != "service_account") {
-            return Err(bad("its type is not service_account"));
+            return Err(bad(messages::KEY_FILE_NOT_SERVICE_ACCOUNT));
         }
         let email = file
             .client_email
             .filter(|e| e.contains('@') && answer::plain_value(e, "@.-_+", 320))
-            .ok_or_else(|| bad("it has no usable client_email"))?;
+            .ok_or_else(|| bad(messages::KEY_FILE_NO_EMAIL))?;
         let key_id = file
             .private_key_id
             .filter(|k| answer::plain_value(k, "-_", 256));
         let pem = file
             .private_key
-            .ok_or_else(|| bad("it has no private_key"))?;
-        let der = pkcs8_der(&pem).ok_or_else(|| bad("its private_key is not a PEM PKCS#8 key"))?;
-        let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|_| {
-            bad("its private_key is not an RSA key ring accepts (2048 to 8192 bits)")
-        })?;
+            .ok_or_else(|| bad(messages::KEY_FILE_NO_KEY))?;
+        let der = pkcs8_der(&pem).ok_or_else(|| bad(messages::KEY_FILE_NOT_PKCS8))?;
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&der)
+            .map_err(|_| bad(messages::KEY_FILE_NOT_RSA))?;
         Ok(Key {
             email,
             key_id,

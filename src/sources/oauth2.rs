@@ -40,7 +40,7 @@ pub fn check(params: &Params) -> Result<(), String> {
     {
         return Err(messages::source_param_form(
             "username",
-            "a registry username (without a colon)",
+            messages::FORM_REGISTRY_USERNAME,
         ));
     }
     Ok(())
@@ -51,8 +51,8 @@ pub fn check_secret(secret: &SecretString) -> Result<(), String> {
     let s = secret.expose_secret();
     if s.is_empty() || s.len() > MAX_REFRESH_TOKEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(messages::source_secret_bad(
-            "refresh token",
-            "it must be one line of printable ASCII, at most 16 KiB",
+            messages::SECRET_NAME_OAUTH2,
+            messages::SECRET_REFRESH_TOKEN,
         ));
     }
     Ok(())
