@@ -355,7 +355,13 @@ fn get(
     let opener = keysource::for_get(view.vault(), settings)?;
     if entry.source().is_some() {
         // A sealed source: a token minted (or cached) for it, never its own secret.
-        let answer = sources::credential_for(entry, opener.as_ref(), Some(&path.vault))?;
+        let public_key = view.vault().public().to_string();
+        let place = sources::Place {
+            vault: Some(&path.vault),
+            public_key: &public_key,
+            trust: &settings.trust(),
+        };
+        let answer = sources::credential_for(entry, opener.as_ref(), &place)?;
         return Ok(go_json::credentials(
             server,
             &answer.username,

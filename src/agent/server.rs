@@ -492,6 +492,11 @@ impl Server {
                 self.record(&answer, &public_key, &server, &self.socket_name(), peer);
                 answer
             }
+            // A command under `exec` holds the key for its run only: it may not make a
+            // source or rotation setting that would act for it after the run.
+            Request::KeyedMac { .. } if self.mode == AgentMode::Exec => {
+                Response::Error(AgentError::Unsupported)
+            }
             Request::KeyedMac {
                 public_key,
                 domain,

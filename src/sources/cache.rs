@@ -28,6 +28,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::policy::{Freshness, freshness};
 use crate::file::{LockGuard, lock_file};
 use crate::secret_io;
 use crate::vault::crypto::{EntryOpener, MacDomain, MintedCredential, random_bytes};
@@ -80,12 +81,12 @@ impl Cache {
     }
 
     /// The token cached for `server` under the definition `mac`, if it is still
-    /// served at `now` ([`super::freshness`]).
+    /// served at `now` ([`freshness`]).
     pub fn get(&self, server: &str, mac: &[u8; 32], now: u64) -> Option<MintedCredential> {
         let all = self.read()?;
         let t = all.tokens.get(server)?;
         if t.mac != B64.encode(mac)
-            || super::freshness(t.minted_at, Some(t.expires_at), now) == super::Freshness::Stale
+            || freshness(t.minted_at, Some(t.expires_at), now) == Freshness::Stale
         {
             return None;
         }

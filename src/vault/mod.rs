@@ -82,7 +82,7 @@ impl Entry {
             return Ok(None);
         };
         def.verify(opener, server, &self.username, &self.secret)?;
-        let secret = opener.open_entry(server, &self.username, &self.secret)?;
+        let secret = opener.open_source_secret(server, &self.username, &self.secret)?;
         Ok(Some((def, secret)))
     }
 }
@@ -269,14 +269,12 @@ impl Vault {
         params: BTreeMap<String, String>,
         secret: &SecretString,
     ) -> Result<()> {
-        if self
-            .entries
-            .get(server)
-            .is_some_and(|e| e.meta.source.is_none())
-        {
-            return Err(Error::StaticEntryExists(server.to_owned()));
+        // Any spelling of the registry (`lookup`'s normalized match) counts: a static
+        // entry beside a source would answer for it unseen.
+        if let Some((key, _)) = self.lookup(server).filter(|(_, e)| e.meta.source.is_none()) {
+            return Err(Error::StaticEntryExists(key.to_owned()));
         }
-        let sealed = crypto::seal_entry(&self.public, server, username, secret)?;
+        let sealed = crypto::seal_source_secret(&self.public, server, username, secret)?;
         let def = SourceDef::new(opener, server, username, kind, params, &sealed)?;
         // A definition the opener MACed for another vault would not verify here.
         def.verify(opener, server, username, &sealed)?;
@@ -494,6 +492,13 @@ impl Vault {
         }
         let mut entries = BTreeMap::new();
         for (server, e) in &self.entries {
+            if let Some(d) = &e.meta.source {
+                entries.insert(
+                    server.clone(),
+                    Self::reseal_source(old, &new, server, e, d)?,
+                );
+                continue;
+            }
             let secret = old.open_entry(server, &e.username, &e.secret)?;
             let secret = SecretString::from(secret.as_str().to_owned());
             let pending = match &e.meta.pending {
@@ -518,32 +523,16 @@ impl Vault {
                 }
                 None => None,
             };
-            let sealed = crypto::seal_entry(&new.public(), server, &e.username, &secret)?;
-            // Source MACs too, over the secret sealed again.
-            let source = match &e.meta.source {
-                Some(d) => {
-                    d.verify(old, server, &e.username, &e.secret)?;
-                    Some(SourceDef::new(
-                        &new,
-                        server,
-                        &e.username,
-                        &d.kind,
-                        d.params.clone(),
-                        &sealed,
-                    )?)
-                }
-                None => None,
-            };
             entries.insert(
                 server.clone(),
                 Entry {
                     username: e.username.clone(),
-                    secret: sealed,
+                    secret: crypto::seal_entry(&new.public(), server, &e.username, &secret)?,
                     meta: Metadata {
                         expires_at: e.meta.expires_at,
                         rotation,
                         pending,
-                        source,
+                        source: None,
                     },
                 },
             );
@@ -553,6 +542,32 @@ impl Vault {
         self.entries = entries;
         self.seal_slots(&new);
         Ok(new)
+    }
+
+    /// A source entry sealed and MACed again under `new` (a rotation): its definition
+    /// verified under `old` first.
+    fn reseal_source(
+        old: &VaultKey,
+        new: &VaultKey,
+        server: &str,
+        e: &Entry,
+        def: &SourceDef,
+    ) -> Result<Entry> {
+        def.verify(old, server, &e.username, &e.secret)?;
+        let secret = old.open_source_secret(server, &e.username, &e.secret)?;
+        let secret = SecretString::from(secret.as_str().to_owned());
+        let sealed = crypto::seal_source_secret(&new.public(), server, &e.username, &secret)?;
+        let params = def.params.clone();
+        let source = SourceDef::new(new, server, &e.username, &def.kind, params, &sealed)?;
+        Ok(Entry {
+            username: e.username.clone(),
+            secret: sealed,
+            meta: Metadata {
+                expires_at: e.meta.expires_at,
+                source: Some(source),
+                ..Metadata::default()
+            },
+        })
     }
 
     /// Drops, before a key rotation ([`Self::rotate`]), every source entry and every
@@ -1072,7 +1087,7 @@ impl RawEntry<'_> {
         };
         let sealed = self.secret();
         def.verify(opener, self.server(), self.username(), &sealed)?;
-        let secret = opener.open_entry(self.server(), self.username(), &sealed)?;
+        let secret = opener.open_source_secret(self.server(), self.username(), &sealed)?;
         Ok(Some((def, secret)))
     }
 }
@@ -1146,13 +1161,23 @@ impl<'a> View<'a> {
     }
 
     /// The entry `request` refers to, as [`Vault::lookup`] finds it: the exact key
-    /// (a binary search), else the byte-least key with the same normalized form.
+    /// (a binary search), else the byte-least key with the same normalized form — but
+    /// a source of the same normalized form first, if there is one.
     pub fn lookup(&self, request: &str) -> Option<&RawEntry<'a>> {
         let at = |key: &str| {
             self.entries
                 .binary_search_by(|e| e.server.as_ref().cmp(key))
                 .ok()
         };
+        if self.entries.iter().any(|e| e.meta.source.is_some()) {
+            // A source answers for every spelling of its registry: an entry planted
+            // under another spelling must not answer in its place.
+            let sources = self.entries.iter().filter(|e| e.meta.source.is_some());
+            let key = server_url::find(request, sources.map(|e| e.server.as_ref()));
+            if let Some(i) = key.and_then(at) {
+                return Some(&self.entries[i]);
+            }
+        }
         if let Some(i) = at(request) {
             return Some(&self.entries[i]);
         }

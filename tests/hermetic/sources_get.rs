@@ -196,3 +196,103 @@ fn unimport_never_writes_a_source_secret_out_as_a_password() {
     assert!(!config.contains("second.example"), "{config}");
     env.assert_no_secret(&[("<minted>", "sealed-cloud-key")]);
 }
+
+#[test]
+fn a_source_stripped_of_its_definition_never_answers_its_cloud_secret() {
+    // Deleting the `source` member leaves an entry that looks static; its sealed
+    // secret is a source's and never opens as a registry credential.
+    let (env, owner) = Env::with_vault();
+    let (program, runs_file) = script(&env, "mint", "echo '{}'");
+    let params = exec_params(&program, &[]);
+    add_source(
+        &env,
+        &owner,
+        REG,
+        "AWS",
+        "exec",
+        &params,
+        "cloud-secret-key",
+    );
+    let mut v = env.vault_json();
+    v["entries"][REG].as_object_mut().unwrap().remove("source");
+    v["lockbox"] = 1.into();
+    std::fs::write(env.vault_path(), serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = get(&env, &owner, REG);
+    assert_eq!(r.code(), 1, "{r}");
+    assert!(!r.stdout.contains("cloud-secret-key"), "{r}");
+    r.says(&["does not decrypt"]);
+    let export = env.lockbox_with(&["export"], &[("LOCKBOX_IDENTITY_FILE", &owner.file)], b"");
+    assert!(!export.stdout.contains("cloud-secret-key"), "{export}");
+    assert_eq!(runs(&runs_file), 0);
+}
+
+#[test]
+fn an_entry_planted_under_another_spelling_does_not_answer_for_a_source() {
+    let (env, owner, _) = with_exec(3600, "");
+    // Written while the source exists: `store` takes another spelling as its own key.
+    env.store("https://minted.example", "planted", "attacker-password");
+    for asked in [
+        "https://minted.example",
+        "minted.example",
+        "http://minted.example",
+    ] {
+        let r = get(&env, &owner, asked);
+        assert!(r.stdout.contains(r#""Secret":"tok-1""#), "{asked}: {r}");
+    }
+}
+
+#[test]
+fn a_source_runs_only_in_a_vault_whose_key_is_trusted_here() {
+    let (env, owner, counter) = with_exec(3600, "");
+    let trust_file = env.path("home/.config/lockbox/trusted-vault-keys");
+    let public = env.public_key();
+    // `init` trusted it.
+    assert!(
+        std::fs::read_to_string(&trust_file)
+            .unwrap()
+            .contains(&public)
+    );
+    std::fs::remove_file(&trust_file).unwrap();
+    let r = get(&env, &owner, REG);
+    assert_eq!(r.code(), 1, "{r}");
+    r.says(&["is not trusted to run sources on this machine", &public]);
+    assert!(!r.stdout.contains("credentials not found"), "{r}");
+    assert_eq!(runs(&counter), 0);
+    // The variable (CI), then the file again (`source trust` writes it).
+    let pinned = env.lockbox_with(
+        &["get"],
+        &[
+            ("LOCKBOX_IDENTITY_FILE", &owner.file),
+            ("LOCKBOX_TRUSTED_VAULT_KEYS", Path::new(&public)),
+        ],
+        REG.as_bytes(),
+    );
+    assert!(pinned.stdout.contains("tok-1"), "{pinned}");
+    std::fs::write(&trust_file, format!("{public}\n")).unwrap();
+    assert!(get(&env, &owner, REG).stdout.contains("tok-1"));
+}
+
+#[test]
+fn a_whole_forged_vault_cannot_run_its_source() {
+    // THREAT_MODEL E: new key, a slot wrapping it to the owner's public recipient, a
+    // matching slots MAC and a source MACed with it — consistent, and opened by the
+    // owner's identity. Its key is not the one trusted here.
+    use lockbox::vault::Vault;
+    use lockbox::vault::crypto::{Recipient, VaultKey};
+    let (env, owner) = Env::with_vault();
+    let (evil, evil_runs) = script(&env, "evil", "echo '{}'");
+    let forged = VaultKey::generate();
+    let to_owner = Recipient::parse(&owner.recipient).unwrap();
+    let slot = Vault::age_slot(&forged, &to_owner, "owner".into()).unwrap();
+    let mut vault = Vault::new(&forged, vec![slot]);
+    let params = exec_params(&evil, &[]).into_iter().collect();
+    let secret = age::secrecy::SecretString::from(String::new());
+    vault
+        .add_source(&forged, REG, "<minted>", "exec", params, &secret)
+        .unwrap();
+    std::fs::write(env.vault_path(), vault.to_file_bytes().unwrap()).unwrap();
+    let r = get(&env, &owner, REG);
+    assert_eq!(r.code(), 1, "{r}");
+    r.says(&["is not trusted to run sources on this machine"]);
+    assert_eq!(runs(&evil_runs), 0);
+}
