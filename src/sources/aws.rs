@@ -197,7 +197,7 @@ fn signed_post(
 }
 
 /// The session credentials of an assumed role, wiped on drop.
-struct Session {
+pub struct Session {
     access_key_id: Zeroizing<String>,
     secret_access_key: Zeroizing<String>,
     session_token: Zeroizing<String>,
@@ -239,8 +239,9 @@ fn assume_role(
     session_of(&answer)
 }
 
-/// The `<Credentials>` of an `AssumeRoleResponse`.
-fn session_of(answer: &Answer) -> Result<Session, String> {
+/// The `<Credentials>` of an `AssumeRoleResponse` (public for the fuzz target
+/// `source_answers`).
+pub fn session_of(answer: &Answer) -> Result<Session, String> {
     let bad = || messages::aws_answer_bad(answer.status, messages::AWS_WHAT_ASSUME_ROLE);
     let text = std::str::from_utf8(&answer.body).map_err(|_| bad())?;
     let start = text.find("<Credentials>").ok_or_else(bad)?;
@@ -277,8 +278,9 @@ struct EcrData {
     expires_at: Option<serde_json::Number>,
 }
 
-/// The registry credential in an ECR answer.
-fn ecr_token(answer: &Answer) -> Result<Minted, String> {
+/// The registry credential in an ECR `GetAuthorizationToken` answer (public for the
+/// fuzz target `source_answers`).
+pub fn ecr_token(answer: &Answer) -> Result<Minted, String> {
     let bad = || messages::aws_answer_bad(answer.status, messages::AWS_WHAT_ECR);
     let parsed: EcrAnswer = serde_json::from_slice(&answer.body).map_err(|_| bad())?;
     let data = parsed.authorization_data.first().ok_or_else(bad)?;

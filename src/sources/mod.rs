@@ -34,7 +34,7 @@ use crate::vault::crypto::{EntryOpener, MintedCredential, SourceRequest};
 use crate::vault::meta::unix_now;
 use crate::vault::source::SourceDef;
 
-mod answer;
+pub mod answer;
 pub mod aws;
 pub mod azure;
 pub mod cache;
