@@ -316,6 +316,78 @@ mod tests {
     }
 
     #[test]
+    fn the_aws_signature_test_suites_post_cases() {
+        // Cases of AWS's SigV4 test suite (as the aws-sigv4 crate ships it,
+        // aws-signing-test-suite/v4/<case>/header-signed-request.txt): POST to `/` of
+        // example.amazonaws.com, us-east-1, service `service`, 2015-08-30T12:36:00Z.
+        let long = Credentials {
+            access_key_id: "AKIDEXAMPLE",
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            session_token: None,
+        };
+        let token = "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==";
+        let session = Credentials {
+            session_token: Some(token),
+            ..long
+        };
+        let time = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let scope = "AKIDEXAMPLE/20150830/us-east-1/service/aws4_request";
+        /// The case's name, credentials, extra headers, signed headers, signature.
+        type Case<'a> = (
+            &'a str,
+            &'a Credentials<'a>,
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 3] = [
+            (
+                "post-vanilla",
+                &long,
+                &[],
+                "host;x-amz-date",
+                "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+            ),
+            (
+                "post-header-value-case",
+                &long,
+                &[("My-Header1", "VALUE1")],
+                "host;my-header1;x-amz-date",
+                "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
+            ),
+            (
+                "post-sts-header-before",
+                &session,
+                &[],
+                "host;x-amz-date;x-amz-security-token",
+                "85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead",
+            ),
+        ];
+        for (case, credentials, headers, signed, signature) in cases {
+            let request = Request {
+                method: "POST",
+                host: "example.amazonaws.com",
+                path: "/",
+                headers,
+                body: b"",
+            };
+            let added = sign(&request, credentials, "us-east-1", "service", time);
+            let authorization = added
+                .iter()
+                .find(|(k, _)| *k == "Authorization")
+                .map(|(_, v)| v.as_str())
+                .unwrap();
+            assert_eq!(
+                authorization,
+                format!(
+                    "AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={signed}, Signature={signature}"
+                ),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
     fn the_suites_example_key_and_dates() {
         // The signing key of AWS's documented example ("Derive a signing key").
         let key = signing_key(
