@@ -818,3 +818,164 @@ fn with_the_agent_holding_the_key_add_list_and_doctor_need_no_key_flag() {
     // Locked again: listed, not verified.
     assert_eq!(standings(&env, None), pairs(&[("r.example", "locked")]));
 }
+
+/// `source add KIND … --…-file -` with `secret` on stdin and the owner's key.
+fn add_kind(env: &Env, owner: &Identity, args: &[&str], secret: &str) -> Run {
+    let mut all = vec!["source", "add"];
+    all.extend_from_slice(args);
+    keyed_in(env, owner, &all, format!("{secret}\n").as_bytes())
+}
+
+#[test]
+fn the_network_kinds_store_their_flags_as_parameters_and_refuse_bad_values() {
+    let (env, owner) = Env::with_vault();
+    let aws_secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    add_kind(
+        &env,
+        &owner,
+        &[
+            "aws-ecr",
+            "--registry",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            "--region",
+            "eu-west-1",
+            "--access-key-id",
+            "AKIAIOSFODNN7EXAMPLE",
+            "--secret-access-key-file",
+            "-",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/ci-push",
+            "--sts-endpoint",
+            "http://127.0.0.1:5000",
+            "--endpoint",
+            "http://127.0.0.1:5000",
+        ],
+        aws_secret,
+    )
+    .ok()
+    .prints(&[
+        "added the aws-ecr source for 123456789012.dkr.ecr.eu-west-1.amazonaws.com (username AWS)",
+    ]);
+    add_kind(
+        &env,
+        &owner,
+        &[
+            "azure-acr",
+            "--registry",
+            "myreg.azurecr.io",
+            "--tenant",
+            "11111111-2222-3333-4444-555555555555",
+            "--client-id",
+            "66666666-7777-8888-9999-000000000000",
+            "--client-secret-file",
+            "-",
+        ],
+        "azure-client-secret",
+    )
+    .ok()
+    .prints(&["(username 00000000-0000-0000-0000-000000000000)"]);
+    add_kind(
+        &env,
+        &owner,
+        &[
+            "oauth2",
+            "--registry",
+            "reg.example",
+            "--token-url",
+            "https://auth.example/token",
+            "--client-id",
+            "cli",
+            "--refresh-token-file",
+            "-",
+            "--username",
+            "bob",
+        ],
+        "oauth2-refresh-token",
+    )
+    .ok()
+    .prints(&["added the oauth2 source for reg.example (username bob)"]);
+    let v = env.vault_json();
+    let params = |server: &str| v["entries"][server]["source"]["params"].clone();
+    assert_eq!(
+        params("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+        serde_json::json!({
+            "access-key-id": "AKIAIOSFODNN7EXAMPLE",
+            "endpoint": "http://127.0.0.1:5000",
+            "region": "eu-west-1",
+            "role-arn": "arn:aws:iam::123456789012:role/ci-push",
+            "sts-endpoint": "http://127.0.0.1:5000",
+        })
+    );
+    assert_eq!(
+        params("myreg.azurecr.io"),
+        serde_json::json!({
+            "client-id": "66666666-7777-8888-9999-000000000000",
+            "tenant": "11111111-2222-3333-4444-555555555555",
+        })
+    );
+    assert_eq!(
+        params("reg.example"),
+        serde_json::json!({
+            "client-id": "cli", "token-url": "https://auth.example/token", "username": "bob",
+        })
+    );
+    env.assert_no_secret(&[
+        ("AWS", aws_secret),
+        (
+            "00000000-0000-0000-0000-000000000000",
+            "azure-client-secret",
+        ),
+        ("bob", "oauth2-refresh-token"),
+    ]);
+    keyed(&env, &owner, &["source", "list"]).ok().prints(&[
+        "    endpoint: http://127.0.0.1:5000  (endpoint override)",
+        "    sts-endpoint: http://127.0.0.1:5000  (endpoint override)",
+    ]);
+    let notes = doctor_findings(&env, None, "source-endpoint");
+    assert_eq!(notes.len(), 2, "{notes:?}");
+
+    // Refused before any key is asked for, nothing written.
+    let before = env.vault_bytes();
+    let refused = |args: &[&str], says: &str| {
+        let r = env.lockbox_with(
+            &[&["source", "add"][..], args].concat(),
+            &[],
+            b"some-secret\n",
+        );
+        assert_eq!(r.code(), 2, "{r}");
+        r.says(&[says]);
+    };
+    refused(
+        &[
+            "aws-ecr",
+            "--registry",
+            "x.example",
+            "--region",
+            "EU",
+            "--access-key-id",
+            "A",
+            "--secret-access-key-file",
+            "-",
+        ],
+        "--region must be an AWS region name",
+    );
+    refused(
+        &[
+            "oauth2",
+            "--registry",
+            "x.example",
+            "--token-url",
+            "http://auth.example/token",
+            "--client-id",
+            "c",
+            "--refresh-token-file",
+            "-",
+        ],
+        "--token-url: plain http:// is allowed only for 127.0.0.1, [::1] and localhost",
+    );
+    refused(
+        &["gcp", "--registry", "x.example", "--key-file", "-"],
+        "the service-account key file is not usable",
+    );
+    assert_eq!(env.vault_bytes(), before);
+}
