@@ -1005,7 +1005,18 @@ fn source_extras(server: &str, def: &crate::vault::source::SourceDef, out: &mut 
     }
     if let Ok(argv) = crate::sources::exec::command_of(&def.params) {
         let program = Path::new(&argv[0]);
-        if is_executable(program) {
+        let uid = rustix::process::getuid().as_raw();
+        if let Some(why) = replaceable(program, uid) {
+            out.push(
+                finding(
+                    "source-program",
+                    Level::Warning,
+                    format!("{server}: the source's program {} can be replaced by someone else: {why}", program.display()),
+                )
+                .why("whoever replaces it runs as you at the next get, with the source's secret on its stdin")
+                .fix("keep the programs of exec sources in directories only root (or you) can write, such as /usr/local/bin"),
+            );
+        } else if is_executable(program) {
             out.push(finding(
                 "source-program",
                 Level::Ok,
@@ -1028,6 +1039,32 @@ fn source_extras(server: &str, def: &crate::vault::source::SourceDef, out: &mut 
             );
         }
     }
+}
+
+/// Why someone other than root and `uid` could replace `program`, if they could: the
+/// file (through links) or a directory on the way to it, as named or as resolved, is
+/// owned by another user, or writable by group or others (a sticky directory, such as
+/// /tmp, keeps others from replacing what they do not own).
+fn replaceable(program: &Path, uid: u32) -> Option<String> {
+    let mut places: Vec<PathBuf> = vec![program.to_owned()];
+    let resolved = fs::canonicalize(program).ok();
+    for p in std::iter::once(program).chain(resolved.as_deref()) {
+        places.extend(p.ancestors().skip(1).map(Path::to_owned));
+    }
+    places.extend(resolved);
+    places.dedup();
+    places.into_iter().find_map(|p| {
+        let m = fs::metadata(&p).ok()?;
+        let mode = m.permissions().mode();
+        let sticky = m.is_dir() && mode & 0o1000 != 0;
+        if m.uid() != 0 && m.uid() != uid {
+            Some(format!("{} belongs to uid {}", p.display(), m.uid()))
+        } else if mode & 0o022 != 0 && !sticky {
+            Some(format!("{} has mode {:04o}", p.display(), mode & 0o7777))
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -1068,6 +1105,20 @@ mod tests {
         let oauth = def("oauth2", &[("token-url", "http://[::1]:8080/token")]);
         source_extras("o.example", &oauth, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
+        // A program others could replace is pointed out; a root-owned one is not.
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("mint");
+        fs::write(&tool, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o777)).unwrap();
+        let uid = rustix::process::getuid().as_raw();
+        assert!(replaceable(&tool, uid).unwrap().contains("has mode 0777"));
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(replaceable(&tool, uid).unwrap().contains("has mode 0777"));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        // The temporary directory's own parent (/tmp) is sticky: not a way in.
+        assert_eq!(replaceable(&tool, uid), None);
+        assert_eq!(replaceable(Path::new("/bin/sh"), uid), None);
         let mut out = Vec::new();
         let exec = def("exec", &[("command", r#"["/nonexistent/mint"]"#)]);
         source_extras("e.example", &exec, &mut out);

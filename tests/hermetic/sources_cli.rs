@@ -567,6 +567,16 @@ fn doctor_checks_each_source_its_definition_and_its_program() {
         "{:?}",
         doctor_findings(&env, None, "source-program")
     );
+    // A program others could replace is pointed out.
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o777)).unwrap();
+    let loose = doctor_findings(&env, None, "source-program");
+    assert!(
+        loose.iter().any(|(level, what)| level == "warning"
+            && what.contains("can be replaced by someone else")
+            && what.contains("has mode 0777")),
+        "{loose:?}"
+    );
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
     // Without a key: listed as unchecked, never an error.
     assert_eq!(
         doctor_findings(&env, None, "source"),
