@@ -32,6 +32,10 @@
 //! - **What is left out.** Identity tokens (`<token>` entries: kubelet passes only a
 //!   username and password) and Docker Desktop's own `…/v1/access-token` and
 //!   `…/v1/refresh-token` keys, which are not registry logins.
+//! - **Sources.** A sealed source's registry is answered with the token minted for it
+//!   ([`crate::sources::credential_for`], the same path and caches as `get`), and the
+//!   answer's `cacheDuration` is cut to the token's served life
+//!   ([`cache_within_token`]).
 //! - **Errors.** An image of no known registry is exit 0 with no `auth` (kubelet pulls
 //!   anonymously, as it would without the plugin). A locked, missing or damaged vault
 //!   is a non-zero exit with one line on stderr, never an empty answer: a locked node
