@@ -480,6 +480,35 @@ fn a_key_rotation_keeps_sources_verified_and_drops_planted_ones() {
     );
 }
 
+#[test]
+fn passwd_rotates_the_key_and_the_source_still_verifies_and_mints() {
+    let (env, owner) = Env::with_vault();
+    let marker = env.path("ran");
+    add_exec(&env, &owner, &["r.example"], &marker).ok();
+    let before = env.public_key();
+    let new = env.key_file("new-pass", "a long new passphrase for sources\n");
+    let file = owner.file.to_str().unwrap().to_owned();
+    env.lockbox(&[
+        "passwd",
+        "--identity-file",
+        &file,
+        "--new-passphrase-file",
+        new.to_str().unwrap(),
+    ])
+    .ok();
+    assert_ne!(env.public_key(), before, "the key was not rotated");
+    // The rotation carried the trust to the new key, and the source verifies with it.
+    assert_eq!(list_json(&env, Some(&owner))["trusted"], true);
+    assert_eq!(
+        standings(&env, Some(&owner)),
+        pairs(&[("r.example", "verified")])
+    );
+    let pass = [("LOCKBOX_PASSPHRASE_FILE", new.as_path())];
+    let got = env.lockbox_with(&["get"], &pass, b"r.example");
+    got.ok();
+    assert!(got.stdout.contains("\"Secret\":\"minted-secret\""), "{got}");
+}
+
 /// Where `source add`'s other kinds find their flags: each parameter stored under its
 /// flag's name, the secret never in argv.
 #[test]
