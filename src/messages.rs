@@ -1189,6 +1189,28 @@ pub fn vault_key_standing(public_key: &str, trusted: bool) -> String {
     }
 }
 
+/// `source list`: a source's first line.
+pub fn source_line(server: &str, kind: &str, username: &str, standing: &str) -> String {
+    format!("{server}  {kind}  username {username}  {standing}\n")
+}
+
+/// `source list`: a definition that verifies.
+pub const SOURCE_VERIFIED: &str = "verified";
+/// `source list`: a definition that does not.
+pub const SOURCE_SHOWN_TAMPERED: &str = "TAMPERED (get refuses it)";
+/// `source list`: a definition not checked, for want of a key.
+pub const SOURCE_UNVERIFIED: &str = "unverified (locked)";
+
+/// `source list`: one parameter, indented; an endpoint override says so.
+pub fn source_param_line(name: &str, value: &str, overrides: bool) -> String {
+    let note = if overrides {
+        "  (endpoint override)"
+    } else {
+        ""
+    };
+    format!("    {name}: {value}{note}\n")
+}
+
 /// `source list` with no source.
 pub const NO_SOURCES: &str =
     "no sources in the vault ('lockbox source add KIND --registry R …' adds one)";

@@ -494,11 +494,11 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
     let mut text = String::new();
     for (server, e, s) in &rows {
         let Some(def) = &e.meta.source else { continue };
-        text.push_str(&format!(
-            "{server}  {}  username {}  {}\n",
-            def.kind,
-            e.username,
-            shown(*s)
+        text.push_str(&messages::source_line(
+            server,
+            &def.kind,
+            &e.username,
+            shown(*s),
         ));
         text.push_str(&params_lines(&def.params));
     }
@@ -511,9 +511,9 @@ fn list(o: &ListOpts, settings: &Settings) -> Result<Exit, Error> {
 /// What `list` shows of a definition's standing.
 fn shown(s: SourceStanding) -> &'static str {
     match s {
-        SourceStanding::Verified => "verified",
-        SourceStanding::Tampered => "TAMPERED (get refuses it)",
-        SourceStanding::Locked => "unverified (locked)",
+        SourceStanding::Verified => messages::SOURCE_VERIFIED,
+        SourceStanding::Tampered => messages::SOURCE_SHOWN_TAMPERED,
+        SourceStanding::Locked => messages::SOURCE_UNVERIFIED,
     }
 }
 
@@ -523,12 +523,8 @@ fn params_lines(params: &BTreeMap<String, String>) -> String {
     params
         .iter()
         .map(|(name, value)| {
-            let note = if OVERRIDES.contains(&name.as_str()) {
-                "  (endpoint override)"
-            } else {
-                ""
-            };
-            format!("    {name}: {value}{note}\n")
+            let overrides = OVERRIDES.contains(&name.as_str());
+            messages::source_param_line(name, value, overrides)
         })
         .collect()
 }
