@@ -1263,6 +1263,23 @@ pub const AGENT_ERROR_FORWARD_EXISTS: &str = "a forward of that name is already 
 /// The text of [`crate::agent::proto::AgentError::ForwardEnded`].
 pub const AGENT_ERROR_FORWARD_ENDED: &str = "the forward has ended";
 
+/// The text of [`crate::agent::proto::AgentError::SourceTampered`] (the client
+/// reports [`source_tampered`] with the server instead).
+pub const AGENT_ERROR_SOURCE_TAMPERED: &str =
+    "the source was not made with this vault's key; nothing was minted";
+
+/// The text of [`crate::agent::proto::AgentError::MintBusy`].
+pub fn agent_error_mint_busy(mints: u32, waiting: u32) -> String {
+    format!(
+        "the lockbox agent is busy minting ({mints} mints at once, {waiting} requests waiting for them); try again in a moment"
+    )
+}
+
+/// A mint the agent gave up on: its kind ran past its own deadline.
+pub fn mint_gave_up(secs: u64) -> String {
+    format!("no answer within {secs} s; the agent gave up on it")
+}
+
 /// The text of [`crate::agent::proto::AgentError::VaultUnreadable`].
 pub const AGENT_ERROR_VAULT_UNREADABLE: &str =
     "the forward's vault cannot be read, or is no longer the vault it was made for";

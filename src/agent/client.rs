@@ -19,12 +19,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::agent::proto::{
     AgentError, AgentMode, CredentialStatus, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
-    Response, SecretText,
+    Response, SecretText, TokenStatus,
 };
 use crate::agent::socket::{self, Deadline, PeerTrouble, receive_frame, send_frame};
 use crate::error::{Error, Result};
 use crate::vault::crypto::VaultKey;
-use crate::vault::crypto::{EntryOpener, MacDomain};
+use crate::vault::crypto::{EntryOpener, MacDomain, MintedCredential, SourceRequest};
 
 /// How long a client waits for the agent's answer, request and answer together.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,6 +111,17 @@ impl Agent {
     }
 
     fn request_as(&self, v: u32, request: Request) -> Result<Option<Response>> {
+        self.request_within(v, request, IO_TIMEOUT)
+    }
+
+    /// [`Agent::request_as`], waiting up to `limit` for the answer (`mint` waits
+    /// for a mint: [`crate::agent::tokens::CLIENT_DEADLINE`]).
+    fn request_within(
+        &self,
+        v: u32,
+        request: Request,
+        limit: Duration,
+    ) -> Result<Option<Response>> {
         let frame = RequestFrame { v, request };
         // A connection closed or reset without an answer means the agent went away
         // while this request waited (`lock --all` or its last deadline ended it, it was
@@ -123,9 +134,9 @@ impl Agent {
             };
             let silent = Error::AgentNotAnswering {
                 pid,
-                secs: IO_TIMEOUT.as_secs(),
+                secs: limit.as_secs(),
             };
-            let mut io = Deadline::new(&stream, IO_TIMEOUT);
+            let mut io = Deadline::new(&stream, limit);
             let answer = match send_frame(&mut io, &frame)? {
                 Ok(()) => receive_frame(&mut io)?,
                 Err(t) => Err(t),
@@ -258,6 +269,7 @@ impl Agent {
                 pid,
                 mode,
                 credential,
+                tokens,
             }) => Some(AgentStatus {
                 vaults,
                 non_dumpable,
@@ -265,6 +277,7 @@ impl Agent {
                 pid,
                 mode,
                 credential,
+                tokens,
             }),
             _ => None,
         })
@@ -448,6 +461,8 @@ pub struct AgentStatus {
     pub mode: AgentMode,
     /// The vault it opens from its systemd credential, if any.
     pub credential: Option<CredentialStatus>,
+    /// The tokens of sealed sources it caches (never the tokens themselves).
+    pub tokens: Vec<TokenStatus>,
 }
 
 impl AgentStatus {
@@ -576,6 +591,55 @@ impl EntryOpener for AgentOpener {
             )),
             Some(other) => Err(unexpected(&other)),
         }
+    }
+
+    /// The agent's token for a source (`mint`): from its cache, or minted there
+    /// while this request waits (at most [`crate::agent::tokens::CLIENT_DEADLINE`]).
+    /// `None` only from an agent that does not mint (`exec`'s server, an agent
+    /// built before `mint`): then the caller verifies, opens and mints itself,
+    /// through this opener. No agent, or one without this vault's key, is
+    /// [`Error::Locked`], as for a decrypt.
+    fn mint_source(&self, source: &SourceRequest<'_>) -> Option<Result<MintedCredential>> {
+        let request = Request::Mint {
+            public_key: self.public_key.clone(),
+            server: source.server.to_owned(),
+            username: source.username.to_owned(),
+            sealed: B64.encode(source.sealed),
+            kind: source.kind.to_owned(),
+            params: source.params.clone(),
+            mac: B64.encode(source.mac),
+        };
+        let limit = crate::agent::tokens::CLIENT_DEADLINE;
+        let answer = match self.agent.request_within(PROTOCOL_VERSION, request, limit) {
+            Ok(answer) => answer,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match answer {
+            Some(Response::Minted {
+                username,
+                secret,
+                expires_at,
+            }) => Ok(MintedCredential {
+                username,
+                secret: secret.into_secret(),
+                expires_at,
+            }),
+            Some(Response::Error(AgentError::Unsupported | AgentError::BadRequest)) => {
+                return None;
+            }
+            None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
+            Some(Response::Error(AgentError::CredentialFailed { reason })) => {
+                Err(Error::AgentCredential { reason })
+            }
+            Some(Response::Error(AgentError::SourceTampered)) => {
+                Err(Error::SourceTampered(source.server.to_owned()))
+            }
+            Some(Response::Error(AgentError::MintFailed(e))) => Err(Error::Mint(Box::new(e))),
+            Some(Response::Error(AgentError::DecryptFailed)) => {
+                Err(Error::EntryTampered(source.server.to_owned()))
+            }
+            Some(other) => Err(unexpected(&other)),
+        })
     }
 }
 

@@ -193,6 +193,27 @@ pub enum Request {
     },
     /// On a forward socket: server URL → username of the entries it grants.
     ForwardList,
+    /// The registry credential of a sealed source of the vault `public_key`: from the
+    /// agent's token cache, or minted now (`docs/AGENT.md` "Minting"; a compatible
+    /// addition within protocol 2). Everything the vault file holds of the source is
+    /// sent; the agent verifies its MAC with the held key before it opens the secret.
+    /// Owner's socket only.
+    Mint {
+        /// The vault's public key (`age1…`), naming which held key to use.
+        public_key: String,
+        /// The entry's server URL, exactly as stored.
+        server: String,
+        /// The entry's username.
+        username: String,
+        /// The sealed secret (the entry's age ciphertext), base64.
+        sealed: String,
+        /// The definition's kind.
+        kind: String,
+        /// Its parameters.
+        params: std::collections::BTreeMap<String, String>,
+        /// Its MAC, base64.
+        mac: String,
+    },
 }
 
 impl Request {
@@ -245,6 +266,23 @@ impl HeldVault {
     pub fn expires_in_secs(&self) -> u64 {
         self.idle_left_secs.min(self.timeout_left_secs)
     }
+}
+
+/// One token in the agent's cache, as `status` reports it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    /// The vault's public key.
+    pub public_key: String,
+    /// The source's server URL, as stored.
+    pub server: String,
+    /// When the agent minted it (Unix seconds).
+    pub minted_at: u64,
+    /// When it expires, as its issuer said (Unix seconds).
+    pub expires_at: u64,
+    /// When the agent mints the next one, ahead of its expiry (Unix seconds).
+    pub refresh_at: u64,
+    /// From when it is no longer served (Unix seconds).
+    pub stale_at: u64,
 }
 
 /// Which kind of agent answers.
@@ -308,6 +346,11 @@ pub enum Response {
         /// compatible addition within protocol 2, `docs/AGENT.md` "Versions").
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<CredentialStatus>,
+        /// The tokens of sealed sources the agent caches, sorted by server (absent
+        /// when none, and from agents built before the cache: a compatible addition
+        /// within protocol 2).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tokens: Vec<TokenStatus>,
     },
     /// Answer to [`Request::Lock`]: keys still held.
     Locked {
@@ -332,6 +375,15 @@ pub enum Response {
         username: String,
         /// The entry's secret.
         secret: SecretText,
+    },
+    /// Answer to [`Request::Mint`]: a registry credential minted from a source.
+    Minted {
+        /// The username the registry expects.
+        username: String,
+        /// The short-lived secret.
+        secret: SecretText,
+        /// When it expires (Unix seconds), when its issuer said.
+        expires_at: Option<u64>,
     },
     /// Answer to [`Request::ForwardList`]: server URL → username.
     Entries {
@@ -410,6 +462,24 @@ pub enum AgentError {
     /// The forward's vault file could not be read, or is now another vault.
     #[error("{}", crate::messages::AGENT_ERROR_VAULT_UNREADABLE)]
     VaultUnreadable,
+    /// A source's definition fails its MAC with the held key: planted or altered; its
+    /// secret was not opened and nothing minted (`mint`, `forward_get`; a compatible
+    /// addition within protocol 2).
+    #[error("{}", crate::messages::AGENT_ERROR_SOURCE_TAMPERED)]
+    SourceTampered,
+    /// The source's mint failed: the same error the mint gave, rebuilt by the client
+    /// as one line (a compatible addition within protocol 2).
+    #[error("{0}")]
+    MintFailed(crate::error::MintError),
+    /// The agent already runs its most mints, or holds its most requests waiting for
+    /// one (a compatible addition within protocol 2).
+    #[error("{}", crate::messages::agent_error_mint_busy(*mints, *waiting))]
+    MintBusy {
+        /// The most mints it runs at once.
+        mints: u32,
+        /// The most requests it keeps waiting for mints.
+        waiting: u32,
+    },
     /// The request is for the vault this agent serves from its systemd credential, and
     /// the credential did not open it now (a compatible addition within protocol 2).
     #[error("{}", crate::messages::agent_error_credential_failed(&format!("{reason:?}")))]

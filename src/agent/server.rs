@@ -23,8 +23,10 @@ use crate::agent::proto::{
 };
 use crate::agent::proto::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::agent::socket::{Deadline, REQUEST_DEADLINE, read_frame, write_frame};
+use crate::agent::tokens::{Answer, Done, Token, TokenKey, Tokens, Waiter, unix_now};
 use crate::error::Error;
 use crate::vault::crypto::{EntryOpener, MacDomain, VaultKey};
+use crate::vault::source::SourceDef;
 use age::secrecy::{ExposeSecret, SecretString};
 
 /// Longest label kept (a vault path); anything longer is cut.
@@ -77,6 +79,26 @@ pub struct Server {
     access: Option<AccessLog>,
     /// The forward whose connection was served last ([`Server::serve_ready`]).
     last_forward: Option<String>,
+    /// Tokens minted from sealed sources, and the mints running (`agent/tokens.rs`).
+    tokens: Tokens,
+}
+
+/// What a request gets: an answer now, or a wait for the mint of a source (the
+/// connection is parked and answered when the mint ends).
+pub(super) enum Reply {
+    /// The answer.
+    Now(Response),
+    /// Park the connection until the mint of this source ends, then answer so.
+    Wait(TokenKey, Answer),
+}
+
+/// A source entry as a request names it: everything the vault file holds of it.
+struct SourceAsk<'a> {
+    public_key: &'a str,
+    server: &'a str,
+    username: &'a str,
+    sealed: &'a [u8],
+    def: &'a SourceDef,
 }
 
 /// Who is at the other end of a connection (`SO_PEERCRED`).
@@ -142,6 +164,7 @@ impl Server {
             forwards: Forwards::default(),
             access: None,
             last_forward: None,
+            tokens: Tokens::default(),
         }
     }
 
@@ -273,6 +296,15 @@ impl Server {
     pub fn clear(&mut self) {
         self.keys.clear();
         self.forwards.clear();
+        self.drop_tokens(None);
+    }
+
+    /// Forgets the tokens of the vault `public_key` (of every vault with `None`) and
+    /// tells the requests waiting for their mints that the vault is locked.
+    fn drop_tokens(&mut self, public_key: Option<&str>) {
+        for w in self.tokens.drop_vault(public_key) {
+            answer_parked(&w.conn, &Response::Error(AgentError::NotUnlocked));
+        }
     }
 
     /// Drops every key whose deadline has passed.
@@ -290,6 +322,7 @@ impl Server {
             .map(|(k, _)| k.clone())
             .collect();
         for public in expired {
+            self.drop_tokens(Some(&public));
             if let Some(h) = self.keys.remove(&public) {
                 let why = if h.deadline <= h.idle_deadline {
                     "its timeout"
@@ -305,14 +338,18 @@ impl Server {
         for (name, why) in self.forwards.expire(now) {
             self.log(&format!("forward {name} ended ({why})"));
         }
+        self.tokens.prune(unix_now());
     }
 
     pub(super) fn next_deadline(&self) -> Option<Duration> {
-        let keys = self.keys.values().map(Held::until).min();
-        match (keys, self.forwards.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.keys.values().map(Held::until).min(),
+            self.forwards.next_deadline(),
+            self.tokens.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Sleeps until a connection on the owner's socket or a forward's, a forward's
@@ -334,6 +371,7 @@ impl Server {
             PollFd::new(owner, PollFlags::IN),
         ];
         fds.extend(self.forwards.poll_fds());
+        fds.extend(self.tokens.poll_fds());
         match poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
@@ -348,6 +386,7 @@ impl Server {
     /// (idle ones cost [`FORWARD_DEADLINE`] each) so never holds the loop: the owner's
     /// `get`, `forward revoke` and `lock` get through between any two of them.
     pub(super) fn serve_ready(&mut self, owner: &UnixListener) {
+        self.finish_mints();
         self.serve_next(owner, &Policy::Owner);
         let listeners = self.forwards.listeners_after(self.last_forward.as_deref());
         for (name, listener, policy) in listeners {
@@ -424,7 +463,23 @@ impl Server {
                     self.log("dropped a request whose client had hung up");
                     return;
                 }
-                Ok(bytes) => self.handle(&bytes, policy, who),
+                Ok(bytes) => match self.handle_reply(&bytes, policy, who) {
+                    Reply::Now(response) => response,
+                    Reply::Wait(key, answer) => {
+                        let waiter = Waiter {
+                            conn,
+                            peer: who,
+                            answer,
+                        };
+                        match self.tokens.park(&key, waiter) {
+                            Ok(()) => return,
+                            Err(w) => {
+                                answer_parked(&w.conn, &Response::Error(Tokens::busy()));
+                                return;
+                            }
+                        }
+                    }
+                },
             },
             _ => {
                 self.log(&format!(
@@ -453,24 +508,76 @@ impl Server {
         }
     }
 
-    /// One request frame in, its answer out: the frame checked, then one method per
-    /// request.
+    /// One request frame in, its answer out (a request that must wait for a mint is
+    /// told it is busy: for callers with no connection to park).
+    #[cfg(test)]
     fn handle(&mut self, bytes: &[u8], policy: &Policy, peer: Peer) -> Response {
+        match self.handle_reply(bytes, policy, peer) {
+            Reply::Now(response) => response,
+            Reply::Wait(..) => Response::Error(Tokens::busy()),
+        }
+    }
+
+    /// One request frame in, its answer (or a wait for a mint) out: the frame
+    /// checked, then one method per request.
+    fn handle_reply(&mut self, bytes: &[u8], policy: &Policy, peer: Peer) -> Reply {
         let request = match self.frame(bytes, policy) {
             Ok(request) => request,
-            Err(answer) => return answer,
+            Err(answer) => return Reply::Now(answer),
         };
         if !policy.allows(&request) {
-            return Response::Error(AgentError::Forbidden);
+            return Reply::Now(Response::Error(AgentError::Forbidden));
         }
         // A deadline may have passed while the machine slept: check it on use too.
         self.expire();
         if let Policy::Forward { name, .. } = policy {
             // Ended (revoked, locked, its TTL) since this connection was queued.
             if !self.forwards.is_open(name) {
-                return Response::Error(AgentError::ForwardEnded);
+                return Reply::Now(Response::Error(AgentError::ForwardEnded));
             }
         }
+        match request {
+            Request::ForwardGet { server } => self.forward_get(policy, &server, peer),
+            Request::Mint {
+                public_key,
+                server,
+                username,
+                sealed,
+                kind,
+                params,
+                mac,
+            } => {
+                if self.mode == AgentMode::Exec {
+                    return Reply::Now(Response::Error(AgentError::Unsupported));
+                }
+                let (Ok(sealed), Some(mac)) = (
+                    B64.decode(sealed.as_bytes()),
+                    B64.decode(mac.as_bytes())
+                        .ok()
+                        .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok()),
+                ) else {
+                    return Reply::Now(Response::Error(AgentError::BadRequest));
+                };
+                let def = SourceDef { kind, params, mac };
+                let ask = SourceAsk {
+                    public_key: &public_key,
+                    server: &server,
+                    username: &username,
+                    sealed: &sealed,
+                    def: &def,
+                };
+                let reply = self.source_token(&ask, Answer::Minted);
+                if let Reply::Now(answer) = &reply {
+                    self.record(answer, &public_key, &server, &self.socket_name(), peer);
+                }
+                reply
+            }
+            other => Reply::Now(self.handle_request(other, policy, peer)),
+        }
+    }
+
+    /// The requests answered at once.
+    fn handle_request(&mut self, request: Request, policy: &Policy, peer: Peer) -> Response {
         match request {
             Request::Hello => self.hello(),
             Request::AddKey { .. } if self.mode == AgentMode::Exec => {
@@ -531,8 +638,11 @@ impl Server {
                     Response::Error(AgentError::NoSuchForward)
                 }
             }
-            Request::ForwardGet { server } => self.forward_get(policy, &server, peer),
             Request::ForwardList => self.forward_list(policy),
+            // Answered by `handle_reply`.
+            Request::ForwardGet { .. } | Request::Mint { .. } => {
+                Response::Error(AgentError::BadRequest)
+            }
         }
     }
 
@@ -559,7 +669,7 @@ impl Server {
     fn record(&self, answer: &Response, public_key: &str, server: &str, socket: &str, peer: Peer) {
         if !matches!(
             answer,
-            Response::Secret { .. } | Response::Credentials { .. }
+            Response::Secret { .. } | Response::Credentials { .. } | Response::Minted { .. }
         ) {
             return;
         }
@@ -630,24 +740,44 @@ impl Server {
         Ok((bytes, public_key.clone()))
     }
 
-    /// `forward_get`: the owner's lookup, then the forward's registries.
-    fn forward_get(&mut self, policy: &Policy, server: &str, peer: Peer) -> Response {
+    /// `forward_get`: the owner's lookup, then the forward's registries. A source is
+    /// answered with its minted token, from the cache or after its mint (the
+    /// forward never sees the source's secret).
+    fn forward_get(&mut self, policy: &Policy, server: &str, peer: Peer) -> Reply {
         let (bytes, public_key) = match Self::forward_vault(policy) {
             Ok(v) => v,
-            Err(e) => return Response::Error(e),
+            Err(e) => return Reply::Now(Response::Error(e)),
         };
         let Policy::Forward { name, vault, .. } = policy else {
-            return Response::Error(AgentError::Forbidden);
+            return Reply::Now(Response::Error(AgentError::Forbidden));
         };
         let Ok(view) = crate::vault::View::parse(&bytes, vault) else {
-            return Response::Error(AgentError::VaultUnreadable);
+            return Reply::Now(Response::Error(AgentError::VaultUnreadable));
         };
         if view.vault().public().to_string() != public_key {
-            return Response::Error(AgentError::VaultUnreadable);
+            return Reply::Now(Response::Error(AgentError::VaultUnreadable));
         }
         let Some(entry) = view.lookup(server).filter(|e| policy.grants(e.server())) else {
-            return Response::Error(AgentError::NotFound);
+            return Reply::Now(Response::Error(AgentError::NotFound));
         };
+        if let Some(def) = entry.source() {
+            let sealed = entry.secret();
+            let ask = SourceAsk {
+                public_key: &public_key,
+                server: entry.server(),
+                username: entry.username(),
+                sealed: &sealed,
+                def,
+            };
+            let answer = Answer::Credentials {
+                forward: name.clone(),
+            };
+            let reply = self.source_token(&ask, answer);
+            if let Reply::Now(answer) = &reply {
+                self.record_forward(answer, &public_key, entry.server(), name, peer);
+            }
+            return reply;
+        }
         // Through `RawEntry::open`, as every reader opens an entry: an entry of
         // another kind is a branch there, never a ciphertext handed out raw here.
         let opener = ServedOpener {
@@ -667,17 +797,140 @@ impl Server {
                     .unwrap_or(AgentError::DecryptFailed),
             ),
         };
-        self.record(
-            &answer,
-            &public_key,
-            entry.server(),
-            &format!("forward:{name}"),
-            peer,
-        );
+        self.record_forward(&answer, &public_key, entry.server(), name, peer);
+        Reply::Now(answer)
+    }
+
+    /// [`Server::record`] of a forward's answer, and its count of gets.
+    fn record_forward(
+        &mut self,
+        answer: &Response,
+        public_key: &str,
+        server: &str,
+        name: &str,
+        peer: Peer,
+    ) {
+        self.record(answer, public_key, server, &format!("forward:{name}"), peer);
         if matches!(answer, Response::Credentials { .. }) {
             self.forwards.count_get(name);
         }
-        answer
+    }
+
+    /// The registry credential of a source: its MAC verified with the vault's key
+    /// first (a use of the key, like a decrypt), then the cached token, or a mint
+    /// the request waits for (joining the one running, if any).
+    fn source_token(&mut self, ask: &SourceAsk<'_>, how: Answer) -> Reply {
+        let def = ask.def;
+        let t = SourceDef::transcript(ask.server, ask.username, &def.kind, &def.params, ask.sealed);
+        let mac = match self.keyed_mac_bytes(ask.public_key, MacDomain::Source, &t) {
+            Ok(m) => m,
+            Err(e) => return Reply::Now(Response::Error(e)),
+        };
+        if !crate::vault::crypto::macs_equal(&mac, &def.mac) {
+            self.log(&crate::messages::sanitize(&format!(
+                "refused the source for {}: it fails its MAC",
+                ask.server
+            )));
+            return Reply::Now(Response::Error(AgentError::SourceTampered));
+        }
+        let key = TokenKey {
+            public_key: ask.public_key.to_owned(),
+            server: ask.server.to_owned(),
+            mac: def.mac,
+        };
+        let now = unix_now();
+        if let Some((token, refresh)) = self.tokens.lookup(&key, now) {
+            if refresh && self.tokens.may_refresh(&key, now) {
+                // Best effort: a refresh that cannot start now leaves the token
+                // served until its stale point, and a later request tries again.
+                let _ = self.start_mint(&key, ask);
+            }
+            return Reply::Now(token_response(&how, &token));
+        }
+        if !self.tokens.may_wait() {
+            return Reply::Now(Response::Error(Tokens::busy()));
+        }
+        if !self.tokens.minting(&key)
+            && let Err(e) = self.start_mint(&key, ask)
+        {
+            return Reply::Now(Response::Error(e));
+        }
+        Reply::Wait(key, how)
+    }
+
+    /// Opens the source's sealed secret with the vault's key and starts its mint.
+    fn start_mint(&mut self, key: &TokenKey, ask: &SourceAsk<'_>) -> Result<(), AgentError> {
+        let secret = match self.decrypt_bytes(ask.public_key, ask.server, ask.username, ask.sealed)
+        {
+            Response::Secret { secret, .. } => secret.into_secret(),
+            Response::Error(e) => return Err(e),
+            _ => return Err(AgentError::DecryptFailed),
+        };
+        self.tokens.start(key, ask.def, secret, now())?;
+        self.log(&crate::messages::sanitize(&format!(
+            "minting for {} of {}",
+            ask.server,
+            self.label_of(ask.public_key)
+        )));
+        Ok(())
+    }
+
+    /// Answers the requests whose mints ended (or were given up on), after dropping
+    /// the parked connections whose clients hung up.
+    pub(super) fn finish_mints(&mut self) {
+        self.tokens.drop_hung_up(hung_up);
+        for done in self.tokens.finish(now(), unix_now()) {
+            self.log_mint(&done);
+            for w in done.waiters {
+                let mut response = match &done.result {
+                    Ok(token) => token_response(&w.answer, token),
+                    Err(e) => Response::Error(e.clone()),
+                };
+                match &w.answer {
+                    Answer::Minted => {
+                        answer_parked(&w.conn, &response);
+                        let socket = self.socket_name();
+                        let key = &done.key;
+                        self.record(&response, &key.public_key, &key.server, &socket, w.peer);
+                    }
+                    Answer::Credentials { forward } => {
+                        // Revoked, locked or past its TTL while it waited.
+                        if !self.forwards.is_open(forward) {
+                            response = Response::Error(AgentError::ForwardEnded);
+                        }
+                        answer_parked(&w.conn, &response);
+                        let key = &done.key;
+                        self.record_forward(
+                            &response,
+                            &key.public_key,
+                            &key.server,
+                            forward,
+                            w.peer,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The foreground log's line for an ended mint (never the token).
+    fn log_mint(&self, done: &Done) {
+        let label = self.label_of(&done.key.public_key);
+        let line = match &done.result {
+            Ok(t) => format!(
+                "minted for {} of {} (expires {}), answered {} waiting",
+                done.key.server,
+                label,
+                t.expires_at
+                    .map_or_else(|| "never".to_owned(), |e| format!("at {e}")),
+                done.waiters.len()
+            ),
+            Err(e) => format!(
+                "the mint for {} of {} failed: {e}",
+                done.key.server, label
+            ),
+        };
+        self.log(&crate::messages::sanitize(&line));
     }
 
     /// `forward_list`: the entries the forward grants; no key needed.
@@ -887,6 +1140,7 @@ impl Server {
             pid: std::process::id(),
             mode: self.mode,
             credential: credential.map(|(status, _)| status),
+            tokens: self.tokens.status(),
         }
     }
 
@@ -896,6 +1150,7 @@ impl Server {
         for name in self.forwards.revoke_vault(public_key.as_deref()) {
             self.log(&format!("forward {name} ended (lock)"));
         }
+        self.drop_tokens(public_key.as_deref());
         match public_key {
             Some(p) => {
                 if let Some(h) = self.keys.remove(&p) {
@@ -919,7 +1174,31 @@ impl Server {
         self.log("quit requested; wiping every key");
         self.keys.clear();
         self.forwards.clear();
+        self.drop_tokens(None);
         self.quit = true;
+    }
+}
+
+/// Writes `response` to a parked connection, with a short deadline of its own: the
+/// answer is small, and a client that does not read it is not waited for.
+fn answer_parked(conn: &UnixStream, response: &Response) {
+    let _ = write_frame(&mut Deadline::new(conn, FORWARD_DEADLINE), response);
+}
+
+/// The answer of a token: `minted` on the owner's socket, `credentials` on a
+/// forward's.
+fn token_response(how: &Answer, token: &Token) -> Response {
+    let secret = SecretText::new(token.secret.expose_secret());
+    match how {
+        Answer::Minted => Response::Minted {
+            username: token.username.clone(),
+            secret,
+            expires_at: token.expires_at,
+        },
+        Answer::Credentials { .. } => Response::Credentials {
+            username: token.username.clone(),
+            secret,
+        },
     }
 }
 
