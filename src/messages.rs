@@ -1263,6 +1263,9 @@ pub const AGENT_ERROR_FORWARD_EXISTS: &str = "a forward of that name is already 
 /// The text of [`crate::agent::proto::AgentError::ForwardEnded`].
 pub const AGENT_ERROR_FORWARD_ENDED: &str = "the forward has ended";
 
+/// `status` of a source no agent holds a token for.
+pub const SOURCE_NOT_CACHED: &str = "not cached in an agent (the next get mints)";
+
 /// The text of [`crate::agent::proto::AgentError::SourceTampered`] (the client
 /// reports [`source_tampered`] with the server instead).
 pub const AGENT_ERROR_SOURCE_TAMPERED: &str =

@@ -567,4 +567,49 @@ mod tests {
             })
         ));
     }
+
+    /// The token cache's frames, as docs/AGENT.md shows them; a status without
+    /// `tokens` (an agent built before the cache) still parses.
+    #[test]
+    fn mint_frames_are_compatible_additions() {
+        let request: RequestFrame = serde_json::from_str(
+            r#"{"v":2,"request":{"mint":{"public_key":"age1x","server":"reg.example","username":"AWS","sealed":"c2VhbGVk","kind":"exec","params":{"command":"[\"/bin/true\"]"},"mac":"bWFj"}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(request.request, Request::Mint { .. }));
+        let minted = Response::Minted {
+            username: "AWS".into(),
+            secret: SecretText::new("tok"),
+            expires_at: Some(1_893_456_000),
+        };
+        assert_eq!(
+            serde_json::to_string(&minted).unwrap(),
+            r#"{"minted":{"username":"AWS","secret":"tok","expires_at":1893456000}}"#
+        );
+        let failed = Response::Error(AgentError::MintFailed(crate::error::MintError {
+            kind: "exec".into(),
+            registry: "reg.example".into(),
+            endpoint: "/bin/sh".into(),
+            detail: "exit status 3".into(),
+        }));
+        assert_eq!(
+            serde_json::to_string(&failed).unwrap(),
+            r#"{"error":{"mint_failed":{"kind":"exec","registry":"reg.example","endpoint":"/bin/sh","detail":"exit status 3"}}}"#
+        );
+        let tampered = serde_json::to_string(&Response::Error(AgentError::SourceTampered));
+        assert_eq!(tampered.unwrap(), r#"{"error":"source_tampered"}"#);
+        let status = Response::Status {
+            vaults: vec![],
+            non_dumpable: true,
+            memory_locked: false,
+            pid: 1,
+            mode: AgentMode::Background,
+            credential: None,
+            tokens: vec![],
+        };
+        let text = serde_json::to_string(&status).unwrap();
+        assert!(!text.contains("tokens"), "{text}");
+        let old: Response = serde_json::from_str(&text).unwrap();
+        assert!(matches!(old, Response::Status { tokens, .. } if tokens.is_empty()));
+    }
 }

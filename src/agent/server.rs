@@ -92,6 +92,17 @@ pub(super) enum Reply {
     Wait(TokenKey, Answer),
 }
 
+#[cfg(test)]
+impl Reply {
+    /// The answer of a reply that does not wait.
+    fn answer(self) -> Response {
+        match self {
+            Reply::Now(r) => r,
+            Reply::Wait(..) => panic!("the request waits for a mint"),
+        }
+    }
+}
+
 /// A source entry as a request names it: everything the vault file holds of it.
 struct SourceAsk<'a> {
     public_key: &'a str,
@@ -1222,6 +1233,7 @@ mod tests {
     use crate::vault::Vault;
     use crate::vault::crypto::Recipient;
     use age::secrecy::{ExposeSecret, SecretString};
+    use std::collections::BTreeMap;
     use std::fs;
 
     /// One request through the server as the socket would carry it.
@@ -1284,14 +1296,14 @@ mod tests {
             vault: dir.path().join("vault.json"),
             public_key: key.public().to_string(),
         };
-        let got = serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
+        let got = serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()).answer())
             .unwrap();
         assert_eq!(got["credentials"]["username"], "ci", "{got}");
         assert_eq!(got["credentials"]["secret"], "s3cret", "{got}");
         // The credential gone: the opener's own refusal comes back, not a decrypt failure.
         fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
         let refused =
-            serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
+            serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()).answer())
                 .unwrap();
         assert!(
             refused["error"]["credential_failed"].is_object(),
@@ -1395,4 +1407,187 @@ mod tests {
         assert_eq!(answer["locked"]["remaining"], 0, "{answer}");
         assert!(answer["locked"].get("credential").is_none(), "{answer}");
     }
+
+    /// A vault key holding an exec source for `reg.example` that runs `script` with
+    /// `/bin/sh -c`, and the `mint` request for it (with `alter` applied to it).
+    fn source_request(
+        key: &VaultKey,
+        script: &str,
+        alter: impl Fn(&mut SourceDef),
+    ) -> impl Fn() -> Request {
+        let mut vault = Vault::new(key, vec![]);
+        let argv = ["/bin/sh", "-c", script].map(str::to_owned);
+        let params = BTreeMap::from([(
+            "command".to_owned(),
+            crate::sources::exec::command_param(&argv),
+        )]);
+        let empty = SecretString::from(String::new());
+        vault
+            .add_source(key, "reg.example", "<minted>", "exec", params, &empty)
+            .unwrap();
+        let entry = &vault.entries()["reg.example"];
+        let mut def = entry.meta.source.clone().unwrap();
+        alter(&mut def);
+        let sealed = B64.encode(&entry.secret);
+        let public_key = key.public().to_string();
+        move || Request::Mint {
+            public_key: public_key.clone(),
+            server: "reg.example".into(),
+            username: "<minted>".into(),
+            sealed: sealed.clone(),
+            kind: def.kind.clone(),
+            params: def.params.clone(),
+            mac: B64.encode(def.mac),
+        }
+    }
+
+    /// Sends `request` on a new connection the server serves (it may park it).
+    fn send(server: &mut Server, request: Request) -> UnixStream {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let frame = serde_json::to_vec(&RequestFrame {
+            v: PROTOCOL_VERSION,
+            request,
+        })
+        .unwrap();
+        (&ours)
+            .write_all(&(frame.len() as u32).to_be_bytes())
+            .unwrap();
+        (&ours).write_all(&frame).unwrap();
+        server.serve_one(theirs, &Policy::Owner);
+        ours
+    }
+
+    /// The answer on `conn`, letting the server end its mints meanwhile (bounded:
+    /// 40 s at most, in 20 ms steps).
+    fn answer_on(server: &mut Server, conn: &UnixStream) -> serde_json::Value {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let step = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        for _ in 0..2000 {
+            let mut fds = [PollFd::new(conn, PollFlags::IN)];
+            if matches!(poll(&mut fds, Some(&step)), Ok(n) if n > 0) {
+                break;
+            }
+            server.finish_mints();
+        }
+        let mut len = [0u8; 4];
+        let mut r = conn;
+        std::io::Read::read_exact(&mut r, &mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        std::io::Read::read_exact(&mut r, &mut body).unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn counting_script(dir: &std::path::Path, body: &str) -> (String, std::path::PathBuf) {
+        let count = dir.join("runs");
+        let script = format!("echo run >> '{}'; {body}", count.display());
+        (script, count)
+    }
+
+    fn runs(count: &std::path::Path) -> usize {
+        fs::read_to_string(count).map_or(0, |t| t.lines().count())
+    }
+
+    fn held_server(key: &VaultKey) -> Server {
+        let mut server = Server::new(AgentMode::Background, false);
+        let copy = VaultKey::from_secret_text(key.export_secret().expose_secret()).unwrap();
+        server.hold(copy, "v", Duration::from_secs(600), Duration::from_secs(600));
+        server
+    }
+
+    fn in_an_hour() -> String {
+        humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn requests_for_a_source_being_minted_share_its_one_mint_and_then_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(
+            dir.path(),
+            &format!(
+                r#"sleep 0.3; echo '{{"Username":"AWS","Secret":"tok-1","ExpiresAt":"{}"}}'"#,
+                in_an_hour()
+            ),
+        );
+        let request = source_request(&key, &script, |_| {});
+        let mut server = held_server(&key);
+        let conns: Vec<UnixStream> = (0..5).map(|_| send(&mut server, request())).collect();
+        for conn in &conns {
+            let answer = answer_on(&mut server, conn);
+            assert_eq!(answer["minted"]["secret"], "tok-1", "{answer}");
+            assert_eq!(answer["minted"]["username"], "AWS", "{answer}");
+        }
+        assert_eq!(runs(&count), 1);
+        // From the cache now: answered at once (`handle` parks nothing), nothing run.
+        let frame = serde_json::to_vec(&RequestFrame {
+            v: PROTOCOL_VERSION,
+            request: request(),
+        })
+        .unwrap();
+        let answer =
+            serde_json::to_value(server.handle(&frame, &Policy::Owner, Peer::default())).unwrap();
+        assert_eq!(answer["minted"]["secret"], "tok-1", "{answer}");
+        assert_eq!(runs(&count), 1);
+        let st = ask(&mut server, Request::Status);
+        let tokens = &st["status"]["tokens"];
+        assert_eq!(tokens[0]["server"], "reg.example", "{st}");
+        assert!(!st.to_string().contains("tok-1"), "status never shows a token");
+        // Locked: the token is gone, and nothing is served.
+        ask(&mut server, Request::Lock { public_key: None });
+        assert!(server.tokens.status().is_empty());
+        let conn = send(&mut server, request());
+        let answer = answer_on(&mut server, &conn);
+        assert_eq!(answer, serde_json::json!({"error": "not_unlocked"}));
+        assert_eq!(runs(&count), 1);
+    }
+
+    #[test]
+    fn an_altered_source_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(dir.path(), "echo '{}'");
+        let other = format!("{script}; touch '{}'", dir.path().join("x").display());
+        let argv = ["/bin/sh", "-c", &other].map(str::to_owned);
+        let request = source_request(&key, &script, |def| {
+            def.params.insert(
+                "command".into(),
+                crate::sources::exec::command_param(&argv),
+            );
+        });
+        let mut server = held_server(&key);
+        let conn = send(&mut server, request());
+        let answer = answer_on(&mut server, &conn);
+        assert_eq!(answer, serde_json::json!({"error": "source_tampered"}));
+        assert_eq!(runs(&count), 0);
+        assert!(!count.exists());
+    }
+
+    #[test]
+    fn a_failed_mint_answers_every_waiter_and_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(dir.path(), "sleep 0.2; echo nope >&2; exit 3");
+        let request = source_request(&key, &script, |_| {});
+        let mut server = held_server(&key);
+        let conns: Vec<UnixStream> = (0..2).map(|_| send(&mut server, request())).collect();
+        for conn in &conns {
+            let answer = answer_on(&mut server, conn);
+            let failed = &answer["error"]["mint_failed"];
+            assert_eq!(failed["kind"], "exec", "{answer}");
+            assert_eq!(failed["registry"], "reg.example", "{answer}");
+            assert_eq!(failed["endpoint"], "/bin/sh", "{answer}");
+        }
+        assert_eq!(runs(&count), 1);
+        let conn = send(&mut server, request());
+        let answer = answer_on(&mut server, &conn);
+        assert!(answer["error"]["mint_failed"].is_object(), "{answer}");
+        assert_eq!(runs(&count), 2, "a failure is not cached: the next request mints");
+    }
+
 }
