@@ -19,4 +19,5 @@ mod fuzz_seeds;
 mod hostile;
 mod ship;
 mod snapshots;
+mod sources_agent;
 mod vault_parse;
