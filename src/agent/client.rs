@@ -635,6 +635,15 @@ impl EntryOpener for AgentOpener {
                 Err(Error::SourceTampered(source.server.to_owned()))
             }
             Some(Response::Error(AgentError::MintFailed(e))) => Err(Error::Mint(Box::new(e))),
+            // One line naming the source, as a failed mint: never not-found.
+            Some(Response::Error(busy @ AgentError::MintBusy { .. })) => {
+                Err(Error::Mint(Box::new(crate::error::MintError {
+                    kind: source.kind.to_owned(),
+                    registry: source.server.to_owned(),
+                    endpoint: "the lockbox agent".to_owned(),
+                    detail: busy.to_string(),
+                })))
+            }
             Some(Response::Error(AgentError::DecryptFailed)) => {
                 Err(Error::EntryTampered(source.server.to_owned()))
             }

@@ -190,6 +190,14 @@ impl ForwardClient {
             Response::Error(AgentError::SourceTampered) => {
                 Err(Error::SourceTampered(server.to_owned()))
             }
+            Response::Error(busy @ AgentError::MintBusy { .. }) => {
+                Err(Error::Mint(Box::new(crate::error::MintError {
+                    kind: "source".to_owned(),
+                    registry: server.to_owned(),
+                    endpoint: "the lockbox agent".to_owned(),
+                    detail: busy.to_string(),
+                })))
+            }
             other => Err(unexpected(&other)),
         }
     }
