@@ -400,3 +400,62 @@ fn a_forward_gets_the_minted_token_never_the_source_and_the_access_log_has_it() 
     assert!(!log.contains(&token), "the log never holds the token");
     assert_eq!(env.world.find_secret(&common::secret_needles(None, &token)), None);
 }
+
+/// Not a test: writes the world `docs/PERFORMANCE.md` times the token cache in
+/// ("A `get` from the agent's token cache"), into `$LOCKBOX_BENCH_DIR`: `vault.json`
+/// with a static entry, an `exec` source (`mint.sh`, a token of one hour) and one
+/// whose token has no expiry (`uncached.sh`: every get mints), and
+/// `id.txt`, the identity that unlocks it. Run it with `--run-ignored only`.
+#[test]
+#[ignore = "writes a benchmark's world; run by hand"]
+fn bench_world() {
+    let Some(dir) = std::env::var_os("LOCKBOX_BENCH_DIR").map(PathBuf::from) else {
+        panic!("set LOCKBOX_BENCH_DIR to an empty directory");
+    };
+    let key = VaultKey::generate();
+    let id = age::x25519::Identity::generate();
+    let recipient = Recipient::parse(&id.to_public().to_string()).unwrap();
+    let slot = Vault::age_slot(&key, &recipient, "bench".into()).unwrap();
+    let mut vault = Vault::new(&key, vec![slot]);
+    let secret = SecretString::from(STATIC_SECRET.to_owned());
+    vault.store(STATIC, "ci", &secret).unwrap();
+    let script = dir.join("mint.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nPATH=/usr/bin:/bin\necho $$ >> '{}'\n{}\n",
+            dir.join("runs").display(),
+            token_body(3600, "0", "0").replace("$(dirname \"$0\")", &dir.display().to_string())
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let argv = vec![script.to_str().unwrap().to_owned()];
+    let params = BTreeMap::from([(
+        "command".to_owned(),
+        lockbox::sources::exec::command_param(&argv),
+    )]);
+    let none = SecretString::from(String::new());
+    vault
+        .add_source(&key, SOURCE, "<minted>", "exec", params, &none)
+        .unwrap();
+    // A token without an expiry is never cached: every get of it mints.
+    let uncached = dir.join("uncached.sh");
+    let body = r#"echo '{"Username":"AWS","Secret":"uncached-token"}'"#;
+    fs::write(&uncached, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&uncached, fs::Permissions::from_mode(0o755)).unwrap();
+    let argv = vec![uncached.to_str().unwrap().to_owned()];
+    let params = BTreeMap::from([(
+        "command".to_owned(),
+        lockbox::sources::exec::command_param(&argv),
+    )]);
+    vault
+        .add_source(&key, "uncached.example", "<minted>", "exec", params, &none)
+        .unwrap();
+    VaultPath::new(dir.join("vault.json"))
+        .create(&vault, true)
+        .unwrap();
+    let identity = dir.join("id.txt");
+    fs::write(&identity, id.to_string().expose_secret()).unwrap();
+    fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
+}
