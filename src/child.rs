@@ -29,6 +29,39 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use zeroize::Zeroizing;
 
+/// lockbox's own key settings (`docs/KEYS.md`), never passed on to a program lockbox
+/// runs for the person: an `exec` source's command, `lockbox exec`'s command. Each is
+/// a key source that comes before the agent, so a `get` in such a command (or in a
+/// child it leaves behind) would open the vault itself. Every `LOCKBOX_IDENTITY*`
+/// variable goes too ([`hide_key_settings`]).
+pub const KEY_VARS: [&str; 3] = [
+    "LOCKBOX_PASSPHRASE_FILE",
+    "LOCKBOX_OPENBAO_TOKEN",
+    "LOCKBOX_OPENBAO_TOKEN_FILE",
+];
+
+/// The name of lockbox's identity among systemd's credentials (`LoadCredential=`).
+pub const IDENTITY_CREDENTIAL: &str = "lockbox-identity";
+
+/// Removes lockbox's key settings from `cmd`'s environment: [`KEY_VARS`], every
+/// `LOCKBOX_IDENTITY*`, and `CREDENTIALS_DIRECTORY` when it holds
+/// [`IDENTITY_CREDENTIAL`] (other credentials in it go with it).
+pub fn hide_key_settings(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let hidden = name
+            .to_str()
+            .is_some_and(|n| n.starts_with("LOCKBOX_IDENTITY") || KEY_VARS.contains(&n));
+        if hidden {
+            cmd.env_remove(&name);
+        }
+    }
+    if std::env::var_os("CREDENTIALS_DIRECTORY")
+        .is_some_and(|d| std::path::Path::new(&d).join(IDENTITY_CREDENTIAL).exists())
+    {
+        cmd.env_remove("CREDENTIALS_DIRECTORY");
+    }
+}
+
 /// How much of a program's stderr is kept to relay, bytes.
 pub const MAX_STDERR: usize = 4096;
 

@@ -47,6 +47,10 @@ pub struct Settings {
     /// `SUDO_USER`: who ran `sudo` (for root's `get` without a vault, which then
     /// points to `docs/BUILD_SERVER.md` instead of `init`).
     pub sudo_user: Option<String>,
+    /// `LOCKBOX_TRUSTED_VAULT_KEYS`, as given (read by [`Settings::trust`]).
+    pub trusted_vault_keys: Option<String>,
+    /// `XDG_CONFIG_HOME`: where the trust file is (else `HOME/.config`).
+    pub config_home: Option<PathBuf>,
 }
 
 /// The environment as `doctor` checks it: where Docker will look for the helper, and
@@ -127,7 +131,7 @@ pub mod var {
     /// systemd's credentials directory (set for a unit with credentials).
     pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
     /// The credential's name in it.
-    pub const CREDENTIAL_NAME: &str = "lockbox-identity";
+    pub const CREDENTIAL_NAME: &str = crate::child::IDENTITY_CREDENTIAL;
     /// Argon2id cost override.
     pub const ARGON2_PARAMS: &str = "LOCKBOX_ARGON2_PARAMS";
     /// kubelet-credential-provider's cacheDuration.
@@ -139,6 +143,8 @@ pub mod var {
     pub const EXPIRY_WARN_DAYS: &str = "LOCKBOX_EXPIRY_WARN_DAYS";
     /// A forward socket of the host's agent, inside a container.
     pub const FORWARD_SOCKET: &str = "LOCKBOX_FORWARD_SOCKET";
+    /// The vault public keys trusted to run sources, beside the trust file.
+    pub const TRUSTED_VAULT_KEYS: &str = "LOCKBOX_TRUSTED_VAULT_KEYS";
 }
 
 impl Settings {
@@ -184,7 +190,24 @@ impl Settings {
                     .map(|v| Zeroizing::new(v.to_string_lossy().into_owned())),
             },
             sudo_user: get("SUDO_USER").map(|v| v.to_string_lossy().into_owned()),
+            trusted_vault_keys: get(var::TRUSTED_VAULT_KEYS)
+                .map(|v| v.to_string_lossy().into_owned()),
+            config_home: path("XDG_CONFIG_HOME").filter(|p| p.is_absolute()),
         }
+    }
+
+    /// The vault keys trusted to run sources here (`src/sources/trust.rs`): the
+    /// variable's, and the trust file's, `$XDG_CONFIG_HOME/lockbox/trusted-vault-keys`
+    /// (else under `HOME/.config`).
+    pub fn trust(&self) -> crate::sources::trust::Trust {
+        let dir = self
+            .config_home
+            .clone()
+            .or_else(|| self.location.home.as_ref().map(|h| h.join(".config")));
+        crate::sources::trust::Trust::new(
+            self.trusted_vault_keys.as_deref(),
+            dir.map(|d| d.join("lockbox").join("trusted-vault-keys")),
+        )
     }
 
     /// The warning window in days: `LOCKBOX_EXPIRY_WARN_DAYS` (0 to 3650), else

@@ -234,6 +234,15 @@ pub enum Error {
     StaticEntryExists(String),
     /// `source remove` of a server URL with no source.
     NoSuchSource(String),
+    /// A source in a vault whose public key is not trusted to run sources here.
+    SourceUntrusted {
+        /// The source's server URL.
+        server: String,
+        /// The vault's public key.
+        public_key: String,
+    },
+    /// Trusting a vault key with neither `XDG_CONFIG_HOME` nor `HOME` set.
+    NoTrustFile,
     /// A rotation provider failed (its text is one line, never a secret).
     Rotate(String),
     /// A command-line mistake the parser cannot see (exit 2).
@@ -446,6 +455,10 @@ impl Error {
             Error::SourceNotStatic(server) => messages::source_not_static(server),
             Error::StaticEntryExists(server) => messages::static_entry_exists(server),
             Error::NoSuchSource(server) => messages::no_such_source(server),
+            Error::SourceUntrusted { server, public_key } => {
+                messages::source_untrusted(server, public_key)
+            }
+            Error::NoTrustFile => messages::NO_TRUST_FILE.to_owned(),
             Error::Rotate(detail) => detail.clone(),
             Error::Usage(u) => u.message(),
         };

@@ -1038,7 +1038,7 @@ pub const SOURCE_EXEC_BAD_ANSWER: &str = "the command did not print {\"Username\
 pub const SOURCE_EXEC_EMPTY_ANSWER: &str = "the command answered an empty Username or Secret";
 /// An `exec` command's `ExpiresAt` that is not an RFC 3339 time.
 pub const SOURCE_EXEC_BAD_EXPIRY: &str =
-    "the command's ExpiresAt is not an RFC 3339 time such as 2030-01-31T12:00:00Z";
+    "the command's ExpiresAt is not an RFC 3339 time in UTC such as 2030-01-31T12:00:00Z";
 
 /// A source whose definition fails its MAC (`get`, `source list`, `doctor`).
 pub fn source_tampered(server: &str) -> String {
@@ -1061,9 +1061,33 @@ pub fn static_entry_exists(server: &str) -> String {
     )
 }
 
+/// A source in a vault whose key is not trusted here.
+pub fn source_untrusted(server: &str, public_key: &str) -> String {
+    format!(
+        "the source for {server} is in a vault whose key ({public_key}) is not trusted to run sources on this machine, so nothing was run or sent: if that is your vault's key (a vault file someone replaced has another one), run 'lockbox source trust', or set LOCKBOX_TRUSTED_VAULT_KEYS={public_key} where the job is configured"
+    )
+}
+
+/// The trust file could not be written (`init`, a rotation).
+pub fn trust_not_recorded(reason: &str) -> String {
+    format!(
+        "note: this vault's key is not recorded as trusted to run sources ({reason}); 'lockbox source trust' does it later"
+    )
+}
+
+/// `source trust` (or `init`) with nowhere to keep the trust file.
+pub const NO_TRUST_FILE: &str = "neither XDG_CONFIG_HOME nor HOME is set, so there is no trust file: set LOCKBOX_TRUSTED_VAULT_KEYS to the vault's public key instead";
+
 /// `source remove` of a registry without a source.
 pub fn no_such_source(server: &str) -> String {
     format!("no source for {server} in the vault ('lockbox source list' shows them)")
+}
+
+/// `unimport` leaves a source in the vault.
+pub fn unimport_source_kept(server: &str) -> String {
+    format!(
+        "not moved: {server} is a sealed source (its secret is the cloud credential tokens are minted from, not a registry password); it stays in the vault — set up that registry's own credential helper for it"
+    )
 }
 
 /// A rotation (`passwd`, `recipients remove`) dropped a source that failed its MAC.

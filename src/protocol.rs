@@ -15,6 +15,7 @@ use crate::error::{Error, ForwardError};
 use crate::exit::Exit;
 use crate::file::VaultPath;
 use crate::keysource;
+use crate::sources;
 use crate::vault::View;
 use crate::{docker::go_json, messages};
 
@@ -245,7 +246,15 @@ pub fn run(
             let path = location.resolve()?;
             // No vault, no entry: erase of an absent entry succeeds (docker logout tries
             // four spellings; podman treats a failure as an error).
-            match path.update(|v| Ok(((), v.erase(&server)))) {
+            // A source is removed by `lockbox source remove`: a `docker logout` must not
+            // lose the long-lived credential it holds.
+            let erase = |v: &mut crate::vault::Vault| match v.lookup(&server) {
+                Some((key, e)) if e.meta.source.is_some() => {
+                    Err(Error::SourceNotStatic(key.to_owned()))
+                }
+                _ => Ok(((), v.erase(&server))),
+            };
+            match path.update(erase) {
                 Ok(()) => Ok(Zeroizing::new(Vec::new())),
                 Err(Error::NotInitialized(_)) if location.vault.is_some() => {
                     Err(named_missing(&path))
@@ -344,6 +353,21 @@ fn get(
     // Only now is a key needed: a locked vault with no matching entry is plain
     // not-found, a locked vault with one is the locked error — never not-found.
     let opener = keysource::for_get(view.vault(), settings)?;
+    if entry.source().is_some() {
+        // A sealed source: a token minted (or cached) for it, never its own secret.
+        let public_key = view.vault().public().to_string();
+        let place = sources::Place {
+            vault: Some(&path.vault),
+            public_key: &public_key,
+            trust: &settings.trust(),
+        };
+        let answer = sources::credential_for(entry, opener.as_ref(), &place)?;
+        return Ok(go_json::credentials(
+            server,
+            &answer.username,
+            answer.secret.expose_secret(),
+        ));
+    }
     let secret = entry.open(opener.as_ref())?;
     warn_if_expiring(server, entry.expires_at(), settings);
     // The one place `get` reads the secret: into the answer's wiped buffer.

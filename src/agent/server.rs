@@ -610,6 +610,11 @@ impl Server {
                 self.record(&answer, &public_key, &server, &self.socket_name(), peer);
                 answer
             }
+            // A command under `exec` holds the key for its run only: it may not make a
+            // source or rotation setting that would act for it after the run.
+            Request::KeyedMac { .. } if self.mode == AgentMode::Exec => {
+                Response::Error(AgentError::Unsupported)
+            }
             Request::KeyedMac {
                 public_key,
                 domain,
@@ -869,13 +874,23 @@ impl Server {
         Reply::Wait(key, how)
     }
 
-    /// Opens the source's sealed secret with the vault's key and starts its mint.
+    /// Opens the source's sealed secret with the vault's key (held, or the
+    /// credential's) and starts its mint. The secret goes only to the mint's thread.
     fn start_mint(&mut self, key: &TokenKey, ask: &SourceAsk<'_>) -> Result<(), AgentError> {
-        let secret = match self.decrypt_bytes(ask.public_key, ask.server, ask.username, ask.sealed)
-        {
-            Response::Secret { secret, .. } => secret.into_secret(),
-            Response::Error(e) => return Err(e),
-            _ => return Err(AgentError::DecryptFailed),
+        let open = |k: &VaultKey| {
+            k.open_source_secret(ask.server, ask.username, ask.sealed)
+                .map(|plain| SecretString::from(plain.as_str().to_owned()))
+                .map_err(|_| AgentError::DecryptFailed)
+        };
+        let secret = match self.keys.get(ask.public_key) {
+            Some(held) => open(&held.key)?,
+            None => match self.credential.as_ref().map(|c| c.open_for(ask.public_key)) {
+                Some(Reopen::Opened(k)) => open(&k)?,
+                Some(Reopen::Failed(reason, _)) => {
+                    return Err(AgentError::CredentialFailed { reason });
+                }
+                Some(Reopen::NotThisVault) | None => return Err(AgentError::NotUnlocked),
+            },
         };
         self.tokens.start(key, ask.def, secret, now())?;
         self.log(&crate::messages::sanitize(&format!(

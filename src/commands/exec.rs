@@ -37,14 +37,6 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit::Exit;
 
-/// The variables CMD must not see (besides every `LOCKBOX_IDENTITY*`): each is a key
-/// source that comes before the agent, so a `get` in CMD (or in a child CMD leaves
-/// behind) would open the vault itself, bypassing `exec` and outliving it.
-const HIDDEN_VARS: [&str; 3] = [
-    "LOCKBOX_PASSPHRASE_FILE",
-    "LOCKBOX_OPENBAO_TOKEN",
-    "LOCKBOX_OPENBAO_TOKEN_FILE",
-];
 /// Signals passed on to CMD. Stop signals are left to the terminal's job control.
 const FORWARDED: [i32; 7] = [
     signal_hook::consts::SIGTERM,
@@ -137,27 +129,13 @@ fn serve_command(
     };
     let mut cmd = Command::new(program);
     cmd.args(args).env(AGENT_SOCKET_VAR, &socket);
-    for (name, _) in std::env::vars_os() {
-        let hidden = name
-            .to_str()
-            .is_some_and(|n| n.starts_with("LOCKBOX_IDENTITY") || HIDDEN_VARS.contains(&n));
-        if hidden {
-            cmd.env_remove(&name);
-        }
-    }
     if let Some(var) = token_var {
         cmd.env_remove(var);
     }
     // systemd's credentials directory is a key source too when it holds lockbox's
     // identity; then CMD does not get it (other credentials in it go with it: a unit
     // that needs them for CMD should load them in a second unit, or not use `exec`).
-    if std::env::var_os(crate::config::var::CREDENTIALS_DIRECTORY).is_some_and(|d| {
-        PathBuf::from(d)
-            .join(crate::config::var::CREDENTIAL_NAME)
-            .exists()
-    }) {
-        cmd.env_remove(crate::config::var::CREDENTIALS_DIRECTORY);
-    }
+    crate::child::hide_key_settings(&mut cmd);
     crate::sys::die_with_parent(&mut cmd, Signal::TERM);
     let mut child = cmd
         .spawn()

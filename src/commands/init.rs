@@ -90,6 +90,8 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     }
     let vault = Vault::new(&key, slots);
     path.create(&vault, o.force)?;
+    // Whoever makes a vault trusts it to run the sources they add to it.
+    super::trust_vault_key(settings, &vault.public().to_string());
     let described: Vec<String> = vault.slots().iter().map(Slot::describe).collect();
     crate::outln!(
         "{}",

@@ -265,6 +265,26 @@ fn calibrate() -> KdfParams {
     params(m)
 }
 
+/// Records `public_key` in the trust file as a vault that may run sources here
+/// (`src/sources/trust.rs`). Without a place for the file (no `HOME`) nothing is
+/// written; a file that cannot be written is one stderr line, never a failure.
+pub fn trust_vault_key(settings: &Settings, public_key: &str) {
+    match settings.trust().record(public_key) {
+        Ok(_) | Err(Error::NoTrustFile) => {}
+        Err(e) => eprintln!(
+            "{}",
+            messages::sanitize(&messages::trust_not_recorded(&e.message()))
+        ),
+    }
+}
+
+/// After a key rotation: the new key is trusted when the old one was.
+pub fn carry_trust(settings: &Settings, old_public: &str, new_public: &str) {
+    if settings.trust().allows(old_public) {
+        trust_vault_key(settings, new_public);
+    }
+}
+
 /// Prints `text` line by line, each sanitized (a hostile server URL or path cannot
 /// drive the terminal).
 pub fn sanitize_lines(text: &str) -> String {

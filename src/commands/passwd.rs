@@ -88,7 +88,10 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
         |new_key| handover.give_new_key(new_key),
     );
     match rotated {
-        Ok(_) => handover.retire_old_key(&key),
+        Ok(new_key) => {
+            handover.retire_old_key(&key);
+            super::carry_trust(settings, &old_public, &new_key.public().to_string());
+        }
         Err(e) => {
             handover.undo();
             return Err(e);

@@ -183,8 +183,9 @@ fn remove(
         |(_, new_key)| handover.give_new_key(new_key),
     );
     let removed = match rotated {
-        Ok((removed, _)) => {
+        Ok((removed, new_key)) => {
             handover.retire_old_key(&old);
+            super::carry_trust(settings, &old_public, &new_key.public().to_string());
             removed
         }
         Err(e) => {

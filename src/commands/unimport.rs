@@ -144,6 +144,15 @@ fn open_all(
         );
         let (opener, _) = keysource::open_entries(vault, &list, &Terminal)?;
         for (server, e) in vault.entries() {
+            if e.meta.source.is_some() {
+                // A source's secret is a cloud credential, not a registry password:
+                // never written out as one. It stays in the vault, which is kept.
+                eprintln!(
+                    "{}",
+                    messages::sanitize(&messages::unimport_source_kept(server))
+                );
+                continue;
+            }
             let secret = opener.open_entry(server, &e.username, &e.secret)?;
             creds.push((server.clone(), e.username.clone(), secret));
         }

@@ -9,7 +9,7 @@
 //!   planted in the vault file is refused before it runs.
 //! - **What it gets.** The source's sealed secret on stdin when there is one
 //!   (`--secret-file`), else nothing; the environment lockbox was started with, minus
-//!   lockbox's own key settings.
+//!   lockbox's own key settings and the agent's socket.
 //! - **What it prints.** One JSON object: `{"Username": …, "Secret": …, "ExpiresAt":
 //!   "RFC 3339"}` (`ExpiresAt` optional; without it nothing is cached), at most
 //!   [`MAX_OUTPUT`] bytes. A failure is one line with its exit status and the last
@@ -30,16 +30,10 @@ pub const MAX_OUTPUT: usize = 64 * 1024;
 /// Most arguments (the program included).
 pub const MAX_ARGS: usize = 256;
 
-/// The variables a command never inherits: lockbox's own key settings.
-const HIDDEN_VARS: &[&str] = &[
-    "LOCKBOX_IDENTITY",
-    "LOCKBOX_IDENTITY_CMD",
-    "LOCKBOX_PASSPHRASE_FILE",
-    "LOCKBOX_OPENBAO_TOKEN",
-    "LOCKBOX_OPENBAO_TOKEN_FILE",
-    "BAO_TOKEN",
-    "VAULT_TOKEN",
-];
+/// What the command never inherits beyond lockbox's key settings
+/// ([`crate::child::hide_key_settings`]): the agent's socket (the command mints one
+/// credential; it has no business with the key the agent holds).
+const HIDDEN_VARS: &[&str] = &["LOCKBOX_AGENT_SOCKET"];
 
 /// The command of `params`, as stored: a JSON array of strings.
 pub fn command_of(params: &Params) -> Result<Vec<String>, String> {
@@ -106,6 +100,7 @@ pub fn mint(
     let fail = |detail: String| failure(registry, &program, detail);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
+    crate::child::hide_key_settings(&mut cmd);
     for var in HIDDEN_VARS {
         cmd.env_remove(var);
     }
@@ -136,6 +131,11 @@ pub fn mint(
         return Err(fail(crate::messages::SOURCE_EXEC_EMPTY_ANSWER.to_owned()));
     }
     let expires_at = match &answer.expires_at {
+        // A time without its zone would be read as UTC and could keep a token past
+        // its end: only UTC (`Z`) is taken.
+        Some(text) if !text.ends_with(['Z', 'z']) || text.len() < 20 => {
+            return Err(fail(crate::messages::SOURCE_EXEC_BAD_EXPIRY.to_owned()));
+        }
         Some(text) => Some(
             crate::vault::meta::parse_date(text)
                 .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))

@@ -23,13 +23,23 @@
 //! imports the vault core and the plumbing below it, never `identity`, `openbao`,
 //! `config` or `agent`.
 
+use std::path::Path;
+
 use age::secrecy::SecretString;
 
 pub use crate::error::MintError;
+use crate::error::Result;
+use crate::vault::RawEntry;
+use crate::vault::crypto::{EntryOpener, MintedCredential, SourceRequest};
+use crate::vault::meta::unix_now;
 use crate::vault::source::SourceDef;
 
+pub mod cache;
 pub mod exec;
+mod policy;
+pub mod trust;
 mod types;
+pub use policy::{Freshness, freshness, refresh_margin, stale_margin};
 pub use types::{ACR_REFRESH_USERNAME, KINDS, MINT_DEADLINE, Minted, Params};
 
 /// Checks a new source's kind, parameters and secret before it is sealed
@@ -70,84 +80,87 @@ pub fn mint(registry: &str, def: &SourceDef, secret: &SecretString) -> Result<Mi
     }
 }
 
-/// Whether a cached token is served, served while a new one is minted, or minted
-/// anew first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Well within its life: served as is.
-    Serve,
-    /// Served, and a new one should be minted now, ahead of its expiry (the agent
-    /// does it in the background; a single process has no background).
-    ServeAndRefresh,
-    /// Too close to its expiry (or past it): never served.
-    Stale,
+/// Where a source's entry is: its vault file (the token cache file sits beside it) and
+/// public key, and the keys trusted to run sources here.
+pub struct Place<'a> {
+    /// The vault file, for the token cache beside it; `None`: no cache file.
+    pub vault: Option<&'a Path>,
+    /// The vault's public key.
+    pub public_key: &'a str,
+    /// The vault keys trusted to run sources ([`trust`]).
+    pub trust: &'a trust::Trust,
 }
 
-/// How long before its expiry a token is no longer served: a quarter of its life,
-/// at most 5 minutes (a pull that starts with it must not see it expire).
-pub fn stale_margin(lifetime: u64) -> u64 {
-    (lifetime / 4).min(300)
-}
-
-/// How long before its expiry the agent mints the next one: half of its life, at
-/// most 15 minutes.
-pub fn refresh_margin(lifetime: u64) -> u64 {
-    (lifetime / 2).min(900)
-}
-
-/// How a token minted at `minted_at` that expires at `expires_at` (Unix seconds)
-/// stands at `now`. A token without an expiry is never cached: each `get` mints.
-pub fn freshness(minted_at: u64, expires_at: Option<u64>, now: u64) -> Freshness {
-    let Some(expires_at) = expires_at else {
-        return Freshness::Stale;
+/// The credential `entry` answers with: a static entry's secret, opened; a source's
+/// token — once its vault's key is trusted here ([`trust`]) — from the holder of the
+/// key when it mints ([`EntryOpener::mint_source`]: the agent and its token cache),
+/// else minted here after the definition verified, kept in the cache file beside the
+/// vault file (`<vault>.tokens`, [`cache`]). Every front end (`get`, the kubelet
+/// plugin, `export`) answers through here.
+pub fn credential_for(
+    entry: &RawEntry,
+    opener: &dyn EntryOpener,
+    place: &Place,
+) -> Result<MintedCredential> {
+    let Some(def) = entry.source() else {
+        return Ok(MintedCredential {
+            username: entry.username().to_owned(),
+            secret: entry.open(opener)?,
+            expires_at: entry.expires_at(),
+        });
     };
-    let lifetime = expires_at.saturating_sub(minted_at);
-    let left = expires_at.saturating_sub(now);
-    if now < minted_at || left <= stale_margin(lifetime) {
-        Freshness::Stale
-    } else if left <= refresh_margin(lifetime) {
-        Freshness::ServeAndRefresh
-    } else {
-        Freshness::Serve
+    place.trust.check(entry.server(), place.public_key)?;
+    let (server, username, sealed) = (entry.server(), entry.username(), entry.secret());
+    let request = SourceRequest {
+        server,
+        username,
+        sealed: &sealed,
+        kind: &def.kind,
+        params: &def.params,
+        mac: &def.mac,
+    };
+    if let Some(answer) = opener.mint_source(&request) {
+        return answer;
     }
+    // Before the secret is opened, anything sent or any command run.
+    def.verify(opener, server, username, &sealed)?;
+    let file = place.vault.and_then(|v| cache::Cache::new(v, opener));
+    if let Some(hit) = file
+        .as_ref()
+        .and_then(|c| c.get(server, &def.mac, unix_now()))
+    {
+        return Ok(hit);
+    }
+    // A miss: one mint at a time across processes; whoever waited reads again.
+    // The wait plus a mint stays under BuildKit's 60 s: whoever holds the lock is
+    // done within its own mint's deadline, and a wait that runs out mints anyway.
+    let _lock = file.as_ref().and_then(|c| c.lock(LOCK_WAIT));
+    if let Some(hit) = file
+        .as_ref()
+        .and_then(|c| c.get(server, &def.mac, unix_now()))
+    {
+        return Ok(hit);
+    }
+    let secret = opener.open_source_secret(server, username, &sealed)?;
+    let now = unix_now();
+    let minted = mint(server, def, &secret)?;
+    let answer = MintedCredential {
+        expires_at: minted.expires_at_secs(),
+        username: minted.username,
+        secret: minted.secret,
+    };
+    if let Some(c) = &file {
+        c.put(server, &def.mac, &answer, now);
+    }
+    Ok(answer)
 }
+
+/// How long a `get` waits for another process's mint before minting itself.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_token_is_served_then_refreshed_ahead_then_never_served_stale() {
-        // A 12-hour ECR token.
-        let (t0, life) = (1_000_000, 12 * 3600);
-        assert_eq!(freshness(t0, Some(t0 + life), t0), Freshness::Serve);
-        assert_eq!(
-            freshness(t0, Some(t0 + life), t0 + life - 901),
-            Freshness::Serve
-        );
-        assert_eq!(
-            freshness(t0, Some(t0 + life), t0 + life - 900),
-            Freshness::ServeAndRefresh
-        );
-        assert_eq!(
-            freshness(t0, Some(t0 + life), t0 + life - 300),
-            Freshness::Stale
-        );
-        assert_eq!(
-            freshness(t0, Some(t0 + life), t0 + life + 5),
-            Freshness::Stale
-        );
-        // An 8-second token: stale in its last 2 s, refreshed from its 4th.
-        assert_eq!(freshness(t0, Some(t0 + 8), t0 + 3), Freshness::Serve);
-        assert_eq!(
-            freshness(t0, Some(t0 + 8), t0 + 4),
-            Freshness::ServeAndRefresh
-        );
-        assert_eq!(freshness(t0, Some(t0 + 8), t0 + 6), Freshness::Stale);
-        // No expiry, or a clock gone backwards: minted anew.
-        assert_eq!(freshness(t0, None, t0), Freshness::Stale);
-        assert_eq!(freshness(t0, Some(t0 + life), t0 - 10), Freshness::Stale);
-    }
 
     #[test]
     fn stored_usernames_follow_each_registrys_convention() {

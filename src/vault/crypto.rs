@@ -27,6 +27,10 @@ use crate::error::{Error, Result};
 
 /// Domain separation for entry plaintexts (`docs/FORMAT.md` "Entry plaintext").
 const ENTRY_MAGIC: &[u8] = b"lockbox-entry-v1\0";
+/// The first bytes of a source's sealed secret: never accepted where an entry's
+/// credential is opened, so deleting a source's definition from the file does not turn
+/// its cloud credential into a registry password (`docs/FORMAT.md` "Sources").
+const SOURCE_MAGIC: &[u8] = b"lockbox-source-secret-v1\0";
 /// Associated data prefix of the passphrase slot; the vault's public key follows.
 const PASSPHRASE_AAD: &[u8] = b"lockbox-passphrase-slot-v1\0";
 
@@ -278,6 +282,28 @@ impl VaultKey {
         username: &str,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<String>> {
+        self.open_bound(ENTRY_MAGIC, server, username, ciphertext)
+    }
+
+    /// Decrypts a source's sealed secret ([`seal_source_secret`]) and checks its
+    /// binding; an entry's credential is refused here, as a source's secret is by
+    /// [`Self::open_entry`].
+    pub fn open_source_secret(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>> {
+        self.open_bound(SOURCE_MAGIC, server, username, ciphertext)
+    }
+
+    fn open_bound(
+        &self,
+        magic: &[u8],
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>> {
         let tampered = || Error::EntryTampered(server.to_owned());
         let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|_| tampered())?;
         let mut reader = decryptor
@@ -287,7 +313,7 @@ impl VaultKey {
         // outgrown and `read_to_end` never leaves an unwiped copy behind.
         let mut plain = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
         reader.read_to_end(&mut plain).map_err(|_| tampered())?;
-        let secret = parse_entry_plaintext(&plain, server, username).ok_or_else(tampered)?;
+        let secret = parse_bound(magic, &plain, server, username).ok_or_else(tampered)?;
         Ok(Zeroizing::new(secret.to_owned()))
     }
 }
@@ -403,13 +429,30 @@ pub fn seal_entry(
     age_encrypt(vault_public, &plain)
 }
 
+/// Seals a source's secret for `server`/`username` to the vault's public key, as
+/// [`seal_entry`] but under its own magic, which [`VaultKey::open_entry`] refuses.
+pub fn seal_source_secret(
+    vault_public: &age::x25519::Recipient,
+    server: &str,
+    username: &str,
+    secret: &SecretString,
+) -> Result<Vec<u8>> {
+    let plain = bound_plaintext(SOURCE_MAGIC, server, username, secret.expose_secret());
+    age_encrypt(vault_public, &plain)
+}
+
 /// `docs/FORMAT.md` "Entry plaintext": magic, u32-BE length + server, u32-BE length +
 /// username, then the secret to the end.
 pub fn entry_plaintext(server: &str, username: &str, secret: &str) -> Zeroizing<Vec<u8>> {
+    bound_plaintext(ENTRY_MAGIC, server, username, secret)
+}
+
+/// A bound plaintext under `magic` (an entry's or a source's).
+fn bound_plaintext(magic: &[u8], server: &str, username: &str, secret: &str) -> Zeroizing<Vec<u8>> {
     let mut p = Zeroizing::new(Vec::with_capacity(
-        ENTRY_MAGIC.len() + 8 + server.len() + username.len() + secret.len(),
+        magic.len() + 8 + server.len() + username.len() + secret.len(),
     ));
-    p.extend_from_slice(ENTRY_MAGIC);
+    p.extend_from_slice(magic);
     for field in [server, username] {
         // Inputs are bounded to 1 MiB long before this, so the length fits in u32.
         p.extend_from_slice(&(field.len() as u32).to_be_bytes());
@@ -422,7 +465,12 @@ pub fn entry_plaintext(server: &str, username: &str, secret: &str) -> Zeroizing<
 /// The inverse of [`entry_plaintext`]: the secret, if the plaintext is well formed and
 /// bound to exactly this server and username.
 pub fn parse_entry_plaintext<'a>(plain: &'a [u8], server: &str, username: &str) -> Option<&'a str> {
-    let mut rest = plain.strip_prefix(ENTRY_MAGIC)?;
+    parse_bound(ENTRY_MAGIC, plain, server, username)
+}
+
+/// [`parse_entry_plaintext`] under `magic`.
+fn parse_bound<'a>(magic: &[u8], plain: &'a [u8], server: &str, username: &str) -> Option<&'a str> {
+    let mut rest = plain.strip_prefix(magic)?;
     for field in [server, username] {
         let (len, tail) = rest.split_first_chunk::<4>()?;
         let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
@@ -694,6 +742,19 @@ pub trait EntryOpener {
         Ok(macs_equal(&self.keyed_mac(domain, transcript)?, mac))
     }
 
+    /// Opens a source's sealed secret ([`seal_source_secret`]) for `server`/`username`,
+    /// after its definition verified. Only the key itself does: the agent never hands
+    /// a source's secret to a client (it mints, [`EntryOpener::mint_source`]).
+    fn open_source_secret(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<SecretString> {
+        let _ = (username, ciphertext);
+        Err(Error::SourceNotStatic(server.to_owned()))
+    }
+
     /// Asks the holder of the key to mint from the source `request` (the agent: it
     /// verifies the definition, mints or answers from its token cache). `None` when
     /// this opener is the key itself and the caller mints (`src/protocol.rs`).
@@ -741,6 +802,16 @@ impl EntryOpener for VaultKey {
 
     fn keyed_mac(&self, domain: MacDomain, transcript: &[u8]) -> Result<[u8; 32]> {
         Ok(VaultKey::keyed_mac(self, domain, transcript))
+    }
+
+    fn open_source_secret(
+        &self,
+        server: &str,
+        username: &str,
+        ciphertext: &[u8],
+    ) -> Result<SecretString> {
+        let plain = VaultKey::open_source_secret(self, server, username, ciphertext)?;
+        Ok(SecretString::from(plain.as_str().to_owned()))
     }
 }
 

@@ -82,7 +82,7 @@ impl Entry {
             return Ok(None);
         };
         def.verify(opener, server, &self.username, &self.secret)?;
-        let secret = opener.open_entry(server, &self.username, &self.secret)?;
+        let secret = opener.open_source_secret(server, &self.username, &self.secret)?;
         Ok(Some((def, secret)))
     }
 }
@@ -269,14 +269,12 @@ impl Vault {
         params: BTreeMap<String, String>,
         secret: &SecretString,
     ) -> Result<()> {
-        if self
-            .entries
-            .get(server)
-            .is_some_and(|e| e.meta.source.is_none())
-        {
-            return Err(Error::StaticEntryExists(server.to_owned()));
+        // Any spelling of the registry (`lookup`'s normalized match) counts: a static
+        // entry beside a source would answer for it unseen.
+        if let Some((key, _)) = self.lookup(server).filter(|(_, e)| e.meta.source.is_none()) {
+            return Err(Error::StaticEntryExists(key.to_owned()));
         }
-        let sealed = crypto::seal_entry(&self.public, server, username, secret)?;
+        let sealed = crypto::seal_source_secret(&self.public, server, username, secret)?;
         let def = SourceDef::new(opener, server, username, kind, params, &sealed)?;
         // A definition the opener MACed for another vault would not verify here.
         def.verify(opener, server, username, &sealed)?;
@@ -337,6 +335,9 @@ impl Vault {
     ) -> Result<String> {
         let key = self.key_of(request)?;
         if let Some(e) = self.entries.get_mut(&key) {
+            if e.meta.source.is_some() {
+                return Err(Error::SourceNotStatic(key));
+            }
             e.meta.rotation = make(&key, &e.username)?;
         }
         Ok(key)
@@ -349,6 +350,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.meta.pending = match secret {
             Some(s) => Some(crypto::seal_entry(&self.public, server, &e.username, s)?),
             None => None,
@@ -368,6 +372,9 @@ impl Vault {
             .entries
             .get_mut(server)
             .ok_or_else(|| Error::NoSuchEntry(server.to_owned()))?;
+        if e.meta.source.is_some() {
+            return Err(Error::SourceNotStatic(server.to_owned()));
+        }
         e.secret = crypto::seal_entry(&self.public, server, &e.username, secret)?;
         e.meta.pending = None;
         e.meta.expires_at = expires_at.filter(|&t| t <= meta::MAX_EXPIRES_AT);
@@ -485,6 +492,13 @@ impl Vault {
         }
         let mut entries = BTreeMap::new();
         for (server, e) in &self.entries {
+            if let Some(d) = &e.meta.source {
+                entries.insert(
+                    server.clone(),
+                    Self::reseal_source(old, &new, server, e, d)?,
+                );
+                continue;
+            }
             let secret = old.open_entry(server, &e.username, &e.secret)?;
             let secret = SecretString::from(secret.as_str().to_owned());
             let pending = match &e.meta.pending {
@@ -509,32 +523,16 @@ impl Vault {
                 }
                 None => None,
             };
-            let sealed = crypto::seal_entry(&new.public(), server, &e.username, &secret)?;
-            // Source MACs too, over the secret sealed again.
-            let source = match &e.meta.source {
-                Some(d) => {
-                    d.verify(old, server, &e.username, &e.secret)?;
-                    Some(SourceDef::new(
-                        &new,
-                        server,
-                        &e.username,
-                        &d.kind,
-                        d.params.clone(),
-                        &sealed,
-                    )?)
-                }
-                None => None,
-            };
             entries.insert(
                 server.clone(),
                 Entry {
                     username: e.username.clone(),
-                    secret: sealed,
+                    secret: crypto::seal_entry(&new.public(), server, &e.username, &secret)?,
                     meta: Metadata {
                         expires_at: e.meta.expires_at,
                         rotation,
                         pending,
-                        source,
+                        source: None,
                     },
                 },
             );
@@ -544,6 +542,32 @@ impl Vault {
         self.entries = entries;
         self.seal_slots(&new);
         Ok(new)
+    }
+
+    /// A source entry sealed and MACed again under `new` (a rotation): its definition
+    /// verified under `old` first.
+    fn reseal_source(
+        old: &VaultKey,
+        new: &VaultKey,
+        server: &str,
+        e: &Entry,
+        def: &SourceDef,
+    ) -> Result<Entry> {
+        def.verify(old, server, &e.username, &e.secret)?;
+        let secret = old.open_source_secret(server, &e.username, &e.secret)?;
+        let secret = SecretString::from(secret.as_str().to_owned());
+        let sealed = crypto::seal_source_secret(&new.public(), server, &e.username, &secret)?;
+        let params = def.params.clone();
+        let source = SourceDef::new(new, server, &e.username, &def.kind, params, &sealed)?;
+        Ok(Entry {
+            username: e.username.clone(),
+            secret: sealed,
+            meta: Metadata {
+                expires_at: e.meta.expires_at,
+                source: Some(source),
+                ..Metadata::default()
+            },
+        })
     }
 
     /// Drops, before a key rotation ([`Self::rotate`]), every source entry and every
@@ -1063,7 +1087,7 @@ impl RawEntry<'_> {
         };
         let sealed = self.secret();
         def.verify(opener, self.server(), self.username(), &sealed)?;
-        let secret = opener.open_entry(self.server(), self.username(), &sealed)?;
+        let secret = opener.open_source_secret(self.server(), self.username(), &sealed)?;
         Ok(Some((def, secret)))
     }
 }
@@ -1137,13 +1161,23 @@ impl<'a> View<'a> {
     }
 
     /// The entry `request` refers to, as [`Vault::lookup`] finds it: the exact key
-    /// (a binary search), else the byte-least key with the same normalized form.
+    /// (a binary search), else the byte-least key with the same normalized form — but
+    /// a source of the same normalized form first, if there is one.
     pub fn lookup(&self, request: &str) -> Option<&RawEntry<'a>> {
         let at = |key: &str| {
             self.entries
                 .binary_search_by(|e| e.server.as_ref().cmp(key))
                 .ok()
         };
+        if self.entries.iter().any(|e| e.meta.source.is_some()) {
+            // A source answers for every spelling of its registry: an entry planted
+            // under another spelling must not answer in its place.
+            let sources = self.entries.iter().filter(|e| e.meta.source.is_some());
+            let key = server_url::find(request, sources.map(|e| e.server.as_ref()));
+            if let Some(i) = key.and_then(at) {
+                return Some(&self.entries[i]);
+            }
+        }
         if let Some(i) = at(request) {
             return Some(&self.entries[i]);
         }
@@ -1175,6 +1209,101 @@ mod tests {
         )
         .unwrap();
         (key, v)
+    }
+
+    /// [`sample`] plus an `exec` source for `ecr.example`.
+    fn with_source() -> (VaultKey, Vault) {
+        let (key, mut v) = sample();
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/true"]"#.to_owned())]);
+        let secret = SecretString::from("cloud-secret".to_owned());
+        v.add_source(&key, "ecr.example", "AWS", "exec", params, &secret)
+            .unwrap();
+        (key, v)
+    }
+
+    #[test]
+    fn a_source_is_written_as_version_4_and_read_back_exactly() {
+        use age::secrecy::ExposeSecret as _;
+        let (key, v) = with_source();
+        let bytes = v.to_bytes();
+        assert!(bytes.starts_with(b"{\"lockbox\":4,"));
+        let back = Vault::parse(&bytes, Path::new("v")).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let e = &back.entries()["ecr.example"];
+        let (def, secret) = e.open_source("ecr.example", &key).unwrap().unwrap();
+        assert_eq!(def.kind, "exec");
+        assert_eq!(secret.expose_secret(), "cloud-secret");
+        // Its sealed secret is never handed out as a credential.
+        assert!(matches!(
+            e.open("ecr.example", &key),
+            Err(Error::SourceNotStatic(_))
+        ));
+        let view = View::parse(&bytes, Path::new("v")).unwrap();
+        let raw = view.lookup("ecr.example").unwrap();
+        assert!(matches!(raw.open(&key), Err(Error::SourceNotStatic(_))));
+        assert!(raw.open_source(&key).unwrap().is_some());
+        // Removing it is back to version 1.
+        let mut v = back;
+        v.remove_source("ecr.example").unwrap();
+        assert!(matches!(
+            v.remove_source("https://index.docker.io/v1/"),
+            Err(Error::NoSuchSource(_))
+        ));
+        assert_eq!(v.format_version(), FORMAT_VERSION);
+    }
+
+    #[test]
+    fn a_rotation_seals_and_macs_a_source_again_and_drops_a_planted_one() {
+        use age::secrecy::ExposeSecret as _;
+        let (key, mut v) = with_source();
+        let pw = SecretString::from("pw".to_owned());
+        // A source planted with a MAC of another key: dropped before the rotation.
+        let planter = VaultKey::generate();
+        let mut planted = v.clone();
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/evil"]"#.to_owned())]);
+        let secret = SecretString::from("x".to_owned());
+        planted.public = planter.public();
+        planted
+            .add_source(&planter, "planted.example", "u", "exec", params, &secret)
+            .unwrap();
+        v.entries.insert(
+            "planted.example".into(),
+            planted.entries["planted.example"].clone(),
+        );
+        let warnings = v.drop_unverified_rotation(&key);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(!v.entries.contains_key("planted.example"));
+        let new = v.rotate(&key, &[], Some(&pw), None, &NoBackend).unwrap();
+        let e = &v.entries()["ecr.example"];
+        assert!(matches!(
+            e.open_source("ecr.example", &key),
+            Err(Error::SourceTampered(_))
+        ));
+        let (_, secret) = e.open_source("ecr.example", &new).unwrap().unwrap();
+        assert_eq!(secret.expose_secret(), "cloud-secret");
+    }
+
+    #[test]
+    fn store_rotation_and_add_never_overwrite_the_other_kind() {
+        let (key, mut v) = with_source();
+        let s = SecretString::from("s".to_owned());
+        assert!(matches!(
+            v.store("ecr.example", "u", &s),
+            Err(Error::SourceNotStatic(_))
+        ));
+        assert!(matches!(
+            v.set_pending("ecr.example", Some(&s)),
+            Err(Error::SourceNotStatic(_))
+        ));
+        assert!(matches!(
+            v.set_rotation("ecr.example", |_, _| Ok(None)),
+            Err(Error::SourceNotStatic(_))
+        ));
+        let params = BTreeMap::from([("command".to_owned(), r#"["/bin/true"]"#.to_owned())]);
+        assert!(matches!(
+            v.add_source(&key, "https://index.docker.io/v1/", "u", "exec", params, &s),
+            Err(Error::StaticEntryExists(_))
+        ));
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl ClientEnv {
         env
     }
 
+    /// The age identity text that opens the vault.
+    pub fn identity_text(&self) -> &str {
+        &self.identity
+    }
+
     /// The passphrase of a [`ClientEnv::with_passphrase`] vault.
     pub fn passphrase_file(&self) -> PathBuf {
         self.world.keys_dir().join("passphrase.txt")

@@ -30,6 +30,7 @@ pub mod clients;
 pub mod manage;
 pub mod plugin;
 pub mod protocol;
+pub mod sources;
 pub mod users;
 
 pub use protocol::*;

@@ -1343,9 +1343,9 @@ fn hostile_argon2_params_are_refused() {
 #[test]
 fn newer_format_version_says_upgrade() {
     let env = two_entry_vault();
-    // This build reads 1 to 3 (2: an OpenBao or plugin slot, 3: entry metadata); 4
-    // is newer.
-    rewrite_vault(&env, |v| v["lockbox"] = Value::from(4));
+    // This build reads 1 to 4 (2: an OpenBao or plugin slot, 3: entry metadata, 4:
+    // sources); 5 is newer.
+    rewrite_vault(&env, |v| v["lockbox"] = Value::from(5));
     assert_refused_and_kept(&env, "upgrade");
     // A newer format may have another shape altogether.
     let env = two_entry_vault();

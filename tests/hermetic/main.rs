@@ -20,4 +20,5 @@ mod hostile;
 mod ship;
 mod snapshots;
 mod sources_agent;
+mod sources_get;
 mod vault_parse;

@@ -94,9 +94,12 @@ impl Env {
         fs::read_to_string(self.runs_file()).map_or(0, |t| t.lines().count())
     }
 
+    /// The binary in the world, which trusts the vault's key to run sources (the
+    /// vault was made through the library, so no `init` wrote the trust file).
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = self.world.command(BIN);
-        c.args(args);
+        c.args(args)
+            .env("LOCKBOX_TRUSTED_VAULT_KEYS", self.key.public().to_string());
         c
     }
 

@@ -133,6 +133,9 @@ fn docker_daemon_end_to_end() {
         Pass::new(key, &daemon, &registry).run(dockerpy.as_deref());
         eprintln!("e2e: {key:?} pass done in {:.1?}", t.elapsed());
     }
+    let t = Instant::now();
+    super::sources_e2e::exec_source_pushes_and_pulls_twice(&daemon, &registry, USER, PASSWORD);
+    eprintln!("e2e: sources phase done in {:.1?}", t.elapsed());
     if reboot {
         let t = Instant::now();
         build_user_pulls_after_a_reboot(&daemon, &registry);

@@ -16,3 +16,4 @@ mod fleet;
 mod forward_container;
 mod manage;
 mod real_clients;
+mod sources_e2e;

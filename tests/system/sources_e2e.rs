@@ -1,0 +1,88 @@
+//! Sealed sources through a real Docker daemon (a phase of
+//! `e2e::docker_daemon_end_to_end`, on its daemon and htpasswd registry): the vault
+//! holds no registry password, only a source; `docker push` and two `docker pull`s
+//! get a minted credential through the helper, and the source minted once (the second
+//! and third `get` came from the token cache).
+use std::fs;
+
+use crate::common;
+use common::clients::{self, ClientEnv, Dockerd, Input, Registry};
+use common::sources::{add_source_to, exec_params, runs, script_in};
+
+/// The file in the phase's image.
+const IMAGE_FILE: (&str, &[u8]) = ("minted.txt", b"pulled with a minted credential\n");
+
+/// The `exec` source: a script that answers the registry's user and password, valid
+/// for an hour, counting its runs. The vault has no entry for the registry but this.
+pub fn exec_source_pushes_and_pulls_twice(
+    daemon: &Dockerd,
+    registry: &Registry,
+    user: &str,
+    password: &str,
+) {
+    let env = ClientEnv::new();
+    env.trace_helper();
+    let server = registry.address();
+    let dir = env.path("");
+    let (program, counter) = script_in(
+        &dir,
+        "mint",
+        &format!(
+            r#"exp=$(date -u -d "@$(( $(date +%s) + 3600 ))" +%Y-%m-%dT%H:%M:%SZ)
+printf '{{"Username":"{user}","Secret":"{password}","ExpiresAt":"%s"}}' "$exp""#
+        ),
+    );
+    add_source_to(
+        &env.vault(),
+        env.identity_text(),
+        (&server, "<minted>", "exec"),
+        &exec_params(&program, &[]),
+        "",
+    );
+    let docker = |args: &[&str]| {
+        let mut c = env.command("docker", true);
+        c.env("DOCKER_HOST", daemon.host()).args(args);
+        clients::run(c, Input::Closed)
+    };
+    let image = format!("{server}/e2e/minted:1");
+    let tarball = env.path("minted-rootfs.tar");
+    fs::write(&tarball, clients::tar(&[IMAGE_FILE])).expect("write the rootfs tarball");
+    let out = docker(&["import", tarball.to_str().expect("utf-8 path"), &image]);
+    assert!(out.ok(), "docker import: {}", out.describe());
+    let out = docker(&["push", &image]);
+    assert!(
+        out.ok(),
+        "docker push with a minted credential: {}",
+        out.describe()
+    );
+    assert_eq!(runs(&counter), 1, "the push minted once");
+    for round in 1..=2 {
+        let out = docker(&["rmi", "--force", &image]);
+        assert!(out.ok(), "docker rmi: {}", out.describe());
+        let out = docker(&["pull", &image]);
+        assert!(out.ok(), "docker pull {round}: {}", out.describe());
+    }
+    assert_eq!(
+        runs(&counter),
+        1,
+        "both pulls were answered from the token cache, no new mint"
+    );
+    let calls = env.helper_calls();
+    let gets = calls
+        .iter()
+        .filter(|c| **c == format!("get {server}"))
+        .count();
+    assert!(
+        gets >= 3,
+        "the push and both pulls asked the helper: {calls:?}"
+    );
+    // The registry password is nowhere in the world but the script that prints it.
+    let files: Vec<_> = env
+        .world()
+        .files()
+        .into_iter()
+        .filter(|f| f != &program)
+        .collect();
+    let needles = common::secret_needles(Some(user), password);
+    assert_eq!(common::find_secret(&files, &needles), None);
+}
