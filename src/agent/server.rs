@@ -951,10 +951,7 @@ impl Server {
                     .map_or_else(|| "never".to_owned(), |e| format!("at {e}")),
                 done.waiters.len()
             ),
-            Err(e) => format!(
-                "the mint for {} of {} failed: {e}",
-                done.key.server, label
-            ),
+            Err(e) => format!("the mint for {} of {} failed: {e}", done.key.server, label),
         };
         self.log(&crate::messages::sanitize(&line));
     }
@@ -1311,15 +1308,22 @@ mod tests {
             vault: dir.path().join("vault.json"),
             public_key: key.public().to_string(),
         };
-        let got = serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()).answer())
-            .unwrap();
+        let got = serde_json::to_value(
+            server
+                .forward_get(&policy, "reg.example", Peer::default())
+                .answer(),
+        )
+        .unwrap();
         assert_eq!(got["credentials"]["username"], "ci", "{got}");
         assert_eq!(got["credentials"]["secret"], "s3cret", "{got}");
         // The credential gone: the opener's own refusal comes back, not a decrypt failure.
         fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
-        let refused =
-            serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()).answer())
-                .unwrap();
+        let refused = serde_json::to_value(
+            server
+                .forward_get(&policy, "reg.example", Peer::default())
+                .answer(),
+        )
+        .unwrap();
         assert!(
             refused["error"]["credential_failed"].is_object(),
             "{refused}"
@@ -1508,15 +1512,18 @@ mod tests {
     fn held_server(key: &VaultKey) -> Server {
         let mut server = Server::new(AgentMode::Background, false);
         let copy = VaultKey::from_secret_text(key.export_secret().expose_secret()).unwrap();
-        server.hold(copy, "v", Duration::from_secs(600), Duration::from_secs(600));
+        server.hold(
+            copy,
+            "v",
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+        );
         server
     }
 
     fn in_an_hour() -> String {
-        humantime::format_rfc3339_seconds(
-            std::time::SystemTime::now() + Duration::from_secs(3600),
-        )
-        .to_string()
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600))
+            .to_string()
     }
 
     #[test]
@@ -1552,7 +1559,10 @@ mod tests {
         let st = ask(&mut server, Request::Status);
         let tokens = &st["status"]["tokens"];
         assert_eq!(tokens[0]["server"], "reg.example", "{st}");
-        assert!(!st.to_string().contains("tok-1"), "status never shows a token");
+        assert!(
+            !st.to_string().contains("tok-1"),
+            "status never shows a token"
+        );
         // Locked: the token is gone, and nothing is served.
         ask(&mut server, Request::Lock { public_key: None });
         assert!(server.tokens.status().is_empty());
@@ -1570,10 +1580,8 @@ mod tests {
         let other = format!("{script}; touch '{}'", dir.path().join("x").display());
         let argv = ["/bin/sh", "-c", &other].map(str::to_owned);
         let request = source_request(&key, &script, |def| {
-            def.params.insert(
-                "command".into(),
-                crate::sources::exec::command_param(&argv),
-            );
+            def.params
+                .insert("command".into(), crate::sources::exec::command_param(&argv));
         });
         let mut server = held_server(&key);
         let conn = send(&mut server, request());
@@ -1602,7 +1610,10 @@ mod tests {
         let conn = send(&mut server, request());
         let answer = answer_on(&mut server, &conn);
         assert!(answer["error"]["mint_failed"].is_object(), "{answer}");
-        assert_eq!(runs(&count), 2, "a failure is not cached: the next request mints");
+        assert_eq!(
+            runs(&count),
+            2,
+            "a failure is not cached: the next request mints"
+        );
     }
-
 }

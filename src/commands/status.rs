@@ -317,8 +317,10 @@ fn sources_text(vault: &Vault, agent: Option<&AgentStatus>) -> String {
     let now = crate::vault::meta::unix_now();
     let ago = |t: u64| humantime::format_duration(Duration::from_secs(now.saturating_sub(t)));
     let ahead = |t: u64| humantime::format_duration(Duration::from_secs(t.saturating_sub(now)));
-    let mut text = String::from("sources:
-");
+    let mut text = String::from(
+        "sources:
+",
+    );
     for (server, kind, token) in sources {
         let state = match token {
             None => messages::SOURCE_NOT_CACHED.to_owned(),

@@ -258,7 +258,12 @@ fn a_hanging_mint_is_given_up_while_the_agent_serves_others_and_its_group_is_kil
     );
     assert!(!all.contains("credentials not found"), "{}", text(&out));
     let line = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(line.trim_end().lines().count(), 1, "one line: {}", text(&out));
+    assert_eq!(
+        line.trim_end().lines().count(),
+        1,
+        "one line: {}",
+        text(&out)
+    );
     assert!(
         eventually(Duration::from_secs(10), || !alive(shell) && !alive(sleeper)),
         "the command's process group outlived its deadline"
@@ -281,7 +286,8 @@ fn a_token_is_refreshed_ahead_of_expiry_served_meanwhile_and_never_served_stale(
         run
     };
     assert_eq!(get(&env), 1);
-    let token_at = |env: &Env, field: &str| env.status_json()["sources"][0]["token"][field].as_u64();
+    let token_at =
+        |env: &Env, field: &str| env.status_json()["sources"][0]["token"][field].as_u64();
     let refresh_at = token_at(&env, "refresh_at").expect("status shows the agent's token");
     assert!(eventually(Duration::from_secs(30), || common::unix_now() >= refresh_at));
     // In its refresh window: the cached token answers, and a mint starts behind it.
@@ -290,8 +296,11 @@ fn a_token_is_refreshed_ahead_of_expiry_served_meanwhile_and_never_served_stale(
         eventually(Duration::from_secs(30), || env.runs() == 2),
         "no background refresh"
     );
-    assert!(eventually(Duration::from_secs(10), || token_at(&env, "minted_at")
-        .is_some_and(|m| m >= refresh_at)));
+    assert!(eventually(Duration::from_secs(10), || token_at(
+        &env,
+        "minted_at"
+    )
+    .is_some_and(|m| m >= refresh_at)));
     assert_eq!(get(&env), 2, "the refreshed token, from the cache");
     assert_eq!(env.runs(), 2);
     // Past its stale point with no get in between: minted anew, never served.
@@ -330,7 +339,14 @@ fn an_altered_or_planted_source_is_refused_and_nothing_runs() {
     let attacker = VaultKey::generate();
     let none = SecretString::from(String::new());
     vault
-        .add_source(&attacker, SOURCE, "<minted>", "exec", env.params("evil.sh"), &none)
+        .add_source(
+            &attacker,
+            SOURCE,
+            "<minted>",
+            "exec",
+            env.params("evil.sh"),
+            &none,
+        )
         .unwrap();
     VaultPath::new(path).create(&vault, true).unwrap();
     tampered(&env);
@@ -349,8 +365,14 @@ fn lock_drops_the_tokens_and_status_shows_them_while_cached() {
     );
     let json = env.status_json();
     let token = &json["sources"][0]["token"];
-    assert!(token["expires_at"].as_u64().unwrap() > common::unix_now(), "{json}");
-    assert!(!json.to_string().contains("tok-"), "status never shows a token");
+    assert!(
+        token["expires_at"].as_u64().unwrap() > common::unix_now(),
+        "{json}"
+    );
+    assert!(
+        !json.to_string().contains("tok-"),
+        "status never shows a token"
+    );
     env.ok(&["lock"]);
     let status = String::from_utf8(env.run(&["status"], "").stdout).unwrap();
     assert!(
@@ -359,7 +381,11 @@ fn lock_drops_the_tokens_and_status_shows_them_while_cached() {
     );
     let identity = env.world.path("keys/id.txt");
     env.ok(&["unlock", "--identity-file", identity.to_str().unwrap()]);
-    assert_eq!(token_parts(&env.get(SOURCE)).0, 2, "minted again after the lock");
+    assert_eq!(
+        token_parts(&env.get(SOURCE)).0,
+        2,
+        "minted again after the lock"
+    );
     assert_eq!(env.runs(), 2);
 }
 
@@ -367,7 +393,13 @@ fn lock_drops_the_tokens_and_status_shows_them_while_cached() {
 fn a_forward_gets_the_minted_token_never_the_source_and_the_access_log_has_it() {
     let env = Env::unlocked(&token_body(3600, "0", "0"));
     env.ok(&[
-        "forward", "create", "ci", "--registry", SOURCE, "--ttl", "10m",
+        "forward",
+        "create",
+        "ci",
+        "--registry",
+        SOURCE,
+        "--ttl",
+        "10m",
     ]);
     let socket = env.world.agent_dir().join("forwards/ci/forward.sock");
     let mut c = Command::new(BIN);
@@ -379,7 +411,12 @@ fn a_forward_gets_the_minted_token_never_the_source_and_the_access_log_has_it() 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(SOURCE.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SOURCE.as_bytes())
+        .unwrap();
     let out = common::output_within(child, Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -401,7 +438,10 @@ fn a_forward_gets_the_minted_token_never_the_source_and_the_access_log_has_it() 
     };
     assert!(through("forward:ci") && through("owner"), "{log}");
     assert!(!log.contains(&token), "the log never holds the token");
-    assert_eq!(env.world.find_secret(&common::secret_needles(None, &token)), None);
+    assert_eq!(
+        env.world.find_secret(&common::secret_needles(None, &token)),
+        None
+    );
 }
 
 /// Not a test: writes the world `docs/PERFORMANCE.md` times the token cache in
