@@ -1287,6 +1287,15 @@ pub const AGENT_ERROR_FORWARD_EXISTS: &str = "a forward of that name is already 
 /// The text of [`crate::agent::proto::AgentError::ForwardEnded`].
 pub const AGENT_ERROR_FORWARD_ENDED: &str = "the forward has ended";
 
+/// An agent built before the `mint` request, asked for a source's token (the detail
+/// of [`agent_protocol`], which says to run `unlock` again).
+pub const AGENT_CANNOT_MINT: &str =
+    "it is from an older build that cannot mint from sealed sources";
+
+/// A forward's `get` of a source whose vault key was not trusted to run sources when
+/// the forward was created.
+pub const FORWARD_SOURCE_UNTRUSTED: &str = "the host did not trust this vault's key to run sources when the forward was created: run 'lockbox source trust' on the host, then create the forward again";
+
 /// `status` of a source no agent holds a token for.
 pub const SOURCE_NOT_CACHED: &str = "not cached in an agent (the next get mints)";
 

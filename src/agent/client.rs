@@ -595,10 +595,9 @@ impl EntryOpener for AgentOpener {
 
     /// The agent's token for a source (`mint`): from its cache, or minted there
     /// while this request waits (at most [`crate::agent::tokens::CLIENT_DEADLINE`]).
-    /// `None` only from an agent that does not mint (`exec`'s server, an agent
-    /// built before `mint`): then the caller verifies, opens and mints itself,
-    /// through this opener. No agent, or one without this vault's key, is
-    /// [`Error::Locked`], as for a decrypt.
+    /// Always `Some`: the agent holds the key, so only it can open the source. No
+    /// agent, or one without this vault's key, is [`Error::Locked`], as for a
+    /// decrypt; an agent built before `mint` says to run `unlock` again.
     fn mint_source(&self, source: &SourceRequest<'_>) -> Option<Result<MintedCredential>> {
         let request = Request::Mint {
             public_key: self.public_key.clone(),
@@ -624,9 +623,11 @@ impl EntryOpener for AgentOpener {
                 secret: secret.into_secret(),
                 expires_at,
             }),
-            Some(Response::Error(AgentError::Unsupported | AgentError::BadRequest)) => {
-                return None;
-            }
+            // An agent built before `mint`: it cannot mint, and a source's secret
+            // never leaves an agent, so only a new agent can answer.
+            Some(Response::Error(AgentError::BadRequest | AgentError::Unsupported)) => Err(
+                Error::AgentProtocol(crate::messages::AGENT_CANNOT_MINT.to_owned()),
+            ),
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
             Some(Response::Error(AgentError::CredentialFailed { reason })) => {
                 Err(Error::AgentCredential { reason })

@@ -38,6 +38,8 @@ pub struct ForwardRequest {
     pub public_key: String,
     /// End it when this process exits.
     pub tie_to_me: bool,
+    /// Whether this vault's key is trusted here to run sources (`sources::trust`).
+    pub sources_trusted: bool,
 }
 
 fn unexpected(response: &Response) -> Error {
@@ -62,6 +64,7 @@ impl Agent {
             vault: f.vault.display().to_string(),
             public_key: f.public_key,
             tie_to_peer: f.tie_to_me,
+            sources_trusted: f.sources_trusted,
         };
         match self.request(request)? {
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
@@ -189,6 +192,14 @@ impl ForwardClient {
             Response::Error(AgentError::MintFailed(e)) => Err(Error::Mint(Box::new(e))),
             Response::Error(AgentError::SourceTampered) => {
                 Err(Error::SourceTampered(server.to_owned()))
+            }
+            Response::Error(AgentError::SourceUntrusted) => {
+                Err(Error::Mint(Box::new(crate::error::MintError {
+                    kind: "source".to_owned(),
+                    registry: server.to_owned(),
+                    endpoint: "the forward".to_owned(),
+                    detail: crate::messages::FORWARD_SOURCE_UNTRUSTED.to_owned(),
+                })))
             }
             Response::Error(busy @ AgentError::MintBusy { .. }) => {
                 Err(Error::Mint(Box::new(crate::error::MintError {

@@ -177,6 +177,12 @@ pub enum Request {
         /// End the forward when the process that asked for it exits.
         #[serde(default)]
         tie_to_peer: bool,
+        /// Whether the creator trusts this vault's key to run sources (its
+        /// `sources::trust`, which the agent cannot read: it has no environment);
+        /// without it the forward answers no source (a compatible addition within
+        /// protocol 2, `false` when absent).
+        #[serde(default)]
+        sources_trusted: bool,
     },
     /// Every open forward (owner's socket only).
     Forwards,
@@ -471,6 +477,10 @@ pub enum AgentError {
     /// as one line (a compatible addition within protocol 2).
     #[error("{0}")]
     MintFailed(crate::error::MintError),
+    /// A forward's source whose vault key its creator did not trust to run sources
+    /// (a compatible addition within protocol 2).
+    #[error("{}", crate::messages::FORWARD_SOURCE_UNTRUSTED)]
+    SourceUntrusted,
     /// The agent already runs its most mints, or holds its most requests waiting for
     /// one (a compatible addition within protocol 2).
     #[error("{}", crate::messages::agent_error_mint_busy(*mints, *waiting))]

@@ -382,7 +382,7 @@ impl Server {
             PollFd::new(owner, PollFlags::IN),
         ];
         fds.extend(self.forwards.poll_fds());
-        fds.extend(self.tokens.poll_fds());
+        fds.extend(self.mint_poll_fds());
         match poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
@@ -558,9 +558,6 @@ impl Server {
                 params,
                 mac,
             } => {
-                if self.mode == AgentMode::Exec {
-                    return Reply::Now(Response::Error(AgentError::Unsupported));
-                }
                 let (Ok(sealed), Some(mac)) = (
                     B64.decode(sealed.as_bytes()),
                     B64.decode(mac.as_bytes())
@@ -634,6 +631,7 @@ impl Server {
                 vault,
                 public_key,
                 tie_to_peer,
+                sources_trusted,
             } => self.forward_create(Spec {
                 name,
                 registries,
@@ -642,6 +640,7 @@ impl Server {
                 vault: vault.into(),
                 public_key,
                 tie_to: if tie_to_peer { peer.pid } else { None },
+                sources_trusted,
             }),
             Request::Forwards => Response::Forwards {
                 forwards: self.forwards.infos(now()),
@@ -777,6 +776,17 @@ impl Server {
             return Reply::Now(Response::Error(AgentError::NotFound));
         };
         if let Some(def) = entry.source() {
+            // The creator's environment decided whether this vault may run sources.
+            if !matches!(
+                policy,
+                Policy::Forward {
+                    sources_trusted: true,
+                    ..
+                }
+            ) {
+                let answer = Response::Error(AgentError::SourceUntrusted);
+                return Reply::Now(answer);
+            }
             let sealed = entry.secret();
             let ask = SourceAsk {
                 public_key: &public_key,
@@ -901,9 +911,15 @@ impl Server {
         Ok(())
     }
 
+    /// What a serve loop polls besides its sockets for the mints of sources: the
+    /// wake-up of a mint's thread, and the hang-up of each request waiting for one.
+    pub fn mint_poll_fds(&self) -> Vec<rustix::event::PollFd<'_>> {
+        self.tokens.poll_fds()
+    }
+
     /// Answers the requests whose mints ended (or were given up on), after dropping
     /// the parked connections whose clients hung up.
-    pub(super) fn finish_mints(&mut self) {
+    pub fn finish_mints(&mut self) {
         self.tokens.drop_hung_up(hung_up);
         for done in self.tokens.finish(now(), unix_now()) {
             self.log_mint(&done);
@@ -1307,6 +1323,7 @@ mod tests {
             uid: None,
             vault: dir.path().join("vault.json"),
             public_key: key.public().to_string(),
+            sources_trusted: false,
         };
         let got = serde_json::to_value(
             server

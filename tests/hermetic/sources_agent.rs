@@ -401,23 +401,49 @@ fn a_forward_gets_the_minted_token_never_the_source_and_the_access_log_has_it() 
         "--ttl",
         "10m",
     ]);
-    let socket = env.world.agent_dir().join("forwards/ci/forward.sock");
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("LOCKBOX_FORWARD_SOCKET", &socket)
-        .env("HOME", env.world.path("nowhere"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SOURCE.as_bytes())
-        .unwrap();
-    let out = common::output_within(child, Duration::from_secs(60));
+    let inside = |name: &str| {
+        let socket = env
+            .world
+            .agent_dir()
+            .join(format!("forwards/{name}/forward.sock"));
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("LOCKBOX_FORWARD_SOCKET", &socket)
+            .env("HOME", env.world.path("nowhere"))
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(SOURCE.as_bytes())
+            .unwrap();
+        common::output_within(child, Duration::from_secs(60))
+    };
+    // A forward whose creator does not trust the vault's key answers no source.
+    let mut untrusted = env.cmd(&["forward", "create", "untrusted", "--registry", SOURCE]);
+    untrusted.env_remove("LOCKBOX_TRUSTED_VAULT_KEYS");
+    let out = common::output_within(
+        untrusted
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = inside("untrusted");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("did not trust this vault's key"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(env.runs(), 0);
+    let out = inside("ci");
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let token = v["Secret"].as_str().unwrap().to_owned();
@@ -442,6 +468,34 @@ fn a_forward_gets_the_minted_token_never_the_source_and_the_access_log_has_it() 
         env.world.find_secret(&common::secret_needles(None, &token)),
         None
     );
+}
+
+#[test]
+fn exec_mints_for_its_command_through_the_same_cache() {
+    let env = Env::unlocked(&token_body(3600, "0", "0"));
+    let identity = env.world.path("keys/id.txt");
+    let script = format!("echo {SOURCE} | {BIN} get; echo {SOURCE} | {BIN} get");
+    let out = env.run(
+        &[
+            "exec",
+            "--identity-file",
+            identity.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", text(&out));
+    assert_eq!(lines[0], lines[1]);
+    assert_eq!(token_parts(lines[0]["Secret"].as_str().unwrap()).0, 1);
+    assert_eq!(env.runs(), 1, "exec's own server minted once");
 }
 
 /// Not a test: writes the world `docs/PERFORMANCE.md` times the token cache in
