@@ -475,7 +475,7 @@ pub enum AgentError {
     SourceTampered,
     /// The source's mint failed: the same error the mint gave, rebuilt by the client
     /// as one line (a compatible addition within protocol 2).
-    #[error("{0}")]
+    #[error("{}", crate::messages::mint_failed(&.0.kind, &.0.registry, &.0.endpoint, &.0.detail))]
     MintFailed(crate::error::MintError),
     /// A forward's source whose vault key its creator did not trust to run sources
     /// (a compatible addition within protocol 2).

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::agent::access_log::{AccessLog, Record, exe_of};
+use crate::agent::access_log::{AccessLog, Peer, Record, exe_of};
 use crate::agent::credential::{CredentialVault, Reopen, credential_name};
 use crate::agent::forward::{Forwards, Spec};
 use crate::agent::policy::Policy;
@@ -110,13 +110,6 @@ struct SourceAsk<'a> {
     username: &'a str,
     sealed: &'a [u8],
     def: &'a SourceDef,
-}
-
-/// Who is at the other end of a connection (`SO_PEERCRED`).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Peer {
-    pid: Option<u32>,
-    uid: Option<u32>,
 }
 
 /// The keys this agent serves (held or from the credential) as an [`EntryOpener`],

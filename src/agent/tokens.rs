@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use age::secrecy::{ExposeSecret, SecretString};
 
+use crate::agent::access_log::Peer;
 use crate::agent::proto::{AgentError, TokenStatus};
-use crate::agent::server::Peer;
 use crate::error::MintError;
 use crate::sources::{self, Freshness, Minted};
 use crate::vault::source::SourceDef;
