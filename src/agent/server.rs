@@ -1626,4 +1626,28 @@ mod tests {
             "a failure is not cached: the next request mints"
         );
     }
+
+    #[test]
+    fn a_waiting_request_whose_client_hangs_up_is_dropped_and_the_mint_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(
+            dir.path(),
+            &format!(
+                r#"sleep 2; echo '{{"Username":"u","Secret":"tok","ExpiresAt":"{}"}}'"#,
+                in_an_hour()
+            ),
+        );
+        let request = source_request(&key, &script, |_| {});
+        let mut server = held_server(&key);
+        let gone = send(&mut server, request());
+        let stays = send(&mut server, request());
+        assert_eq!(server.tokens.waiting(), 2);
+        drop(gone);
+        server.finish_mints();
+        assert_eq!(server.tokens.waiting(), 1, "the hung-up request is dropped");
+        let answer = answer_on(&mut server, &stays);
+        assert_eq!(answer["minted"]["secret"], "tok", "{answer}");
+        assert_eq!(runs(&count), 1);
+    }
 }

@@ -218,7 +218,8 @@ impl Tokens {
         self.waiting() < MAX_WAITING
     }
 
-    fn waiting(&self) -> usize {
+    /// How many requests wait for mints.
+    pub fn waiting(&self) -> usize {
         self.flights.values().map(|f| f.waiters.len()).sum()
     }
 
