@@ -1311,6 +1311,9 @@ pub fn agent_error_mint_busy(mints: u32, waiting: u32) -> String {
     )
 }
 
+/// A mint whose code panicked (a bug): reported as a failed mint.
+pub const MINT_PANICKED: &str = "the mint failed inside lockbox (a bug; please report it)";
+
 /// A mint the agent gave up on: its kind ran past its own deadline.
 pub fn mint_gave_up(secs: u64) -> String {
     format!("no answer within {secs} s; the agent gave up on it")

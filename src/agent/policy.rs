@@ -121,6 +121,16 @@ mod tests {
             Request::Forwards,
             Request::Lock { public_key: None },
             Request::ForwardRevoke { name: "ci".into() },
+            // A forward gets minted tokens through `forward_get`, never by `mint`.
+            Request::Mint {
+                public_key: "age1x".into(),
+                server: "h".into(),
+                username: "u".into(),
+                sealed: String::new(),
+                kind: "exec".into(),
+                params: Default::default(),
+                mac: String::new(),
+            },
         ] {
             assert!(!p.allows(&r), "{r:?}");
             assert!(Policy::Owner.allows(&r), "{r:?}");

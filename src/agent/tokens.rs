@@ -262,8 +262,20 @@ impl Tokens {
         let spawned = std::thread::Builder::new()
             .name("lockbox-mint".into())
             .spawn(move || {
-                let result = sources::mint(&registry, &def_owned, &secret);
+                // A panic in a kind is a failed mint, never a mint that never ends
+                // (its waiters would wait for GIVE_UP, its slot would stay taken).
+                let minted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    sources::mint(&registry, &def_owned, &secret)
+                }));
                 drop(secret);
+                let result = minted.unwrap_or_else(|_| {
+                    Err(MintError {
+                        kind: def_owned.kind.clone(),
+                        registry: registry.clone(),
+                        endpoint: "-".to_owned(),
+                        detail: crate::messages::MINT_PANICKED.to_owned(),
+                    })
+                });
                 let _ = sender.send(Finished { id, result });
                 let _ = (&wake).write(&[1]);
             });
