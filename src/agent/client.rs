@@ -503,6 +503,22 @@ fn unexpected(response: &Response) -> Error {
     Error::AgentProtocol(what)
 }
 
+/// The near-expiry warning (`docs/AGENT.md`): one stderr line when the agent forgets
+/// the key in less than [`EXPIRY_WARNING`]. stdout stays exactly the protocol's; the
+/// person reads stderr, which Docker passes through.
+fn warn_key_expiry(expires_in_secs: Option<u64>, absolute: bool) {
+    if let Some(left) = expires_in_secs.filter(|&s| s < EXPIRY_WARNING.as_secs()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            crate::messages::expiry_warning(
+                &humantime::format_duration(Duration::from_secs(left)).to_string(),
+                absolute
+            )
+        );
+    }
+}
+
 /// Opens entries through the agent, for the vault with public key `public_key`.
 pub struct AgentOpener {
     agent: Agent,
@@ -538,18 +554,7 @@ impl EntryOpener for AgentOpener {
                 expires_in_secs,
                 absolute,
             }) => {
-                // stdout stays exactly the protocol's; the person reads stderr, which
-                // Docker passes through.
-                if let Some(left) = expires_in_secs.filter(|&s| s < EXPIRY_WARNING.as_secs()) {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "{}",
-                        crate::messages::expiry_warning(
-                            &humantime::format_duration(Duration::from_secs(left)).to_string(),
-                            absolute
-                        )
-                    );
-                }
+                warn_key_expiry(expires_in_secs, absolute);
                 Ok(secret.into_secret())
             }
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
@@ -618,11 +623,16 @@ impl EntryOpener for AgentOpener {
                 username,
                 secret,
                 expires_at,
-            }) => Ok(MintedCredential {
-                username,
-                secret: secret.into_secret(),
-                expires_at,
-            }),
+                key_expires_in_secs,
+                key_absolute,
+            }) => {
+                warn_key_expiry(key_expires_in_secs, key_absolute);
+                Ok(MintedCredential {
+                    username,
+                    secret: secret.into_secret(),
+                    expires_at,
+                })
+            }
             // An agent built before `mint`: it cannot mint, and a source's secret
             // never leaves an agent, so only a new agent can answer.
             Some(Response::Error(AgentError::BadRequest | AgentError::Unsupported)) => Err(

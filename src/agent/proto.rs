@@ -390,6 +390,14 @@ pub enum Response {
         secret: SecretText,
         /// When it expires (Unix seconds), when its issuer said.
         expires_at: Option<u64>,
+        /// Seconds until the agent forgets the vault's key unless used again, as
+        /// [`Response::Secret`]'s `expires_in_secs` (absent without a deadline).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_expires_in_secs: Option<u64>,
+        /// Whether that is the key's absolute deadline, as [`Response::Secret`]'s
+        /// `absolute` (absent when not).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        key_absolute: bool,
     },
     /// Answer to [`Request::ForwardList`]: server URL → username.
     Entries {
@@ -591,6 +599,8 @@ mod tests {
             username: "AWS".into(),
             secret: SecretText::new("tok"),
             expires_at: Some(1_893_456_000),
+            key_expires_in_secs: None,
+            key_absolute: false,
         };
         assert_eq!(
             serde_json::to_string(&minted).unwrap(),

@@ -864,7 +864,7 @@ impl Server {
                 // served until its stale point, and a later request tries again.
                 let _ = self.start_mint(&key, ask);
             }
-            return Reply::Now(token_response(&how, &token));
+            return Reply::Now(token_response(&how, &token, self.key_left(ask.public_key)));
         }
         if !self.tokens.may_wait() {
             return Reply::Now(Response::Error(Tokens::busy()));
@@ -875,6 +875,18 @@ impl Server {
             return Reply::Now(Response::Error(e));
         }
         Reply::Wait(key, how)
+    }
+
+    /// Seconds the held key of `public_key` has left unless used, and whether that is
+    /// its absolute deadline; `None` with no deadline (`exec`, the credential's vault).
+    fn key_left(&self, public_key: &str) -> (Option<u64>, bool) {
+        match self.keys.get(public_key) {
+            Some(held) if self.mode != AgentMode::Exec => (
+                Some(held.until().saturating_sub(now()).as_secs()),
+                held.deadline <= held.idle_deadline,
+            ),
+            _ => (None, false),
+        }
     }
 
     /// Opens the source's sealed secret with the vault's key (held, or the
@@ -917,8 +929,9 @@ impl Server {
         for done in self.tokens.finish(now(), unix_now()) {
             self.log_mint(&done);
             for w in done.waiters {
+                let key = self.key_left(&done.key.public_key);
                 let mut response = match &done.result {
-                    Ok(token) => token_response(&w.answer, token),
+                    Ok(token) => token_response(&w.answer, token, key),
                     Err(e) => Response::Error(e.clone()),
                 };
                 match &w.answer {
@@ -1217,15 +1230,18 @@ fn answer_parked(conn: &UnixStream, response: &Response) {
     let _ = write_frame(&mut Deadline::new(conn, FORWARD_DEADLINE), response);
 }
 
-/// The answer of a token: `minted` on the owner's socket, `credentials` on a
+/// The answer of a token: `minted` on the owner's socket (with the time the vault's
+/// key has left, `key`, for `get`'s near-expiry warning), `credentials` on a
 /// forward's.
-fn token_response(how: &Answer, token: &Token) -> Response {
+fn token_response(how: &Answer, token: &Token, key: (Option<u64>, bool)) -> Response {
     let secret = SecretText::new(token.secret.expose_secret());
     match how {
         Answer::Minted => Response::Minted {
             username: token.username.clone(),
             secret,
             expires_at: token.expires_at,
+            key_expires_in_secs: key.0,
+            key_absolute: key.1,
         },
         Answer::Credentials { .. } => Response::Credentials {
             username: token.username.clone(),

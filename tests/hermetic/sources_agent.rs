@@ -498,6 +498,25 @@ fn exec_mints_for_its_command_through_the_same_cache() {
     assert_eq!(env.runs(), 1, "exec's own server minted once");
 }
 
+#[test]
+fn a_token_through_an_agent_about_to_forget_the_key_warns_on_stderr_only() {
+    let env = Env::unlocked(&token_body(3600, "0", "0"));
+    let identity = env.world.path("keys/id.txt");
+    let identity = identity.to_str().unwrap();
+    env.ok(&["unlock", "--identity-file", identity, "--timeout", "2m"]);
+    let out = env.run(&["get"], SOURCE);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(token_parts(v["Secret"].as_str().unwrap()).0, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("lockbox: warning: the agent forgets this vault's key in ")
+            && stderr.contains("(its --timeout)"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Not a test: writes the world `docs/PERFORMANCE.md` times the token cache in
 /// ("A `get` from the agent's token cache"), into `$LOCKBOX_BENCH_DIR`: `vault.json`
 /// with a static entry, an `exec` source (`mint.sh`, a token of one hour) and one
