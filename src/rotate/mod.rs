@@ -10,24 +10,22 @@
 //!   Harbor is asked to switch, and a crash at any point is recovered.
 //!
 //! The trust boundary is the old secret: it is sent only to the API URL the entry's
-//! authenticated rotation settings name (`src/vault/meta.rs`), never through a proxy
+//! authenticated rotation settings name (`src/vault/meta.rs`), through the client of
+//! `src/http.rs` (shared with the sealed sources): never through a proxy
 //! (`HTTPS_PROXY` & co. are not read), never after a redirect (not followed), plain
-//! HTTP only to loopback (the settings' check), TLS by rustls with `ring` and the
-//! system CA bundle — the same client settings as `src/openbao/`, whose client this
-//! floor may not import (one family per backend, `src/lib.rs`). Every call has a
-//! connect and a total timeout; answers are bounded and read into wiped memory.
+//! HTTP only to loopback, TLS by rustls with `ring` and the system CA bundle. Every
+//! call has a connect and a total timeout; answers are bounded ([`MAX_RESPONSE`]) and
+//! read into wiped memory.
 //!
 //! Nothing here prints or prompts; failures are [`Error::Rotate`] lines that name the
 //! provider, the registry and the endpoint, never a secret.
-use std::io::Read;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+pub use crate::http::Answer;
 use crate::messages;
 use crate::sanitize::{sanitize, shorten};
 
@@ -37,16 +35,8 @@ pub mod harbor;
 /// Most time for one call, connection included (the vault's lock is not held during
 /// a call: `src/commands/rotate.rs`).
 pub const TIMEOUT: Duration = Duration::from_secs(20);
-/// Most time to open the connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read, bytes: these answers are a few hundred bytes.
 pub const MAX_RESPONSE: usize = 64 * 1024;
-/// The system CA bundles tried, in order (as `src/openbao/`).
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-];
 
 /// A renewed credential.
 pub struct Renewed {
@@ -59,17 +49,9 @@ pub struct Renewed {
     pub date_unread: bool,
 }
 
-/// An answer: its status and bounded body.
-pub struct Answer {
-    /// The HTTP status.
-    pub status: u16,
-    /// The body, at most [`MAX_RESPONSE`] bytes, wiped on drop.
-    pub body: Zeroizing<Vec<u8>>,
-}
-
 /// A client for one provider's API base URL, for one entry.
 pub struct Http {
-    agent: ureq::Agent,
+    client: crate::http::Http,
     api: String,
     kind: &'static str,
     server: String,
@@ -79,33 +61,8 @@ impl Http {
     /// A client for `api` (already checked by `vault::meta::check_api_url`), for the
     /// `kind` rotation of `server` (both only used in errors).
     pub fn new(api: &str, kind: &'static str, server: &str) -> Result<Http, Error> {
-        let plain = api
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
-        let roots = if plain { Vec::new() } else { system_roots() };
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
-        let config = ureq::Agent::config_builder()
-            // ureq's default reads HTTPS_PROXY & co.: never here.
-            .proxy(None)
-            // A 3xx is refused, never followed with the secret.
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .https_only(!plain)
-            .timeout_global(Some(TIMEOUT))
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .user_agent(concat!(
-                "docker-credential-lockbox/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .max_idle_connections(1)
-            .tls_config(tls)
-            .build();
         Ok(Http {
-            agent: config.new_agent(),
+            client: crate::http::Http::new(TIMEOUT),
             api: api.trim_end_matches('/').to_owned(),
             kind,
             server: server.to_owned(),
@@ -137,36 +94,19 @@ impl Http {
         body: Option<&[u8]>,
     ) -> Result<Answer, Error> {
         let url = self.url(path);
-        let result = match (method, body) {
-            ("GET", None) => {
-                let mut r = self.agent.get(&url);
-                for (k, v) in headers {
-                    r = r.header(*k, *v);
-                }
-                r.call()
-            }
-            (_, body) => {
-                let mut r = match method {
-                    "PATCH" => self.agent.patch(&url),
-                    "PUT" => self.agent.put(&url),
-                    _ => self.agent.post(&url),
-                }
-                .header("Content-Type", "application/json");
-                for (k, v) in headers {
-                    r = r.header(*k, *v);
-                }
-                r.send(body.unwrap_or_default())
-            }
-        };
-        let response = result.map_err(|e| self.error(path, &transport(&e)))?;
-        let status = response.status().as_u16();
-        let reader = response.into_body().into_reader();
-        let body = crate::secret_io::read_wiped(reader.take(MAX_RESPONSE as u64 + 1), MAX_RESPONSE)
-            .map_err(|e| self.error(path, &e.to_string()))?;
-        if body.len() > MAX_RESPONSE {
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        if method != "GET" {
+            all.push(("Content-Type", "application/json"));
+        }
+        all.extend_from_slice(headers);
+        let answer = self
+            .client
+            .send(method, &url, &all, body, self.client.deadline())
+            .map_err(|e| self.error(path, &e))?;
+        if answer.body.len() > MAX_RESPONSE {
             return Err(self.error(path, "the answer is too large"));
         }
-        Ok(Answer { status, body })
+        Ok(answer)
     }
 
     /// The error for an answer that is not a success: its status and its body,
@@ -196,40 +136,6 @@ impl Http {
             &format!("HTTP {}{hint}: {}", answer.status, text.trim()),
         )
     }
-}
-
-/// A transport failure in words, without the URL's secrets (there are none in it).
-fn transport(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::Timeout(_) => format!("no answer within {} s", TIMEOUT.as_secs()),
-        ureq::Error::HostNotFound => "the host name does not resolve".into(),
-        other => other.to_string(),
-    }
-}
-
-/// The system CA bundle's certificates (none found: no HTTPS server is trusted, and
-/// the call fails with a certificate error that says so).
-fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
-    let Some(path) = SYSTEM_CA_BUNDLES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-    else {
-        return Vec::new();
-    };
-    let Ok(file) = crate::secret_io::open(path, crate::secret_io::Accept::RegularFile) else {
-        return Vec::new();
-    };
-    let mut pem = Vec::new();
-    if file.take(16 << 20).read_to_end(&mut pem).is_err() {
-        return Vec::new();
-    }
-    ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

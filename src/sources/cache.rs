@@ -161,7 +161,15 @@ impl Cache {
     }
 
     fn write(&self, all: &Tokens) -> std::io::Result<()> {
-        let plain = Zeroizing::new(serde_json::to_vec(all).map_err(std::io::Error::other)?);
+        // Room for every token escaped at its worst (6 bytes per byte), so the buffer
+        // never grows and leaves no unwiped copy behind.
+        let room: usize = all
+            .tokens
+            .iter()
+            .map(|(k, t)| 6 * (k.len() + t.username.len() + t.secret.len() + t.mac.len()) + 128)
+            .sum();
+        let mut plain = Zeroizing::new(Vec::with_capacity(room + 64));
+        serde_json::to_writer(&mut *plain, all).map_err(std::io::Error::other)?;
         let nonce: [u8; 24] = random_bytes();
         let sealed = self
             .aead()

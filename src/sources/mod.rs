@@ -34,9 +34,16 @@ use crate::vault::crypto::{EntryOpener, MintedCredential, SourceRequest};
 use crate::vault::meta::unix_now;
 use crate::vault::source::SourceDef;
 
+pub mod answer;
+pub mod aws;
+pub mod azure;
 pub mod cache;
 pub mod exec;
+pub mod gcp;
+pub mod network;
+pub mod oauth2;
 mod policy;
+pub mod sigv4;
 pub mod trust;
 mod types;
 pub use policy::{Freshness, freshness, refresh_margin, stale_margin};
@@ -48,7 +55,8 @@ pub use types::{ACR_REFRESH_USERNAME, KINDS, MINT_DEADLINE, Minted, Params};
 pub fn check(kind: &str, params: &Params, secret: &SecretString) -> Result<(), String> {
     match kind {
         "exec" => exec::check(params).and_then(|()| exec::check_secret(secret)),
-        _ => Err(crate::messages::unknown_source_kind(kind, KINDS)),
+        _ => network::check_http(kind, params, secret)
+            .unwrap_or_else(|| Err(crate::messages::unknown_source_kind(kind, KINDS))),
     }
 }
 
@@ -69,15 +77,19 @@ pub fn stored_username(kind: &str, params: &Params) -> String {
 /// Mints a credential for `registry` from the verified definition `def` and its
 /// opened secret, within [`MINT_DEADLINE`].
 pub fn mint(registry: &str, def: &SourceDef, secret: &SecretString) -> Result<Minted, MintError> {
-    match def.kind.as_str() {
-        "exec" => exec::mint(registry, &def.params, secret, MINT_DEADLINE),
-        other => Err(MintError {
-            kind: other.to_owned(),
+    if def.kind == "exec" {
+        return exec::mint(registry, &def.params, secret, MINT_DEADLINE);
+    }
+    let http = crate::http::Http::new(MINT_DEADLINE);
+    let now = std::time::SystemTime::now();
+    network::mint_http(&def.kind, registry, &def.params, secret, &http, now).unwrap_or_else(|| {
+        Err(MintError {
+            kind: def.kind.clone(),
             registry: registry.to_owned(),
             endpoint: "-".into(),
-            detail: crate::messages::unknown_source_kind(other, KINDS),
-        }),
-    }
+            detail: crate::messages::unknown_source_kind(&def.kind, KINDS),
+        })
+    })
 }
 
 /// Where a source's entry is: its vault file (the token cache file sits beside it) and

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// The latest expiry the format holds: 9999-12-31T23:59:59Z, as Unix seconds.
 pub const MAX_EXPIRES_AT: u64 = 253_402_300_799;
 /// Longest rotation API URL, bytes.
-pub const MAX_API_URL: usize = 2048;
+pub const MAX_API_URL: usize = crate::http::MAX_URL;
 /// Largest Harbor robot id (JSON's exact integers: 2^53 − 1).
 pub const MAX_ROBOT_ID: u64 = (1 << 53) - 1;
 /// Longest secret a JWT payload is looked into, bytes (a JWT is a few KiB).
@@ -173,49 +173,8 @@ impl Rotation {
 /// `[::1]` or `localhost` (the old secret would cross the network in the clear); no
 /// user info, query or fragment; at most [`MAX_API_URL`] bytes of printable ASCII.
 pub fn check_api_url(url: &str) -> std::result::Result<(), String> {
-    if url.len() > MAX_API_URL {
-        return Err("the API URL is too long".into());
-    }
-    if !url.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("the API URL must be printable ASCII without spaces".into());
-    }
-    let lower = url.to_ascii_lowercase();
-    let (plain, rest) = if let Some(rest) = lower.strip_prefix("https://") {
-        (false, rest)
-    } else if let Some(rest) = lower.strip_prefix("http://") {
-        (true, rest)
-    } else {
-        return Err("the API URL must start with https:// (or http:// for 127.0.0.1)".into());
-    };
-    if rest.contains(['?', '#', '@', '\\']) {
-        return Err("the API URL may not hold user info, a query or a fragment".into());
-    }
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")),
-        None => authority.split(':').next().map(str::to_owned),
-    }
-    .unwrap_or_default();
-    if host.is_empty() || host == "[]" {
-        return Err("the API URL has no host".into());
-    }
-    let port_ok = match authority.strip_prefix(&host) {
-        Some("") => true,
-        Some(p) => p
-            .strip_prefix(':')
-            .is_some_and(|n| !n.is_empty() && n.parse::<u16>().is_ok()),
-        None => false,
-    };
-    if !port_ok {
-        return Err("the API URL's port is not a number".into());
-    }
-    if plain && !matches!(host.as_str(), "127.0.0.1" | "[::1]" | "localhost") {
-        return Err(
-            "plain http:// is allowed only for 127.0.0.1, [::1] and localhost (the old secret would cross the network in the clear): use https://"
-                .into(),
-        );
-    }
-    Ok(())
+    // One rule for every URL a secret is sent to: the rotation API's and the sources'.
+    crate::http::check_url(url)
 }
 
 /// The API URL a provider uses by default: `https://` and the registry's host (and

@@ -31,6 +31,7 @@ pub mod manage;
 pub mod plugin;
 pub mod protocol;
 pub mod sources;
+pub mod token_servers;
 pub mod users;
 
 pub use protocol::*;

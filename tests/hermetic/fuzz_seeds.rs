@@ -61,6 +61,26 @@ fn accepts(target: &str, seed_name: &str, data: &[u8]) -> bool {
                     || parse_decrypt(body, origin).is_ok()
                     || parse_key_info(body, origin).is_ok())
         }
+        "source_answers" => {
+            // The target's framing: [status hi][status lo] body. Accepted: a success
+            // whose body a source's reader takes (a token, an ECR or STS answer).
+            use lockbox::http::Answer;
+            use lockbox::sources::answer::token;
+            use lockbox::sources::aws::{ecr_token, session_of};
+            let [hi, lo, body @ ..] = data else {
+                return false;
+            };
+            let answer = Answer {
+                status: u16::from_be_bytes([*hi, *lo]),
+                body: zeroize::Zeroizing::new(body.to_vec()),
+            };
+            let now = std::time::SystemTime::UNIX_EPOCH;
+            answer.ok()
+                && (token(&answer, "access_token", now, &[]).is_ok()
+                    || token(&answer, "refresh_token", now, &[]).is_ok()
+                    || ecr_token(&answer).is_ok()
+                    || session_of(&answer).is_ok())
+        }
         other => panic!("fuzz/seeds/{other}: no expectation known for this target; add it here"),
     }
 }
