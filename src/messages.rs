@@ -1479,6 +1479,13 @@ pub fn agent_error_mint_busy(mints: u32, waiting: u32) -> String {
     )
 }
 
+/// What a mint failure names as its endpoint when the agent refused to mint (busy).
+pub const MINT_ENDPOINT_AGENT: &str = "the lockbox agent";
+/// What a mint failure names as its endpoint when a forward refused a source.
+pub const MINT_ENDPOINT_FORWARD: &str = "the forward";
+/// The kind a container's client names in a mint failure (it does not know it).
+pub const MINT_KIND_UNKNOWN: &str = "source";
+
 /// A mint whose code panicked (a bug): reported as a failed mint.
 pub const MINT_PANICKED: &str = "the mint failed inside lockbox (a bug; please report it)";
 

@@ -651,7 +651,7 @@ impl EntryOpener for AgentOpener {
                 Err(Error::Mint(Box::new(crate::error::MintError {
                     kind: source.kind.to_owned(),
                     registry: source.server.to_owned(),
-                    endpoint: "the lockbox agent".to_owned(),
+                    endpoint: crate::messages::MINT_ENDPOINT_AGENT.to_owned(),
                     detail: busy.to_string(),
                 })))
             }

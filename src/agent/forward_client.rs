@@ -195,17 +195,17 @@ impl ForwardClient {
             }
             Response::Error(AgentError::SourceUntrusted) => {
                 Err(Error::Mint(Box::new(crate::error::MintError {
-                    kind: "source".to_owned(),
+                    kind: crate::messages::MINT_KIND_UNKNOWN.to_owned(),
                     registry: server.to_owned(),
-                    endpoint: "the forward".to_owned(),
+                    endpoint: crate::messages::MINT_ENDPOINT_FORWARD.to_owned(),
                     detail: crate::messages::FORWARD_SOURCE_UNTRUSTED.to_owned(),
                 })))
             }
             Response::Error(busy @ AgentError::MintBusy { .. }) => {
                 Err(Error::Mint(Box::new(crate::error::MintError {
-                    kind: "source".to_owned(),
+                    kind: crate::messages::MINT_KIND_UNKNOWN.to_owned(),
                     registry: server.to_owned(),
-                    endpoint: "the lockbox agent".to_owned(),
+                    endpoint: crate::messages::MINT_ENDPOINT_AGENT.to_owned(),
                     detail: busy.to_string(),
                 })))
             }
