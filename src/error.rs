@@ -530,7 +530,10 @@ impl From<MintError> for Error {
 /// registry, the endpoint asked (or the command run) and the HTTP status or error.
 /// Never holds a secret: `detail` is built from statuses and sanitized, shortened
 /// server text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It travels as it is in the agent's `mint_failed` answer (`docs/AGENT.md`), so the
+/// client rebuilds the same line the agent's mint gave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{}", crate::messages::mint_failed(kind, registry, endpoint, detail))]
 pub struct MintError {
     /// The source's kind (`aws-ecr`, `gcp`, `azure-acr`, `oauth2`, `exec`).

@@ -1578,6 +1578,45 @@ pub const AGENT_ERROR_FORWARD_EXISTS: &str = "a forward of that name is already 
 /// The text of [`crate::agent::proto::AgentError::ForwardEnded`].
 pub const AGENT_ERROR_FORWARD_ENDED: &str = "the forward has ended";
 
+/// An agent built before the `mint` request, asked for a source's token (the detail
+/// of [`agent_protocol`], which says to run `unlock` again).
+pub const AGENT_CANNOT_MINT: &str =
+    "it is from an older build that cannot mint from sealed sources";
+
+/// A forward's `get` of a source whose vault key was not trusted to run sources when
+/// the forward was created.
+pub const FORWARD_SOURCE_UNTRUSTED: &str = "the host did not trust this vault's key to run sources when the forward was created: run 'lockbox source trust' on the host, then create the forward again";
+
+/// `status` of a source no agent holds a token for.
+pub const SOURCE_NOT_CACHED: &str = "not cached in an agent (the next get mints)";
+
+/// The text of [`crate::agent::proto::AgentError::SourceTampered`] (the client
+/// reports [`source_tampered`] with the server instead).
+pub const AGENT_ERROR_SOURCE_TAMPERED: &str =
+    "the source was not made with this vault's key; nothing was minted";
+
+/// The text of [`crate::agent::proto::AgentError::MintBusy`].
+pub fn agent_error_mint_busy(mints: u32, waiting: u32) -> String {
+    format!(
+        "the lockbox agent is busy minting ({mints} mints at once, {waiting} requests waiting for them); try again in a moment"
+    )
+}
+
+/// What a mint failure names as its endpoint when the agent refused to mint (busy).
+pub const MINT_ENDPOINT_AGENT: &str = "the lockbox agent";
+/// What a mint failure names as its endpoint when a forward refused a source.
+pub const MINT_ENDPOINT_FORWARD: &str = "the forward";
+/// The kind a container's client names in a mint failure (it does not know it).
+pub const MINT_KIND_UNKNOWN: &str = "source";
+
+/// A mint whose code panicked (a bug): reported as a failed mint.
+pub const MINT_PANICKED: &str = "the mint failed inside lockbox (a bug; please report it)";
+
+/// A mint the agent gave up on: its kind ran past its own deadline.
+pub fn mint_gave_up(secs: u64) -> String {
+    format!("no answer within {secs} s; the agent gave up on it")
+}
+
 /// The text of [`crate::agent::proto::AgentError::VaultUnreadable`].
 pub const AGENT_ERROR_VAULT_UNREADABLE: &str =
     "the forward's vault cannot be read, or is no longer the vault it was made for";

@@ -18,6 +18,15 @@ pub const OLD_LOG_NAME: &str = "access.log.1";
 /// Bytes after which the log is rotated.
 pub const MAX_LOG: u64 = 1 << 20;
 
+/// Who is at the other end of a connection (`SO_PEERCRED`), as a record names it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Peer {
+    /// Its pid, in the agent's pid namespace.
+    pub pid: Option<u32>,
+    /// Its uid.
+    pub uid: Option<u32>,
+}
+
 /// One secret handed out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -19,12 +19,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::agent::proto::{
     AgentError, AgentMode, CredentialStatus, HeldVault, PROTOCOL_VERSION, Request, RequestFrame,
-    Response, SecretText,
+    Response, SecretText, TokenStatus,
 };
 use crate::agent::socket::{self, Deadline, PeerTrouble, receive_frame, send_frame};
 use crate::error::{Error, Result};
 use crate::vault::crypto::VaultKey;
-use crate::vault::crypto::{EntryOpener, MacDomain};
+use crate::vault::crypto::{EntryOpener, MacDomain, MintedCredential, SourceRequest};
 
 /// How long a client waits for the agent's answer, request and answer together.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,6 +111,17 @@ impl Agent {
     }
 
     fn request_as(&self, v: u32, request: Request) -> Result<Option<Response>> {
+        self.request_within(v, request, IO_TIMEOUT)
+    }
+
+    /// [`Agent::request_as`], waiting up to `limit` for the answer (`mint` waits
+    /// for a mint: [`crate::agent::tokens::CLIENT_DEADLINE`]).
+    fn request_within(
+        &self,
+        v: u32,
+        request: Request,
+        limit: Duration,
+    ) -> Result<Option<Response>> {
         let frame = RequestFrame { v, request };
         // A connection closed or reset without an answer means the agent went away
         // while this request waited (`lock --all` or its last deadline ended it, it was
@@ -123,9 +134,9 @@ impl Agent {
             };
             let silent = Error::AgentNotAnswering {
                 pid,
-                secs: IO_TIMEOUT.as_secs(),
+                secs: limit.as_secs(),
             };
-            let mut io = Deadline::new(&stream, IO_TIMEOUT);
+            let mut io = Deadline::new(&stream, limit);
             let answer = match send_frame(&mut io, &frame)? {
                 Ok(()) => receive_frame(&mut io)?,
                 Err(t) => Err(t),
@@ -258,6 +269,7 @@ impl Agent {
                 pid,
                 mode,
                 credential,
+                tokens,
             }) => Some(AgentStatus {
                 vaults,
                 non_dumpable,
@@ -265,6 +277,7 @@ impl Agent {
                 pid,
                 mode,
                 credential,
+                tokens,
             }),
             _ => None,
         })
@@ -448,6 +461,8 @@ pub struct AgentStatus {
     pub mode: AgentMode,
     /// The vault it opens from its systemd credential, if any.
     pub credential: Option<CredentialStatus>,
+    /// The tokens of sealed sources it caches (never the tokens themselves).
+    pub tokens: Vec<TokenStatus>,
 }
 
 impl AgentStatus {
@@ -488,6 +503,22 @@ fn unexpected(response: &Response) -> Error {
     Error::AgentProtocol(what)
 }
 
+/// The near-expiry warning (`docs/AGENT.md`): one stderr line when the agent forgets
+/// the key in less than [`EXPIRY_WARNING`]. stdout stays exactly the protocol's; the
+/// person reads stderr, which Docker passes through.
+fn warn_key_expiry(expires_in_secs: Option<u64>, absolute: bool) {
+    if let Some(left) = expires_in_secs.filter(|&s| s < EXPIRY_WARNING.as_secs()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            crate::messages::expiry_warning(
+                &humantime::format_duration(Duration::from_secs(left)).to_string(),
+                absolute
+            )
+        );
+    }
+}
+
 /// Opens entries through the agent, for the vault with public key `public_key`.
 pub struct AgentOpener {
     agent: Agent,
@@ -523,18 +554,7 @@ impl EntryOpener for AgentOpener {
                 expires_in_secs,
                 absolute,
             }) => {
-                // stdout stays exactly the protocol's; the person reads stderr, which
-                // Docker passes through.
-                if let Some(left) = expires_in_secs.filter(|&s| s < EXPIRY_WARNING.as_secs()) {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "{}",
-                        crate::messages::expiry_warning(
-                            &humantime::format_duration(Duration::from_secs(left)).to_string(),
-                            absolute
-                        )
-                    );
-                }
+                warn_key_expiry(expires_in_secs, absolute);
                 Ok(secret.into_secret())
             }
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
@@ -576,6 +596,70 @@ impl EntryOpener for AgentOpener {
             )),
             Some(other) => Err(unexpected(&other)),
         }
+    }
+
+    /// The agent's token for a source (`mint`): from its cache, or minted there
+    /// while this request waits (at most [`crate::agent::tokens::CLIENT_DEADLINE`]).
+    /// Always `Some`: the agent holds the key, so only it can open the source. No
+    /// agent, or one without this vault's key, is [`Error::Locked`], as for a
+    /// decrypt; an agent built before `mint` says to run `unlock` again.
+    fn mint_source(&self, source: &SourceRequest<'_>) -> Option<Result<MintedCredential>> {
+        let request = Request::Mint {
+            public_key: self.public_key.clone(),
+            server: source.server.to_owned(),
+            username: source.username.to_owned(),
+            sealed: B64.encode(source.sealed),
+            kind: source.kind.to_owned(),
+            params: source.params.clone(),
+            mac: B64.encode(source.mac),
+        };
+        let limit = crate::agent::tokens::CLIENT_DEADLINE;
+        let answer = match self.agent.request_within(PROTOCOL_VERSION, request, limit) {
+            Ok(answer) => answer,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match answer {
+            Some(Response::Minted {
+                username,
+                secret,
+                expires_at,
+                key_expires_in_secs,
+                key_absolute,
+            }) => {
+                warn_key_expiry(key_expires_in_secs, key_absolute);
+                Ok(MintedCredential {
+                    username,
+                    secret: secret.into_secret(),
+                    expires_at,
+                })
+            }
+            // An agent built before `mint`: it cannot mint, and a source's secret
+            // never leaves an agent, so only a new agent can answer.
+            Some(Response::Error(AgentError::BadRequest | AgentError::Unsupported)) => Err(
+                Error::AgentProtocol(crate::messages::AGENT_CANNOT_MINT.to_owned()),
+            ),
+            None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
+            Some(Response::Error(AgentError::CredentialFailed { reason })) => {
+                Err(Error::AgentCredential { reason })
+            }
+            Some(Response::Error(AgentError::SourceTampered)) => {
+                Err(Error::SourceTampered(source.server.to_owned()))
+            }
+            Some(Response::Error(AgentError::MintFailed(e))) => Err(Error::Mint(Box::new(e))),
+            // One line naming the source, as a failed mint: never not-found.
+            Some(Response::Error(busy @ AgentError::MintBusy { .. })) => {
+                Err(Error::Mint(Box::new(crate::error::MintError {
+                    kind: source.kind.to_owned(),
+                    registry: source.server.to_owned(),
+                    endpoint: crate::messages::MINT_ENDPOINT_AGENT.to_owned(),
+                    detail: busy.to_string(),
+                })))
+            }
+            Some(Response::Error(AgentError::DecryptFailed)) => {
+                Err(Error::EntryTampered(source.server.to_owned()))
+            }
+            Some(other) => Err(unexpected(&other)),
+        })
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Spec {
     pub public_key: String,
     /// The creator's pid, when the forward is to end with it.
     pub tie_to: Option<u32>,
+    /// Whether its creator trusts the vault's key to run sources.
+    pub sources_trusted: bool,
 }
 
 struct Forward {
@@ -159,6 +161,7 @@ impl Forwards {
                 uid: spec.uid.map(Uid::from_raw),
                 vault: spec.vault,
                 public_key: spec.public_key,
+                sources_trusted: spec.sources_trusted,
             },
             bound,
             dir,
@@ -392,6 +395,7 @@ mod tests {
             uid: None,
             vault: "/v".into(),
             public_key: "age1x".into(),
+            sources_trusted: false,
             tie_to,
         }
     }

@@ -38,6 +38,8 @@ pub struct ForwardRequest {
     pub public_key: String,
     /// End it when this process exits.
     pub tie_to_me: bool,
+    /// Whether this vault's key is trusted here to run sources (`sources::trust`).
+    pub sources_trusted: bool,
 }
 
 fn unexpected(response: &Response) -> Error {
@@ -62,6 +64,7 @@ impl Agent {
             vault: f.vault.display().to_string(),
             public_key: f.public_key,
             tie_to_peer: f.tie_to_me,
+            sources_trusted: f.sources_trusted,
         };
         match self.request(request)? {
             None | Some(Response::Error(AgentError::NotUnlocked)) => Err(Error::Locked),
@@ -119,7 +122,8 @@ impl ForwardClient {
         }
     }
 
-    fn ask(&self, request: Request) -> Result<Response> {
+    /// One request, its answer awaited for at most `limit`.
+    fn ask(&self, request: Request, limit: Duration) -> Result<Response> {
         let gone = || Error::Forward(ForwardError::Gone(self.socket.clone()));
         let own_uid = rustix::process::getuid().as_raw();
         // A failure to connect is "gone" (a missing socket: revoked, expired, the
@@ -136,7 +140,7 @@ impl ForwardClient {
             v: PROTOCOL_VERSION,
             request,
         };
-        let mut io = Deadline::new(&stream, IO_TIMEOUT);
+        let mut io = Deadline::new(&stream, limit);
         // A refused peer is answered before its request is read, and the agent may
         // have closed by the time the request is written: the answer is read anyway.
         let _sent = send_frame(&mut io, &frame)?;
@@ -146,7 +150,7 @@ impl ForwardClient {
             Err(PeerTrouble::Silent) => {
                 return Err(Error::Forward(ForwardError::Silent(
                     self.socket.clone(),
-                    IO_TIMEOUT.as_secs(),
+                    limit.as_secs(),
                 )));
             }
             Err(PeerTrouble::Gone) => return Err(gone()),
@@ -172,24 +176,46 @@ impl ForwardClient {
         }
     }
 
-    /// The username and secret stored for `server`, `None` when the forward grants
-    /// none.
+    /// The username and secret stored for `server` (for a sealed source, the token
+    /// the host's agent minted from it), `None` when the forward grants none. A
+    /// source's mint may take up to [`crate::agent::tokens::CLIENT_DEADLINE`].
     pub fn get(&self, server: &str) -> Result<Option<(String, SecretString)>> {
         let request = Request::ForwardGet {
             server: server.to_owned(),
         };
-        match self.ask(request)? {
+        match self.ask(request, crate::agent::tokens::CLIENT_DEADLINE)? {
             Response::Credentials { username, secret } => {
                 Ok(Some((username, secret.into_secret())))
             }
             Response::Error(AgentError::NotFound) => Ok(None),
+            // Never not-found: a failed mint would turn a private pull anonymous.
+            Response::Error(AgentError::MintFailed(e)) => Err(Error::Mint(Box::new(e))),
+            Response::Error(AgentError::SourceTampered) => {
+                Err(Error::SourceTampered(server.to_owned()))
+            }
+            Response::Error(AgentError::SourceUntrusted) => {
+                Err(Error::Mint(Box::new(crate::error::MintError {
+                    kind: crate::messages::MINT_KIND_UNKNOWN.to_owned(),
+                    registry: server.to_owned(),
+                    endpoint: crate::messages::MINT_ENDPOINT_FORWARD.to_owned(),
+                    detail: crate::messages::FORWARD_SOURCE_UNTRUSTED.to_owned(),
+                })))
+            }
+            Response::Error(busy @ AgentError::MintBusy { .. }) => {
+                Err(Error::Mint(Box::new(crate::error::MintError {
+                    kind: crate::messages::MINT_KIND_UNKNOWN.to_owned(),
+                    registry: server.to_owned(),
+                    endpoint: crate::messages::MINT_ENDPOINT_AGENT.to_owned(),
+                    detail: busy.to_string(),
+                })))
+            }
             other => Err(unexpected(&other)),
         }
     }
 
     /// Server URL → username of every entry the forward grants.
     pub fn list(&self) -> Result<BTreeMap<String, String>> {
-        match self.ask(Request::ForwardList)? {
+        match self.ask(Request::ForwardList, IO_TIMEOUT)? {
             Response::Entries { entries } => Ok(entries),
             other => Err(unexpected(&other)),
         }

@@ -25,8 +25,9 @@
 //! sockets of [`forward`] (`forward create`), which admit root and a named uid too and
 //! serve only `forward_get`/`forward_list`; `Server::serve_ready` serves one
 //! connection per socket per wake-up, the owner's first. Every secret handed out is
-//! one line of the access log ([`access_log`]). A cache of minted tokens would be a
-//! field beside the held keys that `decrypt` consults.
+//! one line of the access log ([`access_log`]). Tokens minted from sealed sources are
+//! cached beside the held keys ([`tokens`]); their mints run on threads of their own,
+//! which wake the loop when they end.
 pub mod access_log;
 pub mod client;
 pub mod credential;
@@ -37,6 +38,7 @@ pub mod policy;
 pub mod proto;
 mod server;
 pub mod socket;
+pub mod tokens;
 
 pub use proto::{DEFAULT_IDLE, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 pub use server::Server;

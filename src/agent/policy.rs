@@ -34,6 +34,9 @@ pub enum Policy {
         vault: PathBuf,
         /// That vault's public key: a file replaced by another vault is refused.
         public_key: String,
+        /// Whether its creator trusts that key to run sources (else none is
+        /// answered).
+        sources_trusted: bool,
     },
 }
 
@@ -84,6 +87,7 @@ mod tests {
             uid: uid.map(Uid::from_raw),
             vault: "/v".into(),
             public_key: "age1x".into(),
+            sources_trusted: false,
         }
     }
 
@@ -117,6 +121,16 @@ mod tests {
             Request::Forwards,
             Request::Lock { public_key: None },
             Request::ForwardRevoke { name: "ci".into() },
+            // A forward gets minted tokens through `forward_get`, never by `mint`.
+            Request::Mint {
+                public_key: "age1x".into(),
+                server: "h".into(),
+                username: "u".into(),
+                sealed: String::new(),
+                kind: "exec".into(),
+                params: Default::default(),
+                mac: String::new(),
+            },
         ] {
             assert!(!p.allows(&r), "{r:?}");
             assert!(Policy::Owner.allows(&r), "{r:?}");

@@ -177,6 +177,12 @@ pub enum Request {
         /// End the forward when the process that asked for it exits.
         #[serde(default)]
         tie_to_peer: bool,
+        /// Whether the creator trusts this vault's key to run sources (its
+        /// `sources::trust`, which the agent cannot read: it has no environment);
+        /// without it the forward answers no source (a compatible addition within
+        /// protocol 2, `false` when absent).
+        #[serde(default)]
+        sources_trusted: bool,
     },
     /// Every open forward (owner's socket only).
     Forwards,
@@ -193,6 +199,27 @@ pub enum Request {
     },
     /// On a forward socket: server URL → username of the entries it grants.
     ForwardList,
+    /// The registry credential of a sealed source of the vault `public_key`: from the
+    /// agent's token cache, or minted now (`docs/AGENT.md` "Minting"; a compatible
+    /// addition within protocol 2). Everything the vault file holds of the source is
+    /// sent; the agent verifies its MAC with the held key before it opens the secret.
+    /// Owner's socket only.
+    Mint {
+        /// The vault's public key (`age1…`), naming which held key to use.
+        public_key: String,
+        /// The entry's server URL, exactly as stored.
+        server: String,
+        /// The entry's username.
+        username: String,
+        /// The sealed secret (the entry's age ciphertext), base64.
+        sealed: String,
+        /// The definition's kind.
+        kind: String,
+        /// Its parameters.
+        params: std::collections::BTreeMap<String, String>,
+        /// Its MAC, base64.
+        mac: String,
+    },
 }
 
 impl Request {
@@ -245,6 +272,23 @@ impl HeldVault {
     pub fn expires_in_secs(&self) -> u64 {
         self.idle_left_secs.min(self.timeout_left_secs)
     }
+}
+
+/// One token in the agent's cache, as `status` reports it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    /// The vault's public key.
+    pub public_key: String,
+    /// The source's server URL, as stored.
+    pub server: String,
+    /// When the agent minted it (Unix seconds).
+    pub minted_at: u64,
+    /// When it expires, as its issuer said (Unix seconds).
+    pub expires_at: u64,
+    /// When the agent mints the next one, ahead of its expiry (Unix seconds).
+    pub refresh_at: u64,
+    /// From when it is no longer served (Unix seconds).
+    pub stale_at: u64,
 }
 
 /// Which kind of agent answers.
@@ -308,6 +352,11 @@ pub enum Response {
         /// compatible addition within protocol 2, `docs/AGENT.md` "Versions").
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<CredentialStatus>,
+        /// The tokens of sealed sources the agent caches, sorted by server (absent
+        /// when none, and from agents built before the cache: a compatible addition
+        /// within protocol 2).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tokens: Vec<TokenStatus>,
     },
     /// Answer to [`Request::Lock`]: keys still held.
     Locked {
@@ -332,6 +381,23 @@ pub enum Response {
         username: String,
         /// The entry's secret.
         secret: SecretText,
+    },
+    /// Answer to [`Request::Mint`]: a registry credential minted from a source.
+    Minted {
+        /// The username the registry expects.
+        username: String,
+        /// The short-lived secret.
+        secret: SecretText,
+        /// When it expires (Unix seconds), when its issuer said.
+        expires_at: Option<u64>,
+        /// Seconds until the agent forgets the vault's key unless used again, as
+        /// [`Response::Secret`]'s `expires_in_secs` (absent without a deadline).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_expires_in_secs: Option<u64>,
+        /// Whether that is the key's absolute deadline, as [`Response::Secret`]'s
+        /// `absolute` (absent when not).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        key_absolute: bool,
     },
     /// Answer to [`Request::ForwardList`]: server URL → username.
     Entries {
@@ -410,6 +476,28 @@ pub enum AgentError {
     /// The forward's vault file could not be read, or is now another vault.
     #[error("{}", crate::messages::AGENT_ERROR_VAULT_UNREADABLE)]
     VaultUnreadable,
+    /// A source's definition fails its MAC with the held key: planted or altered; its
+    /// secret was not opened and nothing minted (`mint`, `forward_get`; a compatible
+    /// addition within protocol 2).
+    #[error("{}", crate::messages::AGENT_ERROR_SOURCE_TAMPERED)]
+    SourceTampered,
+    /// The source's mint failed: the same error the mint gave, rebuilt by the client
+    /// as one line (a compatible addition within protocol 2).
+    #[error("{}", crate::messages::mint_failed(&.0.kind, &.0.registry, &.0.endpoint, &.0.detail))]
+    MintFailed(crate::error::MintError),
+    /// A forward's source whose vault key its creator did not trust to run sources
+    /// (a compatible addition within protocol 2).
+    #[error("{}", crate::messages::FORWARD_SOURCE_UNTRUSTED)]
+    SourceUntrusted,
+    /// The agent already runs its most mints, or holds its most requests waiting for
+    /// one (a compatible addition within protocol 2).
+    #[error("{}", crate::messages::agent_error_mint_busy(*mints, *waiting))]
+    MintBusy {
+        /// The most mints it runs at once.
+        mints: u32,
+        /// The most requests it keeps waiting for mints.
+        waiting: u32,
+    },
     /// The request is for the vault this agent serves from its systemd credential, and
     /// the credential did not open it now (a compatible addition within protocol 2).
     #[error("{}", crate::messages::agent_error_credential_failed(&format!("{reason:?}")))]
@@ -496,5 +584,52 @@ mod tests {
                 reason: CredentialFailure::Other
             })
         ));
+    }
+
+    /// The token cache's frames, as docs/AGENT.md shows them; a status without
+    /// `tokens` (an agent built before the cache) still parses.
+    #[test]
+    fn mint_frames_are_compatible_additions() {
+        let request: RequestFrame = serde_json::from_str(
+            r#"{"v":2,"request":{"mint":{"public_key":"age1x","server":"reg.example","username":"AWS","sealed":"c2VhbGVk","kind":"exec","params":{"command":"[\"/bin/true\"]"},"mac":"bWFj"}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(request.request, Request::Mint { .. }));
+        let minted = Response::Minted {
+            username: "AWS".into(),
+            secret: SecretText::new("tok"),
+            expires_at: Some(1_893_456_000),
+            key_expires_in_secs: None,
+            key_absolute: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&minted).unwrap(),
+            r#"{"minted":{"username":"AWS","secret":"tok","expires_at":1893456000}}"#
+        );
+        let failed = Response::Error(AgentError::MintFailed(crate::error::MintError {
+            kind: "exec".into(),
+            registry: "reg.example".into(),
+            endpoint: "/bin/sh".into(),
+            detail: "exit status 3".into(),
+        }));
+        assert_eq!(
+            serde_json::to_string(&failed).unwrap(),
+            r#"{"error":{"mint_failed":{"kind":"exec","registry":"reg.example","endpoint":"/bin/sh","detail":"exit status 3"}}}"#
+        );
+        let tampered = serde_json::to_string(&Response::Error(AgentError::SourceTampered));
+        assert_eq!(tampered.unwrap(), r#"{"error":"source_tampered"}"#);
+        let status = Response::Status {
+            vaults: vec![],
+            non_dumpable: true,
+            memory_locked: false,
+            pid: 1,
+            mode: AgentMode::Background,
+            credential: None,
+            tokens: vec![],
+        };
+        let text = serde_json::to_string(&status).unwrap();
+        assert!(!text.contains("tokens"), "{text}");
+        let old: Response = serde_json::from_str(&text).unwrap();
+        assert!(matches!(old, Response::Status { tokens, .. } if tokens.is_empty()));
     }
 }

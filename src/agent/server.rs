@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::agent::access_log::{AccessLog, Record, exe_of};
+use crate::agent::access_log::{AccessLog, Peer, Record, exe_of};
 use crate::agent::credential::{CredentialVault, Reopen, credential_name};
 use crate::agent::forward::{Forwards, Spec};
 use crate::agent::policy::Policy;
@@ -23,8 +23,10 @@ use crate::agent::proto::{
 };
 use crate::agent::proto::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::agent::socket::{Deadline, REQUEST_DEADLINE, read_frame, write_frame};
+use crate::agent::tokens::{Answer, Done, Token, TokenKey, Tokens, Waiter, unix_now};
 use crate::error::Error;
 use crate::vault::crypto::{EntryOpener, MacDomain, VaultKey};
+use crate::vault::source::SourceDef;
 use age::secrecy::{ExposeSecret, SecretString};
 
 /// Longest label kept (a vault path); anything longer is cut.
@@ -77,13 +79,37 @@ pub struct Server {
     access: Option<AccessLog>,
     /// The forward whose connection was served last ([`Server::serve_ready`]).
     last_forward: Option<String>,
+    /// Tokens minted from sealed sources, and the mints running (`agent/tokens.rs`).
+    tokens: Tokens,
 }
 
-/// Who is at the other end of a connection (`SO_PEERCRED`).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Peer {
-    pid: Option<u32>,
-    uid: Option<u32>,
+/// What a request gets: an answer now, or a wait for the mint of a source (the
+/// connection is parked and answered when the mint ends).
+pub(super) enum Reply {
+    /// The answer.
+    Now(Response),
+    /// Park the connection until the mint of this source ends, then answer so.
+    Wait(TokenKey, Answer),
+}
+
+#[cfg(test)]
+impl Reply {
+    /// The answer of a reply that does not wait.
+    fn answer(self) -> Response {
+        match self {
+            Reply::Now(r) => r,
+            Reply::Wait(..) => panic!("the request waits for a mint"),
+        }
+    }
+}
+
+/// A source entry as a request names it: everything the vault file holds of it.
+struct SourceAsk<'a> {
+    public_key: &'a str,
+    server: &'a str,
+    username: &'a str,
+    sealed: &'a [u8],
+    def: &'a SourceDef,
 }
 
 /// The keys this agent serves (held or from the credential) as an [`EntryOpener`],
@@ -142,6 +168,7 @@ impl Server {
             forwards: Forwards::default(),
             access: None,
             last_forward: None,
+            tokens: Tokens::default(),
         }
     }
 
@@ -273,6 +300,15 @@ impl Server {
     pub fn clear(&mut self) {
         self.keys.clear();
         self.forwards.clear();
+        self.drop_tokens(None);
+    }
+
+    /// Forgets the tokens of the vault `public_key` (of every vault with `None`) and
+    /// tells the requests waiting for their mints that the vault is locked.
+    fn drop_tokens(&mut self, public_key: Option<&str>) {
+        for w in self.tokens.drop_vault(public_key) {
+            answer_parked(&w.conn, &Response::Error(AgentError::NotUnlocked));
+        }
     }
 
     /// Drops every key whose deadline has passed.
@@ -290,6 +326,7 @@ impl Server {
             .map(|(k, _)| k.clone())
             .collect();
         for public in expired {
+            self.drop_tokens(Some(&public));
             if let Some(h) = self.keys.remove(&public) {
                 let why = if h.deadline <= h.idle_deadline {
                     "its timeout"
@@ -305,14 +342,18 @@ impl Server {
         for (name, why) in self.forwards.expire(now) {
             self.log(&format!("forward {name} ended ({why})"));
         }
+        self.tokens.prune(unix_now());
     }
 
     pub(super) fn next_deadline(&self) -> Option<Duration> {
-        let keys = self.keys.values().map(Held::until).min();
-        match (keys, self.forwards.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.keys.values().map(Held::until).min(),
+            self.forwards.next_deadline(),
+            self.tokens.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Sleeps until a connection on the owner's socket or a forward's, a forward's
@@ -334,6 +375,7 @@ impl Server {
             PollFd::new(owner, PollFlags::IN),
         ];
         fds.extend(self.forwards.poll_fds());
+        fds.extend(self.mint_poll_fds());
         match poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
@@ -348,6 +390,7 @@ impl Server {
     /// (idle ones cost [`FORWARD_DEADLINE`] each) so never holds the loop: the owner's
     /// `get`, `forward revoke` and `lock` get through between any two of them.
     pub(super) fn serve_ready(&mut self, owner: &UnixListener) {
+        self.finish_mints();
         self.serve_next(owner, &Policy::Owner);
         let listeners = self.forwards.listeners_after(self.last_forward.as_deref());
         for (name, listener, policy) in listeners {
@@ -424,7 +467,23 @@ impl Server {
                     self.log("dropped a request whose client had hung up");
                     return;
                 }
-                Ok(bytes) => self.handle(&bytes, policy, who),
+                Ok(bytes) => match self.handle_reply(&bytes, policy, who) {
+                    Reply::Now(response) => response,
+                    Reply::Wait(key, answer) => {
+                        let waiter = Waiter {
+                            conn,
+                            peer: who,
+                            answer,
+                        };
+                        match self.tokens.park(&key, waiter) {
+                            Ok(()) => return,
+                            Err(w) => {
+                                answer_parked(&w.conn, &Response::Error(Tokens::busy()));
+                                return;
+                            }
+                        }
+                    }
+                },
             },
             _ => {
                 self.log(&format!(
@@ -453,24 +512,73 @@ impl Server {
         }
     }
 
-    /// One request frame in, its answer out: the frame checked, then one method per
-    /// request.
+    /// One request frame in, its answer out (a request that must wait for a mint is
+    /// told it is busy: for callers with no connection to park).
+    #[cfg(test)]
     fn handle(&mut self, bytes: &[u8], policy: &Policy, peer: Peer) -> Response {
+        match self.handle_reply(bytes, policy, peer) {
+            Reply::Now(response) => response,
+            Reply::Wait(..) => Response::Error(Tokens::busy()),
+        }
+    }
+
+    /// One request frame in, its answer (or a wait for a mint) out: the frame
+    /// checked, then one method per request.
+    fn handle_reply(&mut self, bytes: &[u8], policy: &Policy, peer: Peer) -> Reply {
         let request = match self.frame(bytes, policy) {
             Ok(request) => request,
-            Err(answer) => return answer,
+            Err(answer) => return Reply::Now(answer),
         };
         if !policy.allows(&request) {
-            return Response::Error(AgentError::Forbidden);
+            return Reply::Now(Response::Error(AgentError::Forbidden));
         }
         // A deadline may have passed while the machine slept: check it on use too.
         self.expire();
         if let Policy::Forward { name, .. } = policy {
             // Ended (revoked, locked, its TTL) since this connection was queued.
             if !self.forwards.is_open(name) {
-                return Response::Error(AgentError::ForwardEnded);
+                return Reply::Now(Response::Error(AgentError::ForwardEnded));
             }
         }
+        match request {
+            Request::ForwardGet { server } => self.forward_get(policy, &server, peer),
+            Request::Mint {
+                public_key,
+                server,
+                username,
+                sealed,
+                kind,
+                params,
+                mac,
+            } => {
+                let (Ok(sealed), Some(mac)) = (
+                    B64.decode(sealed.as_bytes()),
+                    B64.decode(mac.as_bytes())
+                        .ok()
+                        .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok()),
+                ) else {
+                    return Reply::Now(Response::Error(AgentError::BadRequest));
+                };
+                let def = SourceDef { kind, params, mac };
+                let ask = SourceAsk {
+                    public_key: &public_key,
+                    server: &server,
+                    username: &username,
+                    sealed: &sealed,
+                    def: &def,
+                };
+                let reply = self.source_token(&ask, Answer::Minted);
+                if let Reply::Now(answer) = &reply {
+                    self.record(answer, &public_key, &server, &self.socket_name(), peer);
+                }
+                reply
+            }
+            other => Reply::Now(self.handle_request(other, policy, peer)),
+        }
+    }
+
+    /// The requests answered at once.
+    fn handle_request(&mut self, request: Request, policy: &Policy, peer: Peer) -> Response {
         match request {
             Request::Hello => self.hello(),
             Request::AddKey { .. } if self.mode == AgentMode::Exec => {
@@ -516,6 +624,7 @@ impl Server {
                 vault,
                 public_key,
                 tie_to_peer,
+                sources_trusted,
             } => self.forward_create(Spec {
                 name,
                 registries,
@@ -524,6 +633,7 @@ impl Server {
                 vault: vault.into(),
                 public_key,
                 tie_to: if tie_to_peer { peer.pid } else { None },
+                sources_trusted,
             }),
             Request::Forwards => Response::Forwards {
                 forwards: self.forwards.infos(now()),
@@ -536,8 +646,11 @@ impl Server {
                     Response::Error(AgentError::NoSuchForward)
                 }
             }
-            Request::ForwardGet { server } => self.forward_get(policy, &server, peer),
             Request::ForwardList => self.forward_list(policy),
+            // Answered by `handle_reply`.
+            Request::ForwardGet { .. } | Request::Mint { .. } => {
+                Response::Error(AgentError::BadRequest)
+            }
         }
     }
 
@@ -564,7 +677,7 @@ impl Server {
     fn record(&self, answer: &Response, public_key: &str, server: &str, socket: &str, peer: Peer) {
         if !matches!(
             answer,
-            Response::Secret { .. } | Response::Credentials { .. }
+            Response::Secret { .. } | Response::Credentials { .. } | Response::Minted { .. }
         ) {
             return;
         }
@@ -635,24 +748,55 @@ impl Server {
         Ok((bytes, public_key.clone()))
     }
 
-    /// `forward_get`: the owner's lookup, then the forward's registries.
-    fn forward_get(&mut self, policy: &Policy, server: &str, peer: Peer) -> Response {
+    /// `forward_get`: the owner's lookup, then the forward's registries. A source is
+    /// answered with its minted token, from the cache or after its mint (the
+    /// forward never sees the source's secret).
+    fn forward_get(&mut self, policy: &Policy, server: &str, peer: Peer) -> Reply {
         let (bytes, public_key) = match Self::forward_vault(policy) {
             Ok(v) => v,
-            Err(e) => return Response::Error(e),
+            Err(e) => return Reply::Now(Response::Error(e)),
         };
         let Policy::Forward { name, vault, .. } = policy else {
-            return Response::Error(AgentError::Forbidden);
+            return Reply::Now(Response::Error(AgentError::Forbidden));
         };
         let Ok(view) = crate::vault::View::parse(&bytes, vault) else {
-            return Response::Error(AgentError::VaultUnreadable);
+            return Reply::Now(Response::Error(AgentError::VaultUnreadable));
         };
         if view.vault().public().to_string() != public_key {
-            return Response::Error(AgentError::VaultUnreadable);
+            return Reply::Now(Response::Error(AgentError::VaultUnreadable));
         }
         let Some(entry) = view.lookup(server).filter(|e| policy.grants(e.server())) else {
-            return Response::Error(AgentError::NotFound);
+            return Reply::Now(Response::Error(AgentError::NotFound));
         };
+        if let Some(def) = entry.source() {
+            // The creator's environment decided whether this vault may run sources.
+            if !matches!(
+                policy,
+                Policy::Forward {
+                    sources_trusted: true,
+                    ..
+                }
+            ) {
+                let answer = Response::Error(AgentError::SourceUntrusted);
+                return Reply::Now(answer);
+            }
+            let sealed = entry.secret();
+            let ask = SourceAsk {
+                public_key: &public_key,
+                server: entry.server(),
+                username: entry.username(),
+                sealed: &sealed,
+                def,
+            };
+            let answer = Answer::Credentials {
+                forward: name.clone(),
+            };
+            let reply = self.source_token(&ask, answer);
+            if let Reply::Now(answer) = &reply {
+                self.record_forward(answer, &public_key, entry.server(), name, peer);
+            }
+            return reply;
+        }
         // Through `RawEntry::open`, as every reader opens an entry: an entry of
         // another kind is a branch there, never a ciphertext handed out raw here.
         let opener = ServedOpener {
@@ -672,17 +816,166 @@ impl Server {
                     .unwrap_or(AgentError::DecryptFailed),
             ),
         };
-        self.record(
-            &answer,
-            &public_key,
-            entry.server(),
-            &format!("forward:{name}"),
-            peer,
-        );
+        self.record_forward(&answer, &public_key, entry.server(), name, peer);
+        Reply::Now(answer)
+    }
+
+    /// [`Server::record`] of a forward's answer, and its count of gets.
+    fn record_forward(
+        &mut self,
+        answer: &Response,
+        public_key: &str,
+        server: &str,
+        name: &str,
+        peer: Peer,
+    ) {
+        self.record(answer, public_key, server, &format!("forward:{name}"), peer);
         if matches!(answer, Response::Credentials { .. }) {
             self.forwards.count_get(name);
         }
-        answer
+    }
+
+    /// The registry credential of a source: its MAC verified with the vault's key
+    /// first (a use of the key, like a decrypt), then the cached token, or a mint
+    /// the request waits for (joining the one running, if any).
+    fn source_token(&mut self, ask: &SourceAsk<'_>, how: Answer) -> Reply {
+        let def = ask.def;
+        let t = SourceDef::transcript(ask.server, ask.username, &def.kind, &def.params, ask.sealed);
+        let mac = match self.keyed_mac_bytes(ask.public_key, MacDomain::Source, &t) {
+            Ok(m) => m,
+            Err(e) => return Reply::Now(Response::Error(e)),
+        };
+        if !crate::vault::crypto::macs_equal(&mac, &def.mac) {
+            self.log(&crate::messages::sanitize(&format!(
+                "refused the source for {}: it fails its MAC",
+                ask.server
+            )));
+            return Reply::Now(Response::Error(AgentError::SourceTampered));
+        }
+        let key = TokenKey {
+            public_key: ask.public_key.to_owned(),
+            server: ask.server.to_owned(),
+            mac: def.mac,
+        };
+        let now = unix_now();
+        if let Some((token, refresh)) = self.tokens.lookup(&key, now) {
+            if refresh && self.tokens.may_refresh(&key, now) {
+                // Best effort: a refresh that cannot start now leaves the token
+                // served until its stale point, and a later request tries again.
+                let _ = self.start_mint(&key, ask);
+            }
+            return Reply::Now(token_response(&how, &token, self.key_left(ask.public_key)));
+        }
+        if !self.tokens.may_wait() {
+            return Reply::Now(Response::Error(Tokens::busy()));
+        }
+        if !self.tokens.minting(&key)
+            && let Err(e) = self.start_mint(&key, ask)
+        {
+            return Reply::Now(Response::Error(e));
+        }
+        Reply::Wait(key, how)
+    }
+
+    /// Seconds the held key of `public_key` has left unless used, and whether that is
+    /// its absolute deadline; `None` with no deadline (`exec`, the credential's vault).
+    fn key_left(&self, public_key: &str) -> (Option<u64>, bool) {
+        match self.keys.get(public_key) {
+            Some(held) if self.mode != AgentMode::Exec => (
+                Some(held.until().saturating_sub(now()).as_secs()),
+                held.deadline <= held.idle_deadline,
+            ),
+            _ => (None, false),
+        }
+    }
+
+    /// Opens the source's sealed secret with the vault's key (held, or the
+    /// credential's) and starts its mint. The secret goes only to the mint's thread.
+    fn start_mint(&mut self, key: &TokenKey, ask: &SourceAsk<'_>) -> Result<(), AgentError> {
+        let open = |k: &VaultKey| {
+            k.open_source_secret(ask.server, ask.username, ask.sealed)
+                .map(|plain| SecretString::from(plain.as_str().to_owned()))
+                .map_err(|_| AgentError::DecryptFailed)
+        };
+        let secret = match self.keys.get(ask.public_key) {
+            Some(held) => open(&held.key)?,
+            None => match self.credential.as_ref().map(|c| c.open_for(ask.public_key)) {
+                Some(Reopen::Opened(k)) => open(&k)?,
+                Some(Reopen::Failed(reason, _)) => {
+                    return Err(AgentError::CredentialFailed { reason });
+                }
+                Some(Reopen::NotThisVault) | None => return Err(AgentError::NotUnlocked),
+            },
+        };
+        self.tokens.start(key, ask.def, secret, now())?;
+        self.log(&crate::messages::sanitize(&format!(
+            "minting for {} of {}",
+            ask.server,
+            self.label_of(ask.public_key)
+        )));
+        Ok(())
+    }
+
+    /// What a serve loop polls besides its sockets for the mints of sources: the
+    /// wake-up of a mint's thread, and the hang-up of each request waiting for one.
+    pub fn mint_poll_fds(&self) -> Vec<rustix::event::PollFd<'_>> {
+        self.tokens.poll_fds()
+    }
+
+    /// Answers the requests whose mints ended (or were given up on), after dropping
+    /// the parked connections whose clients hung up.
+    pub fn finish_mints(&mut self) {
+        self.tokens.drop_hung_up(hung_up);
+        for done in self.tokens.finish(now(), unix_now()) {
+            self.log_mint(&done);
+            for w in done.waiters {
+                let key = self.key_left(&done.key.public_key);
+                let mut response = match &done.result {
+                    Ok(token) => token_response(&w.answer, token, key),
+                    Err(e) => Response::Error(e.clone()),
+                };
+                match &w.answer {
+                    Answer::Minted => {
+                        answer_parked(&w.conn, &response);
+                        let socket = self.socket_name();
+                        let key = &done.key;
+                        self.record(&response, &key.public_key, &key.server, &socket, w.peer);
+                    }
+                    Answer::Credentials { forward } => {
+                        // Revoked, locked or past its TTL while it waited.
+                        if !self.forwards.is_open(forward) {
+                            response = Response::Error(AgentError::ForwardEnded);
+                        }
+                        answer_parked(&w.conn, &response);
+                        let key = &done.key;
+                        self.record_forward(
+                            &response,
+                            &key.public_key,
+                            &key.server,
+                            forward,
+                            w.peer,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The foreground log's line for an ended mint (never the token).
+    fn log_mint(&self, done: &Done) {
+        let label = self.label_of(&done.key.public_key);
+        let line = match &done.result {
+            Ok(t) => format!(
+                "minted for {} of {} (expires {}), answered {} waiting",
+                done.key.server,
+                label,
+                t.expires_at
+                    .map_or_else(|| "never".to_owned(), |e| format!("at {e}")),
+                done.waiters.len()
+            ),
+            Err(e) => format!("the mint for {} of {} failed: {e}", done.key.server, label),
+        };
+        self.log(&crate::messages::sanitize(&line));
     }
 
     /// `forward_list`: the entries the forward grants; no key needed.
@@ -892,6 +1185,7 @@ impl Server {
             pid: std::process::id(),
             mode: self.mode,
             credential: credential.map(|(status, _)| status),
+            tokens: self.tokens.status(),
         }
     }
 
@@ -901,6 +1195,7 @@ impl Server {
         for name in self.forwards.revoke_vault(public_key.as_deref()) {
             self.log(&format!("forward {name} ended (lock)"));
         }
+        self.drop_tokens(public_key.as_deref());
         match public_key {
             Some(p) => {
                 if let Some(h) = self.keys.remove(&p) {
@@ -924,7 +1219,34 @@ impl Server {
         self.log("quit requested; wiping every key");
         self.keys.clear();
         self.forwards.clear();
+        self.drop_tokens(None);
         self.quit = true;
+    }
+}
+
+/// Writes `response` to a parked connection, with a short deadline of its own: the
+/// answer is small, and a client that does not read it is not waited for.
+fn answer_parked(conn: &UnixStream, response: &Response) {
+    let _ = write_frame(&mut Deadline::new(conn, FORWARD_DEADLINE), response);
+}
+
+/// The answer of a token: `minted` on the owner's socket (with the time the vault's
+/// key has left, `key`, for `get`'s near-expiry warning), `credentials` on a
+/// forward's.
+fn token_response(how: &Answer, token: &Token, key: (Option<u64>, bool)) -> Response {
+    let secret = SecretText::new(token.secret.expose_secret());
+    match how {
+        Answer::Minted => Response::Minted {
+            username: token.username.clone(),
+            secret,
+            expires_at: token.expires_at,
+            key_expires_in_secs: key.0,
+            key_absolute: key.1,
+        },
+        Answer::Credentials { .. } => Response::Credentials {
+            username: token.username.clone(),
+            secret,
+        },
     }
 }
 
@@ -948,6 +1270,7 @@ mod tests {
     use crate::vault::Vault;
     use crate::vault::crypto::Recipient;
     use age::secrecy::{ExposeSecret, SecretString};
+    use std::collections::BTreeMap;
     use std::fs;
 
     /// One request through the server as the socket would carry it.
@@ -1009,16 +1332,24 @@ mod tests {
             uid: None,
             vault: dir.path().join("vault.json"),
             public_key: key.public().to_string(),
+            sources_trusted: false,
         };
-        let got = serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
-            .unwrap();
+        let got = serde_json::to_value(
+            server
+                .forward_get(&policy, "reg.example", Peer::default())
+                .answer(),
+        )
+        .unwrap();
         assert_eq!(got["credentials"]["username"], "ci", "{got}");
         assert_eq!(got["credentials"]["secret"], "s3cret", "{got}");
         // The credential gone: the opener's own refusal comes back, not a decrypt failure.
         fs::remove_file(dir.path().join("lockbox-identity")).unwrap();
-        let refused =
-            serde_json::to_value(server.forward_get(&policy, "reg.example", Peer::default()))
-                .unwrap();
+        let refused = serde_json::to_value(
+            server
+                .forward_get(&policy, "reg.example", Peer::default())
+                .answer(),
+        )
+        .unwrap();
         assert!(
             refused["error"]["credential_failed"].is_object(),
             "{refused}"
@@ -1120,5 +1451,219 @@ mod tests {
         );
         assert_eq!(answer["locked"]["remaining"], 0, "{answer}");
         assert!(answer["locked"].get("credential").is_none(), "{answer}");
+    }
+
+    /// A vault key holding an exec source for `reg.example` that runs `script` with
+    /// `/bin/sh -c`, and the `mint` request for it (with `alter` applied to it).
+    fn source_request(
+        key: &VaultKey,
+        script: &str,
+        alter: impl Fn(&mut SourceDef),
+    ) -> impl Fn() -> Request {
+        let mut vault = Vault::new(key, vec![]);
+        let argv = ["/bin/sh", "-c", script].map(str::to_owned);
+        let params = BTreeMap::from([(
+            "command".to_owned(),
+            crate::sources::exec::command_param(&argv),
+        )]);
+        let empty = SecretString::from(String::new());
+        vault
+            .add_source(key, "reg.example", "<minted>", "exec", params, &empty)
+            .unwrap();
+        let entry = &vault.entries()["reg.example"];
+        let mut def = entry.meta.source.clone().unwrap();
+        alter(&mut def);
+        let sealed = B64.encode(&entry.secret);
+        let public_key = key.public().to_string();
+        move || Request::Mint {
+            public_key: public_key.clone(),
+            server: "reg.example".into(),
+            username: "<minted>".into(),
+            sealed: sealed.clone(),
+            kind: def.kind.clone(),
+            params: def.params.clone(),
+            mac: B64.encode(def.mac),
+        }
+    }
+
+    /// Sends `request` on a new connection the server serves (it may park it).
+    fn send(server: &mut Server, request: Request) -> UnixStream {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let frame = serde_json::to_vec(&RequestFrame {
+            v: PROTOCOL_VERSION,
+            request,
+        })
+        .unwrap();
+        (&ours)
+            .write_all(&(frame.len() as u32).to_be_bytes())
+            .unwrap();
+        (&ours).write_all(&frame).unwrap();
+        server.serve_one(theirs, &Policy::Owner);
+        ours
+    }
+
+    /// The answer on `conn`, letting the server end its mints meanwhile (bounded:
+    /// 40 s at most, in 20 ms steps).
+    fn answer_on(server: &mut Server, conn: &UnixStream) -> serde_json::Value {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let step = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        for _ in 0..2000 {
+            let mut fds = [PollFd::new(conn, PollFlags::IN)];
+            if matches!(poll(&mut fds, Some(&step)), Ok(n) if n > 0) {
+                break;
+            }
+            server.finish_mints();
+        }
+        let mut len = [0u8; 4];
+        let mut r = conn;
+        std::io::Read::read_exact(&mut r, &mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        std::io::Read::read_exact(&mut r, &mut body).unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn counting_script(dir: &std::path::Path, body: &str) -> (String, std::path::PathBuf) {
+        let count = dir.join("runs");
+        let script = format!("echo run >> '{}'; {body}", count.display());
+        (script, count)
+    }
+
+    fn runs(count: &std::path::Path) -> usize {
+        fs::read_to_string(count).map_or(0, |t| t.lines().count())
+    }
+
+    fn held_server(key: &VaultKey) -> Server {
+        let mut server = Server::new(AgentMode::Background, false);
+        let copy = VaultKey::from_secret_text(key.export_secret().expose_secret()).unwrap();
+        server.hold(
+            copy,
+            "v",
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+        );
+        server
+    }
+
+    fn in_an_hour() -> String {
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600))
+            .to_string()
+    }
+
+    #[test]
+    fn requests_for_a_source_being_minted_share_its_one_mint_and_then_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(
+            dir.path(),
+            &format!(
+                r#"sleep 0.3; echo '{{"Username":"AWS","Secret":"tok-1","ExpiresAt":"{}"}}'"#,
+                in_an_hour()
+            ),
+        );
+        let request = source_request(&key, &script, |_| {});
+        let mut server = held_server(&key);
+        let conns: Vec<UnixStream> = (0..5).map(|_| send(&mut server, request())).collect();
+        for conn in &conns {
+            let answer = answer_on(&mut server, conn);
+            assert_eq!(answer["minted"]["secret"], "tok-1", "{answer}");
+            assert_eq!(answer["minted"]["username"], "AWS", "{answer}");
+        }
+        assert_eq!(runs(&count), 1);
+        // From the cache now: answered at once (`handle` parks nothing), nothing run.
+        let frame = serde_json::to_vec(&RequestFrame {
+            v: PROTOCOL_VERSION,
+            request: request(),
+        })
+        .unwrap();
+        let answer =
+            serde_json::to_value(server.handle(&frame, &Policy::Owner, Peer::default())).unwrap();
+        assert_eq!(answer["minted"]["secret"], "tok-1", "{answer}");
+        assert_eq!(runs(&count), 1);
+        let st = ask(&mut server, Request::Status);
+        let tokens = &st["status"]["tokens"];
+        assert_eq!(tokens[0]["server"], "reg.example", "{st}");
+        assert!(
+            !st.to_string().contains("tok-1"),
+            "status never shows a token"
+        );
+        // Locked: the token is gone, and nothing is served.
+        ask(&mut server, Request::Lock { public_key: None });
+        assert!(server.tokens.status().is_empty());
+        let conn = send(&mut server, request());
+        let answer = answer_on(&mut server, &conn);
+        assert_eq!(answer, serde_json::json!({"error": "not_unlocked"}));
+        assert_eq!(runs(&count), 1);
+    }
+
+    #[test]
+    fn an_altered_source_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(dir.path(), "echo '{}'");
+        let other = format!("{script}; touch '{}'", dir.path().join("x").display());
+        let argv = ["/bin/sh", "-c", &other].map(str::to_owned);
+        let request = source_request(&key, &script, |def| {
+            def.params
+                .insert("command".into(), crate::sources::exec::command_param(&argv));
+        });
+        let mut server = held_server(&key);
+        let conn = send(&mut server, request());
+        let answer = answer_on(&mut server, &conn);
+        assert_eq!(answer, serde_json::json!({"error": "source_tampered"}));
+        assert_eq!(runs(&count), 0);
+        assert!(!count.exists());
+    }
+
+    #[test]
+    fn a_failed_mint_answers_every_waiter_and_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(dir.path(), "sleep 0.2; echo nope >&2; exit 3");
+        let request = source_request(&key, &script, |_| {});
+        let mut server = held_server(&key);
+        let conns: Vec<UnixStream> = (0..2).map(|_| send(&mut server, request())).collect();
+        for conn in &conns {
+            let answer = answer_on(&mut server, conn);
+            let failed = &answer["error"]["mint_failed"];
+            assert_eq!(failed["kind"], "exec", "{answer}");
+            assert_eq!(failed["registry"], "reg.example", "{answer}");
+            assert_eq!(failed["endpoint"], "/bin/sh", "{answer}");
+        }
+        assert_eq!(runs(&count), 1);
+        let conn = send(&mut server, request());
+        let answer = answer_on(&mut server, &conn);
+        assert!(answer["error"]["mint_failed"].is_object(), "{answer}");
+        assert_eq!(
+            runs(&count),
+            2,
+            "a failure is not cached: the next request mints"
+        );
+    }
+
+    #[test]
+    fn a_waiting_request_whose_client_hangs_up_is_dropped_and_the_mint_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = VaultKey::generate();
+        let (script, count) = counting_script(
+            dir.path(),
+            &format!(
+                r#"sleep 2; echo '{{"Username":"u","Secret":"tok","ExpiresAt":"{}"}}'"#,
+                in_an_hour()
+            ),
+        );
+        let request = source_request(&key, &script, |_| {});
+        let mut server = held_server(&key);
+        let gone = send(&mut server, request());
+        let stays = send(&mut server, request());
+        assert_eq!(server.tokens.waiting(), 2);
+        drop(gone);
+        server.finish_mints();
+        assert_eq!(server.tokens.waiting(), 1, "the hung-up request is dropped");
+        let answer = answer_on(&mut server, &stays);
+        assert_eq!(answer["minted"]["secret"], "tok", "{answer}");
+        assert_eq!(runs(&count), 1);
     }
 }

@@ -372,7 +372,7 @@ mod tests {
                 public_key: format!("age1{i}"), label: format!("/v/{i}\n\u{1b}"),
                 idle_secs: idle, idle_left_secs: idle / 2, timeout_left_secs: left,
             }).collect();
-            let resp = Response::Status { vaults: vaults.clone(), non_dumpable: true, memory_locked: false, pid: 7, mode: AgentMode::Foreground, credential: None };
+            let resp = Response::Status { vaults: vaults.clone(), non_dumpable: true, memory_locked: false, pid: 7, mode: AgentMode::Foreground, credential: None, tokens: Vec::new() };
             write_frame(&mut buf, &resp).unwrap();
             let back: Response = serde_json::from_slice(&read_frame(&mut &buf[..]).unwrap()).unwrap();
             match back {

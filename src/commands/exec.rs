@@ -159,11 +159,14 @@ fn serve_command(
             PollFd::new(&chld, PollFlags::IN),
         ];
         fds.extend(forwards.iter().map(|(_, p)| PollFd::new(p, PollFlags::IN)));
+        // A source's mint ending, or a request waiting for one hanging up.
+        fds.extend(server.mint_poll_fds());
         match poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(Error::AgentStart(format!("poll: {e}"))),
         }
         drop(fds);
+        server.finish_mints();
         drain(&chld);
         for (sig, pipe) in &forwards {
             if drain(pipe)

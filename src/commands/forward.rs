@@ -194,6 +194,9 @@ fn open(settings: &Settings, name: &str, g: &Grant, tie_to_me: bool) -> Result<F
         vault: vault_file,
         public_key: vault.public().to_string(),
         tie_to_me,
+        // Decided here, in the owner's environment (the agent has none): whether
+        // the forward may mint from this vault's sources.
+        sources_trusted: settings.trust().allows(&vault.public().to_string()),
     })
 }
 

@@ -4,7 +4,10 @@ use std::io::Write;
 
 use clap::Args;
 
-use crate::agent::client::Agent;
+use std::time::Duration;
+
+use crate::agent::client::{Agent, AgentStatus};
+use crate::agent::proto::TokenStatus;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::exit::Exit;
@@ -58,6 +61,11 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let path = settings.location.resolve()?;
     let vault = path.read_existing()?;
     let report = find(&o, settings, &vault)?;
+    let agent = if o.quiet {
+        None
+    } else {
+        Agent::for_requests(settings).status_all().ok().flatten()
+    };
     let code = if report.unlocked() {
         Exit::Ok
     } else {
@@ -69,11 +77,13 @@ pub fn run(o: Opts, settings: &Settings) -> Result<Exit, Error> {
     let mut out = std::io::stdout().lock();
     let io_err = |e| Error::io("write", "stdout", e);
     if o.json {
-        let v = json(&o, &path, &vault, &report);
+        let mut v = json(&o, &path, &vault, &report);
+        v["sources"] = sources_json(&vault, agent.as_ref());
         writeln!(out, "{v}").map_err(io_err)?;
         return Ok(code);
     }
-    let text = text(&o, settings, &path, &vault, &report);
+    let mut text = text(&o, settings, &path, &vault, &report, agent.as_ref());
+    text.push_str(&sources_text(&vault, agent.as_ref()));
     let clean: String = text.lines().map(|l| messages::sanitize(l) + "\n").collect();
     out.write_all(clean.as_bytes()).map_err(io_err)?;
     Ok(code)
@@ -209,7 +219,14 @@ fn expiry_note(settings: &Settings, vault: &Vault) -> String {
 }
 
 /// `status` for people (not yet sanitized).
-fn text(o: &Opts, settings: &Settings, path: &VaultPath, vault: &Vault, r: &Report) -> String {
+fn text(
+    o: &Opts,
+    settings: &Settings,
+    path: &VaultPath,
+    vault: &Vault,
+    r: &Report,
+    agent: Option<&AgentStatus>,
+) -> String {
     let mut text = format!(
         "vault:      {}\nformat:     {}\npublic key: {}\nentries:    {}{}\nslots:      {}\n",
         path.vault.display(),
@@ -246,8 +263,81 @@ fn text(o: &Opts, settings: &Settings, path: &VaultPath, vault: &Vault, r: &Repo
         }
     });
     // Every vault the agent holds, this one or not (a cheap local request).
-    if let Ok(Some(all)) = Agent::for_requests(settings).status_all() {
-        text.push_str(&crate::agent::client::held_lines(&all));
+    if let Some(all) = agent {
+        text.push_str(&crate::agent::client::held_lines(all));
+    }
+    text
+}
+
+/// The vault's sources, by server, with the agent's token of each (if it has one).
+fn sources_of<'a>(
+    vault: &'a Vault,
+    agent: Option<&'a AgentStatus>,
+) -> Vec<(&'a str, &'a str, Option<&'a TokenStatus>)> {
+    let public = vault.public().to_string();
+    vault
+        .entries()
+        .iter()
+        .filter_map(|(server, e)| {
+            let def = e.meta.source.as_ref()?;
+            let token = agent.and_then(|a| {
+                a.tokens
+                    .iter()
+                    .find(|t| t.public_key == public && &t.server == server)
+            });
+            Some((server.as_str(), def.kind.as_str(), token))
+        })
+        .collect()
+}
+
+/// `status --json`'s `sources`: each source's kind and the agent's token times
+/// (Unix seconds; `token` is null when no agent caches one). Never a secret.
+fn sources_json(vault: &Vault, agent: Option<&AgentStatus>) -> serde_json::Value {
+    sources_of(vault, agent)
+        .into_iter()
+        .map(|(server, kind, token)| {
+            let token = token.map(|t| {
+                serde_json::json!({
+                    "minted_at": t.minted_at, "expires_at": t.expires_at,
+                    "refresh_at": t.refresh_at, "stale_at": t.stale_at,
+                })
+            });
+            serde_json::json!({"server": server, "kind": kind, "token": token})
+        })
+        .collect()
+}
+
+/// `status`'s lines for the vault's sources (none when it has none, so the output
+/// of a vault without sources is as it was).
+fn sources_text(vault: &Vault, agent: Option<&AgentStatus>) -> String {
+    let sources = sources_of(vault, agent);
+    if sources.is_empty() {
+        return String::new();
+    }
+    let now = crate::vault::meta::unix_now();
+    let ago = |t: u64| humantime::format_duration(Duration::from_secs(now.saturating_sub(t)));
+    let ahead = |t: u64| humantime::format_duration(Duration::from_secs(t.saturating_sub(now)));
+    let mut text = String::from(
+        "sources:
+",
+    );
+    for (server, kind, token) in sources {
+        let state = match token {
+            None => messages::SOURCE_NOT_CACHED.to_owned(),
+            Some(t) => {
+                let refresh = if t.refresh_at > now {
+                    format!("next refresh in {}", ahead(t.refresh_at))
+                } else {
+                    "refreshed at its next get".to_owned()
+                };
+                format!(
+                    "minted by the agent {} ago, expires in {}, {refresh}",
+                    ago(t.minted_at),
+                    ahead(t.expires_at)
+                )
+            }
+        };
+        text.push_str(&format!("  {server} ({kind}): {state}\n"));
     }
     text
 }

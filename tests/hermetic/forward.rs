@@ -59,7 +59,8 @@ impl Env {
         let mut input = child.stdin.take().unwrap();
         let _ = input.write_all(stdin.as_bytes());
         drop(input);
-        common::output_within(child, Duration::from_secs(30))
+        // Above the 40 s a `get` in a container waits for the agent (a source's mint).
+        common::output_within(child, Duration::from_secs(60))
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
@@ -897,7 +898,7 @@ fn a_forward_that_does_not_answer_is_reported_as_such_never_as_gone() {
     assert_eq!(
         stdout(&out),
         format!(
-            "lockbox forward: the host's lockbox agent did not answer within 5 s at {} (it is busy or stopped); try again, and if it persists, check the agent on the host ('lockbox status')\n",
+            "lockbox forward: the host's lockbox agent did not answer within 40 s at {} (it is busy or stopped); try again, and if it persists, check the agent on the host ('lockbox status')\n",
             socket.display()
         )
     );

@@ -19,6 +19,7 @@ mod fuzz_seeds;
 mod hostile;
 mod ship;
 mod snapshots;
+mod sources_agent;
 mod sources_cli;
 mod sources_get;
 mod vault_parse;

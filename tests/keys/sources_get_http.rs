@@ -4,7 +4,8 @@
 //! username; a second `get` is served from the sealed `<vault>.tokens` cache (the
 //! server asked once); neither the source's secret nor the token is anywhere in the
 //! clear afterwards; a refused credential is one line naming the endpoint, never
-//! "credentials not found".
+//! "credentials not found". And once through an unlocked agent, which mints and
+//! caches in its own memory.
 use crate::common::manage::{Env, Identity, Run};
 use crate::common::sources::add_source;
 use crate::common::token_servers::{Moto, TokenServer, rsa_key_pair, service_account_json};
@@ -198,4 +199,47 @@ fn a_hanging_token_endpoint_fails_the_get_within_the_mint_deadline() {
         run.stdout.contains(&format!("no answer within {secs} s")),
         "{run}"
     );
+}
+
+/// The agent mints a network source: `get` with no key of its own, through an agent
+/// unlocked with the owner's identity (its environment is empty: no proxy, no HOME),
+/// against the loopback OAuth2 server — two `get`s, one token asked for, no cache
+/// file written (the agent's cache is memory), no secret in the clear.
+#[test]
+fn an_unlocked_agent_mints_an_oauth2_source_once_for_two_gets() {
+    let refresh = "rt-agent-e2e-0123456789abcdef";
+    let Some(server) = TokenServer::start(
+        "oauth2",
+        &[("refresh_token", refresh.as_bytes())],
+        &["--client-id", "docker", "--expires-in", "3600"],
+    ) else {
+        return;
+    };
+    let (env, owner) = Env::with_vault();
+    let reg = "registry.example.com";
+    let url = format!("{}/token", server.url());
+    let params = pairs(&[("token-url", &url), ("client-id", "docker")]);
+    let username = "oauth2accesstoken";
+    add_source(&env, &owner, reg, username, "oauth2", &params, refresh);
+    // Whatever happens below, the agent is stopped.
+    struct LockAll<'a>(&'a Env);
+    impl Drop for LockAll<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.lockbox(&["lock", "--all"]);
+        }
+    }
+    let _stop = LockAll(&env);
+    let file = owner.file.to_str().unwrap();
+    env.lockbox(&["unlock", "--identity-file", file]).ok();
+    let first = env.lockbox_with(&["get"], &[], reg.as_bytes());
+    first.ok();
+    let tokens = server.count().tokens;
+    assert_eq!(tokens.len(), 1, "{first}");
+    assert_eq!(first.stdout, answer(reg, username, &tokens[0]));
+    let second = env.lockbox_with(&["get"], &[], reg.as_bytes());
+    assert_eq!(second.stdout, first.stdout, "{second}");
+    assert_eq!(server.count().tokens.len(), 1, "the agent minted again");
+    let cache = env.vault_path().with_file_name("vault.json.tokens");
+    assert!(!cache.exists(), "the agent writes no cache file");
+    env.assert_no_secret(&[(username, refresh), (username, &tokens[0])]);
 }

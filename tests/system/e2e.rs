@@ -134,7 +134,11 @@ fn docker_daemon_end_to_end() {
         eprintln!("e2e: {key:?} pass done in {:.1?}", t.elapsed());
     }
     let t = Instant::now();
-    super::sources_e2e::exec_source_pushes_and_pulls_twice(&daemon, &registry, USER, PASSWORD);
+    for agent in [false, true] {
+        super::sources_e2e::exec_source_pushes_and_pulls_twice(
+            &daemon, &registry, USER, PASSWORD, agent,
+        );
+    }
     eprintln!("e2e: sources phase done in {:.1?}", t.elapsed());
     if reboot {
         let t = Instant::now();

@@ -2,7 +2,8 @@
 //! `e2e::docker_daemon_end_to_end`, on its daemon and htpasswd registry): the vault
 //! holds no registry password, only a source; `docker push` and two `docker pull`s
 //! get a minted credential through the helper, and the source minted once (the second
-//! and third `get` came from the token cache).
+//! and third `get` came from the token cache) — once without an agent (the cache file
+//! beside the vault) and once through an unlocked agent (its token cache in memory).
 use std::fs;
 
 use crate::common;
@@ -14,11 +15,14 @@ const IMAGE_FILE: (&str, &[u8]) = ("minted.txt", b"pulled with a minted credenti
 
 /// The `exec` source: a script that answers the registry's user and password, valid
 /// for an hour, counting its runs. The vault has no entry for the registry but this.
+/// `agent`: the helper has no key of its own, an agent unlocked with the identity
+/// mints and caches (no cache file is written); else the helper has the identity.
 pub fn exec_source_pushes_and_pulls_twice(
     daemon: &Dockerd,
     registry: &Registry,
     user: &str,
     password: &str,
+    agent: bool,
 ) {
     let env = ClientEnv::new();
     env.trace_helper();
@@ -39,8 +43,26 @@ printf '{{"Username":"{user}","Secret":"{password}","ExpiresAt":"%s"}}' "$exp""#
         &exec_params(&program, &[]),
         "",
     );
+    // Whatever happens below, the agent this phase starts is stopped.
+    struct LockAll<'a>(&'a ClientEnv);
+    impl Drop for LockAll<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.lockbox(&["lock", "--all"], false, Input::Closed);
+        }
+    }
+    let _stop = agent.then(|| LockAll(&env));
+    if agent {
+        let identity = env.world().keys_dir().join("age-identity.txt");
+        let identity = identity.to_str().expect("utf-8 path");
+        let out = env.lockbox(
+            &["unlock", "--identity-file", identity],
+            false,
+            Input::Closed,
+        );
+        assert!(out.ok(), "unlock: {}", out.describe());
+    }
     let docker = |args: &[&str]| {
-        let mut c = env.command("docker", true);
+        let mut c = env.command("docker", !agent);
         c.env("DOCKER_HOST", daemon.host()).args(args);
         clients::run(c, Input::Closed)
     };
@@ -76,6 +98,17 @@ printf '{{"Username":"{user}","Secret":"{password}","ExpiresAt":"%s"}}' "$exp""#
         gets >= 3,
         "the push and both pulls asked the helper: {calls:?}"
     );
+    let cache_file = env.vault().with_file_name("vault.json.tokens");
+    if agent {
+        // The agent's cache answered: its status shows the token, no file has it.
+        let out = env.lockbox(&["status", "--json"], false, Input::Closed);
+        let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("status --json");
+        assert!(
+            status["sources"][0]["token"]["expires_at"].is_u64(),
+            "{status}"
+        );
+        assert!(!cache_file.exists(), "the agent writes no cache file");
+    }
     // The registry password is nowhere in the world but the script that prints it.
     let files: Vec<_> = env
         .world()
