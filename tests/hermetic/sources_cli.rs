@@ -825,7 +825,7 @@ impl Drop for Unlocked<'_> {
 }
 
 #[test]
-fn with_the_agent_holding_the_key_add_list_and_doctor_need_no_key_flag() {
+fn with_the_agent_holding_the_key_add_list_doctor_and_get_need_no_key_flag() {
     let (env, owner) = Env::with_vault();
     let file = owner.file.to_str().unwrap().to_owned();
     let agent = Unlocked(&env);
@@ -850,9 +850,10 @@ fn with_the_agent_holding_the_key_add_list_and_doctor_need_no_key_flag() {
         doctor_findings(&env, None, "source"),
         pairs(&[("ok", "r.example: exec source verified")])
     );
-    // (`get` through the agent mints once the agent's token cache is in: its own
-    // suite, branch agent-cache.)
-    assert!(!marker.exists());
+    let r = env.lockbox_with(&["get"], &[], b"r.example");
+    r.ok();
+    assert!(r.stdout.contains("\"Secret\":\"agent-minted\""), "{r}");
+    assert!(marker.exists());
     drop(agent);
     // Locked again: listed, not verified.
     assert_eq!(standings(&env, None), pairs(&[("r.example", "locked")]));
