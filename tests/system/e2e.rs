@@ -139,6 +139,7 @@ fn docker_daemon_end_to_end() {
             &daemon, &registry, USER, PASSWORD, agent,
         );
     }
+    super::sources_e2e::oauth2_source_through_the_agent(&daemon, &registry, USER, PASSWORD);
     eprintln!("e2e: sources phase done in {:.1?}", t.elapsed());
     if reboot {
         let t = Instant::now();
