@@ -4,7 +4,7 @@
 //! target `source_answers` (`fuzz/README.md`), which reads hostile answers with them.
 use std::time::{Duration, SystemTime};
 
-use age::secrecy::SecretString;
+use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::types::Params;
@@ -54,6 +54,21 @@ pub fn check_url_param(params: &Params, name: &str) -> Result<(), String> {
         }
         None => Ok(()),
     }
+}
+
+/// Checks a one-line secret at `source add`: 1 to `max` printable ASCII characters
+/// without spaces; else the kind's refusal naming `name` and the expected `form`.
+pub fn check_one_line_secret(
+    secret: &SecretString,
+    max: usize,
+    name: &str,
+    form: &str,
+) -> Result<(), String> {
+    let s = secret.expose_secret();
+    if s.is_empty() || s.len() > max || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(crate::messages::source_secret_bad(name, form));
+    }
+    Ok(())
 }
 
 /// A value of letters, digits and `extra` only, 1 to `max` bytes.

@@ -79,14 +79,12 @@ pub fn check(params: &Params) -> Result<(), String> {
 /// Checks the secret access key at `source add`: 1 to 256 printable ASCII characters
 /// without spaces.
 pub fn check_secret(secret: &SecretString) -> Result<(), String> {
-    let s = secret.expose_secret();
-    if s.is_empty() || s.len() > MAX_SECRET_KEY || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(messages::source_secret_bad(
-            messages::SECRET_NAME_AWS,
-            messages::SECRET_AWS,
-        ));
-    }
-    Ok(())
+    answer::check_one_line_secret(
+        secret,
+        MAX_SECRET_KEY,
+        messages::SECRET_NAME_AWS,
+        messages::SECRET_AWS,
+    )
 }
 
 /// Mints the ECR password for `registry`.

@@ -56,14 +56,12 @@ pub fn check(params: &Params) -> Result<(), String> {
 
 /// Checks the client secret at `source add`: one line of printable ASCII.
 pub fn check_secret(secret: &SecretString) -> Result<(), String> {
-    let s = secret.expose_secret();
-    if s.is_empty() || s.len() > MAX_SECRET || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(messages::source_secret_bad(
-            messages::SECRET_NAME_AZURE,
-            messages::SECRET_ONE_LINE,
-        ));
-    }
-    Ok(())
+    answer::check_one_line_secret(
+        secret,
+        MAX_SECRET,
+        messages::SECRET_NAME_AZURE,
+        messages::SECRET_ONE_LINE,
+    )
 }
 
 /// Mints an ACR refresh token for `registry` (a host such as `myreg.azurecr.io`).

@@ -48,14 +48,12 @@ pub fn check(params: &Params) -> Result<(), String> {
 
 /// Checks the refresh token at `source add`: one line of printable ASCII.
 pub fn check_secret(secret: &SecretString) -> Result<(), String> {
-    let s = secret.expose_secret();
-    if s.is_empty() || s.len() > MAX_REFRESH_TOKEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(messages::source_secret_bad(
-            messages::SECRET_NAME_OAUTH2,
-            messages::SECRET_REFRESH_TOKEN,
-        ));
-    }
-    Ok(())
+    answer::check_one_line_secret(
+        secret,
+        MAX_REFRESH_TOKEN,
+        messages::SECRET_NAME_OAUTH2,
+        messages::SECRET_REFRESH_TOKEN,
+    )
 }
 
 /// Mints an access token for `registry`; a rotated refresh token in the answer is
