@@ -1018,11 +1018,6 @@ pub fn unknown_source_kind(kind: &str, kinds: &[&str]) -> String {
     )
 }
 
-/// A parameter a source kind does not take.
-pub fn unknown_source_param(kind: &str, name: &str) -> String {
-    format!("the {kind} source takes no parameter {}", sanitize(name))
-}
-
 /// An `exec` source without its command.
 pub const SOURCE_EXEC_NO_COMMAND: &str =
     "an exec source needs its command: lockbox source add exec --registry R -- COMMAND [ARGS…]";

@@ -63,7 +63,11 @@ pub fn check(params: &Params) -> Result<(), String> {
         .keys()
         .find(|k| !matches!(k.as_str(), "command" | "username"))
     {
-        return Err(crate::messages::unknown_source_param("exec", other));
+        return Err(crate::messages::source_param_unknown(
+            other,
+            &["command"],
+            &["username"],
+        ));
     }
     command_of(params).map(|_| ())
 }

@@ -1017,6 +1017,9 @@ impl<'de> Sink<'de> for Decoded {
 pub struct View<'a> {
     vault: Vault,
     entries: Vec<RawEntry<'a>>,
+    /// Whether any entry is a source, noted while parsing: a static `get` pays no
+    /// scan for sources.
+    sources: bool,
 }
 
 /// One entry of a [`View`]: the file's text, its secret still base64.
@@ -1097,6 +1100,8 @@ impl RawEntry<'_> {
 struct Kept<'a> {
     entries: Vec<RawEntry<'a>>,
     sorted: bool,
+    /// Whether an entry is a source ([`View::lookup`] then looks for it first).
+    sources: bool,
 }
 
 impl<'de> Sink<'de> for Kept<'de> {
@@ -1114,6 +1119,7 @@ impl<'de> Sink<'de> for Kept<'de> {
                 std::cmp::Ordering::Greater => self.sorted = false,
             }
         }
+        self.sources |= meta.source.is_some();
         self.entries.push(RawEntry {
             server,
             username,
@@ -1131,6 +1137,7 @@ impl<'a> View<'a> {
         let sink = Kept {
             entries: Vec::new(),
             sorted: true,
+            sources: false,
         };
         let raw = parse::file(bytes, sink, path)?;
         let vault =
@@ -1138,6 +1145,7 @@ impl<'a> View<'a> {
         let Kept {
             mut entries,
             sorted,
+            sources,
         } = raw.entries;
         if !sorted {
             // A file written by hand: sort, and only then can duplicates be seen.
@@ -1146,7 +1154,11 @@ impl<'a> View<'a> {
                 return Err(Error::corrupt(path, DUPLICATE_ENTRY));
             }
         }
-        Ok(View { vault, entries })
+        Ok(View {
+            vault,
+            entries,
+            sources,
+        })
     }
 
     /// The vault's public key and slots: what a key source needs to open it. Its
@@ -1169,7 +1181,7 @@ impl<'a> View<'a> {
                 .binary_search_by(|e| e.server.as_ref().cmp(key))
                 .ok()
         };
-        if self.entries.iter().any(|e| e.meta.source.is_some()) {
+        if self.sources {
             // A source answers for every spelling of its registry: an entry planted
             // under another spelling must not answer in its place.
             let sources = self.entries.iter().filter(|e| e.meta.source.is_some());
